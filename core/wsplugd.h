@@ -1,0 +1,529 @@
+/*
+ * wsplugd's private header: every core type and prototype, grouped by the
+ * file that defines them.  Function prefixes match file names.
+ */
+#ifndef WSPLUGD_H
+#define WSPLUGD_H
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/queue.h>
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <wsplugd/plugin.h>
+
+struct evbuffer;
+struct event;
+struct event_base;
+struct evconnlistener;
+
+#define WSP_PRINTFLIKE(f, a) __attribute__((format(printf, f, a)))
+
+#ifndef TAILQ_FOREACH_SAFE /* glibc's <sys/queue.h> lacks it */
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)                        \
+	for ((var) = TAILQ_FIRST((head));                                 \
+	    (var) && ((tvar) = TAILQ_NEXT((var), field), 1); (var) = (tvar))
+#endif
+
+/* errors.c: a list of "FILE:LINE: message" strings */
+
+struct wsp_errors {
+	char **msg;
+	size_t n;
+};
+
+/* file may be NULL (then no prefix), line 0 (then FILE: only). */
+void errors_add(struct wsp_errors *e, const char *file, int line,
+    const char *fmt, ...) WSP_PRINTFLIKE(4, 5);
+void errors_vadd(struct wsp_errors *e, const char *file, int line,
+    const char *fmt, va_list ap) WSP_PRINTFLIKE(4, 0);
+void errors_clear(struct wsp_errors *e);
+
+/* utf8.c: incremental UTF-8 validation (RFC 3629: no overlongs, no
+ * surrogates, nothing above U+10FFFF) */
+
+#define UTF8_ACCEPT 0
+#define UTF8_REJECT 1
+
+/* Feed n bytes; returns the new state.  UTF8_REJECT is sticky.  A complete
+ * text ends in UTF8_ACCEPT; any other state means a truncated sequence. */
+uint32_t utf8_validate(uint32_t state, const uint8_t *p, size_t n);
+
+/* ws_codec.c: RFC 6455 framing, sans-IO: bytes in, events out */
+
+enum ws_opcode {
+	WS_OP_CONT = 0x0,
+	WS_OP_TEXT = 0x1,
+	WS_OP_BINARY = 0x2,
+	WS_OP_CLOSE = 0x8,
+	WS_OP_PING = 0x9,
+	WS_OP_PONG = 0xA,
+};
+
+#define WS_CLOSE_NO_STATUS 1005 /* never on the wire */
+#define WS_CLOSE_ABNORMAL 1006  /* never on the wire */
+#define WS_MAX_HEADER 14
+#define WS_MAX_CONTROL 125
+
+enum ws_ev_kind {
+	WS_EV_NONE,    /* everything given was consumed; feed more */
+	WS_EV_DATA,    /* a chunk of a text or binary message */
+	WS_EV_CONTROL, /* a complete close, ping or pong frame */
+	WS_EV_ERROR,   /* fail the connection with close_code */
+};
+
+struct ws_event {
+	enum ws_ev_kind kind;
+	uint8_t opcode; /* DATA: WS_OP_TEXT or WS_OP_BINARY of the message;
+	                   CONTROL: WS_OP_CLOSE, WS_OP_PING or WS_OP_PONG */
+	int fin;        /* DATA: this chunk ends the message */
+	uint8_t *data;  /* DATA: unmasked, in place, inside the caller's
+	                   buffer; CONTROL: inside the decoder, valid until
+	                   the next call */
+	size_t len;
+	/* CONTROL close: the peer's code (WS_CLOSE_NO_STATUS when the body is
+	 * empty), reason = data + 2, reason_len = len - 2 (0 if len == 0).
+	 * ERROR: the code to close with. */
+	uint16_t close_code;
+	const char *reason; /* ERROR: static text for logs and the close frame */
+};
+
+struct ws_decoder {
+	uint64_t max_message; /* bytes; 0 = no limit */
+	/* private state */
+	uint8_t hdr[WS_MAX_HEADER];
+	uint8_t hlen;
+	uint8_t opcode; /* opcode of the frame being read */
+	uint8_t fin;
+	uint8_t in_payload;
+	uint8_t mask[4];
+	uint8_t mpos;
+	uint8_t msg_opcode; /* TEXT/BINARY while a message is open, else 0 */
+	uint8_t failed;
+	uint64_t remaining; /* payload bytes of this frame still to come */
+	uint64_t msg_len;   /* bytes of the open message so far */
+	uint32_t utf8;
+	uint8_t ctl_len;
+	uint8_t ctl[WS_MAX_CONTROL];
+};
+
+void ws_decoder_init(struct ws_decoder *d, uint64_t max_message);
+/* Consume bytes from in (which is unmasked in place) and stop at the first
+ * event; returns the count consumed.  Call again with the rest.  After an
+ * ERROR every call returns the same ERROR. */
+size_t ws_decode(struct ws_decoder *d, uint8_t *in, size_t len,
+    struct ws_event *ev);
+/* Write a frame header; mask NULL for server frames. Returns its length. */
+size_t ws_frame_header(uint8_t out[WS_MAX_HEADER], int fin, uint8_t opcode,
+    uint64_t len, const uint8_t *mask);
+/* XOR p with mask starting at mask offset off (0..3). */
+void ws_mask(uint8_t *p, size_t n, const uint8_t mask[4], size_t off);
+/* Body of a close frame: code then reason, truncated to fit 125 bytes
+ * without splitting a UTF-8 sequence.  Returns its length. */
+size_t ws_close_payload(uint8_t out[WS_MAX_CONTROL], uint16_t code,
+    const char *reason, size_t reason_len);
+/* May this code appear in a received close frame (RFC 6455 7.4)? */
+int ws_close_code_valid(unsigned code);
+
+/* http_upgrade.c: the opening handshake, strict and bounded */
+
+struct http_str {
+	const char *p; /* points into the parsed buffer; not NUL-terminated */
+	size_t n;
+};
+
+#define HTTP_MAX_PROTOCOL_HEADERS 8
+
+struct http_request {
+	struct http_str method;
+	struct http_str target; /* as sent */
+	struct http_str path;   /* target up to '?' */
+	struct http_str host;
+	struct http_str key;     /* Sec-WebSocket-Key */
+	struct http_str version; /* Sec-WebSocket-Version */
+	struct http_str origin;
+	struct http_str user_agent;
+	struct http_str protocols[HTTP_MAX_PROTOCOL_HEADERS];
+	size_t nprotocols;
+	int connection_upgrade; /* Connection lists the "upgrade" token */
+	int upgrade_websocket;  /* Upgrade lists the "websocket" token */
+};
+
+/* Length of the request head up to and including the blank line, or 0
+ * when buf does not hold a complete head yet. */
+size_t http_head_length(const char *buf, size_t len);
+/* Parse a complete head.  Returns 0, or 400 with *why_r set. */
+int http_request_parse(const char *buf, size_t len, struct http_request *req,
+    const char **why_r);
+/* Decide whether a parsed request may upgrade on path: 0 yes, else the
+ * status (404, 405, 400, 426) with *why_r set. */
+int http_upgrade_check(const struct http_request *req, const char *path,
+    const char **why_r);
+/* Sec-WebSocket-Accept for key: 28 base64 characters and a NUL. */
+void http_accept_key(const struct http_str *key, char out[29]);
+/* Append a 101 response; protocol may be NULL. */
+void http_response_101(struct evbuffer *out, const char accept[29],
+    const char *protocol);
+/* Append an error response with a short text body; adds
+ * Sec-WebSocket-Version: 13 to a 426. */
+void http_response_error(struct evbuffer *out, int status, const char *why);
+const char *http_status_text(int status);
+
+/* config.c: the INI file, validated whole */
+
+enum log_format { LOG_FORMAT_LOGFMT, LOG_FORMAT_JSON };
+enum log_target { LOG_TARGET_STDERR, LOG_TARGET_SYSLOG, LOG_TARGET_FILE };
+
+struct wsp_listen_addr {
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	char *text; /* as written, for logs */
+	int line;
+};
+
+struct wsp_kv {
+	char *key;
+	char *value;
+	int line;
+	int used; /* set by the plugin getters */
+};
+
+struct wsp_section {
+	char *file;
+	char *name; /* NAME of [plugin:NAME] */
+	int line;   /* the section header */
+	char *path; /* resolved .so path */
+	int enabled;
+	struct wsp_kv *kv; /* the plugin's own keys */
+	size_t nkv;
+	struct wsp_errors *errors; /* where getters report; set by plugin.c */
+};
+
+struct wsp_config {
+	char *file;
+	/* [server] */
+	struct wsp_listen_addr *listen;
+	size_t nlisten;
+	char *path;
+	char **origins;
+	size_t norigins;
+	char **subprotocols;
+	size_t nsubprotocols;
+	uint64_t max_connections;
+	uint64_t max_connections_per_ip; /* 0 = no limit */
+	uint64_t max_message_size;       /* bytes */
+	uint64_t max_header_size;        /* bytes of request head */
+	uint64_t max_output_buffer;      /* bytes queued per connection */
+	uint64_t handshake_timeout;      /* ms */
+	uint64_t shutdown_timeout;       /* ms */
+	uint64_t slow_callback;          /* ms */
+	/* [keepalive] */
+	uint64_t ping_interval;  /* ms; 0 = never ping */
+	uint64_t sweep_interval; /* ms */
+	uint64_t idle_timeout;   /* ms; 0 = never reap */
+	/* [log] */
+	int log_level; /* enum wsp_log_level */
+	enum log_format log_format;
+	enum log_target log_target;
+	char *log_file; /* for LOG_TARGET_FILE */
+	/* [plugins] */
+	char *plugin_dir;
+	/* [plugin:NAME], in file order */
+	struct wsp_section *plugins;
+	size_t nplugins;
+};
+
+/* Parse and validate file.  Returns NULL and fills errs on any error. */
+struct wsp_config *config_load(const char *file, const char *default_plugin_dir,
+    struct wsp_errors *errs);
+void config_free(struct wsp_config *cfg);
+
+/* Value syntax shared with the plugin getters; 0 or -1. */
+int config_parse_duration(const char *s, uint64_t *ms_r);
+int config_parse_size(const char *s, uint64_t *bytes_r);
+int config_parse_bool(const char *s, int *value_r);
+int config_parse_uint(const char *s, uint64_t max, uint64_t *value_r);
+int config_parse_listen(const char *s, struct wsp_listen_addr *addr_r);
+
+/* log.c: one line per event, logfmt or JSON; the only global besides the
+ * plugin generation, because every file logs */
+
+int log_init(int level, enum log_format format, enum log_target target,
+    const char *file, const char *ident);
+int log_reopen(void); /* SIGUSR1: reopen the log file */
+void log_fini(void);
+int log_enabled(int level);
+/* Build a line: log_begin returns NULL when level is filtered out, and
+ * every other call accepts NULL, so call sites need no test. */
+struct log_line *log_begin(int level, const char *event);
+void log_str(struct log_line *l, const char *key, const char *val);
+void log_strn(struct log_line *l, const char *key, const char *val, size_t n);
+void log_int(struct log_line *l, const char *key, long long val);
+void log_uint(struct log_line *l, const char *key, unsigned long long val);
+void log_end(struct log_line *l);
+/* A line with event and a formatted msg= field. */
+void log_msg(int level, const char *event, const char *fmt, ...)
+    WSP_PRINTFLIKE(3, 4);
+const char *log_level_name(int level);
+
+/* clock.c: cached clocks */
+
+uint64_t clock_mono_ms(void); /* monotonic, for deadlines */
+int64_t clock_wall_ms(void);  /* Unix time, for timestamps */
+
+/* keepalive.c: FIFO deadline queues (all entries of a queue share one
+ * interval, so appending keeps them sorted: O(1) per connection and one
+ * timer per queue) and the idle sweep */
+
+struct wsp_conn;
+struct wsp_server;
+
+struct deadline_queue {
+	TAILQ_HEAD(, wsp_conn) head;
+	uint64_t interval; /* ms */
+	struct event *timer;
+	void (*expire)(struct wsp_conn *);
+	const char *name;
+};
+
+int dq_init(struct deadline_queue *q, struct event_base *base,
+    const char *name, uint64_t interval, void (*expire)(struct wsp_conn *));
+void dq_fini(struct deadline_queue *q);
+/* Move c to the tail of q (deadline now + interval); NULL q = none. */
+void dq_push(struct deadline_queue *q, struct wsp_conn *c);
+void dq_remove(struct wsp_conn *c);
+int keepalive_start(struct wsp_server *srv);
+void keepalive_stop(struct wsp_server *srv);
+
+/* registry.c: established connections, ids and per-IP counts */
+
+struct ip_count;
+
+struct registry {
+	TAILQ_HEAD(, wsp_conn) conns;
+	size_t count;
+	struct ip_count *by_ip; /* uthash */
+	uint8_t rnd[4096];      /* getrandom() in bulk, 16 bytes per id */
+	size_t rnd_used;
+};
+
+void registry_init(struct registry *r);
+void registry_fini(struct registry *r);
+void registry_new_id(struct registry *r, char out[33]);
+void registry_add(struct registry *r, struct wsp_conn *c);
+void registry_remove(struct registry *r, struct wsp_conn *c);
+size_t registry_ip_count(struct registry *r, const char *ip);
+int registry_ip_ref(struct registry *r, const char *ip);
+void registry_ip_unref(struct registry *r, const char *ip);
+
+/* conn.c: one connection's state machine */
+
+enum conn_state {
+	CONN_HANDSHAKE, /* reading the request head */
+	CONN_OPEN,      /* WebSocket established */
+	CONN_CLOSING,   /* our close frame sent, waiting for the peer's */
+	CONN_LINGER,    /* flushing output, then SHUT_WR and drain to EOF */
+};
+
+struct wsp_conn {
+	struct wsp_server *srv;
+	int fd;
+	enum conn_state state;
+	unsigned opened : 1;       /* plugins saw open (and will see close) */
+	unsigned in_read : 1;      /* inside its read handler: flush later */
+	unsigned want_write : 1;   /* EV_WRITE is registered */
+	unsigned flush_pending : 1;
+	unsigned msg_open : 1;     /* a fragmented message is being built */
+	unsigned ip_counted : 1;
+	unsigned registered : 1;
+	unsigned doomed : 1;       /* slow consumer: end it in its handler */
+	unsigned shut_wr : 1;      /* lingering: our FIN is sent */
+	uint8_t msg_opcode;
+	uint16_t close_code;       /* for the close log line */
+	struct event *ev;
+	struct evbuffer *out;
+	struct ws_decoder dec;
+	uint8_t *msg; /* the message being reassembled, only while open */
+	size_t msg_len, msg_cap;
+	char *head; /* the request head, only during the handshake */
+	size_t head_len;
+	TAILQ_ENTRY(wsp_conn) link; /* registry, or the server's pending list */
+	TAILQ_ENTRY(wsp_conn) dq_link;
+	struct deadline_queue *dq;
+	uint64_t deadline;
+	uint64_t last_activity; /* monotonic ms */
+	uint64_t opened_mono;
+	uint64_t ping_sent;      /* monotonic ms of the unanswered ping, 0 none */
+	unsigned pings_missed;
+	/* registry metadata */
+	char id[33];
+	char ip[46];
+	uint16_t port;
+	char *user_agent, *origin, *path, *subprotocol;
+	int64_t connected_at_ms;
+	int64_t last_activity_ms;
+	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
+	json_t *attrs; /* { plugin: { key: value } }, created on first use */
+	char close_reason[124];
+};
+
+int conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
+    socklen_t salen);
+int conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len);
+int conn_send_text(struct wsp_conn *c, const char *data, size_t len);
+int conn_close(struct wsp_conn *c, uint16_t code, const char *reason);
+void conn_refuse(struct wsp_conn *c, int status, const char *reason,
+    const char *why);
+void conn_end(struct wsp_conn *c, uint16_t code, const char *reason);
+void conn_ping(struct wsp_conn *c);
+void conn_free(struct wsp_conn *c);
+void conn_expire_handshake(struct wsp_conn *c);
+void conn_expire_ping(struct wsp_conn *c);
+void conn_expire_linger(struct wsp_conn *c);
+void conn_reap(struct wsp_conn *c, uint64_t idle_ms);
+void conn_info(const struct wsp_conn *c, struct wsp_conn_info *info);
+
+/* listen.c: accepting sockets */
+
+struct listener {
+	TAILQ_ENTRY(listener) entry;
+	struct evconnlistener *lev;
+	struct wsp_server *srv;
+	char addr[64]; /* bound address, with the kernel's port */
+};
+TAILQ_HEAD(listener_list, listener);
+
+int listen_open(struct wsp_server *srv, const struct wsp_listen_addr *a,
+    struct listener_list *out, struct wsp_errors *errs);
+void listen_close_all(struct listener_list *l);
+void listen_pause(struct wsp_server *srv, int pause);
+
+/* dispatch.c: routing a complete message to its plugin */
+
+/* Borrowed: data is valid only for the call; it may be modified. */
+void dispatch_message(struct wsp_server *srv, struct wsp_conn *c,
+    uint8_t opcode, uint8_t *data, size_t len);
+void dispatch_error(struct wsp_conn *c, const char *code, json_t *id,
+    const char *fmt, ...) WSP_PRINTFLIKE(4, 5);
+
+/* plugin.c: loading a generation of plugins */
+
+struct plugin_type; /* uthash: type -> plugin */
+
+struct wsp_plugin_ctx {
+	TAILQ_ENTRY(wsp_plugin_ctx) entry;
+	struct plugin_set *set;
+	struct wsp_server *srv;
+	char *name; /* the section's NAME */
+	char *path;
+	void *dl;
+	const struct wsp_plugin *desc;
+	void *state;
+	int loading; /* claim() is only valid during load */
+	struct wsp_section *sec;
+	struct wsp_errors *errs; /* during load: where claims report */
+	TAILQ_HEAD(, wsp_timer) timers;
+};
+
+struct wsp_timer {
+	TAILQ_ENTRY(wsp_timer) entry;
+	struct wsp_plugin_ctx *ctx;
+	struct event *ev;
+	void (*fn)(void *);
+	void *arg;
+	unsigned repeat : 1;
+	unsigned firing : 1;
+	unsigned cancelled : 1;
+};
+
+/* A claim made during load; plugin.c checks it against the set. */
+int plugin_claim(struct wsp_plugin_ctx *ctx, const char *type);
+
+struct plugin_set {
+	TAILQ_HEAD(plugin_list, wsp_plugin_ctx) plugins; /* load order */
+	struct plugin_type *types;
+	struct wsp_plugin_ctx *catch_all;
+	size_t ntypes;
+	unsigned generation;
+};
+
+/* Load every enabled plugin of cfg; NULL and errs filled on failure. */
+struct plugin_set *plugin_set_load(struct wsp_server *srv,
+    struct wsp_config *cfg, struct wsp_errors *errs);
+void plugin_set_free(struct plugin_set *set);
+struct wsp_plugin_ctx *plugin_set_lookup(struct plugin_set *set,
+    const char *type);
+void plugin_call_open(struct plugin_set *set, struct wsp_conn *c);
+void plugin_call_close(struct plugin_set *set, struct wsp_conn *c,
+    uint16_t code);
+void plugin_call_message(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
+    const struct wsp_message *m);
+
+/* host.c: the function table plugins call */
+
+extern const struct wsp_host wsp_host_table;
+int host_send_json(struct wsp_conn *c, const json_t *msg);
+void host_timers_cancel(struct wsp_plugin_ctx *ctx);
+
+/* metrics.c: counters for the operator */
+
+#define METRICS_CODES 32
+#define METRICS_REASONS 11
+
+struct metrics {
+	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
+	uint64_t pings, reaps;
+	uint64_t refused[METRICS_REASONS]; /* by metrics_refuse_reasons[] */
+	struct {
+		uint16_t code;
+		uint64_t n;
+	} closed[METRICS_CODES]; /* by close code; the last slot: others */
+};
+
+extern const char *const metrics_refuse_reasons[METRICS_REASONS];
+
+void metrics_refused(struct wsp_server *srv, const char *reason);
+void metrics_closed(struct wsp_server *srv, uint16_t code);
+void metrics_message_in(struct wsp_server *srv, size_t bytes);
+void metrics_message_out(struct wsp_server *srv, size_t bytes);
+void metrics_ping(struct wsp_server *srv);
+void metrics_reaped(struct wsp_server *srv);
+
+/* server.c: the server */
+
+struct wsp_server {
+	struct event_base *base;
+	struct wsp_config *cfg;
+	struct listener_list listeners;
+	struct registry reg;
+	TAILQ_HEAD(, wsp_conn) pending; /* handshaking and lingering */
+	size_t npending;
+	struct plugin_set *plugins;
+	struct deadline_queue dq_handshake, dq_ping, dq_linger;
+	struct event *sweep;
+	struct event *accept_retry;
+	struct event *sig_term, *sig_int, *sig_hup, *sig_usr1;
+	struct event *shutdown_timer;
+	uint8_t *rbuf; /* one read buffer for every connection */
+	size_t rbuf_size;
+	char *jbuf; /* where outgoing JSON is serialized, reused */
+	size_t jbuf_size;
+	int draining;
+	uint64_t started_mono;
+	/* totals for logs and the shutdown summary */
+	uint64_t total_opened, total_closed, total_refused, total_reaped;
+	struct metrics metrics;
+};
+
+/* server.c */
+int server_init(struct wsp_server *srv, struct wsp_config *cfg,
+    struct wsp_errors *errs);
+int server_signals(struct wsp_server *srv);
+void server_free(struct wsp_server *srv);
+void server_maybe_done(struct wsp_server *srv);
+void server_log_summary(struct wsp_server *srv);
+
+#endif /* WSPLUGD_H */

@@ -1,0 +1,197 @@
+/*
+ * wsplugd plugin ABI.
+ *
+ * This is the only header a plugin includes.  A plugin is a shared object
+ * that exports exactly one symbol, `wsplugd_plugin`, a descriptor whose first
+ * field is the ABI number it was built against.  The daemon refuses a plugin
+ * whose number differs from its own, so an old build fails a check instead
+ * of crashing.
+ *
+ * A plugin never links against daemon symbols: everything it may ask of the
+ * daemon is in the host table handed to its load callback.  Connections are
+ * opaque.  Message payloads and connection metadata are borrowed: valid until
+ * the callback that received them returns.
+ *
+ * All callbacks run on the daemon's event loop thread.  A callback must not
+ * block; one that runs longer than the configured threshold is logged as
+ * slow with the plugin's name.
+ */
+#ifndef WSPLUGD_PLUGIN_H
+#define WSPLUGD_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped on any incompatible change to this file. */
+#define WSPLUGD_PLUGIN_ABI 1
+
+/* The descriptor's symbol name. */
+#define WSPLUGD_PLUGIN_SYMBOL "wsplugd_plugin"
+
+#if defined(__GNUC__)
+#define WSP_EXPORT __attribute__((visibility("default")))
+#define WSP_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define WSP_EXPORT
+#define WSP_PRINTF(f, a)
+#endif
+
+struct wsp_conn;    /* a WebSocket connection, owned by the daemon */
+struct wsp_plugin_ctx; /* this plugin's handle in the daemon */
+struct wsp_section; /* this plugin's [plugin:NAME] config section */
+struct wsp_timer;   /* a host-owned timer */
+
+enum wsp_log_level {
+	WSP_LOG_DEBUG = 0,
+	WSP_LOG_INFO = 1,
+	WSP_LOG_WARN = 2,
+	WSP_LOG_ERROR = 3,
+};
+
+/* RFC 6455 section 7.4.1 close codes a plugin is likely to use. */
+enum wsp_close_code {
+	WSP_CLOSE_NORMAL = 1000,
+	WSP_CLOSE_GOING_AWAY = 1001,
+	WSP_CLOSE_PROTOCOL_ERROR = 1002,
+	WSP_CLOSE_UNSUPPORTED = 1003,
+	WSP_CLOSE_INVALID_DATA = 1007,
+	WSP_CLOSE_POLICY = 1008,
+	WSP_CLOSE_TOO_BIG = 1009,
+	WSP_CLOSE_INTERNAL_ERROR = 1011,
+};
+
+/* One message as delivered to a plugin; everything in it is borrowed. */
+struct wsp_message {
+	const char *type; /* the "type" string; NULL for raw deliveries */
+	json_t *json;     /* the parsed object; NULL for raw deliveries */
+	const void *data; /* the payload as received */
+	size_t len;
+	int binary; /* 1 for a binary message (raw deliveries only) */
+};
+
+/* A snapshot of a connection's registry entry; strings are borrowed. */
+struct wsp_conn_info {
+	const char *id;          /* 32 hex digits: 128 random bits */
+	const char *ip;          /* client address, numeric */
+	uint16_t port;           /* client port */
+	const char *user_agent;  /* "" when the client sent none */
+	const char *origin;      /* "" when the client sent none */
+	const char *path;        /* request target as received */
+	const char *subprotocol; /* "" when none was negotiated */
+	int64_t connected_at_ms; /* Unix time in milliseconds */
+	int64_t last_activity_ms;
+	uint64_t msgs_in, msgs_out;
+	uint64_t bytes_in, bytes_out;
+};
+
+/*
+ * The host table.  `abi` and `size` let a plugin check what it was given.
+ * Functions that return int return 0 on success and -1 on failure.
+ */
+struct wsp_host {
+	uint32_t abi;
+	size_t size;
+
+	/* Claim a message type for this plugin; only valid during load.
+	 * "*" claims every message no other plugin claims, text or binary,
+	 * delivered raw without JSON parsing.  Claiming a type another plugin
+	 * holds is a configuration error. */
+	int (*claim)(struct wsp_plugin_ctx *ctx, const char *type);
+
+	/* Output.  Data is copied; the caller keeps ownership. */
+	int (*send_text)(struct wsp_conn *c, const char *data, size_t len);
+	int (*send_binary)(struct wsp_conn *c, const void *data, size_t len);
+	int (*send_json)(struct wsp_conn *c, const json_t *msg);
+	/* Start the close handshake; code is a valid RFC 6455 code, the
+	 * reason at most 123 bytes of UTF-8 (longer ones are truncated). */
+	int (*close)(struct wsp_conn *c, uint16_t code, const char *reason);
+
+	/* Metadata and iteration. */
+	void (*conn_info)(const struct wsp_conn *c, struct wsp_conn_info *info_r);
+	const char *(*conn_id)(const struct wsp_conn *c);
+	/* Calls fn for every open connection until fn returns non-zero;
+	 * returns that value, or 0.  fn must not close connections other
+	 * than the one it is given. */
+	int (*foreach_conn)(struct wsp_plugin_ctx *ctx,
+	    int (*fn)(struct wsp_conn *c, void *arg), void *arg);
+	size_t (*conn_count)(struct wsp_plugin_ctx *ctx);
+
+	/* Per-connection attributes, namespaced per plugin.  The daemon
+	 * stores a deep copy of value (NULL deletes); attr_get returns a
+	 * borrowed reference or NULL.  Attributes outlive a plugin reload. */
+	int (*attr_set)(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
+	    const char *key, const json_t *value);
+	json_t *(*attr_get)(struct wsp_plugin_ctx *ctx, const struct wsp_conn *c,
+	    const char *key);
+
+	/* Host-owned timers: cancelled by the daemon when the plugin is
+	 * unloaded, so a stale callback never runs. */
+	struct wsp_timer *(*timer_add)(struct wsp_plugin_ctx *ctx,
+	    uint64_t after_ms, int repeat, void (*fn)(void *arg), void *arg);
+	void (*timer_cancel)(struct wsp_timer *t);
+
+	/* Wall-clock time in Unix milliseconds, cached per loop iteration. */
+	int64_t (*now_ms)(struct wsp_plugin_ctx *ctx);
+
+	/* One log line with the plugin's name; c may be NULL. */
+	void (*log)(struct wsp_plugin_ctx *ctx, enum wsp_log_level level,
+	    const struct wsp_conn *c, const char *fmt, ...) WSP_PRINTF(4, 5);
+
+	/* Typed getters for this plugin's section.  A missing key yields
+	 * def.  A bad value is reported as FILE:LINE and returns -1; load
+	 * should then fail.  Keys the plugin never asks for are reported as
+	 * unknown after load returns. */
+	int (*cfg_string)(struct wsp_section *sec, const char *key,
+	    const char *def, const char **value_r);
+	int (*cfg_bool)(struct wsp_section *sec, const char *key, int def,
+	    int *value_r);
+	int (*cfg_uint)(struct wsp_section *sec, const char *key, uint64_t def,
+	    uint64_t max, uint64_t *value_r);
+	int (*cfg_duration_ms)(struct wsp_section *sec, const char *key,
+	    uint64_t def, uint64_t *value_r);
+	int (*cfg_size)(struct wsp_section *sec, const char *key, uint64_t def,
+	    uint64_t *value_r);
+	/* Report a plugin-specific problem with key's FILE:LINE. */
+	void (*cfg_error)(struct wsp_section *sec, const char *key,
+	    const char *fmt, ...) WSP_PRINTF(3, 4);
+};
+
+/*
+ * The descriptor a plugin exports as `wsplugd_plugin`.  Every callback but
+ * message is optional.  `state` is whatever load stored in *state_r.
+ */
+struct wsp_plugin {
+	uint32_t abi; /* WSPLUGD_PLUGIN_ABI: always first */
+	const char *name;
+	const char *version;
+	/* Types always handled, NULL-terminated; load may claim more. */
+	const char *const *types;
+
+	/* Validate the section, claim types, build state.  Return 0, or -1
+	 * after reporting through cfg_error or the getters. */
+	int (*load)(struct wsp_plugin_ctx *ctx, const struct wsp_host *host,
+	    struct wsp_section *sec, void **state_r);
+	void (*unload)(void *state);
+
+	/* A new connection finished its handshake. */
+	void (*open)(void *state, struct wsp_conn *c);
+	/* The plugin was loaded while c was already open. */
+	void (*adopt)(void *state, struct wsp_conn *c);
+	/* A message of a claimed type. */
+	void (*message)(void *state, struct wsp_conn *c,
+	    const struct wsp_message *msg);
+	/* c is going away; code is the close code (1006 when none). */
+	void (*close)(void *state, struct wsp_conn *c, uint16_t code);
+};
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WSPLUGD_PLUGIN_H */
