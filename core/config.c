@@ -1,0 +1,1437 @@
+/*
+ * config.c: the INI configuration, read and validated whole.
+ *
+ * inih splits lines into section headers and key = value pairs; the meaning
+ * of every section, key and value is ours.  We feed inih through our own
+ * line reader rather than letting it read the file, for three reasons: the
+ * reader knows which line inih is working on, so every message can say
+ * FILE:LINE; it sees each section header, so an empty [plugin:ping] still
+ * registers (inih only ever reports keys) and an unknown section is
+ * reported even when it holds nothing; and it hands inih only lines that fit
+ * inih's buffer, because inih truncates a longer line and passes the stump
+ * to the handler as if it were the value.
+ *
+ * Every problem is collected, not just the first, so an operator fixes the
+ * file in one pass; config_load() then returns NULL and the caller prints
+ * the list (`wsplugd -t`, or the log of a failed reload).
+ *
+ * inih's knobs are process globals in Debian's build (ini_allow_multiline
+ * and friends).  We set them before every parse: only this file uses inih,
+ * and the daemon parses on its one thread.
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <ini.h>
+
+#include "wsplugd.h"
+
+#ifndef nitems
+#define nitems(a) (sizeof(a) / sizeof((a)[0]))
+#endif
+
+/*
+ * Longest line accepted, line ending excluded: a generous origins list fits
+ * many times over.  inih's heap buffer grows on demand up to this plus CR,
+ * LF and NUL, so it never has to truncate a line we gave it.
+ */
+#define CONFIG_MAX_LINE (1024 * 1024)
+#define CONFIG_MAX_PATH 256
+#define CONFIG_MAX_PLUGIN_NAME 64
+#define CONFIG_SHOW_MAX 64 /* bytes of a bad value quoted in a message */
+#define CONFIG_SHOW_SIZE (CONFIG_SHOW_MAX + 4)
+
+#define KIB 1024ULL
+#define MIB (1024 * KIB)
+#define GIB (1024 * MIB)
+#define MS_SEC 1000ULL
+#define MS_MIN (60 * MS_SEC)
+#define MS_HOUR (60 * MS_MIN)
+#define MS_DAY (24 * MS_HOUR)
+
+#define DEFAULT_LISTEN "127.0.0.1:8080"
+#define DEFAULT_PATH "/ws"
+
+#define EXPECT_DURATION "a number with a unit: 500ms, 25s, 2m, 1h, 1d"
+#define EXPECT_SIZE "a number with a unit: 512B, 64KiB, 1MiB, 1GiB"
+#define EXPECT_BOOL "yes or no, true or false, on or off, 1 or 0"
+
+enum cfg_sec {
+	SEC_NONE, /* before the first header */
+	SEC_SERVER,
+	SEC_KEEPALIVE,
+	SEC_LOG,
+	SEC_PLUGINS,
+	SEC_PLUGIN, /* [plugin:NAME]; which one is cfg_parse.plugin */
+	SEC_SKIP,   /* a header already reported as bad: ignore its keys */
+};
+
+static const char *const cfg_sec_names[] = {
+	[SEC_SERVER] = "server",
+	[SEC_KEEPALIVE] = "keepalive",
+	[SEC_LOG] = "log",
+	[SEC_PLUGINS] = "plugins",
+};
+
+enum cfg_type {
+	T_LISTEN,
+	T_PATH,
+	T_ORIGINS,
+	T_PROTOCOLS,
+	T_UINT,
+	T_SIZE,
+	T_DURATION,
+	T_LEVEL,
+	T_FORMAT,
+	T_TARGET,
+	T_DIR,
+};
+
+/* How a bad value of each type is named, and what was expected instead. */
+static const struct {
+	const char *noun;
+	const char *expect;
+} cfg_types[] = {
+	[T_LISTEN] = { "address", "a numeric address and a port, e.g. "
+	    "127.0.0.1:8080 or [::1]:8080" },
+	[T_PATH] = { "path", "a path starting with '/', at most 256 bytes of "
+	    "printable ASCII without spaces, '?' or '#', e.g. /ws" },
+	[T_ORIGINS] = { "origin", "scheme://host[:port] with scheme http or "
+	    "https, or null" },
+	[T_PROTOCOLS] = { "subprotocol", "a token of letters, digits and "
+	    "!#$%&'*+-.^_`|~" },
+	[T_UINT] = { "number", "an integer" },
+	[T_SIZE] = { "size", EXPECT_SIZE },
+	[T_DURATION] = { "duration", EXPECT_DURATION },
+	[T_LEVEL] = { "log level", "debug, info, warn or error" },
+	[T_FORMAT] = { "log format", "logfmt or json" },
+	[T_TARGET] = { "log target", "stderr, syslog or file:/absolute/path" },
+	[T_DIR] = { "directory", "an absolute path, or one relative to the "
+	    "configuration file" },
+};
+
+struct cfg_key {
+	enum cfg_sec sec;
+	const char *name;
+	enum cfg_type type;
+	size_t off; /* of the uint64_t in struct wsp_config (numbers) */
+	uint64_t min, max;
+	const char *range; /* min..max as an operator writes it */
+	int zero_ok;       /* 0 ("off") is allowed below min */
+};
+
+#define NUM(s, n, t, field, lo, hi, r, z)                                     \
+	{ .sec = (s), .name = (n), .type = (t),                               \
+	  .off = offsetof(struct wsp_config, field), .min = (lo),             \
+	  .max = (hi), .range = (r), .zero_ok = (z) }
+
+static const struct cfg_key cfg_keys[] = {
+	{ .sec = SEC_SERVER, .name = "listen", .type = T_LISTEN },
+	{ .sec = SEC_SERVER, .name = "path", .type = T_PATH },
+	{ .sec = SEC_SERVER, .name = "origins", .type = T_ORIGINS },
+	{ .sec = SEC_SERVER, .name = "subprotocols", .type = T_PROTOCOLS },
+	NUM(SEC_SERVER, "max_connections", T_UINT, max_connections,
+	    1, 1000000, "1..1000000", 0),
+	NUM(SEC_SERVER, "max_connections_per_ip", T_UINT,
+	    max_connections_per_ip, 0, 1000000, "0..1000000", 0),
+	NUM(SEC_SERVER, "max_message_size", T_SIZE, max_message_size,
+	    1, GIB, "1B..1GiB", 0),
+	NUM(SEC_SERVER, "max_header_size", T_SIZE, max_header_size,
+	    KIB, 64 * KIB, "1KiB..64KiB", 0),
+	NUM(SEC_SERVER, "max_output_buffer", T_SIZE, max_output_buffer,
+	    4 * KIB, 4 * GIB, "4KiB..4GiB", 0),
+	NUM(SEC_SERVER, "handshake_timeout", T_DURATION, handshake_timeout,
+	    100, MS_HOUR, "100ms..1h", 0),
+	NUM(SEC_SERVER, "shutdown_timeout", T_DURATION, shutdown_timeout,
+	    0, MS_HOUR, "0..1h", 0),
+	NUM(SEC_SERVER, "slow_callback", T_DURATION, slow_callback,
+	    1, MS_HOUR, "1ms..1h", 0),
+	NUM(SEC_KEEPALIVE, "ping_interval", T_DURATION, ping_interval,
+	    100, MS_DAY, "0, or 100ms..1d", 1),
+	NUM(SEC_KEEPALIVE, "sweep_interval", T_DURATION, sweep_interval,
+	    100, MS_DAY, "100ms..1d", 0),
+	NUM(SEC_KEEPALIVE, "idle_timeout", T_DURATION, idle_timeout,
+	    100, 7 * MS_DAY, "0, or 100ms..7d", 1),
+	{ .sec = SEC_LOG, .name = "level", .type = T_LEVEL },
+	{ .sec = SEC_LOG, .name = "format", .type = T_FORMAT },
+	{ .sec = SEC_LOG, .name = "target", .type = T_TARGET },
+	{ .sec = SEC_PLUGINS, .name = "dir", .type = T_DIR },
+};
+
+#define NKEYS nitems(cfg_keys)
+
+/* Where [plugin:NAME]'s own keys were first set, for duplicate reports. */
+struct cfg_plugin_lines {
+	int path;
+	int enabled;
+};
+
+struct cfg_parse {
+	struct wsp_config *cfg;
+	struct wsp_errors *errs;
+	const char *file;
+	char *confdir; /* directory of file: base of relative paths */
+	const char *default_plugin_dir;
+	int failed; /* errors_add() may drop a message; this may not */
+
+	/* the reader */
+	FILE *fp;
+	char *buf; /* the current line, whole */
+	size_t bufsz;
+	size_t len; /* bytes of buf that are the line */
+	size_t off; /* bytes of it already given to inih */
+	int lineno;
+	int eof;
+	int read_errno;
+	int kv_wanted; /* the current line is neither blank, comment nor
+	                  header, so inih must call the handler for it */
+	int kv_seen;
+	int *syntax; /* lines reported as syntax errors, ascending */
+	size_t nsyntax;
+
+	/* where keys go */
+	enum cfg_sec sec;
+	size_t plugin;
+	int seen[NKEYS]; /* line a key was set at, 0 if not yet */
+	int bad[NKEYS];  /* the value was rejected */
+	struct cfg_plugin_lines *plines; /* parallel to cfg->plugins */
+};
+
+static void cfg_error(struct cfg_parse *, int, const char *, ...)
+    WSP_PRINTFLIKE(3, 4);
+
+static void
+cfg_error(struct cfg_parse *p, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	p->failed = 1;
+	va_start(ap, fmt);
+	errors_vadd(p->errs, p->file, line, fmt, ap);
+	va_end(ap);
+}
+
+static void
+cfg_nomem(struct cfg_parse *p)
+{
+	cfg_error(p, p->lineno, "out of memory");
+}
+
+/*
+ * Copy s into buf (CONFIG_SHOW_SIZE bytes) for quoting in a message: cut
+ * long, control characters made visible as '?', so a bad value can neither
+ * flood nor mangle the terminal that shows the error.
+ */
+static const char *
+show(const char *s, char *buf)
+{
+	size_t i;
+
+	for (i = 0; s[i] != '\0' && i < CONFIG_SHOW_MAX; i++)
+		buf[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ?
+		    '?' : s[i];
+	if (s[i] != '\0') {
+		memcpy(buf + i, "...", 3);
+		i += 3;
+	}
+	buf[i] = '\0';
+	return buf;
+}
+
+static int
+is_digit(int c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static int
+is_space(int c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' ||
+	    c == '\f';
+}
+
+static int
+all_digits(const char *s)
+{
+	if (*s == '\0')
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!is_digit((unsigned char)*s))
+			return 0;
+	return 1;
+}
+
+/*
+ * Value syntax.  These never print: the plugin getters share them and
+ * report in their own words.
+ */
+
+int
+config_parse_uint(const char *s, uint64_t max, uint64_t *value_r)
+{
+	uint64_t n = 0;
+	unsigned d;
+
+	if (!all_digits(s))
+		return -1;
+	for (; *s != '\0'; s++) {
+		d = (unsigned)(*s - '0');
+		if (n > max / 10 || d > max - n * 10)
+			return -1;
+		n = n * 10 + d;
+	}
+	*value_r = n;
+	return 0;
+}
+
+struct unit {
+	const char *name;
+	uint64_t mult;
+};
+
+static const struct unit duration_units[] = {
+	{ "ms", 1 }, { "s", MS_SEC }, { "m", MS_MIN }, { "h", MS_HOUR },
+	{ "d", MS_DAY }, { NULL, 0 },
+};
+
+static const struct unit size_units[] = {
+	{ "B", 1 }, { "KiB", KIB }, { "MiB", MIB }, { "GiB", GIB },
+	{ NULL, 0 },
+};
+
+/*
+ * Digits then exactly one unit from units; a bare 0 too when zero_bare.
+ * *overflow_r tells a well-formed but too large value from junk, so the
+ * caller can say "out of range" instead of "invalid".
+ */
+static int
+parse_units(const char *s, const struct unit *units, int zero_bare,
+    uint64_t *value_r, int *overflow_r)
+{
+	const struct unit *u;
+	uint64_t n = 0;
+	unsigned d;
+	int over = 0;
+
+	*overflow_r = 0;
+	if (!is_digit((unsigned char)*s))
+		return -1;
+	for (; is_digit((unsigned char)*s); s++) {
+		d = (unsigned)(*s - '0');
+		if (n > (UINT64_MAX - d) / 10)
+			over = 1;
+		else
+			n = n * 10 + d;
+	}
+	if (*s == '\0') {
+		if (!zero_bare || over || n != 0)
+			return -1;
+		*value_r = 0;
+		return 0;
+	}
+	for (u = units; u->name != NULL; u++)
+		if (strcmp(s, u->name) == 0)
+			break;
+	if (u->name == NULL)
+		return -1;
+	if (over || n > UINT64_MAX / u->mult) {
+		*overflow_r = 1;
+		return -1;
+	}
+	*value_r = n * u->mult;
+	return 0;
+}
+
+int
+config_parse_duration(const char *s, uint64_t *ms_r)
+{
+	int overflow;
+
+	return parse_units(s, duration_units, 1, ms_r, &overflow);
+}
+
+int
+config_parse_size(const char *s, uint64_t *bytes_r)
+{
+	int overflow;
+
+	return parse_units(s, size_units, 0, bytes_r, &overflow);
+}
+
+int
+config_parse_bool(const char *s, int *value_r)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1" };
+	static const char *const no[] = { "no", "false", "off", "0" };
+	size_t i;
+
+	for (i = 0; i < nitems(yes); i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*value_r = 1;
+			return 0;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*value_r = 0;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* ADDRESS:PORT, the address numeric: 127.0.0.1:8080 or [::1]:8080. */
+int
+config_parse_listen(const char *s, struct wsp_listen_addr *addr_r)
+{
+	struct wsp_listen_addr a;
+	struct sockaddr_in *sin;
+	struct sockaddr_in6 *sin6;
+	char host[INET6_ADDRSTRLEN];
+	const char *h, *end, *port;
+	uint64_t pnum;
+	size_t hlen;
+	int af;
+
+	if (s[0] == '[') {
+		h = s + 1;
+		if ((end = strchr(h, ']')) == NULL || end[1] != ':')
+			return -1;
+		port = end + 2;
+		af = AF_INET6;
+	} else {
+		/* one colon only: a bare IPv6 address is ambiguous */
+		if ((end = strchr(s, ':')) == NULL || strchr(end + 1, ':'))
+			return -1;
+		h = s;
+		port = end + 1;
+		af = AF_INET;
+	}
+	hlen = (size_t)(end - h);
+	if (hlen == 0 || hlen >= sizeof(host))
+		return -1;
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	if (config_parse_uint(port, 65535, &pnum) == -1)
+		return -1;
+
+	memset(&a, 0, sizeof(a));
+	if (af == AF_INET) {
+		sin = (struct sockaddr_in *)&a.ss;
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			return -1;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)pnum);
+		a.sslen = sizeof(*sin);
+	} else {
+		sin6 = (struct sockaddr_in6 *)&a.ss;
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+			return -1;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)pnum);
+		a.sslen = sizeof(*sin6);
+	}
+	if ((a.text = strdup(s)) == NULL)
+		return -1;
+	*addr_r = a;
+	return 0;
+}
+
+/* 25000 -> "25s": the largest unit that divides evenly. */
+static const char *
+fmt_duration(uint64_t ms, char *buf, size_t sz)
+{
+	size_t i;
+
+	if (ms == 0) {
+		snprintf(buf, sz, "0");
+		return buf;
+	}
+	for (i = nitems(duration_units) - 1; i-- > 0;)
+		if (ms % duration_units[i].mult == 0)
+			break;
+	snprintf(buf, sz, "%llu%s",
+	    (unsigned long long)(ms / duration_units[i].mult),
+	    duration_units[i].name);
+	return buf;
+}
+
+/*
+ * Paths.  Relative ones are relative to the directory of the configuration
+ * file, so a build-tree config can point into the build tree.
+ */
+
+static char *
+path_join(const char *dir, const char *name)
+{
+	char *s;
+	size_t n = strlen(dir);
+
+	if (asprintf(&s, "%s%s%s", dir, n > 0 && dir[n - 1] == '/' ? "" : "/",
+	    name) == -1)
+		return NULL;
+	return s;
+}
+
+static char *
+path_resolve(struct cfg_parse *p, const char *path)
+{
+	if (path[0] == '/')
+		return strdup(path);
+	return path_join(p->confdir, path);
+}
+
+static char *
+path_dirname(const char *file)
+{
+	const char *slash;
+
+	if ((slash = strrchr(file, '/')) == NULL)
+		return strdup(".");
+	if (slash == file)
+		return strdup("/");
+	return strndup(file, (size_t)(slash - file));
+}
+
+/*
+ * Lists: entries separated by whitespace and/or commas.  Returns the next
+ * entry NUL-terminated in place, or NULL at the end.
+ */
+static char *
+list_next(char **sp)
+{
+	char *s = *sp, *e;
+
+	while (*s != '\0' && (is_space((unsigned char)*s) || *s == ','))
+		s++;
+	if (*s == '\0')
+		return NULL;
+	for (e = s; *e != '\0' && !is_space((unsigned char)*e) && *e != ',';
+	    e++)
+		;
+	if (*e != '\0')
+		*e++ = '\0';
+	*sp = e;
+	return s;
+}
+
+static int
+strv_add(char ***v, size_t *n, const char *s)
+{
+	char **nv, *d;
+
+	if ((d = strdup(s)) == NULL)
+		return -1;
+	if ((nv = reallocarray(*v, *n + 1, sizeof(**v))) == NULL) {
+		free(d);
+		return -1;
+	}
+	nv[(*n)++] = d;
+	*v = nv;
+	return 0;
+}
+
+static void
+strv_free(char **v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static int
+valid_url_path(const char *s)
+{
+	size_t n;
+
+	if (s[0] != '/')
+		return 0;
+	for (n = 0; s[n] != '\0'; n++)
+		if ((unsigned char)s[n] <= 0x20 || (unsigned char)s[n] >= 0x7f ||
+		    s[n] == '?' || s[n] == '#')
+			return 0;
+	return n <= CONFIG_MAX_PATH;
+}
+
+/* scheme://host[:port] as browsers serialize an Origin, or "null". */
+static int
+valid_origin(const char *s)
+{
+	char host[INET6_ADDRSTRLEN];
+	const char *h, *e;
+	uint64_t port;
+
+	if (strcmp(s, "null") == 0)
+		return 1;
+	if (strncasecmp(s, "http://", 7) == 0)
+		h = s + 7;
+	else if (strncasecmp(s, "https://", 8) == 0)
+		h = s + 8;
+	else
+		return 0;
+	if (*h == '[') {
+		if ((e = strchr(h, ']')) == NULL ||
+		    (size_t)(e - h - 1) >= sizeof(host))
+			return 0;
+		memcpy(host, h + 1, (size_t)(e - h - 1));
+		host[e - h - 1] = '\0';
+		if (inet_pton(AF_INET6, host, &(struct in6_addr){ 0 }) != 1)
+			return 0;
+		e++;
+	} else {
+		for (e = h; (*e >= 'a' && *e <= 'z') || (*e >= 'A' &&
+		    *e <= 'Z') || is_digit((unsigned char)*e) || *e == '-' ||
+		    *e == '.'; e++)
+			;
+		if (e == h)
+			return 0;
+	}
+	if (*e == '\0')
+		return 1;
+	if (*e != ':' || config_parse_uint(e + 1, 65535, &port) == -1 ||
+	    port == 0)
+		return 0;
+	return 1;
+}
+
+/* RFC 7230 token, the syntax of a Sec-WebSocket-Protocol value. */
+static int
+valid_token(const char *s)
+{
+	if (*s == '\0')
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		    is_digit((unsigned char)*s) ||
+		    strchr("!#$%&'*+-.^_`|~", *s) != NULL))
+			return 0;
+	return 1;
+}
+
+static int
+valid_plugin_name(const char *s)
+{
+	size_t n;
+
+	for (n = 0; s[n] != '\0'; n++)
+		if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= 'A' &&
+		    s[n] <= 'Z') || is_digit((unsigned char)s[n]) ||
+		    s[n] == '_' || s[n] == '-'))
+			return 0;
+	return n >= 1 && n <= CONFIG_MAX_PLUGIN_NAME;
+}
+
+/*
+ * Keys of the fixed sections.
+ */
+
+static void
+cfg_invalid(struct cfg_parse *p, const struct cfg_key *k, const char *value)
+{
+	char v[CONFIG_SHOW_SIZE];
+
+	if (k->type == T_UINT)
+		cfg_error(p, p->lineno, "[%s] %s: invalid number '%s' "
+		    "(expected an integer, %s)", cfg_sec_names[k->sec],
+		    k->name, show(value, v), k->range);
+	else
+		cfg_error(p, p->lineno, "[%s] %s: invalid %s '%s' "
+		    "(expected %s)", cfg_sec_names[k->sec], k->name,
+		    cfg_types[k->type].noun, show(value, v),
+		    cfg_types[k->type].expect);
+}
+
+static int
+cfg_set_number(struct cfg_parse *p, const struct cfg_key *k,
+    const char *value)
+{
+	char v[CONFIG_SHOW_SIZE];
+	uint64_t n;
+	int overflow = 0, rv;
+
+	if (k->type == T_UINT) {
+		rv = config_parse_uint(value, UINT64_MAX, &n);
+		overflow = rv == -1 && all_digits(value);
+	} else if (k->type == T_SIZE)
+		rv = parse_units(value, size_units, 0, &n, &overflow);
+	else
+		rv = parse_units(value, duration_units, 1, &n, &overflow);
+	if (rv == -1 && !overflow) {
+		cfg_invalid(p, k, value);
+		return -1;
+	}
+	if (overflow || !((n == 0 && k->zero_ok) ||
+	    (n >= k->min && n <= k->max))) {
+		cfg_error(p, p->lineno, "[%s] %s: %s is out of range (%s)",
+		    cfg_sec_names[k->sec], k->name, show(value, v), k->range);
+		return -1;
+	}
+	*(uint64_t *)(void *)((char *)p->cfg + k->off) = n;
+	return 0;
+}
+
+static in_port_t
+ss_port(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET6)
+		return ((const struct sockaddr_in6 *)ss)->sin6_port;
+	return ((const struct sockaddr_in *)ss)->sin_port;
+}
+
+static int
+cfg_set_listen(struct cfg_parse *p, const struct cfg_key *k,
+    const char *value)
+{
+	struct wsp_config *cfg = p->cfg;
+	struct wsp_listen_addr a, *na;
+	char *copy, *rest, *s, v[CONFIG_SHOW_SIZE];
+	size_t i;
+	int rv = 0;
+
+	if ((rest = copy = strdup(value)) == NULL) {
+		cfg_nomem(p);
+		return -1;
+	}
+	while ((s = list_next(&rest)) != NULL) {
+		if (config_parse_listen(s, &a) == -1) {
+			cfg_invalid(p, k, s);
+			rv = -1;
+			continue;
+		}
+		a.line = p->lineno;
+		/* port 0 twice is two kernel-picked ports, not a clash */
+		for (i = 0; i < cfg->nlisten; i++)
+			if (cfg->listen[i].sslen == a.sslen &&
+			    memcmp(&cfg->listen[i].ss, &a.ss, a.sslen) == 0 &&
+			    ss_port(&a.ss) != 0)
+				break;
+		if (i < cfg->nlisten) {
+			cfg_error(p, p->lineno, "[server] listen: %s is "
+			    "listed twice", show(s, v));
+			free(a.text);
+			rv = -1;
+			continue;
+		}
+		if ((na = reallocarray(cfg->listen, cfg->nlisten + 1,
+		    sizeof(*na))) == NULL) {
+			free(a.text);
+			cfg_nomem(p);
+			rv = -1;
+			break;
+		}
+		cfg->listen = na;
+		cfg->listen[cfg->nlisten++] = a;
+	}
+	if (rv == 0 && cfg->nlisten == 0) {
+		cfg_error(p, p->lineno, "[server] listen: empty value "
+		    "(expected %s)", cfg_types[T_LISTEN].expect);
+		rv = -1;
+	}
+	free(copy);
+	return rv;
+}
+
+/* origins and subprotocols: lists whose empty value means "none given". */
+static int
+cfg_set_strings(struct cfg_parse *p, const struct cfg_key *k,
+    const char *value, char ***v, size_t *n)
+{
+	char *copy, *rest, *s;
+	int rv = 0;
+
+	if ((rest = copy = strdup(value)) == NULL) {
+		cfg_nomem(p);
+		return -1;
+	}
+	while ((s = list_next(&rest)) != NULL) {
+		if (k->type == T_ORIGINS ? !valid_origin(s) : !valid_token(s)) {
+			cfg_invalid(p, k, s);
+			rv = -1;
+		} else if (strv_add(v, n, s) == -1) {
+			cfg_nomem(p);
+			rv = -1;
+			break;
+		}
+	}
+	free(copy);
+	return rv;
+}
+
+static int
+cfg_set_log(struct cfg_parse *p, const struct cfg_key *k, const char *value)
+{
+	static const char *const levels[] = {
+		[WSP_LOG_DEBUG] = "debug",
+		[WSP_LOG_INFO] = "info",
+		[WSP_LOG_WARN] = "warn",
+		[WSP_LOG_ERROR] = "error",
+	};
+	struct wsp_config *cfg = p->cfg;
+	size_t i;
+
+	switch (k->type) {
+	case T_LEVEL:
+		for (i = 0; i < nitems(levels); i++)
+			if (strcmp(value, levels[i]) == 0) {
+				cfg->log_level = (int)i;
+				return 0;
+			}
+		break;
+	case T_FORMAT:
+		if (strcmp(value, "logfmt") == 0) {
+			cfg->log_format = LOG_FORMAT_LOGFMT;
+			return 0;
+		}
+		if (strcmp(value, "json") == 0) {
+			cfg->log_format = LOG_FORMAT_JSON;
+			return 0;
+		}
+		break;
+	case T_TARGET:
+		if (strcmp(value, "stderr") == 0) {
+			cfg->log_target = LOG_TARGET_STDERR;
+			return 0;
+		}
+		if (strcmp(value, "syslog") == 0) {
+			cfg->log_target = LOG_TARGET_SYSLOG;
+			return 0;
+		}
+		if (strncmp(value, "file:/", 6) == 0 && value[6] != '\0') {
+			if ((cfg->log_file = strdup(value + 5)) == NULL) {
+				cfg_nomem(p);
+				return -1;
+			}
+			cfg->log_target = LOG_TARGET_FILE;
+			return 0;
+		}
+		break;
+	default:
+		break;
+	}
+	cfg_invalid(p, k, value);
+	return -1;
+}
+
+static int
+cfg_set(struct cfg_parse *p, const struct cfg_key *k, const char *value)
+{
+	struct wsp_config *cfg = p->cfg;
+
+	switch (k->type) {
+	case T_LISTEN:
+		return cfg_set_listen(p, k, value);
+	case T_PATH:
+		if (!valid_url_path(value)) {
+			cfg_invalid(p, k, value);
+			return -1;
+		}
+		if ((cfg->path = strdup(value)) == NULL) {
+			cfg_nomem(p);
+			return -1;
+		}
+		return 0;
+	case T_ORIGINS:
+		return cfg_set_strings(p, k, value, &cfg->origins,
+		    &cfg->norigins);
+	case T_PROTOCOLS:
+		return cfg_set_strings(p, k, value, &cfg->subprotocols,
+		    &cfg->nsubprotocols);
+	case T_UINT:
+	case T_SIZE:
+	case T_DURATION:
+		return cfg_set_number(p, k, value);
+	case T_LEVEL:
+	case T_FORMAT:
+	case T_TARGET:
+		return cfg_set_log(p, k, value);
+	case T_DIR:
+		if ((cfg->plugin_dir = path_resolve(p, value)) == NULL) {
+			cfg_nomem(p);
+			return -1;
+		}
+		return 0;
+	}
+	return -1;
+}
+
+static size_t
+cfg_key_find(enum cfg_sec sec, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < NKEYS; i++)
+		if (cfg_keys[i].sec == sec && strcmp(cfg_keys[i].name, name) == 0)
+			break;
+	return i;
+}
+
+static void
+cfg_fixed_key(struct cfg_parse *p, const char *name, const char *value)
+{
+	const struct cfg_key *k;
+	char n[CONFIG_SHOW_SIZE];
+	size_t i;
+
+	if ((i = cfg_key_find(p->sec, name)) == NKEYS) {
+		/* a key put in the wrong section is an easy slip: say where */
+		for (i = 0; i < NKEYS; i++)
+			if (strcmp(cfg_keys[i].name, name) == 0)
+				break;
+		if (i < NKEYS)
+			cfg_error(p, p->lineno, "unknown key '%s' in [%s] "
+			    "(it belongs in [%s])", name, cfg_sec_names[p->sec],
+			    cfg_sec_names[cfg_keys[i].sec]);
+		else
+			cfg_error(p, p->lineno, "unknown key '%s' in [%s]",
+			    show(name, n), cfg_sec_names[p->sec]);
+		return;
+	}
+	k = &cfg_keys[i];
+	if (p->seen[i] != 0) {
+		cfg_error(p, p->lineno, "duplicate key '%s' (first set at "
+		    "line %d)", name, p->seen[i]);
+		return;
+	}
+	p->seen[i] = p->lineno;
+	if (*value == '\0' && k->type != T_ORIGINS && k->type != T_PROTOCOLS) {
+		if (k->type == T_UINT)
+			cfg_error(p, p->lineno, "[%s] %s: empty value "
+			    "(expected an integer, %s)", cfg_sec_names[k->sec],
+			    k->name, k->range);
+		else
+			cfg_error(p, p->lineno, "[%s] %s: empty value "
+			    "(expected %s)", cfg_sec_names[k->sec], k->name,
+			    cfg_types[k->type].expect);
+		p->bad[i] = 1;
+		return;
+	}
+	if (cfg_set(p, k, value) == -1)
+		p->bad[i] = 1;
+}
+
+/*
+ * [plugin:NAME] sections.
+ */
+
+static void
+cfg_plugin_section(struct cfg_parse *p, const char *name)
+{
+	struct wsp_config *cfg = p->cfg;
+	struct wsp_section *sec, *ns;
+	struct cfg_plugin_lines *nl;
+	char n[CONFIG_SHOW_SIZE];
+	size_t i;
+
+	p->sec = SEC_SKIP;
+	if (!valid_plugin_name(name)) {
+		cfg_error(p, p->lineno, "invalid plugin name in [plugin:%s] "
+		    "(expected 1 to 64 letters, digits, '_' or '-')",
+		    show(name, n));
+		return;
+	}
+	for (i = 0; i < cfg->nplugins; i++)
+		if (strcmp(cfg->plugins[i].name, name) == 0) {
+			cfg_error(p, p->lineno, "duplicate section "
+			    "[plugin:%s] (first at line %d)", name,
+			    cfg->plugins[i].line);
+			return;
+		}
+	if ((nl = reallocarray(p->plines, cfg->nplugins + 1,
+	    sizeof(*nl))) == NULL) {
+		cfg_nomem(p);
+		return;
+	}
+	p->plines = nl;
+	if ((ns = reallocarray(cfg->plugins, cfg->nplugins + 1,
+	    sizeof(*ns))) == NULL) {
+		cfg_nomem(p);
+		return;
+	}
+	cfg->plugins = ns;
+	sec = &cfg->plugins[cfg->nplugins];
+	memset(sec, 0, sizeof(*sec));
+	sec->line = p->lineno;
+	sec->enabled = 1;
+	sec->file = strdup(p->file);
+	sec->name = strdup(name);
+	if (sec->file == NULL || sec->name == NULL) {
+		free(sec->file);
+		free(sec->name);
+		cfg_nomem(p);
+		return;
+	}
+	memset(&p->plines[cfg->nplugins], 0, sizeof(*p->plines));
+	p->plugin = cfg->nplugins++;
+	p->sec = SEC_PLUGIN;
+}
+
+static void
+cfg_plugin_key(struct cfg_parse *p, const char *name, const char *value)
+{
+	struct wsp_section *sec = &p->cfg->plugins[p->plugin];
+	struct cfg_plugin_lines *pl = &p->plines[p->plugin];
+	struct wsp_kv *nkv;
+	char v[CONFIG_SHOW_SIZE];
+	int *first = NULL;
+	size_t i;
+
+	if (strcmp(name, "path") == 0)
+		first = &pl->path;
+	else if (strcmp(name, "enabled") == 0)
+		first = &pl->enabled;
+	else {
+		for (i = 0; i < sec->nkv; i++)
+			if (strcmp(sec->kv[i].key, name) == 0) {
+				cfg_error(p, p->lineno, "duplicate key '%s' "
+				    "(first set at line %d)", show(name, v),
+				    sec->kv[i].line);
+				return;
+			}
+		/* the plugin validates its own keys; an empty value may
+		 * well mean something to it */
+		if ((nkv = reallocarray(sec->kv, sec->nkv + 1,
+		    sizeof(*nkv))) == NULL) {
+			cfg_nomem(p);
+			return;
+		}
+		sec->kv = nkv;
+		nkv = &sec->kv[sec->nkv];
+		nkv->key = strdup(name);
+		nkv->value = strdup(value);
+		nkv->line = p->lineno;
+		nkv->used = 0;
+		if (nkv->key == NULL || nkv->value == NULL) {
+			free(nkv->key);
+			free(nkv->value);
+			cfg_nomem(p);
+			return;
+		}
+		sec->nkv++;
+		return;
+	}
+
+	if (*first != 0) {
+		cfg_error(p, p->lineno, "duplicate key '%s' (first set at "
+		    "line %d)", name, *first);
+		return;
+	}
+	*first = p->lineno;
+	if (first == &pl->enabled) {
+		if (*value == '\0')
+			cfg_error(p, p->lineno, "[plugin:%s] enabled: empty "
+			    "value (expected " EXPECT_BOOL ")", sec->name);
+		else if (config_parse_bool(value, &sec->enabled) == -1)
+			cfg_error(p, p->lineno, "[plugin:%s] enabled: invalid "
+			    "boolean '%s' (expected " EXPECT_BOOL ")", sec->name,
+			    show(value, v));
+		return;
+	}
+	if (*value == '\0') {
+		cfg_error(p, p->lineno, "[plugin:%s] path: empty value "
+		    "(expected the plugin's .so, absolute or relative to the "
+		    "configuration file)", sec->name);
+		return;
+	}
+	if ((sec->path = path_resolve(p, value)) == NULL)
+		cfg_nomem(p);
+}
+
+/*
+ * The line reader and inih's handler.
+ */
+
+static void
+cfg_syntax(struct cfg_parse *p, int line)
+{
+	int *ns;
+
+	cfg_error(p, line, "syntax error (expected [section] or key = value)");
+	if ((ns = reallocarray(p->syntax, p->nsyntax + 1,
+	    sizeof(*ns))) != NULL) {
+		p->syntax = ns;
+		p->syntax[p->nsyntax++] = line;
+	}
+}
+
+/* A header: pick the section its keys go to, or SEC_SKIP. */
+static void
+cfg_section(struct cfg_parse *p, const char *name)
+{
+	char n[CONFIG_SHOW_SIZE];
+	size_t i;
+
+	if (strncmp(name, "plugin:", 7) == 0) {
+		cfg_plugin_section(p, name + 7);
+		return;
+	}
+	for (i = 0; i < nitems(cfg_sec_names); i++)
+		if (cfg_sec_names[i] != NULL &&
+		    strcmp(cfg_sec_names[i], name) == 0) {
+			/* a repeated header adds to the same section;
+			 * a key repeated across the two is a duplicate */
+			p->sec = (enum cfg_sec)i;
+			return;
+		}
+	cfg_error(p, p->lineno, "unknown section [%s]", show(name, n));
+	p->sec = SEC_SKIP;
+}
+
+/*
+ * Look at a line before inih does.  Headers are ours to interpret; for any
+ * other line that is not blank or a comment inih must call the handler, and
+ * when it does not, it rejected the line.
+ */
+static void
+cfg_scan_line(struct cfg_parse *p)
+{
+	char *s = p->buf + p->off, *close, *rest, *name;
+
+	while (is_space((unsigned char)*s))
+		s++;
+	if (*s == '\0' || *s == ';' || *s == '#')
+		return;
+	if (*s != '[') {
+		p->kv_wanted = 1;
+		p->kv_seen = 0;
+		return;
+	}
+	/* what follows a header may only be a comment */
+	close = strchr(s, ']');
+	rest = close != NULL ? close + 1 : NULL;
+	while (rest != NULL && is_space((unsigned char)*rest))
+		rest++;
+	if (rest == NULL || (*rest != '\0' && *rest != ';' && *rest != '#')) {
+		cfg_syntax(p, p->lineno);
+		p->sec = SEC_SKIP;
+		return;
+	}
+	if ((name = strndup(s + 1, (size_t)(close - s - 1))) == NULL) {
+		cfg_nomem(p);
+		p->sec = SEC_SKIP;
+		return;
+	}
+	cfg_section(p, name);
+	free(name);
+}
+
+static void
+cfg_end_line(struct cfg_parse *p)
+{
+	if (p->kv_wanted && !p->kv_seen)
+		cfg_syntax(p, p->lineno);
+	p->kv_wanted = 0;
+}
+
+/* Read the next line whole; 0, or -1 at the end of the file. */
+static int
+cfg_next_line(struct cfg_parse *p)
+{
+	ssize_t n;
+	size_t content;
+
+	cfg_end_line(p);
+	if (p->eof)
+		return -1;
+	errno = 0;
+	if ((n = getline(&p->buf, &p->bufsz, p->fp)) == -1) {
+		if (ferror(p->fp))
+			p->read_errno = errno != 0 ? errno : EIO;
+		p->eof = 1;
+		return -1;
+	}
+	p->lineno++;
+	p->len = (size_t)n;
+	p->off = 0;
+	/* a UTF-8 byte order mark, as some Windows editors write */
+	if (p->lineno == 1 && p->len >= 3 &&
+	    memcmp(p->buf, "\xef\xbb\xbf", 3) == 0)
+		p->off = 3;
+
+	content = p->len - p->off;
+	if (content > 0 && p->buf[p->len - 1] == '\n')
+		content--;
+	if (content > 0 && p->buf[p->off + content - 1] == '\r')
+		content--;
+	if (strlen(p->buf + p->off) != p->len - p->off) {
+		/* inih works on C strings and would see half the line */
+		cfg_error(p, p->lineno, "NUL byte in line");
+		strcpy(p->buf, "\n");
+		p->len = 1;
+		p->off = 0;
+	} else if (content > CONFIG_MAX_LINE) {
+		cfg_error(p, p->lineno, "line too long (%zu bytes; at most "
+		    "%d)", content, CONFIG_MAX_LINE);
+		strcpy(p->buf, "\n");
+		p->len = 1;
+		p->off = 0;
+	}
+	cfg_scan_line(p);
+	return 0;
+}
+
+/* inih's fgets: the current line, in as many pieces as inih asks for. */
+static char *
+cfg_reader(char *str, int num, void *arg)
+{
+	struct cfg_parse *p = arg;
+	size_t n;
+
+	if (num < 2)
+		return NULL;
+	if (p->off >= p->len && cfg_next_line(p) == -1)
+		return NULL;
+	n = p->len - p->off;
+	if (n > (size_t)num - 1)
+		n = (size_t)num - 1;
+	memcpy(str, p->buf + p->off, n);
+	str[n] = '\0';
+	p->off += n;
+	return str;
+}
+
+static int
+cfg_handler(void *arg, const char *section, const char *name,
+    const char *value)
+{
+	struct cfg_parse *p = arg;
+	char n[CONFIG_SHOW_SIZE];
+
+	/* inih cuts section names at 49 bytes; ours, from the reader, are
+	 * whole */
+	(void)section;
+
+	p->kv_seen = 1;
+	if (*name == '\0')
+		cfg_syntax(p, p->lineno);
+	else if (p->sec == SEC_NONE)
+		cfg_error(p, p->lineno, "key '%s' outside any section "
+		    "(expected a [section] header first)", show(name, n));
+	else if (p->sec == SEC_PLUGIN)
+		cfg_plugin_key(p, name, value);
+	else if (p->sec != SEC_SKIP)
+		cfg_fixed_key(p, name, value);
+	/* never 0: inih would take it for its one syntax error */
+	return 1;
+}
+
+/*
+ * After the whole file: defaults that depend on other keys, and checks
+ * across keys.
+ */
+static void
+cfg_finish(struct cfg_parse *p)
+{
+	struct wsp_config *cfg = p->cfg;
+	struct wsp_section *sec;
+	struct wsp_listen_addr a;
+	char *so, b1[32], b2[32];
+	size_t i, ping, idle;
+
+	if (cfg->nlisten == 0 && !p->bad[cfg_key_find(SEC_SERVER, "listen")]) {
+		if (config_parse_listen(DEFAULT_LISTEN, &a) == -1) {
+			cfg_nomem(p);
+			return;
+		}
+		if ((cfg->listen = malloc(sizeof(a))) == NULL) {
+			free(a.text);
+			cfg_nomem(p);
+			return;
+		}
+		cfg->listen[cfg->nlisten++] = a;
+	}
+	if (cfg->path == NULL && (cfg->path = strdup(DEFAULT_PATH)) == NULL) {
+		cfg_nomem(p);
+		return;
+	}
+	if (cfg->plugin_dir == NULL && p->default_plugin_dir != NULL &&
+	    !p->bad[cfg_key_find(SEC_PLUGINS, "dir")] &&
+	    (cfg->plugin_dir = strdup(p->default_plugin_dir)) == NULL) {
+		cfg_nomem(p);
+		return;
+	}
+
+	/* now that [plugins] dir is known, wherever it was in the file */
+	for (i = 0; i < cfg->nplugins &&
+	    !p->bad[cfg_key_find(SEC_PLUGINS, "dir")]; i++) {
+		sec = &cfg->plugins[i];
+		if (sec->path != NULL || p->plines[i].path != 0)
+			continue;
+		if (cfg->plugin_dir == NULL) {
+			cfg_error(p, sec->line, "[plugin:%s] has no path and "
+			    "there is no [plugins] dir", sec->name);
+			continue;
+		}
+		if (asprintf(&so, "%s.so", sec->name) == -1) {
+			cfg_nomem(p);
+			return;
+		}
+		sec->path = path_join(cfg->plugin_dir, so);
+		free(so);
+		if (sec->path == NULL) {
+			cfg_nomem(p);
+			return;
+		}
+	}
+
+	/*
+	 * A client that answers pings but says nothing else is alive only
+	 * through its pongs: reaping it before the next ping is due would
+	 * drop healthy idle clients.
+	 */
+	ping = cfg_key_find(SEC_KEEPALIVE, "ping_interval");
+	idle = cfg_key_find(SEC_KEEPALIVE, "idle_timeout");
+	if (p->bad[ping] || p->bad[idle] || cfg->ping_interval == 0 ||
+	    cfg->idle_timeout == 0 || cfg->idle_timeout > cfg->ping_interval)
+		return;
+	fmt_duration(cfg->ping_interval, b1, sizeof(b1));
+	fmt_duration(cfg->idle_timeout, b2, sizeof(b2));
+	if (p->seen[idle] != 0)
+		cfg_error(p, p->seen[idle], "[keepalive] idle_timeout: %s must "
+		    "be greater than ping_interval (%s), or clients that only "
+		    "answer pings are reaped", b2, b1);
+	else
+		cfg_error(p, p->seen[ping], "[keepalive] ping_interval: %s "
+		    "must be less than idle_timeout (%s, the default), or "
+		    "clients that only answer pings are reaped", b1, b2);
+}
+
+static void
+cfg_parse_file(struct cfg_parse *p)
+{
+	/* inih's defaults, set anyway: cfg_scan_line() must agree with
+	 * inih on what a comment is */
+	static char start_comments[] = ";#", inline_comments[] = ";";
+	size_t i;
+	int rv;
+
+	/* Python-style continuation lines would glue an indented line onto
+	 * the previous value without a word; off, an indented line is a
+	 * line of its own */
+	ini_allow_multiline = false;
+	/* the reader strips the BOM itself: it classifies lines too */
+	ini_allow_bom = false;
+	ini_start_comment_prefixes = start_comments;
+	ini_allow_inline_comments = true;
+	ini_inline_comment_prefixes = inline_comments;
+	ini_allow_no_value = false;
+	ini_stop_on_first_error = false;
+	ini_use_stack = false;
+	ini_allow_realloc = true;
+	ini_max_line = CONFIG_MAX_LINE + 3; /* CR, LF, NUL */
+
+	rv = ini_parse_stream(cfg_reader, p, cfg_handler, p);
+	cfg_end_line(p);
+	if (rv == -2) {
+		cfg_error(p, 0, "out of memory");
+		return;
+	}
+	if (p->read_errno != 0) {
+		cfg_error(p, 0, "cannot read: %s", strerror(p->read_errno));
+		return;
+	}
+	/* inih returns only its first error line; the reader normally has
+	 * reported it already */
+	if (rv > 0) {
+		for (i = 0; i < p->nsyntax; i++)
+			if (p->syntax[i] == rv)
+				break;
+		if (i == p->nsyntax)
+			cfg_syntax(p, rv);
+	}
+	cfg_finish(p);
+}
+
+struct wsp_config *
+config_load(const char *file, const char *default_plugin_dir,
+    struct wsp_errors *errs)
+{
+	struct cfg_parse p;
+	struct wsp_config *cfg = NULL;
+
+	memset(&p, 0, sizeof(p));
+	p.errs = errs;
+	p.file = file;
+	p.default_plugin_dir = default_plugin_dir;
+
+	if ((p.fp = fopen(file, "re")) == NULL) {
+		cfg_error(&p, 0, "cannot open: %s", strerror(errno));
+		goto done;
+	}
+	if ((cfg = calloc(1, sizeof(*cfg))) == NULL ||
+	    (cfg->file = strdup(file)) == NULL ||
+	    (p.confdir = path_dirname(file)) == NULL) {
+		cfg_nomem(&p);
+		goto done;
+	}
+	p.cfg = cfg;
+	cfg->max_connections = 10000;
+	cfg->max_connections_per_ip = 0;
+	cfg->max_message_size = 1 * MIB;
+	cfg->max_header_size = 8 * KIB;
+	cfg->max_output_buffer = 16 * MIB;
+	cfg->handshake_timeout = 10 * MS_SEC;
+	cfg->shutdown_timeout = 5 * MS_SEC;
+	cfg->slow_callback = 100;
+	cfg->ping_interval = 25 * MS_SEC;
+	cfg->sweep_interval = 60 * MS_SEC;
+	cfg->idle_timeout = 60 * MS_SEC;
+	cfg->log_level = WSP_LOG_INFO;
+	cfg->log_format = LOG_FORMAT_LOGFMT;
+	cfg->log_target = LOG_TARGET_STDERR;
+
+	cfg_parse_file(&p);
+
+done:
+	if (p.failed) {
+		config_free(cfg);
+		cfg = NULL;
+	}
+	if (p.fp != NULL)
+		fclose(p.fp);
+	free(p.buf);
+	free(p.syntax);
+	free(p.plines);
+	free(p.confdir);
+	return cfg;
+}
+
+void
+config_free(struct wsp_config *cfg)
+{
+	struct wsp_section *sec;
+	size_t i, j;
+
+	if (cfg == NULL)
+		return;
+	for (i = 0; i < cfg->nlisten; i++)
+		free(cfg->listen[i].text);
+	free(cfg->listen);
+	free(cfg->path);
+	strv_free(cfg->origins, cfg->norigins);
+	strv_free(cfg->subprotocols, cfg->nsubprotocols);
+	free(cfg->log_file);
+	free(cfg->plugin_dir);
+	for (i = 0; i < cfg->nplugins; i++) {
+		sec = &cfg->plugins[i];
+		for (j = 0; j < sec->nkv; j++) {
+			free(sec->kv[j].key);
+			free(sec->kv[j].value);
+		}
+		free(sec->kv);
+		free(sec->file);
+		free(sec->name);
+		free(sec->path);
+	}
+	free(cfg->plugins);
+	free(cfg->file);
+	free(cfg);
+}

@@ -1,0 +1,521 @@
+/*
+ * http_upgrade.c: the RFC 6455 opening handshake, and nothing else of HTTP.
+ *
+ * The daemon speaks exactly one kind of HTTP request: a GET that asks to
+ * become a WebSocket.  So this is not a general HTTP parser but a strict,
+ * bounded recogniser for that request.  Anything it does not understand is
+ * refused with 400 rather than guessed at: lenient parsing of framing
+ * details (bare LF, obs-fold, whitespace before the colon) is what request
+ * smuggling is made of, and no real WebSocket client needs it.
+ *
+ * The parser never allocates and never copies: every field of struct
+ * http_request points into the caller's buffer, which must outlive it.  It
+ * reads only the len bytes it is given and looks at each a bounded number
+ * of times, so a request head costs time linear in its size, and the size
+ * is capped by the caller (max_header_size) before we are ever called.
+ *
+ * Responses are written straight into a libevent output buffer.
+ */
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
+#include "wsplugd.h"
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define WS_KEY_LEN 24 /* base64 of 16 bytes */
+/* Keys are 24 characters once checked; the slack only keeps
+ * http_accept_key() from truncating silently if handed something else. */
+#define WS_KEY_MAX 64
+
+static int
+fail(const char **why_r, const char *why)
+{
+	if (why_r != NULL)
+		*why_r = why;
+	return 400;
+}
+
+/* RFC 7230 3.2.6 tchar. */
+static int
+is_tchar(unsigned char c)
+{
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9'))
+		return 1;
+	switch (c) {
+	case '!': case '#': case '$': case '%': case '&': case '\'':
+	case '*': case '+': case '-': case '.': case '^': case '_':
+	case '`': case '|': case '~':
+		return 1;
+	}
+	return 0;
+}
+
+static int
+is_ows(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/*
+ * ASCII-only, so the answer cannot depend on whatever locale the daemon or
+ * a plugin has set; strncasecmp() does.  b is lower case.
+ */
+static int
+lower_eq(const char *a, size_t n, const char *b)
+{
+	size_t i;
+	unsigned char c;
+
+	if (strlen(b) != n)
+		return 0;
+	for (i = 0; i < n; i++) {
+		c = (unsigned char)a[i];
+		if (c >= 'A' && c <= 'Z')
+			c += 'a' - 'A';
+		if (c != (unsigned char)b[i])
+			return 0;
+	}
+	return 1;
+}
+
+static int
+str_eq(const struct http_str *s, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	return s->p != NULL && s->n == n && memcmp(s->p, lit, n) == 0;
+}
+
+size_t
+http_head_length(const char *buf, size_t len)
+{
+	const char *end;
+
+	if (len < 4)
+		return 0;
+	/* glibc's memmem is a two-way search: linear, and fast on the short
+	 * heads we see.  Rescanning from the start on every read keeps the
+	 * caller free of parser state; max_header_size bounds the cost. */
+	if ((end = memmem(buf, len, "\r\n\r\n", 4)) == NULL)
+		return 0;
+	return (size_t)(end - buf) + 4;
+}
+
+/*
+ * The line starting at p ends at the CR of the returned CRLF.  A CR
+ * elsewhere in the line is left for the callers, which refuse it as a
+ * control character.
+ */
+static const char *
+line_end(const char *p, const char *end, const char **why_r)
+{
+	const char *lf;
+
+	if (p == end || (lf = memchr(p, '\n', (size_t)(end - p))) == NULL) {
+		fail(why_r, "truncated request head");
+		return NULL;
+	}
+	if (lf == p || lf[-1] != '\r') {
+		fail(why_r, "bare LF in request head");
+		return NULL;
+	}
+	return lf - 1;
+}
+
+/* METHOD SP origin-form SP HTTP/1.1, between p and the CR at eol. */
+static int
+parse_request_line(const char *p, const char *eol, struct http_request *req,
+    const char **why_r)
+{
+	const char *q, *t, *v;
+	unsigned char c;
+
+	for (q = p; q < eol && is_tchar((unsigned char)*q); q++)
+		;
+	if (q == p || q == eol || *q != ' ')
+		return fail(why_r, "malformed request line");
+	req->method.p = p;
+	req->method.n = (size_t)(q - p);
+
+	/* Origin-form only: absolute-form and "*" are for proxies and
+	 * OPTIONS, neither of which opens a WebSocket.  Clients send the
+	 * target percent-encoded, so anything outside visible ASCII is a
+	 * broken or hostile client; '#' never belongs in a request. */
+	t = q + 1;
+	if (t == eol || *t == ' ')
+		return fail(why_r, "malformed request line");
+	if (*t != '/')
+		return fail(why_r, "request target not in origin form");
+	for (v = t; v < eol && *v != ' '; v++) {
+		c = (unsigned char)*v;
+		if (c < 0x21 || c > 0x7e || c == '#')
+			return fail(why_r, "invalid character in request target");
+	}
+	if (v == eol)
+		return fail(why_r, "malformed request line");
+	req->target.p = t;
+	req->target.n = (size_t)(v - t);
+	req->path.p = t;
+	if ((q = memchr(t, '?', req->target.n)) != NULL)
+		req->path.n = (size_t)(q - t);
+	else
+		req->path.n = req->target.n;
+
+	/* RFC 6455 4.1 requires 1.1; a 1.0 client cannot have sent a valid
+	 * handshake, so it gets the same 400 as garbage, with a clearer
+	 * reason. */
+	v++;
+	if (eol - v == 8 && memcmp(v, "HTTP/1.1", 8) == 0)
+		return 0;
+	if (eol - v == 8 && memcmp(v, "HTTP/", 5) == 0 &&
+	    v[5] >= '0' && v[5] <= '9' && v[6] == '.' &&
+	    v[7] >= '0' && v[7] <= '9')
+		return fail(why_r, "HTTP version is not 1.1");
+	return fail(why_r, "malformed request line");
+}
+
+/*
+ * Does the comma-separated list in [p, end) hold tok (lower case)?  Empty
+ * elements are allowed (RFC 7230 7).  With slash set, an element is
+ * compared only up to a '/': "Upgrade: websocket/13" names websocket.
+ */
+static int
+list_has(const char *p, const char *end, const char *tok, int slash)
+{
+	const char *e, *a, *b, *s;
+
+	for (;;) {
+		if ((e = memchr(p, ',', (size_t)(end - p))) == NULL)
+			e = end;
+		for (a = p; a < e && is_ows(*a); a++)
+			;
+		for (b = e; b > a && is_ows(b[-1]); b--)
+			;
+		if (slash && (s = memchr(a, '/', (size_t)(b - a))) != NULL)
+			b = s;
+		if (lower_eq(a, (size_t)(b - a), tok))
+			return 1;
+		if (e == end)
+			return 0;
+		p = e + 1;
+	}
+}
+
+/*
+ * The headers we look at.  Single-valued ones are refused when repeated:
+ * two Hosts or two keys mean the client, or something between it and us,
+ * is confused about where one request ends, and we would rather not pick.
+ * User-Agent is only logged, so a repeat keeps the first.
+ */
+enum hdr_kind { HDR_ONCE, HDR_FIRST, HDR_PROTOCOL, HDR_UPGRADE,
+    HDR_CONNECTION };
+
+static const struct hdr {
+	const char *name; /* lower case */
+	enum hdr_kind kind;
+	size_t off; /* of the struct http_str, for HDR_ONCE and HDR_FIRST */
+	const char *dup;
+} hdrs[] = {
+	{ "host", HDR_ONCE, offsetof(struct http_request, host),
+	    "duplicate Host header" },
+	{ "upgrade", HDR_UPGRADE, 0, NULL },
+	{ "connection", HDR_CONNECTION, 0, NULL },
+	{ "sec-websocket-key", HDR_ONCE, offsetof(struct http_request, key),
+	    "duplicate Sec-WebSocket-Key header" },
+	{ "sec-websocket-version", HDR_ONCE,
+	    offsetof(struct http_request, version),
+	    "duplicate Sec-WebSocket-Version header" },
+	{ "origin", HDR_ONCE, offsetof(struct http_request, origin),
+	    "duplicate Origin header" },
+	{ "user-agent", HDR_FIRST, offsetof(struct http_request, user_agent),
+	    NULL },
+	{ "sec-websocket-protocol", HDR_PROTOCOL, 0, NULL },
+};
+
+static int
+header_store(struct http_request *req, const char *name, size_t namelen,
+    const char *v, size_t vlen, const char **why_r)
+{
+	const struct hdr *h;
+	struct http_str *s;
+	size_t i;
+
+	for (i = 0; i < sizeof(hdrs) / sizeof(hdrs[0]); i++)
+		if (lower_eq(name, namelen, hdrs[i].name))
+			break;
+	if (i == sizeof(hdrs) / sizeof(hdrs[0]))
+		return 0;
+	h = &hdrs[i];
+
+	switch (h->kind) {
+	case HDR_ONCE:
+	case HDR_FIRST:
+		/* p is never NULL once stored, even for an empty value, so it
+		 * tells "absent" from "empty". */
+		s = (void *)((char *)req + h->off);
+		if (s->p != NULL) {
+			if (h->kind == HDR_ONCE)
+				return fail(why_r, h->dup);
+			break;
+		}
+		s->p = v;
+		s->n = vlen;
+		break;
+	case HDR_PROTOCOL:
+		if (req->nprotocols == HTTP_MAX_PROTOCOL_HEADERS)
+			return fail(why_r,
+			    "too many Sec-WebSocket-Protocol headers");
+		req->protocols[req->nprotocols].p = v;
+		req->protocols[req->nprotocols].n = vlen;
+		req->nprotocols++;
+		break;
+	case HDR_UPGRADE:
+		if (list_has(v, v + vlen, "websocket", 1))
+			req->upgrade_websocket = 1;
+		break;
+	case HDR_CONNECTION:
+		if (list_has(v, v + vlen, "upgrade", 0))
+			req->connection_upgrade = 1;
+		break;
+	}
+	return 0;
+}
+
+/* name ":" OWS value OWS, between p and the CR at eol. */
+static int
+parse_header(const char *p, const char *eol, struct http_request *req,
+    const char **why_r)
+{
+	const char *q, *v, *ve;
+	unsigned char c;
+
+	/* obs-fold would let a value hide on the next line; RFC 7230 3.2.4
+	 * allows a server to refuse it with 400. */
+	if (is_ows(*p))
+		return fail(why_r, "obsolete line folding");
+	for (q = p; q < eol && is_tchar((unsigned char)*q); q++)
+		;
+	if (q == eol)
+		return fail(why_r, "header line without colon");
+	if (*q == ':' && q == p)
+		return fail(why_r, "empty header name");
+	/* RFC 7230 3.2.4: MUST reject with 400. */
+	if (is_ows(*q))
+		return fail(why_r, "whitespace before colon");
+	if (*q != ':')
+		return fail(why_r, "invalid character in header name");
+
+	/* Values may hold obs-text (bytes >= 0x80: a user agent in UTF-8)
+	 * and HTAB, but no other control character; a stray CR here is how
+	 * a bare CR line ending shows up. */
+	for (v = q + 1; v < eol; v++) {
+		c = (unsigned char)*v;
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return fail(why_r, "control character in header value");
+	}
+	for (v = q + 1; v < eol && is_ows(*v); v++)
+		;
+	for (ve = eol; ve > v && is_ows(ve[-1]); ve--)
+		;
+	return header_store(req, p, (size_t)(q - p), v, (size_t)(ve - v),
+	    why_r);
+}
+
+int
+http_request_parse(const char *buf, size_t len, struct http_request *req,
+    const char **why_r)
+{
+	const char *p, *eol, *end = buf + len;
+
+	memset(req, 0, sizeof(*req));
+
+	if ((eol = line_end(buf, end, why_r)) == NULL)
+		return 400;
+	if (parse_request_line(buf, eol, req, why_r) != 0)
+		return 400;
+
+	for (p = eol + 2;; p = eol + 2) {
+		if ((eol = line_end(p, end, why_r)) == NULL)
+			return 400;
+		if (eol == p)
+			break;
+		if (parse_header(p, eol, req, why_r) != 0)
+			return 400;
+	}
+
+	/* The caller hands us exactly http_head_length() bytes.  Anything
+	 * after the blank line is a client that did not wait for our 101,
+	 * or a caller bug; either way, not something to ignore quietly. */
+	if (eol + 2 != end)
+		return fail(why_r, "data after request head");
+	return 0;
+}
+
+/* base64 of exactly 16 bytes: 22 characters of the alphabet, then "==". */
+static int
+key_valid(const struct http_str *key)
+{
+	size_t i;
+	char c;
+
+	if (key->n != WS_KEY_LEN)
+		return 0;
+	for (i = 0; i < WS_KEY_LEN - 2; i++) {
+		c = key->p[i];
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9') || c == '+' || c == '/'))
+			return 0;
+	}
+	/* The unused low bits of the 22nd character are not checked: the key
+	 * is only ever hashed, and RFC 4648 3.5 leaves rejecting them to the
+	 * decoder's taste. */
+	return key->p[22] == '=' && key->p[23] == '=';
+}
+
+int
+http_upgrade_check(const struct http_request *req, const char *path,
+    const char **why_r)
+{
+	const char *why;
+	int status;
+
+	/* Path first: a scanner probing URLs learns only "not here", not
+	 * which of its headers we disliked. */
+	if (req->path.p == NULL || req->path.n != strlen(path) ||
+	    memcmp(req->path.p, path, req->path.n) != 0) {
+		status = 404;
+		why = "no WebSocket endpoint at this path";
+	} else if (!str_eq(&req->method, "GET")) {
+		status = 405;
+		why = "method not allowed";
+	} else if (req->host.p == NULL || req->host.n == 0) {
+		status = 400;
+		why = "missing Host header";
+	} else if (!req->upgrade_websocket) {
+		status = 400;
+		why = "Upgrade header does not name websocket";
+	} else if (!req->connection_upgrade) {
+		status = 400;
+		why = "Connection header does not list upgrade";
+	} else if (!str_eq(&req->version, "13")) {
+		/* RFC 6455 4.2.2 asks for an error naming the versions we
+		 * speak; a missing version gets the same answer, since the
+		 * Sec-WebSocket-Version: 13 in a 426 tells a client without
+		 * one exactly what to send. */
+		status = 426;
+		why = req->version.p == NULL ?
+		    "missing Sec-WebSocket-Version header" :
+		    "unsupported Sec-WebSocket-Version";
+	} else if (req->key.p == NULL) {
+		status = 400;
+		why = "missing Sec-WebSocket-Key header";
+	} else if (!key_valid(&req->key)) {
+		status = 400;
+		why = "Sec-WebSocket-Key is not base64 of 16 bytes";
+	} else
+		return 0;
+
+	if (why_r != NULL)
+		*why_r = why;
+	return status;
+}
+
+void
+http_accept_key(const struct http_str *key, char out[29])
+{
+	unsigned char buf[WS_KEY_MAX + sizeof(WS_GUID) - 1];
+	unsigned char md[SHA_DIGEST_LENGTH];
+
+	/* SHA1() rather than SHA1_Init/Update/Final (deprecated in OpenSSL
+	 * 3) or an EVP_MD_CTX (allocated): one contiguous buffer on the stack
+	 * is cheaper than either. */
+	if (key->p == NULL || key->n > WS_KEY_MAX) {
+		/* Unreachable after http_upgrade_check(); an empty accept
+		 * fails the handshake rather than answering for another key. */
+		out[0] = '\0';
+		return;
+	}
+	memcpy(buf, key->p, key->n);
+	memcpy(buf + key->n, WS_GUID, sizeof(WS_GUID) - 1);
+	SHA1(buf, key->n + sizeof(WS_GUID) - 1, md);
+	/* 20 bytes encode to 28 characters plus the NUL EVP_EncodeBlock
+	 * always writes: exactly out[29]. */
+	EVP_EncodeBlock((unsigned char *)out, md, sizeof(md));
+}
+
+void
+http_response_101(struct evbuffer *out, const char accept[29],
+    const char *protocol)
+{
+	/* On ENOMEM the buffer is left short and the client sees a broken
+	 * handshake; the connection is failing either way. */
+	evbuffer_add_printf(out,
+	    "HTTP/1.1 101 Switching Protocols\r\n"
+	    "Upgrade: websocket\r\n"
+	    "Connection: Upgrade\r\n"
+	    "Sec-WebSocket-Accept: %.28s\r\n"
+	    "%s%s%s"
+	    "\r\n",
+	    accept,
+	    protocol != NULL ? "Sec-WebSocket-Protocol: " : "",
+	    protocol != NULL ? protocol : "",
+	    protocol != NULL ? "\r\n" : "");
+}
+
+void
+http_response_error(struct evbuffer *out, int status, const char *why)
+{
+	const char *extra = "";
+
+	if (why == NULL)
+		why = http_status_text(status);
+	/* RFC 6455 4.2.2 wants the versions we speak on a version refusal;
+	 * RFC 7231 6.5.5 wants the allowed methods on a 405. */
+	if (status == 426)
+		extra = "Sec-WebSocket-Version: 13\r\n";
+	else if (status == 405)
+		extra = "Allow: GET\r\n";
+	evbuffer_add_printf(out,
+	    "HTTP/1.1 %d %s\r\n"
+	    "Content-Type: text/plain; charset=utf-8\r\n"
+	    "Content-Length: %zu\r\n"
+	    "Connection: close\r\n"
+	    "%s"
+	    "\r\n"
+	    "%s\n",
+	    status, http_status_text(status), strlen(why) + 1, extra, why);
+}
+
+const char *
+http_status_text(int status)
+{
+	switch (status) {
+	case 101:
+		return "Switching Protocols";
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
+	case 426:
+		return "Upgrade Required";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 503:
+		return "Service Unavailable";
+	}
+	return "Error";
+}

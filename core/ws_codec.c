@@ -1,0 +1,458 @@
+/*
+ * ws_codec.c: RFC 6455 framing with no I/O and no allocation.
+ *
+ * The decoder is handed whatever bytes the socket produced, in pieces of any
+ * size, and turns them into events: a chunk of a data message, a complete
+ * control frame, or a protocol error with the close code to send.  It keeps
+ * no buffer of its own except the frame header (at most 14 bytes) and one
+ * control frame's body (at most 125): data payload is unmasked in place in
+ * the caller's buffer and handed back as it arrives, so a message of any
+ * size costs the connection nothing beyond the read buffer it already has,
+ * and a partly received message costs nothing at all.
+ *
+ * Limits are enforced from the header: a frame that would take its message
+ * past max_message fails with 1009 before a byte of its payload is taken.
+ * Text is validated chunk by chunk with utf8.c, across fragments and across
+ * interleaved control frames, so invalid UTF-8 fails the connection as soon
+ * as it arrives rather than when the message ends.
+ *
+ * This is the server's decoder: every incoming frame must be masked.  The
+ * encoder half writes headers (the server's own frames are not masked, but a
+ * test client's are) and close bodies; payload is left to the caller so it
+ * can be sent from where it already lies.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "wsplugd.h"
+
+#define WS_FIN 0x80
+#define WS_RSV 0x70
+#define WS_OPCODE 0x0f
+#define WS_MASKED 0x80
+#define WS_LEN7 0x7f
+
+/*
+ * Every way a peer can fail the connection.  d->failed holds the index plus
+ * one, so the decoder can repeat the error on every later call without a
+ * field of its own for the code and the text.  The texts go into close
+ * frames as they are: short, ASCII, well under 123 bytes.
+ */
+enum {
+	E_NONE,
+	E_RSV,
+	E_OPCODE,
+	E_UNMASKED,
+	E_CTL_FRAGMENTED,
+	E_CTL_TOO_LONG,
+	E_CONT_ALONE,
+	E_MSG_OPEN,
+	E_LEN_MSB,
+	E_TOO_BIG,
+	E_TEXT_UTF8,
+	E_CLOSE_LEN1,
+	E_CLOSE_CODE,
+	E_CLOSE_UTF8,
+};
+
+static const struct {
+	uint16_t code;
+	const char *reason;
+} ws_errors[] = {
+	[E_RSV] = { 1002, "reserved bit set" },
+	[E_OPCODE] = { 1002, "unknown opcode" },
+	[E_UNMASKED] = { 1002, "unmasked frame" },
+	[E_CTL_FRAGMENTED] = { 1002, "fragmented control frame" },
+	[E_CTL_TOO_LONG] = { 1002, "control frame too long" },
+	[E_CONT_ALONE] = { 1002, "continuation without a message" },
+	[E_MSG_OPEN] = { 1002, "new message inside a fragmented one" },
+	[E_LEN_MSB] = { 1002, "frame length out of range" },
+	[E_TOO_BIG] = { 1009, "message too big" },
+	[E_TEXT_UTF8] = { 1007, "invalid UTF-8 in text message" },
+	[E_CLOSE_LEN1] = { 1002, "close frame with a 1-byte body" },
+	[E_CLOSE_CODE] = { 1002, "invalid close code" },
+	[E_CLOSE_UTF8] = { 1007, "invalid UTF-8 in close reason" },
+};
+
+static int
+ws_is_control(uint8_t opcode)
+{
+	return (opcode & 0x08) != 0;
+}
+
+static void
+ws_error_event(const struct ws_decoder *d, struct ws_event *ev)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->kind = WS_EV_ERROR;
+	ev->close_code = ws_errors[d->failed].code;
+	ev->reason = ws_errors[d->failed].reason;
+}
+
+/* Record error e and describe it in ev.  Always returns -1. */
+static int
+ws_fail(struct ws_decoder *d, int e, struct ws_event *ev)
+{
+	d->failed = e;
+	ws_error_event(d, ev);
+	return -1;
+}
+
+void
+ws_decoder_init(struct ws_decoder *d, uint64_t max_message)
+{
+	memset(d, 0, sizeof(*d));
+	d->max_message = max_message;
+	d->utf8 = UTF8_ACCEPT;
+}
+
+/*
+ * Checks that need only the first two bytes, made as soon as they are in so
+ * that garbage fails before we wait for an extended length that may never
+ * come.
+ */
+static int
+ws_check_start(struct ws_decoder *d, struct ws_event *ev)
+{
+	uint8_t b0 = d->hdr[0], b1 = d->hdr[1];
+	uint8_t op = b0 & WS_OPCODE;
+
+	if (b0 & WS_RSV)
+		return ws_fail(d, E_RSV, ev); /* no extension is negotiated */
+	switch (op) {
+	case WS_OP_CONT:
+		if (d->msg_opcode == 0)
+			return ws_fail(d, E_CONT_ALONE, ev);
+		break;
+	case WS_OP_TEXT:
+	case WS_OP_BINARY:
+		if (d->msg_opcode != 0)
+			return ws_fail(d, E_MSG_OPEN, ev);
+		break;
+	case WS_OP_CLOSE:
+	case WS_OP_PING:
+	case WS_OP_PONG:
+		if (!(b0 & WS_FIN))
+			return ws_fail(d, E_CTL_FRAGMENTED, ev);
+		if ((b1 & WS_LEN7) > WS_MAX_CONTROL)
+			return ws_fail(d, E_CTL_TOO_LONG, ev);
+		break;
+	default:
+		return ws_fail(d, E_OPCODE, ev);
+	}
+	if (!(b1 & WS_MASKED))
+		return ws_fail(d, E_UNMASKED, ev);
+	return 0;
+}
+
+/* Header length implied by the second byte; the mask is always there. */
+static size_t
+ws_header_need(uint8_t b1)
+{
+	switch (b1 & WS_LEN7) {
+	case 126:
+		return 2 + 2 + 4;
+	case 127:
+		return 2 + 8 + 4;
+	default:
+		return 2 + 4;
+	}
+}
+
+/* The header is complete: decode it and set up the payload. */
+static int
+ws_start_frame(struct ws_decoder *d, struct ws_event *ev)
+{
+	uint8_t *h = d->hdr;
+	uint64_t len;
+	size_t i, mpos;
+
+	len = h[1] & WS_LEN7;
+	mpos = 2;
+	if (len == 126) {
+		len = (uint64_t)h[2] << 8 | h[3];
+		mpos = 4;
+	} else if (len == 127) {
+		len = 0;
+		for (i = 2; i < 10; i++)
+			len = len << 8 | h[i];
+		mpos = 10;
+		if (len >> 63)
+			return ws_fail(d, E_LEN_MSB, ev);
+	}
+	/* Non-minimal length encodings are accepted: RFC 6455 says they MUST
+	 * NOT be sent, but refusing them buys nothing. */
+	memcpy(d->mask, h + mpos, 4);
+	d->mpos = 0;
+	d->opcode = h[0] & WS_OPCODE;
+	d->fin = (h[0] & WS_FIN) != 0;
+	d->remaining = len;
+	d->in_payload = 1;
+	d->hlen = 0;
+
+	if (ws_is_control(d->opcode)) {
+		d->ctl_len = 0;
+		return 0;
+	}
+	/* msg_len never exceeds max_message, so the subtraction is safe and
+	 * the sum cannot overflow. */
+	if (d->max_message != 0 && len > d->max_message - d->msg_len)
+		return ws_fail(d, E_TOO_BIG, ev);
+	d->msg_len += len;
+	if (d->opcode != WS_OP_CONT) {
+		d->msg_opcode = d->opcode;
+		d->utf8 = UTF8_ACCEPT;
+	}
+	return 0;
+}
+
+/*
+ * Take header bytes from in[*off..len).  Returns 1 when the header is
+ * complete, 0 when everything was taken and more is needed, -1 on error.
+ */
+static int
+ws_read_header(struct ws_decoder *d, const uint8_t *in, size_t len,
+    size_t *off, struct ws_event *ev)
+{
+	size_t need, n;
+
+	for (;;) {
+		need = d->hlen < 2 ? 2 : ws_header_need(d->hdr[1]);
+		if (d->hlen == need)
+			return ws_start_frame(d, ev) == -1 ? -1 : 1;
+		n = need - d->hlen;
+		if (n > len - *off)
+			n = len - *off;
+		if (n == 0)
+			return 0;
+		memcpy(d->hdr + d->hlen, in + *off, n);
+		d->hlen += n;
+		*off += n;
+		if (d->hlen == 2 && ws_check_start(d, ev) == -1)
+			return -1;
+	}
+}
+
+/* A close body is either empty or a valid code and a UTF-8 reason. */
+static int
+ws_check_close(struct ws_decoder *d, struct ws_event *ev)
+{
+	unsigned code;
+
+	if (d->ctl_len == 0) {
+		ev->close_code = WS_CLOSE_NO_STATUS;
+		return 0;
+	}
+	if (d->ctl_len == 1)
+		return ws_fail(d, E_CLOSE_LEN1, ev);
+	code = (unsigned)d->ctl[0] << 8 | d->ctl[1];
+	if (!ws_close_code_valid(code))
+		return ws_fail(d, E_CLOSE_CODE, ev);
+	if (utf8_validate(UTF8_ACCEPT, d->ctl + 2, d->ctl_len - 2) !=
+	    UTF8_ACCEPT)
+		return ws_fail(d, E_CLOSE_UTF8, ev);
+	ev->close_code = code;
+	return 0;
+}
+
+/* Payload bytes are unmasked where they lie, continuing the key where the
+ * previous chunk of this frame left it. */
+static void
+ws_unmask_chunk(struct ws_decoder *d, uint8_t *p, size_t n)
+{
+	ws_mask(p, n, d->mask, d->mpos);
+	d->mpos = (d->mpos + n) & 3;
+	d->remaining -= n;
+	if (d->remaining == 0)
+		d->in_payload = 0;
+}
+
+size_t
+ws_decode(struct ws_decoder *d, uint8_t *in, size_t len, struct ws_event *ev)
+{
+	size_t off = 0, n;
+	uint8_t *p;
+	int r;
+
+	memset(ev, 0, sizeof(*ev));
+	if (d->failed) {
+		ws_error_event(d, ev);
+		return len;
+	}
+
+	for (;;) {
+		if (!d->in_payload) {
+			r = ws_read_header(d, in, len, &off, ev);
+			if (r != 1)
+				return off; /* error, or all taken */
+		}
+
+		n = len - off;
+		if (n > d->remaining)
+			n = (size_t)d->remaining;
+
+		if (ws_is_control(d->opcode)) {
+			if (n > 0) {
+				memcpy(d->ctl + d->ctl_len, in + off, n);
+				ws_unmask_chunk(d, d->ctl + d->ctl_len, n);
+				d->ctl_len += n;
+				off += n;
+			} else if (d->remaining == 0)
+				d->in_payload = 0; /* empty body */
+			if (d->in_payload)
+				return off; /* all taken, body incomplete */
+			if (d->opcode == WS_OP_CLOSE &&
+			    ws_check_close(d, ev) == -1)
+				return off;
+			ev->kind = WS_EV_CONTROL;
+			ev->opcode = d->opcode;
+			ev->data = d->ctl;
+			ev->len = d->ctl_len;
+			return off;
+		}
+
+		if (n == 0 && d->remaining > 0)
+			return off; /* all taken, payload still to come */
+		if (n == 0 && !d->fin) {
+			/* An empty fragment says nothing; read on. */
+			d->in_payload = 0;
+			continue;
+		}
+
+		p = in + off;
+		off += n;
+		ws_unmask_chunk(d, p, n);
+		ev->fin = d->fin && d->remaining == 0;
+		if (d->msg_opcode == WS_OP_TEXT) {
+			d->utf8 = utf8_validate(d->utf8, p, n);
+			if (d->utf8 == UTF8_REJECT ||
+			    (ev->fin && d->utf8 != UTF8_ACCEPT)) {
+				ws_fail(d, E_TEXT_UTF8, ev);
+				return off;
+			}
+		}
+		ev->kind = WS_EV_DATA;
+		ev->opcode = d->msg_opcode;
+		ev->data = p;
+		ev->len = n;
+		if (ev->fin) {
+			d->msg_opcode = 0;
+			d->msg_len = 0;
+			d->utf8 = UTF8_ACCEPT;
+		}
+		return off;
+	}
+}
+
+size_t
+ws_frame_header(uint8_t out[WS_MAX_HEADER], int fin, uint8_t opcode,
+    uint64_t len, const uint8_t *mask)
+{
+	size_t n, i;
+
+	out[0] = (fin ? WS_FIN : 0) | (opcode & WS_OPCODE);
+	if (len < 126) {
+		out[1] = (uint8_t)len;
+		n = 2;
+	} else if (len <= 0xffff) {
+		out[1] = 126;
+		out[2] = (uint8_t)(len >> 8);
+		out[3] = (uint8_t)len;
+		n = 4;
+	} else {
+		out[1] = 127;
+		for (i = 0; i < 8; i++)
+			out[2 + i] = (uint8_t)(len >> (56 - 8 * i));
+		n = 10;
+	}
+	if (mask != NULL) {
+		out[1] |= WS_MASKED;
+		memcpy(out + n, mask, 4);
+		n += 4;
+	}
+	return n;
+}
+
+/*
+ * Every payload byte of every received frame passes through here, so past a
+ * few bytes it XORs eight at a time with the key rotated to the starting
+ * offset and repeated twice.  Eight is a multiple of four, so the key lines
+ * up again for the tail.  Loading and storing through memcpy keeps this free
+ * of alignment and aliasing assumptions; compilers turn it into plain moves.
+ */
+void
+ws_mask(uint8_t *p, size_t n, const uint8_t mask[4], size_t off)
+{
+	uint8_t k[8];
+	uint64_t key, w;
+	size_t i = 0;
+
+	off &= 3;
+	if (n >= 16) {
+		for (i = 0; i < 8; i++)
+			k[i] = mask[(off + i) & 3];
+		memcpy(&key, k, sizeof(key));
+		for (i = 0; n - i >= 32; i += 32) {
+			uint64_t w0, w1, w2, w3;
+
+			memcpy(&w0, p + i, 8);
+			memcpy(&w1, p + i + 8, 8);
+			memcpy(&w2, p + i + 16, 8);
+			memcpy(&w3, p + i + 24, 8);
+			w0 ^= key;
+			w1 ^= key;
+			w2 ^= key;
+			w3 ^= key;
+			memcpy(p + i, &w0, 8);
+			memcpy(p + i + 8, &w1, 8);
+			memcpy(p + i + 16, &w2, 8);
+			memcpy(p + i + 24, &w3, 8);
+		}
+		for (; n - i >= 8; i += 8) {
+			memcpy(&w, p + i, 8);
+			w ^= key;
+			memcpy(p + i, &w, 8);
+		}
+	}
+	for (; i < n; i++)
+		p[i] ^= mask[(off + i) & 3];
+}
+
+size_t
+ws_close_payload(uint8_t out[WS_MAX_CONTROL], uint16_t code,
+    const char *reason, size_t reason_len)
+{
+	const uint8_t *r = (const uint8_t *)reason;
+	size_t n = reason_len;
+
+	/* These codes exist only inside endpoints; on the wire the absence of
+	 * a status is an empty body, which is what echoing one must send. */
+	if (code == WS_CLOSE_NO_STATUS || code == WS_CLOSE_ABNORMAL)
+		return 0;
+	out[0] = (uint8_t)(code >> 8);
+	out[1] = (uint8_t)code;
+	if (n > WS_MAX_CONTROL - 2) {
+		/* Cut before the sequence that straddles the limit: a cut
+		 * inside one would make the reason invalid UTF-8, which the
+		 * peer must fail the connection for. */
+		n = WS_MAX_CONTROL - 2;
+		while (n > 0 && (r[n] & 0xc0) == 0x80)
+			n--;
+	}
+	if (n > 0)
+		memcpy(out + 2, r, n);
+	return 2 + n;
+}
+
+int
+ws_close_code_valid(unsigned code)
+{
+	if (code >= 1000 && code <= 1003)
+		return 1;
+	/* 1004 is reserved; 1005 and 1006 must never be sent. 1012..1014
+	 * are in the IANA registry; 1015 must never be sent. */
+	if (code >= 1007 && code <= 1014)
+		return 1;
+	/* 3000..3999 registered with IANA, 4000..4999 private use. */
+	return code >= 3000 && code <= 4999;
+}
