@@ -1,0 +1,815 @@
+/*
+ * conn.c: one client connection, from accept to close.
+ *
+ *   HANDSHAKE --101--> OPEN --close sent--> CLOSING --peer's close--> LINGER
+ *       |                 \--peer's close, protocol error, EOF------^   |
+ *       \--4xx/5xx refusal-----------------------------------------^   v
+ *                                                  flush, SHUT_WR, drain to
+ *                                                  EOF or timeout, close(2)
+ *
+ * Reads of established connections go into the server's single read
+ * buffer, so an idle connection holds no input buffer; the request head is
+ * buffered only during the handshake and a message only while its
+ * fragments arrive.  A message that fits in one read is dispatched in
+ * place, unmasked, without a copy.
+ *
+ * Output is queued in the connection's evbuffer.  Replies made while the
+ * connection's own read is processed are written once at the end of that
+ * event; anything queued from elsewhere (a broadcast, a timer) schedules
+ * the connection's event as active, so it is written once per loop turn.
+ *
+ * A connection is freed only from its own event callback or a timer, never
+ * from inside a host call a plugin made: plugins may hold a connection
+ * pointer for the whole of a callback.  Closing from a plugin queues a
+ * close frame; a slow consumer is marked doomed and ended in its handler.
+ */
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "wsplugd.h"
+
+#define CONN_MAX_UA 512
+#define CONN_MAX_ORIGIN 256
+
+static void conn_event_cb(evutil_socket_t, short, void *);
+
+static int
+conn_set_events(struct wsp_conn *c, int want_write)
+{
+	short evs = EV_READ | EV_PERSIST | (want_write ? EV_WRITE : 0);
+
+	if (c->want_write == (unsigned)!!want_write)
+		return 0;
+	event_del(c->ev);
+	event_assign(c->ev, c->srv->base, c->fd, evs, conn_event_cb, c);
+	c->want_write = !!want_write;
+	return event_add(c->ev, NULL);
+}
+
+static void
+conn_schedule_flush(struct wsp_conn *c)
+{
+	if (c->in_read || c->flush_pending)
+		return; /* the running handler writes on its way out */
+	c->flush_pending = 1;
+	event_active(c->ev, EV_WRITE, 1);
+}
+
+static const char *
+conn_str(const char *s)
+{
+	return s == NULL ? "" : s;
+}
+
+static char *
+strndup_capped(const struct http_str *s, size_t cap)
+{
+	if (s->p == NULL)
+		return NULL;
+	return strndup(s->p, s->n < cap ? s->n : cap);
+}
+
+int
+conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
+    socklen_t salen)
+{
+	struct wsp_conn *c;
+	size_t total;
+
+	(void)salen;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return -1;
+	c->srv = srv;
+	c->fd = fd;
+	c->state = CONN_HANDSHAKE;
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)sa;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, c->ip, sizeof(c->ip));
+		c->port = ntohs(s6->sin6_port);
+	} else {
+		const struct sockaddr_in *s4 = (const void *)sa;
+
+		inet_ntop(AF_INET, &s4->sin_addr, c->ip, sizeof(c->ip));
+		c->port = ntohs(s4->sin_port);
+	}
+	c->out = evbuffer_new();
+	c->ev = event_new(srv->base, fd, EV_READ | EV_PERSIST, conn_event_cb, c);
+	if (c->out == NULL || c->ev == NULL || event_add(c->ev, NULL) == -1) {
+		if (c->ev != NULL)
+			event_free(c->ev);
+		if (c->out != NULL)
+			evbuffer_free(c->out);
+		free(c);
+		return -1;
+	}
+	TAILQ_INSERT_TAIL(&srv->pending, c, link);
+	srv->npending++;
+	c->last_activity = clock_mono_ms();
+
+	total = srv->reg.count + srv->npending;
+	if (srv->draining)
+		conn_refuse(c, 503, "shutting_down", "server is shutting down");
+	else if (total > srv->cfg->max_connections)
+		conn_refuse(c, 503, "max_connections",
+		    "too many connections");
+	else
+		dq_push(&srv->dq_handshake, c);
+	return 0;
+}
+
+/* Answer the handshake with an error status and linger-close. */
+void
+conn_refuse(struct wsp_conn *c, int status, const char *reason,
+    const char *why)
+{
+	struct log_line *l;
+
+	c->srv->total_refused++;
+	metrics_refused(c->srv, reason);
+	if ((l = log_begin(WSP_LOG_INFO, "ws.refuse")) != NULL) {
+		log_str(l, "ip", c->ip);
+		log_uint(l, "port", c->port);
+		log_int(l, "status", status);
+		log_str(l, "reason", reason);
+		log_str(l, "detail", why);
+		log_end(l);
+	}
+	http_response_error(c->out, status, why);
+	c->state = CONN_LINGER;
+	free(c->head);
+	c->head = NULL;
+	dq_push(&c->srv->dq_linger, c);
+	conn_schedule_flush(c);
+}
+
+static int
+origin_allowed(const struct wsp_config *cfg, const struct http_str *o)
+{
+	size_t i;
+
+	if (cfg->norigins == 0)
+		return 1;
+	if (o->p == NULL)
+		return 0;
+	for (i = 0; i < cfg->norigins; i++)
+		if (strlen(cfg->origins[i]) == o->n &&
+		    strncasecmp(cfg->origins[i], o->p, o->n) == 0)
+			return 1;
+	return 0;
+}
+
+/* The first of the server's subprotocols that the client offers. */
+static const char *
+subprotocol_pick(const struct wsp_config *cfg, const struct http_request *r)
+{
+	size_t i, j, n;
+	const char *p, *end, *tok;
+
+	for (i = 0; i < cfg->nsubprotocols; i++) {
+		n = strlen(cfg->subprotocols[i]);
+		for (j = 0; j < r->nprotocols; j++) {
+			p = r->protocols[j].p;
+			end = p + r->protocols[j].n;
+			while (p < end) {
+				while (p < end && (*p == ' ' || *p == '\t' ||
+				    *p == ','))
+					p++;
+				tok = p;
+				while (p < end && *p != ',' && *p != ' ' &&
+				    *p != '\t')
+					p++;
+				if ((size_t)(p - tok) == n &&
+				    memcmp(tok, cfg->subprotocols[i], n) == 0)
+					return cfg->subprotocols[i];
+			}
+		}
+	}
+	return NULL;
+}
+
+static void
+conn_log_open(struct wsp_conn *c)
+{
+	struct log_line *l;
+
+	if ((l = log_begin(WSP_LOG_INFO, "ws.open")) == NULL)
+		return;
+	log_str(l, "conn", c->id);
+	log_str(l, "ip", c->ip);
+	log_uint(l, "port", c->port);
+	log_str(l, "ua", conn_str(c->user_agent));
+	if (c->origin != NULL)
+		log_str(l, "origin", c->origin);
+	log_str(l, "path", c->path);
+	if (c->subprotocol != NULL)
+		log_str(l, "subprotocol", c->subprotocol);
+	log_uint(l, "active", c->srv->reg.count);
+	log_end(l);
+}
+
+static int conn_feed(struct wsp_conn *c, uint8_t *buf, size_t len);
+
+/* A valid upgrade: answer 101, register, greet through the plugins, then
+ * process any frames the client pipelined behind its request. */
+static int
+conn_upgrade(struct wsp_conn *c, const struct http_request *req,
+    size_t head_len)
+{
+	struct wsp_server *srv = c->srv;
+	const struct wsp_config *cfg = srv->cfg;
+	const char *proto;
+	char accept[29], *head;
+	int rc;
+
+	if (cfg->max_connections_per_ip > 0 &&
+	    registry_ip_count(&srv->reg, c->ip) >= cfg->max_connections_per_ip) {
+		conn_refuse(c, 503, "max_connections_per_ip",
+		    "too many connections from this address");
+		return 0;
+	}
+	proto = subprotocol_pick(cfg, req);
+	if ((c->user_agent = strndup_capped(&req->user_agent, CONN_MAX_UA)) ==
+	    NULL && req->user_agent.p != NULL)
+		return -1;
+	if ((c->origin = strndup_capped(&req->origin, CONN_MAX_ORIGIN)) ==
+	    NULL && req->origin.p != NULL)
+		return -1;
+	if ((c->path = strndup_capped(&req->target, CONN_MAX_ORIGIN)) == NULL)
+		return -1;
+	if (proto != NULL && (c->subprotocol = strdup(proto)) == NULL)
+		return -1;
+	if (registry_ip_ref(&srv->reg, c->ip) == -1)
+		return -1;
+	c->ip_counted = 1;
+
+	http_accept_key(&req->key, accept);
+	http_response_101(c->out, accept, proto);
+	ws_decoder_init(&c->dec, cfg->max_message_size);
+	registry_new_id(&srv->reg, c->id);
+	c->connected_at_ms = clock_wall_ms();
+	c->last_activity_ms = c->connected_at_ms;
+	c->opened_mono = clock_mono_ms();
+	c->state = CONN_OPEN;
+	TAILQ_REMOVE(&srv->pending, c, link);
+	srv->npending--;
+	registry_add(&srv->reg, c);
+	srv->total_opened++;
+	if (cfg->ping_interval > 0)
+		dq_push(&srv->dq_ping, c);
+	else
+		dq_remove(c);
+	conn_log_open(c);
+	c->opened = 1;
+	plugin_call_open(srv->plugins, c);
+
+	/* Detach the head first: ending the connection frees c->head. */
+	head = c->head;
+	c->head = NULL;
+	rc = 0;
+	if (c->head_len > head_len)
+		rc = conn_feed(c, (uint8_t *)head + head_len,
+		    c->head_len - head_len);
+	c->head_len = 0;
+	free(head);
+	return rc;
+}
+
+static int
+conn_read_head(struct wsp_conn *c)
+{
+	const struct wsp_config *cfg = c->srv->cfg;
+	struct http_request req;
+	const char *why = NULL;
+	size_t cap = cfg->max_header_size, end;
+	ssize_t n;
+	int status;
+
+	if (c->head == NULL && (c->head = malloc(cap)) == NULL)
+		return -1;
+	n = read(c->fd, c->head + c->head_len, cap - c->head_len);
+	if (n == -1)
+		return errno == EAGAIN || errno == EINTR ? 0 : -1;
+	if (n == 0)
+		return -1; /* gone before asking anything: nothing to log */
+	c->head_len += (size_t)n;
+	if ((end = http_head_length(c->head, c->head_len)) == 0) {
+		if (c->head_len == cap)
+			conn_refuse(c, 431, "header_too_large",
+			    "request header fields too large");
+		return 0;
+	}
+	status = http_request_parse(c->head, end, &req, &why);
+	if (status == 0)
+		status = http_upgrade_check(&req, cfg->path, &why);
+	if (status == 0 && !origin_allowed(cfg, &req.origin)) {
+		status = 403;
+		why = "origin not allowed";
+	}
+	if (status != 0) {
+		static const struct {
+			int status;
+			const char *reason;
+		} reasons[] = {
+			{ 400, "bad_request" }, { 403, "origin" },
+			{ 404, "not_found" }, { 405, "method" },
+			{ 426, "version" },
+		};
+		const char *reason = "bad_request";
+		size_t i;
+
+		for (i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+			if (reasons[i].status == status)
+				reason = reasons[i].reason;
+		conn_refuse(c, status, reason, why);
+		return 0;
+	}
+	return conn_upgrade(c, &req, end);
+}
+
+/* The peer's session is over: unregister, tell the plugins, log, and go
+ * lingering.  Safe to call in any state; only the first call counts. */
+void
+conn_end(struct wsp_conn *c, uint16_t code, const char *reason)
+{
+	struct wsp_server *srv = c->srv;
+	struct log_line *l;
+
+	if (c->state == CONN_LINGER)
+		return;
+	c->state = CONN_LINGER;
+	dq_remove(c);
+	free(c->msg);
+	c->msg = NULL;
+	c->msg_len = c->msg_cap = 0;
+	c->msg_open = 0;
+	free(c->head);
+	c->head = NULL;
+	if (c->registered) {
+		registry_remove(&srv->reg, c);
+		TAILQ_INSERT_TAIL(&srv->pending, c, link);
+		srv->npending++;
+		srv->total_closed++;
+		metrics_closed(srv, code);
+		if (c->ip_counted)
+			registry_ip_unref(&srv->reg, c->ip);
+		c->ip_counted = 0;
+		if (c->opened) {
+			c->opened = 0;
+			plugin_call_close(srv->plugins, c, code);
+		}
+		if ((l = log_begin(WSP_LOG_INFO, "ws.close")) != NULL) {
+			log_str(l, "conn", c->id);
+			log_str(l, "ip", c->ip);
+			log_uint(l, "code", code);
+			log_str(l, "reason", reason);
+			log_uint(l, "duration_ms",
+			    clock_mono_ms() - c->opened_mono);
+			log_uint(l, "msgs_in", c->msgs_in);
+			log_uint(l, "msgs_out", c->msgs_out);
+			log_uint(l, "bytes_in", c->bytes_in);
+			log_uint(l, "bytes_out", c->bytes_out);
+			log_uint(l, "active", srv->reg.count);
+			log_end(l);
+		}
+	}
+	dq_push(&srv->dq_linger, c);
+}
+
+int
+conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
+{
+	uint8_t hdr[WS_MAX_HEADER];
+	size_t hl;
+
+	if (c->doomed)
+		return -1;
+	if (c->state != CONN_OPEN &&
+	    !(c->state == CONN_CLOSING && opcode == WS_OP_CLOSE))
+		return -1;
+	hl = ws_frame_header(hdr, 1, opcode, len, NULL);
+	if (evbuffer_expand(c->out, hl + len) == -1 ||
+	    evbuffer_add(c->out, hdr, hl) == -1 ||
+	    (len > 0 && evbuffer_add(c->out, data, len) == -1))
+		return -1;
+	c->bytes_out += hl + len;
+	if (opcode == WS_OP_TEXT || opcode == WS_OP_BINARY) {
+		c->msgs_out++;
+		metrics_message_out(c->srv, hl + len);
+	}
+	if (evbuffer_get_length(c->out) > c->srv->cfg->max_output_buffer) {
+		/* The peer is not reading: drop what it will never get and
+		 * end it from its own handler. */
+		c->doomed = 1;
+		evbuffer_drain(c->out, evbuffer_get_length(c->out));
+		c->flush_pending = 0;
+		event_active(c->ev, EV_WRITE, 1);
+		return -1;
+	}
+	conn_schedule_flush(c);
+	return 0;
+}
+
+int
+conn_send_text(struct wsp_conn *c, const char *data, size_t len)
+{
+	return conn_send(c, WS_OP_TEXT, data, len);
+}
+
+static void
+conn_send_close(struct wsp_conn *c, uint16_t code, const char *reason,
+    size_t reason_len)
+{
+	uint8_t body[WS_MAX_CONTROL] = { 0 };
+	size_t n = 0;
+
+	if (code != WS_CLOSE_NO_STATUS)
+		n = ws_close_payload(body, code, reason, reason_len);
+	conn_send(c, WS_OP_CLOSE, body, n);
+}
+
+/* Start the close handshake: our close frame now, the peer's answer
+ * within the linger time. */
+int
+conn_close(struct wsp_conn *c, uint16_t code, const char *reason)
+{
+	if (c->state != CONN_OPEN)
+		return -1;
+	c->state = CONN_CLOSING;
+	conn_send_close(c, code, reason, reason == NULL ? 0 : strlen(reason));
+	c->close_code = code;
+	snprintf(c->close_reason, sizeof(c->close_reason), "%s",
+	    reason == NULL ? "" : reason);
+	dq_push(&c->srv->dq_linger, c);
+	return 0;
+}
+
+/* Fail the WebSocket connection (RFC 6455 7.1.7) with a close frame. */
+static void
+conn_fail(struct wsp_conn *c, uint16_t code, const char *reason)
+{
+	struct log_line *l;
+
+	if ((l = log_begin(WSP_LOG_WARN, "ws.error")) != NULL) {
+		log_str(l, "conn", c->id);
+		log_str(l, "ip", c->ip);
+		log_uint(l, "code", code);
+		log_str(l, "reason", reason);
+		log_end(l);
+	}
+	if (c->state == CONN_OPEN) {
+		c->state = CONN_CLOSING; /* allows the close frame out */
+		conn_send_close(c, code, reason, strlen(reason));
+	}
+	conn_end(c, code, reason);
+}
+
+static int
+conn_deliver(struct wsp_conn *c, uint8_t opcode, uint8_t *data, size_t len)
+{
+	c->msgs_in++;
+	metrics_message_in(c->srv, len);
+	dispatch_message(c->srv, c, opcode, data, len);
+	return 0;
+}
+
+static int
+conn_on_data(struct wsp_conn *c, const struct ws_event *ev)
+{
+	size_t need, cap;
+	uint8_t *m;
+
+	if (c->state != CONN_OPEN)
+		return 0; /* after our close frame, data is discarded */
+	if (ev->fin && !c->msg_open)
+		return conn_deliver(c, ev->opcode, ev->data, ev->len);
+	need = c->msg_len + ev->len;
+	if (need > c->msg_cap) {
+		cap = c->msg_cap == 0 ? 4096 : c->msg_cap;
+		while (cap < need)
+			cap *= 2;
+		if ((m = realloc(c->msg, cap)) == NULL) {
+			conn_fail(c, WSP_CLOSE_INTERNAL_ERROR, "out of memory");
+			return 0;
+		}
+		c->msg = m;
+		c->msg_cap = cap;
+	}
+	if (ev->len > 0)
+		memcpy(c->msg + c->msg_len, ev->data, ev->len);
+	c->msg_len += ev->len;
+	c->msg_open = 1;
+	if (ev->fin) {
+		m = c->msg;
+		need = c->msg_len;
+		/* Detach first: the plugin may close c while holding it. */
+		c->msg = NULL;
+		c->msg_len = c->msg_cap = 0;
+		c->msg_open = 0;
+		conn_deliver(c, ev->opcode, m, need);
+		free(m);
+	}
+	return 0;
+}
+
+static void
+conn_on_control(struct wsp_conn *c, const struct ws_event *ev)
+{
+	struct log_line *l;
+	char reason[WS_MAX_CONTROL];
+	size_t rlen;
+
+	switch (ev->opcode) {
+	case WS_OP_PING:
+		if (c->state == CONN_OPEN)
+			conn_send(c, WS_OP_PONG, ev->data, ev->len);
+		break;
+	case WS_OP_PONG:
+		if (c->ping_sent != 0) {
+			if ((l = log_begin(WSP_LOG_DEBUG, "ws.pong")) != NULL) {
+				log_str(l, "conn", c->id);
+				log_uint(l, "rtt_ms",
+				    clock_mono_ms() - c->ping_sent);
+				log_end(l);
+			}
+			c->ping_sent = 0;
+			c->pings_missed = 0;
+		}
+		break;
+	case WS_OP_CLOSE:
+		rlen = ev->len >= 2 ? ev->len - 2 : 0;
+		memcpy(reason, ev->len >= 2 ? ev->data + 2 : ev->data, rlen);
+		reason[rlen] = '\0';
+		if (c->state == CONN_OPEN) {
+			/* Echo the peer's code and reason, then we close TCP
+			 * first, as RFC 6455 7.1.1 asks of a server. */
+			c->state = CONN_CLOSING;
+			if (ev->close_code == WS_CLOSE_NO_STATUS)
+				conn_send(c, WS_OP_CLOSE, NULL, 0);
+			else
+				conn_send_close(c, ev->close_code, reason, rlen);
+			conn_end(c, ev->close_code, reason);
+		} else
+			conn_end(c, c->close_code, c->close_reason);
+		break;
+	}
+}
+
+static int
+conn_feed(struct wsp_conn *c, uint8_t *buf, size_t len)
+{
+	struct ws_event ev;
+	size_t used;
+
+	while (len > 0 &&
+	    (c->state == CONN_OPEN || c->state == CONN_CLOSING)) {
+		used = ws_decode(&c->dec, buf, len, &ev);
+		buf += used;
+		len -= used;
+		switch (ev.kind) {
+		case WS_EV_NONE:
+			break;
+		case WS_EV_DATA:
+			conn_on_data(c, &ev);
+			break;
+		case WS_EV_CONTROL:
+			conn_on_control(c, &ev);
+			break;
+		case WS_EV_ERROR:
+			conn_fail(c, ev.close_code, ev.reason);
+			return 0;
+		}
+	}
+	return 0;
+}
+
+static int
+conn_read_frames(struct wsp_conn *c)
+{
+	struct wsp_server *srv = c->srv;
+	ssize_t n;
+
+	n = read(c->fd, srv->rbuf, srv->rbuf_size);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (n <= 0) {
+		conn_end(c, WS_CLOSE_ABNORMAL,
+		    n == 0 ? "connection closed without close frame" :
+		    strerror(errno));
+		return -1;
+	}
+	c->bytes_in += (size_t)n;
+	c->last_activity = clock_mono_ms();
+	c->last_activity_ms = clock_wall_ms();
+	return conn_feed(c, srv->rbuf, (size_t)n);
+}
+
+/* Lingering: discard what the peer still sends until its EOF. */
+static int
+conn_read_discard(struct wsp_conn *c)
+{
+	ssize_t n;
+
+	n = read(c->fd, c->srv->rbuf, c->srv->rbuf_size);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	return n <= 0 ? -1 : 0;
+}
+
+/* Write what is queued; -1 when the peer is gone. */
+static int
+conn_write(struct wsp_conn *c)
+{
+	int n;
+
+	while (evbuffer_get_length(c->out) > 0) {
+		n = evbuffer_write(c->out, c->fd);
+		if (n == -1) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			return -1;
+		}
+		if (n == 0)
+			break;
+	}
+	if (evbuffer_get_length(c->out) > 0)
+		return conn_set_events(c, 1);
+	if (c->state == CONN_LINGER && !c->shut_wr) {
+		shutdown(c->fd, SHUT_WR);
+		c->shut_wr = 1;
+	}
+	return conn_set_events(c, 0);
+}
+
+static void
+conn_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct wsp_conn *c = arg;
+	int rc = 0;
+
+	(void)fd;
+	c->flush_pending = 0;
+	if (what & EV_READ) {
+		c->in_read = 1;
+		switch (c->state) {
+		case CONN_HANDSHAKE:
+			rc = conn_read_head(c);
+			break;
+		case CONN_OPEN:
+		case CONN_CLOSING:
+			rc = conn_read_frames(c);
+			break;
+		case CONN_LINGER:
+			rc = conn_read_discard(c);
+			break;
+		}
+		c->in_read = 0;
+		if (rc == -1)
+			goto gone;
+	}
+	if (c->doomed) {
+		struct log_line *l;
+
+		if ((l = log_begin(WSP_LOG_WARN, "ws.slow_consumer")) != NULL) {
+			log_str(l, "conn", c->id);
+			log_str(l, "ip", c->ip);
+			log_uint(l, "limit", c->srv->cfg->max_output_buffer);
+			log_end(l);
+		}
+		conn_end(c, WSP_CLOSE_POLICY, "output buffer limit exceeded");
+		goto gone;
+	}
+	if (conn_write(c) == -1) {
+		conn_end(c, WS_CLOSE_ABNORMAL, strerror(errno));
+		goto gone;
+	}
+	return;
+gone:
+	conn_free(c);
+}
+
+void
+conn_ping(struct wsp_conn *c)
+{
+	struct log_line *l;
+	uint64_t now = clock_mono_ms();
+
+	if (c->state != CONN_OPEN)
+		return;
+	if (c->ping_sent != 0) {
+		c->pings_missed++;
+		if ((l = log_begin(WSP_LOG_INFO, "ws.ping_missed")) != NULL) {
+			log_str(l, "conn", c->id);
+			log_str(l, "ip", c->ip);
+			log_uint(l, "missed", c->pings_missed);
+			log_uint(l, "idle_ms", now - c->last_activity);
+			log_end(l);
+		}
+	} else
+		c->ping_sent = now;
+	if ((l = log_begin(WSP_LOG_DEBUG, "ws.ping")) != NULL) {
+		log_str(l, "conn", c->id);
+		log_end(l);
+	}
+	metrics_ping(c->srv);
+	conn_send(c, WS_OP_PING, NULL, 0);
+}
+
+void
+conn_expire_ping(struct wsp_conn *c)
+{
+	conn_ping(c);
+	if (c->state == CONN_OPEN)
+		dq_push(&c->srv->dq_ping, c);
+}
+
+void
+conn_expire_handshake(struct wsp_conn *c)
+{
+	conn_refuse(c, 408, "handshake_timeout", "handshake timed out");
+}
+
+void
+conn_expire_linger(struct wsp_conn *c)
+{
+	if (c->state == CONN_CLOSING)
+		conn_end(c, c->close_code, "close handshake timed out");
+	conn_free(c);
+}
+
+/* The sweep found c silent past idle_timeout: the peer is presumed dead,
+ * so there is no close handshake to wait for. */
+void
+conn_reap(struct wsp_conn *c, uint64_t idle_ms)
+{
+	struct log_line *l;
+
+	c->srv->total_reaped++;
+	metrics_reaped(c->srv);
+	if ((l = log_begin(WSP_LOG_INFO, "ws.reap")) != NULL) {
+		log_str(l, "conn", c->id);
+		log_str(l, "ip", c->ip);
+		log_uint(l, "idle_ms", idle_ms);
+		log_uint(l, "pings_missed", c->pings_missed);
+		log_end(l);
+	}
+	if (c->state == CONN_OPEN) {
+		c->state = CONN_CLOSING;
+		conn_send_close(c, WSP_CLOSE_GOING_AWAY, "idle timeout", 12);
+		evbuffer_write(c->out, c->fd); /* one try, never wait */
+	}
+	conn_end(c, WSP_CLOSE_GOING_AWAY, "idle timeout");
+	conn_free(c);
+}
+
+void
+conn_free(struct wsp_conn *c)
+{
+	struct wsp_server *srv = c->srv;
+
+	if (c->registered)
+		conn_end(c, WS_CLOSE_ABNORMAL, "connection dropped");
+	dq_remove(c);
+	TAILQ_REMOVE(&srv->pending, c, link);
+	srv->npending--;
+	event_free(c->ev);
+	evbuffer_free(c->out);
+	close(c->fd);
+	free(c->head);
+	free(c->msg);
+	free(c->user_agent);
+	free(c->origin);
+	free(c->path);
+	free(c->subprotocol);
+	if (c->attrs != NULL)
+		json_decref(c->attrs);
+	free(c);
+	server_maybe_done(srv);
+}
+
+void
+conn_info(const struct wsp_conn *c, struct wsp_conn_info *info)
+{
+	info->id = c->id;
+	info->ip = c->ip;
+	info->port = c->port;
+	info->user_agent = conn_str(c->user_agent);
+	info->origin = conn_str(c->origin);
+	info->path = conn_str(c->path);
+	info->subprotocol = conn_str(c->subprotocol);
+	info->connected_at_ms = c->connected_at_ms;
+	info->last_activity_ms = c->last_activity_ms;
+	info->msgs_in = c->msgs_in;
+	info->msgs_out = c->msgs_out;
+	info->bytes_in = c->bytes_in;
+	info->bytes_out = c->bytes_out;
+}

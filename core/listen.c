@@ -1,0 +1,168 @@
+/*
+ * listen.c: the listening sockets.
+ *
+ * Sockets are made here rather than by evconnlistener_new_bind so that an
+ * IPv6 listener can be IPV6_V6ONLY (then [::]:8080 and 0.0.0.0:8080 may
+ * both be configured) and so a failed bind names its address.  Port 0 asks
+ * the kernel for a free port; the one it chose is logged, which is how the
+ * tests find the daemon without racing for a port.
+ *
+ * When accept() runs out of descriptors the listeners pause for 100 ms
+ * instead of spinning on a socket that stays readable.
+ */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "wsplugd.h"
+
+#define LISTEN_BACKLOG 511
+#define ACCEPT_PAUSE_MS 100
+
+static void
+format_addr(const struct sockaddr *sa, char *out, size_t len)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)sa;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+		snprintf(out, len, "[%s]:%u", host, ntohs(s6->sin6_port));
+	} else {
+		const struct sockaddr_in *s4 = (const void *)sa;
+
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+		snprintf(out, len, "%s:%u", host, ntohs(s4->sin_port));
+	}
+}
+
+static void
+accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct listener *li = arg;
+	int one = 1;
+
+	(void)lev;
+	/* Frames are small and latency matters more than packet count. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (conn_accept(li->srv, fd, sa, (socklen_t)salen) == -1) {
+		log_msg(WSP_LOG_ERROR, "listen.error",
+		    "out of memory accepting a connection on %s", li->addr);
+		close(fd);
+	}
+}
+
+static void
+accept_error_cb(struct evconnlistener *lev, void *arg)
+{
+	struct listener *li = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+
+	(void)lev;
+	log_msg(WSP_LOG_WARN, "listen.error", "accept on %s: %s", li->addr,
+	    strerror(err));
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
+		listen_pause(li->srv, 1);
+}
+
+static void
+accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	listen_pause(arg, 0);
+}
+
+void
+listen_pause(struct wsp_server *srv, int pause)
+{
+	struct timeval tv = { 0, ACCEPT_PAUSE_MS * 1000 };
+	struct listener *li;
+
+	TAILQ_FOREACH(li, &srv->listeners, entry) {
+		if (pause)
+			evconnlistener_disable(li->lev);
+		else
+			evconnlistener_enable(li->lev);
+	}
+	if (pause && srv->accept_retry != NULL)
+		event_add(srv->accept_retry, &tv);
+}
+
+int
+listen_open(struct wsp_server *srv, const struct wsp_listen_addr *a,
+    struct listener_list *out, struct wsp_errors *errs)
+{
+	struct sockaddr_storage bound;
+	socklen_t blen = sizeof(bound);
+	struct listener *li;
+	struct log_line *l;
+	int fd, one = 1;
+
+	if (srv->accept_retry == NULL &&
+	    (srv->accept_retry = evtimer_new(srv->base, accept_retry_cb,
+	    srv)) == NULL)
+		return -1;
+	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd == -1) {
+		errors_add(errs, srv->cfg->file, a->line, "listen %s: %s",
+		    a->text, strerror(errno));
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (a->ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&a->ss, a->sslen) == -1 ||
+	    getsockname(fd, (struct sockaddr *)&bound, &blen) == -1) {
+		errors_add(errs, srv->cfg->file, a->line, "listen %s: %s",
+		    a->text, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if ((li = calloc(1, sizeof(*li))) == NULL) {
+		close(fd);
+		return -1;
+	}
+	li->srv = srv;
+	format_addr((struct sockaddr *)&bound, li->addr, sizeof(li->addr));
+	li->lev = evconnlistener_new(srv->base, accept_cb, li,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, LISTEN_BACKLOG, fd);
+	if (li->lev == NULL) {
+		errors_add(errs, srv->cfg->file, a->line, "listen %s: %s",
+		    a->text, strerror(errno));
+		close(fd);
+		free(li);
+		return -1;
+	}
+	evconnlistener_set_error_cb(li->lev, accept_error_cb);
+	TAILQ_INSERT_TAIL(out, li, entry);
+	if ((l = log_begin(WSP_LOG_INFO, "listen.start")) != NULL) {
+		log_str(l, "addr", li->addr);
+		log_end(l);
+	}
+	return 0;
+}
+
+void
+listen_close_all(struct listener_list *l)
+{
+	struct listener *li;
+
+	while ((li = TAILQ_FIRST(l)) != NULL) {
+		TAILQ_REMOVE(l, li, entry);
+		evconnlistener_free(li->lev);
+		free(li);
+	}
+}

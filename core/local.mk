@@ -1,0 +1,33 @@
+# The daemon is main.c over a convenience library of the core modules; the
+# unit tests link the same library, so every module is compiled once.
+noinst_LTLIBRARIES += core/libwspcore.la
+core_libwspcore_la_SOURCES = \
+	core/wsplugd.h \
+	core/clock.c \
+	core/config.c \
+	core/conn.c \
+	core/dispatch.c \
+	core/errors.c \
+	core/host.c \
+	core/http_upgrade.c \
+	core/keepalive.c \
+	core/listen.c \
+	core/log.c \
+	core/metrics.c \
+	core/plugin.c \
+	core/registry.c \
+	core/server.c \
+	core/utf8.c \
+	core/ws_codec.c
+core_libwspcore_la_CPPFLAGS = $(AM_CPPFLAGS) $(LIBEVENT_CFLAGS) \
+	$(JANSSON_CFLAGS) $(INIH_CFLAGS) $(LIBCRYPTO_CFLAGS)
+core_libwspcore_la_LIBADD = $(LIBEVENT_LIBS) $(JANSSON_LIBS) $(INIH_LIBS) \
+	$(LIBCRYPTO_LIBS)
+
+sbin_PROGRAMS += core/wsplugd
+core_wsplugd_SOURCES = core/main.c
+core_wsplugd_CPPFLAGS = $(core_libwspcore_la_CPPFLAGS) \
+	-DSYSCONFDIR='"$(sysconfdir)"' -DPLUGINDIR='"$(plugindir)"'
+core_wsplugd_LDADD = core/libwspcore.la
+
+nobase_include_HEADERS = include/wsplugd/plugin.h

@@ -1,0 +1,201 @@
+/*
+ * main.c: the command line.
+ *
+ * wsplugd runs in the foreground: systemd supervises it, so there is no
+ * daemonizing, no pid file and no privilege dropping here.  Start-up
+ * validates everything (configuration, every plugin, every listener) before
+ * it serves anything, and refuses to start with a precise error otherwise;
+ * -t runs the same validation and stops there.
+ */
+#include <sys/resource.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "wsplugd.h"
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+#ifndef PLUGINDIR
+#define PLUGINDIR "/usr/lib/wsplugd/plugins"
+#endif
+
+#define DEFAULT_CONFIG SYSCONFDIR "/wsplugd/wsplugd.conf"
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: wsplugd [-c FILE] [-t] [-l LEVEL] [-V] [-h]\n"
+	    "  -c FILE   configuration file (default %s)\n"
+	    "  -t        check the configuration and plugins, then exit\n"
+	    "  -l LEVEL  log level: debug, info, warn, error (overrides the "
+	    "file)\n"
+	    "  -V        print the version and plugin ABI, then exit\n"
+	    "  -h        print this help, then exit\n", DEFAULT_CONFIG);
+}
+
+static int
+parse_level(const char *s)
+{
+	int i;
+
+	for (i = WSP_LOG_DEBUG; i <= WSP_LOG_ERROR; i++)
+		if (strcmp(s, log_level_name(i)) == 0)
+			return i;
+	return -1;
+}
+
+static void
+print_errors(const struct wsp_errors *e)
+{
+	size_t i;
+
+	for (i = 0; i < e->n; i++)
+		fprintf(stderr, "%s\n", e->msg[i]);
+}
+
+/* Allow as many descriptors as the hard limit permits: each connection is
+ * one, and the default soft limit of 1024 would cap the daemon far below
+ * max_connections. */
+static void
+raise_nofile(const struct wsp_config *cfg)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur != RLIM_INFINITY &&
+	    cfg->max_connections + 64 > (uint64_t)rl.rlim_cur)
+		log_msg(WSP_LOG_WARN, "daemon.limit",
+		    "max_connections %llu exceeds the open-file limit %llu: "
+		    "accept will fail before the limit is reached",
+		    (unsigned long long)cfg->max_connections,
+		    (unsigned long long)rl.rlim_cur);
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct wsp_errors errs = { NULL, 0 };
+	struct wsp_config *cfg;
+	struct wsp_server srv;
+	const char *file = DEFAULT_CONFIG;
+	int ch, check = 0, level = -1, rc = 1;
+	size_t i;
+
+	while ((ch = getopt(argc, argv, "c:tl:Vh")) != -1) {
+		switch (ch) {
+		case 'c':
+			file = optarg;
+			break;
+		case 't':
+			check = 1;
+			break;
+		case 'l':
+			if ((level = parse_level(optarg)) == -1) {
+				fprintf(stderr, "wsplugd: unknown log level "
+				    "'%s' (debug, info, warn, error)\n", optarg);
+				return 1;
+			}
+			break;
+		case 'V':
+			printf("wsplugd %s (plugin ABI %d)\n", PACKAGE_VERSION,
+			    WSPLUGD_PLUGIN_ABI);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 1;
+	}
+
+	if ((cfg = config_load(file, PLUGINDIR, &errs)) == NULL) {
+		print_errors(&errs);
+		errors_clear(&errs);
+		return 1;
+	}
+	if (level != -1)
+		cfg->log_level = level;
+	if (check) {
+		/* Plugins log their load at info; -t prints only the
+		 * verdict and the errors. */
+		log_init(WSP_LOG_WARN, cfg->log_format, LOG_TARGET_STDERR,
+		    NULL, "wsplugd");
+		memset(&srv, 0, sizeof(srv));
+		srv.cfg = cfg;
+		TAILQ_INIT(&srv.listeners);
+		TAILQ_INIT(&srv.pending);
+		registry_init(&srv.reg);
+		if ((srv.base = event_base_new()) != NULL &&
+		    (srv.plugins = plugin_set_load(&srv, cfg, &errs)) != NULL)
+			rc = 0;
+		if (rc == 0)
+			printf("%s: configuration OK\n", file);
+		else
+			print_errors(&errs);
+		server_free(&srv);
+		goto done;
+	}
+	if (log_init(cfg->log_level, cfg->log_format, cfg->log_target,
+	    cfg->log_file, "wsplugd") == -1) {
+		fprintf(stderr, "%s: cannot open log file %s: %s\n", file,
+		    cfg->log_file, strerror(errno));
+		goto done;
+	}
+	signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an error code */
+	raise_nofile(cfg);
+	if (server_init(&srv, cfg, &errs) == -1) {
+		for (i = 0; i < errs.n; i++)
+			log_msg(WSP_LOG_ERROR, "config.error", "%s",
+			    errs.msg[i]);
+		if (cfg->log_target != LOG_TARGET_STDERR)
+			print_errors(&errs);
+		server_free(&srv);
+		goto done;
+	}
+	if (keepalive_start(&srv) == -1 || server_signals(&srv) == -1) {
+		log_msg(WSP_LOG_ERROR, "daemon.error",
+		    "cannot set up timers and signals");
+		server_free(&srv);
+		goto done;
+	}
+	{
+		struct log_line *l = log_begin(WSP_LOG_INFO, "daemon.start");
+
+		log_str(l, "version", PACKAGE_VERSION);
+		log_int(l, "abi", WSPLUGD_PLUGIN_ABI);
+		log_int(l, "pid", getpid());
+		log_str(l, "config", file);
+		log_str(l, "path", cfg->path);
+		log_end(l);
+	}
+	event_base_dispatch(srv.base);
+	server_log_summary(&srv);
+	server_free(&srv);
+	rc = 0;
+done:
+	config_free(cfg);
+	errors_clear(&errs);
+	log_fini();
+	libevent_global_shutdown();
+	return rc;
+}

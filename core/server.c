@@ -1,0 +1,201 @@
+/*
+ * server.c: the server's life cycle.
+ *
+ * Building the server (event base, shared buffers, deadline queues, the
+ * plugin set, the listeners), its signals, and its end.  Shutdown on
+ * SIGTERM or SIGINT stops accepting, sends close 1001 to every client and
+ * waits up to shutdown_timeout for the close handshakes; the loop ends as
+ * soon as the last connection is gone.  A second signal exits at once.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "wsplugd.h"
+
+/* One read buffer serves every connection: large enough that a burst of
+ * frames is one read(2), small enough not to matter beside the rest. */
+#define READ_BUFFER_SIZE (256 * 1024)
+/* How long a closing connection may take to finish its close handshake
+ * and send its FIN. */
+#define LINGER_MS 5000
+
+void
+server_maybe_done(struct wsp_server *srv)
+{
+	if (srv->draining && srv->reg.count == 0 && srv->npending == 0)
+		event_base_loopbreak(srv->base);
+}
+
+static void
+shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct wsp_server *srv = arg;
+
+	(void)fd;
+	(void)what;
+	log_msg(WSP_LOG_WARN, "daemon.shutdown",
+	    "shutdown_timeout reached with %zu connections open",
+	    srv->reg.count + srv->npending);
+	event_base_loopbreak(srv->base);
+}
+
+static void
+server_drain(struct wsp_server *srv)
+{
+	struct wsp_conn *c, *next;
+	struct timeval tv;
+	uint64_t ms = srv->cfg->shutdown_timeout;
+
+	srv->draining = 1;
+	log_msg(WSP_LOG_INFO, "daemon.shutdown",
+	    "closing %zu connections (up to %llu ms)", srv->reg.count,
+	    (unsigned long long)ms);
+	listen_close_all(&srv->listeners);
+	TAILQ_FOREACH_SAFE(c, &srv->reg.conns, link, next)
+		conn_close(c, WSP_CLOSE_GOING_AWAY, "server shutting down");
+	TAILQ_FOREACH_SAFE(c, &srv->pending, link, next)
+		if (c->state == CONN_HANDSHAKE)
+			conn_free(c);
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	srv->shutdown_timer = evtimer_new(srv->base, shutdown_timeout_cb, srv);
+	if (srv->shutdown_timer == NULL ||
+	    evtimer_add(srv->shutdown_timer, &tv) == -1)
+		event_base_loopbreak(srv->base);
+	server_maybe_done(srv);
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct wsp_server *srv = arg;
+
+	(void)what;
+	switch (sig) {
+	case SIGTERM:
+	case SIGINT:
+		if (srv->draining) {
+			log_msg(WSP_LOG_WARN, "daemon.shutdown",
+			    "second %s: exiting now", strsignal(sig));
+			event_base_loopbreak(srv->base);
+			return;
+		}
+		server_drain(srv);
+		break;
+	case SIGHUP:
+		log_msg(WSP_LOG_WARN, "reload",
+		    "SIGHUP received: in-place reload is not available in "
+		    "this build; the running configuration is unchanged");
+		break;
+	case SIGUSR1:
+		if (log_reopen() == -1)
+			log_msg(WSP_LOG_ERROR, "log.reopen",
+			    "cannot reopen the log file: %s", strerror(errno));
+		else
+			log_msg(WSP_LOG_INFO, "log.reopen", "log file reopened");
+		break;
+	}
+}
+
+int
+server_signals(struct wsp_server *srv)
+{
+	struct event **slots[] = { &srv->sig_term, &srv->sig_int,
+	    &srv->sig_hup, &srv->sig_usr1 };
+	int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
+	size_t i;
+
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		*slots[i] = evsignal_new(srv->base, sigs[i], signal_cb, srv);
+		if (*slots[i] == NULL || evsignal_add(*slots[i], NULL) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+void
+server_free(struct wsp_server *srv)
+{
+	struct wsp_conn *c;
+	struct event **evs[] = { &srv->sig_term, &srv->sig_int, &srv->sig_hup,
+	    &srv->sig_usr1, &srv->shutdown_timer, &srv->accept_retry };
+	size_t i;
+
+	srv->draining = 0; /* no loopbreak from the frees below */
+	while ((c = TAILQ_FIRST(&srv->reg.conns)) != NULL)
+		conn_free(c);
+	while ((c = TAILQ_FIRST(&srv->pending)) != NULL)
+		conn_free(c);
+	listen_close_all(&srv->listeners);
+	plugin_set_free(srv->plugins);
+	srv->plugins = NULL;
+	keepalive_stop(srv);
+	dq_fini(&srv->dq_handshake);
+	dq_fini(&srv->dq_ping);
+	dq_fini(&srv->dq_linger);
+	for (i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+		if (*evs[i] != NULL) {
+			event_free(*evs[i]);
+			*evs[i] = NULL;
+		}
+	registry_fini(&srv->reg);
+	free(srv->rbuf);
+	free(srv->jbuf);
+	if (srv->base != NULL)
+		event_base_free(srv->base);
+}
+
+int
+server_init(struct wsp_server *srv, struct wsp_config *cfg,
+    struct wsp_errors *errs)
+{
+	size_t i;
+
+	memset(srv, 0, sizeof(*srv));
+	srv->cfg = cfg;
+	TAILQ_INIT(&srv->listeners);
+	TAILQ_INIT(&srv->pending);
+	registry_init(&srv->reg);
+	srv->started_mono = clock_mono_ms();
+	srv->rbuf_size = READ_BUFFER_SIZE;
+	srv->jbuf_size = 4096;
+	if ((srv->base = event_base_new()) == NULL ||
+	    (srv->rbuf = malloc(srv->rbuf_size)) == NULL ||
+	    (srv->jbuf = malloc(srv->jbuf_size)) == NULL ||
+	    dq_init(&srv->dq_handshake, srv->base, "handshake",
+	    cfg->handshake_timeout, conn_expire_handshake) == -1 ||
+	    dq_init(&srv->dq_ping, srv->base, "ping", cfg->ping_interval,
+	    conn_expire_ping) == -1 ||
+	    dq_init(&srv->dq_linger, srv->base, "linger", LINGER_MS,
+	    conn_expire_linger) == -1) {
+		errors_add(errs, NULL, 0, "cannot initialise: out of memory");
+		return -1;
+	}
+	if ((srv->plugins = plugin_set_load(srv, cfg, errs)) == NULL)
+		return -1;
+	for (i = 0; i < cfg->nlisten; i++)
+		listen_open(srv, &cfg->listen[i], &srv->listeners, errs);
+	return errs->n > 0 ? -1 : 0;
+}
+
+void
+server_log_summary(struct wsp_server *srv)
+{
+	struct log_line *l;
+
+	if ((l = log_begin(WSP_LOG_INFO, "daemon.stop")) == NULL)
+		return;
+	log_uint(l, "uptime_s", (clock_mono_ms() - srv->started_mono) / 1000);
+	log_uint(l, "opened", srv->total_opened);
+	log_uint(l, "closed", srv->total_closed);
+	log_uint(l, "refused", srv->total_refused);
+	log_uint(l, "reaped", srv->total_reaped);
+	log_uint(l, "msgs_in", srv->metrics.msgs_in);
+	log_uint(l, "msgs_out", srv->metrics.msgs_out);
+	log_uint(l, "left_open", srv->reg.count);
+	log_end(l);
+}

@@ -1,0 +1,388 @@
+/*
+ * test_dispatch.c: routing by "type", error replies, the catch-all, and
+ * claim conflicts, against an in-memory plugin set and a connection whose
+ * output is read back frame by frame.  No sockets, no dlopen.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <CUnit/Basic.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "wsplugd.h"
+
+static struct wsp_config cfg;
+static struct wsp_server srv;
+static struct wsp_errors errs;
+static struct wsp_section sec_rec = { .file = "test.conf", .name = "rec",
+    .line = 3 };
+static struct wsp_section sec_raw = { .file = "test.conf", .name = "raw",
+    .line = 9 };
+
+/* What the recording plugin last saw. */
+static struct {
+	int calls;
+	char type[256];
+	int had_json, binary;
+	char data[4096];
+	size_t len;
+	struct wsp_plugin_ctx *to;
+} seen;
+
+static void
+record(void *state, struct wsp_conn *c, const struct wsp_message *m)
+{
+	(void)c;
+	seen.calls++;
+	seen.to = state;
+	snprintf(seen.type, sizeof(seen.type), "%s",
+	    m->type == NULL ? "(raw)" : m->type);
+	seen.had_json = m->json != NULL;
+	seen.binary = m->binary;
+	seen.len = m->len < sizeof(seen.data) ? m->len : sizeof(seen.data);
+	memcpy(seen.data, m->data, seen.len);
+}
+
+static const struct wsp_plugin recorder = {
+	.abi = WSPLUGD_PLUGIN_ABI,
+	.name = "recorder",
+	.version = "1",
+	.message = record,
+};
+
+static struct wsp_plugin_ctx *
+ctx_new(struct plugin_set *set, struct wsp_section *sec)
+{
+	struct wsp_plugin_ctx *ctx = calloc(1, sizeof(*ctx));
+
+	ctx->set = set;
+	ctx->srv = &srv;
+	ctx->name = strdup(sec->name);
+	ctx->path = strdup("/nonexistent.so");
+	ctx->desc = &recorder;
+	ctx->sec = sec;
+	ctx->errs = &errs;
+	ctx->state = ctx;
+	ctx->loading = 1;
+	TAILQ_INIT(&ctx->timers);
+	TAILQ_INSERT_TAIL(&set->plugins, ctx, entry);
+	return ctx;
+}
+
+static struct plugin_set *
+set_new(void)
+{
+	struct plugin_set *set = calloc(1, sizeof(*set));
+
+	TAILQ_INIT(&set->plugins);
+	srv.plugins = set;
+	return set;
+}
+
+static struct wsp_conn *
+conn_new(void)
+{
+	struct wsp_conn *c = calloc(1, sizeof(*c));
+
+	c->srv = &srv;
+	c->state = CONN_OPEN;
+	c->out = evbuffer_new();
+	c->in_read = 1; /* output stays queued for the test to read */
+	strcpy(c->id, "00112233445566778899aabbccddeeff");
+	return c;
+}
+
+static void
+conn_done(struct wsp_conn *c)
+{
+	dq_remove(c);
+	evbuffer_free(c->out);
+	free(c);
+}
+
+/* Pop one unmasked server frame from c's output. */
+static int
+next_frame(struct wsp_conn *c, uint8_t *op, char *buf, size_t cap,
+    size_t *len)
+{
+	uint8_t h[4];
+	size_t n, hl = 2;
+
+	if (evbuffer_remove(c->out, h, 2) != 2)
+		return -1;
+	CU_ASSERT_EQUAL(h[1] & 0x80, 0); /* servers never mask */
+	*op = h[0] & 0x0F;
+	n = h[1] & 0x7F;
+	if (n == 126) {
+		evbuffer_remove(c->out, h + 2, 2);
+		n = ((size_t)h[2] << 8) | h[3];
+		hl = 4;
+	}
+	(void)hl;
+	CU_ASSERT_FATAL(n < cap);
+	if (evbuffer_remove(c->out, buf, n) != (int)n)
+		return -1;
+	buf[n] = '\0';
+	*len = n;
+	return 0;
+}
+
+/* Dispatch text and return the reply as JSON (or NULL when none). */
+static json_t *
+roundtrip(struct wsp_conn *c, const char *text)
+{
+	char in[4096], out[4096];
+	uint8_t op;
+	size_t n;
+
+	strcpy(in, text);
+	dispatch_message(&srv, c, WS_OP_TEXT, (uint8_t *)in, strlen(in));
+	if (evbuffer_get_length(c->out) == 0)
+		return NULL;
+	CU_ASSERT_EQUAL_FATAL(next_frame(c, &op, out, sizeof(out), &n), 0);
+	CU_ASSERT_EQUAL(op, WS_OP_TEXT);
+	return json_loadb(out, n, 0, NULL);
+}
+
+static void
+assert_error(json_t *reply, const char *code)
+{
+	CU_ASSERT_PTR_NOT_NULL_FATAL(reply);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(reply,
+	    "type")), "error");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(reply,
+	    "code")), code);
+	CU_ASSERT_TRUE(json_is_string(json_object_get(reply, "message")));
+}
+
+static void
+test_error_replies_keep_connection(void)
+{
+	struct plugin_set *set = set_new();
+	struct wsp_conn *c = conn_new();
+	json_t *r;
+
+	ctx_new(set, &sec_rec);
+	CU_ASSERT_EQUAL(plugin_claim(TAILQ_FIRST(&set->plugins), "greet"), 0);
+
+	r = roundtrip(c, "{not json");
+	assert_error(r, "invalid_json");
+	json_decref(r);
+	r = roundtrip(c, "[1, 2]");
+	assert_error(r, "invalid_json");
+	json_decref(r);
+	r = roundtrip(c, "{\"x\":1}");
+	assert_error(r, "missing_type");
+	json_decref(r);
+	r = roundtrip(c, "{\"type\":5,\"id\":\"a\"}");
+	assert_error(r, "missing_type");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r, "id")),
+	    "a");
+	json_decref(r);
+	r = roundtrip(c, "{\"type\":\"nope\",\"id\":42}");
+	assert_error(r, "unknown_type");
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(r, "id")), 42);
+	json_decref(r);
+	CU_ASSERT_EQUAL(seen.calls, 0);
+	CU_ASSERT_EQUAL(c->state, CONN_OPEN);
+	conn_done(c);
+	plugin_set_free(set);
+}
+
+static void
+test_unknown_type_cut_on_utf8_boundary(void)
+{
+	struct plugin_set *set = set_new();
+	struct wsp_conn *c = conn_new();
+	char msg[1024] = "{\"type\":\"";
+	json_t *r;
+	int i;
+
+	/* 40 two-byte characters: byte 64 falls inside none, byte 63 in
+	 * the middle of one if cut naively at an odd offset. */
+	strcat(msg, "a");
+	for (i = 0; i < 40; i++)
+		strcat(msg, "\xc3\xa9");
+	strcat(msg, "\"}");
+	r = roundtrip(c, msg);
+	assert_error(r, "unknown_type");
+	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(r,
+	    "message")), "(truncated)"));
+	json_decref(r);
+	conn_done(c);
+	plugin_set_free(set);
+}
+
+static void
+test_routes_claimed_type_with_json(void)
+{
+	struct plugin_set *set = set_new();
+	struct wsp_conn *c = conn_new();
+	struct wsp_plugin_ctx *rec = ctx_new(set, &sec_rec);
+
+	memset(&seen, 0, sizeof(seen));
+	CU_ASSERT_EQUAL(plugin_claim(rec, "greet"), 0);
+	CU_ASSERT_PTR_NULL(roundtrip(c, "{\"type\":\"greet\",\"n\":1}"));
+	CU_ASSERT_EQUAL(seen.calls, 1);
+	CU_ASSERT_PTR_EQUAL(seen.to, rec);
+	CU_ASSERT_STRING_EQUAL(seen.type, "greet");
+	CU_ASSERT_TRUE(seen.had_json);
+	CU_ASSERT_EQUAL(seen.len, strlen("{\"type\":\"greet\",\"n\":1}"));
+	conn_done(c);
+	plugin_set_free(set);
+}
+
+static void
+test_binary_without_catch_all_closes_1003(void)
+{
+	struct plugin_set *set = set_new();
+	struct wsp_conn *c = conn_new();
+	uint8_t bin[3] = { 1, 2, 3 }, op;
+	char body[256];
+	size_t n;
+
+	dispatch_message(&srv, c, WS_OP_BINARY, bin, sizeof(bin));
+	CU_ASSERT_EQUAL(c->state, CONN_CLOSING);
+	CU_ASSERT_EQUAL_FATAL(next_frame(c, &op, body, sizeof(body), &n), 0);
+	CU_ASSERT_EQUAL(op, WS_OP_CLOSE);
+	CU_ASSERT_TRUE(n >= 2);
+	CU_ASSERT_EQUAL(((uint8_t)body[0] << 8) | (uint8_t)body[1], 1003);
+	conn_done(c);
+	plugin_set_free(set);
+}
+
+static void
+test_catch_all_alone_skips_parsing(void)
+{
+	struct plugin_set *set = set_new();
+	struct wsp_conn *c = conn_new();
+	struct wsp_plugin_ctx *raw = ctx_new(set, &sec_raw);
+	uint8_t bin[2] = { 0, 255 };
+
+	memset(&seen, 0, sizeof(seen));
+	CU_ASSERT_EQUAL(plugin_claim(raw, "*"), 0);
+	CU_ASSERT_PTR_EQUAL(set->catch_all, raw);
+	CU_ASSERT_PTR_NULL(roundtrip(c, "{not json"));
+	CU_ASSERT_EQUAL(seen.calls, 1);
+	CU_ASSERT_STRING_EQUAL(seen.type, "(raw)");
+	CU_ASSERT_FALSE(seen.had_json);
+	CU_ASSERT_EQUAL(memcmp(seen.data, "{not json", 9), 0);
+	dispatch_message(&srv, c, WS_OP_BINARY, bin, 2);
+	CU_ASSERT_EQUAL(seen.calls, 2);
+	CU_ASSERT_TRUE(seen.binary);
+	CU_ASSERT_EQUAL(c->state, CONN_OPEN);
+	conn_done(c);
+	plugin_set_free(set);
+}
+
+static void
+test_catch_all_takes_what_others_do_not(void)
+{
+	struct plugin_set *set = set_new();
+	struct wsp_conn *c = conn_new();
+	struct wsp_plugin_ctx *rec = ctx_new(set, &sec_rec);
+	struct wsp_plugin_ctx *raw = ctx_new(set, &sec_raw);
+
+	memset(&seen, 0, sizeof(seen));
+	CU_ASSERT_EQUAL(plugin_claim(rec, "greet"), 0);
+	CU_ASSERT_EQUAL(plugin_claim(raw, "*"), 0);
+	roundtrip(c, "{\"type\":\"greet\"}");
+	CU_ASSERT_PTR_EQUAL(seen.to, rec);
+	CU_ASSERT_TRUE(seen.had_json);
+	roundtrip(c, "{\"type\":\"other\"}");
+	CU_ASSERT_PTR_EQUAL(seen.to, raw);
+	CU_ASSERT_FALSE(seen.had_json);
+	roundtrip(c, "[]");
+	CU_ASSERT_PTR_EQUAL(seen.to, raw);
+	roundtrip(c, "{\"type\":null}");
+	CU_ASSERT_PTR_EQUAL(seen.to, raw);
+	CU_ASSERT_EQUAL(seen.calls, 4);
+	CU_ASSERT_EQUAL(evbuffer_get_length(c->out), 0); /* no error replies */
+	conn_done(c);
+	plugin_set_free(set);
+}
+
+static void
+test_conflicting_claims_are_errors(void)
+{
+	struct plugin_set *set = set_new();
+	struct wsp_plugin_ctx *rec = ctx_new(set, &sec_rec);
+	struct wsp_plugin_ctx *raw = ctx_new(set, &sec_raw);
+
+	errors_clear(&errs);
+	CU_ASSERT_EQUAL(plugin_claim(rec, "greet"), 0);
+	CU_ASSERT_EQUAL(plugin_claim(rec, "greet"), 0); /* own: fine */
+	CU_ASSERT_EQUAL(plugin_claim(raw, "greet"), -1);
+	CU_ASSERT_EQUAL_FATAL(errs.n, 1);
+	CU_ASSERT_STRING_EQUAL(errs.msg[0], "test.conf:9: [plugin:raw] claims "
+	    "type \"greet\", already claimed by [plugin:rec]");
+	CU_ASSERT_EQUAL(plugin_claim(rec, "*"), 0);
+	CU_ASSERT_EQUAL(plugin_claim(raw, "*"), -1);
+	CU_ASSERT_EQUAL(plugin_claim(raw, ""), -1);
+	CU_ASSERT_EQUAL(errs.n, 3);
+	CU_ASSERT_EQUAL(set->ntypes, 1);
+	CU_ASSERT_PTR_EQUAL(plugin_set_lookup(set, "greet"), rec);
+	CU_ASSERT_PTR_NULL(plugin_set_lookup(set, "gree"));
+	errors_clear(&errs);
+	plugin_set_free(set);
+}
+
+int
+main(void)
+{
+	static const struct {
+		const char *name;
+		void (*fn)(void);
+	} tests[] = {
+		{ "bad input gets error replies, connection stays",
+		    test_error_replies_keep_connection },
+		{ "unknown type is cut on a UTF-8 boundary",
+		    test_unknown_type_cut_on_utf8_boundary },
+		{ "a claimed type reaches its plugin with JSON",
+		    test_routes_claimed_type_with_json },
+		{ "binary without a catch-all closes 1003",
+		    test_binary_without_catch_all_closes_1003 },
+		{ "a lone catch-all gets everything raw",
+		    test_catch_all_alone_skips_parsing },
+		{ "the catch-all gets what others do not claim",
+		    test_catch_all_takes_what_others_do_not },
+		{ "conflicting claims are FILE:LINE errors",
+		    test_conflicting_claims_are_errors },
+	};
+	CU_pSuite s;
+	unsigned failures;
+	size_t i;
+	int rc = 1;
+
+	log_init(WSP_LOG_ERROR, LOG_FORMAT_LOGFMT, LOG_TARGET_STDERR, NULL,
+	    "test");
+	cfg.max_output_buffer = 1 << 20;
+	cfg.slow_callback = 1000;
+	srv.cfg = &cfg;
+	srv.base = event_base_new();
+	srv.jbuf_size = 16; /* small, so the grow path runs too */
+	srv.jbuf = malloc(srv.jbuf_size);
+	TAILQ_INIT(&srv.pending);
+	registry_init(&srv.reg);
+	dq_init(&srv.dq_linger, srv.base, "linger", 5000, conn_expire_linger);
+
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	if ((s = CU_add_suite("dispatch", NULL, NULL)) == NULL)
+		goto done;
+	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
+		if (CU_add_test(s, tests[i].name, tests[i].fn) == NULL)
+			goto done;
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	failures = CU_get_number_of_failures();
+	rc = failures ? 1 : 0;
+done:
+	CU_cleanup_registry();
+	dq_fini(&srv.dq_linger);
+	registry_fini(&srv.reg);
+	free(srv.jbuf);
+	event_base_free(srv.base);
+	return rc;
+}
