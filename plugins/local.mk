@@ -1,0 +1,30 @@
+# Each plugin is a libtool module exporting exactly its descriptor.  They
+# link jansson themselves and nothing of the daemon's.
+PLUGIN_CFLAGS = $(AM_CFLAGS) -fvisibility=hidden $(JANSSON_CFLAGS)
+PLUGIN_LDFLAGS = -module -avoid-version -shared -no-undefined \
+	-export-symbols-regex '^wsplugd_plugin$$'
+
+plugin_LTLIBRARIES += plugins/ping.la
+plugins_ping_la_SOURCES = plugins/ping/ping.c
+plugins_ping_la_CFLAGS = $(PLUGIN_CFLAGS)
+plugins_ping_la_LDFLAGS = $(PLUGIN_LDFLAGS)
+plugins_ping_la_LIBADD = $(JANSSON_LIBS)
+
+plugin_LTLIBRARIES += plugins/connection_established.la
+plugins_connection_established_la_SOURCES = \
+	plugins/connection_established/connection_established.c
+plugins_connection_established_la_CFLAGS = $(PLUGIN_CFLAGS)
+plugins_connection_established_la_LDFLAGS = $(PLUGIN_LDFLAGS)
+plugins_connection_established_la_LIBADD = $(JANSSON_LIBS)
+
+plugin_LTLIBRARIES += plugins/echo.la
+plugins_echo_la_SOURCES = plugins/echo/echo.c
+plugins_echo_la_CFLAGS = $(PLUGIN_CFLAGS)
+plugins_echo_la_LDFLAGS = $(PLUGIN_LDFLAGS)
+plugins_echo_la_LIBADD = $(JANSSON_LIBS)
+
+# dlopen() needs only the .so; libtool's .la files are not shipped.
+install-data-hook: plugins-remove-la
+plugins-remove-la:
+	rm -f $(DESTDIR)$(plugindir)/*.la
+.PHONY: plugins-remove-la
