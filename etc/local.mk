@@ -1,0 +1,23 @@
+# The shipped configuration, filled in with this build's plugin directory:
+# wsplugd.conf for `make install`, wsplugd.build.conf to run the daemon from
+# the build tree (`make run`).  One template, so the two cannot drift.
+wsplugdconfdir = $(sysconfdir)/wsplugd
+wsplugdconf_DATA = etc/wsplugd.conf
+noinst_DATA += etc/wsplugd.build.conf
+EXTRA_DIST += etc/wsplugd.conf.in
+CLEANFILES += etc/wsplugd.conf etc/wsplugd.build.conf
+
+etc/wsplugd.conf: $(srcdir)/etc/wsplugd.conf.in Makefile
+	$(AM_V_GEN)$(MKDIR_P) etc && \
+	sed -e 's|@plugindir[@]|$(plugindir)|g' \
+	    $(srcdir)/etc/wsplugd.conf.in > $@.tmp && mv $@.tmp $@
+
+etc/wsplugd.build.conf: $(srcdir)/etc/wsplugd.conf.in Makefile
+	$(AM_V_GEN)$(MKDIR_P) etc && \
+	sed -e 's|@plugindir[@]|$(abs_top_builddir)/plugins/.libs|g' \
+	    $(srcdir)/etc/wsplugd.conf.in > $@.tmp && mv $@.tmp $@
+
+# Build, then run the daemon in the foreground on the shipped config.
+run: all etc/wsplugd.build.conf
+	./core/wsplugd -c etc/wsplugd.build.conf
+.PHONY: run

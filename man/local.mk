@@ -1,0 +1,1 @@
+# Hand-written mdoc pages, linted by `make check`.

@@ -1,0 +1,48 @@
+# Unit tests: one CUnit program per core module, linked against the same
+# convenience library as the daemon.
+UNIT_CPPFLAGS = $(AM_CPPFLAGS) $(LIBEVENT_CFLAGS) $(JANSSON_CFLAGS) \
+	$(INIH_CFLAGS) $(LIBCRYPTO_CFLAGS) $(CUNIT_CFLAGS) \
+	-DSRCDIR='"$(abs_top_srcdir)"'
+UNIT_LDADD = core/libwspcore.la $(CUNIT_LIBS)
+
+UNIT_TESTS = \
+	tests/unit/test_utf8 \
+	tests/unit/test_codec \
+	tests/unit/test_http_upgrade \
+	tests/unit/test_config \
+	tests/unit/test_dispatch \
+	tests/unit/test_registry
+check_PROGRAMS += $(UNIT_TESTS)
+
+tests_unit_test_utf8_SOURCES = tests/unit/test_utf8.c
+tests_unit_test_utf8_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_utf8_LDADD = $(UNIT_LDADD)
+tests_unit_test_codec_SOURCES = tests/unit/test_codec.c
+tests_unit_test_codec_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_codec_LDADD = $(UNIT_LDADD)
+tests_unit_test_http_upgrade_SOURCES = tests/unit/test_http_upgrade.c
+tests_unit_test_http_upgrade_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_http_upgrade_LDADD = $(UNIT_LDADD)
+tests_unit_test_config_SOURCES = tests/unit/test_config.c
+tests_unit_test_config_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_config_LDADD = $(UNIT_LDADD)
+tests_unit_test_dispatch_SOURCES = tests/unit/test_dispatch.c
+tests_unit_test_dispatch_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_dispatch_LDADD = $(UNIT_LDADD)
+tests_unit_test_registry_SOURCES = tests/unit/test_registry.c
+tests_unit_test_registry_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_registry_LDADD = $(UNIT_LDADD)
+
+# Integration tests: the real daemon on loopback, driven by Python's
+# websockets (Debian's python3-websockets) and raw sockets for the frames
+# no conforming client would send.  WSPLUGD_WRAPPER runs the daemon under
+# valgrind when set.
+INTEGRATION_TESTS = tests/integration/run
+TESTS += $(UNIT_TESTS) $(INTEGRATION_TESTS)
+AM_TESTS_ENVIRONMENT = \
+	WSPLUGD='$(abs_top_builddir)/core/wsplugd'; \
+	WSPLUGD_PLUGIN_DIR='$(abs_top_builddir)/plugins/.libs'; \
+	WSPLUGD_SRCDIR='$(abs_top_srcdir)'; \
+	export WSPLUGD WSPLUGD_PLUGIN_DIR WSPLUGD_SRCDIR;
+
+EXTRA_DIST += $(INTEGRATION_TESTS) $(INTEGRATION_FILES)
