@@ -1,0 +1,162 @@
+"""Run the real wsplugd for a test and watch what it logs.
+
+A test writes the configuration it needs, starts the daemon on
+127.0.0.1:0 (the kernel picks the port; the daemon logs it) and waits for
+log lines, never for wall-clock sleeps.  Every wait is bounded.  On stop
+the daemon must exit 0: under valgrind (WSPLUGD_WRAPPER) or an ASan build
+a leak or invalid access turns into a non-zero exit and fails the test.
+"""
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import threading
+import time
+
+WSPLUGD = os.environ.get("WSPLUGD", "core/wsplugd")
+PLUGIN_DIR = os.environ.get("WSPLUGD_PLUGIN_DIR", "plugins/.libs")
+WRAPPER = shlex.split(os.environ.get("WSPLUGD_WRAPPER", ""))
+# Valgrind runs the daemon some 20-50 times slower.
+SLOW = 10.0 if WRAPPER else 1.0
+
+_FIELD = re.compile(r'([A-Za-z_][\w.]*)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def parse_logfmt(line):
+    """One logfmt line to a dict; quoted values are unescaped."""
+    out = {}
+    for key, val in _FIELD.findall(line):
+        if val.startswith('"'):
+            val = bytes(val[1:-1], "utf-8").decode("unicode_escape")
+            # unicode_escape decodes the bytes as latin-1; undo that.
+            val = val.encode("latin-1", "backslashreplace").decode(
+                "utf-8", "replace")
+        out[key] = val
+    return out
+
+
+def config(plugins=("connection_established", "ping"), server=None,
+           keepalive=None, log=None, plugin_sections=None, extra=""):
+    """An INI text for a test: loopback, port 0, debug logging."""
+    server = {"listen": "127.0.0.1:0", "path": "/ws", **(server or {})}
+    log = {"level": "debug", **(log or {})}
+    parts = ["[server]"] + [f"{k} = {v}" for k, v in server.items()]
+    if keepalive:
+        parts += ["", "[keepalive]"]
+        parts += [f"{k} = {v}" for k, v in keepalive.items()]
+    parts += ["", "[log]"] + [f"{k} = {v}" for k, v in log.items()]
+    parts += ["", "[plugins]", f"dir = {PLUGIN_DIR}"]
+    for name in plugins:
+        parts += ["", f"[plugin:{name}]"]
+        for k, v in (plugin_sections or {}).get(name, {}).items():
+            parts.append(f"{k} = {v}")
+    return "\n".join(parts) + "\n" + extra
+
+
+class Daemon:
+    def __init__(self, tmpdir, text):
+        self.conf = os.path.join(str(tmpdir), "wsplugd.conf")
+        with open(self.conf, "w") as f:
+            f.write(text)
+        self.lines = []
+        self.events = []
+        self.cond = threading.Condition()
+        self.proc = None
+        self.port = None
+        self.returncode = None
+
+    # -- life cycle -----------------------------------------------------
+
+    def start(self, wait=True):
+        self.proc = subprocess.Popen(
+            WRAPPER + [WSPLUGD, "-c", self.conf],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        if wait:
+            ev = self.wait_for("listen.start")
+            self.port = int(ev["addr"].rsplit(":", 1)[1])
+            self.wait_for("daemon.start")
+        return self
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            ev = parse_logfmt(line)
+            with self.cond:
+                self.lines.append(line)
+                self.events.append(ev)
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout=20):
+        self.returncode = self.proc.wait(timeout=timeout * SLOW)
+        self.reader.join(timeout=5)
+        return self.returncode
+
+    def stop(self):
+        """SIGTERM and require a clean exit."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.wait_exit()
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("wsplugd did not exit on SIGTERM:\n" +
+                                 self.log_text())
+        return rc
+
+    def log_text(self):
+        with self.cond:
+            return "\n".join(self.lines[-200:])
+
+    # -- log matching ---------------------------------------------------
+
+    def find(self, event, start=0, **fields):
+        with self.cond:
+            for ev in self.events[start:]:
+                if ev.get("event") != event:
+                    continue
+                if all(ev.get(k) == str(v) for k, v in fields.items()):
+                    return ev
+        return None
+
+    def find_all(self, event, **fields):
+        with self.cond:
+            return [ev for ev in self.events
+                    if ev.get("event") == event and
+                    all(ev.get(k) == str(v) for k, v in fields.items())]
+
+    def mark(self):
+        """The position from which a later wait_for should look."""
+        with self.cond:
+            return len(self.events)
+
+    def wait_for(self, event, timeout=10, start=0, **fields):
+        deadline = time.monotonic() + timeout * SLOW
+        with self.cond:
+            while True:
+                for ev in self.events[start:]:
+                    if ev.get("event") == event and all(
+                            ev.get(k) == str(v) for k, v in fields.items()):
+                        return ev
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and
+                                 not self.reader.is_alive()):
+                    raise AssertionError(
+                        f"no {event} {fields} in the log:\n" +
+                        "\n".join(self.lines[-60:]))
+                self.cond.wait(left)
+
+    @property
+    def url(self):
+        return f"ws://127.0.0.1:{self.port}/ws"
