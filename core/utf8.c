@@ -111,7 +111,9 @@ utf8_validate(uint32_t state, const uint8_t *p, size_t n)
 	end = p + n;
 
 	while (p < end) {
-		if (state == S0) {
+		if (state == S0 && *p < 0x80) {
+			/* Only worth a word load when this byte is ASCII:
+			 * in text that is mostly multibyte it rarely pays. */
 			while ((size_t)(end - p) >= 8) {
 				memcpy(&w, p, sizeof(w));
 				if (w & HIGH_BITS)

@@ -93,7 +93,7 @@ ws_error_event(const struct ws_decoder *d, struct ws_event *ev)
 static int
 ws_fail(struct ws_decoder *d, int e, struct ws_event *ev)
 {
-	d->failed = e;
+	d->failed = (uint8_t)e;
 	ws_error_event(d, ev);
 	return -1;
 }
@@ -194,8 +194,8 @@ ws_start_frame(struct ws_decoder *d, struct ws_event *ev)
 		d->ctl_len = 0;
 		return 0;
 	}
-	/* msg_len never exceeds max_message, so the subtraction is safe and
-	 * the sum cannot overflow. */
+	/* With a limit, msg_len never exceeds it, so the subtraction cannot
+	 * wrap; without one, msg_len is never looked at. */
 	if (d->max_message != 0 && len > d->max_message - d->msg_len)
 		return ws_fail(d, E_TOO_BIG, ev);
 	d->msg_len += len;
@@ -226,7 +226,7 @@ ws_read_header(struct ws_decoder *d, const uint8_t *in, size_t len,
 		if (n == 0)
 			return 0;
 		memcpy(d->hdr + d->hlen, in + *off, n);
-		d->hlen += n;
+		d->hlen = (uint8_t)(d->hlen + n); /* n <= WS_MAX_HEADER */
 		*off += n;
 		if (d->hlen == 2 && ws_check_start(d, ev) == -1)
 			return -1;
@@ -251,7 +251,7 @@ ws_check_close(struct ws_decoder *d, struct ws_event *ev)
 	if (utf8_validate(UTF8_ACCEPT, d->ctl + 2, d->ctl_len - 2) !=
 	    UTF8_ACCEPT)
 		return ws_fail(d, E_CLOSE_UTF8, ev);
-	ev->close_code = code;
+	ev->close_code = (uint16_t)code;
 	return 0;
 }
 
@@ -261,7 +261,7 @@ static void
 ws_unmask_chunk(struct ws_decoder *d, uint8_t *p, size_t n)
 {
 	ws_mask(p, n, d->mask, d->mpos);
-	d->mpos = (d->mpos + n) & 3;
+	d->mpos = (uint8_t)((d->mpos + n) & 3);
 	d->remaining -= n;
 	if (d->remaining == 0)
 		d->in_payload = 0;
@@ -295,7 +295,7 @@ ws_decode(struct ws_decoder *d, uint8_t *in, size_t len, struct ws_event *ev)
 			if (n > 0) {
 				memcpy(d->ctl + d->ctl_len, in + off, n);
 				ws_unmask_chunk(d, d->ctl + d->ctl_len, n);
-				d->ctl_len += n;
+				d->ctl_len = (uint8_t)(d->ctl_len + n);
 				off += n;
 			} else if (d->remaining == 0)
 				d->in_payload = 0; /* empty body */
@@ -336,9 +336,10 @@ ws_decode(struct ws_decoder *d, uint8_t *in, size_t len, struct ws_event *ev)
 		ev->data = p;
 		ev->len = n;
 		if (ev->fin) {
+			/* d->utf8 is UTF8_ACCEPT here, or we would have
+			 * failed above. */
 			d->msg_opcode = 0;
 			d->msg_len = 0;
-			d->utf8 = UTF8_ACCEPT;
 		}
 		return off;
 	}

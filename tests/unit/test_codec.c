@@ -629,7 +629,8 @@ test_fragmentation(void)
 			CU_ASSERT_EQUAL(ev.fin, expect[i].fin);
 		}
 		CU_ASSERT_EQUAL(ev.len, strlen(expect[i].data));
-		CU_ASSERT(memcmp(ev.data, expect[i].data, ev.len) == 0);
+		CU_ASSERT(ev.len == strlen(expect[i].data) &&
+		    memcmp(ev.data, expect[i].data, ev.len) == 0);
 		i++;
 	}
 	CU_ASSERT_EQUAL(left, 0);
@@ -1085,6 +1086,13 @@ test_close_frames(void)
 	}
 
 	c = (struct err_case){ "close of 1 byte", { 0 }, 1002, 7 };
+	put_str(&c.s, 1, WS_OP_CLOSE, "\x03");
+	check_error(&c, 0);
+	/* Even when the byte left over from an earlier control frame would
+	 * complete a valid code. */
+	c = (struct err_case){ "close of 1 byte after a ping", { 0 }, 1002,
+		8 + 7 };
+	put_str(&c.s, 1, WS_OP_PING, "\x03\xe8");
 	put_str(&c.s, 1, WS_OP_CLOSE, "\x03");
 	check_error(&c, 0);
 	c = (struct err_case){ "close reason not UTF-8", { 0 }, 1007, 0 };
