@@ -17,8 +17,8 @@
 
 #include "wsplugd.h"
 
-static void
-dq_arm(struct deadline_queue *q)
+void
+dq_rearm(struct deadline_queue *q)
 {
 	struct wsp_conn *head = TAILQ_FIRST(&q->head);
 	struct timeval tv;
@@ -50,7 +50,7 @@ dq_fire_cb(evutil_socket_t fd, short what, void *arg)
 		dq_remove(c);
 		q->expire(c);
 	}
-	dq_arm(q);
+	dq_rearm(q);
 }
 
 int
@@ -90,7 +90,7 @@ dq_push(struct deadline_queue *q, struct wsp_conn *c)
 	c->dq = q;
 	TAILQ_INSERT_TAIL(&q->head, c, dq_link);
 	if (was_empty)
-		dq_arm(q);
+		dq_rearm(q);
 }
 
 void

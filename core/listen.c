@@ -136,6 +136,8 @@ listen_open(struct wsp_server *srv, const struct wsp_listen_addr *a,
 		return -1;
 	}
 	li->srv = srv;
+	memcpy(&li->conf, &a->ss, a->sslen);
+	li->conf_len = a->sslen;
 	format_addr((struct sockaddr *)&bound, li->addr, sizeof(li->addr));
 	li->lev = evconnlistener_new(srv->base, accept_cb, li,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, LISTEN_BACKLOG, fd);
@@ -156,13 +158,25 @@ listen_open(struct wsp_server *srv, const struct wsp_listen_addr *a,
 }
 
 void
+listen_free(struct listener *li)
+{
+	struct log_line *l;
+
+	if ((l = log_begin(WSP_LOG_INFO, "listen.stop")) != NULL) {
+		log_str(l, "addr", li->addr);
+		log_end(l);
+	}
+	evconnlistener_free(li->lev);
+	free(li);
+}
+
+void
 listen_close_all(struct listener_list *l)
 {
 	struct listener *li;
 
 	while ((li = TAILQ_FIRST(l)) != NULL) {
 		TAILQ_REMOVE(l, li, entry);
-		evconnlistener_free(li->lev);
-		free(li);
+		listen_free(li);
 	}
 }

@@ -16,6 +16,7 @@ core_libwspcore_la_SOURCES = \
 	core/metrics.c \
 	core/plugin.c \
 	core/registry.c \
+	core/reload.c \
 	core/server.c \
 	core/utf8.c \
 	core/ws_codec.c

@@ -146,7 +146,7 @@ main(int argc, char *argv[])
 		TAILQ_INIT(&srv.pending);
 		registry_init(&srv.reg);
 		if ((srv.base = event_base_new()) != NULL &&
-		    (srv.plugins = plugin_set_load(&srv, cfg, &errs)) != NULL)
+		    (srv.plugins = plugin_set_build(&srv, cfg, NULL, &errs)) != NULL)
 			rc = 0;
 		if (rc == 0)
 			printf("%s: configuration OK\n", file);
@@ -172,6 +172,8 @@ main(int argc, char *argv[])
 		server_free(&srv);
 		goto done;
 	}
+	srv.config_file = file;
+	srv.default_plugin_dir = PLUGINDIR;
 	if (keepalive_start(&srv) == -1 || server_signals(&srv) == -1) {
 		log_msg(WSP_LOG_ERROR, "daemon.error",
 		    "cannot set up timers and signals");
@@ -190,6 +192,7 @@ main(int argc, char *argv[])
 	}
 	event_base_dispatch(srv.base);
 	server_log_summary(&srv);
+	cfg = srv.cfg; /* a reload may have replaced it */
 	server_free(&srv);
 	rc = 0;
 done:

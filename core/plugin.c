@@ -4,17 +4,37 @@
  * A plugin set is built whole from a configuration: every enabled
  * [plugin:NAME] section is opened, its descriptor checked against our ABI,
  * its load callback handed its section and the host table, and every type
- * it claims entered in one table.  Any failure anywhere fails the set, and
- * everything already loaded is unloaded again, so a bad configuration never
- * leaves a half-built set behind (nginx builds a cycle the same way).
+ * it claims entered in the set's table.  Any failure anywhere fails the
+ * set, and what the build loaded is unloaded again, so a bad configuration
+ * never leaves a half-built set behind (nginx builds a cycle the same way).
+ *
+ * On reload the new set is built next to the running one.  A plugin whose
+ * file and section are both unchanged is not loaded again: its context,
+ * state and all, is shared by both sets (contexts are reference-counted by
+ * the sets holding them), and freeing whichever set loses unloads only
+ * what no set holds any more.
+ *
+ * glibc's dlopen() hands back the object it already has for a path or an
+ * inode, even when the file was rebuilt since.  So every load copies the
+ * file into a fresh memfd and opens that: each generation gets its own
+ * mapping, and the memfd stays open while the object is loaded so that its
+ * /proc/self/fd name is never reused by a later load.
  *
  * Callbacks are timed: one that holds the loop longer than slow_callback is
  * logged with the plugin's name.  A plugin cannot be isolated from the
  * process, but it can be named.
  */
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+
 #include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <uthash.h>
 
@@ -30,23 +50,19 @@ struct plugin_type {
  * to the log state, so every set and its log lines carry a generation. */
 static unsigned plugin_generation;
 
-int
-plugin_claim(struct wsp_plugin_ctx *ctx, const char *type)
+/* Enter one claim of ctx in set's table. */
+static int
+set_claim(struct plugin_set *set, struct wsp_plugin_ctx *ctx,
+    const char *type)
 {
-	struct plugin_set *set = ctx->set;
-	struct wsp_section *sec = ctx->sec;
+	const char *file = ctx->sec != NULL ? ctx->sec->file : NULL;
+	int line = ctx->sec != NULL ? ctx->sec->line : 0;
 	struct plugin_type *t;
 	size_t n = strlen(type);
 
-	if (n == 0 || n > 128) {
-		errors_add(ctx->errs, sec->file, sec->line,
-		    "[plugin:%s] claims an invalid type (empty or over 128 "
-		    "bytes)", ctx->name);
-		return -1;
-	}
 	if (strcmp(type, "*") == 0) {
-		if (set->catch_all != NULL) {
-			errors_add(ctx->errs, sec->file, sec->line,
+		if (set->catch_all != NULL && set->catch_all != ctx) {
+			errors_add(ctx->errs, file, line,
 			    "[plugin:%s] claims \"*\", already claimed by "
 			    "[plugin:%s]", ctx->name, set->catch_all->name);
 			return -1;
@@ -58,7 +74,7 @@ plugin_claim(struct wsp_plugin_ctx *ctx, const char *type)
 	if (t != NULL) {
 		if (t->ctx == ctx)
 			return 0;
-		errors_add(ctx->errs, sec->file, sec->line,
+		errors_add(ctx->errs, file, line,
 		    "[plugin:%s] claims type \"%s\", already claimed by "
 		    "[plugin:%s]", ctx->name, type, t->ctx->name);
 		return -1;
@@ -72,17 +88,150 @@ plugin_claim(struct wsp_plugin_ctx *ctx, const char *type)
 	return 0;
 }
 
+int
+plugin_claim(struct wsp_plugin_ctx *ctx, const char *type)
+{
+	const char *file = ctx->sec != NULL ? ctx->sec->file : NULL;
+	int line = ctx->sec != NULL ? ctx->sec->line : 0;
+	size_t i, n = strlen(type);
+	char **nc;
+
+	if (n == 0 || n > 128) {
+		errors_add(ctx->errs, file, line,
+		    "[plugin:%s] claims an invalid type (empty or over 128 "
+		    "bytes)", ctx->name);
+		return -1;
+	}
+	if (set_claim(ctx->building, ctx, type) == -1)
+		return -1;
+	for (i = 0; i < ctx->nclaims; i++)
+		if (strcmp(ctx->claims[i], type) == 0)
+			return 0;
+	/* Remembered so a later set can carry the plugin over. */
+	if ((nc = reallocarray(ctx->claims, ctx->nclaims + 1,
+	    sizeof(*nc))) == NULL)
+		return -1;
+	ctx->claims = nc;
+	if ((ctx->claims[ctx->nclaims] = strdup(type)) == NULL)
+		return -1;
+	ctx->nclaims++;
+	return 0;
+}
+
+struct wsp_plugin_ctx *
+plugin_ctx_new(struct wsp_server *srv, const char *name, const char *path)
+{
+	struct wsp_plugin_ctx *ctx;
+
+	if ((ctx = calloc(1, sizeof(*ctx))) == NULL)
+		return NULL;
+	ctx->srv = srv;
+	ctx->memfd = -1;
+	TAILQ_INIT(&ctx->timers);
+	if ((ctx->name = strdup(name)) == NULL ||
+	    (ctx->path = strdup(path)) == NULL) {
+		free(ctx->name);
+		free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
 static void
 plugin_unload(struct wsp_plugin_ctx *ctx)
 {
+	size_t i;
+
 	host_timers_cancel(ctx);
-	if (ctx->desc != NULL && ctx->desc->unload != NULL && ctx->state != NULL)
+	if (ctx->desc != NULL && ctx->desc->unload != NULL && ctx->loaded)
 		ctx->desc->unload(ctx->state);
 	if (ctx->dl != NULL)
 		dlclose(ctx->dl);
+	if (ctx->memfd != -1)
+		close(ctx->memfd);
+	for (i = 0; i < ctx->nclaims; i++)
+		free(ctx->claims[i]);
+	free(ctx->claims);
+	free(ctx->signature);
 	free(ctx->name);
 	free(ctx->path);
 	free(ctx);
+}
+
+/* What makes a plugin "unchanged" across a reload: the same file (path,
+ * device, inode, size, modification time) and the same section. */
+static char *
+plugin_signature(const struct wsp_section *sec, const struct stat *st)
+{
+	char *sig = NULL, *next;
+	size_t i;
+
+	if (asprintf(&sig, "%s\n%ju:%ju:%jd:%lld.%09ld\n", sec->path,
+	    (uintmax_t)st->st_dev, (uintmax_t)st->st_ino,
+	    (intmax_t)st->st_size, (long long)st->st_mtim.tv_sec,
+	    st->st_mtim.tv_nsec) == -1)
+		return NULL;
+	for (i = 0; i < sec->nkv; i++) {
+		if (asprintf(&next, "%s%s=%s\n", sig, sec->kv[i].key,
+		    sec->kv[i].value) == -1) {
+			free(sig);
+			return NULL;
+		}
+		free(sig);
+		sig = next;
+	}
+	return sig;
+}
+
+/* Open sec->path through a private memfd copy; see the top of the file. */
+static int
+plugin_open(struct wsp_plugin_ctx *ctx, struct wsp_section *sec,
+    struct stat *st, struct wsp_errors *errs)
+{
+	char procpath[64];
+	off_t off = 0;
+	ssize_t n;
+	int src;
+
+	if ((src = open(sec->path, O_RDONLY | O_CLOEXEC)) == -1 ||
+	    fstat(src, st) == -1) {
+		errors_add(errs, sec->file, sec->line,
+		    "[plugin:%s] cannot open %s: %s", sec->name, sec->path,
+		    strerror(errno));
+		if (src != -1)
+			close(src);
+		return -1;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		errors_add(errs, sec->file, sec->line,
+		    "[plugin:%s] %s is not a regular file", sec->name,
+		    sec->path);
+		close(src);
+		return -1;
+	}
+	ctx->memfd = memfd_create(sec->name, MFD_CLOEXEC);
+	while (ctx->memfd != -1 && off < st->st_size) {
+		n = sendfile(ctx->memfd, src, &off, (size_t)(st->st_size - off));
+		if (n <= 0) {
+			close(ctx->memfd);
+			ctx->memfd = -1;
+		}
+	}
+	close(src);
+	dlerror();
+	if (ctx->memfd != -1) {
+		snprintf(procpath, sizeof(procpath), "/proc/self/fd/%d",
+		    ctx->memfd);
+		ctx->dl = dlopen(procpath, RTLD_NOW | RTLD_LOCAL);
+	} else /* no memfd: a rebuilt file may not be picked up */
+		ctx->dl = dlopen(sec->path, RTLD_NOW | RTLD_LOCAL);
+	if (ctx->dl == NULL) {
+		errors_add(errs, sec->file, sec->line,
+		    "[plugin:%s] cannot load %s: %s", sec->name, sec->path,
+		    dlerror());
+		return -1;
+	}
+	return 0;
 }
 
 static struct wsp_plugin_ctx *
@@ -94,30 +243,18 @@ plugin_load(struct plugin_set *set, struct wsp_server *srv,
 	const char *const *tp;
 	size_t before = errs->n, i;
 	struct log_line *l;
+	struct stat st;
 	int failed = 0;
 
-	if ((ctx = calloc(1, sizeof(*ctx))) == NULL ||
-	    (ctx->name = strdup(sec->name)) == NULL ||
-	    (ctx->path = strdup(sec->path)) == NULL) {
+	if ((ctx = plugin_ctx_new(srv, sec->name, sec->path)) == NULL) {
 		errors_add(errs, sec->file, sec->line, "out of memory");
-		if (ctx != NULL) {
-			free(ctx->name);
-			free(ctx);
-		}
 		return NULL;
 	}
-	ctx->set = set;
-	ctx->srv = srv;
+	ctx->building = set;
 	ctx->sec = sec;
 	ctx->errs = errs;
-	TAILQ_INIT(&ctx->timers);
-
-	dlerror();
-	if ((ctx->dl = dlopen(sec->path, RTLD_NOW | RTLD_LOCAL)) == NULL) {
-		errors_add(errs, sec->file, sec->line,
-		    "[plugin:%s] cannot load: %s", sec->name, dlerror());
+	if (plugin_open(ctx, sec, &st, errs) == -1)
 		goto fail;
-	}
 	d = dlsym(ctx->dl, WSPLUGD_PLUGIN_SYMBOL);
 	if (d == NULL) {
 		errors_add(errs, sec->file, sec->line,
@@ -139,17 +276,25 @@ plugin_load(struct plugin_set *set, struct wsp_server *srv,
 		goto fail;
 	}
 	ctx->desc = d;
+	if ((ctx->signature = plugin_signature(sec, &st)) == NULL) {
+		errors_add(errs, sec->file, sec->line, "out of memory");
+		goto fail;
+	}
 	ctx->loading = 1;
 	for (tp = d->types; tp != NULL && *tp != NULL; tp++)
 		if (plugin_claim(ctx, *tp) == -1)
 			failed = 1;
-	if (!failed && d->load != NULL &&
-	    d->load(ctx, &wsp_host_table, sec, &ctx->state) != 0) {
-		if (errs->n == before)
-			errors_add(errs, sec->file, sec->line,
-			    "[plugin:%s] refused its configuration", sec->name);
-		failed = 1;
-	}
+	if (!failed && d->load != NULL) {
+		if (d->load(ctx, &wsp_host_table, sec, &ctx->state) != 0) {
+			if (errs->n == before)
+				errors_add(errs, sec->file, sec->line,
+				    "[plugin:%s] refused its configuration",
+				    sec->name);
+			failed = 1;
+		} else
+			ctx->loaded = 1;
+	} else if (!failed)
+		ctx->loaded = 1;
 	ctx->loading = 0;
 	for (i = 0; i < sec->nkv; i++) {
 		if (!sec->kv[i].used) {
@@ -159,8 +304,7 @@ plugin_load(struct plugin_set *set, struct wsp_server *srv,
 			failed = 1;
 		}
 	}
-	if ((ctx->set->catch_all == ctx || ctx->set->ntypes > 0) &&
-	    d->message == NULL) {
+	if (ctx->nclaims > 0 && d->message == NULL) {
 		errors_add(errs, sec->file, sec->line,
 		    "[plugin:%s] claims types but has no message callback",
 		    sec->name);
@@ -181,71 +325,108 @@ fail:
 	return NULL;
 }
 
-static void
-plugin_types_free(struct plugin_set *set)
+struct plugin_set *
+plugin_set_new(void)
 {
-	struct plugin_type *t, *tmp;
-
-	HASH_ITER(hh, set->types, t, tmp) {
-		HASH_DEL(set->types, t);
-		free(t);
-	}
-	set->ntypes = 0;
-	set->catch_all = NULL;
+	return calloc(1, sizeof(struct plugin_set));
 }
 
-/* Drop every claim held by a plugin that is not in the set: one that
- * failed to load.  Its pointer is compared, never followed. */
-static void
-plugin_types_unclaim(struct plugin_set *set)
+int
+plugin_set_add(struct plugin_set *set, struct wsp_plugin_ctx *ctx)
 {
-	struct plugin_type *t, *tmp;
-	struct wsp_plugin_ctx *ctx;
-	int found;
+	struct wsp_plugin_ctx **n;
 
-	HASH_ITER(hh, set->types, t, tmp) {
-		found = 0;
-		TAILQ_FOREACH(ctx, &set->plugins, entry)
-			if (ctx == t->ctx)
-				found = 1;
-		if (!found) {
-			HASH_DEL(set->types, t);
-			free(t);
-			set->ntypes--;
-		}
+	if ((n = reallocarray(set->plugins, set->nplugins + 1,
+	    sizeof(*n))) == NULL)
+		return -1;
+	set->plugins = n;
+	set->plugins[set->nplugins++] = ctx;
+	ctx->refs++;
+	return 0;
+}
+
+int
+plugin_set_has(const struct plugin_set *set, const struct wsp_plugin_ctx *ctx)
+{
+	size_t i;
+
+	for (i = 0; set != NULL && i < set->nplugins; i++)
+		if (set->plugins[i] == ctx)
+			return 1;
+	return 0;
+}
+
+/* The context of old that sec would load again unchanged, if any. */
+static struct wsp_plugin_ctx *
+plugin_find_unchanged(struct plugin_set *old, struct wsp_section *sec)
+{
+	struct wsp_plugin_ctx *ctx;
+	struct stat st;
+	char *sig;
+	size_t i;
+
+	if (old == NULL || stat(sec->path, &st) == -1)
+		return NULL;
+	if ((sig = plugin_signature(sec, &st)) == NULL)
+		return NULL;
+	for (i = 0; i < old->nplugins; i++) {
+		ctx = old->plugins[i];
+		if (strcmp(ctx->name, sec->name) == 0 &&
+		    ctx->signature != NULL && strcmp(ctx->signature, sig) == 0)
+			break;
 	}
-	found = 0;
-	TAILQ_FOREACH(ctx, &set->plugins, entry)
-		if (ctx == set->catch_all)
-			found = 1;
-	if (!found)
-		set->catch_all = NULL;
+	free(sig);
+	return i < old->nplugins ? old->plugins[i] : NULL;
+}
+
+/* Enter a carried-over plugin's claims in the new set. */
+static int
+plugin_carry(struct plugin_set *set, struct wsp_plugin_ctx *ctx,
+    struct wsp_section *sec, struct wsp_errors *errs)
+{
+	size_t i;
+	int rc = 0;
+
+	ctx->sec = sec;
+	ctx->errs = errs;
+	for (i = 0; i < ctx->nclaims; i++)
+		if (set_claim(set, ctx, ctx->claims[i]) == -1)
+			rc = -1;
+	return rc == 0 ? plugin_set_add(set, ctx) : -1;
 }
 
 struct plugin_set *
-plugin_set_load(struct wsp_server *srv, struct wsp_config *cfg,
-    struct wsp_errors *errs)
+plugin_set_build(struct wsp_server *srv, struct wsp_config *cfg,
+    struct plugin_set *old, struct wsp_errors *errs)
 {
 	struct plugin_set *set;
 	struct wsp_plugin_ctx *ctx;
 	size_t i, before = errs->n;
 
-	if ((set = calloc(1, sizeof(*set))) == NULL) {
+	if ((set = plugin_set_new()) == NULL) {
 		errors_add(errs, cfg->file, 0, "out of memory");
 		return NULL;
 	}
-	TAILQ_INIT(&set->plugins);
 	for (i = 0; i < cfg->nplugins; i++) {
 		struct wsp_section *sec = &cfg->plugins[i];
 
 		if (!sec->enabled)
 			continue;
 		sec->errors = errs;
-		if ((ctx = plugin_load(set, srv, sec, errs)) != NULL)
-			TAILQ_INSERT_TAIL(&set->plugins, ctx, entry);
-		else
-			/* Its claims would point at freed memory. */
-			plugin_types_unclaim(set);
+		if ((ctx = plugin_find_unchanged(old, sec)) != NULL) {
+			if (plugin_carry(set, ctx, sec, errs) == -1)
+				plugin_set_unclaim_missing(set);
+			continue;
+		}
+		if ((ctx = plugin_load(set, srv, sec, errs)) == NULL) {
+			plugin_set_unclaim_missing(set);
+			continue;
+		}
+		if (plugin_set_add(set, ctx) == -1) {
+			errors_add(errs, sec->file, sec->line, "out of memory");
+			plugin_unload(ctx);
+			plugin_set_unclaim_missing(set);
+		}
 	}
 	if (errs->n > before) {
 		plugin_set_free(set);
@@ -255,18 +436,43 @@ plugin_set_load(struct wsp_server *srv, struct wsp_config *cfg,
 	return set;
 }
 
+/* Drop the claims of plugins that are not in the set (one that failed to
+ * load after claiming).  Their pointers are compared, never followed. */
+void
+plugin_set_unclaim_missing(struct plugin_set *set)
+{
+	struct plugin_type *t, *tmp;
+
+	HASH_ITER(hh, set->types, t, tmp) {
+		if (!plugin_set_has(set, t->ctx)) {
+			HASH_DEL(set->types, t);
+			free(t);
+			set->ntypes--;
+		}
+	}
+	if (set->catch_all != NULL && !plugin_set_has(set, set->catch_all))
+		set->catch_all = NULL;
+}
+
 void
 plugin_set_free(struct plugin_set *set)
 {
+	struct plugin_type *t, *tmp;
 	struct wsp_plugin_ctx *ctx;
 	struct log_line *l;
+	size_t i;
 
 	if (set == NULL)
 		return;
-	plugin_types_free(set);
+	HASH_ITER(hh, set->types, t, tmp) {
+		HASH_DEL(set->types, t);
+		free(t);
+	}
 	/* Reverse order: a plugin may depend on one loaded before it. */
-	while ((ctx = TAILQ_LAST(&set->plugins, plugin_list)) != NULL) {
-		TAILQ_REMOVE(&set->plugins, ctx, entry);
+	for (i = set->nplugins; i-- > 0;) {
+		ctx = set->plugins[i];
+		if (--ctx->refs > 0)
+			continue; /* carried over into another set */
 		if ((l = log_begin(WSP_LOG_INFO, "plugin.unload")) != NULL) {
 			log_str(l, "plugin", ctx->name);
 			log_uint(l, "generation", set->generation);
@@ -274,6 +480,7 @@ plugin_set_free(struct plugin_set *set)
 		}
 		plugin_unload(ctx);
 	}
+	free(set->plugins);
 	free(set);
 }
 
@@ -308,8 +515,10 @@ plugin_call_open(struct plugin_set *set, struct wsp_conn *c)
 {
 	struct wsp_plugin_ctx *ctx;
 	uint64_t t0;
+	size_t i;
 
-	TAILQ_FOREACH(ctx, &set->plugins, entry) {
+	for (i = 0; i < set->nplugins; i++) {
+		ctx = set->plugins[i];
 		if (ctx->desc->open == NULL)
 			continue;
 		t0 = clock_mono_ms();
@@ -319,12 +528,26 @@ plugin_call_open(struct plugin_set *set, struct wsp_conn *c)
 }
 
 void
+plugin_call_adopt(struct wsp_plugin_ctx *ctx, struct wsp_conn *c)
+{
+	uint64_t t0;
+
+	if (ctx->desc->adopt == NULL)
+		return;
+	t0 = clock_mono_ms();
+	ctx->desc->adopt(ctx->state, c);
+	plugin_timed_end(ctx, "adopt", t0);
+}
+
+void
 plugin_call_close(struct plugin_set *set, struct wsp_conn *c, uint16_t code)
 {
 	struct wsp_plugin_ctx *ctx;
 	uint64_t t0;
+	size_t i;
 
-	TAILQ_FOREACH(ctx, &set->plugins, entry) {
+	for (i = 0; i < set->nplugins; i++) {
+		ctx = set->plugins[i];
 		if (ctx->desc->close == NULL)
 			continue;
 		t0 = clock_mono_ms();

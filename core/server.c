@@ -87,9 +87,11 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		server_drain(srv);
 		break;
 	case SIGHUP:
-		log_msg(WSP_LOG_WARN, "reload",
-		    "SIGHUP received: in-place reload is not available in "
-		    "this build; the running configuration is unchanged");
+		if (srv->draining)
+			log_msg(WSP_LOG_WARN, "reload",
+			    "SIGHUP ignored while shutting down");
+		else
+			server_reload(srv);
 		break;
 	case SIGUSR1:
 		if (log_reopen() == -1)
@@ -175,7 +177,7 @@ server_init(struct wsp_server *srv, struct wsp_config *cfg,
 		errors_add(errs, NULL, 0, "cannot initialise: out of memory");
 		return -1;
 	}
-	if ((srv->plugins = plugin_set_load(srv, cfg, errs)) == NULL)
+	if ((srv->plugins = plugin_set_build(srv, cfg, NULL, errs)) == NULL)
 		return -1;
 	for (i = 0; i < cfg->nlisten; i++)
 		listen_open(srv, &cfg->listen[i], &srv->listeners, errs);

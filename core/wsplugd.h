@@ -295,6 +295,8 @@ void dq_fini(struct deadline_queue *q);
 /* Move c to the tail of q (deadline now + interval); NULL q = none. */
 void dq_push(struct deadline_queue *q, struct wsp_conn *c);
 void dq_remove(struct wsp_conn *c);
+/* Arm q's timer for its head (after deadlines were moved earlier). */
+void dq_rearm(struct deadline_queue *q);
 int keepalive_start(struct wsp_server *srv);
 void keepalive_stop(struct wsp_server *srv);
 
@@ -392,12 +394,15 @@ struct listener {
 	TAILQ_ENTRY(listener) entry;
 	struct evconnlistener *lev;
 	struct wsp_server *srv;
+	struct sockaddr_storage conf; /* as configured: reload matches it */
+	socklen_t conf_len;
 	char addr[64]; /* bound address, with the kernel's port */
 };
 TAILQ_HEAD(listener_list, listener);
 
 int listen_open(struct wsp_server *srv, const struct wsp_listen_addr *a,
     struct listener_list *out, struct wsp_errors *errs);
+void listen_free(struct listener *li);
 void listen_close_all(struct listener_list *l);
 void listen_pause(struct wsp_server *srv, int pause);
 
@@ -414,17 +419,22 @@ void dispatch_error(struct wsp_conn *c, const char *code, json_t *id,
 struct plugin_type; /* uthash: type -> plugin */
 
 struct wsp_plugin_ctx {
-	TAILQ_ENTRY(wsp_plugin_ctx) entry;
-	struct plugin_set *set;
 	struct wsp_server *srv;
 	char *name; /* the section's NAME */
 	char *path;
 	void *dl;
+	int memfd; /* the private copy dl was opened from, or -1 */
 	const struct wsp_plugin *desc;
 	void *state;
-	int loading; /* claim() is only valid during load */
+	unsigned refs;    /* plugin sets holding this context */
+	int loading;      /* claim() is only valid during load */
+	int loaded;       /* load succeeded: unload is owed */
+	struct plugin_set *building; /* during load: where claims go */
 	struct wsp_section *sec;
-	struct wsp_errors *errs; /* during load: where claims report */
+	struct wsp_errors *errs; /* during load: where problems go */
+	char **claims;    /* every type claimed, to carry over on reload */
+	size_t nclaims;
+	char *signature;  /* file identity and section, see plugin.c */
 	TAILQ_HEAD(, wsp_timer) timers;
 };
 
@@ -439,24 +449,36 @@ struct wsp_timer {
 	unsigned cancelled : 1;
 };
 
-/* A claim made during load; plugin.c checks it against the set. */
-int plugin_claim(struct wsp_plugin_ctx *ctx, const char *type);
-
 struct plugin_set {
-	TAILQ_HEAD(plugin_list, wsp_plugin_ctx) plugins; /* load order */
+	struct wsp_plugin_ctx **plugins; /* load order */
+	size_t nplugins;
 	struct plugin_type *types;
-	struct wsp_plugin_ctx *catch_all;
 	size_t ntypes;
+	struct wsp_plugin_ctx *catch_all;
 	unsigned generation;
 };
 
-/* Load every enabled plugin of cfg; NULL and errs filled on failure. */
-struct plugin_set *plugin_set_load(struct wsp_server *srv,
-    struct wsp_config *cfg, struct wsp_errors *errs);
+/* Build the set for cfg, carrying over from old (may be NULL) every plugin
+ * whose file and section are unchanged.  NULL and errs filled on failure;
+ * old is never modified. */
+struct plugin_set *plugin_set_build(struct wsp_server *srv,
+    struct wsp_config *cfg, struct plugin_set *old, struct wsp_errors *errs);
+/* Unloads every plugin no other set holds. */
 void plugin_set_free(struct plugin_set *set);
 struct wsp_plugin_ctx *plugin_set_lookup(struct plugin_set *set,
     const char *type);
+int plugin_set_has(const struct plugin_set *set,
+    const struct wsp_plugin_ctx *ctx);
+/* Building blocks, also for tests that make sets without dlopen(). */
+struct plugin_set *plugin_set_new(void);
+int plugin_set_add(struct plugin_set *set, struct wsp_plugin_ctx *ctx);
+void plugin_set_unclaim_missing(struct plugin_set *set);
+struct wsp_plugin_ctx *plugin_ctx_new(struct wsp_server *srv,
+    const char *name, const char *path);
+/* A claim made during load, into ctx->building. */
+int plugin_claim(struct wsp_plugin_ctx *ctx, const char *type);
 void plugin_call_open(struct plugin_set *set, struct wsp_conn *c);
+void plugin_call_adopt(struct wsp_plugin_ctx *ctx, struct wsp_conn *c);
 void plugin_call_close(struct plugin_set *set, struct wsp_conn *c,
     uint16_t code);
 void plugin_call_message(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
@@ -476,6 +498,7 @@ void host_timers_cancel(struct wsp_plugin_ctx *ctx);
 struct metrics {
 	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 	uint64_t pings, reaps;
+	uint64_t reloads_ok, reloads_failed;
 	uint64_t refused[METRICS_REASONS]; /* by metrics_refuse_reasons[] */
 	struct {
 		uint16_t code;
@@ -497,6 +520,8 @@ void metrics_reaped(struct wsp_server *srv);
 struct wsp_server {
 	struct event_base *base;
 	struct wsp_config *cfg;
+	const char *config_file;        /* what SIGHUP reads again */
+	const char *default_plugin_dir;
 	struct listener_list listeners;
 	struct registry reg;
 	TAILQ_HEAD(, wsp_conn) pending; /* handshaking and lingering */
@@ -525,5 +550,8 @@ int server_signals(struct wsp_server *srv);
 void server_free(struct wsp_server *srv);
 void server_maybe_done(struct wsp_server *srv);
 void server_log_summary(struct wsp_server *srv);
+
+/* reload.c */
+void server_reload(struct wsp_server *srv);
 
 #endif /* WSPLUGD_H */

@@ -51,31 +51,30 @@ static const struct wsp_plugin recorder = {
 	.message = record,
 };
 
+/* A plugin as the loader would leave it mid-load, without dlopen(). */
 static struct wsp_plugin_ctx *
 ctx_new(struct plugin_set *set, struct wsp_section *sec)
 {
-	struct wsp_plugin_ctx *ctx = calloc(1, sizeof(*ctx));
+	struct wsp_plugin_ctx *ctx = plugin_ctx_new(&srv, sec->name,
+	    "/nonexistent.so");
 
-	ctx->set = set;
-	ctx->srv = &srv;
-	ctx->name = strdup(sec->name);
-	ctx->path = strdup("/nonexistent.so");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
 	ctx->desc = &recorder;
 	ctx->sec = sec;
 	ctx->errs = &errs;
 	ctx->state = ctx;
 	ctx->loading = 1;
-	TAILQ_INIT(&ctx->timers);
-	TAILQ_INSERT_TAIL(&set->plugins, ctx, entry);
+	ctx->building = set;
+	CU_ASSERT_EQUAL_FATAL(plugin_set_add(set, ctx), 0);
 	return ctx;
 }
 
 static struct plugin_set *
 set_new(void)
 {
-	struct plugin_set *set = calloc(1, sizeof(*set));
+	struct plugin_set *set = plugin_set_new();
 
-	TAILQ_INIT(&set->plugins);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(set);
 	srv.plugins = set;
 	return set;
 }
@@ -164,7 +163,7 @@ test_error_replies_keep_connection(void)
 	json_t *r;
 
 	ctx_new(set, &sec_rec);
-	CU_ASSERT_EQUAL(plugin_claim(TAILQ_FIRST(&set->plugins), "greet"), 0);
+	CU_ASSERT_EQUAL(plugin_claim(set->plugins[0], "greet"), 0);
 
 	r = roundtrip(c, "{not json");
 	assert_error(r, "invalid_json");
