@@ -122,6 +122,30 @@ h_conn_count(struct wsp_plugin_ctx *ctx)
 }
 
 static int
+h_broadcast_json(struct wsp_plugin_ctx *ctx, const json_t *msg,
+    int (*filter)(struct wsp_conn *, void *), void *arg)
+{
+	struct wsp_conn *c, *next;
+	char *text;
+	size_t n;
+	int sent = 0;
+
+	/* Serialized once for everyone: its own buffer, since a filter may
+	 * send JSON through the shared one. */
+	if ((text = json_dumps(msg, JSON_COMPACT)) == NULL)
+		return -1;
+	n = strlen(text);
+	TAILQ_FOREACH_SAFE(c, &ctx->srv->reg.conns, link, next) {
+		if (c->state != CONN_OPEN || (filter != NULL && !filter(c, arg)))
+			continue;
+		if (conn_send(c, WS_OP_TEXT, text, n) == 0)
+			sent++;
+	}
+	free(text);
+	return sent;
+}
+
+static int
 h_attr_set(struct wsp_plugin_ctx *ctx, struct wsp_conn *c, const char *key,
     const json_t *value)
 {
@@ -391,6 +415,7 @@ const struct wsp_host wsp_host_table = {
 	.conn_id = h_conn_id,
 	.foreach_conn = h_foreach_conn,
 	.conn_count = h_conn_count,
+	.broadcast_json = h_broadcast_json,
 	.attr_set = h_attr_set,
 	.attr_get = h_attr_get,
 	.timer_add = h_timer_add,

@@ -31,4 +31,9 @@ core_wsplugd_CPPFLAGS = $(core_libwspcore_la_CPPFLAGS) \
 	-DSYSCONFDIR='"$(sysconfdir)"' -DPLUGINDIR='"$(plugindir)"'
 core_wsplugd_LDADD = core/libwspcore.la
 
-nobase_include_HEADERS = include/wsplugd/plugin.h
+# What a plugin author builds against: the header and a pkg-config file.
+wsplugdincludedir = $(includedir)/wsplugd
+wsplugdinclude_HEADERS = include/wsplugd/plugin.h
+pkgconfigdir = $(libdir)/pkgconfig
+pkgconfig_DATA = include/wsplugd-plugin.pc
+EXTRA_DIST += include/wsplugd-plugin.pc.in

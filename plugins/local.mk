@@ -28,3 +28,10 @@ install-data-hook: plugins-remove-la
 plugins-remove-la:
 	rm -f $(DESTDIR)$(plugindir)/*.la
 .PHONY: plugins-remove-la
+
+plugin_LTLIBRARIES += plugins/broadcast.la
+plugins_broadcast_la_SOURCES = plugins/broadcast/broadcast.c
+plugins_broadcast_la_CFLAGS = $(PLUGIN_CFLAGS)
+plugins_broadcast_la_LDFLAGS = $(PLUGIN_LDFLAGS)
+plugins_broadcast_la_LIBADD = $(JANSSON_LIBS)
+EXTRA_DIST += examples/plugin-hello/hello.c examples/plugin-hello/Makefile

@@ -43,6 +43,25 @@ AM_TESTS_ENVIRONMENT = \
 	WSPLUGD='$(abs_top_builddir)/core/wsplugd'; \
 	WSPLUGD_PLUGIN_DIR='$(abs_top_builddir)/plugins/.libs'; \
 	WSPLUGD_SRCDIR='$(abs_top_srcdir)'; \
-	export WSPLUGD WSPLUGD_PLUGIN_DIR WSPLUGD_SRCDIR;
+	WSPLUGD_TEST_PLUGIN_DIR='$(abs_top_builddir)/tests/plugins/.libs'; \
+	export WSPLUGD WSPLUGD_PLUGIN_DIR WSPLUGD_SRCDIR WSPLUGD_TEST_PLUGIN_DIR;
 
 EXTRA_DIST += $(INTEGRATION_TESTS) $(INTEGRATION_FILES)
+
+# Test plugins: shared objects built only for `make check` (-rpath makes
+# libtool build them shared although they are never installed).
+TEST_PLUGIN_LDFLAGS = $(PLUGIN_LDFLAGS) -rpath /nowhere
+check_LTLIBRARIES = tests/plugins/variant_a.la tests/plugins/variant_b.la \
+	tests/plugins/timers.la
+tests_plugins_variant_a_la_SOURCES = tests/plugins/variant.c
+tests_plugins_variant_a_la_CFLAGS = $(PLUGIN_CFLAGS) -DVARIANT='"a"'
+tests_plugins_variant_a_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+tests_plugins_variant_a_la_LIBADD = $(JANSSON_LIBS)
+tests_plugins_variant_b_la_SOURCES = tests/plugins/variant.c
+tests_plugins_variant_b_la_CFLAGS = $(PLUGIN_CFLAGS) -DVARIANT='"b"'
+tests_plugins_variant_b_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+tests_plugins_variant_b_la_LIBADD = $(JANSSON_LIBS)
+tests_plugins_timers_la_SOURCES = tests/plugins/timers.c
+tests_plugins_timers_la_CFLAGS = $(PLUGIN_CFLAGS)
+tests_plugins_timers_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+tests_plugins_timers_la_LIBADD = $(JANSSON_LIBS)

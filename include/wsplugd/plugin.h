@@ -92,7 +92,10 @@ struct wsp_conn_info {
 
 /*
  * The host table.  `abi` and `size` let a plugin check what it was given.
- * Functions that return int return 0 on success and -1 on failure.
+ * Functions that return int return 0 on success and -1 on failure unless
+ * they say otherwise.  A send to a connection that is closing fails; so
+ * does one that would take its unsent output past max_output_buffer (the
+ * connection is then closed with 1008).
  */
 struct wsp_host {
 	uint32_t abi;
@@ -121,6 +124,11 @@ struct wsp_host {
 	int (*foreach_conn)(struct wsp_plugin_ctx *ctx,
 	    int (*fn)(struct wsp_conn *c, void *arg), void *arg);
 	size_t (*conn_count)(struct wsp_plugin_ctx *ctx);
+	/* Send msg, serialized once, to every open connection for which
+	 * filter returns non-zero (every one when filter is NULL).  Returns
+	 * the number of connections it was queued for, or -1. */
+	int (*broadcast_json)(struct wsp_plugin_ctx *ctx, const json_t *msg,
+	    int (*filter)(struct wsp_conn *c, void *arg), void *arg);
 
 	/* Per-connection attributes, namespaced per plugin.  The daemon
 	 * stores a deep copy of value (NULL deletes); attr_get returns a
@@ -143,10 +151,10 @@ struct wsp_host {
 	void (*log)(struct wsp_plugin_ctx *ctx, enum wsp_log_level level,
 	    const struct wsp_conn *c, const char *fmt, ...) WSP_PRINTF(4, 5);
 
-	/* Typed getters for this plugin's section.  A missing key yields
-	 * def.  A bad value is reported as FILE:LINE and returns -1; load
-	 * should then fail.  Keys the plugin never asks for are reported as
-	 * unknown after load returns. */
+	/* Typed getters for this plugin's section, valid during load only
+	 * (copy what you keep).  A missing key yields def.  A bad value is
+	 * reported as FILE:LINE and returns -1; load should then fail.  Keys
+	 * the plugin never asks for are reported as unknown after load. */
 	int (*cfg_string)(struct wsp_section *sec, const char *key,
 	    const char *def, const char **value_r);
 	int (*cfg_bool)(struct wsp_section *sec, const char *key, int def,
