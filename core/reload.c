@@ -53,12 +53,19 @@ reload_fail(struct wsp_server *srv, struct wsp_errors *errs)
 {
 	size_t i;
 
+	struct log_line *l;
+
 	for (i = 0; i < errs->n; i++)
 		log_msg(WSP_LOG_ERROR, "config.error", "%s", errs->msg[i]);
 	srv->metrics.reloads_failed++;
-	log_msg(WSP_LOG_ERROR, "reload",
-	    "reload failed with %zu error%s; the running configuration and "
-	    "plugins are unchanged", errs->n, errs->n == 1 ? "" : "s");
+	if ((l = log_begin(WSP_LOG_ERROR, "reload")) != NULL) {
+		log_str(l, "result", "failed");
+		log_uint(l, "errors", errs->n);
+		log_uint(l, "failed_total", srv->metrics.reloads_failed);
+		log_str(l, "msg", "the running configuration and plugins "
+		    "are unchanged");
+		log_end(l);
+	}
 }
 
 static void
@@ -182,6 +189,7 @@ server_reload(struct wsp_server *srv)
 	if ((l = log_begin(WSP_LOG_INFO, "reload")) != NULL) {
 		log_str(l, "result", "ok");
 		log_uint(l, "generation", set->generation);
+		log_uint(l, "ok_total", srv->metrics.reloads_ok);
 		log_uint(l, "kept", kept);
 		log_uint(l, "loaded", added);
 		log_uint(l, "unloaded", removed);

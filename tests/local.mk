@@ -44,7 +44,9 @@ AM_TESTS_ENVIRONMENT = \
 	WSPLUGD_PLUGIN_DIR='$(abs_top_builddir)/plugins/.libs'; \
 	WSPLUGD_SRCDIR='$(abs_top_srcdir)'; \
 	WSPLUGD_TEST_PLUGIN_DIR='$(abs_top_builddir)/tests/plugins/.libs'; \
-	export WSPLUGD WSPLUGD_PLUGIN_DIR WSPLUGD_SRCDIR WSPLUGD_TEST_PLUGIN_DIR;
+	WSPLUGD_BUILDDIR='$(abs_top_builddir)'; \
+	export WSPLUGD WSPLUGD_PLUGIN_DIR WSPLUGD_SRCDIR WSPLUGD_TEST_PLUGIN_DIR \
+	    WSPLUGD_BUILDDIR;
 
 EXTRA_DIST += $(INTEGRATION_TESTS) $(INTEGRATION_FILES)
 
@@ -65,3 +67,10 @@ tests_plugins_timers_la_SOURCES = tests/plugins/timers.c
 tests_plugins_timers_la_CFLAGS = $(PLUGIN_CFLAGS)
 tests_plugins_timers_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 tests_plugins_timers_la_LIBADD = $(JANSSON_LIBS)
+check_LTLIBRARIES += tests/plugins/badabi.la tests/plugins/nodesc.la
+tests_plugins_badabi_la_SOURCES = tests/plugins/badabi.c
+tests_plugins_badabi_la_CFLAGS = $(PLUGIN_CFLAGS)
+tests_plugins_badabi_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+tests_plugins_nodesc_la_SOURCES = tests/plugins/nodesc.c
+tests_plugins_nodesc_la_CFLAGS = $(PLUGIN_CFLAGS)
+tests_plugins_nodesc_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere

@@ -14,8 +14,9 @@ def wsplugd(tmp_path):
     """
     started = []
 
-    def start(text=None, wait=True, **kw):
-        d = Daemon(tmp_path / f"d{len(started)}", text or config(**kw))
+    def start(text=None, wait=True, path=None, **kw):
+        d = Daemon(tmp_path / f"d{len(started)}",
+                   None if path else (text or config(**kw)), path=path)
         started.append(d)
         return d.start(wait=wait)
 
