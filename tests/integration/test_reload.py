@@ -310,3 +310,22 @@ def test_reload_binds_new_listener_before_closing_old(wsplugd, tmp_path):
             socket.create_connection(("127.0.0.1", old_port), timeout=2)
 
     asyncio.run(asyncio.wait_for(main(), timeout=30 * SLOW))
+
+
+def test_slow_callback_is_logged_with_plugin_name(wsplugd):
+    timers = os.path.join(TEST_PLUGINS, "timers.so")
+    d = wsplugd(server={"slow_callback": "50ms"}, plugins=("timers",),
+                plugin_sections={"timers": {"path": timers,
+                                            "tick": "1s"}})
+
+    async def main():
+        async with websockets.connect(d.url) as ws:
+            assert (await request(ws, {"type": "sleep", "ms": 5})) == \
+                {"type": "slept"}
+            assert (await request(ws, {"type": "sleep", "ms": 120})) == \
+                {"type": "slept"}
+
+    asyncio.run(asyncio.wait_for(main(), timeout=30 * SLOW))
+    slow = d.wait_for("plugin.slow", plugin="timers", callback="message")
+    assert int(slow["ms"]) >= 100
+    assert len(d.find_all("plugin.slow")) == 1  # the 5 ms call was not

@@ -7,9 +7,11 @@
  * Every tick_ms a repeating timer stamps every open connection with an
  * attribute; each open connection also gets a one-shot timer that greets
  * it.  {"type":"timers"} answers with the tick count and the connection's
- * stamp.
+ * stamp; {"type":"sleep","ms":N} blocks the loop for N ms, for the test of
+ * slow-callback logging.
  */
 #include <stdlib.h>
+#include <time.h>
 
 #include <wsplugd/plugin.h>
 
@@ -124,14 +126,22 @@ timers_message(void *state, struct wsp_conn *c, const struct wsp_message *m)
 	struct timers *t = state;
 	json_t *reply;
 
-	(void)m;
+	if (m->type[0] == 's') {
+		json_int_t ms = json_integer_value(json_object_get(m->json,
+		    "ms"));
+		struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+
+		nanosleep(&ts, NULL);
+		t->host->send_text(c, "{\"type\":\"slept\"}", 16);
+		return;
+	}
 	reply = json_pack("{s:s, s:I, s:O?}", "type", "timers", "ticks",
 	    t->ticks, "stamp", t->host->attr_get(t->ctx, c, "stamp"));
 	t->host->send_json(c, reply);
 	json_decref(reply);
 }
 
-static const char *const timers_types[] = { "timers", NULL };
+static const char *const timers_types[] = { "timers", "sleep", NULL };
 
 WSP_EXPORT const struct wsp_plugin wsplugd_plugin = {
 	.abi = WSPLUGD_PLUGIN_ABI,
