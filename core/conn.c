@@ -64,6 +64,13 @@ conn_schedule_flush(struct wsp_conn *c)
 	event_active(c->ev, EV_WRITE, 1);
 }
 
+static void
+conn_leave_handshake(struct wsp_conn *c)
+{
+	if (c->state == CONN_HANDSHAKE)
+		c->srv->nhandshake--;
+}
+
 static const char *
 conn_str(const char *s)
 {
@@ -116,7 +123,9 @@ conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
 	srv->npending++;
 	c->last_activity = clock_mono_ms();
 
-	total = srv->reg.count + srv->npending;
+	/* Lingering sockets are on their way out and do not count. */
+	srv->nhandshake++;
+	total = srv->reg.count + srv->nhandshake;
 	if (srv->draining)
 		conn_refuse(c, 503, "shutting_down", "server is shutting down");
 	else if (total > srv->cfg->max_connections)
@@ -145,6 +154,7 @@ conn_refuse(struct wsp_conn *c, int status, const char *reason,
 		log_end(l);
 	}
 	http_response_error(c->out, status, why);
+	conn_leave_handshake(c);
 	c->state = CONN_LINGER;
 	free(c->head);
 	c->head = NULL;
@@ -259,6 +269,7 @@ conn_upgrade(struct wsp_conn *c, const struct http_request *req,
 	c->connected_at_ms = clock_wall_ms();
 	c->last_activity_ms = c->connected_at_ms;
 	c->opened_mono = clock_mono_ms();
+	conn_leave_handshake(c);
 	c->state = CONN_OPEN;
 	TAILQ_REMOVE(&srv->pending, c, link);
 	srv->npending--;
@@ -778,6 +789,7 @@ conn_free(struct wsp_conn *c)
 
 	if (c->registered)
 		conn_end(c, WS_CLOSE_ABNORMAL, "connection dropped");
+	conn_leave_handshake(c);
 	dq_remove(c);
 	TAILQ_REMOVE(&srv->pending, c, link);
 	srv->npending--;

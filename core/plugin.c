@@ -296,7 +296,9 @@ plugin_load(struct plugin_set *set, struct wsp_server *srv,
 	} else if (!failed)
 		ctx->loaded = 1;
 	ctx->loading = 0;
-	for (i = 0; i < sec->nkv; i++) {
+	/* Unread keys are unknown only if load ran to the end: a plugin
+	 * that failed earlier never got to ask for the rest. */
+	for (i = 0; ctx->loaded && i < sec->nkv; i++) {
 		if (!sec->kv[i].used) {
 			errors_add(errs, sec->file, sec->kv[i].line,
 			    "unknown key '%s' in [plugin:%s]", sec->kv[i].key,

@@ -175,7 +175,12 @@ const char *http_status_text(int status);
 /* config.c: the INI file, validated whole */
 
 enum log_format { LOG_FORMAT_LOGFMT, LOG_FORMAT_JSON };
-enum log_target { LOG_TARGET_STDERR, LOG_TARGET_SYSLOG, LOG_TARGET_FILE };
+enum log_target {
+	LOG_TARGET_STDERR,
+	LOG_TARGET_SYSLOG,
+	LOG_TARGET_FILE,
+	LOG_TARGET_JOURNAL, /* only when built with libsystemd */
+};
 
 struct wsp_listen_addr {
 	struct sockaddr_storage ss;
@@ -229,6 +234,9 @@ struct wsp_config {
 	enum log_format log_format;
 	enum log_target log_target;
 	char *log_file; /* for LOG_TARGET_FILE */
+	/* [admin] */
+	struct wsp_listen_addr *admin_listen; /* none: the listener is off */
+	size_t nadmin_listen;
 	/* [plugins] */
 	char *plugin_dir;
 	/* [plugin:NAME], in file order */
@@ -514,6 +522,37 @@ void metrics_message_in(struct wsp_server *srv, size_t bytes);
 void metrics_message_out(struct wsp_server *srv, size_t bytes);
 void metrics_ping(struct wsp_server *srv);
 void metrics_reaped(struct wsp_server *srv);
+/* Append the Prometheus text exposition (format 0.0.4); 0 or -1 when out
+ * of memory. */
+int metrics_render(struct wsp_server *srv, struct evbuffer *out);
+
+/* admin.c: the admin listener, /healthz /metrics /connections over
+ * libevent's evhttp */
+
+struct admin;
+
+/* Bind every [admin] listen address of srv->cfg; errors name FILE:LINE. */
+int admin_init(struct wsp_server *srv, struct wsp_errors *errs);
+/* Reload, in two steps like the listeners: bind the addresses cfg adds
+ * (they serve at once: what they show is the running state), then either
+ * commit (srv->cfg is the new config: close the addresses it dropped) or
+ * abort (close what prepare bound). */
+int admin_reload_prepare(struct wsp_server *srv, const struct wsp_config *cfg,
+    struct wsp_errors *errs);
+void admin_reload_commit(struct wsp_server *srv);
+void admin_reload_abort(struct wsp_server *srv);
+void admin_free(struct wsp_server *srv);
+
+/* notify.c: sd_notify(3) to systemd; every call is a no-op without
+ * libsystemd or when NOTIFY_SOCKET is unset */
+
+struct notify;
+
+int notify_start(struct wsp_server *srv); /* READY=1, status, watchdog */
+void notify_reloading(struct wsp_server *srv);
+void notify_ready(struct wsp_server *srv);
+void notify_stopping(struct wsp_server *srv);
+void notify_free(struct wsp_server *srv);
 
 /* server.c: the server */
 
@@ -526,6 +565,7 @@ struct wsp_server {
 	struct registry reg;
 	TAILQ_HEAD(, wsp_conn) pending; /* handshaking and lingering */
 	size_t npending;
+	size_t nhandshake; /* of pending, those still in the handshake */
 	struct plugin_set *plugins;
 	struct deadline_queue dq_handshake, dq_ping, dq_linger;
 	struct event *sweep;
@@ -538,6 +578,9 @@ struct wsp_server {
 	size_t jbuf_size;
 	int draining;
 	uint64_t started_mono;
+	int64_t started_wall_ms; /* for process_start_time_seconds */
+	struct admin *admin;
+	struct notify *notify;
 	/* totals for logs and the shutdown summary */
 	uint64_t total_opened, total_closed, total_refused, total_reaped;
 	struct metrics metrics;
