@@ -301,12 +301,18 @@ conn_read_head(struct wsp_conn *c)
 	const struct wsp_config *cfg = c->srv->cfg;
 	struct http_request req;
 	const char *why = NULL;
-	size_t cap = cfg->max_header_size, end;
+	size_t cap, end;
 	ssize_t n;
 	int status;
 
-	if (c->head == NULL && (c->head = malloc(cap)) == NULL)
-		return -1;
+	/* The buffer keeps the size it was made with: a reload may change
+	 * max_header_size while this client is mid-request. */
+	if (c->head == NULL) {
+		if ((c->head = malloc(cfg->max_header_size)) == NULL)
+			return -1;
+		c->head_cap = cfg->max_header_size;
+	}
+	cap = c->head_cap;
 	n = read(c->fd, c->head + c->head_len, cap - c->head_len);
 	if (n == -1)
 		return errno == EAGAIN || errno == EINTR ? 0 : -1;
@@ -415,7 +421,7 @@ conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 	c->bytes_out += hl + len;
 	if (opcode == WS_OP_TEXT || opcode == WS_OP_BINARY) {
 		c->msgs_out++;
-		metrics_message_out(c->srv, hl + len);
+		metrics_message_out(c->srv, len);
 	}
 	if (evbuffer_get_length(c->out) > c->srv->cfg->max_output_buffer) {
 		/* The peer is not reading: drop what it will never get and
@@ -696,8 +702,15 @@ conn_event_cb(evutil_socket_t fd, short what, void *arg)
 			log_uint(l, "limit", c->srv->cfg->max_output_buffer);
 			log_end(l);
 		}
+		/* What it never read is dropped; the close frame is all that
+		 * is queued, and the linger timeout bounds the wait for it. */
+		c->doomed = 0;
+		if (c->state == CONN_OPEN) {
+			c->state = CONN_CLOSING;
+			conn_send_close(c, WSP_CLOSE_POLICY,
+			    "output buffer limit exceeded", 28);
+		}
 		conn_end(c, WSP_CLOSE_POLICY, "output buffer limit exceeded");
-		goto gone;
 	}
 	if (conn_write(c) == -1) {
 		conn_end(c, WS_CLOSE_ABNORMAL, strerror(errno));

@@ -173,6 +173,7 @@ main(int argc, char *argv[])
 		goto done;
 	}
 	srv.config_file = file;
+	srv.log_level_override = level;
 	srv.default_plugin_dir = PLUGINDIR;
 	if (keepalive_start(&srv) == -1 || server_signals(&srv) == -1) {
 		log_msg(WSP_LOG_ERROR, "daemon.error",

@@ -142,9 +142,11 @@ plugin_unload(struct wsp_plugin_ctx *ctx)
 {
 	size_t i;
 
-	host_timers_cancel(ctx);
+	/* unload may still cancel its own timers; whatever it leaves is
+	 * cancelled after, and nothing fires in between. */
 	if (ctx->desc != NULL && ctx->desc->unload != NULL && ctx->loaded)
 		ctx->desc->unload(ctx->state);
+	host_timers_cancel(ctx);
 	if (ctx->dl != NULL)
 		dlclose(ctx->dl);
 	if (ctx->memfd != -1)

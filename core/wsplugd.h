@@ -51,6 +51,9 @@ void errors_clear(struct wsp_errors *e);
 /* Feed n bytes; returns the new state.  UTF8_REJECT is sticky.  A complete
  * text ends in UTF8_ACCEPT; any other state means a truncated sequence. */
 uint32_t utf8_validate(uint32_t state, const uint8_t *p, size_t n);
+/* Length of the character at p (n > 0): 1..4 valid, 0 invalid (replace a
+ * byte), -1 a valid start cut short by n (drop the rest). */
+int utf8_char_len(const uint8_t *p, size_t n);
 
 /* ws_codec.c: RFC 6455 framing, sans-IO: bytes in, events out */
 
@@ -359,7 +362,7 @@ struct wsp_conn {
 	uint8_t *msg; /* the message being reassembled, only while open */
 	size_t msg_len, msg_cap;
 	char *head; /* the request head, only during the handshake */
-	size_t head_len;
+	size_t head_len, head_cap;
 	TAILQ_ENTRY(wsp_conn) link; /* registry, or the server's pending list */
 	TAILQ_ENTRY(wsp_conn) dq_link;
 	struct deadline_queue *dq;
@@ -560,6 +563,7 @@ struct wsp_server {
 	struct event_base *base;
 	struct wsp_config *cfg;
 	const char *config_file;        /* what SIGHUP reads again */
+	int log_level_override;         /* -l, which a reload keeps; or -1 */
 	const char *default_plugin_dir;
 	struct listener_list listeners;
 	struct registry reg;

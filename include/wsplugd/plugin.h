@@ -29,7 +29,7 @@ extern "C" {
 #endif
 
 /* Bumped on any incompatible change to this file. */
-#define WSPLUGD_PLUGIN_ABI 1
+#define WSPLUGD_PLUGIN_ABI 2
 
 /* The descriptor's symbol name. */
 #define WSPLUGD_PLUGIN_SYMBOL "wsplugd_plugin"
@@ -139,12 +139,15 @@ struct wsp_host {
 	    const char *key);
 
 	/* Host-owned timers: cancelled by the daemon when the plugin is
-	 * unloaded, so a stale callback never runs. */
+	 * unloaded (after its unload callback), so a stale callback never
+	 * runs.  A one-shot timer's handle is gone once its callback has
+	 * returned; fn's argument stays the plugin's to free. */
 	struct wsp_timer *(*timer_add)(struct wsp_plugin_ctx *ctx,
 	    uint64_t after_ms, int repeat, void (*fn)(void *arg), void *arg);
 	void (*timer_cancel)(struct wsp_timer *t);
 
-	/* Wall-clock time in Unix milliseconds, cached per loop iteration. */
+	/* Wall-clock time in Unix milliseconds, from a coarse clock (a few
+	 * milliseconds' resolution, no system call). */
 	int64_t (*now_ms)(struct wsp_plugin_ctx *ctx);
 
 	/* One log line with the plugin's name; c may be NULL. */

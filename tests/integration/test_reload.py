@@ -36,6 +36,7 @@ def write_config(path, plugins, log_level="info", listen="127.0.0.1:0"):
     """plugins: list of (name, {key: value})."""
     lines = ["[server]", f"listen = {listen}", "max_connections = 5000",
              "", "[log]", f"level = {log_level}",
+             "", "[admin]", "listen = 127.0.0.1:0",
              "", "[plugins]", f"dir = {PLUGIN_DIR}"]
     for name, keys in plugins:
         lines += ["", f"[plugin:{name}]"]
@@ -329,3 +330,34 @@ def test_slow_callback_is_logged_with_plugin_name(wsplugd):
     slow = d.wait_for("plugin.slow", plugin="timers", callback="message")
     assert int(slow["ms"]) >= 100
     assert len(d.find_all("plugin.slow")) == 1  # the 5 ms call was not
+
+
+def test_reload_mid_handshake_keeps_the_request_buffer_bound(wsplugd,
+                                                            tmp_path):
+    """A client mid-request keeps the max_header_size it started with:
+    raising it by reload must not let the rest overflow its buffer, and
+    lowering it must not wrap the read size."""
+    from rawws import Raw
+
+    conf = tmp_path / "live.conf"
+    base = ("[server]\nlisten = 127.0.0.1:0\nmax_header_size = {}\n"
+            "[admin]\nlisten =\n"
+            f"[plugins]\ndir = {PLUGIN_DIR}\n[plugin:ping]\n")
+    conf.write_text(base.format("2KiB"))
+    d = wsplugd(path=conf)
+    grow = Raw(d.port)
+    grow.sock.sendall(b"GET /ws HTTP/1.1\r\nX-Pad: " + b"a" * 1500)
+    shrink = Raw(d.port)
+    shrink.sock.sendall(b"GET /ws HTTP/1.1\r\nX-Pad: " + b"a" * 1500)
+    conf.write_text(base.format("64KiB"))
+    reload_and_wait(d)
+    # 1,500 + 4,000 bytes: over the 2 KiB this request started with.
+    grow.sock.sendall(b"a" * 4000)
+    assert grow.response()[0] == 431
+    grow.close()
+    conf.write_text(base.format("1KiB"))
+    reload_and_wait(d)
+    shrink.sock.sendall(b"\r\n\r\n")
+    status, _, _ = shrink.response()
+    assert status == 400  # no Upgrade headers: a decision, not a crash
+    shrink.close()
