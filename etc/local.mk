@@ -17,6 +17,22 @@ etc/wsplugd.build.conf: $(srcdir)/etc/wsplugd.conf.in Makefile
 	sed -e 's|@plugindir[@]|$(abs_top_builddir)/plugins/.libs|g' \
 	    $(srcdir)/etc/wsplugd.conf.in > $@.tmp && mv $@.tmp $@
 
+# The systemd unit, installed where systemd looks when configure found it
+# (or --with-systemdsystemunitdir said).
+if HAVE_SYSTEMDUNITDIR
+systemdsystemunit_DATA = etc/wsplugd.service
+endif
+noinst_DATA += etc/wsplugd.service
+EXTRA_DIST += etc/wsplugd.service.in
+CLEANFILES += etc/wsplugd.service
+
+etc/wsplugd.service: $(srcdir)/etc/wsplugd.service.in Makefile
+	$(AM_V_GEN)$(MKDIR_P) etc && \
+	sed -e 's|@sbindir[@]|$(sbindir)|g' \
+	    -e 's|@sysconfdir[@]|$(sysconfdir)|g' \
+	    -e 's|@SERVICE_TYPE[@]|$(SERVICE_TYPE)|g' \
+	    $(srcdir)/etc/wsplugd.service.in > $@.tmp && mv $@.tmp $@
+
 # Build, then run the daemon in the foreground on the shipped config.
 run: all etc/wsplugd.build.conf
 	./core/wsplugd -c etc/wsplugd.build.conf
