@@ -30,12 +30,28 @@ dispatch_error(struct wsp_conn *c, const char *code, json_t *id,
 	va_end(ap);
 	reply = json_pack("{s:s, s:s, s:s}", "type", "error", "code", code,
 	    "message", text);
+	/* Never leave bad input unanswered, even if the detail won't pack. */
+	if (reply == NULL)
+		reply = json_pack("{s:s, s:s}", "type", "error", "code", code);
 	if (reply == NULL)
 		return;
 	if (id != NULL)
 		json_object_set(reply, "id", id);
 	host_send_json(c, reply);
 	json_decref(reply);
+}
+
+/* jansson's error text quotes the input near the error, possibly half a
+ * UTF-8 sequence of it: keep the text printable ASCII, in place. */
+static const char *
+ascii_only(char *text)
+{
+	char *p;
+
+	for (p = text; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+			*p = '?';
+	return text;
 }
 
 /* The error names the type, cut to 64 bytes on a UTF-8 boundary so the
@@ -105,7 +121,7 @@ dispatch_message(struct wsp_server *srv, struct wsp_conn *c, uint8_t opcode,
 		else if (msg == NULL)
 			dispatch_error(c, "invalid_json", NULL,
 			    "invalid JSON at position %d: %s", err.position,
-			    err.text);
+			    ascii_only(err.text));
 		else
 			dispatch_error(c, "invalid_json", NULL,
 			    "a message must be a JSON object");

@@ -168,6 +168,14 @@ test_error_replies_keep_connection(void)
 	r = roundtrip(c, "{not json");
 	assert_error(r, "invalid_json");
 	json_decref(r);
+	/* Found by fuzz_dispatch: jansson's error text quoted half of the
+	 * UTF-8 "é", json_pack refused it, and no reply went out. */
+	r = roundtrip(c, "\"\\\xc3\xa9\"");
+	assert_error(r, "invalid_json");
+	json_decref(r);
+	r = roundtrip(c, "{\"a\":\"\\\xe2\x82\xac\"}");
+	assert_error(r, "invalid_json");
+	json_decref(r);
 	r = roundtrip(c, "[1, 2]");
 	assert_error(r, "invalid_json");
 	json_decref(r);
