@@ -11,7 +11,8 @@ UNIT_TESTS = \
 	tests/unit/test_http_upgrade \
 	tests/unit/test_config \
 	tests/unit/test_dispatch \
-	tests/unit/test_registry
+	tests/unit/test_registry \
+	tests/unit/test_metrics
 check_PROGRAMS += $(UNIT_TESTS)
 
 tests_unit_test_utf8_SOURCES = tests/unit/test_utf8.c
@@ -32,6 +33,9 @@ tests_unit_test_dispatch_LDADD = $(UNIT_LDADD)
 tests_unit_test_registry_SOURCES = tests/unit/test_registry.c
 tests_unit_test_registry_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_registry_LDADD = $(UNIT_LDADD)
+tests_unit_test_metrics_SOURCES = tests/unit/test_metrics.c
+tests_unit_test_metrics_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_metrics_LDADD = $(UNIT_LDADD)
 
 # Integration tests: the real daemon on loopback, driven by Python's
 # websockets (Debian's python3-websockets) and raw sockets for the frames
@@ -48,7 +52,7 @@ AM_TESTS_ENVIRONMENT = \
 	export WSPLUGD WSPLUGD_PLUGIN_DIR WSPLUGD_SRCDIR WSPLUGD_TEST_PLUGIN_DIR \
 	    WSPLUGD_BUILDDIR;
 
-EXTRA_DIST += $(INTEGRATION_TESTS) $(INTEGRATION_FILES)
+
 
 # Test plugins: shared objects built only for `make check` (-rpath makes
 # libtool build them shared although they are never installed).
@@ -74,3 +78,16 @@ tests_plugins_badabi_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 tests_plugins_nodesc_la_SOURCES = tests/plugins/nodesc.c
 tests_plugins_nodesc_la_CFLAGS = $(PLUGIN_CFLAGS)
 tests_plugins_nodesc_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere
+
+# Fuzzing: libFuzzer harnesses built with clang straight from the sources
+# (tests/fuzz/README.md).  `make fuzz FUZZ_SECONDS=300` for a longer run.
+FUZZ_SECONDS = 60
+fuzz:
+	$(srcdir)/tests/fuzz/run $(FUZZ_SECONDS)
+.PHONY: fuzz
+
+# Whole directories: the integration scenarios, the fuzz harnesses with
+# their corpora and dictionaries.
+EXTRA_DIST += tests/integration tests/fuzz tests/plugins
+dist-hook:
+	rm -rf $(distdir)/tests/integration/__pycache__

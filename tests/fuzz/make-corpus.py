@@ -1,0 +1,336 @@
+#!/usr/bin/env python3
+"""Write the seed corpora in tests/fuzz/corpus/<name>/.
+
+The seeds are committed; this script is how they were made, so a change to
+a harness's input layout can regenerate them.  Run it from anywhere:
+
+    python3 tests/fuzz/make-corpus.py
+
+It rewrites only the files it names (corpus/<name>/<seed>), never the
+working corpora the runner builds elsewhere.
+"""
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(os.path.dirname(HERE))
+CORPUS = os.path.join(HERE, "corpus")
+
+MASK = bytes([0x37, 0xFA, 0x21, 0x3D])  # RFC 6455 5.7's key
+
+
+def write(name, seed, data):
+    d = os.path.join(CORPUS, name)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, seed), "wb") as f:
+        f.write(data)
+
+
+def frame(op, payload, fin=True, mask=MASK, rsv=0, length_form=None):
+    """A client frame, built by hand (not with the encoder under test)."""
+    b0 = (0x80 if fin else 0) | rsv | op
+    n = len(payload)
+    mbit = 0x80 if mask is not None else 0
+    form = length_form or (7 if n < 126 else 16 if n < 65536 else 64)
+    if form == 7:
+        h = bytes([b0, mbit | n])
+    elif form == 16:
+        h = bytes([b0, mbit | 126]) + struct.pack(">H", n)
+    else:
+        h = bytes([b0, mbit | 127]) + struct.pack(">Q", n)
+    if mask is None:
+        return h + payload
+    body = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+    return h + mask + body
+
+
+def close_body(code, reason=b""):
+    return struct.pack(">H", code) + reason
+
+
+def codec():
+    # byte 0: max_message (bits 0-2), split mode (3-4), round-trip max
+    # (5-7); byte 1: seed; then the stream (and the round-trip script)
+    def seed(name, stream, cfg=0x00, s=0x5A):
+        write("codec", name, bytes([cfg, s]) + stream)
+
+    seed("text-hello", frame(1, b"Hello"))
+    seed("text-fragmented",
+         frame(1, b"Hel", fin=False) + frame(0, b"lo"), cfg=0x08)
+    seed("text-fragmented-ping-between",
+         frame(1, "caf\u00e9 ".encode()[:4], fin=False) +
+         frame(9, b"are you there") +
+         frame(0, "\u00e9 \U0001F600".encode()[1:], fin=False) +
+         frame(0, b"", fin=True), cfg=0x10)
+    seed("ping", frame(9, b"Hello"))
+    seed("pong", frame(10, b"Hello"))
+    seed("close-1000-reason", frame(8, close_body(1000, b"bye")))
+    seed("close-empty", frame(8, b""))
+    seed("close-4999-utf8", frame(8, close_body(4999, "d\u00e9j\u00e0".encode())))
+    seed("binary-16bit-length", frame(2, bytes(range(256)) * 2), cfg=0x18)
+    seed("binary-64bit-length-nonminimal",
+         frame(2, b"\x00\x01\x02\x03", length_form=64))
+    seed("binary-125-126", frame(2, b"x" * 125) + frame(2, b"y" * 126),
+         cfg=0x05)
+    seed("many-messages",
+         frame(1, b'{"type":"ping"}') + frame(9, b"") +
+         frame(2, b"\xff\x00") + frame(1, "\u20ac".encode()) +
+         frame(8, close_body(1001)), cfg=0x08)
+    seed("too-big", frame(1, b"0123456789abcdefXYZ"), cfg=0x04)
+    seed("err-unmasked", frame(1, b"Hello", mask=None))
+    seed("err-rsv", frame(1, b"Hello", rsv=0x40))
+    seed("err-opcode-3", frame(3, b""))
+    seed("err-continuation-alone", frame(0, b"x"))
+    seed("err-message-in-message",
+         frame(1, b"a", fin=False) + frame(1, b"b"))
+    seed("err-control-fragmented", frame(9, b"x", fin=False))
+    seed("err-control-too-long", frame(9, b"p" * 126))
+    seed("err-close-1-byte", frame(8, b"\x03"))
+    seed("err-close-code-1005", frame(8, close_body(1005)))
+    seed("err-close-reason-utf8", frame(8, close_body(1000, b"\xc3")))
+    seed("err-text-surrogate", frame(1, b"\xed\xa0\x80"))
+    seed("err-text-truncated", frame(1, b"ok \xe2\x82"))
+    seed("err-length-msb",
+         bytes([0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1]) + MASK)
+    # round-trip scripts: kind byte, flags byte, length..., payload bytes
+    seed("script-text-frag-pings",
+         bytes([0x00, 0x1B, 40]) + "h\u00e9llo w\u00f6rld \u2603 \U0001F600 "
+         "\u00e9\u00e9\u00e9 and more text to cut".encode(), cfg=0x08)
+    seed("script-binary-16bit",
+         bytes([0x02, 0x43, 0x01, 0x10]) + bytes(range(64)), cfg=0x10)
+    seed("script-ping-pong-close",
+         bytes([0x03, 5]) + b"hello" + bytes([0x04, 0]) +
+         bytes([0x05, 0x00, 10]) + b"going away")
+    seed("script-raw-text-invalid",
+         bytes([0x01, 0x0A, 12]) + b"abc\xc3\x28def\xe2\x82\xac!")
+
+
+def http():
+    def req(lines, path="/ws", method="GET", version="HTTP/1.1"):
+        head = "%s %s %s\r\n" % (method, path, version)
+        return (head + "".join(l + "\r\n" for l in lines) + "\r\n").encode()
+
+    write("http", "chrome", req([
+        "Host: 127.0.0.1:8080",
+        "Connection: Upgrade",
+        "Pragma: no-cache",
+        "Cache-Control: no-cache",
+        "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 "
+        "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+        "Upgrade: websocket",
+        "Origin: http://localhost:3000",
+        "Sec-WebSocket-Version: 13",
+        "Accept-Encoding: gzip, deflate, br",
+        "Accept-Language: en-US,en;q=0.9",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits",
+    ]))
+    write("http", "firefox", req([
+        "Host: localhost:8080",
+        "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:121.0) "
+        "Gecko/20100101 Firefox/121.0",
+        "Accept: */*",
+        "Accept-Language: en-US,en;q=0.5",
+        "Accept-Encoding: gzip, deflate, br",
+        "Sec-WebSocket-Version: 13",
+        "Origin: https://app.example.com",
+        "Sec-WebSocket-Protocol: chat, superchat",
+        "Sec-WebSocket-Extensions: permessage-deflate",
+        "Sec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==",
+        "Connection: keep-alive, Upgrade",
+        "Sec-Fetch-Dest: empty",
+        "Sec-Fetch-Mode: websocket",
+        "Sec-Fetch-Site: same-site",
+        "Pragma: no-cache",
+        "Cache-Control: no-cache",
+        "Upgrade: websocket",
+    ], path="/ws?token=abc%20def"))
+    write("http", "safari", req([
+        "Host: example.com",
+        "Sec-WebSocket-Key: AQIDBAUGBwgJCgsMDQ4PEA==",
+        "Sec-WebSocket-Version: 13",
+        "Upgrade: websocket",
+        "Sec-WebSocket-Extensions: permessage-deflate",
+        "Origin: https://example.com",
+        "Connection: Upgrade",
+        "User-Agent: Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) "
+        "AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
+    ]))
+    write("http", "python-websockets", req([
+        "Host: [::1]:8080",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: 9b7k8YBdlaNZQTA6xGY6hg==",
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Protocol: v1.json",
+        "Sec-WebSocket-Protocol: v2.json",
+        "User-Agent: Python/3.11 websockets/10.4",
+    ]))
+    write("http", "bad-version-8", req([
+        "Host: x", "Upgrade: websocket", "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 8"]))
+    write("http", "bad-post", req([
+        "Host: x", "Upgrade: websocket", "Connection: Upgrade"],
+        method="POST"))
+    write("http", "bad-http10", req(["Host: x"], version="HTTP/1.0"))
+    write("http", "bad-duplicate-host", req(["Host: a", "Host: b"]))
+    write("http", "bad-obs-fold", req([
+        "Host: x", "Upgrade: websocket", "\tfolded"]))
+    write("http", "bad-space-before-colon", req(["Host : x"]))
+    write("http", "bad-bare-lf",
+          b"GET /ws HTTP/1.1\nHost: x\r\n\r\n")
+    write("http", "bad-key", req([
+        "Host: x", "Upgrade: WebSocket/13, h2c", "Connection: close, upgrade",
+        "Sec-WebSocket-Key: not-base64-at-all!!!!!==",
+        "Sec-WebSocket-Version: 13"]))
+    write("http", "pipelined",
+          req(["Host: x"]) + b"GET /other HTTP/1.1\r\n\r\n")
+
+
+def utf8():
+    write("utf8", "ascii", b"The quick brown fox jumps over the lazy dog.\n")
+    write("utf8", "mixed",
+          "na\u00efve caf\u00e9 \u20ac \u2603 \U0001F600 \u4e2d\u6587 "
+          "\U0010FFFF \uFFFD end".encode())
+    write("utf8", "boundaries",
+          "\u007f\u0080\u07ff\u0800\ud7ff\ue000\ufffd\uffff"
+          .encode("utf-8", "surrogatepass") +
+          "\U00010000\U0010ffff".encode())
+    write("utf8", "bom-and-noncharacters", b"\xef\xbb\xbf\xef\xbf\xbe\xef\xb7\x90")
+    write("utf8", "nul", b"a\x00b\x00\x00")
+    write("utf8", "bad-surrogate", b"ok \xed\xa0\x80 no")
+    write("utf8", "bad-surrogate-pair", b"\xed\xa0\xbd\xed\xb8\x80")
+    write("utf8", "bad-overlong-nul", b"\xc0\x80")
+    write("utf8", "bad-overlong-3", b"\xe0\x80\xaf")
+    write("utf8", "bad-overlong-4", b"\xf0\x82\x82\xac")
+    write("utf8", "bad-above-10ffff", b"\xf4\x90\x80\x80")
+    write("utf8", "bad-f5-ff", b"\xf5\xf8\xfc\xfe\xff")
+    write("utf8", "bad-lone-continuation", b"abc\x80def\xbf")
+    write("utf8", "truncated-2", b"x\xc3")
+    write("utf8", "truncated-3", b"euro \xe2\x82")
+    write("utf8", "truncated-4", b"smile \xf0\x9f\x98")
+    write("utf8", "ascii-long-then-bad",
+          b"abcdefghijklmnopqrstuvwxyz012345" * 3 + b"\xc3\x28")
+
+
+def config():
+    with open(os.path.join(TOP, "etc", "wsplugd.conf.in"), "rb") as f:
+        shipped = f.read().replace(b"@plugindir@", b"/usr/lib/wsplugd/plugins")
+    write("config", "shipped", shipped)
+    write("config", "minimal", b"[server]\nlisten = 127.0.0.1:0\n")
+    write("config", "everything", b"""\xef\xbb\xbf; a full config, CRLF
+[server]\r
+listen = 127.0.0.1:8080, [::1]:8080 0.0.0.0:0\r
+path = /socket\r
+origins = https://app.example.com http://[::1]:3000, null\r
+subprotocols = chat v2.json\r
+max_connections = 1000000\r
+max_connections_per_ip = 0\r
+max_message_size = 64KiB\r
+max_header_size = 16KiB\r
+max_output_buffer = 4GiB\r
+handshake_timeout = 500ms\r
+shutdown_timeout = 0\r
+slow_callback = 1h\r
+[keepalive]\r
+ping_interval = 0\r
+sweep_interval = 1d\r
+idle_timeout = 7d\r
+[log]\r
+level = debug\r
+format = json\r
+target = file:/var/log/wsplugd.log\r
+[plugins]\r
+dir = plugins ; relative to this file\r
+[plugin:echo]\r
+catch_all = yes\r
+[plugin:ping]\r
+path = /opt/ping.so\r
+enabled = off\r
+""")
+    write("config", "bad-keys-and-values", b"""[server]
+listen = 127.0.0.1
+listen = 1.2.3.4:99999
+path = ws
+bogus = 1
+max_message_size = 10
+max_header_size = 1KB
+handshake_timeout = 99999999999999999999999s
+[keepalive]
+ping_interval = 30s
+idle_timeout = 20s
+[log]
+level = loud
+target = file:
+[nosuch]
+x = y
+""")
+    write("config", "bad-sections", b"""key = outside
+[plugin:]
+[plugin:bad name]
+[plugin:ok]
+[plugin:ok]
+[plugin:ok2] trailing
+[server
+= value
+just words
+[plugin:x]
+path =
+enabled = maybe
+enabled = yes
+""")
+    write("config", "admin-and-log", b"""[server]
+listen = 127.0.0.1:8080 127.0.0.1:8080
+[admin]
+listen = 127.0.0.1:9090
+[log]
+format = logfmt
+target = syslog
+[keepalive]
+ping_interval = 25s
+""")
+    write("config", "journal-empty-lists", b"""[log]
+target = journal
+[server]
+listen = , ,
+origins =
+subprotocols = ,
+[plugins]
+dir = /usr/lib/wsplugd/plugins/
+[plugin:a-b_c]
+""")
+    write("config", "bad-nul-and-long", b"[server]\npath = /a\x00b\n[log]\nlevel = " +
+          b"e" * 200 + b"\n")
+
+
+def dispatch():
+    # byte 0: bit 0 binary, bit 1 catch-all, bits 2-3 both set: no "ping"
+    def seed(name, mode, msg):
+        write("dispatch", name, bytes([mode]) + msg)
+
+    seed("ping", 0x00, b'{"type":"ping"}')
+    seed("ping-with-id", 0x00, b'{"type":"ping","id":"abc-123"}')
+    seed("ping-catch-all", 0x02, b'{"type":"ping","id":7}')
+    seed("unknown-type-id", 0x00, b'{"type":"chat","id":42,"text":"hi"}')
+    seed("unknown-type-long-utf8", 0x00,
+         ('{"type":"a' + "\u00e9" * 40 + '","id":[1,{"x":null}]}').encode())
+    seed("missing-type", 0x00, b'{"text":"no type","id":true}')
+    seed("type-not-string", 0x00, b'{"type":5,"id":"a"}')
+    seed("type-null-catch-all", 0x02, b'{"type":null}')
+    seed("array", 0x00, b"[1, 2, 3]")
+    seed("not-json", 0x00, b"{not json")
+    seed("escapes", 0x00, b'{"type":"p\\u0069ng","id":"\\ud83d\\ude00"}')
+    seed("nested", 0x00, b'{"a":' * 40 + b"1" + b"}" * 40)
+    seed("binary-no-catch-all", 0x01, b"\x00\x01\x02\xff")
+    seed("binary-catch-all", 0x03, b"\x00\x01\x02\xff")
+    seed("catch-all-only", 0x0E, b"anything at all")
+    seed("no-plugins", 0x0C, b'{"type":"ping"}')
+
+
+if __name__ == "__main__":
+    codec()
+    http()
+    utf8()
+    config()
+    dispatch()
