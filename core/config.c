@@ -58,6 +58,10 @@
 #define MS_DAY (24 * MS_HOUR)
 
 #define DEFAULT_LISTEN "127.0.0.1:8080"
+/* Loopback: /connections shows client addresses and user agents, so the
+ * admin listener is for the host's own monitoring unless configured
+ * otherwise.  9180 keeps clear of the usual 8080-style application ports. */
+#define DEFAULT_ADMIN_LISTEN "127.0.0.1:9180"
 #define DEFAULT_PATH "/ws"
 
 #define EXPECT_DURATION "a number with a unit: 500ms, 25s, 2m, 1h, 1d"
@@ -70,6 +74,7 @@ enum cfg_sec {
 	SEC_KEEPALIVE,
 	SEC_LOG,
 	SEC_PLUGINS,
+	SEC_ADMIN,
 	SEC_PLUGIN, /* [plugin:NAME]; which one is cfg_parse.plugin */
 	SEC_SKIP,   /* a header already reported as bad: ignore its keys */
 };
@@ -79,10 +84,12 @@ static const char *const cfg_sec_names[] = {
 	[SEC_KEEPALIVE] = "keepalive",
 	[SEC_LOG] = "log",
 	[SEC_PLUGINS] = "plugins",
+	[SEC_ADMIN] = "admin",
 };
 
 enum cfg_type {
 	T_LISTEN,
+	T_ADMIN_LISTEN, /* like T_LISTEN, but empty means off */
 	T_PATH,
 	T_ORIGINS,
 	T_PROTOCOLS,
@@ -102,6 +109,9 @@ static const struct {
 } cfg_types[] = {
 	[T_LISTEN] = { "address", "a numeric address and a port, e.g. "
 	    "127.0.0.1:8080 or [::1]:8080" },
+	[T_ADMIN_LISTEN] = { "address", "a numeric address and a port, e.g. "
+	    "127.0.0.1:9180 or [::1]:9180, or nothing to turn the admin "
+	    "listener off" },
 	[T_PATH] = { "path", "a path starting with '/', at most 256 bytes of "
 	    "printable ASCII without spaces, '?' or '#', e.g. /ws" },
 	[T_ORIGINS] = { "origin", "scheme://host[:port] with scheme http or "
@@ -113,7 +123,8 @@ static const struct {
 	[T_DURATION] = { "duration", EXPECT_DURATION },
 	[T_LEVEL] = { "log level", "debug, info, warn or error" },
 	[T_FORMAT] = { "log format", "logfmt or json" },
-	[T_TARGET] = { "log target", "stderr, syslog or file:/absolute/path" },
+	[T_TARGET] = { "log target", "stderr, syslog, journal or "
+	    "file:/absolute/path" },
 	[T_DIR] = { "directory", "an absolute path, or one relative to the "
 	    "configuration file" },
 };
@@ -164,6 +175,7 @@ static const struct cfg_key cfg_keys[] = {
 	{ .sec = SEC_LOG, .name = "format", .type = T_FORMAT },
 	{ .sec = SEC_LOG, .name = "target", .type = T_TARGET },
 	{ .sec = SEC_PLUGINS, .name = "dir", .type = T_DIR },
+	{ .sec = SEC_ADMIN, .name = "listen", .type = T_ADMIN_LISTEN },
 };
 
 #define NKEYS nitems(cfg_keys)
@@ -688,10 +700,16 @@ ss_port(const struct sockaddr_storage *ss)
 }
 
 static int
-cfg_set_listen(struct cfg_parse *p, const struct cfg_key *k,
-    const char *value)
+same_listen(const struct wsp_listen_addr *a, const struct wsp_listen_addr *b)
 {
-	struct wsp_config *cfg = p->cfg;
+	return a->sslen == b->sslen && memcmp(&a->ss, &b->ss, a->sslen) == 0;
+}
+
+/* [server] listen or [admin] listen, into *list_r. */
+static int
+cfg_set_listen(struct cfg_parse *p, const struct cfg_key *k,
+    const char *value, struct wsp_listen_addr **list_r, size_t *n_r)
+{
 	struct wsp_listen_addr a, *na;
 	char *copy, *rest, *s, v[CONFIG_SHOW_SIZE];
 	size_t i;
@@ -709,29 +727,29 @@ cfg_set_listen(struct cfg_parse *p, const struct cfg_key *k,
 		}
 		a.line = p->lineno;
 		/* port 0 twice is two kernel-picked ports, not a clash */
-		for (i = 0; i < cfg->nlisten; i++)
-			if (cfg->listen[i].sslen == a.sslen &&
-			    memcmp(&cfg->listen[i].ss, &a.ss, a.sslen) == 0 &&
+		for (i = 0; i < *n_r; i++)
+			if (same_listen(&(*list_r)[i], &a) &&
 			    ss_port(&a.ss) != 0)
 				break;
-		if (i < cfg->nlisten) {
-			cfg_error(p, p->lineno, "[server] listen: %s is "
-			    "listed twice", show(s, v));
+		if (i < *n_r) {
+			cfg_error(p, p->lineno, "[%s] listen: %s is listed "
+			    "twice", cfg_sec_names[k->sec], show(s, v));
 			free(a.text);
 			rv = -1;
 			continue;
 		}
-		if ((na = reallocarray(cfg->listen, cfg->nlisten + 1,
+		if ((na = reallocarray(*list_r, *n_r + 1,
 		    sizeof(*na))) == NULL) {
 			free(a.text);
 			cfg_nomem(p);
 			rv = -1;
 			break;
 		}
-		cfg->listen = na;
-		cfg->listen[cfg->nlisten++] = a;
+		*list_r = na;
+		(*list_r)[(*n_r)++] = a;
 	}
-	if (rv == 0 && cfg->nlisten == 0) {
+	/* [admin] listen with no address is the way to turn it off */
+	if (rv == 0 && *n_r == 0 && k->type == T_LISTEN) {
 		cfg_error(p, p->lineno, "[server] listen: empty value "
 		    "(expected %s)", cfg_types[T_LISTEN].expect);
 		rv = -1;
@@ -805,6 +823,17 @@ cfg_set_log(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 			cfg->log_target = LOG_TARGET_SYSLOG;
 			return 0;
 		}
+		if (strcmp(value, "journal") == 0) {
+#ifdef HAVE_SYSTEMD
+			cfg->log_target = LOG_TARGET_JOURNAL;
+			return 0;
+#else
+			cfg_error(p, p->lineno, "[log] target: journal: not "
+			    "built with libsystemd (under systemd, stderr "
+			    "reaches the journal too)");
+			return -1;
+#endif
+		}
 		if (strncmp(value, "file:/", 6) == 0 && value[6] != '\0') {
 			if ((cfg->log_file = strdup(value + 5)) == NULL) {
 				cfg_nomem(p);
@@ -828,7 +857,10 @@ cfg_set(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 
 	switch (k->type) {
 	case T_LISTEN:
-		return cfg_set_listen(p, k, value);
+		return cfg_set_listen(p, k, value, &cfg->listen, &cfg->nlisten);
+	case T_ADMIN_LISTEN:
+		return cfg_set_listen(p, k, value, &cfg->admin_listen,
+		    &cfg->nadmin_listen);
 	case T_PATH:
 		if (!valid_url_path(value)) {
 			cfg_invalid(p, k, value);
@@ -902,7 +934,8 @@ cfg_fixed_key(struct cfg_parse *p, const char *name, const char *value)
 		return;
 	}
 	p->seen[i] = p->lineno;
-	if (*value == '\0' && k->type != T_ORIGINS && k->type != T_PROTOCOLS) {
+	if (*value == '\0' && k->type != T_ORIGINS && k->type != T_PROTOCOLS &&
+	    k->type != T_ADMIN_LISTEN) {
 		if (k->type == T_UINT)
 			cfg_error(p, p->lineno, "[%s] %s: empty value "
 			    "(expected an integer, %s)", cfg_sec_names[k->sec],
@@ -1223,6 +1256,59 @@ cfg_handler(void *arg, const char *section, const char *name,
 	return 1;
 }
 
+/* A list's default address, when the file gave none; 0 or -1. */
+static int
+cfg_default_listen(struct cfg_parse *p, const char *text,
+    struct wsp_listen_addr **list_r, size_t *n_r)
+{
+	struct wsp_listen_addr a;
+
+	if (config_parse_listen(text, &a) == -1) {
+		cfg_nomem(p);
+		return -1;
+	}
+	if ((*list_r = malloc(sizeof(a))) == NULL) {
+		free(a.text);
+		cfg_nomem(p);
+		return -1;
+	}
+	(*list_r)[0] = a;
+	*n_r = 1;
+	return 0;
+}
+
+/*
+ * [admin] listen: the default unless the key was given (even empty, which
+ * turns it off), and never an address [server] listens on, which would
+ * fail to bind with a less helpful message.
+ */
+static int
+cfg_finish_admin(struct cfg_parse *p)
+{
+	struct wsp_config *cfg = p->cfg;
+	const struct wsp_listen_addr *a, *b;
+	size_t key = cfg_key_find(SEC_ADMIN, "listen"), i, j;
+	char v[CONFIG_SHOW_SIZE];
+
+	if (p->seen[key] == 0 && cfg_default_listen(p, DEFAULT_ADMIN_LISTEN,
+	    &cfg->admin_listen, &cfg->nadmin_listen) == -1)
+		return -1;
+	for (i = 0; i < cfg->nadmin_listen; i++) {
+		a = &cfg->admin_listen[i];
+		for (j = 0; j < cfg->nlisten; j++) {
+			b = &cfg->listen[j];
+			if (!same_listen(a, b) || ss_port(&a->ss) == 0)
+				continue;
+			cfg_error(p, a->line != 0 ? a->line : b->line,
+			    "[admin] listen: %s is also a [server] listen "
+			    "address%s", show(a->text, v), a->line != 0 ? "" :
+			    " (the [admin] default: set [admin] listen to "
+			    "another address, or empty to turn it off)");
+		}
+	}
+	return 0;
+}
+
 /*
  * After the whole file: defaults that depend on other keys, and checks
  * across keys.
@@ -1232,22 +1318,15 @@ cfg_finish(struct cfg_parse *p)
 {
 	struct wsp_config *cfg = p->cfg;
 	struct wsp_section *sec;
-	struct wsp_listen_addr a;
 	char *so, b1[32], b2[32];
 	size_t i, ping, idle;
 
-	if (cfg->nlisten == 0 && !p->bad[cfg_key_find(SEC_SERVER, "listen")]) {
-		if (config_parse_listen(DEFAULT_LISTEN, &a) == -1) {
-			cfg_nomem(p);
-			return;
-		}
-		if ((cfg->listen = malloc(sizeof(a))) == NULL) {
-			free(a.text);
-			cfg_nomem(p);
-			return;
-		}
-		cfg->listen[cfg->nlisten++] = a;
-	}
+	if (cfg->nlisten == 0 && !p->bad[cfg_key_find(SEC_SERVER, "listen")] &&
+	    cfg_default_listen(p, DEFAULT_LISTEN, &cfg->listen,
+	    &cfg->nlisten) == -1)
+		return;
+	if (cfg_finish_admin(p) == -1)
+		return;
 	if (cfg->path == NULL && (cfg->path = strdup(DEFAULT_PATH)) == NULL) {
 		cfg_nomem(p);
 		return;
@@ -1415,6 +1494,9 @@ config_free(struct wsp_config *cfg)
 	for (i = 0; i < cfg->nlisten; i++)
 		free(cfg->listen[i].text);
 	free(cfg->listen);
+	for (i = 0; i < cfg->nadmin_listen; i++)
+		free(cfg->admin_listen[i].text);
+	free(cfg->admin_listen);
 	free(cfg->path);
 	strv_free(cfg->origins, cfg->norigins);
 	strv_free(cfg->subprotocols, cfg->nsubprotocols);

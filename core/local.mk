@@ -3,6 +3,7 @@
 noinst_LTLIBRARIES += core/libwspcore.la
 core_libwspcore_la_SOURCES = \
 	core/wsplugd.h \
+	core/admin.c \
 	core/clock.c \
 	core/config.c \
 	core/conn.c \
@@ -14,6 +15,7 @@ core_libwspcore_la_SOURCES = \
 	core/listen.c \
 	core/log.c \
 	core/metrics.c \
+	core/notify.c \
 	core/plugin.c \
 	core/registry.c \
 	core/reload.c \
@@ -21,9 +23,9 @@ core_libwspcore_la_SOURCES = \
 	core/utf8.c \
 	core/ws_codec.c
 core_libwspcore_la_CPPFLAGS = $(AM_CPPFLAGS) $(LIBEVENT_CFLAGS) \
-	$(JANSSON_CFLAGS) $(INIH_CFLAGS) $(LIBCRYPTO_CFLAGS)
+	$(JANSSON_CFLAGS) $(INIH_CFLAGS) $(LIBCRYPTO_CFLAGS) $(SYSTEMD_CFLAGS)
 core_libwspcore_la_LIBADD = $(LIBEVENT_LIBS) $(JANSSON_LIBS) $(INIH_LIBS) \
-	$(LIBCRYPTO_LIBS)
+	$(LIBCRYPTO_LIBS) $(SYSTEMD_LIBS)
 
 sbin_PROGRAMS += core/wsplugd
 core_wsplugd_SOURCES = core/main.c

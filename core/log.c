@@ -5,12 +5,63 @@
  * single write(2), so lines from one process never interleave and building
  * one costs no allocation.  The same builder emits logfmt
  * (`ts=… level=info event=ws.open conn=… ua="…"`) or one JSON object per
- * line, to stderr, a file (reopened on SIGUSR1 for logrotate) or syslog.
+ * line, to stderr, a file (reopened on SIGUSR1 for logrotate), syslog, or
+ * the systemd journal.
+ *
+ * For the journal the line is sent as MESSAGE= and each of its fields also
+ * as a journal field of its own, so `journalctl CONNECTION_ID=…` finds a
+ * connection's every line without parsing text.  The raw values are kept
+ * while the line is built, in a second static buffer: still no allocation.
  *
  * The log state is one of the daemon's two globals: every file logs, and
  * threading a handle through each call would add noise and nothing else.
  * The daemon is single-threaded.
+ *
+ * The events, the same names in every format and target (each line also
+ * has ts, except for syslog and the journal, which stamp lines themselves,
+ * level and event):
+ *
+ *   daemon.start      version abi pid config path
+ *   daemon.stop       uptime_s opened closed refused reaped msgs_in msgs_out
+ *                     left_open
+ *   daemon.shutdown   msg (closing N connections; timeout reached)
+ *   daemon.limit      msg (open-file limit below max_connections)
+ *   daemon.error      msg
+ *   config.error      msg (FILE:LINE: message; at start-up or reload)
+ *   listen.start      addr (the bound address, with the kernel's port)
+ *   listen.stop       addr
+ *   listen.error      msg
+ *   admin.start       addr (the admin listener)
+ *   admin.stop        addr
+ *   admin.request     method path status ip (debug)
+ *   ws.open           conn ip port ua origin path subprotocol active
+ *   ws.close          conn ip code reason duration_ms msgs_in msgs_out
+ *                     bytes_in bytes_out active
+ *   ws.refuse         ip port status reason detail (reason as counted in
+ *                     wsplugd_handshakes_refused_total)
+ *   ws.error          conn ip code reason (a protocol violation)
+ *   ws.slow_consumer  conn ip limit
+ *   ws.ping, ws.pong  conn, rtt_ms (debug)
+ *   ws.ping_missed    conn ip missed idle_ms
+ *   ws.reap           conn ip idle_ms pings_missed
+ *   reload            result (ok: generation ok_total kept loaded unloaded
+ *                     active; failed: errors failed_total msg)
+ *   plugin.load       plugin version path generation
+ *   plugin.unload     plugin generation
+ *   plugin.log        plugin conn msg (a plugin's own line)
+ *   plugin.slow       plugin callback ms
+ *   plugin.error      msg
+ *   log.reopen        msg
+ *   log.error         msg (target = journal, but journald is not running:
+ *                     the lines go to stderr)
+ *   notify.error      msg (sd_notify failed)
+ *
+ * Journal fields: MESSAGE (the line), PRIORITY, SYSLOG_IDENTIFIER=wsplugd,
+ * CONNECTION_ID (conn), CLIENT_IP (ip), and WSPLUGD_<KEY> for every other
+ * key (WSPLUGD_EVENT, WSPLUGD_CODE, ...).
  */
+#include <sys/uio.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -20,16 +71,37 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef HAVE_SYSTEMD
+/* Without this every entry would carry CODE_FILE=log.c: useless. */
+#define SD_JOURNAL_SUPPRESS_LOCATION
+#include <systemd/sd-journal.h>
+#endif
+
 #include "wsplugd.h"
 
 #define LOG_LINE_MAX 4096
 #define LOG_RESERVE 32
+/* "MESSAGE=", written before the line for the journal. */
+#define LOG_JOURNAL_PREFIX "MESSAGE="
+#define LOG_JOURNAL_PREFIX_LEN 8
+/* Journal fields of one line: the most keys a line has, with room. */
+#define LOG_MAX_FIELDS 32
+#define LOG_FIELD_NAME_MAX 64 /* journald's limit on a field name */
+#define LOG_JOURNAL_SOCKET "/run/systemd/journal/socket"
 
 struct log_line {
 	char buf[LOG_LINE_MAX];
+	size_t start; /* the line proper begins here: after "MESSAGE=" */
 	size_t len;
 	int level;
 	int truncated;
+	/* the journal only: "NAME=raw value" fields, in fbuf */
+	char fbuf[LOG_LINE_MAX];
+	size_t flen;
+	struct {
+		size_t off, len;
+	} fields[LOG_MAX_FIELDS];
+	size_t nfields;
 };
 
 static struct {
@@ -38,6 +110,8 @@ static struct {
 	enum log_target target;
 	char *file;
 	int fd;
+	char ident[64]; /* "SYSLOG_IDENTIFIER=wsplugd" for the journal */
+	int no_journald; /* target journal, but nothing listens: stderr */
 	struct log_line line;
 } L = { .level = WSP_LOG_INFO, .fd = STDERR_FILENO };
 
@@ -60,6 +134,7 @@ log_init(int level, enum log_format format, enum log_target target,
 	L.format = format;
 	L.target = target;
 	L.fd = STDERR_FILENO;
+	snprintf(L.ident, sizeof(L.ident), "SYSLOG_IDENTIFIER=%s", ident);
 	if (target == LOG_TARGET_FILE) {
 		if ((L.file = strdup(file)) == NULL)
 			return -1;
@@ -67,6 +142,16 @@ log_init(int level, enum log_format format, enum log_target target,
 			return -1;
 	} else if (target == LOG_TARGET_SYSLOG)
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	else if (target == LOG_TARGET_JOURNAL) {
+		/* sd_journal_send() drops lines without a word when
+		 * journald's socket is missing: rather write them to stderr.
+		 * Looked at here (start, reload), not per line. */
+		L.no_journald = access(LOG_JOURNAL_SOCKET, W_OK) == -1;
+		if (L.no_journald)
+			log_msg(WSP_LOG_WARN, "log.error", "journald is not "
+			    "running (no %s): logging to stderr",
+			    LOG_JOURNAL_SOCKET);
+	}
 	return 0;
 }
 
@@ -97,6 +182,7 @@ log_fini(void)
 	L.file = NULL;
 	L.fd = STDERR_FILENO;
 	L.target = LOG_TARGET_STDERR;
+	L.no_journald = 0;
 }
 
 int
@@ -108,9 +194,12 @@ log_enabled(int level)
 static void
 append(struct log_line *l, const char *s, size_t n)
 {
-	/* Keep room for the truncation mark and the closing "}\n". */
+	/* Keep room for the truncation mark and the closing "}\n", and cut
+	 * before a character, never inside one. */
 	if (l->len + n > sizeof(l->buf) - LOG_RESERVE) {
 		n = sizeof(l->buf) - LOG_RESERVE - l->len;
+		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+			n--;
 		l->truncated = 1;
 	}
 	memcpy(l->buf + l->len, s, n);
@@ -124,17 +213,34 @@ append_c(struct log_line *l, char c)
 }
 
 /* Escape for a JSON string or a quoted logfmt value: both take \" \\ \n
- * \t and \u00XX, so one routine serves both formats. */
+ * \t and \u00XX, so one routine serves both formats.  A line is valid
+ * UTF-8 whatever a client sent: invalid bytes become U+FFFD, and a
+ * character cut short at the end (a value capped to a byte length) is
+ * dropped. */
 static void
 append_escaped(struct log_line *l, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t i, run = 0;
 	char esc[6];
+	int k;
 
 	for (i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)s[i];
 
+		if (ch >= 0x80) {
+			k = utf8_char_len((const uint8_t *)s + i, n - i);
+			if (k > 0) {
+				i += (size_t)k - 1;
+				continue;
+			}
+			append(l, s + run, i - run);
+			if (k < 0)
+				return;
+			append(l, "\xef\xbf\xbd", 3);
+			run = i + 1;
+			continue;
+		}
 		if (ch >= 0x20 && ch != '"' && ch != '\\' && ch != 0x7f)
 			continue;
 		append(l, s + run, i - run);
@@ -162,9 +268,10 @@ needs_quotes(const char *s, size_t n)
 
 	if (n == 0)
 		return 1;
+	/* bytes >= 0x80 too: the escaper is what makes them valid UTF-8 */
 	for (i = 0; i < n; i++)
 		if ((unsigned char)s[i] <= ' ' || s[i] == '"' || s[i] == '=' ||
-		    s[i] == '\\' || (unsigned char)s[i] == 0x7f)
+		    s[i] == '\\' || (unsigned char)s[i] >= 0x7f)
 			return 1;
 	return 0;
 }
@@ -183,6 +290,62 @@ append_key(struct log_line *l, const char *key)
 	}
 }
 
+/*
+ * The journal's name for a key: conn and ip by the names other programs'
+ * journal entries use for the same things, the rest WSPLUGD_KEY (field
+ * names are upper-case letters, digits and '_').
+ */
+static size_t
+field_name(const char *key, char *out)
+{
+	static const struct {
+		const char *key, *name;
+	} known[] = {
+		{ "conn", "CONNECTION_ID" }, { "ip", "CLIENT_IP" },
+	};
+	size_t i, n;
+
+	for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strcmp(key, known[i].key) == 0) {
+			n = strlen(known[i].name);
+			memcpy(out, known[i].name, n);
+			return n;
+		}
+	memcpy(out, "WSPLUGD_", 8);
+	for (n = 8; *key != '\0' && n < LOG_FIELD_NAME_MAX; key++, n++) {
+		if (*key >= 'a' && *key <= 'z')
+			out[n] = (char)(*key - 'a' + 'A');
+		else if ((*key >= 'A' && *key <= 'Z') ||
+		    (*key >= '0' && *key <= '9'))
+			out[n] = *key;
+		else
+			out[n] = '_';
+	}
+	return n;
+}
+
+/* Keep key=val, raw, as a journal field of the line being built.  Fields
+ * that do not fit are left out: MESSAGE still has them. */
+static void
+field_add(struct log_line *l, const char *key, const char *val, size_t n)
+{
+	char name[LOG_FIELD_NAME_MAX];
+	size_t nl;
+
+	if (L.target != LOG_TARGET_JOURNAL || l->nfields == LOG_MAX_FIELDS)
+		return;
+	nl = field_name(key, name);
+	if (l->flen + nl + 1 + n > sizeof(l->fbuf))
+		return;
+	l->fields[l->nfields].off = l->flen;
+	memcpy(l->fbuf + l->flen, name, nl);
+	l->fbuf[l->flen + nl] = '=';
+	memcpy(l->fbuf + l->flen + nl + 1, val, n);
+	l->fields[l->nfields].len = nl + 1 + n;
+	l->flen += nl + 1 + n;
+	l->nfields++;
+}
+
 struct log_line *
 log_begin(int level, const char *event)
 {
@@ -197,8 +360,15 @@ log_begin(int level, const char *event)
 	l->len = 0;
 	l->level = level;
 	l->truncated = 0;
+	l->flen = 0;
+	l->nfields = 0;
+	l->start = 0;
+	if (L.target == LOG_TARGET_JOURNAL) {
+		append(l, LOG_JOURNAL_PREFIX, LOG_JOURNAL_PREFIX_LEN);
+		l->start = LOG_JOURNAL_PREFIX_LEN;
+	}
 	/* syslog and the journal stamp lines themselves. */
-	if (L.target != LOG_TARGET_SYSLOG) {
+	if (L.target != LOG_TARGET_SYSLOG && L.target != LOG_TARGET_JOURNAL) {
 		clock_gettime(CLOCK_REALTIME, &ts);
 		gmtime_r(&ts.tv_sec, &tm);
 		n = strftime(tbuf, sizeof(tbuf), "%Y-%m-%dT%H:%M:%S", &tm);
@@ -229,6 +399,7 @@ log_strn(struct log_line *l, const char *key, const char *val, size_t n)
 {
 	if (l == NULL)
 		return;
+	field_add(l, key, val, n);
 	append_key(l, key);
 	if (L.format == LOG_FORMAT_JSON || needs_quotes(val, n)) {
 		append_c(l, '"');
@@ -257,6 +428,7 @@ log_int(struct log_line *l, const char *key, long long val)
 	if (l == NULL)
 		return;
 	n = snprintf(b, sizeof(b), "%lld", val);
+	field_add(l, key, b, (size_t)n);
 	append_key(l, key);
 	append(l, b, (size_t)n);
 }
@@ -270,17 +442,66 @@ log_uint(struct log_line *l, const char *key, unsigned long long val)
 	if (l == NULL)
 		return;
 	n = snprintf(b, sizeof(b), "%llu", val);
+	field_add(l, key, b, (size_t)n);
 	append_key(l, key);
 	append(l, b, (size_t)n);
+}
+
+static const int log_prio[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR };
+
+/* Write buf whole to L.fd, or give up: there is nowhere left to report a
+ * logging failure. */
+static void
+write_all(const char *buf, size_t len)
+{
+	ssize_t w;
+	size_t off = 0;
+
+	while (off < len) {
+		w = write(L.fd, buf + off, len - off);
+		if (w == -1 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		off += (size_t)w;
+	}
+}
+
+/* The line as MESSAGE and its fields; to stderr if journald is not there
+ * (under systemd, stderr reaches the journal anyway). */
+static void
+journal_send(struct log_line *l)
+{
+#ifdef HAVE_SYSTEMD
+	struct iovec iov[LOG_MAX_FIELDS + 3];
+	char prio[16];
+	size_t i;
+	int n = 0;
+
+	if (L.no_journald)
+		goto fallback;
+	iov[n].iov_base = l->buf;
+	iov[n++].iov_len = l->len;
+	snprintf(prio, sizeof(prio), "PRIORITY=%d", log_prio[l->level]);
+	iov[n].iov_base = prio;
+	iov[n++].iov_len = strlen(prio);
+	iov[n].iov_base = L.ident;
+	iov[n++].iov_len = strlen(L.ident);
+	for (i = 0; i < l->nfields; i++) {
+		iov[n].iov_base = l->fbuf + l->fields[i].off;
+		iov[n++].iov_len = l->fields[i].len;
+	}
+	if (sd_journal_sendv(iov, n) >= 0)
+		return;
+fallback:
+#endif
+	l->buf[l->len++] = '\n';
+	write_all(l->buf + l->start, l->len - l->start);
 }
 
 void
 log_end(struct log_line *l)
 {
-	static const int prio[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR };
-	ssize_t w;
-	size_t off = 0;
-
 	if (l == NULL)
 		return;
 	if (l->truncated) {
@@ -293,18 +514,15 @@ log_end(struct log_line *l)
 	if (L.format == LOG_FORMAT_JSON)
 		l->buf[l->len++] = '}';
 	if (L.target == LOG_TARGET_SYSLOG) {
-		syslog(prio[l->level], "%.*s", (int)l->len, l->buf);
+		syslog(log_prio[l->level], "%.*s", (int)l->len, l->buf);
+		return;
+	}
+	if (L.target == LOG_TARGET_JOURNAL) {
+		journal_send(l);
 		return;
 	}
 	l->buf[l->len++] = '\n';
-	while (off < l->len) {
-		w = write(L.fd, l->buf + off, l->len - off);
-		if (w == -1 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			break; /* nowhere left to report a logging failure */
-		off += (size_t)w;
-	}
+	write_all(l->buf, l->len);
 }
 
 void

@@ -191,6 +191,9 @@ main(int argc, char *argv[])
 		log_str(l, "path", cfg->path);
 		log_end(l);
 	}
+	if (notify_start(&srv) == -1)
+		log_msg(WSP_LOG_WARN, "notify.error", "cannot set up systemd "
+		    "notification: out of memory");
 	event_base_dispatch(srv.base);
 	server_log_summary(&srv);
 	cfg = srv.cfg; /* a reload may have replaced it */

@@ -1,11 +1,21 @@
 /*
- * metrics.c: what the daemon counts.
+ * metrics.c: what the daemon counts, and its Prometheus rendering.
  *
  * Plain integers bumped on the event loop thread: no atomics, no locks.
  * Refusals are counted by a fixed set of reasons and closes by close code,
  * so the set of series stays bounded whatever clients send.
+ *
+ * metrics_render() writes them in the Prometheus text exposition format
+ * 0.0.4 for the admin listener's /metrics: every family with its HELP and
+ * TYPE lines, counters named *_total, label values escaped as the format
+ * asks (backslash, double quote, newline) and made valid UTF-8, since a
+ * plugin's version string is whatever its author wrote.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
+
+#include <event2/buffer.h>
 
 #include "wsplugd.h"
 
@@ -66,4 +76,186 @@ void
 metrics_reaped(struct wsp_server *srv)
 {
 	srv->metrics.reaps++;
+}
+
+/* The output and whether any append failed, so the renderer can write
+ * straight on and check once. */
+struct render {
+	struct evbuffer *out;
+	int failed;
+};
+
+static void emit(struct render *r, const char *fmt, ...) WSP_PRINTFLIKE(2, 3);
+
+static void
+emit(struct render *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (evbuffer_add_vprintf(r->out, fmt, ap) == -1)
+		r->failed = 1;
+	va_end(ap);
+}
+
+static void
+family(struct render *r, const char *name, const char *type,
+    const char *help)
+{
+	emit(r, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A label value, quoted and escaped; invalid UTF-8 becomes U+FFFD and a
+ * character cut short at the end is dropped. */
+static void
+label_value(struct render *r, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s);
+	int k;
+
+	emit(r, "\"");
+	for (; n > 0; p += k, n -= (size_t)k) {
+		k = 1;
+		if (*p == '\\' || *p == '"')
+			emit(r, "\\%c", *p);
+		else if (*p == '\n')
+			emit(r, "\\n");
+		else if ((k = utf8_char_len(p, n)) < 0)
+			break;
+		else if (k == 0) {
+			emit(r, "\xef\xbf\xbd");
+			k = 1;
+		} else if (evbuffer_add(r->out, p, (size_t)k) == -1)
+			r->failed = 1;
+	}
+	emit(r, "\"");
+}
+
+static void
+counter(struct render *r, const char *name, const char *help, uint64_t v)
+{
+	family(r, name, "counter", help);
+	emit(r, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void
+gauge(struct render *r, const char *name, const char *help, uint64_t v)
+{
+	family(r, name, "gauge", help);
+	emit(r, "%s %llu\n", name, (unsigned long long)v);
+}
+
+/* Connections still reading their request head.  O(pending) per scrape,
+ * which is fine: the pending list holds only connections that are not
+ * established, and a scrape is rare beside the traffic. */
+static size_t
+handshakes_pending(struct wsp_server *srv)
+{
+	struct wsp_conn *c;
+	size_t n = 0;
+
+	TAILQ_FOREACH(c, &srv->pending, link)
+		if (c->state == CONN_HANDSHAKE)
+			n++;
+	return n;
+}
+
+static void
+render_connections(struct render *r, struct wsp_server *srv)
+{
+	const struct metrics *m = &srv->metrics;
+	size_t i;
+
+	gauge(r, "wsplugd_connections_active",
+	    "WebSocket connections open now.", srv->reg.count);
+	gauge(r, "wsplugd_handshakes_pending",
+	    "Connections accepted and still in the opening handshake.",
+	    handshakes_pending(srv));
+	counter(r, "wsplugd_connections_opened_total",
+	    "WebSocket connections established (101 sent).",
+	    srv->total_opened);
+	family(r, "wsplugd_connections_closed_total", "counter",
+	    "WebSocket connections closed, by close code (1006: the peer "
+	    "went away without a close frame).");
+	for (i = 0; i < METRICS_CODES - 1 && m->closed[i].code != 0; i++)
+		emit(r, "wsplugd_connections_closed_total{code=\"%u\"} %llu\n",
+		    m->closed[i].code, (unsigned long long)m->closed[i].n);
+	if (m->closed[METRICS_CODES - 1].n > 0)
+		emit(r, "wsplugd_connections_closed_total{code=\"other\"} "
+		    "%llu\n", (unsigned long long)m->closed[METRICS_CODES - 1].n);
+	family(r, "wsplugd_handshakes_refused_total", "counter",
+	    "Opening handshakes refused, by reason.");
+	for (i = 0; i < METRICS_REASONS; i++)
+		emit(r, "wsplugd_handshakes_refused_total{reason=\"%s\"} "
+		    "%llu\n", metrics_refuse_reasons[i],
+		    (unsigned long long)m->refused[i]);
+}
+
+static void
+render_traffic(struct render *r, struct wsp_server *srv)
+{
+	const struct metrics *m = &srv->metrics;
+
+	counter(r, "wsplugd_messages_received_total",
+	    "Complete text and binary messages received.", m->msgs_in);
+	counter(r, "wsplugd_messages_sent_total",
+	    "Text and binary messages queued to clients.", m->msgs_out);
+	counter(r, "wsplugd_bytes_received_total",
+	    "Payload bytes of the messages received.", m->bytes_in);
+	counter(r, "wsplugd_bytes_sent_total",
+	    "Payload bytes of the messages queued to clients.", m->bytes_out);
+	counter(r, "wsplugd_keepalive_pings_sent_total",
+	    "Keepalive pings sent.", m->pings);
+	counter(r, "wsplugd_connections_reaped_total",
+	    "Connections closed for staying silent past idle_timeout.",
+	    m->reaps);
+	family(r, "wsplugd_reloads_total", "counter",
+	    "Configuration reloads (SIGHUP), by result.");
+	emit(r, "wsplugd_reloads_total{result=\"ok\"} %llu\n"
+	    "wsplugd_reloads_total{result=\"failed\"} %llu\n",
+	    (unsigned long long)m->reloads_ok,
+	    (unsigned long long)m->reloads_failed);
+}
+
+static void
+render_process(struct render *r, struct wsp_server *srv)
+{
+	const struct plugin_set *set = srv->plugins;
+	const struct wsp_plugin_ctx *ctx;
+	size_t i;
+
+	family(r, "wsplugd_plugin_info", "gauge",
+	    "Plugins loaded, with their version and the plugin generation "
+	    "(bumped by each successful reload); always 1.");
+	for (i = 0; set != NULL && i < set->nplugins; i++) {
+		ctx = set->plugins[i];
+		emit(r, "wsplugd_plugin_info{plugin=");
+		label_value(r, ctx->name);
+		emit(r, ",version=");
+		label_value(r, ctx->desc->version != NULL ?
+		    ctx->desc->version : "");
+		emit(r, ",generation=\"%u\"} 1\n", set->generation);
+	}
+	family(r, "wsplugd_process_start_time_seconds", "gauge",
+	    "Start time of the process since the Unix epoch, in seconds.");
+	emit(r, "wsplugd_process_start_time_seconds %lld.%03lld\n",
+	    (long long)(srv->started_wall_ms / 1000),
+	    (long long)(srv->started_wall_ms % 1000));
+	family(r, "wsplugd_build_info", "gauge",
+	    "The daemon's version and plugin ABI; always 1.");
+	emit(r, "wsplugd_build_info{version=");
+	label_value(r, PACKAGE_VERSION);
+	emit(r, ",abi=\"%d\"} 1\n", WSPLUGD_PLUGIN_ABI);
+}
+
+int
+metrics_render(struct wsp_server *srv, struct evbuffer *out)
+{
+	struct render r = { out, 0 };
+
+	render_connections(&r, srv);
+	render_traffic(&r, srv);
+	render_process(&r, srv);
+	return r.failed ? -1 : 0;
 }

@@ -107,11 +107,15 @@ server_reload(struct wsp_server *srv)
 		if (!found)
 			listen_open(srv, &cfg->listen[i], &fresh, &errs);
 	}
+	admin_reload_prepare(srv, cfg, &errs);
+	if (srv->log_level_override != -1)
+		cfg->log_level = srv->log_level_override;
 	set = errs.n == 0 ? plugin_set_build(srv, cfg, srv->plugins, &errs) :
 	    NULL;
 	if (set == NULL || errs.n > 0) {
 		plugin_set_free(set);
 		listen_close_all(&fresh);
+		admin_reload_abort(srv);
 		config_free(cfg);
 		reload_fail(srv, &errs);
 		errors_clear(&errs);
@@ -137,6 +141,7 @@ server_reload(struct wsp_server *srv)
 		TAILQ_REMOVE(&fresh, li, entry);
 		TAILQ_INSERT_TAIL(&srv->listeners, li, entry);
 	}
+	admin_reload_commit(srv);
 	dq_set_interval(&srv->dq_handshake, cfg->handshake_timeout);
 	dq_set_interval(&srv->dq_ping, cfg->ping_interval);
 	keepalive_stop(srv);

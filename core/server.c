@@ -51,6 +51,7 @@ server_drain(struct wsp_server *srv)
 	uint64_t ms = srv->cfg->shutdown_timeout;
 
 	srv->draining = 1;
+	notify_stopping(srv);
 	log_msg(WSP_LOG_INFO, "daemon.shutdown",
 	    "closing %zu connections (up to %llu ms)", srv->reg.count,
 	    (unsigned long long)ms);
@@ -90,8 +91,11 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		if (srv->draining)
 			log_msg(WSP_LOG_WARN, "reload",
 			    "SIGHUP ignored while shutting down");
-		else
+		else {
+			notify_reloading(srv);
 			server_reload(srv);
+			notify_ready(srv);
+		}
 		break;
 	case SIGUSR1:
 		if (log_reopen() == -1)
@@ -133,6 +137,8 @@ server_free(struct wsp_server *srv)
 	while ((c = TAILQ_FIRST(&srv->pending)) != NULL)
 		conn_free(c);
 	listen_close_all(&srv->listeners);
+	admin_free(srv);
+	notify_free(srv);
 	plugin_set_free(srv->plugins);
 	srv->plugins = NULL;
 	keepalive_stop(srv);
@@ -163,6 +169,7 @@ server_init(struct wsp_server *srv, struct wsp_config *cfg,
 	TAILQ_INIT(&srv->pending);
 	registry_init(&srv->reg);
 	srv->started_mono = clock_mono_ms();
+	srv->started_wall_ms = clock_wall_ms();
 	srv->rbuf_size = READ_BUFFER_SIZE;
 	srv->jbuf_size = 4096;
 	if ((srv->base = event_base_new()) == NULL ||
@@ -181,6 +188,7 @@ server_init(struct wsp_server *srv, struct wsp_config *cfg,
 		return -1;
 	for (i = 0; i < cfg->nlisten; i++)
 		listen_open(srv, &cfg->listen[i], &srv->listeners, errs);
+	admin_init(srv, errs);
 	return errs->n > 0 ? -1 : 0;
 }
 

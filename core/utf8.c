@@ -131,3 +131,27 @@ utf8_validate(uint32_t state, const uint8_t *p, size_t n)
 	}
 	return state;
 }
+
+/*
+ * For code that must emit valid UTF-8 whatever it was given (log lines,
+ * the admin listener's JSON and label values): the length of the
+ * character at p.  1..4 when the bytes there are a valid character; 0
+ * when they are not (the caller replaces one byte and goes on); -1 when
+ * they are a valid start that n cuts short, as a value capped to a byte
+ * length leaves at its end (the caller drops the rest).  n must be > 0.
+ */
+int
+utf8_char_len(const uint8_t *p, size_t n)
+{
+	uint32_t state = UTF8_ACCEPT;
+	size_t i;
+
+	for (i = 0; i < n && i < 4; i++) {
+		state = utf8_validate(state, p + i, 1);
+		if (state == UTF8_ACCEPT)
+			return (int)i + 1;
+		if (state == UTF8_REJECT)
+			return 0;
+	}
+	return -1;
+}

@@ -7,6 +7,7 @@ the daemon must exit 0: under valgrind (WSPLUGD_WRAPPER) or an ASan build
 a leak or invalid access turns into a non-zero exit and fails the test.
 """
 
+import json
 import os
 import re
 import shlex
@@ -37,16 +38,38 @@ def parse_logfmt(line):
     return out
 
 
+def parse_line(line):
+    """A log line of either format to a dict of strings.  A line that
+    starts like JSON but is not valid JSON gets the key "_invalid"."""
+    if line.startswith("{"):
+        try:
+            obj = json.loads(line)
+        except ValueError as e:
+            return {"_invalid": str(e)}
+        out = {}
+        for k, v in obj.items():
+            if isinstance(v, bool):
+                v = "true" if v else "false"
+            out[k] = v if isinstance(v, str) else json.dumps(v)
+        return out
+    return parse_logfmt(line)
+
+
 def config(plugins=("connection_established", "ping"), server=None,
-           keepalive=None, log=None, plugin_sections=None, extra=""):
-    """An INI text for a test: loopback, port 0, debug logging."""
+           keepalive=None, log=None, plugin_sections=None, extra="",
+           admin=None):
+    """An INI text for a test: loopback, port 0, debug logging.  The admin
+    listener is on a kernel-picked port too (the default 127.0.0.1:9180
+    would clash between daemons)."""
     server = {"listen": "127.0.0.1:0", "path": "/ws", **(server or {})}
     log = {"level": "debug", **(log or {})}
+    admin = {"listen": "127.0.0.1:0", **(admin or {})}
     parts = ["[server]"] + [f"{k} = {v}" for k, v in server.items()]
     if keepalive:
         parts += ["", "[keepalive]"]
         parts += [f"{k} = {v}" for k, v in keepalive.items()]
     parts += ["", "[log]"] + [f"{k} = {v}" for k, v in log.items()]
+    parts += ["", "[admin]"] + [f"{k} = {v}" for k, v in admin.items()]
     parts += ["", "[plugins]", f"dir = {PLUGIN_DIR}"]
     for name in plugins:
         parts += ["", f"[plugin:{name}]"]
@@ -56,11 +79,17 @@ def config(plugins=("connection_established", "ping"), server=None,
 
 
 class Daemon:
-    def __init__(self, tmpdir, text):
-        self.conf = os.path.join(str(tmpdir), "wsplugd.conf")
-        with open(self.conf, "w") as f:
-            f.write(text)
+    def __init__(self, tmpdir, text, path=None):
+        """text: the configuration to write; or path: a file the test
+        writes itself (and may rewrite before a SIGHUP)."""
+        if path is not None:
+            self.conf = str(path)
+        else:
+            self.conf = os.path.join(str(tmpdir), "wsplugd.conf")
+            with open(self.conf, "w") as f:
+                f.write(text)
         self.lines = []
+        self.raw_lines = []  # as the daemon wrote them, bytes
         self.events = []
         self.cond = threading.Condition()
         self.proc = None
@@ -84,9 +113,15 @@ class Daemon:
 
     def _read(self):
         for raw in self.proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            ev = parse_logfmt(line)
+            try:
+                line = raw.decode("utf-8").rstrip("\n")
+                ev = parse_line(line)
+            except UnicodeDecodeError as e:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                ev = parse_line(line)
+                ev["_invalid"] = str(e)
             with self.cond:
+                self.raw_lines.append(raw)
                 self.lines.append(line)
                 self.events.append(ev)
                 self.cond.notify_all()
@@ -157,6 +192,42 @@ class Daemon:
                         "\n".join(self.lines[-60:]))
                 self.cond.wait(left)
 
+    def wait_count(self, event, count, timeout=10, start=0, **fields):
+        """Wait until `count` matching lines were logged; return them."""
+        deadline = time.monotonic() + timeout * SLOW
+        with self.cond:
+            while True:
+                found = [ev for ev in self.events[start:]
+                         if ev.get("event") == event and all(
+                             ev.get(k) == str(v) for k, v in fields.items())]
+                if len(found) >= count:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and
+                                 not self.reader.is_alive()):
+                    raise AssertionError(
+                        f"only {len(found)} of {count} {event} {fields} "
+                        "in the log:\n" + "\n".join(self.lines[-60:]))
+                self.cond.wait(left)
+
     @property
     def url(self):
         return f"ws://127.0.0.1:{self.port}/ws"
+
+
+def run_wsplugd(args, timeout=20):
+    """Run wsplugd once (-t, -V, ...) under the wrapper; the result has
+    .returncode, .stdout and .stderr as text."""
+    return subprocess.run(WRAPPER + [WSPLUGD] + list(args),
+                          stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=timeout * SLOW)
+
+
+def ws_connect(url, **kw):
+    """websockets.connect with timeouts scaled for a wrapped daemon and no
+    client-side keepalive pings (the server's keepalive is under test)."""
+    import websockets
+    kw.setdefault("open_timeout", 10 * SLOW)
+    kw.setdefault("close_timeout", 10 * SLOW)
+    kw.setdefault("ping_interval", None)
+    return websockets.connect(url, **kw)

@@ -8,6 +8,7 @@ control frames final and short) so a server bug cannot hide behind it.
 """
 
 import base64
+import hashlib
 import os
 import socket
 import struct
@@ -20,28 +21,96 @@ class ProtocolViolation(AssertionError):
     pass
 
 
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def accept_key(key):
+    """The Sec-WebSocket-Accept a server must answer key with (4.2.2)."""
+    return base64.b64encode(
+        hashlib.sha1((key + GUID).encode()).digest()).decode()
+
+
+def build_frame(opcode, payload=b"", fin=True, mask=True, rsv=0,
+                length=None):
+    """The bytes of one client frame; length overrides the announced
+    payload length (the payload sent is still `payload`)."""
+    if isinstance(payload, str):
+        payload = payload.encode()
+    n = len(payload) if length is None else length
+    b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
+    if n < 126:
+        hdr = struct.pack("!BB", b0, (0x80 if mask else 0) | n)
+    elif n < 65536:
+        hdr = struct.pack("!BBH", b0, (0x80 if mask else 0) | 126, n)
+    else:
+        hdr = struct.pack("!BBQ", b0, (0x80 if mask else 0) | 127, n)
+    if mask:
+        key = os.urandom(4)
+        hdr += key
+        payload = _xor(payload, key)
+    return hdr + payload
+
+
+def _xor(data, key):
+    if not data:
+        return data
+    k = (key * (len(data) // 4 + 1))[:len(data)]
+    return (int.from_bytes(data, "big") ^ int.from_bytes(k, "big")).to_bytes(
+        len(data), "big")
+
+
+def close_body(code, reason=b""):
+    if isinstance(reason, str):
+        reason = reason.encode()
+    return struct.pack("!H", code) + reason
+
+
 class Raw:
-    def __init__(self, port, path="/ws", headers=None, timeout=10):
-        self.sock = socket.create_connection(("127.0.0.1", port),
-                                             timeout=timeout * SLOW)
+    def __init__(self, port, path="/ws", headers=None, timeout=10,
+                 rcvbuf=None):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            # Before connect, so the window the server sees is small.
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        # Frames go out as written: no Nagle delay between small sends.
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.settimeout(timeout * SLOW)
+        self.sock.connect(("127.0.0.1", port))
         self.buf = b""
         self.port = port
         self.path = path
         self.extra = headers or {}
+        self.timeout = timeout
 
     def close(self):
         self.sock.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
     # -- handshake ------------------------------------------------------
 
-    def request(self, method="GET", path=None, headers=None, drop=()):
-        key = base64.b64encode(os.urandom(16)).decode()
+    def request_bytes(self, method="GET", path=None, headers=None, drop=(),
+                      key=None):
+        """(key, bytes) of an upgrade request, without sending it."""
+        key = key or base64.b64encode(os.urandom(16)).decode()
         h = {"Host": f"127.0.0.1:{self.port}", "Upgrade": "websocket",
              "Connection": "Upgrade", "Sec-WebSocket-Key": key,
              "Sec-WebSocket-Version": "13", **self.extra, **(headers or {})}
         lines = [f"{method} {path or self.path} HTTP/1.1"]
         lines += [f"{k}: {v}" for k, v in h.items() if k not in drop]
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        return key, ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    def request(self, method="GET", path=None, headers=None, drop=(),
+                key=None):
+        key, data = self.request_bytes(method, path, headers, drop, key)
+        self.sock.sendall(data)
         return key
 
     def response(self):
@@ -72,21 +141,8 @@ class Raw:
 
     def send_frame(self, opcode, payload=b"", fin=True, mask=True, rsv=0,
                    length=None):
-        if isinstance(payload, str):
-            payload = payload.encode()
-        n = len(payload) if length is None else length
-        b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
-        if n < 126:
-            hdr = struct.pack("!BB", b0, (0x80 if mask else 0) | n)
-        elif n < 65536:
-            hdr = struct.pack("!BBH", b0, (0x80 if mask else 0) | 126, n)
-        else:
-            hdr = struct.pack("!BBQ", b0, (0x80 if mask else 0) | 127, n)
-        if mask:
-            key = os.urandom(4)
-            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-            hdr += key
-        self.sock.sendall(hdr + payload)
+        self.sock.sendall(build_frame(opcode, payload, fin, mask, rsv,
+                                      length))
 
     def _fill(self):
         data = self.sock.recv(65536)
@@ -174,3 +230,33 @@ class Raw:
             except (EOFError, ConnectionResetError):
                 return code, reason
         raise AssertionError("server did not close TCP after close frame")
+
+    def recv_close(self, timeout=10):
+        """Skip to the server's close frame (answering pings) and return
+        its raw payload without answering it."""
+        self.sock.settimeout(timeout * SLOW)
+        while True:
+            fin, op, payload = self.recv_frame()
+            if op == 8:
+                return payload
+            if op == 9:
+                self.send_frame(10, payload)
+
+    def expect_eof(self, timeout=10):
+        """Require that the server closes TCP with nothing more sent;
+        returns the bytes that came before the EOF (must be none)."""
+        self.sock.settimeout(timeout * SLOW)
+        extra = self.buf
+        self.buf = b""
+        deadline = time.monotonic() + timeout * SLOW
+        while time.monotonic() < deadline:
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:
+                return extra
+            except socket.timeout:
+                break
+            if not data:
+                return extra
+            extra += data
+        raise AssertionError("server did not close TCP")

@@ -125,7 +125,8 @@ def test_subscriptions_survive_a_plugin_replacement(wsplugd, tmp_path):
     so = str(tmp_path / "broadcast.so")
     shutil.copyfile(os.path.join(PLUGIN_DIR, "broadcast.so"), so)
     conf = tmp_path / "live.conf"
-    conf.write_text("[server]\nlisten = 127.0.0.1:0\n[plugins]\n"
+    conf.write_text("[server]\nlisten = 127.0.0.1:0\n"
+                    "[admin]\nlisten = 127.0.0.1:0\n[plugins]\n"
                     f"dir = {PLUGIN_DIR}\n[plugin:broadcast]\npath = {so}\n")
     d = wsplugd(path=conf)
 

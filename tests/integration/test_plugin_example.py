@@ -49,7 +49,8 @@ def test_out_of_tree_plugin_builds_and_loads_on_reload(wsplugd, tmp_path):
         ["wsplugd_plugin"], symbols
 
     conf = tmp_path / "live.conf"
-    conf.write_text("[server]\nlisten = 127.0.0.1:0\n[plugins]\n"
+    conf.write_text("[server]\nlisten = 127.0.0.1:0\n"
+                    "[admin]\nlisten = 127.0.0.1:0\n[plugins]\n"
                     f"dir = {PLUGIN_DIR}\n[plugin:ping]\n")
     d = wsplugd(path=conf)
 

@@ -198,11 +198,19 @@ test_defaults(void)
 	CU_ASSERT_PTR_NULL(cfg->log_file);
 	CU_ASSERT_STRING_EQUAL(cfg->plugin_dir, PLUGINDIR);
 	CU_ASSERT_EQUAL(cfg->nplugins, 0);
+	/* the admin listener: on, loopback */
+	CU_ASSERT_EQUAL_FATAL(cfg->nadmin_listen, 1);
+	CU_ASSERT_STRING_EQUAL(cfg->admin_listen[0].text, "127.0.0.1:9180");
+	CU_ASSERT_EQUAL(cfg->admin_listen[0].line, 0);
+	sin = (struct sockaddr_in *)&cfg->admin_listen[0].ss;
+	CU_ASSERT_EQUAL(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
+	CU_ASSERT_EQUAL(port_of(&cfg->admin_listen[0]), 9180);
 
 	/* empty sections change nothing */
-	cfg = load("[server]\n[keepalive]\n[log]\n[plugins]\n");
+	cfg = load("[server]\n[keepalive]\n[log]\n[admin]\n[plugins]\n");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
 	CU_ASSERT_EQUAL(cfg->nlisten, 1);
+	CU_ASSERT_EQUAL(cfg->nadmin_listen, 1);
 	CU_ASSERT_STRING_EQUAL(cfg->path, "/ws");
 	reset();
 }
@@ -239,7 +247,9 @@ test_every_key(void)
 	    "dir = /opt/wsplugd/plugins/\n"
 	    "[plugin:ping]\n"
 	    "enabled = no\n"
-	    "path = /srv/ping.so\n");
+	    "path = /srv/ping.so\n"
+	    "[admin]\n"
+	    "listen = 0.0.0.0:9100, [::1]:0\n");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
 	CU_ASSERT(nerrors(0));
 	CU_ASSERT_EQUAL_FATAL(cfg->nlisten, 3);
@@ -282,6 +292,12 @@ test_every_key(void)
 	CU_ASSERT_EQUAL(cfg->plugins[0].enabled, 0);
 	CU_ASSERT_STRING_EQUAL(cfg->plugins[0].path, "/srv/ping.so");
 	CU_ASSERT_EQUAL(cfg->plugins[0].nkv, 0);
+	CU_ASSERT_EQUAL_FATAL(cfg->nadmin_listen, 2);
+	CU_ASSERT_STRING_EQUAL(cfg->admin_listen[0].text, "0.0.0.0:9100");
+	CU_ASSERT_EQUAL(port_of(&cfg->admin_listen[0]), 9100);
+	CU_ASSERT_EQUAL(cfg->admin_listen[0].line, 28);
+	CU_ASSERT_STRING_EQUAL(cfg->admin_listen[1].text, "[::1]:0");
+	CU_ASSERT_EQUAL(cfg->admin_listen[1].ss.ss_family, AF_INET6);
 
 	cfg = load("[log]\nlevel = warn\ntarget = syslog\nformat = logfmt\n");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
@@ -495,7 +511,7 @@ test_error_kinds(void)
 	expect_one("[server]\n\n[foo]\nbar = 1\n", 3,
 	    "unknown section [foo]");
 	expect_one("[Server]\n", 1, "unknown section [Server]");
-	expect_one("[admin]\n", 1, "unknown section [admin]");
+	expect_one("[Admin]\n", 1, "unknown section [Admin]");
 	expect_one("[server]\nmax_connections = 5\nmax_connections = 6\n", 3,
 	    "duplicate key 'max_connections' (first set at line 2)");
 	expect_one("[keepalive]\n\n\n\n\n\n\n\n\n\n\nping_interval = abc\n", 12,
@@ -552,10 +568,15 @@ test_error_kinds(void)
 	    "[log] format: invalid log format 'xml' (expected logfmt or json)");
 	expect_one("[log]\ntarget = file:wsplugd.log\n", 2,
 	    "[log] target: invalid log target 'file:wsplugd.log' (expected "
-	    "stderr, syslog or file:/absolute/path)");
+	    "stderr, syslog, journal or file:/absolute/path)");
+#ifndef HAVE_SYSTEMD
 	expect_one("[log]\ntarget = journal\n", 2,
-	    "[log] target: invalid log target 'journal' (expected stderr, "
-	    "syslog or file:/absolute/path)");
+	    "[log] target: journal: not built with libsystemd (under systemd, "
+	    "stderr reaches the journal too)");
+#endif
+	expect_one("[log]\ntarget = Journal\n", 2,
+	    "[log] target: invalid log target 'Journal' (expected stderr, "
+	    "syslog, journal or file:/absolute/path)");
 	expect_one("[plugins]\ndir =\n", 2,
 	    "[plugins] dir: empty value (expected an absolute path, or one "
 	    "relative to the configuration file)");
@@ -1064,6 +1085,73 @@ test_bom_and_crlf(void)
 
 /* The shipped default, as `make` would install it. */
 static void
+test_log_journal(void)
+{
+#ifdef HAVE_SYSTEMD
+	struct wsp_config *cfg;
+
+	cfg = load("[log]\ntarget = journal\nformat = json\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT(nerrors(0));
+	CU_ASSERT_EQUAL(cfg->log_target, LOG_TARGET_JOURNAL);
+	CU_ASSERT_PTR_NULL(cfg->log_file);
+	reset();
+#else
+	expect_one("[log]\n\ntarget = journal\n", 3,
+	    "[log] target: journal: not built with libsystemd (under systemd, "
+	    "stderr reaches the journal too)");
+	reset();
+#endif
+}
+
+static void
+test_admin_listen(void)
+{
+	struct wsp_config *cfg;
+
+	/* empty turns it off; so does a list of nothing but separators */
+	cfg = load("[admin]\nlisten =\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT(nerrors(0));
+	CU_ASSERT_EQUAL(cfg->nadmin_listen, 0);
+	CU_ASSERT_PTR_NULL(cfg->admin_listen);
+	cfg = load("[admin]\nlisten = ,\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_EQUAL(cfg->nadmin_listen, 0);
+
+	/* port 0 on both sides is two kernel-picked ports */
+	cfg = load("[server]\nlisten = 127.0.0.1:0\n[admin]\n"
+	    "listen = 127.0.0.1:0\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_EQUAL(cfg->nadmin_listen, 1);
+
+	expect_one("[admin]\nlisten = localhost:9180\n", 2,
+	    "[admin] listen: invalid address 'localhost:9180' (expected a "
+	    "numeric address and a port, e.g. 127.0.0.1:9180 or [::1]:9180, "
+	    "or nothing to turn the admin listener off)");
+	expect_one("[admin]\nlisten = 127.0.0.1\n", 2,
+	    "[admin] listen: invalid address '127.0.0.1' (expected a "
+	    "numeric address and a port, e.g. 127.0.0.1:9180 or [::1]:9180, "
+	    "or nothing to turn the admin listener off)");
+	expect_one("[admin]\nlisten = 127.0.0.1:9000 127.0.0.1:9000\n", 2,
+	    "[admin] listen: 127.0.0.1:9000 is listed twice");
+	expect_one("[admin]\nlisten = 127.0.0.1:1\nlisten = 127.0.0.1:2\n", 3,
+	    "duplicate key 'listen' (first set at line 2)");
+	expect_one("[admin]\npath = /x\n", 2,
+	    "unknown key 'path' in [admin] (it belongs in [server])");
+	expect_one("[server]\nlisten = 127.0.0.1:8080\n[admin]\n"
+	    "listen = 127.0.0.1:8080\n", 4,
+	    "[admin] listen: 127.0.0.1:8080 is also a [server] listen "
+	    "address");
+	/* the default collides: the message says how to get out */
+	expect_one("[server]\n\nlisten = 127.0.0.1:9180\n", 3,
+	    "[admin] listen: 127.0.0.1:9180 is also a [server] listen "
+	    "address (the [admin] default: set [admin] listen to another "
+	    "address, or empty to turn it off)");
+	reset();
+}
+
+static void
 test_shipped_config(void)
 {
 	static const char *const marker = "@plugindir@";
@@ -1139,6 +1227,8 @@ main(void)
 		{ "continuation lines", test_continuation_lines },
 		{ "long lines", test_long_lines },
 		{ "BOM and CRLF", test_bom_and_crlf },
+		{ "[log] target = journal", test_log_journal },
+		{ "[admin] listen", test_admin_listen },
 		{ "shipped wsplugd.conf.in", test_shipped_config },
 	};
 	CU_pSuite suite;

@@ -1,0 +1,532 @@
+/*
+ * admin.c: the admin listener, for the operator and the monitoring.
+ *
+ *   GET /healthz      200 "ok" while serving, 503 "draining" once shutdown
+ *                     began (a load balancer stops sending clients here)
+ *   GET /metrics      the counters in the Prometheus text format (metrics.c)
+ *   GET /connections  the registry as JSON, at most ?limit=N (default 100,
+ *                     at most 10000) entries, so 100,000 connections never
+ *                     make an unbounded response
+ *
+ * HTTP is libevent's evhttp on the daemon's own event loop, so a handler
+ * reads the server's state between two events with no locking.  HEAD is
+ * answered like GET (without the body); any other method gets 405, any
+ * other path 404.  Requests are small and slow peers are timed out; the
+ * listener is on loopback unless configured otherwise, because
+ * /connections shows client addresses and user agents.
+ *
+ * The sockets are made here rather than by evhttp_bind_socket so that a
+ * failed bind names its address and configuration line, IPv6 sockets are
+ * IPV6_V6ONLY like the WebSocket listeners, and port 0 logs the port the
+ * kernel chose (admin.start addr=...), which is how the tests find it.
+ *
+ * On reload the addresses the new configuration adds are bound first and
+ * those it drops are closed only once the reload succeeded: a failed bind
+ * fails the whole reload and the running listener is untouched.
+ */
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "wsplugd.h"
+
+#define ADMIN_BACKLOG 64
+#define ADMIN_TIMEOUT_S 10          /* a request must arrive within this */
+#define ADMIN_MAX_HEADERS (8 * 1024) /* bytes of a request head */
+#define ADMIN_MAX_BODY 1024         /* no endpoint reads a body */
+#define CONNECTIONS_DEFAULT 100
+#define CONNECTIONS_MAX 10000
+
+#define TYPE_TEXT "text/plain; charset=utf-8"
+#define TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
+#define TYPE_JSON "application/json"
+
+struct admin_sock {
+	TAILQ_ENTRY(admin_sock) entry;
+	struct evhttp_bound_socket *bound;
+	struct sockaddr_storage conf; /* as configured: reload matches it */
+	socklen_t conf_len;
+	char addr[64]; /* bound address, with the kernel's port */
+};
+TAILQ_HEAD(admin_socks, admin_sock);
+
+struct admin {
+	struct wsp_server *srv;
+	struct evhttp *http;
+	struct admin_socks socks;  /* serving, committed */
+	struct admin_socks staged; /* bound by a reload not yet committed */
+};
+
+static void
+format_addr(const struct sockaddr *sa, char *out, size_t len)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)sa;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+		snprintf(out, len, "[%s]:%u", host, ntohs(s6->sin6_port));
+	} else {
+		const struct sockaddr_in *s4 = (const void *)sa;
+
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+		snprintf(out, len, "%s:%u", host, ntohs(s4->sin_port));
+	}
+}
+
+/*
+ * Replies.
+ */
+
+static void
+admin_log(struct evhttp_request *req, const char *path, int status)
+{
+	static const char *const methods[] = { "GET", "POST", "HEAD", "PUT",
+	    "DELETE", "OPTIONS", "TRACE", "CONNECT", "PATCH" };
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	unsigned cmd = (unsigned)evhttp_request_get_command(req);
+	const char *method = "?";
+	struct log_line *l;
+	char *ip = NULL;
+	ev_uint16_t port = 0;
+	size_t i;
+
+	if ((l = log_begin(WSP_LOG_DEBUG, "admin.request")) == NULL)
+		return;
+	for (i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+		if (cmd == 1u << i)
+			method = methods[i];
+	if (evcon != NULL)
+		evhttp_connection_get_peer(evcon, &ip, &port);
+	log_str(l, "method", method);
+	log_str(l, "path", path);
+	log_int(l, "status", status);
+	log_str(l, "ip", ip);
+	log_end(l);
+}
+
+/* Send what the handler wrote into the request's output buffer. */
+static void
+admin_send(struct evhttp_request *req, const char *path, int status,
+    const char *type)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+
+	evhttp_add_header(h, "Content-Type", type);
+	evhttp_add_header(h, "Cache-Control", "no-store");
+	admin_log(req, path, status);
+	evhttp_send_reply(req, status, http_status_text(status), NULL);
+}
+
+static void
+admin_text(struct evhttp_request *req, const char *path, int status,
+    const char *text)
+{
+	struct evbuffer *out = evhttp_request_get_output_buffer(req);
+
+	evbuffer_drain(out, evbuffer_get_length(out));
+	evbuffer_add_printf(out, "%s\n", text);
+	admin_send(req, path, status, TYPE_TEXT);
+}
+
+/*
+ * /healthz and /metrics
+ */
+
+static void
+admin_healthz(struct admin *ad, struct evhttp_request *req, const char *path,
+    const char *query)
+{
+	(void)query;
+	if (ad->srv->draining)
+		admin_text(req, path, 503, "draining");
+	else
+		admin_text(req, path, 200, "ok");
+}
+
+static void
+admin_metrics(struct admin *ad, struct evhttp_request *req, const char *path,
+    const char *query)
+{
+	(void)query; /* scrapers may add parameters; there is one view */
+	if (metrics_render(ad->srv, evhttp_request_get_output_buffer(req)) ==
+	    -1) {
+		admin_text(req, path, 500, "out of memory");
+		return;
+	}
+	admin_send(req, path, 200, TYPE_METRICS);
+}
+
+/*
+ * /connections
+ */
+
+/* A JSON string, or null for NULL.  User agents are whatever the client
+ * sent, cut to a byte length: invalid UTF-8 becomes U+FFFD and a
+ * character cut short at the end is dropped, so the document parses. */
+static void
+json_str(struct evbuffer *b, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n;
+	int k;
+
+	if (s == NULL) {
+		evbuffer_add(b, "null", 4);
+		return;
+	}
+	evbuffer_add(b, "\"", 1);
+	for (n = strlen(s); n > 0; p += k, n -= (size_t)k) {
+		k = 1;
+		if (*p == '"' || *p == '\\')
+			evbuffer_add_printf(b, "\\%c", *p);
+		else if (*p < 0x20 || *p == 0x7f)
+			evbuffer_add_printf(b, "\\u%04x", *p);
+		else if (*p < 0x80)
+			evbuffer_add(b, p, 1);
+		else if ((k = utf8_char_len(p, n)) < 0)
+			break;
+		else if (k == 0) {
+			evbuffer_add(b, "\\ufffd", 6);
+			k = 1;
+		} else
+			evbuffer_add(b, p, (size_t)k);
+	}
+	evbuffer_add(b, "\"", 1);
+}
+
+static void
+json_conn(struct evbuffer *b, const struct wsp_conn *c)
+{
+	evbuffer_add(b, "{\"id\":", 6);
+	json_str(b, c->id);
+	evbuffer_add(b, ",\"ip\":", 6);
+	json_str(b, c->ip);
+	evbuffer_add_printf(b, ",\"port\":%u,\"user_agent\":", c->port);
+	json_str(b, c->user_agent);
+	evbuffer_add(b, ",\"origin\":", 10);
+	json_str(b, c->origin);
+	evbuffer_add(b, ",\"path\":", 8);
+	json_str(b, c->path);
+	evbuffer_add(b, ",\"subprotocol\":", 15);
+	json_str(b, c->subprotocol);
+	evbuffer_add_printf(b, ",\"connected_at_ms\":%lld,"
+	    "\"last_activity_ms\":%lld,\"msgs_in\":%llu,\"msgs_out\":%llu,"
+	    "\"bytes_in\":%llu,\"bytes_out\":%llu}",
+	    (long long)c->connected_at_ms, (long long)c->last_activity_ms,
+	    (unsigned long long)c->msgs_in, (unsigned long long)c->msgs_out,
+	    (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out);
+}
+
+/* ?limit=N, the only parameter; 0 or -1 with *why_r set. */
+static int
+connections_limit(const char *query, uint64_t *limit_r, const char **why_r)
+{
+	struct evkeyvalq kv;
+	struct evkeyval *e;
+	int seen = 0, rv = 0;
+
+	*limit_r = CONNECTIONS_DEFAULT;
+	if (query == NULL || *query == '\0')
+		return 0;
+	TAILQ_INIT(&kv);
+	if (evhttp_parse_query_str(query, &kv) == -1) {
+		*why_r = "malformed query string";
+		return -1;
+	}
+	TAILQ_FOREACH(e, &kv, next) {
+		if (strcmp(e->key, "limit") != 0) {
+			*why_r = "unknown parameter (the only one is limit)";
+			rv = -1;
+		} else if (seen++) {
+			*why_r = "limit given twice";
+			rv = -1;
+		} else if (config_parse_uint(e->value, CONNECTIONS_MAX,
+		    limit_r) == -1) {
+			*why_r = "limit must be an integer from 0 to 10000";
+			rv = -1;
+		}
+		if (rv == -1)
+			break;
+	}
+	evhttp_clear_headers(&kv);
+	return rv;
+}
+
+/* Oldest first, as the registry keeps them: O(limit), not O(active). */
+static void
+admin_connections(struct admin *ad, struct evhttp_request *req,
+    const char *path, const char *query)
+{
+	struct evbuffer *b = evhttp_request_get_output_buffer(req);
+	struct wsp_server *srv = ad->srv;
+	const struct wsp_conn *c;
+	const char *why = NULL;
+	uint64_t limit, n = 0;
+
+	if (connections_limit(query, &limit, &why) == -1) {
+		admin_text(req, path, 400, why);
+		return;
+	}
+	evbuffer_add_printf(b, "{\"active\":%zu,\"connections\":[",
+	    srv->reg.count);
+	TAILQ_FOREACH(c, &srv->reg.conns, link) {
+		if (n == limit)
+			break;
+		if (n++ > 0)
+			evbuffer_add(b, ",", 1);
+		json_conn(b, c);
+	}
+	evbuffer_add_printf(b, "],\"truncated\":%s}\n",
+	    srv->reg.count > n ? "true" : "false");
+	admin_send(req, path, 200, TYPE_JSON);
+}
+
+/*
+ * Routing
+ */
+
+static const struct admin_route {
+	const char *path;
+	void (*fn)(struct admin *, struct evhttp_request *, const char *,
+	    const char *);
+} admin_routes[] = {
+	{ "/healthz", admin_healthz },
+	{ "/metrics", admin_metrics },
+	{ "/connections", admin_connections },
+};
+
+static void
+admin_request_cb(struct evhttp_request *req, void *arg)
+{
+	struct admin *ad = arg;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	size_t i;
+
+	if (path == NULL || *path == '\0')
+		path = "/";
+	for (i = 0; i < sizeof(admin_routes) / sizeof(admin_routes[0]); i++)
+		if (strcmp(path, admin_routes[i].path) == 0)
+			break;
+	if (i == sizeof(admin_routes) / sizeof(admin_routes[0])) {
+		admin_text(req, path, 404, "not found (try /healthz, /metrics "
+		    "or /connections)");
+		return;
+	}
+	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Allow", "GET, HEAD");
+		admin_text(req, path, 405, "method not allowed (GET or HEAD)");
+		return;
+	}
+	admin_routes[i].fn(ad, req, path,
+	    uri != NULL ? evhttp_uri_get_query(uri) : NULL);
+}
+
+/*
+ * Sockets
+ */
+
+static int
+admin_same_addr(const struct admin_sock *s, const struct wsp_listen_addr *a)
+{
+	return s->conf_len == a->sslen &&
+	    memcmp(&s->conf, &a->ss, a->sslen) == 0;
+}
+
+static void
+admin_bind_error(struct wsp_errors *errs, const struct wsp_config *cfg,
+    const struct wsp_listen_addr *a, int err)
+{
+	/* The default address has no line: say where it came from. */
+	errors_add(errs, cfg->file, a->line, "[admin] listen %s: %s%s",
+	    a->text, strerror(err), a->line != 0 ? "" : " (the default; set "
+	    "[admin] listen to another address, or empty to turn it off)");
+}
+
+/* Bind, listen and serve a; on success it is appended to list. */
+static int
+admin_bind(struct admin *ad, const struct wsp_config *cfg,
+    const struct wsp_listen_addr *a, struct admin_socks *list,
+    struct wsp_errors *errs)
+{
+	struct sockaddr_storage bound;
+	socklen_t blen = sizeof(bound);
+	struct admin_sock *s;
+	struct log_line *l;
+	int fd, one = 1, err;
+
+	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd == -1) {
+		admin_bind_error(errs, cfg, a, errno);
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (a->ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&a->ss, a->sslen) == -1 ||
+	    listen(fd, ADMIN_BACKLOG) == -1 ||
+	    getsockname(fd, (struct sockaddr *)&bound, &blen) == -1) {
+		err = errno;
+		close(fd);
+		admin_bind_error(errs, cfg, a, err);
+		return -1;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL ||
+	    (s->bound = evhttp_accept_socket_with_handle(ad->http, fd)) ==
+	    NULL) {
+		free(s);
+		close(fd);
+		errors_add(errs, cfg->file, a->line, "[admin] listen %s: out "
+		    "of memory", a->text);
+		return -1;
+	}
+	memcpy(&s->conf, &a->ss, a->sslen);
+	s->conf_len = a->sslen;
+	format_addr((struct sockaddr *)&bound, s->addr, sizeof(s->addr));
+	TAILQ_INSERT_TAIL(list, s, entry);
+	if ((l = log_begin(WSP_LOG_INFO, "admin.start")) != NULL) {
+		log_str(l, "addr", s->addr);
+		log_end(l);
+	}
+	return 0;
+}
+
+/* Stop serving s; evhttp closes its socket. */
+static void
+admin_sock_free(struct admin *ad, struct admin_sock *s)
+{
+	struct log_line *l;
+
+	if ((l = log_begin(WSP_LOG_INFO, "admin.stop")) != NULL) {
+		log_str(l, "addr", s->addr);
+		log_end(l);
+	}
+	evhttp_del_accept_socket(ad->http, s->bound);
+	free(s);
+}
+
+static void
+admin_close_all(struct admin *ad, struct admin_socks *list)
+{
+	struct admin_sock *s;
+
+	while ((s = TAILQ_FIRST(list)) != NULL) {
+		TAILQ_REMOVE(list, s, entry);
+		admin_sock_free(ad, s);
+	}
+}
+
+int
+admin_init(struct wsp_server *srv, struct wsp_errors *errs)
+{
+	struct admin *ad;
+	size_t i;
+
+	if ((ad = calloc(1, sizeof(*ad))) == NULL ||
+	    (ad->http = evhttp_new(srv->base)) == NULL) {
+		free(ad);
+		errors_add(errs, NULL, 0, "cannot initialise the admin "
+		    "listener: out of memory");
+		return -1;
+	}
+	ad->srv = srv;
+	TAILQ_INIT(&ad->socks);
+	TAILQ_INIT(&ad->staged);
+	srv->admin = ad;
+	/* Every method reaches the handler, which answers 405 itself:
+	 * evhttp would say 501 for the ones it was not told about. */
+	evhttp_set_allowed_methods(ad->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+	    EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+	    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT |
+	    EVHTTP_REQ_PATCH);
+	evhttp_set_timeout(ad->http, ADMIN_TIMEOUT_S);
+	evhttp_set_max_headers_size(ad->http, ADMIN_MAX_HEADERS);
+	evhttp_set_max_body_size(ad->http, ADMIN_MAX_BODY);
+	evhttp_set_gencb(ad->http, admin_request_cb, ad);
+	for (i = 0; i < srv->cfg->nadmin_listen; i++)
+		admin_bind(ad, srv->cfg, &srv->cfg->admin_listen[i], &ad->socks,
+		    errs);
+	return errs->n > 0 ? -1 : 0;
+}
+
+int
+admin_reload_prepare(struct wsp_server *srv, const struct wsp_config *cfg,
+    struct wsp_errors *errs)
+{
+	struct admin *ad = srv->admin;
+	struct admin_sock *s;
+	size_t i, before = errs->n;
+	int found;
+
+	for (i = 0; i < cfg->nadmin_listen; i++) {
+		found = 0;
+		TAILQ_FOREACH(s, &ad->socks, entry)
+			if (admin_same_addr(s, &cfg->admin_listen[i]))
+				found = 1;
+		if (!found)
+			admin_bind(ad, cfg, &cfg->admin_listen[i], &ad->staged,
+			    errs);
+	}
+	return errs->n > before ? -1 : 0;
+}
+
+void
+admin_reload_commit(struct wsp_server *srv)
+{
+	const struct wsp_config *cfg = srv->cfg;
+	struct admin *ad = srv->admin;
+	struct admin_sock *s, *next;
+	size_t i;
+	int found;
+
+	TAILQ_FOREACH_SAFE(s, &ad->socks, entry, next) {
+		found = 0;
+		for (i = 0; i < cfg->nadmin_listen; i++)
+			if (admin_same_addr(s, &cfg->admin_listen[i]))
+				found = 1;
+		if (!found) {
+			TAILQ_REMOVE(&ad->socks, s, entry);
+			admin_sock_free(ad, s);
+		}
+	}
+	while ((s = TAILQ_FIRST(&ad->staged)) != NULL) {
+		TAILQ_REMOVE(&ad->staged, s, entry);
+		TAILQ_INSERT_TAIL(&ad->socks, s, entry);
+	}
+}
+
+void
+admin_reload_abort(struct wsp_server *srv)
+{
+	admin_close_all(srv->admin, &srv->admin->staged);
+}
+
+void
+admin_free(struct wsp_server *srv)
+{
+	struct admin *ad = srv->admin;
+
+	if (ad == NULL)
+		return;
+	admin_close_all(ad, &ad->staged);
+	admin_close_all(ad, &ad->socks);
+	evhttp_free(ad->http); /* and every admin connection still open */
+	free(ad);
+	srv->admin = NULL;
+}
