@@ -1,0 +1,216 @@
+"""Limits (DESIGN.md "The wire", "Keepalive and the registry"): message
+size enforced before buffering, connection limits answered with 503, and a
+client that does not read closed as a slow consumer."""
+
+import asyncio
+import json
+import os
+import socket
+import struct
+import time
+
+import pytest
+import websockets
+
+from harness import SLOW, ws_connect
+from rawws import Raw, close_body
+
+
+def echo_daemon(wsplugd, **server):
+    return wsplugd(server=server, plugins=("echo",),
+                   plugin_sections={"echo": {"catch_all": "yes"}})
+
+
+def opened(d, **kw):
+    r = Raw(d.port, **kw)
+    r.handshake()
+    return r
+
+
+def expect_1009(r, d, mark):
+    body = r.recv_close()
+    assert struct.unpack("!H", body[:2])[0] == 1009, body
+    assert r.expect_eof() == b""
+    d.wait_for("ws.close", start=mark, code=1009)
+
+
+def test_single_frame_over_max_message_size_closes_1009(wsplugd):
+    d = echo_daemon(wsplugd, max_message_size="1KiB")
+    for opcode in (1, 2):
+        mark = d.mark()
+        with opened(d) as r:
+            r.send_frame(opcode, b"a" * 1025)
+            expect_1009(r, d, mark)
+
+
+def test_fragments_summing_over_max_message_size_close_1009(wsplugd):
+    d = echo_daemon(wsplugd, max_message_size="1KiB")
+    mark = d.mark()
+    with opened(d) as r:
+        r.send_frame(1, b"a" * 600, fin=False)
+        r.send_frame(0, b"b" * 424, fin=False)  # 1024 so far: fine
+        r.send_frame(0, b"c", fin=False)        # 1025: too big
+        expect_1009(r, d, mark)
+    mark = d.mark()
+    with opened(d) as r:
+        r.send_frame(2, b"a" * 1000, fin=False)
+        r.send_frame(0, b"b" * 1000)
+        expect_1009(r, d, mark)
+
+
+def test_huge_announced_length_is_refused_from_the_header(wsplugd):
+    # The client announces 1 GiB and sends only the header: the server
+    # must refuse at once instead of waiting for (or buffering) the body.
+    d = echo_daemon(wsplugd, max_message_size="1KiB")
+    for opcode, fin in ((1, True), (2, True), (1, False)):
+        mark = d.mark()
+        with opened(d) as r:
+            t0 = time.monotonic()
+            r.send_frame(opcode, b"", fin=fin, length=1 << 30)
+            expect_1009(r, d, mark)
+            assert time.monotonic() - t0 < 2 * SLOW
+    # And in the middle of a fragmented message.
+    mark = d.mark()
+    with opened(d) as r:
+        r.send_frame(1, b"x" * 100, fin=False)
+        r.send_frame(0, b"", length=(1 << 63) - 1)
+        expect_1009(r, d, mark)
+
+
+def test_message_of_exactly_max_message_size_is_accepted(wsplugd):
+    d = echo_daemon(wsplugd, max_message_size="1KiB")
+    with opened(d) as r:
+        data = os.urandom(1024)
+        r.send_frame(2, data)
+        assert r.recv_frame() == (True, 2, data)
+        r.send_frame(1, b"a" * 1000, fin=False)
+        r.send_frame(0, b"b" * 24)
+        assert r.recv_message() == ("text", "a" * 1000 + "b" * 24)
+        # The limit is per message: the next one starts from zero.
+        r.send_frame(1, b"c" * 1024)
+        assert r.recv_message() == ("text", "c" * 1024)
+        r.send_frame(8, close_body(1000))
+        assert r.recv_close() == close_body(1000)
+
+
+def test_default_plugins_enforce_the_limit_too(wsplugd):
+    d = wsplugd(server={"max_message_size": "1KiB"})
+
+    async def visit():
+        async with ws_connect(d.url) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "ping", "pad": "x" * 2000}))
+            with pytest.raises(websockets.exceptions.ConnectionClosed) as e:
+                await ws.recv()
+            return e.value
+
+    e = asyncio.run(visit())
+    assert e.rcvd.code == 1009
+
+
+def test_max_connections_refuses_the_third_with_503(wsplugd):
+    d = wsplugd(server={"max_connections": 2})
+
+    async def visit():
+        async with ws_connect(d.url) as a, ws_connect(d.url) as b:
+            await a.recv()
+            await b.recv()
+            with pytest.raises(
+                    websockets.exceptions.InvalidStatusCode) as e:
+                async with ws_connect(d.url):
+                    pass
+            # The two admitted clients are unaffected.
+            for ws in (a, b):
+                await ws.send(json.dumps({"type": "ping", "id": 1}))
+                assert json.loads(await ws.recv())["type"] == "pong"
+            return e.value.status_code
+
+    assert asyncio.run(visit()) == 503
+    ev = d.wait_for("ws.refuse", status=503)
+    assert ev["reason"] == "max_connections"
+    assert len(d.find_all("ws.open")) == 2
+
+
+def test_max_connections_per_ip_refuses_the_second_with_503(wsplugd):
+    d = wsplugd(server={"max_connections_per_ip": 1})
+
+    async def visit():
+        async with ws_connect(d.url) as a:
+            await a.recv()
+            with pytest.raises(
+                    websockets.exceptions.InvalidStatusCode) as e:
+                async with ws_connect(d.url):
+                    pass
+            await a.send(json.dumps({"type": "ping"}))
+            assert json.loads(await a.recv())["type"] == "pong"
+            return e.value.status_code
+
+    assert asyncio.run(visit()) == 503
+    ev = d.wait_for("ws.refuse", status=503)
+    assert ev["reason"] == "max_connections_per_ip"
+    # Once the first has gone, the address may connect again.
+    d.wait_for("ws.close", code=1000)
+
+    async def again():
+        async with ws_connect(d.url) as ws:
+            return json.loads(await ws.recv())["type"]
+
+    assert asyncio.run(again()) == "connection_established"
+
+
+def test_client_that_never_reads_is_closed_as_slow_consumer(wsplugd):
+    d = echo_daemon(wsplugd, max_output_buffer="64KiB",
+                    max_message_size="1MiB")
+    msg = b"s" * 16384
+    mark = d.mark()
+    with opened(d, rcvbuf=4096) as r:
+        r.sock.settimeout(2 * SLOW)
+        deadline = time.monotonic() + 30 * SLOW
+        sent = 0
+        while d.find("ws.slow_consumer", start=mark) is None:
+            assert time.monotonic() < deadline, \
+                f"no ws.slow_consumer after {sent} messages"
+            try:
+                r.send_frame(1, msg)
+            except (BrokenPipeError, ConnectionResetError):
+                break  # closed by the server: the log line must be there
+            except socket.timeout:
+                continue  # our send buffer is full; look at the log again
+            sent += 1
+        slow = d.wait_for("ws.slow_consumer", start=mark)
+        closed = d.wait_for("ws.close", start=mark, conn=slow["conn"])
+        assert closed["code"] == "1008"
+        assert closed["active"] == "0"
+        # The server must not have buffered much more than its limit in
+        # user space before giving up: it echoed at most what the socket
+        # buffers hold plus 64 KiB.
+        assert sent < 4000, sent
+
+    # The daemon is unharmed and serves the next client.
+    async def visit():
+        async with ws_connect(d.url) as ws:
+            await ws.send("still echoing")
+            return await ws.recv()
+
+    assert asyncio.run(visit()) == "still echoing"
+
+
+def test_refused_sockets_do_not_count_as_open_connections(wsplugd):
+    # max_connections counts connections open at once.  A client that was
+    # refused (404 here) and has not yet closed its end is not one: with
+    # nothing open, the next client must be admitted.
+    d = wsplugd(server={"max_connections": 1})
+    with Raw(d.port) as refused:
+        refused.request(path="/nowhere")
+        assert refused.response()[0] == 404
+        d.wait_for("ws.refuse", status=404)
+        # `refused` keeps its socket open, as a slow or careless client
+        # does after an error response.
+
+        async def visit():
+            async with ws_connect(d.url) as ws:
+                return json.loads(await ws.recv())["type"]
+
+        assert asyncio.run(visit()) == "connection_established"
+    assert d.find_all("ws.refuse", status=503) == []
+
