@@ -34,28 +34,12 @@
 
 #include "wsplugd.h"
 
-#ifndef nitems
-#define nitems(a) (sizeof(a) / sizeof((a)[0]))
-#endif
-
 /*
  * Longest line accepted, line ending excluded: a generous origins list fits
  * many times over.  inih's heap buffer grows on demand up to this plus CR,
  * LF and NUL, so it never has to truncate a line we gave it.
  */
 #define CONFIG_MAX_LINE (1024 * 1024)
-#define CONFIG_MAX_PATH 256
-#define CONFIG_MAX_PLUGIN_NAME 64
-#define CONFIG_SHOW_MAX 64 /* bytes of a bad value quoted in a message */
-#define CONFIG_SHOW_SIZE (CONFIG_SHOW_MAX + 4)
-
-#define KIB 1024ULL
-#define MIB (1024 * KIB)
-#define GIB (1024 * MIB)
-#define MS_SEC 1000ULL
-#define MS_MIN (60 * MS_SEC)
-#define MS_HOUR (60 * MS_MIN)
-#define MS_DAY (24 * MS_HOUR)
 
 #define DEFAULT_LISTEN "127.0.0.1:8080"
 /* Loopback: /connections shows client addresses and user agents, so the
@@ -237,409 +221,12 @@ cfg_nomem(struct cfg_parse *p)
 	cfg_error(p, p->lineno, "out of memory");
 }
 
-/*
- * Copy s into buf (CONFIG_SHOW_SIZE bytes) for quoting in a message: cut
- * long, control characters made visible as '?', so a bad value can neither
- * flood nor mangle the terminal that shows the error.
- */
-static const char *
-show(const char *s, char *buf)
-{
-	size_t i;
-
-	for (i = 0; s[i] != '\0' && i < CONFIG_SHOW_MAX; i++)
-		buf[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ?
-		    '?' : s[i];
-	if (s[i] != '\0') {
-		memcpy(buf + i, "...", 3);
-		i += 3;
-	}
-	buf[i] = '\0';
-	return buf;
-}
-
-static int
-is_digit(int c)
-{
-	return c >= '0' && c <= '9';
-}
-
-static int
-is_space(int c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' ||
-	    c == '\f';
-}
-
-static int
-all_digits(const char *s)
-{
-	if (*s == '\0')
-		return 0;
-	for (; *s != '\0'; s++)
-		if (!is_digit((unsigned char)*s))
-			return 0;
-	return 1;
-}
-
-/*
- * Value syntax.  These never print: the plugin getters share them and
- * report in their own words.
- */
-
-int
-config_parse_uint(const char *s, uint64_t max, uint64_t *value_r)
-{
-	uint64_t n = 0;
-	unsigned d;
-
-	if (!all_digits(s))
-		return -1;
-	for (; *s != '\0'; s++) {
-		d = (unsigned)(*s - '0');
-		if (n > max / 10 || d > max - n * 10)
-			return -1;
-		n = n * 10 + d;
-	}
-	*value_r = n;
-	return 0;
-}
-
-struct unit {
-	const char *name;
-	uint64_t mult;
-};
-
-static const struct unit duration_units[] = {
-	{ "ms", 1 }, { "s", MS_SEC }, { "m", MS_MIN }, { "h", MS_HOUR },
-	{ "d", MS_DAY }, { NULL, 0 },
-};
-
-static const struct unit size_units[] = {
-	{ "B", 1 }, { "KiB", KIB }, { "MiB", MIB }, { "GiB", GIB },
-	{ NULL, 0 },
-};
-
-/*
- * Digits then exactly one unit from units; a bare 0 too when zero_bare.
- * *overflow_r tells a well-formed but too large value from junk, so the
- * caller can say "out of range" instead of "invalid".
- */
-static int
-parse_units(const char *s, const struct unit *units, int zero_bare,
-    uint64_t *value_r, int *overflow_r)
-{
-	const struct unit *u;
-	uint64_t n = 0;
-	unsigned d;
-	int over = 0;
-
-	*overflow_r = 0;
-	if (!is_digit((unsigned char)*s))
-		return -1;
-	for (; is_digit((unsigned char)*s); s++) {
-		d = (unsigned)(*s - '0');
-		if (n > (UINT64_MAX - d) / 10)
-			over = 1;
-		else
-			n = n * 10 + d;
-	}
-	if (*s == '\0') {
-		if (!zero_bare || over || n != 0)
-			return -1;
-		*value_r = 0;
-		return 0;
-	}
-	for (u = units; u->name != NULL; u++)
-		if (strcmp(s, u->name) == 0)
-			break;
-	if (u->name == NULL)
-		return -1;
-	if (over || n > UINT64_MAX / u->mult) {
-		*overflow_r = 1;
-		return -1;
-	}
-	*value_r = n * u->mult;
-	return 0;
-}
-
-int
-config_parse_duration(const char *s, uint64_t *ms_r)
-{
-	int overflow;
-
-	return parse_units(s, duration_units, 1, ms_r, &overflow);
-}
-
-int
-config_parse_size(const char *s, uint64_t *bytes_r)
-{
-	int overflow;
-
-	return parse_units(s, size_units, 0, bytes_r, &overflow);
-}
-
-int
-config_parse_bool(const char *s, int *value_r)
-{
-	static const char *const yes[] = { "yes", "true", "on", "1" };
-	static const char *const no[] = { "no", "false", "off", "0" };
-	size_t i;
-
-	for (i = 0; i < nitems(yes); i++) {
-		if (strcasecmp(s, yes[i]) == 0) {
-			*value_r = 1;
-			return 0;
-		}
-		if (strcasecmp(s, no[i]) == 0) {
-			*value_r = 0;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-/* ADDRESS:PORT, the address numeric: 127.0.0.1:8080 or [::1]:8080. */
-int
-config_parse_listen(const char *s, struct wsp_listen_addr *addr_r)
-{
-	struct wsp_listen_addr a;
-	struct sockaddr_in *sin;
-	struct sockaddr_in6 *sin6;
-	char host[INET6_ADDRSTRLEN];
-	const char *h, *end, *port;
-	uint64_t pnum;
-	size_t hlen;
-	int af;
-
-	if (s[0] == '[') {
-		h = s + 1;
-		if ((end = strchr(h, ']')) == NULL || end[1] != ':')
-			return -1;
-		port = end + 2;
-		af = AF_INET6;
-	} else {
-		/* one colon only: a bare IPv6 address is ambiguous */
-		if ((end = strchr(s, ':')) == NULL || strchr(end + 1, ':'))
-			return -1;
-		h = s;
-		port = end + 1;
-		af = AF_INET;
-	}
-	hlen = (size_t)(end - h);
-	if (hlen == 0 || hlen >= sizeof(host))
-		return -1;
-	memcpy(host, h, hlen);
-	host[hlen] = '\0';
-	if (config_parse_uint(port, 65535, &pnum) == -1)
-		return -1;
-
-	memset(&a, 0, sizeof(a));
-	if (af == AF_INET) {
-		sin = (struct sockaddr_in *)&a.ss;
-		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
-			return -1;
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons((uint16_t)pnum);
-		a.sslen = sizeof(*sin);
-	} else {
-		sin6 = (struct sockaddr_in6 *)&a.ss;
-		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
-			return -1;
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)pnum);
-		a.sslen = sizeof(*sin6);
-	}
-	if ((a.text = strdup(s)) == NULL)
-		return -1;
-	*addr_r = a;
-	return 0;
-}
-
-/* 25000 -> "25s": the largest unit that divides evenly. */
-static const char *
-fmt_duration(uint64_t ms, char *buf, size_t sz)
-{
-	size_t i;
-
-	if (ms == 0) {
-		snprintf(buf, sz, "0");
-		return buf;
-	}
-	for (i = nitems(duration_units) - 1; i-- > 0;)
-		if (ms % duration_units[i].mult == 0)
-			break;
-	snprintf(buf, sz, "%llu%s",
-	    (unsigned long long)(ms / duration_units[i].mult),
-	    duration_units[i].name);
-	return buf;
-}
-
-/*
- * Paths.  Relative ones are relative to the directory of the configuration
- * file, so a build-tree config can point into the build tree.
- */
-
-static char *
-path_join(const char *dir, const char *name)
-{
-	char *s;
-	size_t n = strlen(dir);
-
-	if (asprintf(&s, "%s%s%s", dir, n > 0 && dir[n - 1] == '/' ? "" : "/",
-	    name) == -1)
-		return NULL;
-	return s;
-}
-
 static char *
 path_resolve(struct cfg_parse *p, const char *path)
 {
 	if (path[0] == '/')
 		return strdup(path);
-	return path_join(p->confdir, path);
-}
-
-static char *
-path_dirname(const char *file)
-{
-	const char *slash;
-
-	if ((slash = strrchr(file, '/')) == NULL)
-		return strdup(".");
-	if (slash == file)
-		return strdup("/");
-	return strndup(file, (size_t)(slash - file));
-}
-
-/*
- * Lists: entries separated by whitespace and/or commas.  Returns the next
- * entry NUL-terminated in place, or NULL at the end.
- */
-static char *
-list_next(char **sp)
-{
-	char *s = *sp, *e;
-
-	while (*s != '\0' && (is_space((unsigned char)*s) || *s == ','))
-		s++;
-	if (*s == '\0')
-		return NULL;
-	for (e = s; *e != '\0' && !is_space((unsigned char)*e) && *e != ',';
-	    e++)
-		;
-	if (*e != '\0')
-		*e++ = '\0';
-	*sp = e;
-	return s;
-}
-
-static int
-strv_add(char ***v, size_t *n, const char *s)
-{
-	char **nv, *d;
-
-	if ((d = strdup(s)) == NULL)
-		return -1;
-	if ((nv = reallocarray(*v, *n + 1, sizeof(**v))) == NULL) {
-		free(d);
-		return -1;
-	}
-	nv[(*n)++] = d;
-	*v = nv;
-	return 0;
-}
-
-static void
-strv_free(char **v, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
-static int
-valid_url_path(const char *s)
-{
-	size_t n;
-
-	if (s[0] != '/')
-		return 0;
-	for (n = 0; s[n] != '\0'; n++)
-		if ((unsigned char)s[n] <= 0x20 || (unsigned char)s[n] >= 0x7f ||
-		    s[n] == '?' || s[n] == '#')
-			return 0;
-	return n <= CONFIG_MAX_PATH;
-}
-
-/* scheme://host[:port] as browsers serialize an Origin, or "null". */
-static int
-valid_origin(const char *s)
-{
-	char host[INET6_ADDRSTRLEN];
-	const char *h, *e;
-	uint64_t port;
-
-	if (strcmp(s, "null") == 0)
-		return 1;
-	if (strncasecmp(s, "http://", 7) == 0)
-		h = s + 7;
-	else if (strncasecmp(s, "https://", 8) == 0)
-		h = s + 8;
-	else
-		return 0;
-	if (*h == '[') {
-		if ((e = strchr(h, ']')) == NULL ||
-		    (size_t)(e - h - 1) >= sizeof(host))
-			return 0;
-		memcpy(host, h + 1, (size_t)(e - h - 1));
-		host[e - h - 1] = '\0';
-		if (inet_pton(AF_INET6, host, &(struct in6_addr){ 0 }) != 1)
-			return 0;
-		e++;
-	} else {
-		for (e = h; (*e >= 'a' && *e <= 'z') || (*e >= 'A' &&
-		    *e <= 'Z') || is_digit((unsigned char)*e) || *e == '-' ||
-		    *e == '.'; e++)
-			;
-		if (e == h)
-			return 0;
-	}
-	if (*e == '\0')
-		return 1;
-	if (*e != ':' || config_parse_uint(e + 1, 65535, &port) == -1 ||
-	    port == 0)
-		return 0;
-	return 1;
-}
-
-/* RFC 7230 token, the syntax of a Sec-WebSocket-Protocol value. */
-static int
-valid_token(const char *s)
-{
-	if (*s == '\0')
-		return 0;
-	for (; *s != '\0'; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		    is_digit((unsigned char)*s) ||
-		    strchr("!#$%&'*+-.^_`|~", *s) != NULL))
-			return 0;
-	return 1;
-}
-
-static int
-valid_plugin_name(const char *s)
-{
-	size_t n;
-
-	for (n = 0; s[n] != '\0'; n++)
-		if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= 'A' &&
-		    s[n] <= 'Z') || is_digit((unsigned char)s[n]) ||
-		    s[n] == '_' || s[n] == '-'))
-			return 0;
-	return n >= 1 && n <= CONFIG_MAX_PLUGIN_NAME;
+	return config_path_join(p->confdir, path);
 }
 
 /*
@@ -654,11 +241,11 @@ cfg_invalid(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 	if (k->type == T_UINT)
 		cfg_error(p, p->lineno, "[%s] %s: invalid number '%s' "
 		    "(expected an integer, %s)", cfg_sec_names[k->sec],
-		    k->name, show(value, v), k->range);
+		    k->name, config_show(value, v), k->range);
 	else
 		cfg_error(p, p->lineno, "[%s] %s: invalid %s '%s' "
 		    "(expected %s)", cfg_sec_names[k->sec], k->name,
-		    cfg_types[k->type].noun, show(value, v),
+		    cfg_types[k->type].noun, config_show(value, v),
 		    cfg_types[k->type].expect);
 }
 
@@ -672,11 +259,11 @@ cfg_set_number(struct cfg_parse *p, const struct cfg_key *k,
 
 	if (k->type == T_UINT) {
 		rv = config_parse_uint(value, UINT64_MAX, &n);
-		overflow = rv == -1 && all_digits(value);
+		overflow = rv == -1 && config_all_digits(value);
 	} else if (k->type == T_SIZE)
-		rv = parse_units(value, size_units, 0, &n, &overflow);
+		rv = config_parse_units(value, config_size_units, 0, &n, &overflow);
 	else
-		rv = parse_units(value, duration_units, 1, &n, &overflow);
+		rv = config_parse_units(value, config_duration_units, 1, &n, &overflow);
 	if (rv == -1 && !overflow) {
 		cfg_invalid(p, k, value);
 		return -1;
@@ -684,7 +271,7 @@ cfg_set_number(struct cfg_parse *p, const struct cfg_key *k,
 	if (overflow || !((n == 0 && k->zero_ok) ||
 	    (n >= k->min && n <= k->max))) {
 		cfg_error(p, p->lineno, "[%s] %s: %s is out of range (%s)",
-		    cfg_sec_names[k->sec], k->name, show(value, v), k->range);
+		    cfg_sec_names[k->sec], k->name, config_show(value, v), k->range);
 		return -1;
 	}
 	*(uint64_t *)(void *)((char *)p->cfg + k->off) = n;
@@ -719,7 +306,7 @@ cfg_set_listen(struct cfg_parse *p, const struct cfg_key *k,
 		cfg_nomem(p);
 		return -1;
 	}
-	while ((s = list_next(&rest)) != NULL) {
+	while ((s = config_list_next(&rest)) != NULL) {
 		if (config_parse_listen(s, &a) == -1) {
 			cfg_invalid(p, k, s);
 			rv = -1;
@@ -733,7 +320,7 @@ cfg_set_listen(struct cfg_parse *p, const struct cfg_key *k,
 				break;
 		if (i < *n_r) {
 			cfg_error(p, p->lineno, "[%s] listen: %s is listed "
-			    "twice", cfg_sec_names[k->sec], show(s, v));
+			    "twice", cfg_sec_names[k->sec], config_show(s, v));
 			free(a.text);
 			rv = -1;
 			continue;
@@ -770,11 +357,11 @@ cfg_set_strings(struct cfg_parse *p, const struct cfg_key *k,
 		cfg_nomem(p);
 		return -1;
 	}
-	while ((s = list_next(&rest)) != NULL) {
-		if (k->type == T_ORIGINS ? !valid_origin(s) : !valid_token(s)) {
+	while ((s = config_list_next(&rest)) != NULL) {
+		if (k->type == T_ORIGINS ? !config_valid_origin(s) : !config_valid_token(s)) {
 			cfg_invalid(p, k, s);
 			rv = -1;
-		} else if (strv_add(v, n, s) == -1) {
+		} else if (config_strv_add(v, n, s) == -1) {
 			cfg_nomem(p);
 			rv = -1;
 			break;
@@ -862,7 +449,7 @@ cfg_set(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 		return cfg_set_listen(p, k, value, &cfg->admin_listen,
 		    &cfg->nadmin_listen);
 	case T_PATH:
-		if (!valid_url_path(value)) {
+		if (!config_valid_url_path(value)) {
 			cfg_invalid(p, k, value);
 			return -1;
 		}
@@ -924,7 +511,7 @@ cfg_fixed_key(struct cfg_parse *p, const char *name, const char *value)
 			    cfg_sec_names[cfg_keys[i].sec]);
 		else
 			cfg_error(p, p->lineno, "unknown key '%s' in [%s]",
-			    show(name, n), cfg_sec_names[p->sec]);
+			    config_show(name, n), cfg_sec_names[p->sec]);
 		return;
 	}
 	k = &cfg_keys[i];
@@ -965,10 +552,10 @@ cfg_plugin_section(struct cfg_parse *p, const char *name)
 	size_t i;
 
 	p->sec = SEC_SKIP;
-	if (!valid_plugin_name(name)) {
+	if (!config_valid_plugin_name(name)) {
 		cfg_error(p, p->lineno, "invalid plugin name in [plugin:%s] "
 		    "(expected 1 to 64 letters, digits, '_' or '-')",
-		    show(name, n));
+		    config_show(name, n));
 		return;
 	}
 	for (i = 0; i < cfg->nplugins; i++)
@@ -1025,7 +612,7 @@ cfg_plugin_key(struct cfg_parse *p, const char *name, const char *value)
 		for (i = 0; i < sec->nkv; i++)
 			if (strcmp(sec->kv[i].key, name) == 0) {
 				cfg_error(p, p->lineno, "duplicate key '%s' "
-				    "(first set at line %d)", show(name, v),
+				    "(first set at line %d)", config_show(name, v),
 				    sec->kv[i].line);
 				return;
 			}
@@ -1065,7 +652,7 @@ cfg_plugin_key(struct cfg_parse *p, const char *name, const char *value)
 		else if (config_parse_bool(value, &sec->enabled) == -1)
 			cfg_error(p, p->lineno, "[plugin:%s] enabled: invalid "
 			    "boolean '%s' (expected " EXPECT_BOOL ")", sec->name,
-			    show(value, v));
+			    config_show(value, v));
 		return;
 	}
 	if (*value == '\0') {
@@ -1114,7 +701,7 @@ cfg_section(struct cfg_parse *p, const char *name)
 			p->sec = (enum cfg_sec)i;
 			return;
 		}
-	cfg_error(p, p->lineno, "unknown section [%s]", show(name, n));
+	cfg_error(p, p->lineno, "unknown section [%s]", config_show(name, n));
 	p->sec = SEC_SKIP;
 }
 
@@ -1128,7 +715,7 @@ cfg_scan_line(struct cfg_parse *p)
 {
 	char *s = p->buf + p->off, *close, *rest, *name;
 
-	while (is_space((unsigned char)*s))
+	while (config_is_space((unsigned char)*s))
 		s++;
 	if (*s == '\0' || *s == ';' || *s == '#')
 		return;
@@ -1140,7 +727,7 @@ cfg_scan_line(struct cfg_parse *p)
 	/* what follows a header may only be a comment */
 	close = strchr(s, ']');
 	rest = close != NULL ? close + 1 : NULL;
-	while (rest != NULL && is_space((unsigned char)*rest))
+	while (rest != NULL && config_is_space((unsigned char)*rest))
 		rest++;
 	if (rest == NULL || (*rest != '\0' && *rest != ';' && *rest != '#')) {
 		cfg_syntax(p, p->lineno);
@@ -1247,7 +834,7 @@ cfg_handler(void *arg, const char *section, const char *name,
 		cfg_syntax(p, p->lineno);
 	else if (p->sec == SEC_NONE)
 		cfg_error(p, p->lineno, "key '%s' outside any section "
-		    "(expected a [section] header first)", show(name, n));
+		    "(expected a [section] header first)", config_show(name, n));
 	else if (p->sec == SEC_PLUGIN)
 		cfg_plugin_key(p, name, value);
 	else if (p->sec != SEC_SKIP)
@@ -1301,7 +888,7 @@ cfg_finish_admin(struct cfg_parse *p)
 				continue;
 			cfg_error(p, a->line != 0 ? a->line : b->line,
 			    "[admin] listen: %s is also a [server] listen "
-			    "address%s", show(a->text, v), a->line != 0 ? "" :
+			    "address%s", config_show(a->text, v), a->line != 0 ? "" :
 			    " (the [admin] default: set [admin] listen to "
 			    "another address, or empty to turn it off)");
 		}
@@ -1353,7 +940,7 @@ cfg_finish(struct cfg_parse *p)
 			cfg_nomem(p);
 			return;
 		}
-		sec->path = path_join(cfg->plugin_dir, so);
+		sec->path = config_path_join(cfg->plugin_dir, so);
 		free(so);
 		if (sec->path == NULL) {
 			cfg_nomem(p);
@@ -1371,8 +958,8 @@ cfg_finish(struct cfg_parse *p)
 	if (p->bad[ping] || p->bad[idle] || cfg->ping_interval == 0 ||
 	    cfg->idle_timeout == 0 || cfg->idle_timeout > cfg->ping_interval)
 		return;
-	fmt_duration(cfg->ping_interval, b1, sizeof(b1));
-	fmt_duration(cfg->idle_timeout, b2, sizeof(b2));
+	config_fmt_duration(cfg->ping_interval, b1, sizeof(b1));
+	config_fmt_duration(cfg->idle_timeout, b2, sizeof(b2));
 	if (p->seen[idle] != 0)
 		cfg_error(p, p->seen[idle], "[keepalive] idle_timeout: %s must "
 		    "be greater than ping_interval (%s), or clients that only "
@@ -1447,7 +1034,7 @@ config_load(const char *file, const char *default_plugin_dir,
 	}
 	if ((cfg = calloc(1, sizeof(*cfg))) == NULL ||
 	    (cfg->file = strdup(file)) == NULL ||
-	    (p.confdir = path_dirname(file)) == NULL) {
+	    (p.confdir = config_path_dirname(file)) == NULL) {
 		cfg_nomem(&p);
 		goto done;
 	}
@@ -1498,8 +1085,8 @@ config_free(struct wsp_config *cfg)
 		free(cfg->admin_listen[i].text);
 	free(cfg->admin_listen);
 	free(cfg->path);
-	strv_free(cfg->origins, cfg->norigins);
-	strv_free(cfg->subprotocols, cfg->nsubprotocols);
+	config_strv_free(cfg->origins, cfg->norigins);
+	config_strv_free(cfg->subprotocols, cfg->nsubprotocols);
 	free(cfg->log_file);
 	free(cfg->plugin_dir);
 	for (i = 0; i < cfg->nplugins; i++) {

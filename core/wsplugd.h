@@ -252,12 +252,58 @@ struct wsp_config *config_load(const char *file, const char *default_plugin_dir,
     struct wsp_errors *errs);
 void config_free(struct wsp_config *cfg);
 
-/* Value syntax shared with the plugin getters; 0 or -1. */
+/* config_value.c: the syntax of values, shared with the plugin getters */
+
+#ifndef nitems
+#define nitems(a) (sizeof(a) / sizeof((a)[0]))
+#endif
+#define KIB 1024ULL
+#define MIB (1024 * KIB)
+#define GIB (1024 * MIB)
+#define MS_SEC 1000ULL
+#define MS_MIN (60 * MS_SEC)
+#define MS_HOUR (60 * MS_MIN)
+#define MS_DAY (24 * MS_HOUR)
+#define CONFIG_SHOW_MAX 64 /* bytes of a bad value quoted in a message */
+#define CONFIG_SHOW_SIZE (CONFIG_SHOW_MAX + 4)
+#define CONFIG_MAX_PATH 256
+#define CONFIG_MAX_PLUGIN_NAME 64
+
+struct config_unit {
+	const char *name;
+	uint64_t mult;
+};
+
+extern const struct config_unit config_duration_units[];
+extern const struct config_unit config_size_units[];
+
+/* Parsers: 0 or -1, never a message. */
 int config_parse_duration(const char *s, uint64_t *ms_r);
 int config_parse_size(const char *s, uint64_t *bytes_r);
 int config_parse_bool(const char *s, int *value_r);
 int config_parse_uint(const char *s, uint64_t max, uint64_t *value_r);
 int config_parse_listen(const char *s, struct wsp_listen_addr *addr_r);
+/* Digits and one unit of units (a bare 0 too when zero_bare); on -1,
+ * *overflow_r tells a well-formed but too large value from junk. */
+int config_parse_units(const char *s, const struct config_unit *units,
+    int zero_bare, uint64_t *value_r, int *overflow_r);
+/* s cut to CONFIG_SHOW_MAX with control characters as '?', in buf of
+ * CONFIG_SHOW_SIZE bytes: safe to quote in an error. */
+const char *config_show(const char *s, char *buf);
+int config_is_space(int c);
+int config_all_digits(const char *s);
+/* 25000 -> "25s": the largest unit that divides evenly. */
+const char *config_fmt_duration(uint64_t ms, char *buf, size_t sz);
+char *config_path_join(const char *dir, const char *name);
+char *config_path_dirname(const char *file);
+/* Lists separated by whitespace and/or commas: the next entry or NULL. */
+char *config_list_next(char **sp);
+int config_strv_add(char ***v, size_t *n, const char *s);
+void config_strv_free(char **v, size_t n);
+int config_valid_url_path(const char *s);
+int config_valid_origin(const char *s);   /* scheme://host[:port] or null */
+int config_valid_token(const char *s);    /* RFC 7230 token */
+int config_valid_plugin_name(const char *s);
 
 /* log.c: one line per event, logfmt or JSON; the only global besides the
  * plugin generation, because every file logs */
