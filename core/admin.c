@@ -68,24 +68,6 @@ struct admin {
 	struct admin_socks staged; /* bound by a reload not yet committed */
 };
 
-static void
-format_addr(const struct sockaddr *sa, char *out, size_t len)
-{
-	char host[INET6_ADDRSTRLEN];
-
-	if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const void *)sa;
-
-		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-		snprintf(out, len, "[%s]:%u", host, ntohs(s6->sin6_port));
-	} else {
-		const struct sockaddr_in *s4 = (const void *)sa;
-
-		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-		snprintf(out, len, "%s:%u", host, ntohs(s4->sin_port));
-	}
-}
-
 /*
  * Replies.
  */
@@ -364,27 +346,13 @@ admin_bind(struct admin *ad, const struct wsp_config *cfg,
     const struct wsp_listen_addr *a, struct admin_socks *list,
     struct wsp_errors *errs)
 {
-	struct sockaddr_storage bound;
-	socklen_t blen = sizeof(bound);
 	struct admin_sock *s;
 	struct log_line *l;
-	int fd, one = 1, err;
+	char addr[64];
+	int fd;
 
-	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0);
-	if (fd == -1) {
+	if ((fd = listen_bind(a, ADMIN_BACKLOG, addr, sizeof(addr))) == -1) {
 		admin_bind_error(errs, cfg, a, errno);
-		return -1;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (a->ss.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (const struct sockaddr *)&a->ss, a->sslen) == -1 ||
-	    listen(fd, ADMIN_BACKLOG) == -1 ||
-	    getsockname(fd, (struct sockaddr *)&bound, &blen) == -1) {
-		err = errno;
-		close(fd);
-		admin_bind_error(errs, cfg, a, err);
 		return -1;
 	}
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
@@ -398,7 +366,7 @@ admin_bind(struct admin *ad, const struct wsp_config *cfg,
 	}
 	memcpy(&s->conf, &a->ss, a->sslen);
 	s->conf_len = a->sslen;
-	format_addr((struct sockaddr *)&bound, s->addr, sizeof(s->addr));
+	memcpy(s->addr, addr, sizeof(s->addr));
 	TAILQ_INSERT_TAIL(list, s, entry);
 	if ((l = log_begin(WSP_LOG_INFO, "admin.start")) != NULL) {
 		log_str(l, "addr", s->addr);

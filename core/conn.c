@@ -287,9 +287,12 @@ conn_upgrade(struct wsp_conn *c, const struct http_request *req,
 	head = c->head;
 	c->head = NULL;
 	rc = 0;
-	if (c->head_len > head_len)
+	if (c->head_len > head_len) {
+		/* Frames the client sent right behind its request. */
+		c->bytes_in += c->head_len - head_len;
 		rc = conn_feed(c, (uint8_t *)head + head_len,
 		    c->head_len - head_len);
+	}
 	c->head_len = 0;
 	free(head);
 	return rc;

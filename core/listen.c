@@ -46,6 +46,33 @@ format_addr(const struct sockaddr *sa, char *out, size_t len)
 	}
 }
 
+int
+listen_bind(const struct wsp_listen_addr *a, int backlog, char *addr,
+    size_t addrlen)
+{
+	struct sockaddr_storage bound;
+	socklen_t blen = sizeof(bound);
+	int fd, one = 1, err;
+
+	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd == -1)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (a->ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&a->ss, a->sslen) == -1 ||
+	    (backlog > 0 && listen(fd, backlog) == -1) ||
+	    getsockname(fd, (struct sockaddr *)&bound, &blen) == -1) {
+		err = errno;
+		close(fd);
+		errno = err;
+		return -1;
+	}
+	format_addr((struct sockaddr *)&bound, addr, addrlen);
+	return fd;
+}
+
 static void
 accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
@@ -104,31 +131,19 @@ int
 listen_open(struct wsp_server *srv, const struct wsp_listen_addr *a,
     struct listener_list *out, struct wsp_errors *errs)
 {
-	struct sockaddr_storage bound;
-	socklen_t blen = sizeof(bound);
 	struct listener *li;
 	struct log_line *l;
-	int fd, one = 1;
+	char addr[64];
+	int fd;
 
 	if (srv->accept_retry == NULL &&
 	    (srv->accept_retry = evtimer_new(srv->base, accept_retry_cb,
 	    srv)) == NULL)
 		return -1;
-	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0);
-	if (fd == -1) {
+	/* evconnlistener_new() calls listen() with our backlog. */
+	if ((fd = listen_bind(a, 0, addr, sizeof(addr))) == -1) {
 		errors_add(errs, srv->cfg->file, a->line, "listen %s: %s",
 		    a->text, strerror(errno));
-		return -1;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (a->ss.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (const struct sockaddr *)&a->ss, a->sslen) == -1 ||
-	    getsockname(fd, (struct sockaddr *)&bound, &blen) == -1) {
-		errors_add(errs, srv->cfg->file, a->line, "listen %s: %s",
-		    a->text, strerror(errno));
-		close(fd);
 		return -1;
 	}
 	if ((li = calloc(1, sizeof(*li))) == NULL) {
@@ -138,7 +153,7 @@ listen_open(struct wsp_server *srv, const struct wsp_listen_addr *a,
 	li->srv = srv;
 	memcpy(&li->conf, &a->ss, a->sslen);
 	li->conf_len = a->sslen;
-	format_addr((struct sockaddr *)&bound, li->addr, sizeof(li->addr));
+	memcpy(li->addr, addr, sizeof(li->addr));
 	li->lev = evconnlistener_new(srv->base, accept_cb, li,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, LISTEN_BACKLOG, fd);
 	if (li->lev == NULL) {

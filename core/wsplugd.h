@@ -457,6 +457,11 @@ struct listener {
 };
 TAILQ_HEAD(listener_list, listener);
 
+/* A bound socket for a, non-blocking and close-on-exec, listening when
+ * backlog > 0; the bound address (with the kernel's port) as text in addr.
+ * -1 with errno set. */
+int listen_bind(const struct wsp_listen_addr *a, int backlog, char *addr,
+    size_t addrlen);
 int listen_open(struct wsp_server *srv, const struct wsp_listen_addr *a,
     struct listener_list *out, struct wsp_errors *errs);
 void listen_free(struct listener *li);
