@@ -49,8 +49,9 @@ AM_TESTS_ENVIRONMENT = \
 	WSPLUGD_SRCDIR='$(abs_top_srcdir)'; \
 	WSPLUGD_TEST_PLUGIN_DIR='$(abs_top_builddir)/tests/plugins/.libs'; \
 	WSPLUGD_BUILDDIR='$(abs_top_builddir)'; \
+	WSPLUGD_BENCH='$(abs_top_builddir)/bench/wsplugd-bench'; \
 	export WSPLUGD WSPLUGD_PLUGIN_DIR WSPLUGD_SRCDIR WSPLUGD_TEST_PLUGIN_DIR \
-	    WSPLUGD_BUILDDIR;
+	    WSPLUGD_BUILDDIR WSPLUGD_BENCH;
 
 
 
@@ -86,8 +87,38 @@ fuzz:
 	$(srcdir)/tests/fuzz/run $(FUZZ_SECONDS)
 .PHONY: fuzz
 
+# End-to-end: Debian's headless Chromium runs the example browser client
+# (examples/browser/) against the real daemon; tests/e2e/run installs the
+# pinned playwright-core with npm ci when it is missing.  Out of a
+# read-only source tree (distcheck) that goes into the build tree, which
+# clean-local empties again.
+TESTS += tests/e2e/run
+clean-local: clean-e2e
+clean-e2e:
+	rm -rf tests/e2e/artifacts
+	if test '$(abs_top_builddir)' != '$(abs_top_srcdir)'; then \
+	    rm -rf tests/e2e/node_modules tests/e2e/package.json \
+	        tests/e2e/package-lock.json; \
+	fi
+.PHONY: clean-e2e
+
 # Whole directories: the integration scenarios, the fuzz harnesses with
-# their corpora and dictionaries.
-EXTRA_DIST += tests/integration tests/fuzz tests/plugins
+# their corpora and dictionaries, the end-to-end test and the browser
+# example it drives (without installed modules or screenshots).
+EXTRA_DIST += tests/integration tests/fuzz tests/plugins tests/e2e \
+	examples/browser
 dist-hook:
 	rm -rf $(distdir)/tests/integration/__pycache__
+	rm -rf $(distdir)/tests/e2e/node_modules $(distdir)/tests/e2e/artifacts
+
+# The soak test (not part of `make check`): churn, garbage, oversize frames
+# and reloads for SOAK_SECONDS; fails on RSS growth, leaked descriptors,
+# or a missed pong.  See tests/soak/soak.py.
+SOAK_SECONDS = 600
+soak: all
+	WSPLUGD='$(abs_top_builddir)/core/wsplugd' \
+	WSPLUGD_PLUGIN_DIR='$(abs_top_builddir)/plugins/.libs' \
+	    /usr/bin/python3 $(srcdir)/tests/soak/soak.py \
+	    --duration $(SOAK_SECONDS)
+.PHONY: soak
+EXTRA_DIST += tests/soak
