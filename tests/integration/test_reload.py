@@ -340,7 +340,10 @@ def test_reload_mid_handshake_keeps_the_request_buffer_bound(wsplugd,
     from rawws import Raw
 
     conf = tmp_path / "live.conf"
+    # A long handshake_timeout: under valgrind a reload takes seconds,
+    # and this test is about the buffer, not the timeout.
     base = ("[server]\nlisten = 127.0.0.1:0\nmax_header_size = {}\n"
+            "handshake_timeout = 5m\n"
             "[admin]\nlisten =\n"
             f"[plugins]\ndir = {PLUGIN_DIR}\n[plugin:ping]\n")
     conf.write_text(base.format("2KiB"))
