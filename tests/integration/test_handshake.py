@@ -358,3 +358,28 @@ def test_pipelined_frames_filling_the_head_buffer(wsplugd):
         assert r.response()[0] == 101
         for i in range(20):
             assert r.recv_message() == ("text", f"message {i} " + "x" * 90)
+
+
+def test_pipelined_frames_count_in_bytes_and_messages_in(wsplugd):
+    # Frames that arrived with the request head are traffic like any
+    # other: ws.close's msgs_in and bytes_in include them.
+    d = wsplugd()
+    with Raw(d.port) as r:
+        _, head = r.request_bytes()
+        frames = b"".join(build_frame(1, json.dumps({"type": "ping",
+                                                     "id": i}))
+                          for i in range(3))
+        r.send_raw(head + frames)
+        assert r.response()[0] == 101
+        kind, hello = r.recv_message()
+        for i in range(3):
+            kind, pong = r.recv_message()
+            assert json.loads(pong)["id"] == i
+        close = build_frame(8, b"\x03\xe8")
+        r.send_raw(close)
+        assert r.recv_close() == b"\x03\xe8"
+        assert r.expect_eof() == b""
+    closed = d.wait_for("ws.close",
+                        conn=json.loads(hello)["connectionId"])
+    assert closed["msgs_in"] == "3"
+    assert int(closed["bytes_in"]) >= len(frames) + len(close), closed
