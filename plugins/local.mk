@@ -23,11 +23,17 @@ plugins_echo_la_CFLAGS = $(PLUGIN_CFLAGS)
 plugins_echo_la_LDFLAGS = $(PLUGIN_LDFLAGS)
 plugins_echo_la_LIBADD = $(JANSSON_LIBS)
 
-# dlopen() needs only the .so; libtool's .la files are not shipped.
+# dlopen() needs only the .so; libtool's .la files are not shipped.  So
+# libtool cannot uninstall the .so either (it reads the .la): we do.
 install-data-hook: plugins-remove-la
 plugins-remove-la:
 	rm -f $(DESTDIR)$(plugindir)/*.la
-.PHONY: plugins-remove-la
+uninstall-hook: plugins-remove-so
+plugins-remove-so:
+	for la in $(plugin_LTLIBRARIES); do \
+	    rm -f "$(DESTDIR)$(plugindir)/$$(basename "$$la" .la).so"; \
+	done
+.PHONY: plugins-remove-la plugins-remove-so
 
 plugin_LTLIBRARIES += plugins/broadcast.la
 plugins_broadcast_la_SOURCES = plugins/broadcast/broadcast.c

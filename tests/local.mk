@@ -102,14 +102,40 @@ clean-e2e:
 	fi
 .PHONY: clean-e2e
 
-# Whole directories: the integration scenarios, the fuzz harnesses with
-# their corpora and dictionaries, the end-to-end test and the browser
-# example it drives (without installed modules or screenshots).
-EXTRA_DIST += tests/integration tests/fuzz tests/plugins tests/e2e \
-	examples/browser
+# The end-to-end test and the browser example it drives, file by file: a
+# whole directory would also take the build tree's logs, screenshots and
+# node_modules.
+EXTRA_DIST += tests/e2e/run tests/e2e/seed.test.mjs tests/e2e/daemon.mjs \
+	tests/e2e/package.json tests/e2e/package-lock.json \
+	examples/browser/index.html examples/browser/wsplugd-client.js \
+	examples/browser/README.md
+
+# The integration scenarios file by file, for the same reason (a build
+# tree's tests/integration holds logs); the fuzz harnesses, their corpora
+# and dictionaries as a directory, which no build tree has.
+INTEGRATION_FILES = \
+	tests/integration/run \
+	tests/integration/conftest.py \
+	tests/integration/harness.py \
+	tests/integration/rawws.py \
+	tests/integration/test_admin.py \
+	tests/integration/test_broadcast.py \
+	tests/integration/test_echo_conformance.py \
+	tests/integration/test_framing.py \
+	tests/integration/test_handshake.py \
+	tests/integration/test_keepalive.py \
+	tests/integration/test_lifecycle.py \
+	tests/integration/test_limits.py \
+	tests/integration/test_logging.py \
+	tests/integration/test_logging_targets.py \
+	tests/integration/test_messages.py \
+	tests/integration/test_plugin_example.py \
+	tests/integration/test_reload.py \
+	tests/integration/test_smoke.py \
+	tests/integration/test_utf8_close.py
+EXTRA_DIST += $(INTEGRATION_FILES) tests/fuzz
 dist-hook:
-	rm -rf $(distdir)/tests/integration/__pycache__
-	rm -rf $(distdir)/tests/e2e/node_modules $(distdir)/tests/e2e/artifacts
+	rm -rf $(distdir)/tests/fuzz/__pycache__
 
 # The soak test (not part of `make check`): churn, garbage, oversize frames
 # and reloads for SOAK_SECONDS; fails on RSS growth, leaked descriptors,

@@ -1,0 +1,456 @@
+// The seed scenario in a real browser: Debian's headless Chromium loads the
+// example page (examples/browser/), whose client talks to the real wsplugd.
+//
+// wsplugd exists for the front end whose /ws connection failed and was
+// retried forever.  These tests check, from both ends — what the browser
+// saw (Playwright's websocket events, the HTTP status of each upgrade, the
+// client's own record on the page) and what the daemon logged — that one
+// attempt connects and stays connected, that a page closing or a daemon
+// restarting ends and resumes cleanly, once; that against a daemon that
+// does not serve /ws the same checks fail while the client backs off
+// instead of storming; and that a daemon gone silent is noticed by the
+// client's ping and replaced, one socket at a time.
+//
+// Timings are short so that a window of ten server pings is three
+// seconds: the daemon pings every 300 ms, the page every 200 ms.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { Daemon, SLOW, config } from './daemon.mjs';
+
+// playwright-core is CommonJS; require() also honours NODE_PATH, which is
+// how ./run points at a node_modules outside a read-only source tree.
+const { chromium } = createRequire(import.meta.url)('playwright-core');
+
+const here = dirname(fileURLToPath(import.meta.url));
+const EXAMPLE_DIR = join(here, '..', '..', 'examples', 'browser');
+const ARTIFACTS = process.env.E2E_ARTIFACTS || join(here, 'artifacts');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+const KEEPALIVE = {
+  ping_interval: '300ms',
+  sweep_interval: '1s',
+  idle_timeout: '3s',
+};
+const SERVER = { shutdown_timeout: '2s' };
+// The page's client: ping every 200 ms, a missing pong is fatal after
+// 1.5 s, retries start at up to 300 ms and never wait more than 5 s.
+const PAGE = { ping: 200, pongTimeout: 1500, base: 300, cap: 5000 };
+const WINDOW_PINGS = 11; // server pings answered: more than ten intervals
+
+// Clean close codes a browser may send when its page goes away.
+const CLEAN_CLOSE = new Set(['1000', '1001']);
+
+let browser;
+let http;
+let httpPort;
+let workdir;
+const daemons = [];
+const pages = [];
+
+// -- fixtures -------------------------------------------------------------
+
+// The page and its module come from this tiny server, not from wsplugd:
+// a front end is served from somewhere else, and the socket then carries
+// an Origin of another port, as it would in production.
+function serveExample() {
+  const files = {
+    '/index.html': ['index.html', 'text/html; charset=utf-8'],
+    '/wsplugd-client.js': ['wsplugd-client.js', 'text/javascript; charset=utf-8'],
+  };
+  const server = createServer((req, res) => {
+    const path = new URL(req.url, 'http://x').pathname;
+    const file = files[path];
+    if (req.method !== 'GET' || !file) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+      return;
+    }
+    res.writeHead(200, { 'content-type': file[1], 'cache-control': 'no-store' })
+      .end(readFileSync(join(EXAMPLE_DIR, file[0])));
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve(server));
+  });
+}
+
+async function startDaemon(opts = {}, name = `wsplugd${daemons.length}.conf`) {
+  const d = new Daemon(workdir, config({
+    server: { ...SERVER, ...opts.server },
+    keepalive: { ...KEEPALIVE, ...opts.keepalive },
+  }), name);
+  daemons.push(d);
+  return d.start();
+}
+
+// A clean stop is part of every test: SIGTERM, exit 0.
+async function stopDaemon(d) {
+  const st = await d.stop();
+  assert.deepEqual({ code: st.code, signal: st.signal }, { code: 0, signal: null },
+    `wsplugd did not stop cleanly:\n${d.tail()}`);
+}
+
+// Open the demo page against a daemon and watch its sockets from outside
+// the page: Playwright's websocket events (every socket the page creates)
+// and the HTTP status of each upgrade, which the page itself cannot see:
+// DevTools' handshake response for a 101, Chromium's socket error for a
+// refusal.
+async function openDemo(wsPort, params, path = '/ws') {
+  const page = await browser.newPage();
+  pages.push(page);
+  const demo = {
+    page, sockets: [], handshakes: [], errors: [],
+    changes: new EventEmitter(), // 'change' after each of the above
+  };
+  const changed = () => demo.changes.emit('change');
+  page.on('pageerror', (err) => demo.errors.push(String(err)));
+  page.on('websocket', (ws) => {
+    const entry = { url: ws.url(), frames: [], error: null };
+    demo.sockets.push(entry);
+    ws.on('framereceived', (f) => entry.frames.push(f.payload));
+    ws.on('socketerror', (err) => {
+      entry.error = err;
+      // A refused upgrade gets no handshake event from DevTools; its
+      // status is in the error Chromium reports for the socket.
+      const m = /Unexpected response code: (\d+)/.exec(err);
+      if (m) demo.handshakes.push(Number(m[1]));
+      changed();
+    });
+    changed();
+  });
+  const cdp = await page.context().newCDPSession(page);
+  cdp.on('Network.webSocketHandshakeResponseReceived', (e) => {
+    demo.handshakes.push(e.response.status);
+    changed();
+  });
+  await cdp.send('Network.enable');
+
+  const q = new URLSearchParams({ url: `ws://127.0.0.1:${wsPort}${path}` });
+  for (const [k, v] of Object.entries(params)) q.set(k, String(v));
+  await page.goto(`http://127.0.0.1:${httpPort}/index.html?${q}`,
+    { timeout: 15000 * SLOW });
+  return demo;
+}
+
+// Wait, bounded, until fn() is true of what Playwright saw (demo.sockets,
+// demo.handshakes): those events arrive over their own channel, and may
+// trail what the page itself already knows.
+function seenUntil(demo, fn, timeout = 10000) {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (!fn()) return;
+      done();
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error(`not seen in ${timeout * SLOW} ms: ${fn}; sockets ` +
+        `${JSON.stringify(demo.sockets.map((s) => s.error))}, handshakes ${demo.handshakes}`));
+    }, timeout * SLOW);
+    const done = () => {
+      clearTimeout(timer);
+      demo.changes.off('change', check);
+    };
+    demo.changes.on('change', check);
+    check();
+  });
+}
+
+// The page's own record of what its client did (index.html, window.demo).
+function record(demo) {
+  return demo.page.evaluate(() => ({
+    ...window.demo.record,
+    state: window.demo.client.state,
+    stopped: window.demo.client.stopped,
+    connectionId: window.demo.client.connectionId,
+    lastRtt: window.demo.client.lastRtt,
+  }));
+}
+
+// Wait, bounded, until fn(record) is true on the page; return the record.
+async function pageUntil(demo, fn, arg, timeout = 10000) {
+  await demo.page.waitForFunction(fn, arg, { timeout: timeout * SLOW, polling: 20 });
+  return record(demo);
+}
+
+// The seed scenario's promise, as one check over what both ends saw:
+// one socket, upgraded with 101 on its first attempt, and nothing
+// refused, closed or retried.  Used both where it must hold and, against
+// a daemon without /ws, where it must not.
+function assertOneAttemptConnected(d, demo, rec) {
+  assert.equal(demo.sockets.length, 1, 'the page opened exactly one WebSocket');
+  assert.deepEqual(demo.handshakes, [101], 'the one upgrade was answered 101');
+  assert.equal(d.findAll('ws.open').length, 1, 'the daemon opened one connection');
+  assert.equal(d.findAll('ws.refuse').length, 0, 'the daemon refused nothing');
+  assert.equal(d.findAll('ws.close').length, 0, 'the daemon closed nothing');
+  assert.equal(rec.attempts.length, 1, 'the client made one attempt');
+  assert.equal(rec.closes.length, 0, 'the client saw no close');
+  assert.equal(rec.state, 'open');
+}
+
+// The client never runs two sockets: every attempt after the first
+// starts after the client saw the previous socket closed.
+function assertOneAtATime(rec) {
+  for (let i = 1; i < rec.attempts.length; i++) {
+    const prev = rec.closes[i - 1];
+    assert.ok(prev && prev.t <= rec.attempts[i].t,
+      `attempt ${i + 1} started before attempt ${i} was closed`);
+  }
+}
+
+before(async () => {
+  workdir = mkdtempSync(join(tmpdir(), 'wsplugd-e2e-'));
+  http = await serveExample();
+  httpPort = http.address().port;
+  // Debian's chromium, never a downloaded browser.  Playwright gives it
+  // a fresh temporary profile (its own --user-data-dir) and deletes it on
+  // close; the flags keep it off the network beyond loopback.
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    timeout: 60000 * SLOW,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
+      '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync',
+    ],
+  });
+});
+
+after(async () => {
+  for (const p of pages) await p.close().catch(() => {});
+  if (browser) await browser.close().catch(() => {});
+  for (const d of daemons) d.kill();
+  await Promise.all(daemons.map((d) => d.exited && d.waitExit({ timeout: 5000 }).catch(() => {})));
+  if (http) await new Promise((resolve) => http.close(resolve));
+  if (workdir) rmSync(workdir, { recursive: true, force: true });
+});
+
+// -- the tests ------------------------------------------------------------
+
+test('one attempt connects and stays connected; a closed page closes cleanly',
+  { timeout: 60000 * SLOW }, async (t) => {
+    const t0 = performance.now();
+    const d = await startDaemon();
+    const demo = await openDemo(d.port, PAGE);
+
+    const open = await d.waitFor('ws.open');
+    let rec = await pageUntil(demo, () => window.demo.record.established.length > 0);
+    const id = rec.established[0];
+
+    // The greeting is the first thing on the socket, and its id is the
+    // daemon's id for this connection, whose log line records this
+    // browser: its user agent, its address, the page's origin.
+    assert.equal(id, open.conn);
+    assert.match(id, /^[0-9a-f]{32}$/);
+    assert.equal(rec.messages[0][0], 'connection_established');
+    assert.equal(open.ua, await demo.page.evaluate(() => navigator.userAgent));
+    assert.equal(open.ip, '127.0.0.1');
+    assert.equal(open.path, '/ws');
+    assert.equal(open.origin, `http://127.0.0.1:${httpPort}`);
+
+    // A window of more than ten server ping intervals, counted by the
+    // pongs the browser sent back to the daemon's protocol pings.
+    const t1 = performance.now();
+    await d.waitCount('ws.pong', WINDOW_PINGS, { conn: id }, { timeout: 20000 });
+    const windowMs = performance.now() - t1;
+
+    // Every application ping answered: wait for a moment with none in
+    // flight, then the answered ids are exactly the sent ones.
+    rec = await pageUntil(demo, () => {
+      const r = window.demo.record;
+      return r.pings.length >= 10 && r.pongs.length === r.pings.length;
+    });
+    assert.deepEqual(rec.pongs, rec.pings, 'every ping answered, in order');
+    assert.equal(rec.deadlinks, 0);
+    assert.equal(d.findAll('ws.ping_missed').length, 0, 'the browser answered every server ping');
+    assert.ok(rec.lastRtt >= 0 && rec.lastRtt < 1500, `last RTT ${rec.lastRtt}`);
+
+    assertOneAttemptConnected(d, demo, rec);
+    assert.equal(JSON.parse(demo.sockets[0].frames[0]).type, 'connection_established',
+      'the first frame on the wire');
+    t.diagnostic(`connected in ${(t1 - t0).toFixed(0)} ms; ${WINDOW_PINGS} server ` +
+      `pings in ${windowMs.toFixed(0)} ms; ${rec.pings.length} pings, all answered; ` +
+      `last RTT ${rec.lastRtt.toFixed(1)} ms`);
+    const conns = await d.admin('/connections');
+    assert.equal(conns.active, 1);
+    assert.equal(conns.connections[0].id, id);
+    assert.equal(conns.connections[0].user_agent, open.ua);
+    assert.deepEqual(demo.errors, []);
+
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await demo.page.screenshot({ path: join(ARTIFACTS, 'demo.png'), fullPage: true });
+
+    // The page goes away: the browser closes its socket with a close
+    // frame, not by dropping TCP, and the daemon's count returns to 0.
+    await demo.page.close();
+    const closed = await d.waitFor('ws.close', { conn: id });
+    assert.ok(CLEAN_CLOSE.has(closed.code), `clean close code, got ${closed.code}`);
+    assert.equal(closed.active, '0');
+    assert.match(await d.admin('/metrics'), /^wsplugd_connections_active 0$/m);
+    await stopDaemon(d);
+    t.diagnostic(`page closed with ${closed.code}; whole test ${(performance.now() - t0).toFixed(0)} ms`);
+  });
+
+test('SIGTERM closes with 1001; the restarted daemon gets one reconnection',
+  { timeout: 60000 * SLOW }, async (t) => {
+    const d1 = await startDaemon();
+    const demo = await openDemo(d1.port, PAGE);
+    const open1 = await d1.waitFor('ws.open');
+    let rec = await pageUntil(demo, () => window.demo.record.established.length > 0);
+    const id1 = rec.established[0];
+    assert.equal(id1, open1.conn);
+
+    // systemctl restart: SIGTERM, wait for the exit, start again with the
+    // same configuration on the same port.
+    await stopDaemon(d1);
+    const d2 = await startDaemon({ server: { listen: `127.0.0.1:${d1.port}` } });
+    assert.equal(d2.port, d1.port);
+
+    assert.equal(d1.findAll('ws.close', { conn: id1 })[0]?.code, '1001');
+    rec = await pageUntil(demo, () => window.demo.record.closes.length > 0);
+    assert.equal(rec.closes[0].code, 1001, 'the page saw going away');
+    assert.equal(rec.closes[0].wasClean, true);
+    assert.equal(rec.closes[0].reconnect, true);
+    // After a good connection a 1001 starts the backoff from its base:
+    // prompt, but jittered.
+    assert.ok(rec.closes[0].delay <= PAGE.base, `first retry in ${rec.closes[0].delay} ms`);
+
+    const open2 = await d2.waitFor('ws.open', {}, { timeout: 15000 });
+    rec = await pageUntil(demo, () => window.demo.record.established.length > 1);
+    const id2 = rec.established[1];
+    assert.equal(id2, open2.conn, 'the new id is the new daemon\'s');
+    assert.notEqual(id2, id1);
+
+    // Stay a while (five server pings) and count: one reconnection, made
+    // in at most three attempts — a retry that came before the new
+    // process listened is refused by the kernel and waits longer.
+    await d2.waitCount('ws.pong', 5, { conn: id2 }, { timeout: 15000 });
+    rec = await record(demo);
+    const retries = demo.sockets.length - 1;
+    assert.ok(retries >= 1 && retries <= 3, `${retries} attempts to reconnect`);
+    assert.equal(rec.attempts.length, 1 + retries);
+    assert.equal(rec.opens.length, 2, 'one reconnection');
+    assert.equal(demo.handshakes.filter((s) => s === 101).length, 2);
+    assert.equal(d2.findAll('ws.open').length, 1);
+    assert.equal(d2.findAll('ws.refuse').length, 0);
+    assert.equal(rec.state, 'open');
+    assert.equal(rec.connectionId, id2);
+    assertOneAtATime(rec);
+    assert.deepEqual(demo.errors, []);
+    // Failed attempts, if any, were the ones before the new daemon
+    // listened: refused by the kernel, not by wsplugd.
+    for (const c of rec.closes.slice(1)) assert.equal(c.code, 1006);
+    for (const s of demo.sockets.slice(1, -1)) {
+      assert.match(String(s.error), /ERR_CONNECTION_REFUSED/);
+    }
+    t.diagnostic(`reconnected in ${retries} attempt(s)`);
+
+    await demo.page.close();
+    await d2.waitFor('ws.close', { conn: id2, active: 0 });
+    await stopDaemon(d2);
+  });
+
+test('without /ws the upgrade fails and the client backs off: the seed bug, caught',
+  { timeout: 60000 * SLOW }, async (t) => {
+    // The daemon serves another path, as the seed's server served none:
+    // every upgrade of /ws is answered 404.  Jitter is off so that the
+    // schedule is exact: 400, 800, 1600 ms; each step is well above the
+    // few milliseconds, or tens on a busy machine, an attempt takes to fail.
+    const d = await startDaemon({ server: { path: '/other' } });
+    const base = 400;
+    const demo = await openDemo(d.port, { ...PAGE, base, cap: 6400, jitter: 0 });
+
+    const ATTEMPTS = 4;
+    await d.waitCount('ws.refuse', ATTEMPTS,
+      { status: 404, reason: 'not_found' }, { timeout: 20000 });
+    const rec = await pageUntil(demo, (n) => window.demo.record.closes.length >= n, ATTEMPTS);
+    await seenUntil(demo, () => demo.handshakes.length >= ATTEMPTS);
+
+    // The checks the first test passes fail here: this is the test that
+    // would have caught the seed's bug.
+    assert.throws(() => assertOneAttemptConnected(d, demo, rec),
+      assert.AssertionError);
+    assert.equal(rec.opens.length, 0);
+    assert.equal(rec.established.length, 0);
+    assert.equal(d.findAll('ws.open').length, 0);
+    for (const c of rec.closes.slice(0, ATTEMPTS)) assert.equal(c.code, 1006);
+    // The browser saw the refusal itself, not just a dead socket.
+    assert.ok(demo.handshakes.length >= ATTEMPTS && demo.handshakes.every((s) => s === 404),
+      `handshake statuses ${demo.handshakes}`);
+
+    // Growing delays: the client scheduled base·2^n, and the attempts
+    // really were that far apart — each gap at least its delay and
+    // longer than the gap before.
+    const delays = rec.retries.slice(0, ATTEMPTS - 1).map((r) => r.delay);
+    assert.deepEqual(delays, [base, 2 * base, 4 * base]);
+    const at = rec.attempts.slice(0, ATTEMPTS).map((a) => a.t);
+    const gaps = at.slice(1).map((x, i) => x - at[i]);
+    for (let i = 0; i < gaps.length; i++) {
+      assert.ok(gaps[i] >= delays[i] - 2, `gap ${i} ${gaps[i]} ms < delay ${delays[i]} ms`);
+      if (i > 0) assert.ok(gaps[i] > gaps[i - 1], `gaps not growing: ${gaps}`);
+    }
+    // Not a storm: in the time spent, a client retrying at once would
+    // have made hundreds of attempts.
+    assertOneAtATime(rec);
+    const refused = d.findAll('ws.refuse').length;
+    assert.ok(refused <= ATTEMPTS + 1, `${refused} refused attempts`);
+    t.diagnostic(`attempt gaps ${gaps.map((g) => g.toFixed(0)).join(', ')} ms`);
+    assert.deepEqual(demo.errors, []);
+
+    await demo.page.close();
+    await stopDaemon(d);
+  });
+
+test('a daemon that stops answering is a dead link: dropped, then replaced',
+  { timeout: 60000 * SLOW }, async (t) => {
+    const d = await startDaemon();
+    const demo = await openDemo(d.port,
+      { ...PAGE, connectTimeout: 1500, closeTimeout: 1000 });
+    let rec = await pageUntil(demo, () => window.demo.record.pongs.length >= 3);
+    const id1 = rec.established[0];
+    assert.equal(d.findAll('ws.open')[0]?.conn, id1);
+
+    // A stopped process keeps its sockets: to the browser the link is up
+    // as far as TCP goes and silent otherwise, like a hung server or a
+    // dead NAT entry.  The missing pong is all the client has to go on.
+    const stoppedAt = await demo.page.evaluate(() => performance.now());
+    d.proc.kill('SIGSTOP');
+    try {
+      rec = await pageUntil(demo, () => window.demo.record.deadlinks > 0 &&
+        window.demo.record.attempts.length >= 2);
+    } finally {
+      d.proc.kill('SIGCONT');
+    }
+    assert.equal(rec.deadlinks, 1);
+    assert.equal(rec.closes[0].code, 1006, 'the dead socket never closed cleanly');
+    assert.equal(rec.closes[0].reconnect, true);
+
+    // Resumed, the daemon answers the attempt waiting in its backlog (or
+    // a later one): a new connection, with a new id, and the old one is
+    // ended on the daemon's side too.
+    rec = await pageUntil(demo, () => window.demo.record.established.length >= 2,
+      undefined, 15000);
+    const id2 = rec.established.at(-1);
+    assert.notEqual(id2, id1);
+    await d.waitFor('ws.open', { conn: id2 });
+    const old = await d.waitFor('ws.close', { conn: id1 });
+    assert.equal(rec.state, 'open');
+    assertOneAtATime(rec);
+    assert.deepEqual(demo.errors, []);
+    t.diagnostic(`the silent socket was dropped ${rec.closes[0].t - stoppedAt | 0} ms ` +
+      `after SIGSTOP; reconnected in ${rec.attempts.length - 1} attempt(s); ` +
+      `the daemon closed the old connection with ${old.code}`);
+
+    await demo.page.close();
+    await d.waitFor('ws.close', { conn: id2 });
+    await stopDaemon(d);
+  });
