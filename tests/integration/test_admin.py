@@ -350,8 +350,10 @@ def test_reload_rebinds_the_admin_listener(wsplugd, tmp_path):
     assert new.startswith("127.0.0.2:")
     stopped = d.wait_for("admin.stop", start=mark)
     assert stopped["addr"] == f"127.0.0.1:{old}"
+    # Only the listener events: the line for the request above may land
+    # after the mark, since the daemon logs a request once it is answered.
     assert [e["event"] for e in d.events[mark:]
-            if e.get("event", "").startswith("admin.")] == \
+            if e.get("event") in ("admin.start", "admin.stop")] == \
         ["admin.start", "admin.stop"]
     new_port = int(new.rsplit(":", 1)[1])
     assert request(d, "/healthz", host="127.0.0.2", port=new_port)[0] == 200
