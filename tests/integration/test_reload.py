@@ -354,13 +354,19 @@ def test_reload_mid_handshake_keeps_the_request_buffer_bound(wsplugd,
     shrink.sock.sendall(b"GET /ws HTTP/1.1\r\nX-Pad: " + b"a" * 1500)
     conf.write_text(base.format("64KiB"))
     reload_and_wait(d)
-    # 1,500 + 4,000 bytes: over the 2 KiB this request started with.
-    grow.sock.sendall(b"a" * 4000)
-    assert grow.response()[0] == 431
+    # 1,500 + 4,000 bytes: over the 2 KiB this request started with.  If
+    # the daemon read the first part before the reload (the usual case,
+    # not always under valgrind), its buffer is 2 KiB: 431.  If not, the
+    # buffer is made at 64 KiB and the head completes: 400 (no upgrade
+    # headers).  Either is a decision; an overflow is a crash or a hang.
+    grow.sock.sendall(b"a" * 4000 + b"\r\n\r\n")
+    assert grow.response()[0] in (431, 400)
     grow.close()
     conf.write_text(base.format("1KiB"))
     reload_and_wait(d)
     shrink.sock.sendall(b"\r\n\r\n")
     status, _, _ = shrink.response()
-    assert status == 400  # no Upgrade headers: a decision, not a crash
+    # 400 from the 2 KiB buffer it started with; 431 if made after this
+    # reload at 1 KiB.  A wrapped read size would be neither.
+    assert status in (400, 431)
     shrink.close()
