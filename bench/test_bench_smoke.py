@@ -1,0 +1,225 @@
+"""wsplugd-bench, the load generator of bench/, works: each mode for about
+a second against the real daemon with no error and numbers that make
+sense, and a server that breaks the protocol is caught, not measured.
+
+Throughput is not judged here (never a timed unit test: DESIGN.md
+"Performance budget"); bench/run does that.  These only show that the
+tool counts what it claims to count."""
+
+import base64
+import hashlib
+import json
+import os
+import socket
+import struct
+import subprocess
+import threading
+
+import pytest
+
+from harness import SLOW
+
+BENCH = os.environ.get("WSPLUGD_BENCH", "bench/wsplugd-bench")
+# Short keepalive, so the idle run has protocol pings to answer.
+KEEPALIVE = {"ping_interval": "300ms", "sweep_interval": "1s",
+             "idle_timeout": "10s" if SLOW == 1 else "30s"}
+INFO = {"level": "info"}
+
+
+def bench(*args, expect_rc=0):
+    """Run wsplugd-bench; its key=value line as a dict of strings."""
+    p = subprocess.run([BENCH, "-T", str(int(10 * SLOW))] + list(args),
+                       stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=60 * SLOW)
+    assert p.returncode == expect_rc, (
+        f"wsplugd-bench exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
+    lines = p.stdout.strip().splitlines()
+    kv = dict(f.split("=", 1) for f in lines[-1].split())
+    kv["_human"] = lines[-2] if len(lines) > 1 else ""
+    kv["_stdout"] = p.stdout
+    kv["_stderr"] = p.stderr
+    return kv
+
+
+def no_errors(kv):
+    assert kv["errors"] == "0", kv["_stderr"]
+    for k in ("connect", "handshake", "frame", "reply", "closed",
+              "timeout"):
+        assert kv[f"err_{k}"] == "0"
+
+
+def test_ping_mode(wsplugd):
+    d = wsplugd(log=INFO)
+    kv = bench("-m", "ping", "-p", str(d.port), "-c", "4", "-d", "4",
+               "-t", "1", "-w", "0.2", "-x", str(d.proc.pid))
+    no_errors(kv)
+    assert kv["mode"] == "ping" and kv["conns"] == "4" and kv["depth"] == "4"
+    msgs = int(kv["msgs"])
+    assert msgs > 0
+    assert 0.9 < float(kv["seconds"]) < 1.5
+    assert float(kv["msgs_per_s"]) == pytest.approx(
+        msgs / float(kv["seconds"]), rel=0.01)
+    p50, p99, p999, mx = (float(kv[k]) for k in
+                          ("p50_us", "p99_us", "p999_us", "max_us"))
+    assert 0 < p50 <= p99 <= p999 <= mx * 1.02
+    # The daemon did the work: some CPU, and every connection ended with a
+    # clean close handshake after more messages than were measured.
+    assert float(kv["server_cpu_s"]) >= 0
+    closes = d.wait_count("ws.close", 4)
+    assert all(c["code"] == "1000" for c in closes)
+    assert sum(int(c["msgs_in"]) for c in closes) >= msgs
+
+
+def test_handshake_mode(wsplugd):
+    d = wsplugd(log=INFO)
+    kv = bench("-m", "handshake", "-p", str(d.port), "-c", "4", "-t", "1",
+               "-w", "0.2", "-x", str(d.proc.pid))
+    no_errors(kv)
+    n = int(kv["handshakes"])
+    assert n > 0 and float(kv["handshakes_per_s"]) > 0
+    assert kv["greeting"] == "1"
+    assert float(kv["server_cpu_us_per_handshake"]) >= 0
+    # Every handshake it counted was a real session in the daemon, closed
+    # with 1000 from sources spread over 127.0.0.2 and up.
+    closes = d.wait_count("ws.close", n)
+    assert all(c["code"] == "1000" for c in closes)
+    ips = {c["ip"] for c in closes}
+    assert "127.0.0.1" not in ips and len(ips) > 1
+
+
+def test_idle_mode_answers_server_pings(wsplugd):
+    d = wsplugd(log=INFO, keepalive=KEEPALIVE)
+    kv = bench("-m", "idle", "-p", str(d.port), "-c", "50", "-t", "1.2",
+               "-s", "0.2", "-U", "100", "-x", str(d.proc.pid))
+    no_errors(kv)
+    assert kv["_stdout"].startswith("ready connections=50 failed=0 ")
+    assert kv["held"] == "50" and kv["verified"] == "50"
+    assert int(kv["server_pings"]) >= 50  # each pinged at least once
+    before, after = int(kv["rss_before_kib"]), int(kv["rss_after_kib"])
+    assert before > 0 and after >= before
+    # A first connection came and went before the RSS was read, so that
+    # what the daemon sets up once is not counted per connection.
+    opens = d.find_all("ws.open")
+    assert len(opens) == 51
+    assert all(len(o["ua"]) == 100 for o in opens)
+    closes = d.wait_count("ws.close", 51)
+    assert closes[0]["conn"] == opens[0]["conn"]
+    assert closes[0]["msgs_in"] == "1"
+    assert all(c["code"] == "1000" for c in closes)
+    # The pings were answered: nobody missed one or was reaped.
+    assert d.find("ws.ping_missed") is None and d.find("ws.reap") is None
+
+
+# -- a server that breaks the protocol is caught ----------------------
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def _recv_head(conn):
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = conn.recv(4096)
+        if not chunk:
+            return None, b""
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    return head.decode(), rest
+
+
+def _recv_frame(conn, buf):
+    """One masked client frame: (opcode, payload, rest) or None."""
+    while True:
+        if len(buf) >= 6:
+            n = buf[1] & 0x7F
+            if n < 126 and len(buf) >= 6 + n:
+                key, data = buf[2:6], buf[6:6 + n]
+                data = bytes(b ^ key[i % 4] for i, b in enumerate(data))
+                return buf[0] & 0x0F, data, buf[6 + n:]
+        chunk = conn.recv(4096)
+        if not chunk:
+            return None
+        buf += chunk
+
+
+def _text(payload, masked=False):
+    data = json.dumps(payload).encode()
+    if masked:
+        key = b"\x01\x02\x03\x04"
+        return (struct.pack("!BB", 0x81, 0x80 | len(data)) + key +
+                bytes(b ^ key[i % 4] for i, b in enumerate(data)))
+    return struct.pack("!BB", 0x81, len(data)) + data
+
+
+def _serve(conn, fault):
+    head, buf = _recv_head(conn)
+    if head is None:
+        return
+    key = [line.split(":", 1)[1].strip() for line in head.split("\r\n")
+           if line.lower().startswith("sec-websocket-key:")][0]
+    accept = base64.b64encode(hashlib.sha1((key + GUID).encode())
+                              .digest()).decode()
+    if fault == "accept":
+        accept = base64.b64encode(b"\0" * 20).decode()
+    conn.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket"
+                  f"\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
+                  f"{accept}\r\n\r\n").encode())
+    conn.sendall(_text({"type": "connection_established",
+                        "connectionId": "0" * 32, "timestamp": 0},
+                       masked=fault == "masked"))
+    while True:
+        got = _recv_frame(conn, buf)
+        if got is None:
+            return
+        op, data, buf = got
+        if op == 8:
+            conn.sendall(b"\x88\x02\x03\xe8")
+            return
+        msg = json.loads(data)
+        reply = {"type": "pong", "timestamp": 0, "id": msg["id"]}
+        if fault == "id":
+            reply["id"] += 1
+        conn.sendall(_text(reply))
+
+
+@pytest.fixture
+def broken_server():
+    """start(fault) -> port of a server that breaks one rule."""
+    socks = []
+
+    def start(fault):
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(16)
+        socks.append(ls)
+
+        def loop():
+            while True:
+                try:
+                    conn, _ = ls.accept()
+                except OSError:
+                    return
+                with conn:
+                    try:
+                        _serve(conn, fault)
+                    except OSError:
+                        pass
+        threading.Thread(target=loop, daemon=True).start()
+        return ls.getsockname()[1]
+
+    yield start
+    for s in socks:
+        s.close()
+
+
+@pytest.mark.parametrize("fault,kind", [
+    ("accept", "handshake"),  # Sec-WebSocket-Accept for another key
+    ("masked", "frame"),      # a masked server frame
+    ("id", "reply"),          # a pong for another ping
+])
+def test_protocol_errors_are_counted(broken_server, fault, kind):
+    port = broken_server(fault)
+    kv = bench("-m", "ping", "-p", str(port), "-c", "1", "-t", "0.3",
+               "-w", "0", "-T", "3", expect_rc=1)
+    assert int(kv[f"err_{kind}"]) >= 1
+    assert int(kv["errors"]) >= 1
+    assert f": {kind}: " in kv["_stderr"]
