@@ -119,6 +119,7 @@ INTEGRATION_FILES = \
 	tests/integration/harness.py \
 	tests/integration/rawws.py \
 	tests/integration/test_admin.py \
+	tests/integration/test_bench_smoke.py \
 	tests/integration/test_broadcast.py \
 	tests/integration/test_echo_conformance.py \
 	tests/integration/test_framing.py \
