@@ -53,23 +53,17 @@ h_send_binary(struct wsp_conn *c, const void *data, size_t len)
 int
 host_send_json(struct wsp_conn *c, const json_t *msg)
 {
-	struct wsp_server *srv = c->srv;
-	size_t n;
-	char *nb;
+	struct outbuf *b = &c->srv->jbuf;
 
-	/* jansson emits valid UTF-8 only, so no second validation here. */
-	n = json_dumpb(msg, srv->jbuf, srv->jbuf_size, JSON_COMPACT);
-	if (n == 0)
+	/* A message is an object or an array, as for json_dumps without
+	 * JSON_ENCODE_ANY.  jansson's strings are valid UTF-8, so the text
+	 * needs no second validation. */
+	if (!json_is_object(msg) && !json_is_array(msg))
 		return -1;
-	if (n > srv->jbuf_size) {
-		if ((nb = realloc(srv->jbuf, n)) == NULL)
-			return -1;
-		srv->jbuf = nb;
-		srv->jbuf_size = n;
-		if (json_dumpb(msg, srv->jbuf, n, JSON_COMPACT) != n)
-			return -1;
-	}
-	return conn_send(c, WS_OP_TEXT, srv->jbuf, n);
+	b->len = 0;
+	if (json_write(b, msg) == -1)
+		return -1;
+	return conn_send(c, WS_OP_TEXT, b->p, b->len);
 }
 
 static int
@@ -126,22 +120,23 @@ h_broadcast_json(struct wsp_plugin_ctx *ctx, const json_t *msg,
     int (*filter)(struct wsp_conn *, void *), void *arg)
 {
 	struct wsp_conn *c, *next;
-	char *text;
-	size_t n;
+	struct outbuf text = { NULL, 0, 0 };
 	int sent = 0;
 
 	/* Serialized once for everyone: its own buffer, since a filter may
 	 * send JSON through the shared one. */
-	if ((text = json_dumps(msg, JSON_COMPACT)) == NULL)
+	if ((!json_is_object(msg) && !json_is_array(msg)) ||
+	    json_write(&text, msg) == -1) {
+		free(text.p);
 		return -1;
-	n = strlen(text);
+	}
 	TAILQ_FOREACH_SAFE(c, &ctx->srv->reg.conns, link, next) {
 		if (c->state != CONN_OPEN || (filter != NULL && !filter(c, arg)))
 			continue;
-		if (conn_send(c, WS_OP_TEXT, text, n) == 0)
+		if (conn_send(c, WS_OP_TEXT, text.p, text.len) == 0)
 			sent++;
 	}
-	free(text);
+	free(text.p);
 	return sent;
 }
 

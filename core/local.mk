@@ -11,6 +11,7 @@ core_libwspcore_la_SOURCES = \
 	core/dispatch.c \
 	core/errors.c \
 	core/host.c \
+	core/json_write.c \
 	core/http_upgrade.c \
 	core/keepalive.c \
 	core/listen.c \

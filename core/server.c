@@ -152,7 +152,7 @@ server_free(struct wsp_server *srv)
 		}
 	registry_fini(&srv->reg);
 	free(srv->rbuf);
-	free(srv->jbuf);
+	free(srv->jbuf.p);
 	if (srv->base != NULL)
 		event_base_free(srv->base);
 }
@@ -171,10 +171,8 @@ server_init(struct wsp_server *srv, struct wsp_config *cfg,
 	srv->started_mono = clock_mono_ms();
 	srv->started_wall_ms = clock_wall_ms();
 	srv->rbuf_size = READ_BUFFER_SIZE;
-	srv->jbuf_size = 4096;
 	if ((srv->base = event_base_new()) == NULL ||
 	    (srv->rbuf = malloc(srv->rbuf_size)) == NULL ||
-	    (srv->jbuf = malloc(srv->jbuf_size)) == NULL ||
 	    dq_init(&srv->dq_handshake, srv->base, "handshake",
 	    cfg->handshake_timeout, conn_expire_handshake) == -1 ||
 	    dq_init(&srv->dq_ping, srv->base, "ping", cfg->ping_interval,

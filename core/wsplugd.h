@@ -468,6 +468,17 @@ void listen_free(struct listener *li);
 void listen_close_all(struct listener_list *l);
 void listen_pause(struct wsp_server *srv, int pause);
 
+/* json_write.c: compact JSON text, as json_dumps(JSON_COMPACT) writes it */
+
+struct outbuf {
+	char *p;
+	size_t len, cap;
+};
+
+/* Append v's text to b; -1 (b unchanged) on allocation failure or a
+ * tree over 2048 levels deep (which a cycle is). */
+int json_write(struct outbuf *b, const json_t *v);
+
 /* dispatch.c: routing a complete message to its plugin */
 
 /* Borrowed: data is valid only for the call; it may be modified. */
@@ -629,8 +640,7 @@ struct wsp_server {
 	struct event *shutdown_timer;
 	uint8_t *rbuf; /* one read buffer for every connection */
 	size_t rbuf_size;
-	char *jbuf; /* where outgoing JSON is serialized, reused */
-	size_t jbuf_size;
+	struct outbuf jbuf; /* where outgoing JSON is serialized, reused */
 	int draining;
 	uint64_t started_mono;
 	int64_t started_wall_ms; /* for process_start_time_seconds */

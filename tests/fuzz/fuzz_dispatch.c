@@ -116,9 +116,6 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	srv.cfg = &cfg;
 	if ((srv.base = event_base_new()) == NULL)
 		abort();
-	srv.jbuf_size = 16; /* small, so the grow path runs too */
-	if ((srv.jbuf = malloc(srv.jbuf_size)) == NULL)
-		abort();
 	TAILQ_INIT(&srv.pending);
 	registry_init(&srv.reg);
 	dq_init(&srv.dq_linger, srv.base, "linger", 5000, conn_expire_linger);

@@ -368,8 +368,6 @@ main(void)
 	cfg.slow_callback = 1000;
 	srv.cfg = &cfg;
 	srv.base = event_base_new();
-	srv.jbuf_size = 16; /* small, so the grow path runs too */
-	srv.jbuf = malloc(srv.jbuf_size);
 	TAILQ_INIT(&srv.pending);
 	registry_init(&srv.reg);
 	dq_init(&srv.dq_linger, srv.base, "linger", 5000, conn_expire_linger);
@@ -389,7 +387,7 @@ done:
 	CU_cleanup_registry();
 	dq_fini(&srv.dq_linger);
 	registry_fini(&srv.reg);
-	free(srv.jbuf);
+	free(srv.jbuf.p);
 	event_base_free(srv.base);
 	return rc;
 }
