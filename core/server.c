@@ -153,8 +153,10 @@ server_free(struct wsp_server *srv)
 	registry_fini(&srv->reg);
 	free(srv->rbuf);
 	free(srv->jbuf.p);
-	if (srv->base != NULL)
+	if (srv->base != NULL) {
+		log_detach();
 		event_base_free(srv->base);
+	}
 }
 
 int
@@ -172,6 +174,7 @@ server_init(struct wsp_server *srv, struct wsp_config *cfg,
 	srv->started_wall_ms = clock_wall_ms();
 	srv->rbuf_size = READ_BUFFER_SIZE;
 	if ((srv->base = event_base_new()) == NULL ||
+	    log_attach(srv->base) == -1 ||
 	    (srv->rbuf = malloc(srv->rbuf_size)) == NULL ||
 	    dq_init(&srv->dq_handshake, srv->base, "handshake",
 	    cfg->handshake_timeout, conn_expire_handshake) == -1 ||

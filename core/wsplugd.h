@@ -312,6 +312,10 @@ int log_init(int level, enum log_format format, enum log_target target,
     const char *file, const char *ident);
 int log_reopen(void); /* SIGUSR1: reopen the log file */
 void log_fini(void);
+/* Gather stderr and file lines per turn of base's loop; log_detach writes
+ * what is gathered and goes back to a write per line. */
+int log_attach(struct event_base *base);
+void log_detach(void);
 int log_enabled(int level);
 /* Build a line: log_begin returns NULL when level is filtered out, and
  * every other call accepts NULL, so call sites need no test. */
