@@ -424,15 +424,36 @@ http_upgrade_check(const struct http_request *req, const char *path,
 	return status;
 }
 
+/* SHA-1 of p[0..n) into md.  OpenSSL 3's SHA1() looks the algorithm up
+ * in its provider on every call, a tenth of a handshake's instructions:
+ * the algorithm is fetched and a context allocated once, and reused (the
+ * daemon is single-threaded).  Should either fail, SHA1() still works. */
+static void
+sha1(const unsigned char *p, size_t n, unsigned char md[SHA_DIGEST_LENGTH])
+{
+	static EVP_MD *alg;
+	static EVP_MD_CTX *ctx;
+	static int unusable;
+
+	if (!unusable && ctx == NULL) {
+		if ((alg = EVP_MD_fetch(NULL, "SHA1", NULL)) == NULL ||
+		    (ctx = EVP_MD_CTX_new()) == NULL) {
+			EVP_MD_free(alg);
+			alg = NULL;
+			unusable = 1;
+		}
+	}
+	if (unusable || !EVP_DigestInit_ex2(ctx, alg, NULL) ||
+	    !EVP_DigestUpdate(ctx, p, n) || !EVP_DigestFinal_ex(ctx, md, NULL))
+		SHA1(p, n, md);
+}
+
 void
 http_accept_key(const struct http_str *key, char out[29])
 {
 	unsigned char buf[WS_KEY_MAX + sizeof(WS_GUID) - 1];
 	unsigned char md[SHA_DIGEST_LENGTH];
 
-	/* SHA1() rather than SHA1_Init/Update/Final (deprecated in OpenSSL
-	 * 3) or an EVP_MD_CTX (allocated): one contiguous buffer on the stack
-	 * is cheaper than either. */
 	if (key->p == NULL || key->n > WS_KEY_MAX) {
 		/* Unreachable after http_upgrade_check(); an empty accept
 		 * fails the handshake rather than answering for another key. */
@@ -441,7 +462,7 @@ http_accept_key(const struct http_str *key, char out[29])
 	}
 	memcpy(buf, key->p, key->n);
 	memcpy(buf + key->n, WS_GUID, sizeof(WS_GUID) - 1);
-	SHA1(buf, key->n + sizeof(WS_GUID) - 1, md);
+	sha1(buf, key->n + sizeof(WS_GUID) - 1, md);
 	/* 20 bytes encode to 28 characters plus the NUL EVP_EncodeBlock
 	 * always writes: exactly out[29]. */
 	EVP_EncodeBlock((unsigned char *)out, md, sizeof(md));
