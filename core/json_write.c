@@ -60,12 +60,26 @@ put(struct outbuf *b, const void *p, size_t n)
 	return 0;
 }
 
+/* Whether any of the eight bytes in w needs an escape: below 0x20, '"' or
+ * '\\'.  The bit tricks answer "any" exactly (which byte, not always). */
+static inline int
+escape_in_word(uint64_t w)
+{
+	const uint64_t ones = 0x0101010101010101ULL;
+	const uint64_t high = 0x8080808080808080ULL;
+	uint64_t q = w ^ (ones * '"'), s = w ^ (ones * '\\');
+
+	return (((w - ones * 0x20) & ~w) | ((q - ones) & ~q) |
+	    ((s - ones) & ~s)) & high ? 1 : 0;
+}
+
 static int
 put_string(struct outbuf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	const unsigned char *p = (const unsigned char *)s, *run;
 	const unsigned char *end = p + n;
+	uint64_t w;
 	char e;
 
 	/* Room for the string unescaped; each escape makes room for itself
@@ -74,8 +88,17 @@ put_string(struct outbuf *b, const char *s, size_t n)
 		return -1;
 	b->p[b->len++] = '"';
 	while (p < end) {
-		for (run = p; p < end && escapes[*p] == 0; p++)
-			;
+		/* eight clean bytes at a time, then byte by byte up to the
+		 * escape somewhere in the next eight, or the end */
+		run = p;
+		while (end - p >= 8) {
+			memcpy(&w, p, 8);
+			if (escape_in_word(w))
+				break;
+			p += 8;
+		}
+		while (p < end && escapes[*p] == 0)
+			p++;
 		memcpy(b->p + b->len, run, (size_t)(p - run));
 		b->len += (size_t)(p - run);
 		if (p == end)

@@ -76,6 +76,19 @@ test_escapes(void)
 	for (i = 0; i < 128; i++)
 		all[i] = (char)i;
 	same_as_jansson(json_stringn(all, sizeof(all)));
+	/* each escaped byte at every position of a long string, so the
+	 * eight-bytes-at-a-time scan meets it at every offset of a word */
+	for (i = 0; i < 41; i++) {
+		static const char special[] = { '"', '\\', '\n', 0x1f, 0 };
+		const char *sp;
+		char s[41];
+
+		for (sp = special; sp < special + sizeof(special); sp++) {
+			memset(s, 'x', sizeof(s));
+			s[i] = *sp;
+			same_as_jansson(json_stringn(s, sizeof(s)));
+		}
+	}
 	/* UTF-8 is copied, not escaped (no JSON_ENSURE_ASCII) */
 	same_as_jansson(json_string("\xd0\xbf\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5"
 	    "\xd1\x82 \xe2\x82\xac \xf0\x9f\x98\x80"));
