@@ -32,13 +32,11 @@ static const char escapes[256] = {
 };
 
 static int
-reserve(struct outbuf *b, size_t n)
+grow(struct outbuf *b, size_t n)
 {
 	size_t cap;
 	char *p;
 
-	if (b->cap - b->len >= n)
-		return 0;
 	if (n > SIZE_MAX / 2 - b->len)
 		return -1;
 	for (cap = b->cap > 0 ? b->cap : 256; cap - b->len < n; cap *= 2)
@@ -50,7 +48,16 @@ reserve(struct outbuf *b, size_t n)
 	return 0;
 }
 
-static int
+/* The common case inline, the rare one out of line. */
+static inline int
+reserve(struct outbuf *b, size_t n)
+{
+	if (b->cap - b->len >= n)
+		return 0;
+	return grow(b, n);
+}
+
+static inline int
 put(struct outbuf *b, const void *p, size_t n)
 {
 	if (reserve(b, n) == -1)
@@ -123,14 +130,29 @@ put_string(struct outbuf *b, const char *s, size_t n)
 static int
 put_integer(struct outbuf *b, json_int_t v)
 {
+	static const char pairs[] =
+	    "00010203040506070809101112131415161718192021222324"
+	    "25262728293031323334353637383940414243444546474849"
+	    "50515253545556575859606162636465666768697071727374"
+	    "75767778798081828384858687888990919293949596979899";
 	char digits[24], *p = digits + sizeof(digits);
 	unsigned long long u;
+	unsigned d;
 
-	/* Negate in unsigned arithmetic so the most negative value works. */
+	/* Negate in unsigned arithmetic so the most negative value works;
+	 * two digits a division, since timestamps have thirteen. */
 	u = v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v;
-	do
-		*--p = (char)('0' + u % 10);
-	while ((u /= 10) != 0);
+	while (u >= 100) {
+		d = (unsigned)(u % 100);
+		u /= 100;
+		p -= 2;
+		memcpy(p, pairs + 2 * d, 2);
+	}
+	if (u >= 10) {
+		p -= 2;
+		memcpy(p, pairs + 2 * u, 2);
+	} else
+		*--p = (char)('0' + u);
 	if (v < 0)
 		*--p = '-';
 	return put(b, p, (size_t)(digits + sizeof(digits) - p));
