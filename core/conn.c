@@ -590,8 +590,10 @@ conn_feed(struct wsp_conn *c, uint8_t *buf, size_t len)
 	struct ws_event ev;
 	size_t used;
 
-	while (len > 0 &&
-	    (c->state == CONN_OPEN || c->state == CONN_CLOSING)) {
+	/* Until NONE rather than until len is 0: the call after a control
+	 * frame split across reads frees the decoder's copy of it, which an
+	 * idle connection should not keep. */
+	do {
 		used = ws_decode(&c->dec, buf, len, &ev);
 		buf += used;
 		len -= used;
@@ -608,7 +610,8 @@ conn_feed(struct wsp_conn *c, uint8_t *buf, size_t len)
 			conn_fail(c, ev.close_code, ev.reason);
 			return 0;
 		}
-	}
+	} while (ev.kind != WS_EV_NONE &&
+	    (c->state == CONN_OPEN || c->state == CONN_CLOSING));
 	return 0;
 }
 
@@ -812,6 +815,7 @@ conn_free(struct wsp_conn *c)
 	event_free(c->ev);
 	evbuffer_free(c->out);
 	close(c->fd);
+	ws_decoder_fini(&c->dec);
 	free(c->head);
 	free(c->msg);
 	free(c->user_agent);

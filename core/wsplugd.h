@@ -84,8 +84,9 @@ struct ws_event {
 	                   CONTROL: WS_OP_CLOSE, WS_OP_PING or WS_OP_PONG */
 	int fin;        /* DATA: this chunk ends the message */
 	uint8_t *data;  /* DATA: unmasked, in place, inside the caller's
-	                   buffer; CONTROL: inside the decoder, valid until
-	                   the next call */
+	                   buffer; CONTROL: the same when the body came in
+	                   one piece, else inside the decoder; either way
+	                   valid until the next call */
 	size_t len;
 	/* CONTROL close: the peer's code (WS_CLOSE_NO_STATUS when the body is
 	 * empty), reason = data + 2, reason_len = len - 2 (0 if len == 0).
@@ -110,13 +111,18 @@ struct ws_decoder {
 	uint64_t msg_len;   /* bytes of the open message so far */
 	uint32_t utf8;
 	uint8_t ctl_len;
-	uint8_t ctl[WS_MAX_CONTROL];
+	uint8_t *ctl; /* a control body split across calls, only meanwhile */
 };
 
 void ws_decoder_init(struct ws_decoder *d, uint64_t max_message);
+/* Free what the decoder holds; a zeroed decoder may be given too. */
+void ws_decoder_fini(struct ws_decoder *d);
 /* Consume bytes from in (which is unmasked in place) and stop at the first
  * event; returns the count consumed.  Call again with the rest.  After an
- * ERROR every call returns the same ERROR. */
+ * ERROR every call returns the same ERROR.  A control frame split across
+ * calls holds a buffer until the call after its event, so a caller that
+ * stops at a CONTROL event with nothing left should call once more with
+ * len 0 (it returns NONE) rather than keep the buffer while idle. */
 size_t ws_decode(struct ws_decoder *d, uint8_t *in, size_t len,
     struct ws_event *ev);
 /* Write a frame header; mask NULL for server frames. Returns its length. */
