@@ -467,8 +467,9 @@ conn_close(struct wsp_conn *c, uint16_t code, const char *reason)
 	c->state = CONN_CLOSING;
 	conn_send_close(c, code, reason, reason == NULL ? 0 : strlen(reason));
 	c->close_code = code;
-	snprintf(c->close_reason, sizeof(c->close_reason), "%s",
-	    reason == NULL ? "" : reason);
+	/* Only for the log line, so out of memory just leaves it empty. */
+	if (reason != NULL && *reason != '\0')
+		c->close_reason = strndup(reason, WS_MAX_CONTROL - 2);
 	dq_push(&c->srv->dq_linger, c);
 	return 0;
 }
@@ -579,7 +580,7 @@ conn_on_control(struct wsp_conn *c, const struct ws_event *ev)
 				conn_send_close(c, ev->close_code, reason, rlen);
 			conn_end(c, ev->close_code, reason);
 		} else
-			conn_end(c, c->close_code, c->close_reason);
+			conn_end(c, c->close_code, conn_str(c->close_reason));
 		break;
 	}
 }
@@ -822,6 +823,7 @@ conn_free(struct wsp_conn *c)
 	free(c->origin);
 	free(c->path);
 	free(c->subprotocol);
+	free(c->close_reason);
 	if (c->attrs != NULL)
 		json_decref(c->attrs);
 	free(c);

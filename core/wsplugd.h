@@ -432,7 +432,7 @@ struct wsp_conn {
 	int64_t last_activity_ms;
 	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 	json_t *attrs; /* { plugin: { key: value } }, created on first use */
-	char close_reason[124];
+	char *close_reason; /* ours, for the close log line; only once closing */
 };
 
 int conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
