@@ -85,6 +85,52 @@ strndup_capped(const struct http_str *s, size_t cap)
 	return strndup(s->p, s->n < cap ? s->n : cap);
 }
 
+static struct conn_path *
+conn_path_new(const char *s, size_t n)
+{
+	struct conn_path *p;
+
+	if ((p = malloc(sizeof(*p) + n + 1)) == NULL)
+		return NULL;
+	p->refs = 1;
+	memcpy(p->s, s, n);
+	p->s[n] = '\0';
+	return p;
+}
+
+void
+conn_path_unref(struct conn_path *p)
+{
+	if (p != NULL && --p->refs == 0)
+		free(p);
+}
+
+/*
+ * The target a connection reports.  It is the configured path on all but
+ * those that add a query, so it is the server's copy, shared, when it is
+ * exactly that, and the connection's own otherwise.  A reload that changes
+ * the path replaces the server's copy rather than changing it: connections
+ * keep the one they upgraded on.  NULL when out of memory.
+ */
+static struct conn_path *
+conn_path_get(struct wsp_server *srv, const struct http_str *target)
+{
+	const char *cp = srv->cfg->path;
+	struct conn_path *p;
+	size_t n = target->n < CONN_MAX_ORIGIN ? target->n : CONN_MAX_ORIGIN;
+
+	if (target->n != strlen(cp) || memcmp(target->p, cp, n) != 0)
+		return conn_path_new(target->p, n);
+	if (srv->path == NULL || strcmp(srv->path->s, cp) != 0) {
+		if ((p = conn_path_new(cp, n)) == NULL)
+			return NULL;
+		conn_path_unref(srv->path);
+		srv->path = p;
+	}
+	srv->path->refs++;
+	return srv->path;
+}
+
 int
 conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
     socklen_t salen)
@@ -220,7 +266,7 @@ conn_log_open(struct wsp_conn *c)
 	log_str(l, "ua", conn_str(c->user_agent));
 	if (c->origin != NULL)
 		log_str(l, "origin", c->origin);
-	log_str(l, "path", c->path);
+	log_str(l, "path", c->path->s);
 	if (c->subprotocol != NULL)
 		log_str(l, "subprotocol", c->subprotocol);
 	log_uint(l, "active", c->srv->reg.count);
@@ -254,7 +300,7 @@ conn_upgrade(struct wsp_conn *c, const struct http_request *req,
 	if ((c->origin = strndup_capped(&req->origin, CONN_MAX_ORIGIN)) ==
 	    NULL && req->origin.p != NULL)
 		return -1;
-	if ((c->path = strndup_capped(&req->target, CONN_MAX_ORIGIN)) == NULL)
+	if ((c->path = conn_path_get(srv, &req->target)) == NULL)
 		return -1;
 	if (proto != NULL && (c->subprotocol = strdup(proto)) == NULL)
 		return -1;
@@ -821,7 +867,7 @@ conn_free(struct wsp_conn *c)
 	free(c->msg);
 	free(c->user_agent);
 	free(c->origin);
-	free(c->path);
+	conn_path_unref(c->path);
 	free(c->subprotocol);
 	free(c->close_reason);
 	if (c->attrs != NULL)
@@ -838,7 +884,7 @@ conn_info(const struct wsp_conn *c, struct wsp_conn_info *info)
 	info->port = c->port;
 	info->user_agent = conn_str(c->user_agent);
 	info->origin = conn_str(c->origin);
-	info->path = conn_str(c->path);
+	info->path = c->path != NULL ? c->path->s : "";
 	info->subprotocol = conn_str(c->subprotocol);
 	info->connected_at_ms = c->connected_at_ms;
 	info->last_activity_ms = c->last_activity_ms;

@@ -393,6 +393,14 @@ enum conn_state {
 	CONN_LINGER,    /* flushing output, then SHUT_WR and drain to EOF */
 };
 
+/* A request target, shared by reference count: every connection upgraded
+ * on exactly the configured path holds the server's one copy of it, which
+ * outlives a reload that changes the path for as long as they do. */
+struct conn_path {
+	unsigned refs;
+	char s[];
+};
+
 struct wsp_conn {
 	struct wsp_server *srv;
 	int fd;
@@ -427,7 +435,8 @@ struct wsp_conn {
 	char id[33];
 	char ip[46];
 	uint16_t port;
-	char *user_agent, *origin, *path, *subprotocol;
+	char *user_agent, *origin, *subprotocol;
+	struct conn_path *path; /* the request target */
 	int64_t connected_at_ms;
 	int64_t last_activity_ms;
 	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
@@ -450,6 +459,7 @@ void conn_expire_ping(struct wsp_conn *c);
 void conn_expire_linger(struct wsp_conn *c);
 void conn_reap(struct wsp_conn *c, uint64_t idle_ms);
 void conn_info(const struct wsp_conn *c, struct wsp_conn_info *info);
+void conn_path_unref(struct conn_path *p);
 
 /* listen.c: accepting sockets */
 
@@ -633,6 +643,8 @@ struct wsp_server {
 	struct event *accept_retry;
 	struct event *sig_term, *sig_int, *sig_hup, *sig_usr1;
 	struct event *shutdown_timer;
+	struct conn_path *path; /* cfg->path, as connections share it; made
+	                           on the first upgrade after a change */
 	uint8_t *rbuf; /* one read buffer for every connection */
 	size_t rbuf_size;
 	char *jbuf; /* where outgoing JSON is serialized, reused */
