@@ -49,10 +49,10 @@ conn_set_events(struct wsp_conn *c, int want_write)
 
 	if (c->want_write == (unsigned)!!want_write)
 		return 0;
-	event_del(c->ev);
-	event_assign(c->ev, c->srv->base, c->fd, evs, conn_event_cb, c);
+	event_del(&c->ev);
+	event_assign(&c->ev, c->srv->base, c->fd, evs, conn_event_cb, c);
 	c->want_write = !!want_write;
-	return event_add(c->ev, NULL);
+	return event_add(&c->ev, NULL);
 }
 
 static void
@@ -61,7 +61,7 @@ conn_schedule_flush(struct wsp_conn *c)
 	if (c->in_read || c->flush_pending)
 		return; /* the running handler writes on its way out */
 	c->flush_pending = 1;
-	event_active(c->ev, EV_WRITE, 1);
+	event_active(&c->ev, EV_WRITE, 1);
 }
 
 static void
@@ -155,13 +155,16 @@ conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
 		inet_ntop(AF_INET, &s4->sin_addr, c->ip, sizeof(c->ip));
 		c->port = ntohs(s4->sin_port);
 	}
-	c->out = evbuffer_new();
-	c->ev = event_new(srv->base, fd, EV_READ | EV_PERSIST, conn_event_cb, c);
-	if (c->out == NULL || c->ev == NULL || event_add(c->ev, NULL) == -1) {
-		if (c->ev != NULL)
-			event_free(c->ev);
-		if (c->out != NULL)
-			evbuffer_free(c->out);
+	if ((c->out = evbuffer_new()) == NULL) {
+		free(c);
+		return -1;
+	}
+	/* struct event is embedded, so this ties us to the libevent ABI we
+	 * are built against, which the soname already does. */
+	event_assign(&c->ev, srv->base, fd, EV_READ | EV_PERSIST,
+	    conn_event_cb, c);
+	if (event_add(&c->ev, NULL) == -1) {
+		evbuffer_free(c->out);
 		free(c);
 		return -1;
 	}
@@ -478,7 +481,7 @@ conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 		c->doomed = 1;
 		evbuffer_drain(c->out, evbuffer_get_length(c->out));
 		c->flush_pending = 0;
-		event_active(c->ev, EV_WRITE, 1);
+		event_active(&c->ev, EV_WRITE, 1);
 		return -1;
 	}
 	conn_schedule_flush(c);
@@ -859,7 +862,7 @@ conn_free(struct wsp_conn *c)
 	dq_remove(c);
 	TAILQ_REMOVE(&srv->pending, c, link);
 	srv->npending--;
-	event_free(c->ev);
+	event_del(&c->ev);
 	evbuffer_free(c->out);
 	close(c->fd);
 	ws_decoder_fini(&c->dec);

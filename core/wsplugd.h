@@ -5,6 +5,11 @@
 #ifndef WSPLUGD_H
 #define WSPLUGD_H
 
+/* struct wsp_conn embeds a struct event.  Before <sys/queue.h>: this
+ * header undefines a TAILQ_ENTRY it did not define whenever an earlier
+ * libevent header (keyvalq_struct.h, via http.h) defined its own. */
+#include <event2/event_struct.h>
+
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/queue.h>
@@ -16,7 +21,6 @@
 #include <wsplugd/plugin.h>
 
 struct evbuffer;
-struct event;
 struct event_base;
 struct evconnlistener;
 
@@ -416,7 +420,7 @@ struct wsp_conn {
 	unsigned shut_wr : 1;      /* lingering: our FIN is sent */
 	uint8_t msg_opcode;
 	uint16_t close_code;       /* for the close log line */
-	struct event *ev;
+	struct event ev; /* embedded: one allocation less per connection */
 	struct evbuffer *out;
 	struct ws_decoder dec;
 	uint8_t *msg; /* the message being reassembled, only while open */
