@@ -201,7 +201,7 @@ json_conn(struct evbuffer *b, const struct wsp_conn *c)
 	evbuffer_add(b, ",\"origin\":", 10);
 	json_str(b, c->origin);
 	evbuffer_add(b, ",\"path\":", 8);
-	json_str(b, c->path);
+	json_str(b, c->path != NULL ? c->path->s : NULL);
 	evbuffer_add(b, ",\"subprotocol\":", 15);
 	json_str(b, c->subprotocol);
 	evbuffer_add_printf(b, ",\"connected_at_ms\":%lld,"

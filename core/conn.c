@@ -49,10 +49,10 @@ conn_set_events(struct wsp_conn *c, int want_write)
 
 	if (c->want_write == (unsigned)!!want_write)
 		return 0;
-	event_del(c->ev);
-	event_assign(c->ev, c->srv->base, c->fd, evs, conn_event_cb, c);
+	event_del(&c->ev);
+	event_assign(&c->ev, c->srv->base, c->fd, evs, conn_event_cb, c);
 	c->want_write = !!want_write;
-	return event_add(c->ev, NULL);
+	return event_add(&c->ev, NULL);
 }
 
 static void
@@ -61,7 +61,7 @@ conn_schedule_flush(struct wsp_conn *c)
 	if (c->in_read || c->flush_pending)
 		return; /* the running handler writes on its way out */
 	c->flush_pending = 1;
-	event_active(c->ev, EV_WRITE, 1);
+	event_active(&c->ev, EV_WRITE, 1);
 }
 
 static void
@@ -83,6 +83,52 @@ strndup_capped(const struct http_str *s, size_t cap)
 	if (s->p == NULL)
 		return NULL;
 	return strndup(s->p, s->n < cap ? s->n : cap);
+}
+
+static struct conn_path *
+conn_path_new(const char *s, size_t n)
+{
+	struct conn_path *p;
+
+	if ((p = malloc(sizeof(*p) + n + 1)) == NULL)
+		return NULL;
+	p->refs = 1;
+	memcpy(p->s, s, n);
+	p->s[n] = '\0';
+	return p;
+}
+
+void
+conn_path_unref(struct conn_path *p)
+{
+	if (p != NULL && --p->refs == 0)
+		free(p);
+}
+
+/*
+ * The target a connection reports.  It is the configured path on all but
+ * those that add a query, so it is the server's copy, shared, when it is
+ * exactly that, and the connection's own otherwise.  A reload that changes
+ * the path replaces the server's copy rather than changing it: connections
+ * keep the one they upgraded on.  NULL when out of memory.
+ */
+static struct conn_path *
+conn_path_get(struct wsp_server *srv, const struct http_str *target)
+{
+	const char *cp = srv->cfg->path;
+	struct conn_path *p;
+	size_t n = target->n < CONN_MAX_ORIGIN ? target->n : CONN_MAX_ORIGIN;
+
+	if (target->n != strlen(cp) || memcmp(target->p, cp, n) != 0)
+		return conn_path_new(target->p, n);
+	if (srv->path == NULL || strcmp(srv->path->s, cp) != 0) {
+		if ((p = conn_path_new(cp, n)) == NULL)
+			return NULL;
+		conn_path_unref(srv->path);
+		srv->path = p;
+	}
+	srv->path->refs++;
+	return srv->path;
 }
 
 int
@@ -109,13 +155,16 @@ conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
 		inet_ntop(AF_INET, &s4->sin_addr, c->ip, sizeof(c->ip));
 		c->port = ntohs(s4->sin_port);
 	}
-	c->out = evbuffer_new();
-	c->ev = event_new(srv->base, fd, EV_READ | EV_PERSIST, conn_event_cb, c);
-	if (c->out == NULL || c->ev == NULL || event_add(c->ev, NULL) == -1) {
-		if (c->ev != NULL)
-			event_free(c->ev);
-		if (c->out != NULL)
-			evbuffer_free(c->out);
+	if ((c->out = evbuffer_new()) == NULL) {
+		free(c);
+		return -1;
+	}
+	/* struct event is embedded, so this ties us to the libevent ABI we
+	 * are built against, which the soname already does. */
+	event_assign(&c->ev, srv->base, fd, EV_READ | EV_PERSIST,
+	    conn_event_cb, c);
+	if (event_add(&c->ev, NULL) == -1) {
+		evbuffer_free(c->out);
 		free(c);
 		return -1;
 	}
@@ -220,7 +269,7 @@ conn_log_open(struct wsp_conn *c)
 	log_str(l, "ua", conn_str(c->user_agent));
 	if (c->origin != NULL)
 		log_str(l, "origin", c->origin);
-	log_str(l, "path", c->path);
+	log_str(l, "path", c->path->s);
 	if (c->subprotocol != NULL)
 		log_str(l, "subprotocol", c->subprotocol);
 	log_uint(l, "active", c->srv->reg.count);
@@ -254,7 +303,7 @@ conn_upgrade(struct wsp_conn *c, const struct http_request *req,
 	if ((c->origin = strndup_capped(&req->origin, CONN_MAX_ORIGIN)) ==
 	    NULL && req->origin.p != NULL)
 		return -1;
-	if ((c->path = strndup_capped(&req->target, CONN_MAX_ORIGIN)) == NULL)
+	if ((c->path = conn_path_get(srv, &req->target)) == NULL)
 		return -1;
 	if (proto != NULL && (c->subprotocol = strdup(proto)) == NULL)
 		return -1;
@@ -432,7 +481,7 @@ conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 		c->doomed = 1;
 		evbuffer_drain(c->out, evbuffer_get_length(c->out));
 		c->flush_pending = 0;
-		event_active(c->ev, EV_WRITE, 1);
+		event_active(&c->ev, EV_WRITE, 1);
 		return -1;
 	}
 	conn_schedule_flush(c);
@@ -467,8 +516,9 @@ conn_close(struct wsp_conn *c, uint16_t code, const char *reason)
 	c->state = CONN_CLOSING;
 	conn_send_close(c, code, reason, reason == NULL ? 0 : strlen(reason));
 	c->close_code = code;
-	snprintf(c->close_reason, sizeof(c->close_reason), "%s",
-	    reason == NULL ? "" : reason);
+	/* Only for the log line, so out of memory just leaves it empty. */
+	if (reason != NULL && *reason != '\0')
+		c->close_reason = strndup(reason, WS_MAX_CONTROL - 2);
 	dq_push(&c->srv->dq_linger, c);
 	return 0;
 }
@@ -579,7 +629,7 @@ conn_on_control(struct wsp_conn *c, const struct ws_event *ev)
 				conn_send_close(c, ev->close_code, reason, rlen);
 			conn_end(c, ev->close_code, reason);
 		} else
-			conn_end(c, c->close_code, c->close_reason);
+			conn_end(c, c->close_code, conn_str(c->close_reason));
 		break;
 	}
 }
@@ -590,8 +640,10 @@ conn_feed(struct wsp_conn *c, uint8_t *buf, size_t len)
 	struct ws_event ev;
 	size_t used;
 
-	while (len > 0 &&
-	    (c->state == CONN_OPEN || c->state == CONN_CLOSING)) {
+	/* Until NONE rather than until len is 0: the call after a control
+	 * frame split across reads frees the decoder's copy of it, which an
+	 * idle connection should not keep. */
+	do {
 		used = ws_decode(&c->dec, buf, len, &ev);
 		buf += used;
 		len -= used;
@@ -608,7 +660,8 @@ conn_feed(struct wsp_conn *c, uint8_t *buf, size_t len)
 			conn_fail(c, ev.close_code, ev.reason);
 			return 0;
 		}
-	}
+	} while (ev.kind != WS_EV_NONE &&
+	    (c->state == CONN_OPEN || c->state == CONN_CLOSING));
 	return 0;
 }
 
@@ -809,15 +862,17 @@ conn_free(struct wsp_conn *c)
 	dq_remove(c);
 	TAILQ_REMOVE(&srv->pending, c, link);
 	srv->npending--;
-	event_free(c->ev);
+	event_del(&c->ev);
 	evbuffer_free(c->out);
 	close(c->fd);
+	ws_decoder_fini(&c->dec);
 	free(c->head);
 	free(c->msg);
 	free(c->user_agent);
 	free(c->origin);
-	free(c->path);
+	conn_path_unref(c->path);
 	free(c->subprotocol);
+	free(c->close_reason);
 	if (c->attrs != NULL)
 		json_decref(c->attrs);
 	free(c);
@@ -832,7 +887,7 @@ conn_info(const struct wsp_conn *c, struct wsp_conn_info *info)
 	info->port = c->port;
 	info->user_agent = conn_str(c->user_agent);
 	info->origin = conn_str(c->origin);
-	info->path = conn_str(c->path);
+	info->path = c->path != NULL ? c->path->s : "";
 	info->subprotocol = conn_str(c->subprotocol);
 	info->connected_at_ms = c->connected_at_ms;
 	info->last_activity_ms = c->last_activity_ms;

@@ -1,14 +1,17 @@
 /*
- * ws_codec.c: RFC 6455 framing with no I/O and no allocation.
+ * ws_codec.c: RFC 6455 framing with no I/O.
  *
  * The decoder is handed whatever bytes the socket produced, in pieces of any
  * size, and turns them into events: a chunk of a data message, a complete
- * control frame, or a protocol error with the close code to send.  It keeps
- * no buffer of its own except the frame header (at most 14 bytes) and one
- * control frame's body (at most 125): data payload is unmasked in place in
- * the caller's buffer and handed back as it arrives, so a message of any
- * size costs the connection nothing beyond the read buffer it already has,
- * and a partly received message costs nothing at all.
+ * control frame, or a protocol error with the close code to send.  Payload
+ * is unmasked in place in the caller's buffer and handed back from there:
+ * data as it arrives, so a message of any size costs the connection nothing
+ * beyond the read buffer it already has, and a control frame whole when its
+ * body is all in one piece, which is nearly always.  The decoder keeps the
+ * frame header (at most 14 bytes) and, only while a control frame's body is
+ * split across calls, a copy of it (at most 125 bytes, allocated when the
+ * split is seen and freed on the call after the frame is delivered): an idle
+ * connection's decoder holds no buffer at all.
  *
  * Limits are enforced from the header: a frame that would take its message
  * past max_message fails with 1009 before a byte of its payload is taken.
@@ -22,6 +25,7 @@
  * can be sent from where it already lies.
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "wsplugd.h"
@@ -53,6 +57,7 @@ enum {
 	E_CLOSE_LEN1,
 	E_CLOSE_CODE,
 	E_CLOSE_UTF8,
+	E_NOMEM,
 };
 
 static const struct {
@@ -72,6 +77,7 @@ static const struct {
 	[E_CLOSE_LEN1] = { 1002, "close frame with a 1-byte body" },
 	[E_CLOSE_CODE] = { 1002, "invalid close code" },
 	[E_CLOSE_UTF8] = { 1007, "invalid UTF-8 in close reason" },
+	[E_NOMEM] = { 1011, "out of memory" },
 };
 
 static int
@@ -104,6 +110,13 @@ ws_decoder_init(struct ws_decoder *d, uint64_t max_message)
 	memset(d, 0, sizeof(*d));
 	d->max_message = max_message;
 	d->utf8 = UTF8_ACCEPT;
+}
+
+void
+ws_decoder_fini(struct ws_decoder *d)
+{
+	free(d->ctl);
+	d->ctl = NULL;
 }
 
 /*
@@ -235,21 +248,21 @@ ws_read_header(struct ws_decoder *d, const uint8_t *in, size_t len,
 
 /* A close body is either empty or a valid code and a UTF-8 reason. */
 static int
-ws_check_close(struct ws_decoder *d, struct ws_event *ev)
+ws_check_close(struct ws_decoder *d, const uint8_t *body, size_t len,
+    struct ws_event *ev)
 {
 	unsigned code;
 
-	if (d->ctl_len == 0) {
+	if (len == 0) {
 		ev->close_code = WS_CLOSE_NO_STATUS;
 		return 0;
 	}
-	if (d->ctl_len == 1)
+	if (len == 1)
 		return ws_fail(d, E_CLOSE_LEN1, ev);
-	code = (unsigned)d->ctl[0] << 8 | d->ctl[1];
+	code = (unsigned)body[0] << 8 | body[1];
 	if (!ws_close_code_valid(code))
 		return ws_fail(d, E_CLOSE_CODE, ev);
-	if (utf8_validate(UTF8_ACCEPT, d->ctl + 2, d->ctl_len - 2) !=
-	    UTF8_ACCEPT)
+	if (utf8_validate(UTF8_ACCEPT, body + 2, len - 2) != UTF8_ACCEPT)
 		return ws_fail(d, E_CLOSE_UTF8, ev);
 	ev->close_code = (uint16_t)code;
 	return 0;
@@ -267,6 +280,51 @@ ws_unmask_chunk(struct ws_decoder *d, uint8_t *p, size_t n)
 		d->in_payload = 0;
 }
 
+/*
+ * n bytes of a control frame's body are at in + off.  When they are the
+ * whole body, it is delivered where it lies; a body split across calls is
+ * gathered in d->ctl, sized for this frame when the first piece comes.
+ * Returns the new offset, with ev set when the frame is complete.
+ */
+static size_t
+ws_control(struct ws_decoder *d, uint8_t *in, size_t off, size_t n,
+    struct ws_event *ev)
+{
+	uint8_t *body;
+	size_t blen;
+
+	if (n == 0 && d->remaining > 0)
+		return off; /* all taken, no more of the body yet */
+	if (d->ctl == NULL && n == d->remaining) {
+		body = in + off;
+		blen = n;
+		ws_unmask_chunk(d, body, n); /* ends the payload, even empty */
+	} else {
+		if (d->ctl == NULL) {
+			/* remaining <= WS_MAX_CONTROL, checked on the header */
+			if ((d->ctl = malloc((size_t)d->remaining)) == NULL) {
+				ws_fail(d, E_NOMEM, ev);
+				return off;
+			}
+		}
+		memcpy(d->ctl + d->ctl_len, in + off, n);
+		ws_unmask_chunk(d, d->ctl + d->ctl_len, n);
+		d->ctl_len = (uint8_t)(d->ctl_len + n);
+		if (d->in_payload)
+			return off + n; /* all taken, body incomplete */
+		body = d->ctl;
+		blen = d->ctl_len;
+	}
+	off += n;
+	if (d->opcode == WS_OP_CLOSE && ws_check_close(d, body, blen, ev) == -1)
+		return off;
+	ev->kind = WS_EV_CONTROL;
+	ev->opcode = d->opcode;
+	ev->data = body;
+	ev->len = blen;
+	return off;
+}
+
 size_t
 ws_decode(struct ws_decoder *d, uint8_t *in, size_t len, struct ws_event *ev)
 {
@@ -275,6 +333,11 @@ ws_decode(struct ws_decoder *d, uint8_t *in, size_t len, struct ws_event *ev)
 	int r;
 
 	memset(ev, 0, sizeof(*ev));
+	if (d->ctl != NULL && !d->in_payload) {
+		/* The split control frame was delivered by the last call. */
+		free(d->ctl);
+		d->ctl = NULL;
+	}
 	if (d->failed) {
 		ws_error_event(d, ev);
 		return len;
@@ -291,25 +354,8 @@ ws_decode(struct ws_decoder *d, uint8_t *in, size_t len, struct ws_event *ev)
 		if (n > d->remaining)
 			n = (size_t)d->remaining;
 
-		if (ws_is_control(d->opcode)) {
-			if (n > 0) {
-				memcpy(d->ctl + d->ctl_len, in + off, n);
-				ws_unmask_chunk(d, d->ctl + d->ctl_len, n);
-				d->ctl_len = (uint8_t)(d->ctl_len + n);
-				off += n;
-			} else if (d->remaining == 0)
-				d->in_payload = 0; /* empty body */
-			if (d->in_payload)
-				return off; /* all taken, body incomplete */
-			if (d->opcode == WS_OP_CLOSE &&
-			    ws_check_close(d, ev) == -1)
-				return off;
-			ev->kind = WS_EV_CONTROL;
-			ev->opcode = d->opcode;
-			ev->data = d->ctl;
-			ev->len = d->ctl_len;
-			return off;
-		}
+		if (ws_is_control(d->opcode))
+			return ws_control(d, in, off, n, ev);
 
 		if (n == 0 && d->remaining > 0)
 			return off; /* all taken, payload still to come */

@@ -5,6 +5,11 @@
 #ifndef WSPLUGD_H
 #define WSPLUGD_H
 
+/* struct wsp_conn embeds a struct event.  Before <sys/queue.h>: this
+ * header undefines a TAILQ_ENTRY it did not define whenever an earlier
+ * libevent header (keyvalq_struct.h, via http.h) defined its own. */
+#include <event2/event_struct.h>
+
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/queue.h>
@@ -16,7 +21,6 @@
 #include <wsplugd/plugin.h>
 
 struct evbuffer;
-struct event;
 struct event_base;
 struct evconnlistener;
 
@@ -84,8 +88,9 @@ struct ws_event {
 	                   CONTROL: WS_OP_CLOSE, WS_OP_PING or WS_OP_PONG */
 	int fin;        /* DATA: this chunk ends the message */
 	uint8_t *data;  /* DATA: unmasked, in place, inside the caller's
-	                   buffer; CONTROL: inside the decoder, valid until
-	                   the next call */
+	                   buffer; CONTROL: the same when the body came in
+	                   one piece, else inside the decoder; either way
+	                   valid until the next call */
 	size_t len;
 	/* CONTROL close: the peer's code (WS_CLOSE_NO_STATUS when the body is
 	 * empty), reason = data + 2, reason_len = len - 2 (0 if len == 0).
@@ -110,13 +115,18 @@ struct ws_decoder {
 	uint64_t msg_len;   /* bytes of the open message so far */
 	uint32_t utf8;
 	uint8_t ctl_len;
-	uint8_t ctl[WS_MAX_CONTROL];
+	uint8_t *ctl; /* a control body split across calls, only meanwhile */
 };
 
 void ws_decoder_init(struct ws_decoder *d, uint64_t max_message);
+/* Free what the decoder holds; a zeroed decoder may be given too. */
+void ws_decoder_fini(struct ws_decoder *d);
 /* Consume bytes from in (which is unmasked in place) and stop at the first
  * event; returns the count consumed.  Call again with the rest.  After an
- * ERROR every call returns the same ERROR. */
+ * ERROR every call returns the same ERROR.  A control frame split across
+ * calls holds a buffer until the call after its event, so a caller that
+ * stops at a CONTROL event with nothing left should call once more with
+ * len 0 (it returns NONE) rather than keep the buffer while idle. */
 size_t ws_decode(struct ws_decoder *d, uint8_t *in, size_t len,
     struct ws_event *ev);
 /* Write a frame header; mask NULL for server frames. Returns its length. */
@@ -391,6 +401,14 @@ enum conn_state {
 	CONN_LINGER,    /* flushing output, then SHUT_WR and drain to EOF */
 };
 
+/* A request target, shared by reference count: every connection upgraded
+ * on exactly the configured path holds the server's one copy of it, which
+ * outlives a reload that changes the path for as long as they do. */
+struct conn_path {
+	unsigned refs;
+	char s[];
+};
+
 struct wsp_conn {
 	struct wsp_server *srv;
 	int fd;
@@ -406,7 +424,7 @@ struct wsp_conn {
 	unsigned shut_wr : 1;      /* lingering: our FIN is sent */
 	uint8_t msg_opcode;
 	uint16_t close_code;       /* for the close log line */
-	struct event *ev;
+	struct event ev; /* embedded: one allocation less per connection */
 	struct evbuffer *out;
 	struct ws_decoder dec;
 	uint8_t *msg; /* the message being reassembled, only while open */
@@ -425,12 +443,13 @@ struct wsp_conn {
 	char id[33];
 	char ip[46];
 	uint16_t port;
-	char *user_agent, *origin, *path, *subprotocol;
+	char *user_agent, *origin, *subprotocol;
+	struct conn_path *path; /* the request target */
 	int64_t connected_at_ms;
 	int64_t last_activity_ms;
 	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 	json_t *attrs; /* { plugin: { key: value } }, created on first use */
-	char close_reason[124];
+	char *close_reason; /* ours, for the close log line; only once closing */
 };
 
 int conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
@@ -448,6 +467,7 @@ void conn_expire_ping(struct wsp_conn *c);
 void conn_expire_linger(struct wsp_conn *c);
 void conn_reap(struct wsp_conn *c, uint64_t idle_ms);
 void conn_info(const struct wsp_conn *c, struct wsp_conn_info *info);
+void conn_path_unref(struct conn_path *p);
 
 /* listen.c: accepting sockets */
 
@@ -642,6 +662,8 @@ struct wsp_server {
 	struct event *accept_retry;
 	struct event *sig_term, *sig_int, *sig_hup, *sig_usr1;
 	struct event *shutdown_timer;
+	struct conn_path *path; /* cfg->path, as connections share it; made
+	                           on the first upgrade after a change */
 	uint8_t *rbuf; /* one read buffer for every connection */
 	size_t rbuf_size;
 	struct outbuf jbuf; /* where outgoing JSON is serialized, reused */

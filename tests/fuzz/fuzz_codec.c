@@ -17,7 +17,9 @@
  *      open at the end.  Every event is checked on its own: ws_decode never
  *      returns more than it was given and always consumes something when
  *      given something (conn.c loops on that), DATA points inside the bytes
- *      just consumed, CONTROL bodies are at most 125 bytes, a close body is
+ *      just consumed, CONTROL bodies are at most 125 bytes and lie where
+ *      the call's bytes end, or, for a body split across calls, in the
+ *      decoder, which holds no such buffer between frames, a close body is
  *      empty (1005) or a valid code and UTF-8, finished text messages are
  *      valid UTF-8, no message exceeds max_message, errors are 1002, 1007 or
  *      1009 with a short ASCII reason, and after an error every call
@@ -249,6 +251,16 @@ feed(struct ws_decoder *d, const uint8_t *src, size_t n, uint64_t max,
 			CHECK(ev.len <= WS_MAX_CONTROL, "control body %zu",
 			    ev.len);
 			CHECK(ev.len == 0 || ev.data != NULL, "no body");
+			if (d->ctl != NULL && ev.data == d->ctl)
+				CHECK(used < ev.len, "a control body of %zu "
+				    "bytes, all in this call, was copied",
+				    ev.len);
+			else
+				CHECK(ev.data >= base &&
+				    ev.data + ev.len == base + used,
+				    "CONTROL [%p+%zu] not where the %zu bytes "
+				    "consumed at %p end", (void *)ev.data,
+				    ev.len, used, (void *)base);
 			code = 0;
 			if (ev.opcode == WS_OP_CLOSE) {
 				code = ev.close_code;
@@ -273,6 +285,7 @@ feed(struct ws_decoder *d, const uint8_t *src, size_t n, uint64_t max,
 			rec_put(&tr->t, 'C', ev.opcode, code, ev.data, ev.len);
 			break;
 		case WS_EV_ERROR:
+			/* 1011 only when malloc fails, which it does not here */
 			CHECK(ev.close_code == 1002 || ev.close_code == 1007 ||
 			    ev.close_code == 1009, "error code %u",
 			    ev.close_code);
@@ -329,8 +342,10 @@ decode_split(const uint8_t *src, size_t n, uint64_t max, unsigned mode,
 		}
 		if (k > n - off)
 			k = n - off;
-		if (feed(&d, src + off, k, max, tr) == -1)
+		if (feed(&d, src + off, k, max, tr) == -1) {
+			ws_decoder_fini(&d);
 			return;
+		}
 		off += k;
 		if (n == 0)
 			break;
@@ -338,6 +353,9 @@ decode_split(const uint8_t *src, size_t n, uint64_t max, unsigned mode,
 	/* nothing is ever held back for a later call */
 	CHECK(ws_decode(&d, &none, 0, &ev) == 0 && ev.kind == WS_EV_NONE,
 	    "an event from 0 bytes");
+	CHECK(d.ctl == NULL || d.in_payload, "a control buffer kept after "
+	    "its frame");
+	ws_decoder_fini(&d);
 	transcript_end(tr);
 }
 
@@ -350,10 +368,15 @@ decode_whole(const uint8_t *src, size_t n, uint64_t max,
 	uint8_t none;
 
 	ws_decoder_init(&d, max);
-	if (feed(&d, src, n, max, tr) == -1)
+	if (feed(&d, src, n, max, tr) == -1) {
+		ws_decoder_fini(&d);
 		return;
+	}
 	CHECK(ws_decode(&d, &none, 0, &ev) == 0 && ev.kind == WS_EV_NONE,
 	    "an event from 0 bytes");
+	CHECK(d.ctl == NULL || d.in_payload, "a control buffer kept after "
+	    "its frame");
+	ws_decoder_fini(&d);
 	transcript_end(tr);
 }
 

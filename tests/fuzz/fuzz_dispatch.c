@@ -376,6 +376,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	free(ref);
 	dq_remove(c);
 	evbuffer_free(c->out);
+	free(c->close_reason); /* conn_close made it */
 	free(c);
 	plugin_set_free(set);
 	srv.plugins = NULL;

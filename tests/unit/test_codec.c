@@ -12,6 +12,9 @@
  * out identical: data chunks are joined into messages, control frames and
  * errors kept as they are.  Each piece is handed over in a heap buffer of
  * exactly its size, so AddressSanitizer or valgrind catch any read past len.
+ * Control frames are also split at every byte, since the decoder treats a
+ * body that comes in one piece (delivered in place) differently from one
+ * that does not (gathered in a buffer it holds only meanwhile).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -203,9 +206,10 @@ tr_violation(struct tr *t, const char *what)
 		fprintf(stderr, "\n  invariant broken: %s", what);
 }
 
+/* ev came from a call that consumed at[0..r) of the piece. */
 static void
 tr_event(struct tr *t, const struct ws_decoder *d, const struct ws_event *ev,
-    const uint8_t *piece, size_t plen)
+    const uint8_t *at, size_t r)
 {
 	switch (ev->kind) {
 	case WS_EV_DATA:
@@ -215,8 +219,8 @@ tr_event(struct tr *t, const struct ws_decoder *d, const struct ws_event *ev,
 			tr_violation(t, "opcode changed inside a message");
 		if (ev->len == 0 && !ev->fin)
 			tr_violation(t, "empty chunk that is not final");
-		if (ev->data < piece || ev->data + ev->len > piece + plen)
-			tr_violation(t, "data outside the caller's buffer");
+		if (ev->data < at || ev->data + ev->len > at + r)
+			tr_violation(t, "data outside the bytes consumed");
 		t->op = ev->opcode;
 		buf_put(&t->msg, ev->data, ev->len);
 		t->open = 1;
@@ -230,8 +234,15 @@ tr_event(struct tr *t, const struct ws_decoder *d, const struct ws_event *ev,
 		if (ev->opcode != WS_OP_CLOSE && ev->opcode != WS_OP_PING &&
 		    ev->opcode != WS_OP_PONG)
 			tr_violation(t, "control opcode");
-		if (ev->data != d->ctl || ev->len > WS_MAX_CONTROL)
-			tr_violation(t, "control body not in the decoder");
+		if (ev->len > WS_MAX_CONTROL)
+			tr_violation(t, "control body too long");
+		/* In place when the whole body was in this call; else it
+		 * was split, so this call took only the rest of it. */
+		if (ev->data == d->ctl && d->ctl != NULL) {
+			if (r >= ev->len)
+				tr_violation(t, "whole control body copied");
+		} else if (ev->data < at || ev->data + ev->len != at + r)
+			tr_violation(t, "control body not where it ended");
 		if (ev->opcode == WS_OP_CLOSE && ev->len == 0 &&
 		    ev->close_code != WS_CLOSE_NO_STATUS)
 			tr_violation(t, "empty close without 1005");
@@ -297,61 +308,97 @@ piece_size(enum split how, size_t left)
 }
 
 /*
- * Feed s[0..n) the way a connection would, piece by piece, and write the
- * transcript.  Returns the bytes consumed before the error event (n when
- * there was none) so limits can be checked against the header length.
+ * Feed the next plen bytes of a stream to d the way a connection would, in
+ * a buffer of exactly that size, and add to the transcript.  Returns the
+ * bytes consumed before an error, with *failed_r set by one.
  */
 static size_t
-decode_stream(const uint8_t *s, size_t n, uint64_t max_message,
-    enum split how, struct tr *t)
+decode_piece(struct ws_decoder *d, const uint8_t *s, size_t plen,
+    struct tr *t, int *failed_r)
+{
+	struct ws_event ev, again;
+	size_t consumed = 0, left, r;
+	uint8_t *piece, *p;
+
+	piece = xrealloc(NULL, plen);
+	memcpy(piece, s, plen);
+	p = piece;
+	left = plen;
+	while (left > 0) {
+		r = ws_decode(d, p, left, &ev);
+		if (r > left) {
+			tr_violation(t, "consumed more than given");
+			break;
+		}
+		if (ev.kind == WS_EV_NONE && r != left)
+			tr_violation(t, "NONE but not all consumed");
+		if (r == 0 && ev.kind != WS_EV_ERROR) {
+			tr_violation(t, "no progress");
+			break;
+		}
+		tr_event(t, d, &ev, p, r);
+		p += r;
+		left -= r;
+		consumed += r;
+		if (ev.kind == WS_EV_ERROR) {
+			/* Sticky: the same error, eating everything. */
+			r = ws_decode(d, p, left, &again);
+			if (again.kind != WS_EV_ERROR ||
+			    again.close_code != ev.close_code ||
+			    again.reason != ev.reason || r != left)
+				tr_violation(t, "error not sticky");
+			*failed_r = 1;
+			break;
+		}
+	}
+	/* Between frames, once told to feed more, the decoder holds no
+	 * buffer: a connection idle after a split ping costs nothing. */
+	if (!*failed_r) {
+		r = ws_decode(d, p, 0, &ev);
+		if (r != 0 || ev.kind != WS_EV_NONE)
+			tr_violation(t, "an event from 0 bytes");
+		if (d->ctl != NULL && !d->in_payload)
+			tr_violation(t, "control buffer kept between frames");
+	}
+	free(piece);
+	return consumed;
+}
+
+/*
+ * Feed s[0..n) piece by piece, the pieces ending at cuts[0..ncuts) (in
+ * order) and then as how says, and write the transcript.  Returns the bytes
+ * consumed before the error event (n when there was none) so limits can be
+ * checked against the header length.
+ */
+static size_t
+decode_cuts(const uint8_t *s, size_t n, uint64_t max_message,
+    const size_t *cuts, size_t ncuts, enum split how, struct tr *t)
 {
 	struct ws_decoder d;
-	struct ws_event ev, again;
-	size_t off = 0, consumed = 0, plen, left, r;
-	uint8_t *piece, *p;
+	size_t off = 0, consumed = 0, plen, i = 0;
 	int failed = 0;
 
 	memset(t, 0, sizeof(*t));
 	ws_decoder_init(&d, max_message);
 	while (off < n && !failed) {
-		plen = piece_size(how, n - off);
-		piece = xrealloc(NULL, plen);
-		memcpy(piece, s + off, plen);
-		p = piece;
-		left = plen;
-		while (left > 0) {
-			r = ws_decode(&d, p, left, &ev);
-			if (r > left) {
-				tr_violation(t, "consumed more than given");
-				break;
-			}
-			if (ev.kind == WS_EV_NONE && r != left)
-				tr_violation(t, "NONE but not all consumed");
-			if (r == 0 && ev.kind != WS_EV_ERROR) {
-				tr_violation(t, "no progress");
-				break;
-			}
-			tr_event(t, &d, &ev, piece, plen);
-			p += r;
-			left -= r;
-			consumed += r;
-			if (ev.kind == WS_EV_ERROR) {
-				/* Sticky: the same error, eating everything. */
-				r = ws_decode(&d, p, left, &again);
-				if (again.kind != WS_EV_ERROR ||
-				    again.close_code != ev.close_code ||
-				    again.reason != ev.reason || r != left)
-					tr_violation(t, "error not sticky");
-				failed = 1;
-				break;
-			}
-		}
-		free(piece);
+		if (i < ncuts)
+			plen = cuts[i++] - off;
+		else
+			plen = piece_size(how, n - off);
+		consumed += decode_piece(&d, s + off, plen, t, &failed);
 		off += plen;
 	}
+	ws_decoder_fini(&d);
 	if (t->open)
 		tr_data(&t->out, 'P', t->op, t->msg.p, t->msg.n);
 	return consumed;
+}
+
+static size_t
+decode_stream(const uint8_t *s, size_t n, uint64_t max_message,
+    enum split how, struct tr *t)
+{
+	return decode_cuts(s, n, max_message, NULL, 0, how, t);
 }
 
 /*
@@ -431,7 +478,7 @@ test_rfc_examples(void)
 	CU_ASSERT_EQUAL(ev.kind, WS_EV_CONTROL);
 	CU_ASSERT_EQUAL(ev.opcode, WS_OP_PONG);
 	CU_ASSERT_EQUAL(ev.len, 5);
-	CU_ASSERT(ev.data == d.ctl);
+	CU_ASSERT(ev.data == pong + 6); /* whole in one piece: in place */
 	CU_ASSERT(memcmp(ev.data, "Hello", 5) == 0);
 
 	/* Nothing given, nothing happens. */
@@ -1043,7 +1090,7 @@ test_close_frames(void)
 	struct err_case c;
 	struct ws_decoder d;
 	struct ws_event ev;
-	uint8_t body[WS_MAX_CONTROL];
+	uint8_t body[WS_MAX_CONTROL], *copy;
 	size_t i, r;
 
 	/* Empty: 1005. */
@@ -1060,12 +1107,14 @@ test_close_frames(void)
 	/* Code and reason. */
 	put_str(&s, 1, WS_OP_CLOSE, "\x03\xe8" "bye \xe2\x82\xac");
 	ws_decoder_init(&d, 0);
-	r = decode_once(&d, &s, s.n, &ev, NULL);
+	r = decode_once(&d, &s, s.n, &ev, &copy);
 	CU_ASSERT_EQUAL(r, s.n);
 	CU_ASSERT_EQUAL(ev.kind, WS_EV_CONTROL);
 	CU_ASSERT_EQUAL(ev.close_code, 1000);
 	CU_ASSERT_EQUAL(ev.len, 9);
+	CU_ASSERT(ev.data == copy + 6); /* in place */
 	CU_ASSERT(memcmp(ev.data + 2, "bye \xe2\x82\xac", 7) == 0);
+	free(copy);
 	buf_free(&s);
 
 	for (i = 0; i < NELEM(good); i++) {
@@ -1112,6 +1161,87 @@ test_close_frames(void)
 	check_stream(&s, 0, &want, 20);
 	buf_free(&s);
 	buf_free(&want);
+}
+
+/*
+ * Control frames split at every byte and at every pair of bytes, alone and
+ * between the fragments of a message.  A body that comes in one piece is
+ * delivered in place, one that does not is gathered and given back whole,
+ * and the decoder keeps no buffer once the frame is delivered: tr_event and
+ * decode_piece check those on every call.
+ */
+static void
+test_control_splits(void)
+{
+	static const struct {
+		uint8_t op;
+		size_t len;
+		uint16_t code; /* close: 0 for an empty body, else the code */
+		uint16_t error; /* the close code the decoder fails with */
+	} frames[] = {
+		{ WS_OP_PING, 0, 0, 0 }, { WS_OP_PING, 1, 0, 0 },
+		{ WS_OP_PONG, 2, 0, 0 }, { WS_OP_PING, 13, 0, 0 },
+		{ WS_OP_PING, WS_MAX_CONTROL, 0, 0 },
+		{ WS_OP_CLOSE, 0, 0, 0 }, { WS_OP_CLOSE, 2, 1000, 0 },
+		{ WS_OP_CLOSE, 9, 4000, 0 },
+		{ WS_OP_CLOSE, WS_MAX_CONTROL, 4999, 0 },
+		{ WS_OP_CLOSE, 5, 999, 1002 },   /* invalid code */
+		{ WS_OP_CLOSE, 6, 1000, 1007 },  /* reason not UTF-8 */
+	};
+	struct buf s = { 0 }, want = { 0 };
+	struct tr t;
+	uint8_t body[WS_MAX_CONTROL];
+	size_t f, i, j, k, cuts[2];
+	unsigned bad;
+
+	for (f = 0; f < NELEM(frames); f++) {
+		for (k = 0; k < frames[f].len; k++)
+			body[k] = (uint8_t)('a' + k % 26);
+		if (frames[f].code != 0) {
+			body[0] = (uint8_t)(frames[f].code >> 8);
+			body[1] = (uint8_t)frames[f].code;
+		}
+		if (frames[f].error == 1007)
+			body[frames[f].len - 1] = 0xff;
+		put_str(&s, 0, WS_OP_TEXT, "ab");
+		put_msg(&s, 1, frames[f].op, body, frames[f].len);
+		put_str(&s, 1, WS_OP_CONT, "cd");
+		put_msg(&s, 1, frames[f].op, body, frames[f].len);
+		if (frames[f].error != 0)
+			tr_error(&want, frames[f].error);
+		else {
+			k = frames[f].op != WS_OP_CLOSE ? 0 :
+			    frames[f].len == 0 ? WS_CLOSE_NO_STATUS :
+			    frames[f].code;
+			tr_control(&want, frames[f].op, (uint16_t)k, body,
+			    frames[f].len);
+			tr_data(&want, 'D', WS_OP_TEXT, "abcd", 4);
+			tr_control(&want, frames[f].op, (uint16_t)k, body,
+			    frames[f].len);
+		}
+		bad = 0;
+		for (i = 0; i <= s.n; i++) {
+			cuts[0] = i;
+			decode_cuts(s.p, s.n, 0, cuts, 1, SPLIT_WHOLE, &t);
+			if (t.violations != 0 || !buf_eq(&t.out, &want))
+				bad++;
+			tr_free(&t);
+			for (j = i + 1; j < s.n; j++) {
+				cuts[1] = j;
+				decode_cuts(s.p, s.n, 0, cuts, 2, SPLIT_WHOLE,
+				    &t);
+				if (t.violations != 0 || !buf_eq(&t.out, &want))
+					bad++;
+				tr_free(&t);
+			}
+		}
+		if (bad != 0)
+			fprintf(stderr, "\n  frame %zu: %u splits differ", f,
+			    bad);
+		CU_ASSERT_EQUAL(bad, 0);
+		buf_free(&s);
+		buf_free(&want);
+	}
 }
 
 static void
@@ -1508,6 +1638,7 @@ main(void)
 		{ "max_message", test_max_message },
 		{ "sticky error", test_sticky_error },
 		{ "close frames", test_close_frames },
+		{ "control frames split at every byte", test_control_splits },
 		{ "ws_close_payload", test_close_payload },
 		{ "ws_close_code_valid", test_close_code_valid },
 		{ "ws_frame_header", test_frame_header },

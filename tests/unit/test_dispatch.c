@@ -97,6 +97,7 @@ conn_done(struct wsp_conn *c)
 {
 	dq_remove(c);
 	evbuffer_free(c->out);
+	free(c->close_reason); /* conn_close made it */
 	free(c);
 }
 
