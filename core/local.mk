@@ -12,6 +12,7 @@ core_libwspcore_la_SOURCES = \
 	core/errors.c \
 	core/host.c \
 	core/http_upgrade.c \
+	core/json_read.c \
 	core/keepalive.c \
 	core/listen.c \
 	core/log.c \
