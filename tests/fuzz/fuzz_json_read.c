@@ -28,8 +28,9 @@ dump(const json_t *v)
 {
 	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 
-	if (s == NULL)
-		abort();
+	/* jansson's dumper refuses only out of memory or on a string that
+	 * is not UTF-8, which json_stringn_nocheck would have let in */
+	CHECK(s != NULL, "json_dumps fails: a string is not UTF-8?");
 	return s;
 }
 
