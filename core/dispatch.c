@@ -111,10 +111,10 @@ dispatch_message(struct wsp_server *srv, struct wsp_conn *c, uint8_t opcode,
 		deliver_raw(set, c, opcode, data, len);
 		return;
 	}
-	/* The codec validated UTF-8 already, but jansson checks again; it
-	 * also bounds nesting depth, so hostile input cannot exhaust the
-	 * stack. */
-	msg = json_loadb((const char *)data, len, 0, &err);
+	/* The codec validated UTF-8 already, but the parser checks again;
+	 * both its paths bound nesting depth, so hostile input cannot
+	 * exhaust the stack. */
+	msg = json_read((const char *)data, len, &err);
 	if (msg == NULL || !json_is_object(msg)) {
 		if (set->catch_all != NULL)
 			deliver_raw(set, c, opcode, data, len);

@@ -13,6 +13,7 @@ core_libwspcore_la_SOURCES = \
 	core/host.c \
 	core/json_write.c \
 	core/http_upgrade.c \
+	core/json_read.c \
 	core/keepalive.c \
 	core/listen.c \
 	core/log.c \

@@ -511,6 +511,14 @@ void dispatch_message(struct wsp_server *srv, struct wsp_conn *c,
 void dispatch_error(struct wsp_conn *c, const char *code, json_t *id,
     const char *fmt, ...) WSP_PRINTFLIKE(4, 5);
 
+/* json_read.c: message text to a jansson tree */
+
+/* Exactly json_loadb(buf, len, 0, err): the same tree, or NULL and
+ * jansson's own error; the common messages take a faster path. */
+json_t *json_read(const char *buf, size_t len, json_error_t *err);
+/* The fast path alone: NULL when it declines the input (for tests). */
+json_t *json_read_fast(const char *buf, size_t len);
+
 /* plugin.c: loading a generation of plugins */
 
 struct plugin_type; /* uthash: type -> plugin */

@@ -328,9 +328,40 @@ def dispatch():
     seed("no-plugins", 0x0C, b'{"type":"ping"}')
 
 
+def json_read():
+    # the whole input is the JSON text
+    def seed(name, text):
+        write("json_read", name, text if isinstance(text, bytes)
+              else text.encode())
+
+    seed("ping", '{"type":"ping","id":123}')
+    seed("ping-pretty", '{\n  "type": "ping",\n  "id": "abc-123"\n}\n')
+    seed("kinds", '[1,-2,-0,true,false,null,"x",{},[],{"k":[{}]}]')
+    seed("spaces", ' \t\r\n{ "a" : [ 1 , 2 ] , "b" : { } }\r\n ')
+    seed("escapes", r'{"s":"\"\\\/\b\f\n\r\t","\u0061\n":"\u00e9"}')
+    seed("surrogates", r'["\ud83d\ude00","\uDBFF\uDFFF","\ud800"]')
+    seed("nul-escape", r'{"a\u0000":"\u0000"}')
+    seed("utf8", '{"caf\u00e9":"\u20ac \U0001F600 \U0010FFFF"}')
+    seed("bad-utf8", b'["\xc3\x28","\xed\xa0\x80","\xf4\x90\x80\x80"]')
+    seed("control", b'["a\x01b","c\nd",\x00]')
+    seed("numbers", "[0,999999999999999999,-999999999999999999,"
+         "9223372036854775807,-9223372036854775808,9223372036854775808,"
+         "1.5,-0.0,1e5,1E+2,1e-400,1e400,01,-,2.]")
+    seed("duplicates", '{"a":1,"b":2,"a":{"c":3},"b":[4]}')
+    seed("deep-32", "[" * 32 + "]" * 32)
+    seed("deep-33", '{"a":' * 32 + "{}" + "}" * 32)
+    seed("deep-2049", "[" * 2049 + "]" * 2049)
+    seed("top-scalar", '"ping"')
+    seed("trailing", '{"a":1} x')
+    seed("trailing-comma", '{"a":[1,],}')
+    seed("literals", "[true,truex,nul,True]")
+    seed("empty", "")
+
+
 if __name__ == "__main__":
     codec()
     http()
     utf8()
     config()
     dispatch()
+    json_read()
