@@ -1,5 +1,6 @@
 /*
- * fuzz_json_read.c: json_read (core/json_read.c) against json_loadb.
+ * fuzz_json_read.c: json_read (core/json_read.c) against json_loadb, and
+ * json_write (core/json_write.c) against json_dumps.
  *
  * json_read promises exactly json_loadb(buf, len, 0, err), with a fast
  * path for the common messages that declines everything it does not
@@ -13,7 +14,9 @@
  *  2. whatever the fast path alone takes, jansson takes, to the same tree:
  *     the fast path may decline anything, but never accept what jansson
  *     rejects;
- *  3. the input is not written to.
+ *  3. the input is not written to;
+ *  4. json_write (core/json_write.c), which serializes every reply, writes
+ *     the parsed tree as json_dumps does, byte for byte.
  *
  * The input is an exact-size heap copy, so ASan reports any read past the
  * end; LeakSanitizer checks that a declined parse freed what it built.
@@ -41,6 +44,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	json_error_t e1, e2;
 	json_t *a, *b, *f;
 	char *da, *db, *df;
+	static struct outbuf w; /* kept between runs, as the daemon keeps it */
 
 	memset(&e1, 0xA5, sizeof(e1));
 	memset(&e2, 0xA5, sizeof(e2));
@@ -65,6 +69,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(strcmp(da, db) == 0, "trees differ: json_read %s, "
 		    "json_loadb %s", da, db);
 		CHECK(json_equal(a, b), "json_equal says no: %s", da);
+		/* 4 */
+		w.len = 0;
+		CHECK(json_write(&w, a) == 0, "json_write fails on %s", da);
+		CHECK(w.len == strlen(da) && memcmp(w.p, da, w.len) == 0,
+		    "json_write %.*s, json_dumps %s", (int)w.len, w.p, da);
 		free(da);
 		free(db);
 	}
