@@ -20,7 +20,10 @@
  * Modes:
  *   ping       N connections, each keeping D pings in flight; throughput
  *              and the round-trip latency of every reply in a log-linear
- *              histogram (64 sub-buckets per power of two: ~1.6% error).
+ *              histogram (64 sub-buckets per power of two: ~1.6% error),
+ *              and each connection's longest wait between two replies,
+ *              which is what a client notices when the server stalls
+ *              (a reload, a long loop turn) and an average hides.
  *   handshake  C connections at a time, each connecting, upgrading,
  *              reading the greeting and closing with a full close
  *              handshake, then starting over: handshakes per second.
@@ -127,6 +130,10 @@ struct conn {
 	unsigned ring_head, inflight;
 	uint64_t t_start; /* connect() time */
 	uint64_t deadline; /* ns; 0 none */
+	uint64_t last_reply; /* ping: ns of the last pong, or of the load's
+				start before the first */
+	uint64_t max_gap; /* ping: longest wait for a pong in the window */
+	int measured; /* ping: open when the measured window began */
 };
 
 /* Log-linear histogram of nanoseconds: values below 128 exact, above that
@@ -152,6 +159,7 @@ struct options {
 	int src_set;
 	pid_t server_pid;
 	double settle;
+	double gap_limit; /* ms: ping reports connections waiting longer */
 };
 
 static struct options opt = {
@@ -173,6 +181,7 @@ static struct options opt = {
 	.ua_len = -1,
 	.server_pid = 0,
 	.settle = 1,
+	.gap_limit = 50,
 };
 
 /* The run's state: one of each, so plain globals. */
@@ -202,6 +211,7 @@ static uint64_t n_msgs;      /* replies counted in the measured window */
 static uint64_t n_replies;   /* all replies */
 static uint64_t n_handshakes; /* handshake mode: completed in window */
 static uint64_t n_server_pings, n_verified;
+static uint64_t n_dropped; /* ping: open at the window's start, then lost */
 static unsigned n_idle_target;
 static int ready; /* idle: the ready line is out */
 static int probe_done; /* idle: the first connection came and went */
@@ -412,6 +422,10 @@ conn_fail(struct conn *c, enum err_kind kind, const char *fmt, ...)
 	va_start(ap, fmt);
 	note_error(c->idx, kind, fmt, ap);
 	va_end(ap);
+	/* Lost while in use, not while we were closing it: an error like
+	 * any other, and also the figure a reload must keep at 0. */
+	if (c->measured && c->state == C_OPEN)
+		n_dropped++;
 	conn_release(c);
 }
 
@@ -1419,7 +1433,13 @@ mode_reply(struct conn *c, const struct jreply *r, uint64_t now)
 		if (phase == P_MEASURE) {
 			n_msgs++;
 			h_record(&hist, now - c->ring_ts[slot]);
+			/* A wait that began before the window and ended in
+			 * it counts whole: it is what the client saw. */
+			if (now > c->last_reply &&
+			    now - c->last_reply > c->max_gap)
+				c->max_gap = now - c->last_reply;
 		}
+		c->last_reply = now;
 		if (phase == P_WARMUP || phase == P_MEASURE)
 			ping_queue(c, now);
 		return;
@@ -1469,21 +1489,48 @@ count_busy(void)
 static void
 measure_begin(uint64_t now)
 {
+	unsigned i, open = 0;
+
 	phase = P_MEASURE;
 	t_measure_start = now;
 	phase_end = now + (uint64_t)(opt.duration * 1e9);
 	cli_cpu0 = cpu_self();
 	if (opt.server_pid > 0)
 		srv_cpu0 = cpu_of(opt.server_pid);
+	if (opt.mode != MODE_PING)
+		return;
+	for (i = 0; i < nconns; i++)
+		if (conns[i].state == C_OPEN) {
+			conns[i].measured = 1;
+			open++;
+		}
+	/* For a program that acts on the server during the window (bench/run
+	 * sends SIGHUP): the window starts now. */
+	printf("measuring connections=%u\n", open);
+	fflush(stdout);
 }
 
 static void
 measure_end(uint64_t now)
 {
+	unsigned i;
+
 	t_measure_end = now;
 	cli_cpu1 = cpu_self();
 	if (opt.server_pid > 0)
 		srv_cpu1 = cpu_of(opt.server_pid);
+	if (opt.mode != MODE_PING)
+		return;
+	/* A wait still going on at the end is a wait too: a connection
+	 * stalled for the last second must not look like one that never
+	 * waited. */
+	for (i = 0; i < nconns; i++) {
+		struct conn *c = &conns[i];
+
+		if (c->state == C_OPEN && now > c->last_reply &&
+		    now - c->last_reply > c->max_gap)
+			c->max_gap = now - c->last_reply;
+	}
 }
 
 static void
@@ -1529,6 +1576,7 @@ advance(uint64_t now)
 					continue;
 				while (o->inflight < opt.depth)
 					ping_queue(o, now);
+				o->last_reply = now;
 				conn_flush(o);
 			}
 			phase = n_open > 0 ? P_WARMUP : P_DONE;
@@ -1681,14 +1729,16 @@ usage(FILE *f)
 	    "[-t seconds]\n"
 	    "                     [-w seconds] [-T seconds] [-s seconds] "
 	    "[-x pid] [-b range]\n"
-	    "                     [-A user-agent] [-U length] [-G] [-n] "
-	    "[-V] [-H]\n"
+	    "                     [-g ms] [-A user-agent] [-U length] [-G] "
+	    "[-n] [-V] [-H]\n"
 	    "  -m mode   ping (default), handshake or idle\n"
 	    "  -h host   server address (127.0.0.1); -p port (8080); "
 	    "-P path (/ws)\n"
 	    "  -c n      connections: ping 100, handshake 50 at a time, "
 	    "idle 1000\n"
 	    "  -d n      ping: messages in flight per connection (1)\n"
+	    "  -g ms     ping: count connections that waited longer for a "
+	    "reply (50)\n"
 	    "  -C n      idle: handshakes in progress at once (256)\n"
 	    "  -t s      measured seconds (5); idle: seconds held, 0 = until "
 	    "SIGINT\n"
@@ -1835,6 +1885,14 @@ report(void)
 		double rate = secs > 0 ? (double)n_msgs / secs : 0;
 		double per = srv >= 0 && n_msgs > 0 ? srv * 1e6 / (double)n_msgs
 		    : -1;
+		static struct histogram gaps; /* of each connection's longest */
+		uint64_t limit = (uint64_t)(opt.gap_limit * 1e6), over = 0;
+
+		for (i = 0; i < (int)nconns; i++)
+			if (conns[i].measured) {
+				h_record(&gaps, conns[i].max_gap);
+				over += conns[i].max_gap > limit;
+			}
 
 		printf("ping: %u connections x %u in flight, %.2f s: %.0f "
 		    "msg/s, latency p50 %.3f ms p99 %.3f ms p99.9 %.3f ms "
@@ -1844,16 +1902,25 @@ report(void)
 		    h_percentile(&hist, 99.9) / 1e6, hist.max / 1e6);
 		if (per >= 0)
 			printf(", server CPU %.3f us/msg", per);
+		printf(", longest wait for a reply %.3f ms (p99 of "
+		    "connections %.3f ms, %" PRIu64 " of %" PRIu64 " over %g ms)"
+		    ", %" PRIu64 " dropped", gaps.max / 1e6,
+		    h_percentile(&gaps, 99) / 1e6, over, gaps.n, opt.gap_limit,
+		    n_dropped);
 		printf(", errors %" PRIu64 "\n", err);
 		printf("mode=ping conns=%u depth=%u seconds=%.3f msgs=%" PRIu64
 		    " msgs_per_s=%.0f p50_us=%.1f p99_us=%.1f p999_us=%.1f "
 		    "max_us=%.1f server_cpu_s=%.3f server_cpu_us_per_msg=%.4f "
-		    "client_cpu_s=%.3f server_pings=%" PRIu64 " errors=%" PRIu64
-		    "%s\n", nconns, opt.depth, secs, n_msgs, rate,
-		    h_percentile(&hist, 50) / 1e3,
+		    "client_cpu_s=%.3f server_pings=%" PRIu64 " measured_conns=%"
+		    PRIu64 " dropped=%" PRIu64 " gap_max_us=%.1f gap_p50_us=%.1f "
+		    "gap_p99_us=%.1f gap_limit_us=%.1f gap_over=%" PRIu64
+		    " errors=%" PRIu64 "%s\n", nconns, opt.depth, secs, n_msgs,
+		    rate, h_percentile(&hist, 50) / 1e3,
 		    h_percentile(&hist, 99) / 1e3,
 		    h_percentile(&hist, 99.9) / 1e3, hist.max / 1e3, srv, per,
-		    cli, n_server_pings, err, errs);
+		    cli, n_server_pings, gaps.n, n_dropped, gaps.max / 1e3,
+		    h_percentile(&gaps, 50) / 1e3, h_percentile(&gaps, 99) / 1e3,
+		    opt.gap_limit * 1e3, over, err, errs);
 		break;
 	}
 	case MODE_HANDSHAKE: {
@@ -1910,7 +1977,7 @@ main(int argc, char *argv[])
 	uint64_t now, last_scan = 0;
 	int ch, n, i;
 
-	while ((ch = getopt(argc, argv, "m:h:p:P:c:d:C:t:w:T:s:x:b:A:U:GnVH"))
+	while ((ch = getopt(argc, argv, "m:h:p:P:c:d:C:t:w:T:s:x:b:g:A:U:GnVH"))
 	    != -1) {
 		switch (ch) {
 		case 'm':
@@ -1946,6 +2013,7 @@ main(int argc, char *argv[])
 			opt.server_pid = (pid_t)num_arg(optarg, 1, INT_MAX, ch);
 			break;
 		case 'b': parse_range(optarg); break;
+		case 'g': opt.gap_limit = num_arg(optarg, 0, 1e9, ch); break;
 		case 'A':
 			if (strpbrk(optarg, "\r\n"))
 				die("-A: no line breaks");

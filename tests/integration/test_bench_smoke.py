@@ -10,10 +10,12 @@ import base64
 import hashlib
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -38,6 +40,30 @@ def bench(*args, expect_rc=0):
     kv["_human"] = lines[-2] if len(lines) > 1 else ""
     kv["_stdout"] = p.stdout
     kv["_stderr"] = p.stderr
+    return kv
+
+
+def bench_acting(args, act, expect_rc=0):
+    """bench(), calling act() when the measured window opens."""
+    p = subprocess.Popen([BENCH, "-T", str(int(10 * SLOW))] + list(args),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        first = p.stdout.readline()
+        assert first.startswith("measuring connections="), first
+        act()
+        out, err = p.communicate(timeout=60 * SLOW)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == expect_rc, (
+        f"wsplugd-bench exited {p.returncode}:\n{first}{out}\n{err}")
+    lines = out.strip().splitlines()
+    kv = dict(f.split("=", 1) for f in lines[-1].split())
+    kv["_human"] = lines[-2]
+    kv["_first"] = first
+    kv["_stderr"] = err
     return kv
 
 
@@ -68,6 +94,31 @@ def test_ping_mode(wsplugd):
     closes = d.wait_count("ws.close", 4)
     assert all(c["code"] == "1000" for c in closes)
     assert sum(int(c["msgs_in"]) for c in closes) >= msgs
+
+
+def test_ping_mode_through_a_reload(wsplugd):
+    """What bench/run's reload check rests on: the window is announced,
+    a SIGHUP inside it drops nothing, and every connection's longest wait
+    for a reply is reported."""
+    d = wsplugd(log=INFO)
+    mark = d.mark()
+    kv = bench_acting(["-m", "ping", "-p", str(d.port), "-c", "20", "-d",
+                       "16", "-t", "1.5", "-w", "0.2", "-g", "0",
+                       "-x", str(d.proc.pid)],
+                      lambda: (time.sleep(0.5), d.signal(signal.SIGHUP)))
+    no_errors(kv)
+    assert kv["_first"] == "measuring connections=20\n"
+    ev = d.wait_for("reload", start=mark, result="ok")
+    assert ev["active"] == "20"
+    assert kv["measured_conns"] == "20" and kv["dropped"] == "0"
+    assert int(kv["msgs"]) > 0
+    p50, p99, mx = (float(kv[k]) for k in
+                    ("gap_p50_us", "gap_p99_us", "gap_max_us"))
+    # No wait can be longer than the warm-up and the window together.
+    assert 0 < p50 <= p99 <= mx * 1.02 and mx < 1.7e6 * SLOW
+    # -g 0: every connection waited more than 0 ms.
+    assert kv["gap_limit_us"] == "0.0" and kv["gap_over"] == "20"
+    assert "longest wait for a reply" in kv["_human"]
 
 
 def test_handshake_mode(wsplugd):
@@ -160,6 +211,8 @@ def _serve(conn, fault):
                               .digest()).decode()
     if fault == "accept":
         accept = base64.b64encode(b"\0" * 20).decode()
+    opened = time.monotonic()
+    stalled = False
     conn.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket"
                   f"\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
                   f"{accept}\r\n\r\n").encode())
@@ -175,6 +228,13 @@ def _serve(conn, fault):
             conn.sendall(b"\x88\x02\x03\xe8")
             return
         msg = json.loads(data)
+        late = time.monotonic() - opened > 0.6
+        if fault == "stall" and late and not stalled:
+            time.sleep(0.4)  # once, inside the measured window
+            stalled = True
+        if fault == "drop" and late:
+            conn.shutdown(socket.SHUT_RDWR)
+            return
         reply = {"type": "pong", "timestamp": 0, "id": msg["id"]}
         if fault == "id":
             reply["id"] += 1
@@ -223,3 +283,22 @@ def test_protocol_errors_are_counted(broken_server, fault, kind):
     assert int(kv[f"err_{kind}"]) >= 1
     assert int(kv["errors"]) >= 1
     assert f": {kind}: " in kv["_stderr"]
+
+
+def test_a_stall_is_the_longest_wait(broken_server):
+    """A server that stops answering for 0.4 s once: the longest wait is
+    the stall, found on that connection, and it is not an error."""
+    port = broken_server("stall")
+    kv = bench("-m", "ping", "-p", str(port), "-c", "1", "-d", "4",
+               "-t", "1.5", "-w", "0.3", "-g", "300")
+    no_errors(kv)
+    assert 400e3 <= float(kv["gap_max_us"]) < 1000e3
+    assert kv["gap_over"] == "1" and kv["dropped"] == "0"
+
+
+def test_a_dropped_connection_is_counted(broken_server):
+    port = broken_server("drop")
+    kv = bench("-m", "ping", "-p", str(port), "-c", "1", "-d", "4",
+               "-t", "1.5", "-w", "0.3", "-T", "3", expect_rc=1)
+    assert kv["dropped"] == "1" and kv["measured_conns"] == "1"
+    assert kv["err_closed"] == "1" and kv["errors"] == "1"
