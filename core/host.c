@@ -20,6 +20,9 @@
 
 #include "wsplugd.h"
 
+/* The serialization buffer is kept between messages up to this size. */
+#define JBUF_KEEP (64 * 1024)
+
 static int
 h_claim(struct wsp_plugin_ctx *ctx, const char *type)
 {
@@ -54,6 +57,7 @@ int
 host_send_json(struct wsp_conn *c, const json_t *msg)
 {
 	struct outbuf *b = &c->srv->jbuf;
+	int rc;
 
 	/* A message is an object or an array, as for json_dumps without
 	 * JSON_ENCODE_ANY.  jansson's strings are valid UTF-8, so the text
@@ -61,9 +65,15 @@ host_send_json(struct wsp_conn *c, const json_t *msg)
 	if (!json_is_object(msg) && !json_is_array(msg))
 		return -1;
 	b->len = 0;
-	if (json_write(b, msg) == -1)
-		return -1;
-	return conn_send(c, WS_OP_TEXT, b->p, b->len);
+	rc = json_write(b, msg);
+	if (rc == 0)
+		rc = conn_send(c, WS_OP_TEXT, b->p, b->len);
+	/* One huge message should not keep its buffer for good. */
+	if (b->cap > JBUF_KEEP) {
+		free(b->p);
+		memset(b, 0, sizeof(*b));
+	}
+	return rc;
 }
 
 static int

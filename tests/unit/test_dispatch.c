@@ -336,6 +336,54 @@ test_conflicting_claims_are_errors(void)
 	plugin_set_free(set);
 }
 
+/* send_json's buffer is reused between messages, but one huge message
+ * must not keep its size for good; and what it sends is intact. */
+static void
+test_send_json_buffer(void)
+{
+	struct wsp_conn *c = conn_new();
+	char *big = malloc(100000), *out = malloc(100100);
+	json_t *msg, *back;
+	uint8_t h[10];
+	size_t n;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+	msg = json_pack("{s:s}", "type", "small");
+	CU_ASSERT_EQUAL(host_send_json(c, msg), 0);
+	json_decref(msg);
+	CU_ASSERT(srv.jbuf.cap > 0 && srv.jbuf.cap <= 64 * 1024);
+	evbuffer_drain(c->out, evbuffer_get_length(c->out));
+
+	memset(big, 'x', 99999);
+	big[99999] = '\0';
+	msg = json_pack("{s:s, s:s}", "type", "big", "data", big);
+	CU_ASSERT_EQUAL(host_send_json(c, msg), 0);
+	json_decref(msg);
+	CU_ASSERT_EQUAL(srv.jbuf.cap, 0);
+	CU_ASSERT_PTR_NULL(srv.jbuf.p);
+	/* a 64-bit length: 2 + 8 header bytes */
+	CU_ASSERT_EQUAL_FATAL(evbuffer_remove(c->out, h, 10), 10);
+	CU_ASSERT_EQUAL(h[1], 127);
+	n = evbuffer_get_length(c->out);
+	CU_ASSERT_FATAL(n < 100100);
+	CU_ASSERT_EQUAL(evbuffer_remove(c->out, out, n), (int)n);
+	back = json_loadb(out, n, 0, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(back);
+	CU_ASSERT_EQUAL(strlen(json_string_value(json_object_get(back,
+	    "data"))), 99999);
+	json_decref(back);
+
+	/* only objects and arrays are messages */
+	msg = json_string("not a message");
+	CU_ASSERT_EQUAL(host_send_json(c, msg), -1);
+	json_decref(msg);
+	CU_ASSERT_EQUAL(evbuffer_get_length(c->out), 0);
+	free(big);
+	free(out);
+	conn_done(c);
+}
+
 int
 main(void)
 {
@@ -357,6 +405,8 @@ main(void)
 		    test_catch_all_takes_what_others_do_not },
 		{ "conflicting claims are FILE:LINE errors",
 		    test_conflicting_claims_are_errors },
+		{ "send_json's buffer: reused, not kept when huge",
+		    test_send_json_buffer },
 	};
 	CU_pSuite s;
 	unsigned failures;
