@@ -71,6 +71,51 @@ def test_raw_101_has_correct_accept_and_headers(wsplugd):
         assert body == b""
 
 
+def _server_socket_nodelay(pid, client):
+    """TCP_NODELAY of the daemon's end of `client`, read through a copy of
+    its descriptor (pidfd_getfd(2): the test started the daemon, so it may
+    look into it)."""
+    import ctypes
+    import os
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd_getfd = 438  # x86_64 and most others since Linux 5.6
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError) as e:
+        pytest.skip(f"pidfd_open: {e}")
+    try:
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            if not os.readlink(f"/proc/{pid}/fd/{name}").startswith(
+                    "socket:"):
+                continue
+            fd = libc.syscall(pidfd_getfd, pidfd, int(name), 0)
+            if fd < 0:
+                pytest.skip("pidfd_getfd: "
+                            + os.strerror(ctypes.get_errno()))
+            with socket.socket(fileno=fd) as s:
+                try:
+                    peer = s.getpeername()
+                except OSError:
+                    continue
+                if peer == client.getsockname():
+                    return s.getsockopt(socket.IPPROTO_TCP,
+                                        socket.TCP_NODELAY)
+    finally:
+        os.close(pidfd)
+    raise AssertionError("the daemon's end of the connection not found")
+
+
+def test_accepted_sockets_have_nodelay(wsplugd):
+    # Replies are small frames: Nagle's algorithm with the peer's delayed
+    # ACK would hold one back for up to 40 ms.  The option is set on the
+    # listener, which Linux hands on to every accepted socket.
+    d = wsplugd()
+    with Raw(d.port) as r:
+        r.request()
+        assert r.response()[0] == 101
+        assert _server_socket_nodelay(d.proc.pid, r.sock) != 0
+
+
 def test_rfc_sample_key_gets_rfc_sample_accept(wsplugd):
     # RFC 6455 section 1.3's worked example.
     d = wsplugd()
