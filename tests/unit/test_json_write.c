@@ -195,9 +195,11 @@ random_tree(int depth)
 	unsigned i, n;
 
 	switch (depth > 4 ? next(6) : next(8)) {
-	case 0: return json_integer((json_int_t)(rng >> next(64)) *
-		    (next(2) ? 1 : -1));
-	case 1: return json_real((double)(int64_t)rng / (1 << next(40)));
+	/* unsigned arithmetic: any 64-bit pattern, negatives included */
+	case 0: return json_integer((json_int_t)((rng >> next(64)) *
+		    (next(2) ? 1 : UINT64_MAX)));
+	case 1: return json_real((double)(int64_t)rng /
+		    (double)(1ULL << next(40)));
 	case 2: return random_string();
 	case 3: return next(2) ? json_true() : json_false();
 	case 4: return json_null();
