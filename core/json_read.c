@@ -263,12 +263,31 @@ read_word(struct reader *r, const char *w, size_t n, json_t *v)
 	return v;
 }
 
+/* After a member of an object or array: 1 at the closing bracket, 0 at
+ * a comma (both taken, with the space after a comma), -1 at anything
+ * else. */
+static int
+after_member(struct reader *r, int close)
+{
+	skip_space(r);
+	if (peek(r) == close) {
+		r->p++;
+		return 1;
+	}
+	if (peek(r) != ',')
+		return -1;
+	r->p++;
+	skip_space(r);
+	return 0;
+}
+
 static json_t *
 read_object(struct reader *r)
 {
 	json_t *obj, *v;
 	const char *key;
 	size_t klen;
+	int end;
 
 	if ((obj = json_object()) == NULL)
 		return NULL;
@@ -291,17 +310,11 @@ read_object(struct reader *r)
 		/* A repeated key replaces the value in place, as in
 		 * json_loadb without JSON_REJECT_DUPLICATES: it is the same
 		 * call.  It takes v even when it fails. */
-		if (json_object_setn_new_nocheck(obj, key, klen, v) == -1)
+		if (json_object_setn_new_nocheck(obj, key, klen, v) == -1 ||
+		    (end = after_member(r, '}')) == -1)
 			break;
-		skip_space(r);
-		if (peek(r) == '}') {
-			r->p++;
+		if (end)
 			return obj;
-		}
-		if (peek(r) != ',')
-			break;
-		r->p++;
-		skip_space(r);
 	}
 	json_decref(obj);
 	return NULL;
@@ -311,6 +324,7 @@ static json_t *
 read_array(struct reader *r)
 {
 	json_t *arr, *v;
+	int end;
 
 	if ((arr = json_array()) == NULL)
 		return NULL;
@@ -322,17 +336,11 @@ read_array(struct reader *r)
 	}
 	for (;;) {
 		if ((v = read_value(r)) == NULL ||
-		    json_array_append_new(arr, v) == -1)
+		    json_array_append_new(arr, v) == -1 ||
+		    (end = after_member(r, ']')) == -1)
 			break;
-		skip_space(r);
-		if (peek(r) == ']') {
-			r->p++;
+		if (end)
 			return arr;
-		}
-		if (peek(r) != ',')
-			break;
-		r->p++;
-		skip_space(r);
 	}
 	json_decref(arr);
 	return NULL;
