@@ -625,6 +625,23 @@ j_literal(struct jparse *j, const char *lit)
 	return 0;
 }
 
+/* After a member: 1 at the closing bracket, 0 at a comma (both taken),
+ * -1 at anything else. */
+static int
+j_after_member(struct jparse *j, char close)
+{
+	j_ws(j);
+	if (j->p < j->end && *j->p == ',') {
+		j->p++;
+		return 0;
+	}
+	if (j->p < j->end && *j->p == close) {
+		j->p++;
+		return 1;
+	}
+	return -1;
+}
+
 /* top is non-NULL only for the outermost object's members. */
 static int
 j_object(struct jparse *j, struct jreply *top)
@@ -656,16 +673,12 @@ j_object(struct jparse *j, struct jreply *top)
 		} else if (j_value(j, top,
 		    top != NULL && kn == 2 && memcmp(k, "id", 2) == 0) == -1)
 			return -1;
-		j_ws(j);
-		if (j->p < j->end && *j->p == ',') {
-			j->p++;
-			continue;
-		}
-		if (j->p < j->end && *j->p == '}') {
-			j->p++;
+		switch (j_after_member(j, '}')) {
+		case 1:
 			return 0;
+		case -1:
+			return -1;
 		}
-		return -1;
 	}
 }
 
@@ -682,16 +695,12 @@ j_array(struct jparse *j)
 		j_ws(j);
 		if (j_value(j, NULL, 0) == -1)
 			return -1;
-		j_ws(j);
-		if (j->p < j->end && *j->p == ',') {
-			j->p++;
-			continue;
-		}
-		if (j->p < j->end && *j->p == ']') {
-			j->p++;
+		switch (j_after_member(j, ']')) {
+		case 1:
 			return 0;
+		case -1:
+			return -1;
 		}
-		return -1;
 	}
 }
 
