@@ -6,6 +6,7 @@ core_libwspcore_la_SOURCES = \
 	core/admin.c \
 	core/clock.c \
 	core/config.c \
+	core/config_file.c \
 	core/config_value.c \
 	core/conn.c \
 	core/dispatch.c \

@@ -17,6 +17,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <wsplugd/plugin.h>
 
@@ -185,7 +186,43 @@ void http_response_101(struct evbuffer *out, const char accept[29],
 void http_response_error(struct evbuffer *out, int status, const char *why);
 const char *http_status_text(int status);
 
-/* config.c: the INI file, validated whole */
+/* config_file.c: the INI file's lines through inih, with FILE:LINE */
+
+/* Fill file, errs and the hooks, zero the rest, then config_file_read(). */
+struct config_reader {
+	const char *file;
+	struct wsp_errors *errs;
+	int failed;  /* an error was reported (errors_add may drop one) */
+	int lineno;  /* the line being handled */
+	/* A [header]'s name, or NULL for a header the reader rejected (its
+	 * keys should be skipped); a key = value line. */
+	void (*section)(void *arg, const char *name);
+	void (*key)(void *arg, const char *name, const char *value);
+	void *arg;
+	/* private */
+	FILE *fp;
+	char *buf; /* the current line, whole */
+	size_t bufsz;
+	size_t len; /* bytes of buf that are the line */
+	size_t off; /* bytes of it already given to inih */
+	int eof;
+	int read_errno;
+	int kv_wanted; /* the current line is neither blank, comment nor
+	                  header, so inih must call the handler for it */
+	int kv_seen;
+	int *syntax; /* lines reported as syntax errors, ascending */
+	size_t nsyntax;
+};
+
+/* Read the whole file, calling the hooks; 0, or -1 (with an error) when
+ * it could not be opened or read to its end. */
+int config_file_read(struct config_reader *r);
+void config_file_error(struct config_reader *r, int line, const char *fmt,
+    ...) WSP_PRINTFLIKE(3, 4);
+void config_file_verror(struct config_reader *r, int line, const char *fmt,
+    va_list ap) WSP_PRINTFLIKE(3, 0);
+
+/* config.c: what the INI file means, validated whole */
 
 enum log_format { LOG_FORMAT_LOGFMT, LOG_FORMAT_JSON };
 enum log_target {
