@@ -249,12 +249,6 @@ ss_port(const struct sockaddr_storage *ss)
 	return ((const struct sockaddr_in *)ss)->sin_port;
 }
 
-static int
-same_listen(const struct wsp_listen_addr *a, const struct wsp_listen_addr *b)
-{
-	return a->sslen == b->sslen && memcmp(&a->ss, &b->ss, a->sslen) == 0;
-}
-
 /* [server] listen or [admin] listen, into *list_r. */
 static int
 cfg_set_listen(struct cfg_parse *p, const struct cfg_key *k,
@@ -278,7 +272,8 @@ cfg_set_listen(struct cfg_parse *p, const struct cfg_key *k,
 		a.line = p->rd.lineno;
 		/* port 0 twice is two kernel-picked ports, not a clash */
 		for (i = 0; i < *n_r; i++)
-			if (same_listen(&(*list_r)[i], &a) &&
+			if (config_listen_same(&(*list_r)[i].ss,
+			    (*list_r)[i].sslen, &a) &&
 			    ss_port(&a.ss) != 0)
 				break;
 		if (i < *n_r) {
@@ -390,6 +385,7 @@ cfg_set_log(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 				return -1;
 			}
 			cfg->log_target = LOG_TARGET_FILE;
+			cfg->log_target_line = p->rd.lineno;
 			return 0;
 		}
 		break;
@@ -718,7 +714,8 @@ cfg_finish_admin(struct cfg_parse *p)
 		a = &cfg->admin_listen[i];
 		for (j = 0; j < cfg->nlisten; j++) {
 			b = &cfg->listen[j];
-			if (!same_listen(a, b) || ss_port(&a->ss) == 0)
+			if (!config_listen_same(&a->ss, a->sslen, b) ||
+			    ss_port(&a->ss) == 0)
 				continue;
 			cfg_error(p, a->line != 0 ? a->line : b->line,
 			    "[admin] listen: %s is also a [server] listen "

@@ -29,7 +29,8 @@ tests_unit_test_http_upgrade_LDADD = $(UNIT_LDADD)
 tests_unit_test_config_SOURCES = tests/unit/test_config.c
 tests_unit_test_config_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_config_LDADD = $(UNIT_LDADD)
-tests_unit_test_dispatch_SOURCES = tests/unit/test_dispatch.c
+tests_unit_test_dispatch_SOURCES = tests/unit/test_dispatch.c \
+	tests/unit/fake.c tests/unit/fake.h
 tests_unit_test_dispatch_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_dispatch_LDADD = $(UNIT_LDADD)
 tests_unit_test_json_read_SOURCES = tests/unit/test_json_read.c
@@ -41,7 +42,8 @@ tests_unit_test_json_write_LDADD = $(UNIT_LDADD)
 tests_unit_test_registry_SOURCES = tests/unit/test_registry.c
 tests_unit_test_registry_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_registry_LDADD = $(UNIT_LDADD)
-tests_unit_test_metrics_SOURCES = tests/unit/test_metrics.c
+tests_unit_test_metrics_SOURCES = tests/unit/test_metrics.c \
+	tests/unit/fake.c tests/unit/fake.h
 tests_unit_test_metrics_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_metrics_LDADD = $(UNIT_LDADD)
 
