@@ -7,6 +7,20 @@
  *                                                  flush, SHUT_WR, drain to
  *                                                  EOF or timeout, close(2)
  *
+ * A connection is a lower layer: it calls nothing above it.  What it has
+ * to tell goes through the hooks its owner set in srv->conn_hooks
+ * (server.c): opened (the plugins greet it), message (each complete
+ * message, to dispatch.c), closed (the plugins say goodbye) and gone (the
+ * shutdown may be done).  Whether a client may connect or upgrade is the
+ * handshake policy's, admit.c; this file only parses the request, writes
+ * the refusal and lingers.
+ *
+ * One text message: conn_event_cb reads it into the server's buffer,
+ * conn_feed hands the bytes to ws_codec.c, conn_on_data reassembles the
+ * fragments, conn_deliver passes the whole message to the message hook;
+ * a reply comes back down through host.c into conn_send, which queues
+ * the frame, and conn_write sends it when the read handler returns.
+ *
  * Reads of established connections go into the server's single read
  * buffer, so an idle connection holds no input buffer; the request head is
  * buffered only during the handshake and a message only while its
@@ -325,8 +339,9 @@ conn_read_head(struct wsp_conn *c)
 	return conn_upgrade(c, &req, end, proto);
 }
 
-/* The peer's session is over: unregister, tell the plugins, log, and go
- * lingering.  Safe to call in any state; only the first call counts. */
+/* The peer's session is over: unregister, tell the owner (the closed
+ * hook), log, and go lingering.  Safe to call in any state; only the
+ * first call counts. */
 void
 conn_end(struct wsp_conn *c, uint16_t code, const char *reason)
 {

@@ -8,6 +8,11 @@
  * line, to stderr, a file (reopened on SIGUSR1 for logrotate), syslog, or
  * the systemd journal.
  *
+ * A reload changes the log in two steps, like every module a reload
+ * touches: log_reload_prepare() opens the new file, which is the one
+ * thing that can fail, and log_reload_commit() switches to it; a reload
+ * that fails anywhere closes it again, and its errors go to the old log.
+ *
  * Once the event loop runs, lines for stderr and files are gathered and
  * written together at the end of the loop turn that logged them: a
  * handshake logs two lines, and a write(2) each was a tenth of its cost.

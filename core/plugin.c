@@ -8,11 +8,19 @@
  * set, and what the build loaded is unloaded again, so a bad configuration
  * never leaves a half-built set behind (nginx builds a cycle the same way).
  *
- * On reload the new set is built next to the running one.  A plugin whose
- * file and section are both unchanged is not loaded again: its context,
- * state and all, is shared by both sets (contexts are reference-counted by
- * the sets holding them), and freeing whichever set loses unloads only
- * what no set holds any more.
+ * The table the load callback gets is the server's host table (host.c,
+ * handed in by server.c through srv->host) with its claim entry answered
+ * here: claiming is part of loading.  What a load needs to know about its
+ * build (the set claims go to, the section, where errors go) is a struct
+ * plugin_load on the builder's stack, which only the loading context
+ * points at, and only while it loads.
+ *
+ * On reload the new set is built next to the running one
+ * (plugin_reload_prepare) and takes over in plugin_reload_commit.  A
+ * plugin whose file and section are both unchanged is not loaded again:
+ * its context, state and all, is shared by both sets (contexts are
+ * reference-counted by the sets holding them), and freeing whichever set
+ * loses unloads only what no set holds any more.
  *
  * glibc's dlopen() hands back the object it already has for a path or an
  * inode, even when the file was rebuilt since.  So every load copies the

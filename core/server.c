@@ -2,7 +2,16 @@
  * server.c: the server's life cycle.
  *
  * Building the server (event base, shared buffers, deadline queues, the
- * plugin set, the listeners), its signals, and its end.  Shutdown on
+ * plugin set, the listeners), its signals, and its end.
+ *
+ * This is the top of the core: it wires the lower files to the upper ones
+ * with hooks, so that each of them only calls down.  listen.c hands an
+ * accepted socket to on_accept (conn.c); a connection reports through
+ * conn_hooks (opened, closed: the plugins; message: dispatch.c; gone: the
+ * shutdown below); the keepalive sweep hands an idle connection to
+ * sweep_expire (conn.c's reap); plugins get the host table (host.c)
+ * through plugin.c.  SIGHUP goes to server_reload (reload.c), which runs
+ * every module's prepare, then its commit or its abort.  Shutdown on
  * SIGTERM or SIGINT stops accepting, sends close 1001 to every client and
  * waits up to shutdown_timeout for the close handshakes; the loop ends as
  * soon as the last connection is gone.  A second signal exits at once.
