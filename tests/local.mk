@@ -14,7 +14,9 @@ UNIT_TESTS = \
 	tests/unit/test_json_read \
 	tests/unit/test_json_write \
 	tests/unit/test_registry \
-	tests/unit/test_metrics
+	tests/unit/test_metrics \
+	tests/unit/test_admit \
+	tests/unit/test_attrs
 check_PROGRAMS += $(UNIT_TESTS)
 
 tests_unit_test_utf8_SOURCES = tests/unit/test_utf8.c
@@ -30,7 +32,8 @@ tests_unit_test_config_SOURCES = tests/unit/test_config.c
 tests_unit_test_config_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_config_LDADD = $(UNIT_LDADD)
 tests_unit_test_dispatch_SOURCES = tests/unit/test_dispatch.c \
-	tests/unit/fake.c tests/unit/fake.h
+	tests/unit/fake.c tests/unit/fake.h \
+	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_dispatch_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_dispatch_LDADD = $(UNIT_LDADD)
 tests_unit_test_json_read_SOURCES = tests/unit/test_json_read.c
@@ -43,9 +46,20 @@ tests_unit_test_registry_SOURCES = tests/unit/test_registry.c
 tests_unit_test_registry_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_registry_LDADD = $(UNIT_LDADD)
 tests_unit_test_metrics_SOURCES = tests/unit/test_metrics.c \
-	tests/unit/fake.c tests/unit/fake.h
+	tests/unit/fake.c tests/unit/fake.h \
+	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_metrics_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_metrics_LDADD = $(UNIT_LDADD)
+tests_unit_test_admit_SOURCES = tests/unit/test_admit.c \
+	tests/unit/fake.c tests/unit/fake.h \
+	tests/unit/suite.c tests/unit/suite.h
+tests_unit_test_admit_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_admit_LDADD = $(UNIT_LDADD)
+tests_unit_test_attrs_SOURCES = tests/unit/test_attrs.c \
+	tests/unit/fake.c tests/unit/fake.h \
+	tests/unit/suite.c tests/unit/suite.h
+tests_unit_test_attrs_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_attrs_LDADD = $(UNIT_LDADD)
 
 # Integration tests: the real daemon on loopback, driven by Python's
 # websockets (Debian's python3-websockets) and raw sockets for the frames

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 
 #include "fake.h"
+#include "suite.h"
 
 static struct wsp_errors errs;
 static struct wsp_section sec_rec = { .file = "test.conf", .name = "rec",
@@ -370,10 +371,7 @@ test_send_json_buffer(void)
 int
 main(void)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct suite_test tests[] = {
 		{ "bad input gets error replies, connection stays",
 		    test_error_replies_keep_connection },
 		{ "unknown type is cut on a UTF-8 boundary",
@@ -391,26 +389,11 @@ main(void)
 		{ "send_json's buffer: reused, not kept when huge",
 		    test_send_json_buffer },
 	};
-	CU_pSuite s;
-	unsigned failures;
-	size_t i;
-	int rc = 1;
+	int rc;
 
 	if (fake_init() == -1)
 		return 1;
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	if ((s = CU_add_suite("dispatch", NULL, NULL)) == NULL)
-		goto done;
-	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-		if (CU_add_test(s, tests[i].name, tests[i].fn) == NULL)
-			goto done;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures();
-	rc = failures ? 1 : 0;
-done:
-	CU_cleanup_registry();
+	rc = suite_run("dispatch", tests, nitems(tests));
 	fake_fini();
 	return rc;
 }

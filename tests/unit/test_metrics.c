@@ -14,6 +14,7 @@
 #include <event2/buffer.h>
 
 #include "fake.h"
+#include "suite.h"
 
 
 /* The rendered text, NUL-terminated; the caller frees it. */
@@ -155,34 +156,16 @@ test_process_and_build(void)
 int
 main(void)
 {
-	static const struct {
-		const char *name;
-		CU_TestFunc fn;
-	} tests[] = {
+	static const struct suite_test tests[] = {
 		{ "counters as rendered", test_counters },
 		{ "label values escaped", test_labels_are_escaped },
 		{ "process and build info", test_process_and_build },
 	};
-	CU_pSuite s;
-	unsigned failures;
-	size_t i;
-	int rc = 1;
+	int rc;
 
 	if (fake_init() == -1)
 		return 1;
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	if ((s = CU_add_suite("metrics", NULL, NULL)) == NULL)
-		goto done;
-	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-		if (CU_add_test(s, tests[i].name, tests[i].fn) == NULL)
-			goto done;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures();
-	rc = failures ? 1 : 0;
-done:
-	CU_cleanup_registry();
+	rc = suite_run("metrics", tests, nitems(tests));
 	fake_fini();
 	return rc;
 }
