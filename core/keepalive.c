@@ -200,6 +200,7 @@ void
 keepalive_reload_commit(struct wsp_server *srv)
 {
 	const struct wsp_config *cfg = srv->cfg;
+	int pings_were_off = srv->dq_ping.interval == 0;
 	struct wsp_conn *c;
 
 	if (srv->sweep != NULL)
@@ -213,7 +214,7 @@ keepalive_reload_commit(struct wsp_server *srv)
 	if (cfg->ping_interval == 0)
 		while ((c = TAILQ_FIRST(&srv->dq_ping.head)) != NULL)
 			dq_remove(c);
-	else
+	else if (pings_were_off)
 		TAILQ_FOREACH(c, &srv->reg.conns, link)
 			if (c->state == CONN_OPEN && c->dq == NULL)
 				dq_push(&srv->dq_ping, c);

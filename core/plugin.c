@@ -58,11 +58,6 @@ struct plugin_type {
  * to the log state, so every set and its log lines carry a generation. */
 static unsigned plugin_generation;
 
-/* What a plugin's load is handed: the host table server.c gave the server
- * (host.c's), with claim answered here, because a claim is part of loading.
- * Static, as plugins may keep the pointer for as long as they are loaded. */
-static struct wsp_host plugin_host;
-
 /* Enter one claim of ctx in set's table; conflicts are reported to errs
  * at sec's header. */
 static int
@@ -324,7 +319,7 @@ plugin_load(struct plugin_set *set, struct wsp_server *srv,
 		if (plugin_claim(ctx, *tp) == -1)
 			failed = 1;
 	if (!failed && d->load != NULL) {
-		if (d->load(ctx, &plugin_host, sec, &ctx->state) != 0) {
+		if (d->load(ctx, &srv->plugin_host, sec, &ctx->state) != 0) {
 			if (errs->n == before)
 				errors_add(errs, sec->file, sec->line,
 				    "[plugin:%s] refused its configuration",
@@ -449,8 +444,11 @@ plugin_set_build(struct wsp_server *srv, struct wsp_config *cfg,
 		errors_add(errs, cfg->file, 0, "out of memory");
 		return NULL;
 	}
-	plugin_host = *srv->host;
-	plugin_host.claim = plugin_claim;
+	/* What a load is handed: the server's host table with claim
+	 * answered here.  In the server, as plugins may keep the pointer for
+	 * as long as they are loaded. */
+	srv->plugin_host = *srv->host;
+	srv->plugin_host.claim = plugin_claim;
 	for (i = 0; i < cfg->nplugins; i++) {
 		struct wsp_section *sec = &cfg->plugins[i];
 

@@ -29,15 +29,15 @@ static void
 reload_fail(struct wsp_server *srv, struct wsp_errors *errs)
 {
 	struct log_line *l;
+	uint64_t total = metrics_reloaded(srv, 0);
 	size_t i;
 
 	for (i = 0; i < errs->n; i++)
 		log_msg(WSP_LOG_ERROR, "config.error", "%s", errs->msg[i]);
-	srv->metrics.reloads_failed++;
 	if ((l = log_begin(WSP_LOG_ERROR, "reload")) != NULL) {
 		log_str(l, "result", "failed");
 		log_uint(l, "errors", errs->n);
-		log_uint(l, "failed_total", srv->metrics.reloads_failed);
+		log_uint(l, "failed_total", total);
 		log_str(l, "msg", "the running configuration and plugins "
 		    "are unchanged");
 		log_end(l);
@@ -48,12 +48,12 @@ static void
 reload_ok(struct wsp_server *srv, const struct plugin_reload_counts *n)
 {
 	struct log_line *l;
+	uint64_t total = metrics_reloaded(srv, 1);
 
-	srv->metrics.reloads_ok++;
 	if ((l = log_begin(WSP_LOG_INFO, "reload")) != NULL) {
 		log_str(l, "result", "ok");
 		log_uint(l, "generation", n->generation);
-		log_uint(l, "ok_total", srv->metrics.reloads_ok);
+		log_uint(l, "ok_total", total);
 		log_uint(l, "kept", n->kept);
 		log_uint(l, "loaded", n->loaded);
 		log_uint(l, "unloaded", n->unloaded);

@@ -751,6 +751,8 @@ void metrics_message_in(struct wsp_server *srv, size_t bytes);
 void metrics_message_out(struct wsp_server *srv, size_t bytes);
 void metrics_ping(struct wsp_server *srv);
 void metrics_reaped(struct wsp_server *srv);
+/* Count a reload that succeeded (ok) or failed; that kind's total. */
+uint64_t metrics_reloaded(struct wsp_server *srv, int ok);
 /* Append the Prometheus text exposition (format 0.0.4); 0 or -1 when out
  * of memory. */
 int metrics_render(struct wsp_server *srv, struct evbuffer *out);
@@ -816,7 +818,9 @@ struct wsp_server {
 	struct admin *admin;
 	struct notify *notify;
 	/* Set by server_setup: the upper files lower ones report to. */
-	const struct wsp_host *host; /* handed to plugins by plugin.c */
+	const struct wsp_host *host; /* host.c's, for plugin.c */
+	struct wsp_host plugin_host; /* what plugins get: *host, claim
+	                                answered by plugin.c */
 	struct conn_hooks conn_hooks;
 	int (*on_accept)(struct wsp_server *srv, int fd,
 	    const struct sockaddr *sa, socklen_t salen); /* listen.c's */

@@ -17,7 +17,7 @@ import socket
 import pytest
 import websockets
 
-from harness import PLUGIN_DIR, SLOW, WRAPPER, config
+from harness import PLUGIN_DIR, SLOW, WRAPPER, config, ws_connect
 from test_logging_targets import lines_of, visit, wait_in_file
 
 TEST_PLUGINS = os.environ.get("WSPLUGD_TEST_PLUGIN_DIR",
@@ -328,6 +328,35 @@ def test_failed_reload_to_unopenable_log_file_keeps_the_old_one(wsplugd,
     d.stop()
     wait_in_file(moved, "daemon.stop")
     assert d.lines == [], d.lines
+
+
+def test_reload_turns_pings_on_and_off_for_open_connections(wsplugd,
+                                                            tmp_path):
+    """keepalive's commit: pings turned on reach a connection opened while
+    they were off, and turned off again, stop."""
+    conf = tmp_path / "live.conf"
+    conf.write_text(config(keepalive={"ping_interval": "0"}))
+    d = wsplugd(path=conf)
+
+    async def main():
+        async with ws_connect(d.url) as ws:
+            conn = json.loads(await ws.recv())["connectionId"]
+            await asyncio.sleep(0.4)
+            assert not d.find("ws.ping", conn=conn)
+
+            conf.write_text(config(keepalive={"ping_interval": "200ms"}))
+            await asyncio.to_thread(reload_and_wait, d)
+            await asyncio.to_thread(d.wait_count, "ws.pong", 2, conn=conn)
+
+            conf.write_text(config(keepalive={"ping_interval": "0"}))
+            await asyncio.to_thread(reload_and_wait, d)
+            mark = d.mark()  # after the reload line: no ping may follow
+            await asyncio.sleep(0.6)
+            assert not d.find("ws.ping", start=mark, conn=conn)
+            r = await request(ws, {"type": "ping", "id": 1})
+            assert r["id"] == 1
+
+    asyncio.run(asyncio.wait_for(main(), timeout=30 * SLOW))
 
 
 def test_reload_binds_new_listener_before_closing_old(wsplugd, tmp_path):
