@@ -323,13 +323,6 @@ admin_request_cb(struct evhttp_request *req, void *arg)
  * Sockets
  */
 
-static int
-admin_same_addr(const struct admin_sock *s, const struct wsp_listen_addr *a)
-{
-	return s->conf_len == a->sslen &&
-	    memcmp(&s->conf, &a->ss, a->sslen) == 0;
-}
-
 static void
 admin_bind_error(struct wsp_errors *errs, const struct wsp_config *cfg,
     const struct wsp_listen_addr *a, int err)
@@ -445,7 +438,8 @@ admin_reload_prepare(struct wsp_server *srv, const struct wsp_config *cfg,
 	for (i = 0; i < cfg->nadmin_listen; i++) {
 		found = 0;
 		TAILQ_FOREACH(s, &ad->socks, entry)
-			if (admin_same_addr(s, &cfg->admin_listen[i]))
+			if (config_listen_same(&s->conf, s->conf_len,
+			    &cfg->admin_listen[i]))
 				found = 1;
 		if (!found)
 			admin_bind(ad, cfg, &cfg->admin_listen[i], &ad->staged,
@@ -466,7 +460,8 @@ admin_reload_commit(struct wsp_server *srv)
 	TAILQ_FOREACH_SAFE(s, &ad->socks, entry, next) {
 		found = 0;
 		for (i = 0; i < cfg->nadmin_listen; i++)
-			if (admin_same_addr(s, &cfg->admin_listen[i]))
+			if (config_listen_same(&s->conf, s->conf_len,
+			    &cfg->admin_listen[i]))
 				found = 1;
 		if (!found) {
 			TAILQ_REMOVE(&ad->socks, s, entry);

@@ -1,45 +1,26 @@
 /*
- * config.c: the INI configuration, read and validated whole.
+ * config.c: what the INI configuration means, validated whole.
  *
- * inih splits lines into section headers and key = value pairs; the meaning
- * of every section, key and value is ours.  We feed inih through our own
- * line reader rather than letting it read the file, for three reasons: the
- * reader knows which line inih is working on, so every message can say
- * FILE:LINE; it sees each section header, so an empty [plugin:ping] still
- * registers (inih only ever reports keys) and an unknown section is
- * reported even when it holds nothing; and it hands inih only lines that fit
- * inih's buffer, because inih truncates a longer line and passes the stump
- * to the handler as if it were the value.
+ * config_file.c reads the file and hands us each section header and each
+ * key = value with its line; here is the table of keys (cfg_keys[]), the
+ * sections they belong to, the syntax and range of each value, the
+ * defaults, and the checks across keys once the whole file is read.
  *
  * Every problem is collected, not just the first, so an operator fixes the
  * file in one pass; config_load() then returns NULL and the caller prints
  * the list (`wsplugd -t`, or the log of a failed reload).
- *
- * inih's knobs are process globals in Debian's build (ini_allow_multiline
- * and friends).  We set them before every parse: only this file uses inih,
- * and the daemon parses on its one thread.
  */
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include <ini.h>
-
 #include "wsplugd.h"
-
-/*
- * Longest line accepted, line ending excluded: a generous origins list fits
- * many times over.  inih's heap buffer grows on demand up to this plus CR,
- * LF and NUL, so it never has to truncate a line we gave it.
- */
-#define CONFIG_MAX_LINE (1024 * 1024)
 
 #define DEFAULT_LISTEN "127.0.0.1:8080"
 /* Loopback: /connections shows client addresses and user agents, so the
@@ -171,27 +152,10 @@ struct cfg_plugin_lines {
 };
 
 struct cfg_parse {
+	struct config_reader rd; /* the file, the line, the errors */
 	struct wsp_config *cfg;
-	struct wsp_errors *errs;
-	const char *file;
 	char *confdir; /* directory of file: base of relative paths */
 	const char *default_plugin_dir;
-	int failed; /* errors_add() may drop a message; this may not */
-
-	/* the reader */
-	FILE *fp;
-	char *buf; /* the current line, whole */
-	size_t bufsz;
-	size_t len; /* bytes of buf that are the line */
-	size_t off; /* bytes of it already given to inih */
-	int lineno;
-	int eof;
-	int read_errno;
-	int kv_wanted; /* the current line is neither blank, comment nor
-	                  header, so inih must call the handler for it */
-	int kv_seen;
-	int *syntax; /* lines reported as syntax errors, ascending */
-	size_t nsyntax;
 
 	/* where keys go */
 	enum cfg_sec sec;
@@ -209,16 +173,15 @@ cfg_error(struct cfg_parse *p, int line, const char *fmt, ...)
 {
 	va_list ap;
 
-	p->failed = 1;
 	va_start(ap, fmt);
-	errors_vadd(p->errs, p->file, line, fmt, ap);
+	config_file_verror(&p->rd, line, fmt, ap);
 	va_end(ap);
 }
 
 static void
 cfg_nomem(struct cfg_parse *p)
 {
-	cfg_error(p, p->lineno, "out of memory");
+	cfg_error(p, p->rd.lineno, "out of memory");
 }
 
 static char *
@@ -239,11 +202,11 @@ cfg_invalid(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 	char v[CONFIG_SHOW_SIZE];
 
 	if (k->type == T_UINT)
-		cfg_error(p, p->lineno, "[%s] %s: invalid number '%s' "
+		cfg_error(p, p->rd.lineno, "[%s] %s: invalid number '%s' "
 		    "(expected an integer, %s)", cfg_sec_names[k->sec],
 		    k->name, config_show(value, v), k->range);
 	else
-		cfg_error(p, p->lineno, "[%s] %s: invalid %s '%s' "
+		cfg_error(p, p->rd.lineno, "[%s] %s: invalid %s '%s' "
 		    "(expected %s)", cfg_sec_names[k->sec], k->name,
 		    cfg_types[k->type].noun, config_show(value, v),
 		    cfg_types[k->type].expect);
@@ -270,7 +233,7 @@ cfg_set_number(struct cfg_parse *p, const struct cfg_key *k,
 	}
 	if (overflow || !((n == 0 && k->zero_ok) ||
 	    (n >= k->min && n <= k->max))) {
-		cfg_error(p, p->lineno, "[%s] %s: %s is out of range (%s)",
+		cfg_error(p, p->rd.lineno, "[%s] %s: %s is out of range (%s)",
 		    cfg_sec_names[k->sec], k->name, config_show(value, v), k->range);
 		return -1;
 	}
@@ -284,12 +247,6 @@ ss_port(const struct sockaddr_storage *ss)
 	if (ss->ss_family == AF_INET6)
 		return ((const struct sockaddr_in6 *)ss)->sin6_port;
 	return ((const struct sockaddr_in *)ss)->sin_port;
-}
-
-static int
-same_listen(const struct wsp_listen_addr *a, const struct wsp_listen_addr *b)
-{
-	return a->sslen == b->sslen && memcmp(&a->ss, &b->ss, a->sslen) == 0;
 }
 
 /* [server] listen or [admin] listen, into *list_r. */
@@ -312,14 +269,15 @@ cfg_set_listen(struct cfg_parse *p, const struct cfg_key *k,
 			rv = -1;
 			continue;
 		}
-		a.line = p->lineno;
+		a.line = p->rd.lineno;
 		/* port 0 twice is two kernel-picked ports, not a clash */
 		for (i = 0; i < *n_r; i++)
-			if (same_listen(&(*list_r)[i], &a) &&
+			if (config_listen_same(&(*list_r)[i].ss,
+			    (*list_r)[i].sslen, &a) &&
 			    ss_port(&a.ss) != 0)
 				break;
 		if (i < *n_r) {
-			cfg_error(p, p->lineno, "[%s] listen: %s is listed "
+			cfg_error(p, p->rd.lineno, "[%s] listen: %s is listed "
 			    "twice", cfg_sec_names[k->sec], config_show(s, v));
 			free(a.text);
 			rv = -1;
@@ -337,7 +295,7 @@ cfg_set_listen(struct cfg_parse *p, const struct cfg_key *k,
 	}
 	/* [admin] listen with no address is the way to turn it off */
 	if (rv == 0 && *n_r == 0 && k->type == T_LISTEN) {
-		cfg_error(p, p->lineno, "[server] listen: empty value "
+		cfg_error(p, p->rd.lineno, "[server] listen: empty value "
 		    "(expected %s)", cfg_types[T_LISTEN].expect);
 		rv = -1;
 	}
@@ -415,7 +373,7 @@ cfg_set_log(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 			cfg->log_target = LOG_TARGET_JOURNAL;
 			return 0;
 #else
-			cfg_error(p, p->lineno, "[log] target: journal: not "
+			cfg_error(p, p->rd.lineno, "[log] target: journal: not "
 			    "built with libsystemd (under systemd, stderr "
 			    "reaches the journal too)");
 			return -1;
@@ -427,6 +385,7 @@ cfg_set_log(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 				return -1;
 			}
 			cfg->log_target = LOG_TARGET_FILE;
+			cfg->log_target_line = p->rd.lineno;
 			return 0;
 		}
 		break;
@@ -506,29 +465,29 @@ cfg_fixed_key(struct cfg_parse *p, const char *name, const char *value)
 			if (strcmp(cfg_keys[i].name, name) == 0)
 				break;
 		if (i < NKEYS)
-			cfg_error(p, p->lineno, "unknown key '%s' in [%s] "
+			cfg_error(p, p->rd.lineno, "unknown key '%s' in [%s] "
 			    "(it belongs in [%s])", name, cfg_sec_names[p->sec],
 			    cfg_sec_names[cfg_keys[i].sec]);
 		else
-			cfg_error(p, p->lineno, "unknown key '%s' in [%s]",
+			cfg_error(p, p->rd.lineno, "unknown key '%s' in [%s]",
 			    config_show(name, n), cfg_sec_names[p->sec]);
 		return;
 	}
 	k = &cfg_keys[i];
 	if (p->seen[i] != 0) {
-		cfg_error(p, p->lineno, "duplicate key '%s' (first set at "
+		cfg_error(p, p->rd.lineno, "duplicate key '%s' (first set at "
 		    "line %d)", name, p->seen[i]);
 		return;
 	}
-	p->seen[i] = p->lineno;
+	p->seen[i] = p->rd.lineno;
 	if (*value == '\0' && k->type != T_ORIGINS && k->type != T_PROTOCOLS &&
 	    k->type != T_ADMIN_LISTEN) {
 		if (k->type == T_UINT)
-			cfg_error(p, p->lineno, "[%s] %s: empty value "
+			cfg_error(p, p->rd.lineno, "[%s] %s: empty value "
 			    "(expected an integer, %s)", cfg_sec_names[k->sec],
 			    k->name, k->range);
 		else
-			cfg_error(p, p->lineno, "[%s] %s: empty value "
+			cfg_error(p, p->rd.lineno, "[%s] %s: empty value "
 			    "(expected %s)", cfg_sec_names[k->sec], k->name,
 			    cfg_types[k->type].expect);
 		p->bad[i] = 1;
@@ -553,14 +512,14 @@ cfg_plugin_section(struct cfg_parse *p, const char *name)
 
 	p->sec = SEC_SKIP;
 	if (!config_valid_plugin_name(name)) {
-		cfg_error(p, p->lineno, "invalid plugin name in [plugin:%s] "
+		cfg_error(p, p->rd.lineno, "invalid plugin name in [plugin:%s] "
 		    "(expected 1 to 64 letters, digits, '_' or '-')",
 		    config_show(name, n));
 		return;
 	}
 	for (i = 0; i < cfg->nplugins; i++)
 		if (strcmp(cfg->plugins[i].name, name) == 0) {
-			cfg_error(p, p->lineno, "duplicate section "
+			cfg_error(p, p->rd.lineno, "duplicate section "
 			    "[plugin:%s] (first at line %d)", name,
 			    cfg->plugins[i].line);
 			return;
@@ -579,9 +538,9 @@ cfg_plugin_section(struct cfg_parse *p, const char *name)
 	cfg->plugins = ns;
 	sec = &cfg->plugins[cfg->nplugins];
 	memset(sec, 0, sizeof(*sec));
-	sec->line = p->lineno;
+	sec->line = p->rd.lineno;
 	sec->enabled = 1;
-	sec->file = strdup(p->file);
+	sec->file = strdup(p->rd.file);
 	sec->name = strdup(name);
 	if (sec->file == NULL || sec->name == NULL) {
 		free(sec->file);
@@ -611,7 +570,7 @@ cfg_plugin_key(struct cfg_parse *p, const char *name, const char *value)
 	else {
 		for (i = 0; i < sec->nkv; i++)
 			if (strcmp(sec->kv[i].key, name) == 0) {
-				cfg_error(p, p->lineno, "duplicate key '%s' "
+				cfg_error(p, p->rd.lineno, "duplicate key '%s' "
 				    "(first set at line %d)", config_show(name, v),
 				    sec->kv[i].line);
 				return;
@@ -627,7 +586,7 @@ cfg_plugin_key(struct cfg_parse *p, const char *name, const char *value)
 		nkv = &sec->kv[sec->nkv];
 		nkv->key = strdup(name);
 		nkv->value = strdup(value);
-		nkv->line = p->lineno;
+		nkv->line = p->rd.lineno;
 		nkv->used = 0;
 		if (nkv->key == NULL || nkv->value == NULL) {
 			free(nkv->key);
@@ -640,23 +599,23 @@ cfg_plugin_key(struct cfg_parse *p, const char *name, const char *value)
 	}
 
 	if (*first != 0) {
-		cfg_error(p, p->lineno, "duplicate key '%s' (first set at "
+		cfg_error(p, p->rd.lineno, "duplicate key '%s' (first set at "
 		    "line %d)", name, *first);
 		return;
 	}
-	*first = p->lineno;
+	*first = p->rd.lineno;
 	if (first == &pl->enabled) {
 		if (*value == '\0')
-			cfg_error(p, p->lineno, "[plugin:%s] enabled: empty "
+			cfg_error(p, p->rd.lineno, "[plugin:%s] enabled: empty "
 			    "value (expected " EXPECT_BOOL ")", sec->name);
 		else if (config_parse_bool(value, &sec->enabled) == -1)
-			cfg_error(p, p->lineno, "[plugin:%s] enabled: invalid "
+			cfg_error(p, p->rd.lineno, "[plugin:%s] enabled: invalid "
 			    "boolean '%s' (expected " EXPECT_BOOL ")", sec->name,
 			    config_show(value, v));
 		return;
 	}
 	if (*value == '\0') {
-		cfg_error(p, p->lineno, "[plugin:%s] path: empty value "
+		cfg_error(p, p->rd.lineno, "[plugin:%s] path: empty value "
 		    "(expected the plugin's .so, absolute or relative to the "
 		    "configuration file)", sec->name);
 		return;
@@ -666,29 +625,22 @@ cfg_plugin_key(struct cfg_parse *p, const char *name, const char *value)
 }
 
 /*
- * The line reader and inih's handler.
+ * The hooks config_file.c calls for each header and key.
  */
 
+/* A header: pick the section its keys go to, or SEC_SKIP (also for a
+ * header the reader rejected, name NULL). */
 static void
-cfg_syntax(struct cfg_parse *p, int line)
+cfg_section(void *arg, const char *name)
 {
-	int *ns;
-
-	cfg_error(p, line, "syntax error (expected [section] or key = value)");
-	if ((ns = reallocarray(p->syntax, p->nsyntax + 1,
-	    sizeof(*ns))) != NULL) {
-		p->syntax = ns;
-		p->syntax[p->nsyntax++] = line;
-	}
-}
-
-/* A header: pick the section its keys go to, or SEC_SKIP. */
-static void
-cfg_section(struct cfg_parse *p, const char *name)
-{
+	struct cfg_parse *p = arg;
 	char n[CONFIG_SHOW_SIZE];
 	size_t i;
 
+	if (name == NULL) {
+		p->sec = SEC_SKIP;
+		return;
+	}
 	if (strncmp(name, "plugin:", 7) == 0) {
 		cfg_plugin_section(p, name + 7);
 		return;
@@ -701,146 +653,24 @@ cfg_section(struct cfg_parse *p, const char *name)
 			p->sec = (enum cfg_sec)i;
 			return;
 		}
-	cfg_error(p, p->lineno, "unknown section [%s]", config_show(name, n));
+	cfg_error(p, p->rd.lineno, "unknown section [%s]", config_show(name, n));
 	p->sec = SEC_SKIP;
 }
 
-/*
- * Look at a line before inih does.  Headers are ours to interpret; for any
- * other line that is not blank or a comment inih must call the handler, and
- * when it does not, it rejected the line.
- */
+/* A key = value line; inih has already rejected a line without a key. */
 static void
-cfg_scan_line(struct cfg_parse *p)
-{
-	char *s = p->buf + p->off, *close, *rest, *name;
-
-	while (config_is_space((unsigned char)*s))
-		s++;
-	if (*s == '\0' || *s == ';' || *s == '#')
-		return;
-	if (*s != '[') {
-		p->kv_wanted = 1;
-		p->kv_seen = 0;
-		return;
-	}
-	/* what follows a header may only be a comment */
-	close = strchr(s, ']');
-	rest = close != NULL ? close + 1 : NULL;
-	while (rest != NULL && config_is_space((unsigned char)*rest))
-		rest++;
-	if (rest == NULL || (*rest != '\0' && *rest != ';' && *rest != '#')) {
-		cfg_syntax(p, p->lineno);
-		p->sec = SEC_SKIP;
-		return;
-	}
-	if ((name = strndup(s + 1, (size_t)(close - s - 1))) == NULL) {
-		cfg_nomem(p);
-		p->sec = SEC_SKIP;
-		return;
-	}
-	cfg_section(p, name);
-	free(name);
-}
-
-static void
-cfg_end_line(struct cfg_parse *p)
-{
-	if (p->kv_wanted && !p->kv_seen)
-		cfg_syntax(p, p->lineno);
-	p->kv_wanted = 0;
-}
-
-/* Read the next line whole; 0, or -1 at the end of the file. */
-static int
-cfg_next_line(struct cfg_parse *p)
-{
-	ssize_t n;
-	size_t content;
-
-	cfg_end_line(p);
-	if (p->eof)
-		return -1;
-	errno = 0;
-	if ((n = getline(&p->buf, &p->bufsz, p->fp)) == -1) {
-		if (ferror(p->fp))
-			p->read_errno = errno != 0 ? errno : EIO;
-		p->eof = 1;
-		return -1;
-	}
-	p->lineno++;
-	p->len = (size_t)n;
-	p->off = 0;
-	/* a UTF-8 byte order mark, as some Windows editors write */
-	if (p->lineno == 1 && p->len >= 3 &&
-	    memcmp(p->buf, "\xef\xbb\xbf", 3) == 0)
-		p->off = 3;
-
-	content = p->len - p->off;
-	if (content > 0 && p->buf[p->len - 1] == '\n')
-		content--;
-	if (content > 0 && p->buf[p->off + content - 1] == '\r')
-		content--;
-	if (strlen(p->buf + p->off) != p->len - p->off) {
-		/* inih works on C strings and would see half the line */
-		cfg_error(p, p->lineno, "NUL byte in line");
-		strcpy(p->buf, "\n");
-		p->len = 1;
-		p->off = 0;
-	} else if (content > CONFIG_MAX_LINE) {
-		cfg_error(p, p->lineno, "line too long (%zu bytes; at most "
-		    "%d)", content, CONFIG_MAX_LINE);
-		strcpy(p->buf, "\n");
-		p->len = 1;
-		p->off = 0;
-	}
-	cfg_scan_line(p);
-	return 0;
-}
-
-/* inih's fgets: the current line, in as many pieces as inih asks for. */
-static char *
-cfg_reader(char *str, int num, void *arg)
-{
-	struct cfg_parse *p = arg;
-	size_t n;
-
-	if (num < 2)
-		return NULL;
-	if (p->off >= p->len && cfg_next_line(p) == -1)
-		return NULL;
-	n = p->len - p->off;
-	if (n > (size_t)num - 1)
-		n = (size_t)num - 1;
-	memcpy(str, p->buf + p->off, n);
-	str[n] = '\0';
-	p->off += n;
-	return str;
-}
-
-static int
-cfg_handler(void *arg, const char *section, const char *name,
-    const char *value)
+cfg_key(void *arg, const char *name, const char *value)
 {
 	struct cfg_parse *p = arg;
 	char n[CONFIG_SHOW_SIZE];
 
-	/* inih cuts section names at 49 bytes; ours, from the reader, are
-	 * whole */
-	(void)section;
-
-	p->kv_seen = 1;
-	if (*name == '\0')
-		cfg_syntax(p, p->lineno);
-	else if (p->sec == SEC_NONE)
-		cfg_error(p, p->lineno, "key '%s' outside any section "
+	if (p->sec == SEC_NONE)
+		cfg_error(p, p->rd.lineno, "key '%s' outside any section "
 		    "(expected a [section] header first)", config_show(name, n));
 	else if (p->sec == SEC_PLUGIN)
 		cfg_plugin_key(p, name, value);
 	else if (p->sec != SEC_SKIP)
 		cfg_fixed_key(p, name, value);
-	/* never 0: inih would take it for its one syntax error */
-	return 1;
 }
 
 /* A list's default address, when the file gave none; 0 or -1. */
@@ -884,7 +714,8 @@ cfg_finish_admin(struct cfg_parse *p)
 		a = &cfg->admin_listen[i];
 		for (j = 0; j < cfg->nlisten; j++) {
 			b = &cfg->listen[j];
-			if (!same_listen(a, b) || ss_port(&a->ss) == 0)
+			if (!config_listen_same(&a->ss, a->sslen, b) ||
+			    ss_port(&a->ss) == 0)
 				continue;
 			cfg_error(p, a->line != 0 ? a->line : b->line,
 			    "[admin] listen: %s is also a [server] listen "
@@ -970,52 +801,6 @@ cfg_finish(struct cfg_parse *p)
 		    "clients that only answer pings are reaped", b1, b2);
 }
 
-static void
-cfg_parse_file(struct cfg_parse *p)
-{
-	/* inih's defaults, set anyway: cfg_scan_line() must agree with
-	 * inih on what a comment is */
-	static char start_comments[] = ";#", inline_comments[] = ";";
-	size_t i;
-	int rv;
-
-	/* Python-style continuation lines would glue an indented line onto
-	 * the previous value without a word; off, an indented line is a
-	 * line of its own */
-	ini_allow_multiline = false;
-	/* the reader strips the BOM itself: it classifies lines too */
-	ini_allow_bom = false;
-	ini_start_comment_prefixes = start_comments;
-	ini_allow_inline_comments = true;
-	ini_inline_comment_prefixes = inline_comments;
-	ini_allow_no_value = false;
-	ini_stop_on_first_error = false;
-	ini_use_stack = false;
-	ini_allow_realloc = true;
-	ini_max_line = CONFIG_MAX_LINE + 3; /* CR, LF, NUL */
-
-	rv = ini_parse_stream(cfg_reader, p, cfg_handler, p);
-	cfg_end_line(p);
-	if (rv == -2) {
-		cfg_error(p, 0, "out of memory");
-		return;
-	}
-	if (p->read_errno != 0) {
-		cfg_error(p, 0, "cannot read: %s", strerror(p->read_errno));
-		return;
-	}
-	/* inih returns only its first error line; the reader normally has
-	 * reported it already */
-	if (rv > 0) {
-		for (i = 0; i < p->nsyntax; i++)
-			if (p->syntax[i] == rv)
-				break;
-		if (i == p->nsyntax)
-			cfg_syntax(p, rv);
-	}
-	cfg_finish(p);
-}
-
 struct wsp_config *
 config_load(const char *file, const char *default_plugin_dir,
     struct wsp_errors *errs)
@@ -1024,14 +809,13 @@ config_load(const char *file, const char *default_plugin_dir,
 	struct wsp_config *cfg = NULL;
 
 	memset(&p, 0, sizeof(p));
-	p.errs = errs;
-	p.file = file;
+	p.rd.errs = errs;
+	p.rd.file = file;
+	p.rd.section = cfg_section;
+	p.rd.key = cfg_key;
+	p.rd.arg = &p;
 	p.default_plugin_dir = default_plugin_dir;
 
-	if ((p.fp = fopen(file, "re")) == NULL) {
-		cfg_error(&p, 0, "cannot open: %s", strerror(errno));
-		goto done;
-	}
 	if ((cfg = calloc(1, sizeof(*cfg))) == NULL ||
 	    (cfg->file = strdup(file)) == NULL ||
 	    (p.confdir = config_path_dirname(file)) == NULL) {
@@ -1054,17 +838,14 @@ config_load(const char *file, const char *default_plugin_dir,
 	cfg->log_format = LOG_FORMAT_LOGFMT;
 	cfg->log_target = LOG_TARGET_STDERR;
 
-	cfg_parse_file(&p);
+	if (config_file_read(&p.rd) == 0)
+		cfg_finish(&p);
 
 done:
-	if (p.failed) {
+	if (p.rd.failed) {
 		config_free(cfg);
 		cfg = NULL;
 	}
-	if (p.fp != NULL)
-		fclose(p.fp);
-	free(p.buf);
-	free(p.syntax);
 	free(p.plines);
 	free(p.confdir);
 	return cfg;

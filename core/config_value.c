@@ -177,6 +177,15 @@ config_parse_bool(const char *s, int *value_r)
 	return -1;
 }
 
+/* The one comparison of listen addresses: the configuration's duplicate
+ * check, and the listeners and admin sockets a reload keeps. */
+int
+config_listen_same(const struct sockaddr_storage *ss, socklen_t len,
+    const struct wsp_listen_addr *a)
+{
+	return len == a->sslen && memcmp(ss, &a->ss, a->sslen) == 0;
+}
+
 /* ADDRESS:PORT, the address numeric: 127.0.0.1:8080 or [::1]:8080. */
 int
 config_parse_listen(const char *s, struct wsp_listen_addr *addr_r)

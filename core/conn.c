@@ -7,6 +7,20 @@
  *                                                  flush, SHUT_WR, drain to
  *                                                  EOF or timeout, close(2)
  *
+ * A connection is a lower layer: it calls nothing above it.  What it has
+ * to tell goes through the hooks its owner set in srv->conn_hooks
+ * (server.c): opened (the plugins greet it), message (each complete
+ * message, to dispatch.c), closed (the plugins say goodbye) and gone (the
+ * shutdown may be done).  Whether a client may connect or upgrade is the
+ * handshake policy's, admit.c; this file only parses the request, writes
+ * the refusal and lingers.
+ *
+ * One text message: conn_event_cb reads it into the server's buffer,
+ * conn_feed hands the bytes to ws_codec.c, conn_on_data reassembles the
+ * fragments, conn_deliver passes the whole message to the message hook;
+ * a reply comes back down through host.c into conn_send, which queues
+ * the frame, and conn_write sends it when the read handler returns.
+ *
  * Reads of established connections go into the server's single read
  * buffer, so an idle connection holds no input buffer; the request head is
  * buffered only during the handshake and a message only while its
@@ -136,7 +150,8 @@ conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
     socklen_t salen)
 {
 	struct wsp_conn *c;
-	size_t total;
+	const char *reason, *why;
+	int status;
 
 	(void)salen;
 	if ((c = calloc(1, sizeof(*c))) == NULL)
@@ -172,14 +187,9 @@ conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
 	srv->npending++;
 	c->last_activity = clock_mono_ms();
 
-	/* Lingering sockets are on their way out and do not count. */
 	srv->nhandshake++;
-	total = srv->reg.count + srv->nhandshake;
-	if (srv->draining)
-		conn_refuse(c, 503, "shutting_down", "server is shutting down");
-	else if (total > srv->cfg->max_connections)
-		conn_refuse(c, 503, "max_connections",
-		    "too many connections");
+	if ((status = admit_accept(srv, &reason, &why)) != 0)
+		conn_refuse(c, status, reason, why);
 	else
 		dq_push(&srv->dq_handshake, c);
 	return 0;
@@ -190,18 +200,7 @@ void
 conn_refuse(struct wsp_conn *c, int status, const char *reason,
     const char *why)
 {
-	struct log_line *l;
-
-	c->srv->total_refused++;
-	metrics_refused(c->srv, reason);
-	if ((l = log_begin(WSP_LOG_INFO, "ws.refuse")) != NULL) {
-		log_str(l, "ip", c->ip);
-		log_uint(l, "port", c->port);
-		log_int(l, "status", status);
-		log_str(l, "reason", reason);
-		log_str(l, "detail", why);
-		log_end(l);
-	}
+	admit_refused(c->srv, c->ip, c->port, status, reason, why);
 	http_response_error(c->out, status, why);
 	conn_leave_handshake(c);
 	c->state = CONN_LINGER;
@@ -209,51 +208,6 @@ conn_refuse(struct wsp_conn *c, int status, const char *reason,
 	c->head = NULL;
 	dq_push(&c->srv->dq_linger, c);
 	conn_schedule_flush(c);
-}
-
-static int
-origin_allowed(const struct wsp_config *cfg, const struct http_str *o)
-{
-	size_t i;
-
-	if (cfg->norigins == 0)
-		return 1;
-	if (o->p == NULL)
-		return 0;
-	for (i = 0; i < cfg->norigins; i++)
-		if (strlen(cfg->origins[i]) == o->n &&
-		    strncasecmp(cfg->origins[i], o->p, o->n) == 0)
-			return 1;
-	return 0;
-}
-
-/* The first of the server's subprotocols that the client offers. */
-static const char *
-subprotocol_pick(const struct wsp_config *cfg, const struct http_request *r)
-{
-	size_t i, j, n;
-	const char *p, *end, *tok;
-
-	for (i = 0; i < cfg->nsubprotocols; i++) {
-		n = strlen(cfg->subprotocols[i]);
-		for (j = 0; j < r->nprotocols; j++) {
-			p = r->protocols[j].p;
-			end = p + r->protocols[j].n;
-			while (p < end) {
-				while (p < end && (*p == ' ' || *p == '\t' ||
-				    *p == ','))
-					p++;
-				tok = p;
-				while (p < end && *p != ',' && *p != ' ' &&
-				    *p != '\t')
-					p++;
-				if ((size_t)(p - tok) == n &&
-				    memcmp(tok, cfg->subprotocols[i], n) == 0)
-					return cfg->subprotocols[i];
-			}
-		}
-	}
-	return NULL;
 }
 
 static void
@@ -278,25 +232,18 @@ conn_log_open(struct wsp_conn *c)
 
 static int conn_feed(struct wsp_conn *c, uint8_t *buf, size_t len);
 
-/* A valid upgrade: answer 101, register, greet through the plugins, then
- * process any frames the client pipelined behind its request. */
+/* A valid upgrade the policy admitted: answer 101, register, tell the
+ * owner (the plugins greet it), then process any frames the client
+ * pipelined behind its request. */
 static int
 conn_upgrade(struct wsp_conn *c, const struct http_request *req,
-    size_t head_len)
+    size_t head_len, const char *proto)
 {
 	struct wsp_server *srv = c->srv;
 	const struct wsp_config *cfg = srv->cfg;
-	const char *proto;
 	char accept[29], *head;
 	int rc;
 
-	if (cfg->max_connections_per_ip > 0 &&
-	    registry_ip_count(&srv->reg, c->ip) >= cfg->max_connections_per_ip) {
-		conn_refuse(c, 503, "max_connections_per_ip",
-		    "too many connections from this address");
-		return 0;
-	}
-	proto = subprotocol_pick(cfg, req);
 	if ((c->user_agent = strndup_capped(&req->user_agent, CONN_MAX_UA)) ==
 	    NULL && req->user_agent.p != NULL)
 		return -1;
@@ -330,7 +277,7 @@ conn_upgrade(struct wsp_conn *c, const struct http_request *req,
 		dq_remove(c);
 	conn_log_open(c);
 	c->opened = 1;
-	plugin_call_open(srv->plugins, c);
+	srv->conn_hooks.opened(c);
 
 	/* Detach the head first: ending the connection frees c->head. */
 	head = c->head;
@@ -352,7 +299,7 @@ conn_read_head(struct wsp_conn *c)
 {
 	const struct wsp_config *cfg = c->srv->cfg;
 	struct http_request req;
-	const char *why = NULL;
+	const char *why = NULL, *reason = NULL, *proto = NULL;
 	size_t cap, end;
 	ssize_t n;
 	int status;
@@ -380,33 +327,21 @@ conn_read_head(struct wsp_conn *c)
 	status = http_request_parse(c->head, end, &req, &why);
 	if (status == 0)
 		status = http_upgrade_check(&req, cfg->path, &why);
-	if (status == 0 && !origin_allowed(cfg, &req.origin)) {
-		status = 403;
-		why = "origin not allowed";
-	}
+	if (status != 0)
+		reason = admit_reason(status);
+	else
+		status = admit_request(c->srv, c->ip, &req, &proto, &reason,
+		    &why);
 	if (status != 0) {
-		static const struct {
-			int status;
-			const char *reason;
-		} reasons[] = {
-			{ 400, "bad_request" }, { 403, "origin" },
-			{ 404, "not_found" }, { 405, "method" },
-			{ 426, "version" },
-		};
-		const char *reason = "bad_request";
-		size_t i;
-
-		for (i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
-			if (reasons[i].status == status)
-				reason = reasons[i].reason;
 		conn_refuse(c, status, reason, why);
 		return 0;
 	}
-	return conn_upgrade(c, &req, end);
+	return conn_upgrade(c, &req, end, proto);
 }
 
-/* The peer's session is over: unregister, tell the plugins, log, and go
- * lingering.  Safe to call in any state; only the first call counts. */
+/* The peer's session is over: unregister, tell the owner (the closed
+ * hook), log, and go lingering.  Safe to call in any state; only the
+ * first call counts. */
 void
 conn_end(struct wsp_conn *c, uint16_t code, const char *reason)
 {
@@ -434,7 +369,7 @@ conn_end(struct wsp_conn *c, uint16_t code, const char *reason)
 		c->ip_counted = 0;
 		if (c->opened) {
 			c->opened = 0;
-			plugin_call_close(srv->plugins, c, code);
+			srv->conn_hooks.closed(c, code);
 		}
 		if ((l = log_begin(WSP_LOG_INFO, "ws.close")) != NULL) {
 			log_str(l, "conn", c->id);
@@ -548,7 +483,7 @@ conn_deliver(struct wsp_conn *c, uint8_t opcode, uint8_t *data, size_t len)
 {
 	c->msgs_in++;
 	metrics_message_in(c->srv, len);
-	dispatch_message(c->srv, c, opcode, data, len);
+	c->srv->conn_hooks.message(c->srv, c, opcode, data, len);
 	return 0;
 }
 
@@ -873,10 +808,9 @@ conn_free(struct wsp_conn *c)
 	conn_path_unref(c->path);
 	free(c->subprotocol);
 	free(c->close_reason);
-	if (c->attrs != NULL)
-		json_decref(c->attrs);
+	attrs_free(c);
 	free(c);
-	server_maybe_done(srv);
+	srv->conn_hooks.gone(srv);
 }
 
 void

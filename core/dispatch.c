@@ -1,7 +1,9 @@
 /*
  * dispatch.c: a complete message to the plugin that handles it.
  *
- * Text messages are JSON objects routed by their "type" string; the JSON is
+ * conn.c hands every complete message to the server's message hook, which
+ * server.c points here.  Text messages are JSON objects routed by their
+ * "type" string; the JSON is
  * parsed once here and lent to the plugin.  A plugin that claimed "*" gets
  * everything no other plugin claims, raw: binary messages, text that is not
  * JSON or has an unknown type.  When nothing but a catch-all is loaded the
@@ -11,6 +13,9 @@
  * stays open: the protocol is intact, only the application message was
  * wrong.  Binary data with no one to take it closes with 1003, as RFC 6455
  * 7.4.1 prescribes for data an endpoint cannot accept.
+ *
+ * The plugin's message callback (plugin.c times it) answers through the
+ * host table (host.c), which queues the reply on the connection (conn.c).
  */
 #include <stdio.h>
 #include <string.h>

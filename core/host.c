@@ -3,37 +3,23 @@
  *
  * This is the whole of what a plugin may ask of the daemon.  Every entry
  * checks what a plugin could get wrong (invalid UTF-8 in a text frame, a
- * close code that may not go on the wire, a claim after load) and refuses
+ * close code that may not go on the wire) and refuses
  * it with -1 and a log line naming the plugin, rather than letting a buggy
  * plugin make the server violate RFC 6455.
  *
- * Timers and attributes belong to the daemon: a plugin's timers are
- * cancelled when it is unloaded, so no callback into unmapped code can
- * fire, and attributes are JSON values the daemon can free without the
- * plugin that set them.
+ * The table is handed to plugin.c by server.c; it calls only down, into
+ * conn.c (sends and closes), timers.c and attrs.c.  The one entry it leaves
+ * empty is claim, which plugin.c answers because a claim is part of
+ * loading.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/event.h>
-
 #include "wsplugd.h"
 
 /* The serialization buffer is kept between messages up to this size. */
 #define JBUF_KEEP (64 * 1024)
-
-static int
-h_claim(struct wsp_plugin_ctx *ctx, const char *type)
-{
-	if (!ctx->loading) {
-		log_msg(WSP_LOG_WARN, "plugin.error",
-		    "[plugin:%s] claim(\"%s\") outside load is ignored",
-		    ctx->name, type);
-		return -1;
-	}
-	return plugin_claim(ctx, type);
-}
 
 static int
 h_send_text(struct wsp_conn *c, const char *data, size_t len)
@@ -154,120 +140,14 @@ static int
 h_attr_set(struct wsp_plugin_ctx *ctx, struct wsp_conn *c, const char *key,
     const json_t *value)
 {
-	json_t *ns, *copy;
-
-	if (c->attrs == NULL) {
-		if (value == NULL)
-			return 0;
-		if ((c->attrs = json_object()) == NULL)
-			return -1;
-	}
-	ns = json_object_get(c->attrs, ctx->name);
-	if (value == NULL) {
-		if (ns != NULL)
-			json_object_del(ns, key);
-		return 0;
-	}
-	if (ns == NULL) {
-		if ((ns = json_object()) == NULL ||
-		    json_object_set_new(c->attrs, ctx->name, ns) == -1)
-			return -1;
-	}
-	/* json_deep_copy takes a non-const pointer but does not modify. */
-	if ((copy = json_deep_copy((json_t *)(uintptr_t)value)) == NULL)
-		return -1;
-	return json_object_set_new(ns, key, copy);
+	return attrs_set(c, ctx->name, key, value);
 }
 
 static json_t *
 h_attr_get(struct wsp_plugin_ctx *ctx, const struct wsp_conn *c,
     const char *key)
 {
-	json_t *ns;
-
-	if (c->attrs == NULL)
-		return NULL;
-	if ((ns = json_object_get(c->attrs, ctx->name)) == NULL)
-		return NULL;
-	return json_object_get(ns, key);
-}
-
-static void
-timer_destroy(struct wsp_timer *t)
-{
-	TAILQ_REMOVE(&t->ctx->timers, t, entry);
-	event_free(t->ev);
-	free(t);
-}
-
-static void
-timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct wsp_timer *t = arg;
-	uint64_t t0 = clock_mono_ms(), took;
-
-	(void)fd;
-	(void)what;
-	t->firing = 1;
-	t->fn(t->arg);
-	t->firing = 0;
-	took = clock_mono_ms() - t0;
-	if (took >= t->ctx->srv->cfg->slow_callback)
-		log_msg(WSP_LOG_WARN, "plugin.slow",
-		    "[plugin:%s] timer callback took %llu ms", t->ctx->name,
-		    (unsigned long long)took);
-	if (t->cancelled || !t->repeat)
-		timer_destroy(t);
-}
-
-static struct wsp_timer *
-h_timer_add(struct wsp_plugin_ctx *ctx, uint64_t after_ms, int repeat,
-    void (*fn)(void *), void *arg)
-{
-	struct wsp_timer *t;
-	struct timeval tv;
-
-	if (fn == NULL || (t = calloc(1, sizeof(*t))) == NULL)
-		return NULL;
-	t->ctx = ctx;
-	t->fn = fn;
-	t->arg = arg;
-	t->repeat = !!repeat;
-	t->ev = event_new(ctx->srv->base, -1, repeat ? EV_PERSIST : 0,
-	    timer_cb, t);
-	tv.tv_sec = (time_t)(after_ms / 1000);
-	tv.tv_usec = (suseconds_t)(after_ms % 1000) * 1000;
-	if (t->ev == NULL || event_add(t->ev, &tv) == -1) {
-		if (t->ev != NULL)
-			event_free(t->ev);
-		free(t);
-		return NULL;
-	}
-	TAILQ_INSERT_TAIL(&ctx->timers, t, entry);
-	return t;
-}
-
-static void
-h_timer_cancel(struct wsp_timer *t)
-{
-	if (t == NULL)
-		return;
-	if (t->firing) {
-		/* Freed by timer_cb once the callback returns. */
-		t->cancelled = 1;
-		event_del(t->ev);
-		return;
-	}
-	timer_destroy(t);
-}
-
-void
-host_timers_cancel(struct wsp_plugin_ctx *ctx)
-{
-	struct wsp_timer *t;
-
-	while ((t = TAILQ_FIRST(&ctx->timers)) != NULL)
-		timer_destroy(t);
+	return attrs_get(c, ctx->name, key);
 }
 
 static int64_t
@@ -411,7 +291,7 @@ h_cfg_error(struct wsp_section *sec, const char *key, const char *fmt, ...)
 const struct wsp_host wsp_host_table = {
 	.abi = WSPLUGD_PLUGIN_ABI,
 	.size = sizeof(struct wsp_host),
-	.claim = h_claim,
+	.claim = NULL, /* answered by plugin.c, which loads */
 	.send_text = h_send_text,
 	.send_binary = h_send_binary,
 	.send_json = host_send_json,
@@ -423,8 +303,8 @@ const struct wsp_host wsp_host_table = {
 	.broadcast_json = h_broadcast_json,
 	.attr_set = h_attr_set,
 	.attr_get = h_attr_get,
-	.timer_add = h_timer_add,
-	.timer_cancel = h_timer_cancel,
+	.timer_add = timers_add,
+	.timer_cancel = timers_cancel,
 	.now_ms = h_now_ms,
 	.log = h_log,
 	.cfg_string = h_cfg_string,

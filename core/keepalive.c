@@ -8,8 +8,10 @@
  * and each queue needs a single timer armed for its head.  This is the idea
  * behind libevent's common timeouts, without a struct event per connection.
  *
- * The sweep walks the registry every sweep_interval and reaps connections
- * that have been silent longer than idle_timeout.  It is O(N) once a
+ * The sweep walks the registry every sweep_interval and hands connections
+ * that have been silent longer than idle_timeout to the server's
+ * sweep_expire hook (conn_reap).  Expiry of a queue entry is the queue's
+ * expire hook: this file calls nothing above it.  It is O(N) once a
  * minute, which is cheaper than keeping a second per-connection deadline
  * refreshed on every inbound frame.
  */
@@ -121,28 +123,107 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
 	TAILQ_FOREACH_SAFE(c, &srv->reg.conns, link, next) {
 		idle = now - c->last_activity;
 		if (idle > limit)
-			conn_reap(c, idle);
+			srv->sweep_expire(c, idle);
 	}
+}
+
+/* Entries already queued keep their place: clamping every deadline to
+ * now + the new interval keeps the FIFO sorted. */
+static void
+dq_set_interval(struct deadline_queue *q, uint64_t interval)
+{
+	struct wsp_conn *c;
+	uint64_t limit = clock_mono_ms() + interval;
+
+	if (q->interval == interval)
+		return;
+	q->interval = interval;
+	TAILQ_FOREACH(c, &q->head, dq_link)
+		if (c->deadline > limit)
+			c->deadline = limit;
+	dq_rearm(q);
+}
+
+/* A sweep every cfg->sweep_interval, armed; NULL when out of memory. */
+static struct event *
+sweep_new(struct wsp_server *srv, const struct wsp_config *cfg)
+{
+	struct event *ev;
+	struct timeval tv;
+	uint64_t ms = cfg->sweep_interval;
+
+	if ((ev = event_new(srv->base, -1, EV_PERSIST, sweep_cb, srv)) == NULL)
+		return NULL;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	if (event_add(ev, &tv) == -1) {
+		event_free(ev);
+		return NULL;
+	}
+	return ev;
 }
 
 int
 keepalive_start(struct wsp_server *srv)
 {
-	struct timeval tv;
-	uint64_t ms = srv->cfg->sweep_interval;
-
-	srv->sweep = event_new(srv->base, -1, EV_PERSIST, sweep_cb, srv);
-	if (srv->sweep == NULL)
-		return -1;
-	tv.tv_sec = (time_t)(ms / 1000);
-	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
-	return event_add(srv->sweep, &tv);
+	return (srv->sweep = sweep_new(srv, srv->cfg)) == NULL ? -1 : 0;
 }
 
 void
 keepalive_stop(struct wsp_server *srv)
 {
+	keepalive_reload_abort(srv);
 	if (srv->sweep != NULL)
 		event_free(srv->sweep);
 	srv->sweep = NULL;
+}
+
+/*
+ * Armed here, in prepare, so that commit cannot fail: the reload runs
+ * inside one event callback and the interval is at least 100 ms, so the
+ * new sweep cannot fire before commit or abort.
+ */
+int
+keepalive_reload_prepare(struct wsp_server *srv, const struct wsp_config *cfg,
+    struct wsp_errors *errs)
+{
+	keepalive_reload_abort(srv);
+	if ((srv->sweep_staged = sweep_new(srv, cfg)) == NULL) {
+		errors_add(errs, cfg->file, 0, "[keepalive] cannot start the "
+		    "idle sweep: out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+void
+keepalive_reload_commit(struct wsp_server *srv)
+{
+	const struct wsp_config *cfg = srv->cfg;
+	int pings_were_off = srv->dq_ping.interval == 0;
+	struct wsp_conn *c;
+
+	if (srv->sweep != NULL)
+		event_free(srv->sweep);
+	srv->sweep = srv->sweep_staged;
+	srv->sweep_staged = NULL;
+	dq_set_interval(&srv->dq_handshake, cfg->handshake_timeout);
+	dq_set_interval(&srv->dq_ping, cfg->ping_interval);
+	/* pings turned off: none is due; turned on: every open connection
+	 * without a deadline (lingering ones have theirs) is owed one */
+	if (cfg->ping_interval == 0)
+		while ((c = TAILQ_FIRST(&srv->dq_ping.head)) != NULL)
+			dq_remove(c);
+	else if (pings_were_off)
+		TAILQ_FOREACH(c, &srv->reg.conns, link)
+			if (c->state == CONN_OPEN && c->dq == NULL)
+				dq_push(&srv->dq_ping, c);
+}
+
+void
+keepalive_reload_abort(struct wsp_server *srv)
+{
+	if (srv->sweep_staged != NULL)
+		event_free(srv->sweep_staged);
+	srv->sweep_staged = NULL;
 }

@@ -7,6 +7,15 @@
  * the kernel for a free port; the one it chose is logged, which is how the
  * tests find the daemon without racing for a port.
  *
+ * An accepted socket goes to the server's on_accept hook (conn_accept),
+ * which owns it from then on.
+ *
+ * On reload the addresses the new configuration adds are bound first, into
+ * a staged list (they accept at once, the running settings apply), and the
+ * addresses it drops are closed only on commit; a failed bind fails the
+ * reload and abort closes what was staged.  Open connections are never
+ * touched.
+ *
  * When accept() runs out of descriptors the listeners pause for 100 ms
  * instead of spinning on a socket that stays readable.
  */
@@ -80,7 +89,7 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	struct listener *li = arg;
 
 	(void)lev;
-	if (conn_accept(li->srv, fd, sa, (socklen_t)salen) == -1) {
+	if (li->srv->on_accept(li->srv, fd, sa, (socklen_t)salen) == -1) {
 		log_msg(WSP_LOG_ERROR, "listen.error",
 		    "out of memory accepting a connection on %s", li->addr);
 		close(fd);
@@ -125,8 +134,9 @@ listen_pause(struct wsp_server *srv, int pause)
 }
 
 int
-listen_open(struct wsp_server *srv, const struct wsp_listen_addr *a,
-    struct listener_list *out, struct wsp_errors *errs)
+listen_open(struct wsp_server *srv, const struct wsp_config *cfg,
+    const struct wsp_listen_addr *a, struct listener_list *out,
+    struct wsp_errors *errs)
 {
 	struct listener *li;
 	struct log_line *l;
@@ -139,7 +149,7 @@ listen_open(struct wsp_server *srv, const struct wsp_listen_addr *a,
 		return -1;
 	/* evconnlistener_new() calls listen() with our backlog. */
 	if ((fd = listen_bind(a, 0, addr, sizeof(addr))) == -1) {
-		errors_add(errs, srv->cfg->file, a->line, "listen %s: %s",
+		errors_add(errs, cfg->file, a->line, "listen %s: %s",
 		    a->text, strerror(errno));
 		return -1;
 	}
@@ -158,7 +168,7 @@ listen_open(struct wsp_server *srv, const struct wsp_listen_addr *a,
 	li->lev = evconnlistener_new(srv->base, accept_cb, li,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, LISTEN_BACKLOG, fd);
 	if (li->lev == NULL) {
-		errors_add(errs, srv->cfg->file, a->line, "listen %s: %s",
+		errors_add(errs, cfg->file, a->line, "listen %s: %s",
 		    a->text, strerror(errno));
 		close(fd);
 		free(li);
@@ -195,4 +205,60 @@ listen_close_all(struct listener_list *l)
 		TAILQ_REMOVE(l, li, entry);
 		listen_free(li);
 	}
+}
+
+/* Is one of list's listeners bound for a? */
+static int
+listen_has(const struct listener_list *list, const struct wsp_listen_addr *a)
+{
+	const struct listener *li;
+
+	TAILQ_FOREACH(li, list, entry)
+		if (config_listen_same(&li->conf, li->conf_len, a))
+			return 1;
+	return 0;
+}
+
+int
+listen_reload_prepare(struct wsp_server *srv, const struct wsp_config *cfg,
+    struct wsp_errors *errs)
+{
+	size_t i, before = errs->n;
+
+	for (i = 0; i < cfg->nlisten; i++)
+		if (!listen_has(&srv->listeners, &cfg->listen[i]))
+			listen_open(srv, cfg, &cfg->listen[i],
+			    &srv->listeners_staged, errs);
+	return errs->n > before ? -1 : 0;
+}
+
+void
+listen_reload_commit(struct wsp_server *srv)
+{
+	const struct wsp_config *cfg = srv->cfg;
+	struct listener *li, *next;
+	size_t i;
+	int found;
+
+	TAILQ_FOREACH_SAFE(li, &srv->listeners, entry, next) {
+		found = 0;
+		for (i = 0; i < cfg->nlisten; i++)
+			if (config_listen_same(&li->conf, li->conf_len,
+			    &cfg->listen[i]))
+				found = 1;
+		if (!found) {
+			TAILQ_REMOVE(&srv->listeners, li, entry);
+			listen_free(li);
+		}
+	}
+	while ((li = TAILQ_FIRST(&srv->listeners_staged)) != NULL) {
+		TAILQ_REMOVE(&srv->listeners_staged, li, entry);
+		TAILQ_INSERT_TAIL(&srv->listeners, li, entry);
+	}
+}
+
+void
+listen_reload_abort(struct wsp_server *srv)
+{
+	listen_close_all(&srv->listeners_staged);
 }

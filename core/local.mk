@@ -4,8 +4,11 @@ noinst_LTLIBRARIES += core/libwspcore.la
 core_libwspcore_la_SOURCES = \
 	core/wsplugd.h \
 	core/admin.c \
+	core/admit.c \
+	core/attrs.c \
 	core/clock.c \
 	core/config.c \
+	core/config_file.c \
 	core/config_value.c \
 	core/conn.c \
 	core/dispatch.c \
@@ -23,6 +26,7 @@ core_libwspcore_la_SOURCES = \
 	core/registry.c \
 	core/reload.c \
 	core/server.c \
+	core/timers.c \
 	core/utf8.c \
 	core/ws_codec.c
 core_libwspcore_la_CPPFLAGS = $(AM_CPPFLAGS) $(LIBEVENT_CFLAGS) \

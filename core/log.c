@@ -8,6 +8,11 @@
  * line, to stderr, a file (reopened on SIGUSR1 for logrotate), syslog, or
  * the systemd journal.
  *
+ * A reload changes the log in two steps, like every module a reload
+ * touches: log_reload_prepare() opens the new file, which is the one
+ * thing that can fail, and log_reload_commit() switches to it; a reload
+ * that fails anywhere closes it again, and its errors go to the old log.
+ *
  * Once the event loop runs, lines for stderr and files are gathered and
  * written together at the end of the loop turn that logged them: a
  * handshake logs two lines, and a write(2) each was a tenth of its cost.
@@ -121,6 +126,10 @@ static struct {
 	char *file;
 	int fd;
 	char ident[64]; /* "SYSLOG_IDENTIFIER=wsplugd" for the journal */
+	/* A reload's file, opened by log_reload_prepare() for its commit */
+	int staged;
+	char *next_file;
+	int next_fd;
 	int no_journald; /* target journal, but nothing listens: stderr */
 	struct log_line line;
 	struct event *flush_ev; /* NULL: no loop yet, write each line */
@@ -142,23 +151,30 @@ log_level_name(int level)
 	return level_names[level];
 }
 
-int
-log_init(int level, enum log_format format, enum log_target target,
-    const char *file, const char *ident)
+#define LOG_IDENT_KEY "SYSLOG_IDENTIFIER="
+
+static int
+log_open_file(const char *file)
+{
+	return open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+}
+
+/* Switch every line to these settings; file, when the target is one, is
+ * already open as fd and is the log's from now on.  Cannot fail. */
+static void
+log_switch(int level, enum log_format format, enum log_target target,
+    char *file, int fd)
 {
 	log_fini();
 	L.level = level;
 	L.format = format;
 	L.target = target;
-	L.fd = STDERR_FILENO;
-	snprintf(L.ident, sizeof(L.ident), "SYSLOG_IDENTIFIER=%s", ident);
-	if (target == LOG_TARGET_FILE) {
-		if ((L.file = strdup(file)) == NULL)
-			return -1;
-		if (log_reopen() == -1)
-			return -1;
-	} else if (target == LOG_TARGET_SYSLOG)
-		openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	L.file = file;
+	L.fd = target == LOG_TARGET_FILE ? fd : STDERR_FILENO;
+	if (target == LOG_TARGET_SYSLOG)
+		/* openlog keeps the pointer: L.ident outlives it */
+		openlog(L.ident + strlen(LOG_IDENT_KEY), LOG_PID | LOG_NDELAY,
+		    LOG_DAEMON);
 	else if (target == LOG_TARGET_JOURNAL) {
 		/* sd_journal_send() drops lines without a word when
 		 * journald's socket is missing: rather write them to stderr.
@@ -169,7 +185,66 @@ log_init(int level, enum log_format format, enum log_target target,
 			    "running (no %s): logging to stderr",
 			    LOG_JOURNAL_SOCKET);
 	}
+}
+
+int
+log_init(int level, enum log_format format, enum log_target target,
+    const char *file, const char *ident)
+{
+	char *f = NULL;
+	int fd = -1, err;
+
+	if (target == LOG_TARGET_FILE) {
+		if ((f = strdup(file)) == NULL)
+			return -1;
+		if ((fd = log_open_file(f)) == -1) {
+			err = errno;
+			free(f);
+			errno = err;
+			return -1;
+		}
+	}
+	snprintf(L.ident, sizeof(L.ident), LOG_IDENT_KEY "%s", ident);
+	log_switch(level, format, target, f, fd);
 	return 0;
+}
+
+int
+log_reload_prepare(const struct wsp_config *cfg, struct wsp_errors *errs)
+{
+	log_reload_abort();
+	if (cfg->log_target != LOG_TARGET_FILE)
+		return 0;
+	if ((L.next_file = strdup(cfg->log_file)) == NULL ||
+	    (L.next_fd = log_open_file(L.next_file)) == -1) {
+		errors_add(errs, cfg->file, cfg->log_target_line,
+		    "[log] target: cannot open %s: %s", cfg->log_file,
+		    strerror(errno));
+		free(L.next_file);
+		L.next_file = NULL;
+		return -1;
+	}
+	L.staged = 1;
+	return 0;
+}
+
+void
+log_reload_commit(const struct wsp_config *cfg)
+{
+	log_switch(cfg->log_level, cfg->log_format, cfg->log_target,
+	    L.next_file, L.staged ? L.next_fd : -1);
+	L.staged = 0;
+	L.next_file = NULL;
+}
+
+void
+log_reload_abort(void)
+{
+	if (L.staged)
+		close(L.next_fd);
+	free(L.next_file);
+	L.staged = 0;
+	L.next_file = NULL;
 }
 
 int
@@ -180,8 +255,7 @@ log_reopen(void)
 	if (L.target != LOG_TARGET_FILE)
 		return 0;
 	log_flush(); /* what was logged before belongs to the old file */
-	fd = open(L.file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-	if (fd == -1)
+	if ((fd = log_open_file(L.file)) == -1)
 		return -1; /* keep writing to the old file rather than nowhere */
 	if (L.fd != STDERR_FILENO)
 		close(L.fd);

@@ -140,13 +140,11 @@ main(int argc, char *argv[])
 		 * verdict and the errors. */
 		log_init(WSP_LOG_WARN, cfg->log_format, LOG_TARGET_STDERR,
 		    NULL, "wsplugd");
-		memset(&srv, 0, sizeof(srv));
-		srv.cfg = cfg;
-		TAILQ_INIT(&srv.listeners);
-		TAILQ_INIT(&srv.pending);
-		registry_init(&srv.reg);
-		if ((srv.base = event_base_new()) != NULL &&
-		    (srv.plugins = plugin_set_build(&srv, cfg, NULL, &errs)) != NULL)
+		if (server_setup(&srv, cfg) == -1)
+			errors_add(&errs, NULL, 0,
+			    "cannot initialise: out of memory");
+		else if ((srv.plugins = plugin_set_build(&srv, cfg, NULL,
+		    &errs)) != NULL)
 			rc = 0;
 		if (rc == 0)
 			printf("%s: configuration OK\n", file);

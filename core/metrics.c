@@ -78,6 +78,12 @@ metrics_reaped(struct wsp_server *srv)
 	srv->metrics.reaps++;
 }
 
+uint64_t
+metrics_reloaded(struct wsp_server *srv, int ok)
+{
+	return ok ? ++srv->metrics.reloads_ok : ++srv->metrics.reloads_failed;
+}
+
 /* The output and whether any append failed, so the renderer can write
  * straight on and check once. */
 struct render {

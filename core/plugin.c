@@ -8,11 +8,19 @@
  * set, and what the build loaded is unloaded again, so a bad configuration
  * never leaves a half-built set behind (nginx builds a cycle the same way).
  *
- * On reload the new set is built next to the running one.  A plugin whose
- * file and section are both unchanged is not loaded again: its context,
- * state and all, is shared by both sets (contexts are reference-counted by
- * the sets holding them), and freeing whichever set loses unloads only
- * what no set holds any more.
+ * The table the load callback gets is the server's host table (host.c,
+ * handed in by server.c through srv->host) with its claim entry answered
+ * here: claiming is part of loading.  What a load needs to know about its
+ * build (the set claims go to, the section, where errors go) is a struct
+ * plugin_load on the builder's stack, which only the loading context
+ * points at, and only while it loads.
+ *
+ * On reload the new set is built next to the running one
+ * (plugin_reload_prepare) and takes over in plugin_reload_commit.  A
+ * plugin whose file and section are both unchanged is not loaded again:
+ * its context, state and all, is shared by both sets (contexts are
+ * reference-counted by the sets holding them), and freeing whichever set
+ * loses unloads only what no set holds any more.
  *
  * glibc's dlopen() hands back the object it already has for a path or an
  * inode, even when the file was rebuilt since.  So every load copies the
@@ -50,19 +58,20 @@ struct plugin_type {
  * to the log state, so every set and its log lines carry a generation. */
 static unsigned plugin_generation;
 
-/* Enter one claim of ctx in set's table. */
+/* Enter one claim of ctx in set's table; conflicts are reported to errs
+ * at sec's header. */
 static int
 set_claim(struct plugin_set *set, struct wsp_plugin_ctx *ctx,
-    const char *type)
+    const char *type, const struct wsp_section *sec, struct wsp_errors *errs)
 {
-	const char *file = ctx->sec != NULL ? ctx->sec->file : NULL;
-	int line = ctx->sec != NULL ? ctx->sec->line : 0;
+	const char *file = sec->file;
+	int line = sec->line;
 	struct plugin_type *t;
 	size_t n = strlen(type);
 
 	if (strcmp(type, "*") == 0) {
 		if (set->catch_all != NULL && set->catch_all != ctx) {
-			errors_add(ctx->errs, file, line,
+			errors_add(errs, file, line,
 			    "[plugin:%s] claims \"*\", already claimed by "
 			    "[plugin:%s]", ctx->name, set->catch_all->name);
 			return -1;
@@ -74,7 +83,7 @@ set_claim(struct plugin_set *set, struct wsp_plugin_ctx *ctx,
 	if (t != NULL) {
 		if (t->ctx == ctx)
 			return 0;
-		errors_add(ctx->errs, file, line,
+		errors_add(errs, file, line,
 		    "[plugin:%s] claims type \"%s\", already claimed by "
 		    "[plugin:%s]", ctx->name, type, t->ctx->name);
 		return -1;
@@ -91,18 +100,23 @@ set_claim(struct plugin_set *set, struct wsp_plugin_ctx *ctx,
 int
 plugin_claim(struct wsp_plugin_ctx *ctx, const char *type)
 {
-	const char *file = ctx->sec != NULL ? ctx->sec->file : NULL;
-	int line = ctx->sec != NULL ? ctx->sec->line : 0;
+	struct plugin_load *ld = ctx->load;
 	size_t i, n = strlen(type);
 	char **nc;
 
+	if (ld == NULL) {
+		log_msg(WSP_LOG_WARN, "plugin.error",
+		    "[plugin:%s] claim(\"%s\") outside load is ignored",
+		    ctx->name, type);
+		return -1;
+	}
 	if (n == 0 || n > 128) {
-		errors_add(ctx->errs, file, line,
+		errors_add(ld->errs, ld->sec->file, ld->sec->line,
 		    "[plugin:%s] claims an invalid type (empty or over 128 "
 		    "bytes)", ctx->name);
 		return -1;
 	}
-	if (set_claim(ctx->building, ctx, type) == -1)
+	if (set_claim(ld->set, ctx, type, ld->sec, ld->errs) == -1)
 		return -1;
 	for (i = 0; i < ctx->nclaims; i++)
 		if (strcmp(ctx->claims[i], type) == 0)
@@ -137,6 +151,26 @@ plugin_ctx_new(struct wsp_server *srv, const char *name, const char *path)
 	return ctx;
 }
 
+struct wsp_plugin_ctx *
+plugin_ctx_builtin(struct wsp_server *srv, struct plugin_load *ld,
+    const struct wsp_plugin *desc, void *state)
+{
+	struct wsp_plugin_ctx *ctx;
+
+	if ((ctx = plugin_ctx_new(srv, ld->sec->name, "(built in)")) == NULL)
+		return NULL;
+	ctx->desc = desc;
+	ctx->state = state;
+	ctx->load = ld;
+	if (plugin_set_add(ld->set, ctx) == -1) {
+		free(ctx->name);
+		free(ctx->path);
+		free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
 static void
 plugin_unload(struct wsp_plugin_ctx *ctx)
 {
@@ -146,7 +180,7 @@ plugin_unload(struct wsp_plugin_ctx *ctx)
 	 * cancelled after, and nothing fires in between. */
 	if (ctx->desc != NULL && ctx->desc->unload != NULL && ctx->loaded)
 		ctx->desc->unload(ctx->state);
-	host_timers_cancel(ctx);
+	timers_cancel_all(ctx);
 	if (ctx->dl != NULL)
 		dlclose(ctx->dl);
 	if (ctx->memfd != -1)
@@ -240,6 +274,7 @@ static struct wsp_plugin_ctx *
 plugin_load(struct plugin_set *set, struct wsp_server *srv,
     struct wsp_section *sec, struct wsp_errors *errs)
 {
+	struct plugin_load ld = { .set = set, .sec = sec, .errs = errs };
 	const struct wsp_plugin *d;
 	struct wsp_plugin_ctx *ctx;
 	const char *const *tp;
@@ -252,9 +287,6 @@ plugin_load(struct plugin_set *set, struct wsp_server *srv,
 		errors_add(errs, sec->file, sec->line, "out of memory");
 		return NULL;
 	}
-	ctx->building = set;
-	ctx->sec = sec;
-	ctx->errs = errs;
 	if (plugin_open(ctx, sec, &st, errs) == -1)
 		goto fail;
 	d = dlsym(ctx->dl, WSPLUGD_PLUGIN_SYMBOL);
@@ -282,12 +314,12 @@ plugin_load(struct plugin_set *set, struct wsp_server *srv,
 		errors_add(errs, sec->file, sec->line, "out of memory");
 		goto fail;
 	}
-	ctx->loading = 1;
+	ctx->load = &ld;
 	for (tp = d->types; tp != NULL && *tp != NULL; tp++)
 		if (plugin_claim(ctx, *tp) == -1)
 			failed = 1;
 	if (!failed && d->load != NULL) {
-		if (d->load(ctx, &wsp_host_table, sec, &ctx->state) != 0) {
+		if (d->load(ctx, &srv->plugin_host, sec, &ctx->state) != 0) {
 			if (errs->n == before)
 				errors_add(errs, sec->file, sec->line,
 				    "[plugin:%s] refused its configuration",
@@ -297,7 +329,7 @@ plugin_load(struct plugin_set *set, struct wsp_server *srv,
 			ctx->loaded = 1;
 	} else if (!failed)
 		ctx->loaded = 1;
-	ctx->loading = 0;
+	ctx->load = NULL;
 	/* Unread keys are unknown only if load ran to the end: a plugin
 	 * that failed earlier never got to ask for the rest. */
 	for (i = 0; ctx->loaded && i < sec->nkv; i++) {
@@ -391,10 +423,11 @@ plugin_carry(struct plugin_set *set, struct wsp_plugin_ctx *ctx,
 	size_t i;
 	int rc = 0;
 
-	ctx->sec = sec;
-	ctx->errs = errs;
+	/* ctx is the running set's too: nothing of this build is written
+	 * on it but the reference plugin_set_add() takes, which freeing a
+	 * failed set gives back. */
 	for (i = 0; i < ctx->nclaims; i++)
-		if (set_claim(set, ctx, ctx->claims[i]) == -1)
+		if (set_claim(set, ctx, ctx->claims[i], sec, errs) == -1)
 			rc = -1;
 	return rc == 0 ? plugin_set_add(set, ctx) : -1;
 }
@@ -411,6 +444,11 @@ plugin_set_build(struct wsp_server *srv, struct wsp_config *cfg,
 		errors_add(errs, cfg->file, 0, "out of memory");
 		return NULL;
 	}
+	/* What a load is handed: the server's host table with claim
+	 * answered here.  In the server, as plugins may keep the pointer for
+	 * as long as they are loaded. */
+	srv->plugin_host = *srv->host;
+	srv->plugin_host.claim = plugin_claim;
 	for (i = 0; i < cfg->nplugins; i++) {
 		struct wsp_section *sec = &cfg->plugins[i];
 
@@ -438,6 +476,66 @@ plugin_set_build(struct wsp_server *srv, struct wsp_config *cfg,
 	}
 	set->generation = ++plugin_generation;
 	return set;
+}
+
+int
+plugin_reload_prepare(struct wsp_server *srv, struct wsp_config *cfg,
+    struct wsp_errors *errs)
+{
+	plugin_reload_abort(srv);
+	srv->plugins_staged = plugin_set_build(srv, cfg, srv->plugins, errs);
+	return srv->plugins_staged == NULL ? -1 : 0;
+}
+
+/* Plugins gone from this generation (removed, or replaced by a new build)
+ * take their connection attributes with them, unless a successor of the
+ * same name takes them over; plugins new to it adopt every open
+ * connection. */
+void
+plugin_reload_commit(struct wsp_server *srv,
+    struct plugin_reload_counts *counts)
+{
+	struct plugin_set *set = srv->plugins_staged, *old = srv->plugins;
+	struct wsp_plugin_ctx *ctx;
+	struct wsp_conn *c, *cn;
+	size_t i, j;
+	int found;
+
+	memset(counts, 0, sizeof(*counts));
+	srv->plugins = set;
+	srv->plugins_staged = NULL;
+	for (i = 0; i < old->nplugins; i++) {
+		if (plugin_set_has(set, old->plugins[i]))
+			continue;
+		counts->unloaded++;
+		found = 0;
+		for (j = 0; j < set->nplugins; j++)
+			if (strcmp(set->plugins[j]->name,
+			    old->plugins[i]->name) == 0)
+				found = 1;
+		if (!found)
+			attrs_release(&srv->reg, old->plugins[i]->name);
+	}
+	for (i = 0; i < set->nplugins; i++) {
+		ctx = set->plugins[i];
+		if (plugin_set_has(old, ctx)) {
+			counts->kept++;
+			continue;
+		}
+		counts->loaded++;
+		TAILQ_FOREACH_SAFE(c, &srv->reg.conns, link, cn)
+			if (c->state == CONN_OPEN)
+				plugin_call_adopt(ctx, c);
+	}
+	counts->generation = set->generation;
+	plugin_set_free(old);
+}
+
+void
+plugin_reload_abort(struct wsp_server *srv)
+{
+	plugin_set_free(srv->plugins_staged);
+	srv->plugins_staged = NULL;
 }
 
 /* Drop the claims of plugins that are not in the set (one that failed to

@@ -2,7 +2,16 @@
  * server.c: the server's life cycle.
  *
  * Building the server (event base, shared buffers, deadline queues, the
- * plugin set, the listeners), its signals, and its end.  Shutdown on
+ * plugin set, the listeners), its signals, and its end.
+ *
+ * This is the top of the core: it wires the lower files to the upper ones
+ * with hooks, so that each of them only calls down.  listen.c hands an
+ * accepted socket to on_accept (conn.c); a connection reports through
+ * conn_hooks (opened, closed: the plugins; message: dispatch.c; gone: the
+ * shutdown below); the keepalive sweep hands an idle connection to
+ * sweep_expire (conn.c's reap); plugins get the host table (host.c)
+ * through plugin.c.  SIGHUP goes to server_reload (reload.c), which runs
+ * every module's prepare, then its commit or its abort.  Shutdown on
  * SIGTERM or SIGINT stops accepting, sends close 1001 to every client and
  * waits up to shutdown_timeout for the close handshakes; the loop ends as
  * soon as the last connection is gone.  A second signal exits at once.
@@ -22,6 +31,30 @@
 /* How long a closing connection may take to finish its close handshake
  * and send its FIN. */
 #define LINGER_MS 5000
+
+/*
+ * The hooks: how the lower files reach the upper ones.  A connection tells
+ * its owner it opened, carried a message, closed and is gone; the message
+ * goes straight to dispatch.c, the rest to the plugins or the shutdown.
+ */
+static void
+server_conn_opened(struct wsp_conn *c)
+{
+	plugin_call_open(c->srv->plugins, c);
+}
+
+static void
+server_conn_closed(struct wsp_conn *c, uint16_t code)
+{
+	plugin_call_close(c->srv->plugins, c, code);
+}
+
+static const struct conn_hooks server_conn_hooks = {
+	.opened = server_conn_opened,
+	.message = dispatch_message,
+	.closed = server_conn_closed,
+	.gone = server_maybe_done,
+};
 
 void
 server_maybe_done(struct wsp_server *srv)
@@ -136,9 +169,11 @@ server_free(struct wsp_server *srv)
 		conn_free(c);
 	while ((c = TAILQ_FIRST(&srv->pending)) != NULL)
 		conn_free(c);
+	listen_reload_abort(srv);
 	listen_close_all(&srv->listeners);
 	admin_free(srv);
 	notify_free(srv);
+	plugin_reload_abort(srv);
 	plugin_set_free(srv->plugins);
 	srv->plugins = NULL;
 	keepalive_stop(srv);
@@ -161,35 +196,48 @@ server_free(struct wsp_server *srv)
 }
 
 int
-server_init(struct wsp_server *srv, struct wsp_config *cfg,
-    struct wsp_errors *errs)
+server_setup(struct wsp_server *srv, struct wsp_config *cfg)
 {
-	size_t i;
-
 	memset(srv, 0, sizeof(*srv));
 	srv->cfg = cfg;
+	srv->log_level_override = -1;
 	TAILQ_INIT(&srv->listeners);
+	TAILQ_INIT(&srv->listeners_staged);
 	TAILQ_INIT(&srv->pending);
 	registry_init(&srv->reg);
 	srv->started_mono = clock_mono_ms();
 	srv->started_wall_ms = clock_wall_ms();
 	srv->rbuf_size = READ_BUFFER_SIZE;
+	srv->host = &wsp_host_table;
+	srv->conn_hooks = server_conn_hooks;
+	srv->on_accept = conn_accept;
+	srv->sweep_expire = conn_reap;
 	if ((srv->base = event_base_new()) == NULL ||
-	    log_attach(srv->base) == -1 ||
 	    (srv->rbuf = malloc(srv->rbuf_size)) == NULL ||
 	    dq_init(&srv->dq_handshake, srv->base, "handshake",
 	    cfg->handshake_timeout, conn_expire_handshake) == -1 ||
 	    dq_init(&srv->dq_ping, srv->base, "ping", cfg->ping_interval,
 	    conn_expire_ping) == -1 ||
 	    dq_init(&srv->dq_linger, srv->base, "linger", LINGER_MS,
-	    conn_expire_linger) == -1) {
+	    conn_expire_linger) == -1)
+		return -1;
+	return 0;
+}
+
+int
+server_init(struct wsp_server *srv, struct wsp_config *cfg,
+    struct wsp_errors *errs)
+{
+	size_t i;
+
+	if (server_setup(srv, cfg) == -1 || log_attach(srv->base) == -1) {
 		errors_add(errs, NULL, 0, "cannot initialise: out of memory");
 		return -1;
 	}
 	if ((srv->plugins = plugin_set_build(srv, cfg, NULL, errs)) == NULL)
 		return -1;
 	for (i = 0; i < cfg->nlisten; i++)
-		listen_open(srv, &cfg->listen[i], &srv->listeners, errs);
+		listen_open(srv, cfg, &cfg->listen[i], &srv->listeners, errs);
 	admin_init(srv, errs);
 	return errs->n > 0 ? -1 : 0;
 }

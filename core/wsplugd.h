@@ -17,6 +17,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <wsplugd/plugin.h>
 
@@ -185,7 +186,43 @@ void http_response_101(struct evbuffer *out, const char accept[29],
 void http_response_error(struct evbuffer *out, int status, const char *why);
 const char *http_status_text(int status);
 
-/* config.c: the INI file, validated whole */
+/* config_file.c: the INI file's lines through inih, with FILE:LINE */
+
+/* Fill file, errs and the hooks, zero the rest, then config_file_read(). */
+struct config_reader {
+	const char *file;
+	struct wsp_errors *errs;
+	int failed;  /* an error was reported (errors_add may drop one) */
+	int lineno;  /* the line being handled */
+	/* A [header]'s name, or NULL for a header the reader rejected (its
+	 * keys should be skipped); a key = value line. */
+	void (*section)(void *arg, const char *name);
+	void (*key)(void *arg, const char *name, const char *value);
+	void *arg;
+	/* private */
+	FILE *fp;
+	char *buf; /* the current line, whole */
+	size_t bufsz;
+	size_t len; /* bytes of buf that are the line */
+	size_t off; /* bytes of it already given to inih */
+	int eof;
+	int read_errno;
+	int kv_wanted; /* the current line is neither blank, comment nor
+	                  header, so inih must call the handler for it */
+	int kv_seen;
+	int *syntax; /* lines reported as syntax errors, ascending */
+	size_t nsyntax;
+};
+
+/* Read the whole file, calling the hooks; 0, or -1 (with an error) when
+ * it could not be opened or read to its end. */
+int config_file_read(struct config_reader *r);
+void config_file_error(struct config_reader *r, int line, const char *fmt,
+    ...) WSP_PRINTFLIKE(3, 4);
+void config_file_verror(struct config_reader *r, int line, const char *fmt,
+    va_list ap) WSP_PRINTFLIKE(3, 0);
+
+/* config.c: what the INI file means, validated whole */
 
 enum log_format { LOG_FORMAT_LOGFMT, LOG_FORMAT_JSON };
 enum log_target {
@@ -247,6 +284,7 @@ struct wsp_config {
 	enum log_format log_format;
 	enum log_target log_target;
 	char *log_file; /* for LOG_TARGET_FILE */
+	int log_target_line; /* of [log] target, 0 for the default */
 	/* [admin] */
 	struct wsp_listen_addr *admin_listen; /* none: the listener is off */
 	size_t nadmin_listen;
@@ -293,6 +331,9 @@ int config_parse_size(const char *s, uint64_t *bytes_r);
 int config_parse_bool(const char *s, int *value_r);
 int config_parse_uint(const char *s, uint64_t max, uint64_t *value_r);
 int config_parse_listen(const char *s, struct wsp_listen_addr *addr_r);
+/* Is (ss, len), as a listener keeps it, the address a? */
+int config_listen_same(const struct sockaddr_storage *ss, socklen_t len,
+    const struct wsp_listen_addr *a);
 /* Digits and one unit of units (a bare 0 too when zero_bare); on -1,
  * *overflow_r tells a well-formed but too large value from junk. */
 int config_parse_units(const char *s, const struct config_unit *units,
@@ -321,6 +362,12 @@ int config_valid_plugin_name(const char *s);
 int log_init(int level, enum log_format format, enum log_target target,
     const char *file, const char *ident);
 int log_reopen(void); /* SIGUSR1: reopen the log file */
+/* Reload: prepare opens cfg's log file (the one step that can fail, with
+ * FILE:LINE in errs) and changes nothing; commit switches every line to
+ * cfg's level, format and target; abort closes what prepare opened. */
+int log_reload_prepare(const struct wsp_config *cfg, struct wsp_errors *errs);
+void log_reload_commit(const struct wsp_config *cfg);
+void log_reload_abort(void);
 void log_fini(void);
 /* Gather stderr and file lines per turn of base's loop; log_detach writes
  * what is gathered and goes back to a write per line. */
@@ -368,7 +415,15 @@ void dq_push(struct deadline_queue *q, struct wsp_conn *c);
 void dq_remove(struct wsp_conn *c);
 /* Arm q's timer for its head (after deadlines were moved earlier). */
 void dq_rearm(struct deadline_queue *q);
+/* The sweep hands idle connections to srv->sweep_expire. */
 int keepalive_start(struct wsp_server *srv);
+/* Reload: prepare makes cfg's sweep (it cannot fire before commit);
+ * commit (srv->cfg is cfg) swaps it in and moves the deadlines to the new
+ * intervals; abort frees it. */
+int keepalive_reload_prepare(struct wsp_server *srv,
+    const struct wsp_config *cfg, struct wsp_errors *errs);
+void keepalive_reload_commit(struct wsp_server *srv);
+void keepalive_reload_abort(struct wsp_server *srv);
 void keepalive_stop(struct wsp_server *srv);
 
 /* registry.c: established connections, ids and per-IP counts */
@@ -392,7 +447,21 @@ size_t registry_ip_count(struct registry *r, const char *ip);
 int registry_ip_ref(struct registry *r, const char *ip);
 void registry_ip_unref(struct registry *r, const char *ip);
 
-/* conn.c: one connection's state machine */
+/* conn.c: one connection's state machine, which calls nothing above it:
+ * what it has to tell goes through the hooks its owner set */
+
+struct conn_hooks {
+	/* upgraded and registered: greet it */
+	void (*opened)(struct wsp_conn *c);
+	/* a whole message, borrowed: data is valid only for the call and
+	 * may be modified */
+	void (*message)(struct wsp_server *srv, struct wsp_conn *c,
+	    uint8_t opcode, uint8_t *data, size_t len);
+	/* an opened connection ended with code */
+	void (*closed)(struct wsp_conn *c, uint16_t code);
+	/* a connection was freed */
+	void (*gone)(struct wsp_server *srv);
+};
 
 enum conn_state {
 	CONN_HANDSHAKE, /* reading the request head */
@@ -469,7 +538,22 @@ void conn_reap(struct wsp_conn *c, uint64_t idle_ms);
 void conn_info(const struct wsp_conn *c, struct wsp_conn_info *info);
 void conn_path_unref(struct conn_path *p);
 
-/* listen.c: accepting sockets */
+/* admit.c: the handshake policy; each answers 0 or the status to refuse
+ * with, a metrics label (reason) and the response text (why) */
+
+int admit_accept(struct wsp_server *srv, const char **reason_r,
+    const char **why_r);
+/* Origin, per-address limit, and the subprotocol (NULL: none) chosen. */
+int admit_request(struct wsp_server *srv, const char *ip,
+    const struct http_request *req, const char **protocol_r,
+    const char **reason_r, const char **why_r);
+/* The metrics label of a status http_upgrade.c refused with. */
+const char *admit_reason(int status);
+/* Count, label and log (ws.refuse) a refusal. */
+void admit_refused(struct wsp_server *srv, const char *ip, uint16_t port,
+    int status, const char *reason, const char *why);
+
+/* listen.c: accepting sockets, handed to srv->on_accept */
 
 struct listener {
 	TAILQ_ENTRY(listener) entry;
@@ -486,8 +570,15 @@ TAILQ_HEAD(listener_list, listener);
  * -1 with errno set. */
 int listen_bind(const struct wsp_listen_addr *a, int backlog, char *addr,
     size_t addrlen);
-int listen_open(struct wsp_server *srv, const struct wsp_listen_addr *a,
-    struct listener_list *out, struct wsp_errors *errs);
+int listen_open(struct wsp_server *srv, const struct wsp_config *cfg,
+    const struct wsp_listen_addr *a, struct listener_list *out,
+    struct wsp_errors *errs);
+/* Reload: bind what cfg adds (staged); commit (srv->cfg is cfg) closes
+ * what it dropped and serves the staged; abort closes the staged. */
+int listen_reload_prepare(struct wsp_server *srv, const struct wsp_config *cfg,
+    struct wsp_errors *errs);
+void listen_reload_commit(struct wsp_server *srv);
+void listen_reload_abort(struct wsp_server *srv);
 void listen_free(struct listener *li);
 void listen_close_all(struct listener_list *l);
 void listen_pause(struct wsp_server *srv, int pause);
@@ -519,6 +610,15 @@ json_t *json_read(const char *buf, size_t len, json_error_t *err);
 /* The fast path alone: NULL when it declines the input (for tests). */
 json_t *json_read_fast(const char *buf, size_t len);
 
+/* attrs.c: per-connection attributes, { plugin: { key: value } } */
+
+int attrs_set(struct wsp_conn *c, const char *ns, const char *key,
+    const json_t *value); /* a deep copy; NULL value deletes */
+json_t *attrs_get(const struct wsp_conn *c, const char *ns, const char *key);
+/* Drop namespace ns from every registered connection. */
+void attrs_release(struct registry *reg, const char *ns);
+void attrs_free(struct wsp_conn *c);
+
 /* plugin.c: loading a generation of plugins */
 
 struct plugin_type; /* uthash: type -> plugin */
@@ -532,11 +632,12 @@ struct wsp_plugin_ctx {
 	const struct wsp_plugin *desc;
 	void *state;
 	unsigned refs;    /* plugin sets holding this context */
-	int loading;      /* claim() is only valid during load */
 	int loaded;       /* load succeeded: unload is owed */
-	struct plugin_set *building; /* during load: where claims go */
-	struct wsp_section *sec;
-	struct wsp_errors *errs; /* during load: where problems go */
+	/* Only while this context loads (claim() is valid then only): the
+	 * build's state, on the builder's stack.  A context carried over
+	 * into a new set never gets one, so a build leaves nothing on the
+	 * contexts it shares with the running set. */
+	struct plugin_load *load;
 	char **claims;    /* every type claimed, to carry over on reload */
 	size_t nclaims;
 	char *signature;  /* file identity and section, see plugin.c */
@@ -552,6 +653,12 @@ struct wsp_timer {
 	unsigned repeat : 1;
 	unsigned firing : 1;
 	unsigned cancelled : 1;
+};
+
+struct plugin_load {
+	struct plugin_set *set;          /* where claims go */
+	const struct wsp_section *sec;   /* FILE:LINE of problems */
+	struct wsp_errors *errs;         /* where problems go */
 };
 
 struct plugin_set {
@@ -570,6 +677,19 @@ struct plugin_set *plugin_set_build(struct wsp_server *srv,
     struct wsp_config *cfg, struct plugin_set *old, struct wsp_errors *errs);
 /* Unloads every plugin no other set holds. */
 void plugin_set_free(struct plugin_set *set);
+/* Reload: prepare builds cfg's set next to the running one (staged);
+ * commit (srv->cfg is cfg) runs it: plugins gone lose their connection
+ * attributes, new ones adopt every open connection, and counts says how
+ * many were kept, loaded and unloaded; abort frees the staged set. */
+struct plugin_reload_counts {
+	size_t kept, loaded, unloaded;
+	unsigned generation;
+};
+int plugin_reload_prepare(struct wsp_server *srv, struct wsp_config *cfg,
+    struct wsp_errors *errs);
+void plugin_reload_commit(struct wsp_server *srv,
+    struct plugin_reload_counts *counts);
+void plugin_reload_abort(struct wsp_server *srv);
 struct wsp_plugin_ctx *plugin_set_lookup(struct plugin_set *set,
     const char *type);
 int plugin_set_has(const struct plugin_set *set,
@@ -580,7 +700,12 @@ int plugin_set_add(struct plugin_set *set, struct wsp_plugin_ctx *ctx);
 void plugin_set_unclaim_missing(struct plugin_set *set);
 struct wsp_plugin_ctx *plugin_ctx_new(struct wsp_server *srv,
     const char *name, const char *path);
-/* A claim made during load, into ctx->building. */
+/* A plugin compiled into the program (tests, fuzzers): desc and state as
+ * a load would leave them, added to ld->set, and loading (claims go to
+ * ld->set) until the caller sets ctx->load to NULL. */
+struct wsp_plugin_ctx *plugin_ctx_builtin(struct wsp_server *srv,
+    struct plugin_load *ld, const struct wsp_plugin *desc, void *state);
+/* A claim made during load, into ctx->load->set; the host table's claim. */
 int plugin_claim(struct wsp_plugin_ctx *ctx, const char *type);
 void plugin_call_open(struct plugin_set *set, struct wsp_conn *c);
 void plugin_call_adopt(struct wsp_plugin_ctx *ctx, struct wsp_conn *c);
@@ -589,11 +714,18 @@ void plugin_call_close(struct plugin_set *set, struct wsp_conn *c,
 void plugin_call_message(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
     const struct wsp_message *m);
 
-/* host.c: the function table plugins call */
+/* timers.c: a plugin's timers, listed on its context */
+
+struct wsp_timer *timers_add(struct wsp_plugin_ctx *ctx, uint64_t after_ms,
+    int repeat, void (*fn)(void *), void *arg);
+void timers_cancel(struct wsp_timer *t);
+/* Before unload: no callback into unmapped code may fire. */
+void timers_cancel_all(struct wsp_plugin_ctx *ctx);
+
+/* host.c: the function table plugins call (claim excepted: plugin.c) */
 
 extern const struct wsp_host wsp_host_table;
 int host_send_json(struct wsp_conn *c, const json_t *msg);
-void host_timers_cancel(struct wsp_plugin_ctx *ctx);
 
 /* metrics.c: counters for the operator */
 
@@ -619,6 +751,8 @@ void metrics_message_in(struct wsp_server *srv, size_t bytes);
 void metrics_message_out(struct wsp_server *srv, size_t bytes);
 void metrics_ping(struct wsp_server *srv);
 void metrics_reaped(struct wsp_server *srv);
+/* Count a reload that succeeded (ok) or failed; that kind's total. */
+uint64_t metrics_reloaded(struct wsp_server *srv, int ok);
 /* Append the Prometheus text exposition (format 0.0.4); 0 or -1 when out
  * of memory. */
 int metrics_render(struct wsp_server *srv, struct evbuffer *out);
@@ -660,13 +794,16 @@ struct wsp_server {
 	int log_level_override;         /* -l, which a reload keeps; or -1 */
 	const char *default_plugin_dir;
 	struct listener_list listeners;
+	struct listener_list listeners_staged; /* bound by a reload's prepare */
 	struct registry reg;
 	TAILQ_HEAD(, wsp_conn) pending; /* handshaking and lingering */
 	size_t npending;
 	size_t nhandshake; /* of pending, those still in the handshake */
 	struct plugin_set *plugins;
+	struct plugin_set *plugins_staged; /* built by a reload's prepare */
 	struct deadline_queue dq_handshake, dq_ping, dq_linger;
 	struct event *sweep;
+	struct event *sweep_staged; /* made by a reload's prepare */
 	struct event *accept_retry;
 	struct event *sig_term, *sig_int, *sig_hup, *sig_usr1;
 	struct event *shutdown_timer;
@@ -680,12 +817,24 @@ struct wsp_server {
 	int64_t started_wall_ms; /* for process_start_time_seconds */
 	struct admin *admin;
 	struct notify *notify;
+	/* Set by server_setup: the upper files lower ones report to. */
+	const struct wsp_host *host; /* host.c's, for plugin.c */
+	struct wsp_host plugin_host; /* what plugins get: *host, claim
+	                                answered by plugin.c */
+	struct conn_hooks conn_hooks;
+	int (*on_accept)(struct wsp_server *srv, int fd,
+	    const struct sockaddr *sa, socklen_t salen); /* listen.c's */
+	void (*sweep_expire)(struct wsp_conn *c, uint64_t idle_ms);
 	/* totals for logs and the shutdown summary */
 	uint64_t total_opened, total_closed, total_refused, total_reaped;
 	struct metrics metrics;
 };
 
 /* server.c */
+/* The server without plugins, listeners, log or signals: the hooks, the
+ * event base, buffers and deadline queues (-t, tests, fuzzers).  After -1,
+ * server_free() releases what was made. */
+int server_setup(struct wsp_server *srv, struct wsp_config *cfg);
 int server_init(struct wsp_server *srv, struct wsp_config *cfg,
     struct wsp_errors *errs);
 int server_signals(struct wsp_server *srv);

@@ -14,7 +14,10 @@ UNIT_TESTS = \
 	tests/unit/test_json_read \
 	tests/unit/test_json_write \
 	tests/unit/test_registry \
-	tests/unit/test_metrics
+	tests/unit/test_metrics \
+	tests/unit/test_admit \
+	tests/unit/test_attrs \
+	tests/unit/test_timers
 check_PROGRAMS += $(UNIT_TESTS)
 
 tests_unit_test_utf8_SOURCES = tests/unit/test_utf8.c
@@ -29,7 +32,9 @@ tests_unit_test_http_upgrade_LDADD = $(UNIT_LDADD)
 tests_unit_test_config_SOURCES = tests/unit/test_config.c
 tests_unit_test_config_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_config_LDADD = $(UNIT_LDADD)
-tests_unit_test_dispatch_SOURCES = tests/unit/test_dispatch.c
+tests_unit_test_dispatch_SOURCES = tests/unit/test_dispatch.c \
+	tests/unit/fake.c tests/unit/fake.h \
+	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_dispatch_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_dispatch_LDADD = $(UNIT_LDADD)
 tests_unit_test_json_read_SOURCES = tests/unit/test_json_read.c
@@ -41,9 +46,26 @@ tests_unit_test_json_write_LDADD = $(UNIT_LDADD)
 tests_unit_test_registry_SOURCES = tests/unit/test_registry.c
 tests_unit_test_registry_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_registry_LDADD = $(UNIT_LDADD)
-tests_unit_test_metrics_SOURCES = tests/unit/test_metrics.c
+tests_unit_test_metrics_SOURCES = tests/unit/test_metrics.c \
+	tests/unit/fake.c tests/unit/fake.h \
+	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_metrics_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_metrics_LDADD = $(UNIT_LDADD)
+tests_unit_test_admit_SOURCES = tests/unit/test_admit.c \
+	tests/unit/fake.c tests/unit/fake.h \
+	tests/unit/suite.c tests/unit/suite.h
+tests_unit_test_admit_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_admit_LDADD = $(UNIT_LDADD)
+tests_unit_test_attrs_SOURCES = tests/unit/test_attrs.c \
+	tests/unit/fake.c tests/unit/fake.h \
+	tests/unit/suite.c tests/unit/suite.h
+tests_unit_test_attrs_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_attrs_LDADD = $(UNIT_LDADD)
+tests_unit_test_timers_SOURCES = tests/unit/test_timers.c \
+	tests/unit/fake.c tests/unit/fake.h \
+	tests/unit/suite.c tests/unit/suite.h
+tests_unit_test_timers_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_timers_LDADD = $(UNIT_LDADD)
 
 # Integration tests: the real daemon on loopback, driven by Python's
 # websockets (Debian's python3-websockets) and raw sockets for the frames

@@ -1,6 +1,6 @@
 /*
- * fuzz_config.c: config_load (core/config.c, core/errors.c, inih) on any
- * file.
+ * fuzz_config.c: config_load (core/config.c, core/config_file.c,
+ * core/errors.c, inih) on any file.
  *
  * The input is written to one file per process,
  * /tmp/wsplugd-fuzz-config-PID.conf, removed at exit, and loaded with the

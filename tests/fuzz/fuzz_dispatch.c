@@ -1,9 +1,9 @@
 /*
  * fuzz_dispatch.c: a complete message through dispatch_message
  * (core/dispatch.c, plugin.c, host.c, conn.c and what they need), against
- * an in-memory server built the way tests/unit/test_dispatch.c builds it:
- * no sockets, no dlopen, a connection with in_read set so its output stays
- * queued in c->out for us to read back.
+ * the in-memory server of tests/unit/fake.h that the unit tests use: no
+ * sockets, no dlopen, a connection whose output stays queued in c->out
+ * for us to read back.
  *
  * Input layout:
  *   byte 0  bit 0     the message is binary (else text)
@@ -37,11 +37,9 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "wsplugd.h"
+#include "fake.h"
 #include "fuzz.h"
 
-static struct wsp_config cfg;
-static struct wsp_server srv;
 static struct wsp_errors errs;
 static struct wsp_section sec_ping = { .file = "fuzz.conf", .name = "ping",
     .line = 1 };
@@ -85,22 +83,12 @@ static const struct wsp_plugin recorder = {
 	.message = record,
 };
 
-/* A plugin as the loader would leave it mid-load, without dlopen(): the
- * same steps as tests/unit/test_dispatch.c. */
 static struct wsp_plugin_ctx *
 ctx_new(struct plugin_set *set, struct wsp_section *sec)
 {
-	struct wsp_plugin_ctx *ctx = plugin_ctx_new(&srv, sec->name,
-	    "/nonexistent.so");
+	struct wsp_plugin_ctx *ctx = fake_plugin(set, sec, &recorder, &errs);
 
-	CHECK(ctx != NULL, "plugin_ctx_new");
-	ctx->desc = &recorder;
-	ctx->sec = sec;
-	ctx->errs = &errs;
-	ctx->state = ctx;
-	ctx->loading = 1;
-	ctx->building = set;
-	CHECK(plugin_set_add(set, ctx) == 0, "plugin_set_add");
+	CHECK(ctx != NULL, "fake_plugin");
 	return ctx;
 }
 
@@ -109,16 +97,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	log_init(WSP_LOG_ERROR, LOG_FORMAT_LOGFMT, LOG_TARGET_STDERR, NULL,
-	    "fuzz");
-	cfg.max_output_buffer = 1 << 20;
-	cfg.slow_callback = 1000;
-	srv.cfg = &cfg;
-	if ((srv.base = event_base_new()) == NULL)
+	if (fake_init() == -1)
 		abort();
-	TAILQ_INIT(&srv.pending);
-	registry_init(&srv.reg);
-	dq_init(&srv.dq_linger, srv.base, "linger", 5000, conn_expire_linger);
 	return 0;
 }
 
@@ -300,9 +280,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	have_ping = (data[0] & 12) != 12;
 	n = size - 1;
 
-	if ((set = plugin_set_new()) == NULL)
+	if ((set = fake_set_new()) == NULL)
 		abort();
-	srv.plugins = set;
 	if (have_ping) {
 		ping = ctx_new(set, &sec_ping);
 		CHECK(plugin_claim(ping, "ping") == 0, "claim ping");
@@ -313,13 +292,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	CHECK(errs.n == 0, "claims failed");
 
-	if ((c = calloc(1, sizeof(*c))) == NULL ||
-	    (c->out = evbuffer_new()) == NULL)
+	if ((c = fake_conn_new()) == NULL)
 		abort();
-	c->srv = &srv;
-	c->state = CONN_OPEN;
-	c->in_read = 1; /* output stays queued for us */
-	strcpy(c->id, "00112233445566778899aabbccddeeff");
 
 	/* dispatch may modify the data: keep a reference copy */
 	msg = fuzz_dup(data + 1, n);
@@ -327,7 +301,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	req = predict(ref, n, binary, have_ping, have_all, &x);
 	memset(&seen, 0, sizeof(seen));
 
-	dispatch_message(&srv, c, binary ? WS_OP_BINARY : WS_OP_TEXT, msg, n);
+	dispatch_message(&fake_srv, c, binary ? WS_OP_BINARY : WS_OP_TEXT, msg, n);
 
 	switch (x.o) {
 	case O_PING:
@@ -374,11 +348,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	json_decref(req);
 	free(msg);
 	free(ref);
-	dq_remove(c);
-	evbuffer_free(c->out);
-	free(c->close_reason); /* conn_close made it */
-	free(c);
+	fake_conn_free(c);
 	plugin_set_free(set);
-	srv.plugins = NULL;
+	fake_srv.plugins = NULL;
 	return 0;
 }

@@ -46,8 +46,10 @@ def test_answering_client_stays_connected(wsplugd):
     pongs = d.find_all("ws.pong", conn=conn)
     assert len(pings) >= 2 * IDLE_MS // 200 and \
         len(pongs) >= 2 * IDLE_MS // 200
+    # A pong later than the next ping would be a missed ping (checked
+    # below): on loopback each comes back within the interval.
     for p in pongs:
-        assert int(p["rtt_ms"]) >= 0
+        assert int(p["rtt_ms"]) < 200
     assert d.find_all("ws.reap") == []
     assert d.find_all("ws.ping_missed", conn=conn) == []
 

@@ -17,7 +17,8 @@ import socket
 import pytest
 import websockets
 
-from harness import PLUGIN_DIR, SLOW, WRAPPER
+from harness import PLUGIN_DIR, SLOW, WRAPPER, config, ws_connect
+from test_logging_targets import lines_of, visit, wait_in_file
 
 TEST_PLUGINS = os.environ.get("WSPLUGD_TEST_PLUGIN_DIR",
                               "tests/plugins/.libs")
@@ -32,11 +33,12 @@ def raise_nofile():
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def write_config(path, plugins, log_level="info", listen="127.0.0.1:0"):
+def write_config(path, plugins, log_level="info", listen="127.0.0.1:0",
+                 admin="127.0.0.1:0"):
     """plugins: list of (name, {key: value})."""
     lines = ["[server]", f"listen = {listen}", "max_connections = 5000",
              "", "[log]", f"level = {log_level}",
-             "", "[admin]", "listen = 127.0.0.1:0",
+             "", "[admin]", f"listen = {admin}",
              "", "[plugins]", f"dir = {PLUGIN_DIR}"]
     for name, keys in plugins:
         lines += ["", f"[plugin:{name}]"]
@@ -225,7 +227,8 @@ FAILURES = {
 
 
 @pytest.mark.parametrize("kind", sorted(FAILURES) + ["ini_syntax",
-                                                     "listener_in_use"])
+                                                     "listener_in_use",
+                                                     "admin_in_use"])
 def test_failed_reload_changes_nothing(wsplugd, tmp_path, kind):
     conf = tmp_path / "live.conf"
     write_config(conf, [("connection_established", {}), ("ping", {})])
@@ -235,14 +238,22 @@ def test_failed_reload_changes_nothing(wsplugd, tmp_path, kind):
         with open(conf, "a") as f:
             f.write("[plugin:echo\nthis is not ini\n")
         expect = "live.conf:"
-    elif kind == "listener_in_use":
+    elif kind in ("listener_in_use", "admin_in_use"):
         busy = socket.socket()
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        write_config(conf, [("connection_established", {}), ("ping", {})],
-                     listen=f"127.0.0.1:0 127.0.0.1:{port}")
-        expect = "Address already in use"
+        if kind == "listener_in_use":
+            write_config(conf, [("connection_established", {}),
+                                ("ping", {})],
+                         listen=f"127.0.0.1:0 127.0.0.1:{port}")
+            expect = f"listen 127.0.0.1:{port}: Address already in use"
+        else:
+            write_config(conf, [("connection_established", {}),
+                                ("ping", {})],
+                         admin=f"127.0.0.1:{port}")
+            expect = (f"[admin] listen 127.0.0.1:{port}: "
+                      "Address already in use")
     else:
         plugins, expect = FAILURES[kind](tmp_path)
         write_config(conf, [("connection_established", {})] + plugins)
@@ -276,6 +287,76 @@ def test_failed_reload_changes_nothing(wsplugd, tmp_path, kind):
     ev = d.find("reload", result="failed")
     assert ev["failed_total"] == "1"
     assert not d.find("plugin.unload")  # nothing of the old set went away
+
+
+def test_failed_reload_to_unopenable_log_file_keeps_the_old_one(wsplugd,
+                                                               tmp_path):
+    """The new log file is opened before anything switches: a target that
+    cannot be opened fails the reload, the error (FILE:LINE) is in the old
+    log file, and the daemon goes on logging there, never to stderr."""
+    log = tmp_path / "wsplugd.log"
+    bad = tmp_path / "no" / "such" / "dir" / "x.log"
+    conf = tmp_path / "live.conf"
+    conf.write_text(config(log={"target": f"file:{log}"}))
+    d = wsplugd(path=conf, wait=False)
+    port = int(wait_in_file(log, "listen.start")["addr"].rsplit(":", 1)[1])
+    wait_in_file(log, "daemon.start")
+
+    conf.write_text(config(log={"target": f"file:{bad}"}))
+    line = conf.read_text().splitlines().index(f"target = file:{bad}") + 1
+    d.signal(signal.SIGHUP)
+    ev = wait_in_file(log, "reload", result="failed")
+    assert ev["errors"] == "1"
+    errors = [e["msg"] for e in lines_of(log)
+              if e.get("event") == "config.error"]
+    assert errors == [f"{conf}:{line}: [log] target: cannot open {bad}: "
+                      "No such file or directory"], errors
+    assert not d.find("reload", result="ok")
+
+    # Still logging to the old file, with the old settings.
+    conn = visit(port, "after-failed-reload")
+    wait_in_file(log, "ws.close", conn=conn)
+    assert not bad.parent.exists()
+
+    # And a reload that can open its file moves there, and only then.
+    moved = tmp_path / "moved.log"
+    conf.write_text(config(log={"target": f"file:{moved}"}))
+    d.signal(signal.SIGHUP)
+    wait_in_file(moved, "reload", result="ok")
+    assert not [e for e in lines_of(log) if e.get("event") == "reload" and
+                e.get("result") == "ok"]
+    d.stop()
+    wait_in_file(moved, "daemon.stop")
+    assert d.lines == [], d.lines
+
+
+def test_reload_turns_pings_on_and_off_for_open_connections(wsplugd,
+                                                            tmp_path):
+    """keepalive's commit: pings turned on reach a connection opened while
+    they were off, and turned off again, stop."""
+    conf = tmp_path / "live.conf"
+    conf.write_text(config(keepalive={"ping_interval": "0"}))
+    d = wsplugd(path=conf)
+
+    async def main():
+        async with ws_connect(d.url) as ws:
+            conn = json.loads(await ws.recv())["connectionId"]
+            await asyncio.sleep(0.4)
+            assert not d.find("ws.ping", conn=conn)
+
+            conf.write_text(config(keepalive={"ping_interval": "200ms"}))
+            await asyncio.to_thread(reload_and_wait, d)
+            await asyncio.to_thread(d.wait_count, "ws.pong", 2, conn=conn)
+
+            conf.write_text(config(keepalive={"ping_interval": "0"}))
+            await asyncio.to_thread(reload_and_wait, d)
+            mark = d.mark()  # after the reload line: no ping may follow
+            await asyncio.sleep(0.6)
+            assert not d.find("ws.ping", start=mark, conn=conn)
+            r = await request(ws, {"type": "ping", "id": 1})
+            assert r["id"] == 1
+
+    asyncio.run(asyncio.wait_for(main(), timeout=30 * SLOW))
 
 
 def test_reload_binds_new_listener_before_closing_old(wsplugd, tmp_path):

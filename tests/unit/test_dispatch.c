@@ -10,10 +10,9 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "wsplugd.h"
+#include "fake.h"
+#include "suite.h"
 
-static struct wsp_config cfg;
-static struct wsp_server srv;
 static struct wsp_errors errs;
 static struct wsp_section sec_rec = { .file = "test.conf", .name = "rec",
     .line = 3 };
@@ -55,50 +54,35 @@ static const struct wsp_plugin recorder = {
 static struct wsp_plugin_ctx *
 ctx_new(struct plugin_set *set, struct wsp_section *sec)
 {
-	struct wsp_plugin_ctx *ctx = plugin_ctx_new(&srv, sec->name,
-	    "/nonexistent.so");
+	struct wsp_plugin_ctx *ctx = fake_plugin(set, sec, &recorder, &errs);
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
-	ctx->desc = &recorder;
-	ctx->sec = sec;
-	ctx->errs = &errs;
-	ctx->state = ctx;
-	ctx->loading = 1;
-	ctx->building = set;
-	CU_ASSERT_EQUAL_FATAL(plugin_set_add(set, ctx), 0);
 	return ctx;
 }
 
 static struct plugin_set *
 set_new(void)
 {
-	struct plugin_set *set = plugin_set_new();
+	struct plugin_set *set = fake_set_new();
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(set);
-	srv.plugins = set;
 	return set;
+}
+
+static void
+set_free(struct plugin_set *set)
+{
+	plugin_set_free(set);
+	fake_srv.plugins = NULL;
 }
 
 static struct wsp_conn *
 conn_new(void)
 {
-	struct wsp_conn *c = calloc(1, sizeof(*c));
+	struct wsp_conn *c = fake_conn_new();
 
-	c->srv = &srv;
-	c->state = CONN_OPEN;
-	c->out = evbuffer_new();
-	c->in_read = 1; /* output stays queued for the test to read */
-	strcpy(c->id, "00112233445566778899aabbccddeeff");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
 	return c;
-}
-
-static void
-conn_done(struct wsp_conn *c)
-{
-	dq_remove(c);
-	evbuffer_free(c->out);
-	free(c->close_reason); /* conn_close made it */
-	free(c);
 }
 
 /* Pop one unmasked server frame from c's output. */
@@ -137,7 +121,7 @@ roundtrip(struct wsp_conn *c, const char *text)
 	size_t n;
 
 	strcpy(in, text);
-	dispatch_message(&srv, c, WS_OP_TEXT, (uint8_t *)in, strlen(in));
+	dispatch_message(&fake_srv, c, WS_OP_TEXT, (uint8_t *)in, strlen(in));
 	if (evbuffer_get_length(c->out) == 0)
 		return NULL;
 	CU_ASSERT_EQUAL_FATAL(next_frame(c, &op, out, sizeof(out), &n), 0);
@@ -194,8 +178,8 @@ test_error_replies_keep_connection(void)
 	json_decref(r);
 	CU_ASSERT_EQUAL(seen.calls, 0);
 	CU_ASSERT_EQUAL(c->state, CONN_OPEN);
-	conn_done(c);
-	plugin_set_free(set);
+	fake_conn_free(c);
+	set_free(set);
 }
 
 static void
@@ -218,8 +202,8 @@ test_unknown_type_cut_on_utf8_boundary(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(r,
 	    "message")), "(truncated)"));
 	json_decref(r);
-	conn_done(c);
-	plugin_set_free(set);
+	fake_conn_free(c);
+	set_free(set);
 }
 
 static void
@@ -237,8 +221,8 @@ test_routes_claimed_type_with_json(void)
 	CU_ASSERT_STRING_EQUAL(seen.type, "greet");
 	CU_ASSERT_TRUE(seen.had_json);
 	CU_ASSERT_EQUAL(seen.len, strlen("{\"type\":\"greet\",\"n\":1}"));
-	conn_done(c);
-	plugin_set_free(set);
+	fake_conn_free(c);
+	set_free(set);
 }
 
 static void
@@ -250,14 +234,14 @@ test_binary_without_catch_all_closes_1003(void)
 	char body[256];
 	size_t n;
 
-	dispatch_message(&srv, c, WS_OP_BINARY, bin, sizeof(bin));
+	dispatch_message(&fake_srv, c, WS_OP_BINARY, bin, sizeof(bin));
 	CU_ASSERT_EQUAL(c->state, CONN_CLOSING);
 	CU_ASSERT_EQUAL_FATAL(next_frame(c, &op, body, sizeof(body), &n), 0);
 	CU_ASSERT_EQUAL(op, WS_OP_CLOSE);
 	CU_ASSERT_TRUE(n >= 2);
 	CU_ASSERT_EQUAL(((uint8_t)body[0] << 8) | (uint8_t)body[1], 1003);
-	conn_done(c);
-	plugin_set_free(set);
+	fake_conn_free(c);
+	set_free(set);
 }
 
 static void
@@ -276,12 +260,12 @@ test_catch_all_alone_skips_parsing(void)
 	CU_ASSERT_STRING_EQUAL(seen.type, "(raw)");
 	CU_ASSERT_FALSE(seen.had_json);
 	CU_ASSERT_EQUAL(memcmp(seen.data, "{not json", 9), 0);
-	dispatch_message(&srv, c, WS_OP_BINARY, bin, 2);
+	dispatch_message(&fake_srv, c, WS_OP_BINARY, bin, 2);
 	CU_ASSERT_EQUAL(seen.calls, 2);
 	CU_ASSERT_TRUE(seen.binary);
 	CU_ASSERT_EQUAL(c->state, CONN_OPEN);
-	conn_done(c);
-	plugin_set_free(set);
+	fake_conn_free(c);
+	set_free(set);
 }
 
 static void
@@ -307,8 +291,8 @@ test_catch_all_takes_what_others_do_not(void)
 	CU_ASSERT_PTR_EQUAL(seen.to, raw);
 	CU_ASSERT_EQUAL(seen.calls, 4);
 	CU_ASSERT_EQUAL(evbuffer_get_length(c->out), 0); /* no error replies */
-	conn_done(c);
-	plugin_set_free(set);
+	fake_conn_free(c);
+	set_free(set);
 }
 
 static void
@@ -333,7 +317,7 @@ test_conflicting_claims_are_errors(void)
 	CU_ASSERT_PTR_EQUAL(plugin_set_lookup(set, "greet"), rec);
 	CU_ASSERT_PTR_NULL(plugin_set_lookup(set, "gree"));
 	errors_clear(&errs);
-	plugin_set_free(set);
+	set_free(set);
 }
 
 /* send_json's buffer is reused between messages, but one huge message
@@ -352,7 +336,7 @@ test_send_json_buffer(void)
 	msg = json_pack("{s:s}", "type", "small");
 	CU_ASSERT_EQUAL(host_send_json(c, msg), 0);
 	json_decref(msg);
-	CU_ASSERT(srv.jbuf.cap > 0 && srv.jbuf.cap <= 64 * 1024);
+	CU_ASSERT(fake_srv.jbuf.cap > 0 && fake_srv.jbuf.cap <= 64 * 1024);
 	evbuffer_drain(c->out, evbuffer_get_length(c->out));
 
 	memset(big, 'x', 99999);
@@ -360,8 +344,8 @@ test_send_json_buffer(void)
 	msg = json_pack("{s:s, s:s}", "type", "big", "data", big);
 	CU_ASSERT_EQUAL(host_send_json(c, msg), 0);
 	json_decref(msg);
-	CU_ASSERT_EQUAL(srv.jbuf.cap, 0);
-	CU_ASSERT_PTR_NULL(srv.jbuf.p);
+	CU_ASSERT_EQUAL(fake_srv.jbuf.cap, 0);
+	CU_ASSERT_PTR_NULL(fake_srv.jbuf.p);
 	/* a 64-bit length: 2 + 8 header bytes */
 	CU_ASSERT_EQUAL_FATAL(evbuffer_remove(c->out, h, 10), 10);
 	CU_ASSERT_EQUAL(h[1], 127);
@@ -381,16 +365,13 @@ test_send_json_buffer(void)
 	CU_ASSERT_EQUAL(evbuffer_get_length(c->out), 0);
 	free(big);
 	free(out);
-	conn_done(c);
+	fake_conn_free(c);
 }
 
 int
 main(void)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct suite_test tests[] = {
 		{ "bad input gets error replies, connection stays",
 		    test_error_replies_keep_connection },
 		{ "unknown type is cut on a UTF-8 boundary",
@@ -408,37 +389,11 @@ main(void)
 		{ "send_json's buffer: reused, not kept when huge",
 		    test_send_json_buffer },
 	};
-	CU_pSuite s;
-	unsigned failures;
-	size_t i;
-	int rc = 1;
+	int rc;
 
-	log_init(WSP_LOG_ERROR, LOG_FORMAT_LOGFMT, LOG_TARGET_STDERR, NULL,
-	    "test");
-	cfg.max_output_buffer = 1 << 20;
-	cfg.slow_callback = 1000;
-	srv.cfg = &cfg;
-	srv.base = event_base_new();
-	TAILQ_INIT(&srv.pending);
-	registry_init(&srv.reg);
-	dq_init(&srv.dq_linger, srv.base, "linger", 5000, conn_expire_linger);
-
-	if (CU_initialize_registry() != CUE_SUCCESS)
+	if (fake_init() == -1)
 		return 1;
-	if ((s = CU_add_suite("dispatch", NULL, NULL)) == NULL)
-		goto done;
-	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-		if (CU_add_test(s, tests[i].name, tests[i].fn) == NULL)
-			goto done;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures();
-	rc = failures ? 1 : 0;
-done:
-	CU_cleanup_registry();
-	dq_fini(&srv.dq_linger);
-	registry_fini(&srv.reg);
-	free(srv.jbuf.p);
-	event_base_free(srv.base);
+	rc = suite_run("dispatch", tests, nitems(tests));
+	fake_fini();
 	return rc;
 }

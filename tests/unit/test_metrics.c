@@ -13,9 +13,9 @@
 #include <CUnit/Basic.h>
 #include <event2/buffer.h>
 
-#include "wsplugd.h"
+#include "fake.h"
+#include "suite.h"
 
-static struct wsp_server srv;
 
 /* The rendered text, NUL-terminated; the caller frees it. */
 static char *
@@ -26,7 +26,7 @@ render(void)
 	char *s;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
-	CU_ASSERT_EQUAL(metrics_render(&srv, b), 0);
+	CU_ASSERT_EQUAL(metrics_render(&fake_srv, b), 0);
 	n = evbuffer_get_length(b);
 	s = malloc(n + 1);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
@@ -55,23 +55,23 @@ test_counters(void)
 	char *t;
 	unsigned code;
 
-	memset(&srv.metrics, 0, sizeof(srv.metrics));
-	metrics_refused(&srv, "origin");
-	metrics_refused(&srv, "origin");
-	metrics_refused(&srv, "no such reason");
-	metrics_message_in(&srv, 10);
-	metrics_message_out(&srv, 7);
-	metrics_message_out(&srv, 3);
-	metrics_ping(&srv);
-	metrics_reaped(&srv);
-	metrics_closed(&srv, 1000);
-	metrics_closed(&srv, 1006);
-	metrics_closed(&srv, 1000);
+	memset(&fake_srv.metrics, 0, sizeof(fake_srv.metrics));
+	metrics_refused(&fake_srv, "origin");
+	metrics_refused(&fake_srv, "origin");
+	metrics_refused(&fake_srv, "no such reason");
+	metrics_message_in(&fake_srv, 10);
+	metrics_message_out(&fake_srv, 7);
+	metrics_message_out(&fake_srv, 3);
+	metrics_ping(&fake_srv);
+	metrics_reaped(&fake_srv);
+	metrics_closed(&fake_srv, 1000);
+	metrics_closed(&fake_srv, 1006);
+	metrics_closed(&fake_srv, 1000);
 	/* more distinct codes than slots: the rest are "other" */
 	for (code = 4000; code < 4000 + METRICS_CODES + 3; code++)
-		metrics_closed(&srv, (uint16_t)code);
-	srv.metrics.reloads_ok = 2;
-	srv.metrics.reloads_failed = 1;
+		metrics_closed(&fake_srv, (uint16_t)code);
+	fake_srv.metrics.reloads_ok = 2;
+	fake_srv.metrics.reloads_failed = 1;
 
 	t = render();
 	CU_ASSERT(has_line(t, "wsplugd_handshakes_refused_total"
@@ -116,24 +116,23 @@ test_labels_are_escaped(void)
 		 * and a cut-short three-byte character at the end */
 		.version = "1\"2\\3\n4\xff" "5\xc3\xa9" "6\xe2\x82",
 	};
-	struct wsp_plugin_ctx *ctx;
+	static const struct wsp_section sec = { .file = "test.conf",
+	    .name = "odd", .line = 1 };
+	struct wsp_errors errs = { NULL, 0 };
 	char *t;
 
-	srv.plugins = plugin_set_new();
-	CU_ASSERT_PTR_NOT_NULL_FATAL(srv.plugins);
-	srv.plugins->generation = 7;
-	ctx = plugin_ctx_new(&srv, "odd", "/nonexistent.so");
-	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
-	ctx->desc = &odd;
-	CU_ASSERT_EQUAL_FATAL(plugin_set_add(srv.plugins, ctx), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(fake_set_new());
+	fake_srv.plugins->generation = 7;
+	CU_ASSERT_PTR_NOT_NULL_FATAL(fake_plugin(fake_srv.plugins, &sec, &odd,
+	    &errs));
 
 	t = render();
 	CU_ASSERT(has_line(t, "wsplugd_plugin_info{plugin=\"odd\","
 	    "version=\"1\\\"2\\\\3\\n4\xef\xbf\xbd" "5\xc3\xa9" "6\","
 	    "generation=\"7\"} 1"));
 	free(t);
-	plugin_set_free(srv.plugins);
-	srv.plugins = NULL;
+	plugin_set_free(fake_srv.plugins);
+	fake_srv.plugins = NULL;
 }
 
 static void
@@ -141,7 +140,7 @@ test_process_and_build(void)
 {
 	char *t, *want;
 
-	srv.started_wall_ms = 1700000000123LL;
+	fake_srv.started_wall_ms = 1700000000123LL;
 	t = render();
 	CU_ASSERT(has_line(t, "wsplugd_process_start_time_seconds "
 	    "1700000000.123"));
@@ -157,37 +156,16 @@ test_process_and_build(void)
 int
 main(void)
 {
-	static const struct {
-		const char *name;
-		CU_TestFunc fn;
-	} tests[] = {
+	static const struct suite_test tests[] = {
 		{ "counters as rendered", test_counters },
 		{ "label values escaped", test_labels_are_escaped },
 		{ "process and build info", test_process_and_build },
 	};
-	CU_pSuite s;
-	unsigned failures;
-	size_t i;
-	int rc = 1;
+	int rc;
 
-	log_init(WSP_LOG_ERROR, LOG_FORMAT_LOGFMT, LOG_TARGET_STDERR, NULL,
-	    "test");
-	TAILQ_INIT(&srv.pending);
-	registry_init(&srv.reg);
-	if (CU_initialize_registry() != CUE_SUCCESS)
+	if (fake_init() == -1)
 		return 1;
-	if ((s = CU_add_suite("metrics", NULL, NULL)) == NULL)
-		goto done;
-	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-		if (CU_add_test(s, tests[i].name, tests[i].fn) == NULL)
-			goto done;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures();
-	rc = failures ? 1 : 0;
-done:
-	CU_cleanup_registry();
-	registry_fini(&srv.reg);
-	log_fini();
+	rc = suite_run("metrics", tests, nitems(tests));
+	fake_fini();
 	return rc;
 }
