@@ -184,6 +184,12 @@ void http_response_101(struct evbuffer *out, const char accept[29],
  * Sec-WebSocket-Version: 13 to a 426. */
 void http_response_error(struct evbuffer *out, int status, const char *why);
 const char *http_status_text(int status);
+#define HTTP_WELLKNOWN_PATH "/.well-known/wsplugd"
+/* Answer a GET or HEAD of HTTP_WELLKNOWN_PATH into out: the discovery
+ * document naming path (200), or 403 when !origin_ok.  Returns the status,
+ * or 0 (nothing written) when req is not for the document. */
+int http_wellknown(const struct http_request *req, const char *path,
+    int origin_ok, struct evbuffer *out);
 
 /* config.c: the INI file, validated whole */
 
