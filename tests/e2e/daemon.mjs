@@ -38,17 +38,19 @@ export function parseLogfmt(line) {
 }
 
 // The INI text for a test: loopback, a kernel-picked port, debug logging,
-// the admin listener on a kernel-picked port too, the two shipped plugins
-// the browser client talks to.
-export function config({ server = {}, keepalive = {}, log = {} } = {}) {
+// the admin listener on a kernel-picked port too, and the shipped plugins
+// the client talks to (by default the greeting and ping).
+export function config({
+  server = {}, keepalive = {}, log = {},
+  plugins = ['connection_established', 'ping'],
+} = {}) {
   const sections = [
     ['server', { listen: '127.0.0.1:0', path: '/ws', ...server }],
     ['keepalive', keepalive],
     ['log', { level: 'debug', ...log }],
     ['admin', { listen: '127.0.0.1:0' }],
     ['plugins', { dir: PLUGIN_DIR }],
-    ['plugin:connection_established', {}],
-    ['plugin:ping', {}],
+    ...plugins.map((name) => [`plugin:${name}`, {}]),
   ];
   return sections
     .map(([name, keys]) => [`[${name}]`,
