@@ -223,6 +223,7 @@ export class WsplugdClient extends EventTarget {
     this._reqSeq = 0;
     this._pending = new Map(); // request id -> {resolve, reject, ws, timer}
     this._channels = new Map(); // channel -> {cursor, waiters, confirmed}
+    this._left = new Set(); // channels unsubscribed: late messages dropped
     this._env = null; // browser listeners while started
   }
 
@@ -302,7 +303,7 @@ export class WsplugdClient extends EventTarget {
       }, timeout);
       this._pending.set(id, req);
       if (!this._send(JSON.stringify({ ...message, id }), req)) {
-        this._settle(id, new WsplugdError(this.stopped || !this._started ? 'stopped' : 'queue_full',
+        this._settle(id, new WsplugdError(this.stopped ? 'stopped' : 'queue_full',
           'the request could not be sent'));
       }
     });
@@ -323,6 +324,7 @@ export class WsplugdClient extends EventTarget {
         reject(new WsplugdError('stopped', 'the client is stopped'));
         return;
       }
+      this._left.delete(channel);
       let ch = this._channels.get(channel);
       const fresh = !ch;
       if (fresh) {
@@ -355,6 +357,7 @@ export class WsplugdClient extends EventTarget {
     const ch = this._channels.get(channel);
     if (!ch) return Promise.resolve(null);
     this._channels.delete(channel);
+    this._left.add(channel);
     for (const w of ch.waiters) {
       clearTimeout(w.timer);
       w.reject(new WsplugdError('unsubscribed', `unsubscribed from ${channel}`));
@@ -452,6 +455,8 @@ export class WsplugdClient extends EventTarget {
     this._opened = true;
     this._setState('open');
     this._emit('open', { attempt: this.attempts });
+    // A new connection has no subscriptions but ours: nothing left over.
+    this._left.clear();
     // Channels first, then what the application queued: a message it
     // sent while disconnected may be about a channel it subscribed to.
     this._resubscribe();
@@ -471,8 +476,10 @@ export class WsplugdClient extends EventTarget {
       return; // wsplugd only sends JSON; anything else is not for us
     }
     if (msg === null || typeof msg !== 'object') return;
-    if (msg.type === 'pong' && this._inFlight && msg.id === this._inFlight.id) {
-      this._onPong(msg);
+    if (msg.type === 'pong' && typeof msg.id === 'string' && msg.id.startsWith('~ping:')) {
+      // Ours; one for an older ping (answered after its deadline) is
+      // late news and not the application's either.
+      if (this._inFlight && msg.id === this._inFlight.id) this._onPong(msg);
       return;
     }
     if (msg.type === 'connection_established') {
@@ -495,6 +502,7 @@ export class WsplugdClient extends EventTarget {
       return;
     }
     if (msg.type === 'message' && typeof msg.channel === 'string') {
+      if (this._left.has(msg.channel)) return; // sent before it heard we left
       const ch = this._channels.get(msg.channel);
       if (ch && !ch.cursor.accept(msg)) return; // seen before a reconnect
     }
@@ -626,7 +634,8 @@ export class WsplugdClient extends EventTarget {
     if (hint !== null) {
       this._notBefore = Date.now() + Math.min(hint, this.options.retryAfterCap);
     }
-    const delay = this._nextDelay();
+    // Paused, nothing is scheduled: resuming will.
+    const delay = this.paused ? null : this._nextDelay();
     this._failures += 1;
     this._emit('close', { code, reason, wasClean, reconnect: true, delay });
     this._scheduleRetry(delay, hint !== null ? 'retry_after' : 'backoff');
@@ -642,8 +651,8 @@ export class WsplugdClient extends EventTarget {
   }
 
   _scheduleRetry(delay, why) {
-    if (this.paused) {
-      // The retry waits for the page to be visible and online; resume()
+    if (this.paused || delay === null) {
+      // The retry waits for the page to be visible and online; _resume()
       // schedules it then, still jittered.
       this.retryAt = null;
       return;
@@ -797,7 +806,9 @@ export class WsplugdClient extends EventTarget {
   _resume() {
     if (this.stopped || !this._started) return;
     if (this._ws) {
+      // Is the link still there after the pause?  Ask now.
       if (this._isOpen() && !this._timers.ping) this._startPings();
+      else if (this._isOpen()) this._ping();
       return;
     }
     if (this._probing || this._timers.retry !== undefined) return;
