@@ -13,6 +13,7 @@ import { createInterface } from 'node:readline';
 
 export const WSPLUGD = process.env.WSPLUGD || 'core/wsplugd';
 export const PLUGIN_DIR = process.env.WSPLUGD_PLUGIN_DIR || 'plugins/.libs';
+export const TEST_PLUGIN_DIR = process.env.WSPLUGD_TEST_PLUGIN_DIR || 'tests/plugins/.libs';
 const WRAPPER = (process.env.WSPLUGD_WRAPPER || '').split(/\s+/).filter(Boolean);
 // Under valgrind the daemon runs some 20-50 times slower.
 export const SLOW = WRAPPER.length ? 10 : 1;
@@ -38,8 +39,8 @@ export function parseLogfmt(line) {
 }
 
 // The INI text for a test: loopback, a kernel-picked port, debug logging,
-// the admin listener on a kernel-picked port too, and the shipped plugins
-// the client talks to (by default the greeting and ping).
+// the admin listener on a kernel-picked port too, and the plugins the
+// client talks to (by default the shipped greeting and ping).
 export function config({
   server = {}, keepalive = {}, log = {},
   plugins = ['connection_established', 'ping'],
@@ -50,7 +51,8 @@ export function config({
     ['log', { level: 'debug', ...log }],
     ['admin', { listen: '127.0.0.1:0' }],
     ['plugins', { dir: PLUGIN_DIR }],
-    ...plugins.map((name) => [`plugin:${name}`, {}]),
+    // A name, or [name, keys] for a plugin with settings (a path).
+    ...plugins.map((p) => (Array.isArray(p) ? [`plugin:${p[0]}`, p[1]] : [`plugin:${p}`, {}])),
   ];
   return sections
     .map(([name, keys]) => [`[${name}]`,

@@ -12,7 +12,8 @@
 // schedule is never beaten (jittered and not), and 1,000 clients of a
 // restarted daemon spread over the window (the histogram is printed); a
 // missing endpoint (404) or a refused origin (403) stops the client after
-// one attempt; a 503 at max_connections is obeyed (Retry-After); channels
+// one attempt; a 503 at max_connections (Retry-After) and a close 1012 or
+// 1013 with retry_after_ms (the closer test plugin) are obeyed; channels
 // are subscribed again after a reconnect and their messages delivered
 // once, in order.
 
@@ -24,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 
-import { Daemon, SLOW, config } from '../../../tests/e2e/daemon.mjs';
+import { Daemon, SLOW, TEST_PLUGIN_DIR, config } from '../../../tests/e2e/daemon.mjs';
 import { WsplugdClient, WsplugdError } from '../wsplugd-client.js';
 
 // CommonJS through require(), which honours NODE_PATH (see ./run).
@@ -420,6 +421,45 @@ test('a 503 at max_connections: the Retry-After is obeyed, then the client gets 
     // The probe is refused too, hint and all: two 503s in the log.
     assert.equal(d.findAll('ws.refuse', { status: 503 }).length, 2);
     t.diagnostic(`hint 5000 ms; retry scheduled in ${r.delay} ms; came after ${gap.toFixed(0)} ms`);
+    c.close();
+    await stopDaemon(d);
+  });
+
+test('a close 1013 or 1012 with {"retry_after_ms": N}: no attempt before N ms',
+  { timeout: 40000 * SLOW }, async (t) => {
+    // The closer test plugin closes the asking connection with the code
+    // and reason asked for: a server shedding load or restarting.
+    const d = await startDaemon({
+      plugins: ['connection_established', 'ping',
+        ['closer', { path: join(TEST_PLUGIN_DIR, 'closer.so') }]],
+    });
+    const c = makeClient(`ws://127.0.0.1:${d.port}/ws`, { backoffBase: 100, backoffCap: 400 });
+    c.connect();
+    const cases = [[1013, 1500], [1012, 800], [1013, null]];
+    for (const [i, [code, hint]] of cases.entries()) {
+      await until(c, () => c.rec.established.length === i + 1 && c.lastRtt !== null);
+      const reason = hint === null ? 'try again later' : JSON.stringify({ retry_after_ms: hint });
+      c.send({ type: 'close_me', code, reason });
+      await until(c, () => c.rec.established.length === i + 2, 15000);
+      const close = c.rec.closes[i];
+      const retry = c.rec.retries[i];
+      const gap = c.rec.attempts[i + 1].t - close.t;
+      assert.deepEqual([close.code, close.reason, close.reconnect], [code, reason, true]);
+      assert.equal(retry.delay, close.delay);
+      if (hint === null) {
+        assert.equal(retry.reason, 'backoff');
+        assert.ok(retry.delay < 400, `delay ${retry.delay}`);
+      } else {
+        // The hint is a floor; at most one backoff ceiling of jitter on top.
+        assert.equal(retry.reason, 'retry_after');
+        assert.ok(retry.delay >= hint - 1 && retry.delay < hint + 400, `delay ${retry.delay}`);
+        assert.ok(gap >= hint - 1, `attempt ${gap.toFixed(0)} ms after a ${hint} ms hint`);
+      }
+      assert.equal(d.findAll('ws.close', { code }).length >= 1, true);
+      t.diagnostic(`close ${code} "${reason}": retry scheduled in ${retry.delay} ms, ` +
+        `made after ${gap.toFixed(0)} ms`);
+    }
+    assert.equal(c.rec.attempts.length, cases.length + 1, 'one attempt per close');
     c.close();
     await stopDaemon(d);
   });
