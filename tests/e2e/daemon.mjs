@@ -6,6 +6,7 @@
 // wall-clock sleeps.  Every wait is bounded, and a daemon that exits while
 // a wait is pending fails that wait at once, with the log's tail.
 
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -179,6 +180,13 @@ export class Daemon {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  // A clean stop is part of every test: SIGTERM, exit 0.
+  async stopClean() {
+    const st = await this.stop();
+    assert.deepEqual({ code: st.code, signal: st.signal }, { code: 0, signal: null },
+      `wsplugd did not stop cleanly:\n${this.tail()}`);
   }
 
   // For clean-up after a failure: no questions asked.

@@ -841,6 +841,14 @@ test_response_error(void)
 
 /* The discovery document: only for a GET or HEAD of its own path, the
  * endpoint's path JSON-escaped into it, 403 for a refused origin. */
+#define FORBIDDEN_HEAD "HTTP/1.1 403 Forbidden\r\n" \
+	"Content-Type: application/json\r\n" \
+	"Content-Length: 49\r\n" \
+	"Cache-Control: no-cache\r\n" \
+	"Access-Control-Allow-Origin: *\r\n" \
+	"Connection: close\r\n" \
+	"\r\n"
+
 static void
 test_wellknown(void)
 {
@@ -867,26 +875,14 @@ test_wellknown(void)
 	CU_ASSERT(buffer_is(b, want));
 
 	CU_ASSERT_EQUAL(http_wellknown(&req, "/ws", 0, b), 403);
-	CU_ASSERT(buffer_is(b, "HTTP/1.1 403 Forbidden\r\n"
-	    "Content-Type: application/json\r\n"
-	    "Content-Length: 49\r\n"
-	    "Cache-Control: no-cache\r\n"
-	    "Access-Control-Allow-Origin: *\r\n"
-	    "Connection: close\r\n"
-	    "\r\n"
+	CU_ASSERT(buffer_is(b, FORBIDDEN_HEAD
 	    "{\"error\":\"origin\",\"detail\":\"origin not allowed\"}\n"));
 
 	/* HEAD: the same head, no body. */
 	CU_ASSERT_EQUAL(parse("HEAD /.well-known/wsplugd HTTP/1.1\r\n"
 	    "Host: x\r\n\r\n"), 0);
 	CU_ASSERT_EQUAL(http_wellknown(&req, "/ws", 0, b), 403);
-	CU_ASSERT(buffer_is(b, "HTTP/1.1 403 Forbidden\r\n"
-	    "Content-Type: application/json\r\n"
-	    "Content-Length: 49\r\n"
-	    "Cache-Control: no-cache\r\n"
-	    "Access-Control-Allow-Origin: *\r\n"
-	    "Connection: close\r\n"
-	    "\r\n"));
+	CU_ASSERT(buffer_is(b, FORBIDDEN_HEAD));
 
 	/* Not the document: nothing written. */
 	CU_ASSERT_EQUAL(parse("POST /.well-known/wsplugd HTTP/1.1\r\n"
