@@ -181,7 +181,8 @@ void http_accept_key(const struct http_str *key, char out[29]);
 void http_response_101(struct evbuffer *out, const char accept[29],
     const char *protocol);
 /* Append an error response with a short text body; adds
- * Sec-WebSocket-Version: 13 to a 426. */
+ * Sec-WebSocket-Version: 13 to a 426, Allow to a 405, and Retry-After with
+ * the CORS headers that let a page read it to a 503. */
 void http_response_error(struct evbuffer *out, int status, const char *why);
 const char *http_status_text(int status);
 #define HTTP_WELLKNOWN_PATH "/.well-known/wsplugd"
