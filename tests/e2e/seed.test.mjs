@@ -9,7 +9,9 @@
 // attempt connects and stays connected, that a page closing or a daemon
 // restarting ends and resumes cleanly, once; that against a daemon that
 // does not serve /ws the same checks fail and the client stops after one
-// attempt, saying why; that against a server that is down it backs off
+// attempt, saying why (and so for a refused origin); that a full server's
+// Retry-After is read cross-origin and obeyed; that against a server that
+// is down it backs off
 // instead of storming; that while the page is hidden or offline it makes
 // no attempt and resumes with one; and that a daemon gone silent is
 // noticed by the client's ping and replaced, one socket at a time.
@@ -403,6 +405,53 @@ test('without /ws the page makes exactly one attempt and reports: the seed bug, 
     t.diagnostic(`stopped ${(s.t - rec.attempts[0].t).toFixed(0)} ms after its one attempt: ${s.detail}`);
 
     await demo.page.close();
+    await stopDaemon(d);
+  });
+
+test('a page whose origin is refused makes one attempt and reports 403',
+  { timeout: 60000 * SLOW }, async () => {
+    // The page is served from 127.0.0.1:httpPort; the daemon takes
+    // another origin only.  The upgrade is refused 403, which the page
+    // cannot see; the discovery document, read cross-origin, says so.
+    const d = await startDaemon({ server: { origins: 'https://app.example' } });
+    const demo = await openDemo(d.port, { ...PAGE, base: 100 });
+    let rec = await pageUntil(demo, () => window.demo.record.stops.length > 0);
+    const s = rec.stops[0];
+    assert.deepEqual([s.status, s.reason, s.permanent], [403, 'forbidden', true]);
+    await new Promise((resolve) => setTimeout(resolve, 1000 * SLOW));
+    rec = await record(demo);
+    assert.equal(rec.attempts.length, 1);
+    assert.equal(d.findAll('ws.refuse', { status: 403, reason: 'origin' }).length, 1);
+    assert.equal(d.findAll('http.wellknown', { status: 403 }).length, 1);
+    assert.deepEqual(demo.errors, []);
+    await demo.page.close();
+    await stopDaemon(d);
+  });
+
+test('a full server: the page reads the 503\'s Retry-After cross-origin and obeys it',
+  { timeout: 60000 * SLOW }, async (t) => {
+    const d = await startDaemon({ server: { max_connections: 1 } });
+    const first = await openDemo(d.port, PAGE);
+    await pageUntil(first, () => window.demo.record.established.length > 0);
+    const second = await openDemo(d.port, { ...PAGE, base: 100, cap: 400 });
+    let rec = await pageUntil(second, () => window.demo.record.retries.length > 0);
+    assert.equal(rec.probes[0].status, 503);
+    assert.equal(rec.probes[0].retryAfter, 5000, 'Retry-After exposed to the page');
+    assert.equal(rec.retries[0].reason, 'retry_after');
+    assert.ok(rec.retries[0].delay >= 5000 && rec.retries[0].delay < 5100,
+      `delay ${rec.retries[0].delay}`);
+    // The slot frees; the second page's next attempt gets in, not sooner
+    // than the hint.
+    await first.page.close();
+    rec = await pageUntil(second, () => window.demo.record.established.length > 0,
+      undefined, 15000);
+    const gap = rec.attempts[1].t - rec.attempts[0].t;
+    assert.ok(gap >= 5000, `second attempt after ${gap.toFixed(0)} ms`);
+    assert.equal(rec.attempts.length, 2);
+    assert.deepEqual(second.errors, []);
+    t.diagnostic(`retry in ${rec.retries[0].delay} ms after a 503 with Retry-After: 5; ` +
+      `made after ${gap.toFixed(0)} ms`);
+    await second.page.close();
     await stopDaemon(d);
   });
 
