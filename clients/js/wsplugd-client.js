@@ -362,7 +362,9 @@ export class WsplugdClient extends EventTarget {
       clearTimeout(w.timer);
       w.reject(new WsplugdError('unsubscribed', `unsubscribed from ${channel}`));
     }
-    if (!this._isOpen() || !ch.confirmed) return Promise.resolve(null);
+    // Open, the server has the subscription or is about to (our subscribe
+    // went out first on this socket): undo it.  Not open, there is none.
+    if (!this._isOpen()) return Promise.resolve(null);
     return this.request({ type: 'unsubscribe', channel });
   }
 
