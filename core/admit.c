@@ -36,8 +36,8 @@ admit_accept(struct wsp_server *srv, const char **reason_r,
 	return 0;
 }
 
-static int
-admit_origin(const struct wsp_config *cfg, const struct http_str *o)
+int
+admit_origin_allowed(const struct wsp_config *cfg, const struct http_str *o)
 {
 	size_t i;
 
@@ -88,7 +88,7 @@ admit_request(struct wsp_server *srv, const char *ip,
 {
 	const struct wsp_config *cfg = srv->cfg;
 
-	if (!admit_origin(cfg, &req->origin)) {
+	if (!admit_origin_allowed(cfg, &req->origin)) {
 		*reason_r = "origin";
 		*why_r = "origin not allowed";
 		return 403;

@@ -195,6 +195,18 @@ conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
 	return 0;
 }
 
+/* The response is queued: flush it and linger-close. */
+static void
+conn_answered(struct wsp_conn *c)
+{
+	conn_leave_handshake(c);
+	c->state = CONN_LINGER;
+	free(c->head);
+	c->head = NULL;
+	dq_push(&c->srv->dq_linger, c);
+	conn_schedule_flush(c);
+}
+
 /* Answer the handshake with an error status and linger-close. */
 void
 conn_refuse(struct wsp_conn *c, int status, const char *reason,
@@ -202,12 +214,30 @@ conn_refuse(struct wsp_conn *c, int status, const char *reason,
 {
 	admit_refused(c->srv, c->ip, c->port, status, reason, why);
 	http_response_error(c->out, status, why);
-	conn_leave_handshake(c);
-	c->state = CONN_LINGER;
-	free(c->head);
-	c->head = NULL;
-	dq_push(&c->srv->dq_linger, c);
-	conn_schedule_flush(c);
+	conn_answered(c);
+}
+
+/* A GET of the discovery document (http_upgrade.c) is answered, not
+ * refused: it is a client asking how to connect, not a failed upgrade. */
+static int
+conn_wellknown(struct wsp_conn *c, const struct http_request *req)
+{
+	const struct wsp_config *cfg = c->srv->cfg;
+	struct log_line *l;
+	int status;
+
+	status = http_wellknown(req, cfg->path,
+	    admit_origin_allowed(cfg, &req->origin), c->out);
+	if (status == 0)
+		return 0;
+	if ((l = log_begin(WSP_LOG_DEBUG, "http.wellknown")) != NULL) {
+		log_str(l, "ip", c->ip);
+		log_uint(l, "port", c->port);
+		log_int(l, "status", status);
+		log_end(l);
+	}
+	conn_answered(c);
+	return 1;
 }
 
 static void
@@ -327,6 +357,8 @@ conn_read_head(struct wsp_conn *c)
 	status = http_request_parse(c->head, end, &req, &why);
 	if (status == 0)
 		status = http_upgrade_check(&req, cfg->path, &why);
+	if (status == 404 && conn_wellknown(c, &req))
+		return 0;
 	if (status != 0)
 		reason = admit_reason(status);
 	else

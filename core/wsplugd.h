@@ -182,9 +182,16 @@ void http_accept_key(const struct http_str *key, char out[29]);
 void http_response_101(struct evbuffer *out, const char accept[29],
     const char *protocol);
 /* Append an error response with a short text body; adds
- * Sec-WebSocket-Version: 13 to a 426. */
+ * Sec-WebSocket-Version: 13 to a 426, Allow to a 405, and Retry-After with
+ * the CORS headers that let a page read it to a 503. */
 void http_response_error(struct evbuffer *out, int status, const char *why);
 const char *http_status_text(int status);
+#define HTTP_WELLKNOWN_PATH "/.well-known/wsplugd"
+/* Answer a GET or HEAD of HTTP_WELLKNOWN_PATH into out: the discovery
+ * document naming path (200), or 403 when !origin_ok.  Returns the status,
+ * or 0 (nothing written) when req is not for the document. */
+int http_wellknown(const struct http_request *req, const char *path,
+    int origin_ok, struct evbuffer *out);
 
 /* config_file.c: the INI file's lines through inih, with FILE:LINE */
 
@@ -547,6 +554,9 @@ int admit_accept(struct wsp_server *srv, const char **reason_r,
 int admit_request(struct wsp_server *srv, const char *ip,
     const struct http_request *req, const char **protocol_r,
     const char **reason_r, const char **why_r);
+/* Does the configured origins list admit o (any, when it is empty)? */
+int admit_origin_allowed(const struct wsp_config *cfg,
+    const struct http_str *o);
 /* The metrics label of a status http_upgrade.c refused with. */
 const char *admit_reason(int status);
 /* Count, label and log (ws.refuse) a refusal. */

@@ -26,7 +26,11 @@
  *  - http_response_101 and http_response_error write a well-formed
  *    response into an evbuffer: "HTTP/1.1 NNN Text" status line, header
  *    lines "Name: value" with CRLF endings and no stray CR or LF, a blank
- *    line, and a body exactly Content-Length long (none for a 101).
+ *    line, and a body exactly Content-Length long (none for a 101);
+ *  - http_wellknown answers (200, or 403 when the origin is refused, 500
+ *    only without memory) exactly a GET or HEAD of /.well-known/wsplugd,
+ *    with a well-formed response whose GET body is a JSON object naming
+ *    the endpoint path it was given, and writes nothing for anything else.
  */
 #include <stdint.h>
 
@@ -225,6 +229,52 @@ check_accept(const struct http_str *key)
 	free(out);
 }
 
+static void
+check_wellknown(const struct http_request *req, const char *path)
+{
+	const char *wk = HTTP_WELLKNOWN_PATH;
+	int doc = req->path.n == strlen(wk) &&
+	    memcmp(req->path.p, wk, req->path.n) == 0;
+	int get = req->method.n == 3 && memcmp(req->method.p, "GET", 3) == 0;
+	int head = req->method.n == 4 && memcmp(req->method.p, "HEAD", 4) == 0;
+	struct evbuffer *eb;
+	json_t *j;
+	size_t n, body;
+	char *r, *end;
+	int ok, st;
+
+	for (ok = 0; ok < 2; ok++) {
+		if ((eb = evbuffer_new()) == NULL)
+			abort();
+		st = http_wellknown(req, path, ok, eb);
+		n = evbuffer_get_length(eb);
+		if (!doc || !(get || head)) {
+			CHECK(st == 0 && n == 0, "well-known answered %d for "
+			    "another request", st);
+		} else if (st == 500) {
+			check_response(eb, st);
+		} else if (get) {
+			CHECK(st == (ok ? 200 : 403), "well-known %d", st);
+			r = (char *)evbuffer_pullup(eb, -1);
+			end = r != NULL ? strstr(r, "\r\n\r\n") : NULL;
+			CHECK(end != NULL, "well-known without a head");
+			body = n - (size_t)(end + 4 - r);
+			j = json_loadb(end + 4, body, 0, NULL);
+			CHECK(json_is_object(j), "well-known body not an object");
+			if (ok)
+				CHECK(json_is_string(json_object_get(j,
+				    "endpoint")) && strcmp(json_string_value(
+				    json_object_get(j, "endpoint")), path) == 0,
+				    "well-known names another endpoint");
+			json_decref(j);
+			check_response(eb, st);
+		} else {
+			CHECK(st == (ok ? 200 : 403) && n > 0, "HEAD %d", st);
+		}
+		evbuffer_free(eb);
+	}
+}
+
 static int
 try_check(const struct http_request *req, const char *path)
 {
@@ -255,6 +305,8 @@ parsed(const struct http_request *req, const char *buf, size_t len)
 		abort();
 	try_check(req, "/ws");
 	try_check(req, "/");
+	check_wellknown(req, "/ws");
+	check_wellknown(req, "/a\"b\\c");
 	st = try_check(req, path);
 	CHECK(st != 404, "404 on the request's own path %s", path);
 	st2 = http_upgrade_check(req, path, &why);

@@ -186,6 +186,13 @@ def http():
         "Sec-WebSocket-Version: 13"]))
     write("http", "pipelined",
           req(["Host: x"]) + b"GET /other HTTP/1.1\r\n\r\n")
+    # The discovery document, as a page's fetch() asks for it.
+    write("http", "wellknown", req([
+        "Host: 127.0.0.1:8080", "Origin: https://app.example.com",
+        "Accept: */*", "Cache-Control: no-cache"],
+        path="/.well-known/wsplugd"))
+    write("http", "wellknown-head", req(["Host: x"],
+        path="/.well-known/wsplugd?v=1", method="HEAD"))
 
 
 def utf8():

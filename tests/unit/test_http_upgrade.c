@@ -823,6 +823,9 @@ test_response_error(void)
 	    "Content-Type: text/plain; charset=utf-8\r\n"
 	    "Content-Length: 20\r\n"
 	    "Connection: close\r\n"
+	    "Retry-After: 5\r\n"
+	    "Access-Control-Allow-Origin: *\r\n"
+	    "Access-Control-Expose-Headers: Retry-After\r\n"
 	    "\r\n"
 	    "Service Unavailable\n"));
 	http_response_error(b, 499, "odd");
@@ -833,6 +836,66 @@ test_response_error(void)
 	    "Connection: close\r\n"
 	    "\r\n"
 	    "odd\n"));
+	evbuffer_free(b);
+}
+
+/* The discovery document: only for a GET or HEAD of its own path, the
+ * endpoint's path JSON-escaped into it, 403 for a refused origin. */
+#define FORBIDDEN_HEAD "HTTP/1.1 403 Forbidden\r\n" \
+	"Content-Type: application/json\r\n" \
+	"Content-Length: 49\r\n" \
+	"Cache-Control: no-cache\r\n" \
+	"Access-Control-Allow-Origin: *\r\n" \
+	"Connection: close\r\n" \
+	"\r\n"
+
+static void
+test_wellknown(void)
+{
+	static const char doc[] =
+	    "{\"service\":\"wsplugd\",\"version\":\"" PACKAGE_VERSION "\","
+	    "\"protocol\":1,\"endpoint\":\"/a\\\"b\","
+	    "\"backoff\":{\"base_ms\":1000,\"cap_ms\":30000,"
+	    "\"jitter\":\"full\"},\"retry_after_s\":5}\n";
+	char want[512];
+	struct evbuffer *b;
+
+	b = evbuffer_new();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	CU_ASSERT_EQUAL(parse("GET /.well-known/wsplugd HTTP/1.1\r\n"
+	    "Host: x\r\n\r\n"), 0);
+	CU_ASSERT_EQUAL(http_wellknown(&req, "/a\"b", 1, b), 200);
+	snprintf(want, sizeof(want), "HTTP/1.1 200 OK\r\n"
+	    "Content-Type: application/json\r\n"
+	    "Content-Length: %zu\r\n"
+	    "Cache-Control: no-cache\r\n"
+	    "Access-Control-Allow-Origin: *\r\n"
+	    "Connection: close\r\n"
+	    "\r\n%s", strlen(doc), doc);
+	CU_ASSERT(buffer_is(b, want));
+
+	CU_ASSERT_EQUAL(http_wellknown(&req, "/ws", 0, b), 403);
+	CU_ASSERT(buffer_is(b, FORBIDDEN_HEAD
+	    "{\"error\":\"origin\",\"detail\":\"origin not allowed\"}\n"));
+
+	/* HEAD: the same head, no body. */
+	CU_ASSERT_EQUAL(parse("HEAD /.well-known/wsplugd HTTP/1.1\r\n"
+	    "Host: x\r\n\r\n"), 0);
+	CU_ASSERT_EQUAL(http_wellknown(&req, "/ws", 0, b), 403);
+	CU_ASSERT(buffer_is(b, FORBIDDEN_HEAD));
+
+	/* Not the document: nothing written. */
+	CU_ASSERT_EQUAL(parse("POST /.well-known/wsplugd HTTP/1.1\r\n"
+	    "Host: x\r\n\r\n"), 0);
+	CU_ASSERT_EQUAL(http_wellknown(&req, "/ws", 1, b), 0);
+	CU_ASSERT_EQUAL(parse("GET /.well-known/wsplugd/x HTTP/1.1\r\n"
+	    "Host: x\r\n\r\n"), 0);
+	CU_ASSERT_EQUAL(http_wellknown(&req, "/ws", 1, b), 0);
+	CU_ASSERT_EQUAL(parse("GET /.well-known/wsplugd?x=1 HTTP/1.1\r\n"
+	    "Host: x\r\n\r\n"), 0);
+	CU_ASSERT_EQUAL(http_wellknown(&req, "/ws", 1, b), 200);
+	evbuffer_drain(b, evbuffer_get_length(b));
+	CU_ASSERT_EQUAL(evbuffer_get_length(b), 0);
 	evbuffer_free(b);
 }
 
@@ -885,6 +948,7 @@ static const struct {
 	{ "data after the head", test_trailing_data },
 	{ "101 response bytes", test_response_101 },
 	{ "error response bytes", test_response_error },
+	{ "discovery document", test_wellknown },
 	{ "status texts", test_status_text },
 };
 
