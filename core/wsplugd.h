@@ -17,6 +17,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <wsplugd/plugin.h>
 
@@ -166,7 +167,8 @@ struct http_request {
 };
 
 /* Length of the request head up to and including the blank line, or 0
- * when buf does not hold a complete head yet. */
+ * when buf does not hold a complete head yet.  A bare LF ends the head
+ * early (up to and including it), for http_request_parse() to refuse. */
 size_t http_head_length(const char *buf, size_t len);
 /* Parse a complete head.  Returns 0, or 400 with *why_r set. */
 int http_request_parse(const char *buf, size_t len, struct http_request *req,
@@ -459,7 +461,17 @@ int conn_send_text(struct wsp_conn *c, const char *data, size_t len);
 int conn_close(struct wsp_conn *c, uint16_t code, const char *reason);
 void conn_refuse(struct wsp_conn *c, int status, const char *reason,
     const char *why);
-void conn_end(struct wsp_conn *c, uint16_t code, const char *reason);
+/* reason (reason_len bytes, any of them NUL: a peer's close reason) is
+ * logged escaped, never cut. */
+void conn_end_n(struct wsp_conn *c, uint16_t code, const char *reason,
+    size_t reason_len);
+static inline void
+conn_end(struct wsp_conn *c, uint16_t code, const char *reason)
+{
+	if (reason == NULL)
+		reason = "";
+	conn_end_n(c, code, reason, strlen(reason));
+}
 void conn_ping(struct wsp_conn *c);
 void conn_free(struct wsp_conn *c);
 void conn_expire_handshake(struct wsp_conn *c);
