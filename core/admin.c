@@ -38,6 +38,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 
 #include "wsplugd.h"
 
@@ -66,7 +67,14 @@ struct admin {
 	struct evhttp *http;
 	struct admin_socks socks;  /* serving, committed */
 	struct admin_socks staged; /* bound by a reload not yet committed */
+	struct event *resume;      /* after an accept error */
+	int paused;
 };
+
+/* evhttp owns the listeners and gives their error callback its own
+ * pointer, not ours: the one admin listener of the process is found
+ * here. */
+static struct admin *admin_running;
 
 /*
  * Replies.
@@ -340,6 +348,67 @@ admin_bind_error(struct wsp_errors *errs, const struct wsp_config *cfg,
 	    "[admin] listen to another address, or empty to turn it off)");
 }
 
+/*
+ * Accepting
+ */
+
+static struct evconnlistener *
+admin_lev(const struct admin_sock *s)
+{
+	return evhttp_bound_socket_get_listener(s->bound);
+}
+
+/* Accept on every socket unless resting after an accept error. */
+static void
+admin_listening(struct admin *ad)
+{
+	struct admin_socks *lists[] = { &ad->socks, &ad->staged };
+	struct admin_sock *s;
+	size_t i;
+
+	for (i = 0; i < nitems(lists); i++)
+		TAILQ_FOREACH(s, lists[i], entry) {
+			if (ad->paused)
+				evconnlistener_disable(admin_lev(s));
+			else
+				evconnlistener_enable(admin_lev(s));
+		}
+}
+
+static void
+admin_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct admin *ad = arg;
+
+	(void)fd;
+	(void)what;
+	ad->paused = 0;
+	admin_listening(ad);
+}
+
+/* As the WebSocket listeners do (fdlimit.c): answer, log, rest. */
+static void
+admin_accept_error_cb(struct evconnlistener *lev, void *arg)
+{
+	struct timeval tv = { 0, FDLIMIT_PAUSE_MS * 1000 };
+	struct admin *ad = admin_running;
+	int err = EVUTIL_SOCKET_ERROR();
+	const char *addr = "admin";
+	struct admin_sock *s;
+
+	(void)arg;
+	TAILQ_FOREACH(s, &ad->socks, entry)
+		if (admin_lev(s) == lev)
+			addr = s->addr;
+	TAILQ_FOREACH(s, &ad->staged, entry)
+		if (admin_lev(s) == lev)
+			addr = s->addr;
+	fdlimit_accept_error(evconnlistener_get_fd(lev), addr, err);
+	ad->paused = 1;
+	admin_listening(ad);
+	event_add(ad->resume, &tv);
+}
+
 /* Bind, listen and serve a; on success it is appended to list. */
 static int
 admin_bind(struct admin *ad, const struct wsp_config *cfg,
@@ -367,6 +436,9 @@ admin_bind(struct admin *ad, const struct wsp_config *cfg,
 	memcpy(&s->conf, &a->ss, a->sslen);
 	s->conf_len = a->sslen;
 	memcpy(s->addr, addr, sizeof(s->addr));
+	evconnlistener_set_error_cb(admin_lev(s), admin_accept_error_cb);
+	if (ad->paused)
+		evconnlistener_disable(admin_lev(s));
 	TAILQ_INSERT_TAIL(list, s, entry);
 	if ((l = log_begin(WSP_LOG_INFO, "admin.start")) != NULL) {
 		log_str(l, "addr", s->addr);
@@ -407,7 +479,11 @@ admin_init(struct wsp_server *srv, struct wsp_errors *errs)
 	size_t i;
 
 	if ((ad = calloc(1, sizeof(*ad))) == NULL ||
-	    (ad->http = evhttp_new(srv->base)) == NULL) {
+	    (ad->http = evhttp_new(srv->base)) == NULL ||
+	    (ad->resume = evtimer_new(srv->base, admin_resume_cb, ad)) ==
+	    NULL) {
+		if (ad != NULL && ad->http != NULL)
+			evhttp_free(ad->http);
 		free(ad);
 		errors_add(errs, NULL, 0, "cannot initialise the admin "
 		    "listener: out of memory");
@@ -417,6 +493,7 @@ admin_init(struct wsp_server *srv, struct wsp_errors *errs)
 	TAILQ_INIT(&ad->socks);
 	TAILQ_INIT(&ad->staged);
 	srv->admin = ad;
+	admin_running = ad;
 	/* Every method reaches the handler, which answers 405 itself:
 	 * evhttp would say 501 for the ones it was not told about. */
 	evhttp_set_allowed_methods(ad->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
@@ -495,6 +572,8 @@ admin_free(struct wsp_server *srv)
 	admin_close_all(ad, &ad->staged);
 	admin_close_all(ad, &ad->socks);
 	evhttp_free(ad->http); /* and every admin connection still open */
+	event_free(ad->resume);
 	free(ad);
+	admin_running = NULL;
 	srv->admin = NULL;
 }

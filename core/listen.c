@@ -7,8 +7,9 @@
  * the kernel for a free port; the one it chose is logged, which is how the
  * tests find the daemon without racing for a port.
  *
- * When accept() runs out of descriptors the listeners pause for 100 ms
- * instead of spinning on a socket that stays readable.
+ * When accept() fails (out of descriptors, say), fdlimit.c answers and
+ * logs, and the listeners pause for a moment instead of spinning on a
+ * socket that stays readable.
  */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -26,7 +27,6 @@
 #include "wsplugd.h"
 
 #define LISTEN_BACKLOG 511
-#define ACCEPT_PAUSE_MS 100
 
 static void
 format_addr(const struct sockaddr *sa, char *out, size_t len)
@@ -93,11 +93,8 @@ accept_error_cb(struct evconnlistener *lev, void *arg)
 	struct listener *li = arg;
 	int err = EVUTIL_SOCKET_ERROR();
 
-	(void)lev;
-	log_msg(WSP_LOG_WARN, "listen.error", "accept on %s: %s", li->addr,
-	    strerror(err));
-	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
-		listen_pause(li->srv, 1);
+	fdlimit_accept_error(evconnlistener_get_fd(lev), li->addr, err);
+	listen_pause(li->srv, 1);
 }
 
 static void
@@ -111,7 +108,7 @@ accept_retry_cb(evutil_socket_t fd, short what, void *arg)
 void
 listen_pause(struct wsp_server *srv, int pause)
 {
-	struct timeval tv = { 0, ACCEPT_PAUSE_MS * 1000 };
+	struct timeval tv = { 0, FDLIMIT_PAUSE_MS * 1000 };
 	struct listener *li;
 
 	TAILQ_FOREACH(li, &srv->listeners, entry) {

@@ -10,6 +10,7 @@ core_libwspcore_la_SOURCES = \
 	core/conn.c \
 	core/dispatch.c \
 	core/errors.c \
+	core/fdlimit.c \
 	core/host.c \
 	core/json_write.c \
 	core/http_upgrade.c \

@@ -61,6 +61,7 @@
  *   log.error         msg (target = journal, but journald is not running:
  *                     the lines go to stderr)
  *   notify.error      msg (sd_notify failed)
+ *   libevent          msg (libevent's own warnings and errors)
  *
  * Journal fields: MESSAGE (the line), PRIORITY, SYSLOG_IDENTIFIER=wsplugd,
  * CONNECTION_ID (conn), CLIENT_IP (ip), and WSPLUGD_<KEY> for every other
@@ -122,6 +123,8 @@ static struct {
 	int fd;
 	char ident[64]; /* "SYSLOG_IDENTIFIER=wsplugd" for the journal */
 	int no_journald; /* target journal, but nothing listens: stderr */
+	int direct; /* write at once: inside libevent, which may not be
+	               called back from its log callback */
 	struct log_line line;
 	struct event *flush_ev; /* NULL: no loop yet, write each line */
 	size_t plen;
@@ -583,7 +586,7 @@ log_detach(void)
 static void
 log_write(const char *line, size_t len, int level)
 {
-	if (L.flush_ev == NULL || level >= WSP_LOG_WARN ||
+	if (L.flush_ev == NULL || level >= WSP_LOG_WARN || L.direct ||
 	    len > sizeof(L.pending)) {
 		log_flush();
 		write_all(line, len);
@@ -623,6 +626,37 @@ log_end(struct log_line *l)
 	}
 	l->buf[l->len++] = '\n';
 	log_write(l->buf, l->len, l->level);
+}
+
+/* libevent would write these raw to stderr, outside the log's format and
+ * target. */
+static void
+log_libevent_cb(int severity, const char *msg)
+{
+	int level;
+
+	switch (severity) {
+	case EVENT_LOG_DEBUG:
+		level = WSP_LOG_DEBUG;
+		break;
+	case EVENT_LOG_MSG:
+		level = WSP_LOG_INFO;
+		break;
+	case EVENT_LOG_WARN:
+		level = WSP_LOG_WARN;
+		break;
+	default:
+		level = WSP_LOG_ERROR;
+	}
+	L.direct = 1;
+	log_msg(level, "libevent", "%s", msg);
+	L.direct = 0;
+}
+
+void
+log_libevent(void)
+{
+	event_set_log_callback(log_libevent_cb);
 }
 
 void

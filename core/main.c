@@ -96,6 +96,7 @@ main(int argc, char *argv[])
 	int ch, check = 0, level = -1, rc = 1;
 	size_t i;
 
+	log_libevent();
 	while ((ch = getopt(argc, argv, "c:tl:Vh")) != -1) {
 		switch (ch) {
 		case 'c':
@@ -163,6 +164,9 @@ main(int argc, char *argv[])
 	}
 	signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an error code */
 	raise_nofile(cfg);
+	if (fdlimit_init() == -1)
+		log_msg(WSP_LOG_WARN, "daemon.limit", "cannot open /dev/null "
+		    "as the reserve descriptor: %s", strerror(errno));
 	if (server_init(&srv, cfg, &errs) == -1) {
 		for (i = 0; i < errs.n; i++)
 			log_msg(WSP_LOG_ERROR, "config.error", "%s",
@@ -202,6 +206,7 @@ main(int argc, char *argv[])
 done:
 	config_free(cfg);
 	errors_clear(&errs);
+	fdlimit_fini();
 	log_fini();
 	libevent_global_shutdown();
 	return rc;

@@ -329,6 +329,8 @@ void log_fini(void);
 int log_attach(struct event_base *base);
 void log_detach(void);
 int log_enabled(int level);
+/* libevent's own messages become lines of event libevent. */
+void log_libevent(void);
 /* Build a line: log_begin returns NULL when level is filtered out, and
  * every other call accepts NULL, so call sites need no test. */
 struct log_line *log_begin(int level, const char *event);
@@ -480,6 +482,19 @@ void conn_expire_linger(struct wsp_conn *c);
 void conn_reap(struct wsp_conn *c, uint64_t idle_ms);
 void conn_info(const struct wsp_conn *c, struct wsp_conn_info *info);
 void conn_path_unref(struct conn_path *p);
+
+/* fdlimit.c: accept errors, the same for every listener: a reserve
+ * descriptor to answer 503 at the descriptor limit, and a rate-limited
+ * log line */
+
+#define FDLIMIT_PAUSE_MS 100 /* how long a listener rests after an error */
+
+int fdlimit_init(void); /* opens the reserve; -1 with errno */
+void fdlimit_fini(void);
+/* err is what accept() on the listening socket lfd (bound to addr, for
+ * the log) failed with.  The caller then pauses that listener for
+ * FDLIMIT_PAUSE_MS. */
+void fdlimit_accept_error(int lfd, const char *addr, int err);
 
 /* listen.c: accepting sockets */
 

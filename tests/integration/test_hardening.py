@@ -1,0 +1,125 @@
+"""Hostile load and unsafe files (issue 21): descriptors exhausted, the
+admin listener abused, plugins and configuration in places others can
+write, and privileges dropped.  Each test drives the real daemon."""
+
+import http.client
+import os
+import resource
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from harness import SLOW, WRAPPER, Daemon, config
+
+
+def admin_port(d, start=0):
+    ev = d.wait_for("admin.start", start=start)
+    return int(ev["addr"].rsplit(":", 1)[1])
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def read_status(sock, timeout):
+    """The status code of the HTTP response on sock, or None when the
+    server closes or stays silent."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while b"\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except (socket.timeout, ConnectionResetError):
+        pass
+    if not data.startswith(b"HTTP/1.1 "):
+        return None
+    return int(data.split()[1])
+
+
+# -- descriptors ------------------------------------------------------------
+
+NOFILE = 64
+
+
+def low_nofile():
+    resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+
+
+@pytest.mark.skipif(bool(WRAPPER), reason="the wrapper holds descriptors "
+                    "of its own and costs CPU")
+def test_descriptor_exhaustion_with_an_admin_scrape(tmp_path):
+    """Idle clients take every descriptor the daemon may have, while a
+    scraper keeps asking the admin listener: the daemon does not spin
+    (under 10 % of a core over 5 s), libevent writes nothing raw, the
+    accept errors are logged at most about once a second per listener,
+    and a client over the limit gets a 503 and a close."""
+    d = Daemon(tmp_path, config(server={"max_connections": "10000",
+                                        "handshake_timeout": "60s"},
+                                log={"level": "info"}))
+    d.preexec = low_nofile
+    d.start()
+    aport = admin_port(d)
+    idle = []
+    try:
+        # More than the limit: the rest wait in the kernel's queue.
+        for _ in range(NOFILE + 20):
+            s = socket.socket()
+            s.connect(("127.0.0.1", d.port))
+            idle.append(s)
+        d.wait_for("listen.error", timeout=5)
+        stop = threading.Event()
+        statuses = []
+
+        def scraper():
+            while not stop.is_set():
+                s = socket.create_connection(("127.0.0.1", aport))
+                try:
+                    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: "
+                              b"127.0.0.1:%d\r\n\r\n" % aport)
+                    statuses.append(read_status(s, 1))
+                finally:
+                    s.close()
+
+        t = threading.Thread(target=scraper, daemon=True)
+        mark = d.mark()
+        cpu0, t0 = cpu_seconds(d.proc.pid), time.monotonic()
+        t.start()
+        time.sleep(5)
+        cpu = cpu_seconds(d.proc.pid) - cpu0
+        wall = time.monotonic() - t0
+        stop.set()
+        t.join(5)
+        assert cpu < 0.1 * wall, f"{cpu:.2f} s of CPU in {wall:.1f} s"
+        assert statuses and set(statuses) <= {503}, statuses
+        # A WebSocket client over the limit is answered too.
+        with socket.create_connection(("127.0.0.1", d.port)) as s:
+            s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_status(s, 5 * SLOW) == 503
+            s.settimeout(5 * SLOW)
+            while s.recv(4096):
+                pass
+        # The clients that waited in the queue were answered as well.
+        answered = sum(read_status(s, 0.05) == 503 for s in idle)
+        assert answered >= 20, answered
+        with d.cond:
+            errors = [e for e in d.events[mark:]
+                      if e.get("event") == "listen.error"]
+        assert 1 <= len(errors) <= 2 * 6 + 2, len(errors)
+        assert any(int(e.get("suppressed", "0")) > 0 or
+                   int(e.get("refused", "0")) > 0 for e in errors), errors
+        with d.cond:
+            raw = [line for line in d.lines if not line.startswith("ts=")]
+        assert raw == [], raw[:5]
+    finally:
+        for s in idle:
+            s.close()
+    assert d.stop() == 0
