@@ -84,6 +84,7 @@ enum cfg_type {
 	T_FORMAT,
 	T_TARGET,
 	T_DIR,
+	T_HOSTS,
 };
 
 /* How a bad value of each type is named, and what was expected instead. */
@@ -111,6 +112,9 @@ static const struct {
 	    "file:/absolute/path" },
 	[T_DIR] = { "directory", "an absolute path, or one relative to the "
 	    "configuration file" },
+	[T_HOSTS] = { "host", "a host name or address as a Host header has "
+	    "it, with or without a port, e.g. monitor.example or "
+	    "[::1]:9180" },
 };
 
 struct cfg_key {
@@ -160,6 +164,11 @@ static const struct cfg_key cfg_keys[] = {
 	{ .sec = SEC_LOG, .name = "target", .type = T_TARGET },
 	{ .sec = SEC_PLUGINS, .name = "dir", .type = T_DIR },
 	{ .sec = SEC_ADMIN, .name = "listen", .type = T_ADMIN_LISTEN },
+	{ .sec = SEC_ADMIN, .name = "allowed_hosts", .type = T_HOSTS },
+	NUM(SEC_ADMIN, "max_connections", T_UINT, admin_max_connections,
+	    1, 10000, "1..10000", 0),
+	NUM(SEC_ADMIN, "timeout", T_DURATION, admin_timeout,
+	    100, MS_HOUR, "100ms..1h", 0),
 };
 
 #define NKEYS nitems(cfg_keys)
@@ -346,6 +355,25 @@ cfg_set_listen(struct cfg_parse *p, const struct cfg_key *k,
 }
 
 /* origins and subprotocols: lists whose empty value means "none given". */
+/* What a Host header may hold (RFC 3986 reg-name, IPv4 or a bracketed
+ * IPv6 literal, and an optional port), without percent-encoding, which no
+ * client uses in a host name. */
+static int
+cfg_valid_host(const char *s)
+{
+	size_t n = strlen(s), i;
+
+	if (n == 0 || n > 255)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		    (s[i] >= 'A' && s[i] <= 'Z') ||
+		    (s[i] >= '0' && s[i] <= '9') ||
+		    strchr("-._~!$&'()*+;=:[]", s[i]) != NULL))
+			return 0;
+	return 1;
+}
+
 static int
 cfg_set_strings(struct cfg_parse *p, const struct cfg_key *k,
     const char *value, char ***v, size_t *n)
@@ -358,7 +386,9 @@ cfg_set_strings(struct cfg_parse *p, const struct cfg_key *k,
 		return -1;
 	}
 	while ((s = config_list_next(&rest)) != NULL) {
-		if (k->type == T_ORIGINS ? !config_valid_origin(s) : !config_valid_token(s)) {
+		if (k->type == T_ORIGINS ? !config_valid_origin(s) :
+		    k->type == T_HOSTS ? !cfg_valid_host(s) :
+		    !config_valid_token(s)) {
 			cfg_invalid(p, k, s);
 			rv = -1;
 		} else if (config_strv_add(v, n, s) == -1) {
@@ -464,6 +494,9 @@ cfg_set(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 	case T_PROTOCOLS:
 		return cfg_set_strings(p, k, value, &cfg->subprotocols,
 		    &cfg->nsubprotocols);
+	case T_HOSTS:
+		return cfg_set_strings(p, k, value, &cfg->admin_hosts,
+		    &cfg->nadmin_hosts);
 	case T_UINT:
 	case T_SIZE:
 	case T_DURATION:
@@ -522,7 +555,7 @@ cfg_fixed_key(struct cfg_parse *p, const char *name, const char *value)
 	}
 	p->seen[i] = p->lineno;
 	if (*value == '\0' && k->type != T_ORIGINS && k->type != T_PROTOCOLS &&
-	    k->type != T_ADMIN_LISTEN) {
+	    k->type != T_ADMIN_LISTEN && k->type != T_HOSTS) {
 		if (k->type == T_UINT)
 			cfg_error(p, p->lineno, "[%s] %s: empty value "
 			    "(expected an integer, %s)", cfg_sec_names[k->sec],
@@ -1053,6 +1086,8 @@ config_load(const char *file, const char *default_plugin_dir,
 	cfg->log_level = WSP_LOG_INFO;
 	cfg->log_format = LOG_FORMAT_LOGFMT;
 	cfg->log_target = LOG_TARGET_STDERR;
+	cfg->admin_max_connections = 16;
+	cfg->admin_timeout = 10 * MS_SEC;
 
 	cfg_parse_file(&p);
 
@@ -1084,6 +1119,7 @@ config_free(struct wsp_config *cfg)
 	for (i = 0; i < cfg->nadmin_listen; i++)
 		free(cfg->admin_listen[i].text);
 	free(cfg->admin_listen);
+	config_strv_free(cfg->admin_hosts, cfg->nadmin_hosts);
 	free(cfg->path);
 	config_strv_free(cfg->origins, cfg->norigins);
 	config_strv_free(cfg->subprotocols, cfg->nsubprotocols);

@@ -536,6 +536,8 @@ http_status_text(int status)
 		return "Method Not Allowed";
 	case 408:
 		return "Request Timeout";
+	case 421:
+		return "Misdirected Request";
 	case 426:
 		return "Upgrade Required";
 	case 431:

@@ -28,8 +28,8 @@
 
 #define LISTEN_BACKLOG 511
 
-static void
-format_addr(const struct sockaddr *sa, char *out, size_t len)
+void
+listen_format_addr(const struct sockaddr *sa, char *out, size_t len)
 {
 	char host[INET6_ADDRSTRLEN];
 
@@ -69,7 +69,7 @@ listen_bind(const struct wsp_listen_addr *a, int backlog, char *addr,
 		errno = err;
 		return -1;
 	}
-	format_addr((struct sockaddr *)&bound, addr, addrlen);
+	listen_format_addr((struct sockaddr *)&bound, addr, addrlen);
 	return fd;
 }
 

@@ -40,6 +40,7 @@
  *   admin.start       addr (the admin listener)
  *   admin.stop        addr
  *   admin.request     method path status ip (debug)
+ *   admin.timeout     ip port timeout_ms (the deadline from accept)
  *   ws.open           conn ip port ua origin path subprotocol active
  *   ws.close          conn ip code reason duration_ms msgs_in msgs_out
  *                     bytes_in bytes_out active

@@ -252,6 +252,10 @@ struct wsp_config {
 	/* [admin] */
 	struct wsp_listen_addr *admin_listen; /* none: the listener is off */
 	size_t nadmin_listen;
+	char **admin_hosts; /* Host values allowed besides the address */
+	size_t nadmin_hosts;
+	uint64_t admin_max_connections;
+	uint64_t admin_timeout; /* ms from accept to the end of a request */
 	/* [plugins] */
 	char *plugin_dir;
 	/* [plugin:NAME], in file order */
@@ -513,6 +517,8 @@ TAILQ_HEAD(listener_list, listener);
  * -1 with errno set. */
 int listen_bind(const struct wsp_listen_addr *a, int backlog, char *addr,
     size_t addrlen);
+/* 127.0.0.1:80 or [::1]:80 */
+void listen_format_addr(const struct sockaddr *sa, char *out, size_t len);
 int listen_open(struct wsp_server *srv, const struct wsp_listen_addr *a,
     struct listener_list *out, struct wsp_errors *errs);
 void listen_free(struct listener *li);

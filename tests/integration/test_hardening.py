@@ -123,3 +123,109 @@ def test_descriptor_exhaustion_with_an_admin_scrape(tmp_path):
         for s in idle:
             s.close()
     assert d.stop() == 0
+
+
+# -- the admin listener ----------------------------------------------------
+
+def admin_get(port, path="/healthz", host=None, timeout=5):
+    """(status, body) of one request with the Host header given."""
+    conn = http.client.HTTPConnection("127.0.0.1", port,
+                                      timeout=timeout * SLOW)
+    try:
+        conn.putrequest("GET", path, skip_host=True)
+        conn.putheader("Host", f"127.0.0.1:{port}" if host is None else host)
+        conn.endheaders()
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def test_admin_host_is_checked(wsplugd):
+    """DNS rebinding: a page of evil.example whose name now resolves to
+    127.0.0.1 reaches the admin listener with Host: evil.example."""
+    d = wsplugd(admin={"allowed_hosts": "monitor.example, "
+                       "Stats.Example:9999"})
+    port = admin_port(d)
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}",
+                 f"monitor.example:{port}", "monitor.example",
+                 "stats.example:9999"):
+        assert admin_get(port, host=host)[0] == 200, host
+    for host in (f"evil.example:{port}", "evil.example",
+                 "stats.example:1234", f"127.0.0.1:{port + 1}",
+                 f"monitor.example.evil:{port}", ""):
+        status, body = admin_get(port, host=host)
+        assert status == 421, repr(host)
+        assert b"Host" in body
+    # The refusal names no state: /metrics is refused all the same.
+    assert admin_get(port, "/metrics", host="evil.example")[0] == 421
+
+
+def test_admin_connections_are_capped(wsplugd):
+    d = wsplugd(admin={"max_connections": "3"})
+    port = admin_port(d)
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+    try:
+        # The fourth waits in the kernel's queue, unanswered ...
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                  % port)
+        assert read_status(s, 1) is None
+        # ... until a slot is free.
+        idle.pop().close()
+        assert read_status(s, 5 * SLOW) == 200
+        s.close()
+    finally:
+        for s in idle:
+            s.close()
+    assert admin_get(port)[0] == 200
+
+
+def test_admin_slowloris_is_cut_at_an_absolute_deadline(wsplugd):
+    """Five connections each send one byte of a request every 5 s: the
+    10 s timeout is a deadline from the accept, not reset by each byte."""
+    d = wsplugd()
+    port = admin_port(d)
+    head = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    socks = [socket.create_connection(("127.0.0.1", port))
+             for _ in range(5)]
+    t0 = time.monotonic()
+    closed = {}
+    try:
+        pos = 0
+        while len(closed) < len(socks) and time.monotonic() - t0 < 20:
+            for i, s in enumerate(socks):
+                if i in closed:
+                    continue
+                try:
+                    s.sendall(head[pos:pos + 1])
+                    s.settimeout(0)
+                    if s.recv(1) == b"":
+                        closed[i] = time.monotonic() - t0
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    closed[i] = time.monotonic() - t0
+            pos += 1
+            # one byte every 5 s, watching for the close meanwhile
+            for _ in range(50):
+                time.sleep(0.1)
+                for i, s in enumerate(socks):
+                    if i in closed:
+                        continue
+                    try:
+                        if s.recv(1) == b"":
+                            closed[i] = time.monotonic() - t0
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        closed[i] = time.monotonic() - t0
+                if len(closed) == len(socks):
+                    break
+    finally:
+        for s in socks:
+            s.close()
+    assert len(closed) == 5, closed
+    assert all(9 <= t < 10 + 2 * SLOW for t in closed.values()), closed
+    assert len(d.find_all("admin.timeout")) == 5
+    assert admin_get(port)[0] == 200
