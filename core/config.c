@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -1090,6 +1091,10 @@ config_load(const char *file, const char *default_plugin_dir,
 	cfg->admin_timeout = 10 * MS_SEC;
 
 	cfg_parse_file(&p);
+	/* Only a valid file names its plugins; then the files it makes the
+	 * daemon trust must be safe to (trust.c). */
+	if (!p.failed && trust_config(cfg, geteuid(), errs) == -1)
+		p.failed = 1;
 
 done:
 	if (p.failed) {

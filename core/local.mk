@@ -25,6 +25,7 @@ core_libwspcore_la_SOURCES = \
 	core/reload.c \
 	core/server.c \
 	core/utf8.c \
+	core/trust.c \
 	core/ws_codec.c
 core_libwspcore_la_CPPFLAGS = $(AM_CPPFLAGS) $(LIBEVENT_CFLAGS) \
 	$(JANSSON_CFLAGS) $(INIH_CFLAGS) $(LIBCRYPTO_CFLAGS) $(SYSTEMD_CFLAGS)

@@ -58,6 +58,8 @@
  *   plugin.log        plugin conn msg (a plugin's own line)
  *   plugin.slow       plugin callback ms
  *   plugin.error      msg
+ *   trust.relaxed     msg (-U: an untrusted file allowed, or the warning
+ *                     that -U is in effect)
  *   log.reopen        msg
  *   log.error         msg (target = journal, but journald is not running:
  *                     the lines go to stderr)

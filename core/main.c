@@ -34,11 +34,14 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: wsplugd [-c FILE] [-t] [-l LEVEL] [-V] [-h]\n"
+	    "usage: wsplugd [-c FILE] [-t] [-l LEVEL] [-U] [-V] [-h]\n"
 	    "  -c FILE   configuration file (default %s)\n"
 	    "  -t        check the configuration and plugins, then exit\n"
 	    "  -l LEVEL  log level: debug, info, warn, error (overrides the "
 	    "file)\n"
+	    "  -U        development trees only: warn about, rather than "
+	    "refuse,\n"
+	    "            configuration and plugin files others could change\n"
 	    "  -V        print the version and plugin ABI, then exit\n"
 	    "  -h        print this help, then exit\n", DEFAULT_CONFIG);
 }
@@ -97,13 +100,16 @@ main(int argc, char *argv[])
 	size_t i;
 
 	log_libevent();
-	while ((ch = getopt(argc, argv, "c:tl:Vh")) != -1) {
+	while ((ch = getopt(argc, argv, "c:tl:UVh")) != -1) {
 		switch (ch) {
 		case 'c':
 			file = optarg;
 			break;
 		case 't':
 			check = 1;
+			break;
+		case 'U':
+			trust_relax(1);
 			break;
 		case 'l':
 			if ((level = parse_level(optarg)) == -1) {

@@ -268,6 +268,20 @@ struct wsp_config *config_load(const char *file, const char *default_plugin_dir,
     struct wsp_errors *errs);
 void config_free(struct wsp_config *cfg);
 
+/* trust.c: files trusted only when only root or the daemon's user can
+ * change them (as sshd trusts its own) */
+
+/* -U: report untrusted files as warnings, for development trees. */
+void trust_relax(int relax);
+int trust_is_relaxed(void);
+/* NULL when path, its target and every directory above them are safe for
+ * a daemon running as uid; else the reason, written into buf. */
+const char *trust_check(const char *path, uid_t uid, char *buf, size_t len);
+/* The configuration file and every enabled plugin's file: 0, or -1 with
+ * errs filled ("FILE:LINE: [plugin:NAME] reason", "FILE: reason"). */
+int trust_config(const struct wsp_config *cfg, uid_t uid,
+    struct wsp_errors *errs);
+
 /* config_value.c: the syntax of values, shared with the plugin getters */
 
 #ifndef nitems

@@ -229,3 +229,150 @@ def test_admin_slowloris_is_cut_at_an_absolute_deadline(wsplugd):
     assert all(9 <= t < 10 + 2 * SLOW for t in closed.values()), closed
     assert len(d.find_all("admin.timeout")) == 5
     assert admin_get(port)[0] == 200
+
+
+# -- trusted files ------------------------------------------------------------
+
+def run(args):
+    from harness import run_wsplugd
+    return run_wsplugd(args)
+
+
+@pytest.fixture
+def plugtree(tmp_path):
+    """A config and a plugin directory with a copy of ping.so, all as an
+    operator would set them up (root, 0755/0644), under the test's own
+    directory; the test then spoils one thing."""
+    from harness import PLUGIN_DIR
+    root = tmp_path / "t"
+    plugdir = root / "plugins"
+    plugdir.mkdir(parents=True)
+    for p in (root, plugdir):
+        os.chmod(p, 0o755)
+    so = plugdir / "ping.so"
+    with open(os.path.join(PLUGIN_DIR, "ping.so"), "rb") as f:
+        so.write_bytes(f.read())
+    os.chmod(so, 0o644)
+    conf = root / "wsplugd.conf"
+    text = config(plugins=("ping",)).replace(f"dir = {PLUGIN_DIR}",
+                                             f"dir = {plugdir}")
+    conf.write_text(text)
+    os.chmod(conf, 0o644)
+    line = text.splitlines().index("[plugin:ping]") + 1
+    return conf, plugdir, so, line
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0,
+                                reason="needs root to chown")
+
+
+def test_trusted_tree_passes(plugtree):
+    conf, _, _, _ = plugtree
+    r = run(["-t", "-c", str(conf)])
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@needs_root
+@pytest.mark.parametrize("spoil", ["conf-0666", "conf-nobody", "so-0666",
+                                   "so-nobody", "dir-o+w", "dir-g+w",
+                                   "dir-nobody", "symlink-to-bad",
+                                   "parent-o+w"])
+def test_untrusted_files_are_refused_by_check(plugtree, tmp_path, spoil):
+    conf, plugdir, so, line = plugtree
+    nobody = 65534
+    if spoil == "conf-0666":
+        os.chmod(conf, 0o666)
+        where, bad = f"{conf}: ", f"{conf} is writable by group or others"
+    elif spoil == "conf-nobody":
+        os.chown(conf, nobody, -1)
+        where, bad = f"{conf}: ", f"{conf} is owned by uid {nobody}"
+    elif spoil == "so-0666":
+        os.chmod(so, 0o666)
+        where, bad = f"{conf}:{line}: ", f"{so} is writable by group or " \
+            "others"
+    elif spoil == "so-nobody":
+        os.chown(so, nobody, -1)
+        where, bad = f"{conf}:{line}: ", f"{so} is owned by uid {nobody}"
+    elif spoil == "dir-o+w":
+        os.chmod(plugdir, 0o757)
+        where, bad = f"{conf}:{line}: ", f"{plugdir} is writable by group " \
+            "or others"
+    elif spoil == "dir-g+w":
+        os.chmod(plugdir, 0o775)
+        where, bad = f"{conf}:{line}: ", f"{plugdir} is writable by group " \
+            "or others"
+    elif spoil == "dir-nobody":
+        os.chown(plugdir, nobody, -1)
+        where, bad = f"{conf}:{line}: ", f"{plugdir} is owned by uid " \
+            f"{nobody}"
+    elif spoil == "symlink-to-bad":
+        # The section's file is a safe link to an unsafe target.
+        bad_dir = tmp_path / "bad"
+        bad_dir.mkdir()
+        os.chmod(bad_dir, 0o777)
+        target = bad_dir / "ping.so"
+        so.rename(target)
+        so.symlink_to(target)
+        where, bad = f"{conf}:{line}: ", f"{bad_dir} is writable by group " \
+            "or others"
+    elif spoil == "parent-o+w":
+        os.chmod(plugdir.parent, 0o777)
+        where, bad = f"{conf}", f"{plugdir.parent} is writable by group " \
+            "or others"
+    r = run(["-t", "-c", str(conf)])
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert bad in out, out
+    assert any(ln.startswith(where) and bad in ln
+               for ln in out.splitlines()), out
+    # Relaxed for a development tree: it passes, and says so.
+    r = run(["-U", "-t", "-c", str(conf)])
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "trust.relaxed" in out and bad in out, out
+
+
+def test_sticky_root_directory_is_a_safe_ancestor(plugtree):
+    # The test's tree is under the system's temporary directory: root's
+    # and sticky, although everyone may write to it.
+    conf, _, _, _ = plugtree
+    parents = [p for p in conf.parents if os.stat(p).st_mode & 0o1000]
+    assert parents, "no sticky directory above the test's files"
+    assert all(os.stat(p).st_uid == 0 for p in parents)
+    assert run(["-t", "-c", str(conf)]).returncode == 0
+
+
+@needs_root
+def test_untrusted_plugin_refused_at_start_and_reload(plugtree):
+    import signal
+    conf, plugdir, so, line = plugtree
+    os.chmod(so, 0o666)
+    d = Daemon(conf.parent, None, path=conf)
+    d.start(wait=False)
+    try:
+        rc = d.wait_exit(timeout=10)
+    except subprocess.TimeoutExpired:
+        d.stop()
+        raise AssertionError("started with a 0666 plugin")
+    assert rc == 1
+    assert any(f"{conf}:{line}: " in ln and "writable by group or others"
+               in ln for ln in d.lines), d.log_text()
+
+    os.chmod(so, 0o644)
+    d = Daemon(conf.parent, None, path=conf)
+    d.start()
+    try:
+        os.chmod(plugdir, 0o777)
+        mark = d.mark()
+        d.signal(signal.SIGHUP)
+        d.wait_for("reload", start=mark, result="failed")
+        err = d.wait_for("config.error", start=mark)
+        assert err["msg"].startswith(f"{conf}:{line}: ")
+        assert f"{plugdir} is writable by group or others" in err["msg"]
+        # Made safe again, the reload goes through.
+        os.chmod(plugdir, 0o755)
+        mark = d.mark()
+        d.signal(signal.SIGHUP)
+        d.wait_for("reload", start=mark, result="ok")
+    finally:
+        assert d.stop() == 0
