@@ -464,9 +464,10 @@ admin_bind_error(struct wsp_errors *errs, const struct wsp_config *cfg,
     const struct wsp_listen_addr *a, int err)
 {
 	/* The default address has no line: say where it came from. */
-	errors_add(errs, cfg->file, a->line, "[admin] listen %s: %s%s",
-	    a->text, strerror(err), a->line != 0 ? "" : " (the default; set "
-	    "[admin] listen to another address, or empty to turn it off)");
+	errors_add(errs, cfg->file, a->line, "[admin] listen %s: %s%s%s",
+	    a->text, strerror(err), privdrop_hint(err), a->line != 0 ? "" :
+	    " (the default; set [admin] listen to another address, or empty "
+	    "to turn it off)");
 }
 
 /*

@@ -27,6 +27,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <grp.h>
+#include <pwd.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -86,6 +88,8 @@ enum cfg_type {
 	T_TARGET,
 	T_DIR,
 	T_HOSTS,
+	T_USER,
+	T_GROUP,
 };
 
 /* How a bad value of each type is named, and what was expected instead. */
@@ -113,6 +117,8 @@ static const struct {
 	    "file:/absolute/path" },
 	[T_DIR] = { "directory", "an absolute path, or one relative to the "
 	    "configuration file" },
+	[T_USER] = { "user", "a user name" },
+	[T_GROUP] = { "group", "a group name" },
 	[T_HOSTS] = { "host", "a host name or address as a Host header has "
 	    "it, with or without a port, e.g. monitor.example or "
 	    "[::1]:9180" },
@@ -154,6 +160,8 @@ static const struct cfg_key cfg_keys[] = {
 	    0, MS_HOUR, "0..1h", 0),
 	NUM(SEC_SERVER, "slow_callback", T_DURATION, slow_callback,
 	    1, MS_HOUR, "1ms..1h", 0),
+	{ .sec = SEC_SERVER, .name = "user", .type = T_USER },
+	{ .sec = SEC_SERVER, .name = "group", .type = T_GROUP },
 	NUM(SEC_KEEPALIVE, "ping_interval", T_DURATION, ping_interval,
 	    100, MS_DAY, "0, or 100ms..1d", 1),
 	NUM(SEC_KEEPALIVE, "sweep_interval", T_DURATION, sweep_interval,
@@ -402,6 +410,44 @@ cfg_set_strings(struct cfg_parse *p, const struct cfg_key *k,
 	return rv;
 }
 
+/* [server] user and group: looked up now, so that -t finds a typo and
+ * the trust check knows the daemon's user. */
+static int
+cfg_set_identity(struct cfg_parse *p, const struct cfg_key *k,
+    const char *value)
+{
+	struct wsp_config *cfg = p->cfg;
+	char show[CONFIG_SHOW_SIZE];
+	struct passwd *pw;
+	struct group *gr;
+	char **slot = k->type == T_USER ? &cfg->user : &cfg->group;
+
+	errno = 0;
+	if (k->type == T_USER) {
+		if ((pw = getpwnam(value)) == NULL) {
+			cfg_error(p, p->lineno, "[server] user: no such user "
+			    "'%s'", config_show(value, show));
+			return -1;
+		}
+		cfg->uid = pw->pw_uid;
+		cfg->user_line = p->lineno;
+		if (cfg->group == NULL)
+			cfg->gid = pw->pw_gid;
+	} else {
+		if ((gr = getgrnam(value)) == NULL) {
+			cfg_error(p, p->lineno, "[server] group: no such group "
+			    "'%s'", config_show(value, show));
+			return -1;
+		}
+		cfg->gid = gr->gr_gid;
+	}
+	if ((*slot = strdup(value)) == NULL) {
+		cfg_nomem(p);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 cfg_set_log(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 {
@@ -498,6 +544,9 @@ cfg_set(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 	case T_HOSTS:
 		return cfg_set_strings(p, k, value, &cfg->admin_hosts,
 		    &cfg->nadmin_hosts);
+	case T_USER:
+	case T_GROUP:
+		return cfg_set_identity(p, k, value);
 	case T_UINT:
 	case T_SIZE:
 	case T_DURATION:
@@ -1093,7 +1142,12 @@ config_load(const char *file, const char *default_plugin_dir,
 	cfg_parse_file(&p);
 	/* Only a valid file names its plugins; then the files it makes the
 	 * daemon trust must be safe to (trust.c). */
-	if (!p.failed && trust_config(cfg, geteuid(), errs) == -1)
+	if (!p.failed && cfg->group != NULL && cfg->user == NULL) {
+		cfg_error(&p, 0, "[server] group is set but user is not");
+	}
+	if (!p.failed && (privdrop_reload_check(cfg, errs) == -1 ||
+	    trust_config(cfg, cfg->user != NULL ? cfg->uid : geteuid(),
+	    errs) == -1))
 		p.failed = 1;
 
 done:
@@ -1126,6 +1180,8 @@ config_free(struct wsp_config *cfg)
 	free(cfg->admin_listen);
 	config_strv_free(cfg->admin_hosts, cfg->nadmin_hosts);
 	free(cfg->path);
+	free(cfg->user);
+	free(cfg->group);
 	config_strv_free(cfg->origins, cfg->norigins);
 	config_strv_free(cfg->subprotocols, cfg->nsubprotocols);
 	free(cfg->log_file);

@@ -136,8 +136,8 @@ listen_open(struct wsp_server *srv, const struct wsp_listen_addr *a,
 		return -1;
 	/* evconnlistener_new() calls listen() with our backlog. */
 	if ((fd = listen_bind(a, 0, addr, sizeof(addr))) == -1) {
-		errors_add(errs, srv->cfg->file, a->line, "listen %s: %s",
-		    a->text, strerror(errno));
+		errors_add(errs, srv->cfg->file, a->line, "listen %s: %s%s",
+		    a->text, strerror(errno), privdrop_hint(errno));
 		return -1;
 	}
 	/* Frames are small and latency matters more than packet count.  Set

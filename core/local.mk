@@ -21,6 +21,7 @@ core_libwspcore_la_SOURCES = \
 	core/metrics.c \
 	core/notify.c \
 	core/plugin.c \
+	core/privdrop.c \
 	core/registry.c \
 	core/reload.c \
 	core/server.c \

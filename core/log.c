@@ -32,6 +32,7 @@
  *                     left_open
  *   daemon.shutdown   msg (closing N connections; timeout reached)
  *   daemon.limit      msg (open-file limit below max_connections)
+ *   daemon.privileges user uid group gid (switched to [server] user)
  *   daemon.error      msg
  *   config.error      msg (FILE:LINE: message; at start-up or reload)
  *   listen.start      addr (the bound address, with the kernel's port)

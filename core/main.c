@@ -2,10 +2,11 @@
  * main.c: the command line.
  *
  * wsplugd runs in the foreground: systemd supervises it, so there is no
- * daemonizing, no pid file and no privilege dropping here.  Start-up
- * validates everything (configuration, every plugin, every listener) before
- * it serves anything, and refuses to start with a precise error otherwise;
- * -t runs the same validation and stops there.
+ * daemonizing and no pid file.  Start-up validates everything
+ * (configuration, every plugin, every listener) before it serves anything,
+ * and refuses to start with a precise error otherwise; -t runs the same
+ * validation and stops there.  Started as root with [server] user set, it
+ * drops to that user once the listeners are bound (privdrop.c).
  */
 #include <sys/resource.h>
 
@@ -179,6 +180,14 @@ main(int argc, char *argv[])
 			    errs.msg[i]);
 		if (cfg->log_target != LOG_TARGET_STDERR)
 			print_errors(&errs);
+		server_free(&srv);
+		goto done;
+	}
+	/* Listeners bound, log open: root is no longer needed. */
+	if (privdrop_apply(cfg, &errs) == -1) {
+		for (i = 0; i < errs.n; i++)
+			log_msg(WSP_LOG_ERROR, "daemon.error", "%s",
+			    errs.msg[i]);
 		server_free(&srv);
 		goto done;
 	}

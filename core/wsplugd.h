@@ -240,6 +240,10 @@ struct wsp_config {
 	uint64_t handshake_timeout;      /* ms */
 	uint64_t shutdown_timeout;       /* ms */
 	uint64_t slow_callback;          /* ms */
+	char *user, *group; /* NULL: stay who we were started as */
+	uid_t uid;
+	gid_t gid;
+	int user_line;
 	/* [keepalive] */
 	uint64_t ping_interval;  /* ms; 0 = never ping */
 	uint64_t sweep_interval; /* ms */
@@ -267,6 +271,18 @@ struct wsp_config {
 struct wsp_config *config_load(const char *file, const char *default_plugin_dir,
     struct wsp_errors *errs);
 void config_free(struct wsp_config *cfg);
+
+/* privdrop.c: [server] user and group, once the listeners are bound */
+
+/* Switch to cfg's user and group and clear every capability; 0 when no
+ * user is configured; -1 with errs filled. */
+int privdrop_apply(const struct wsp_config *cfg, struct wsp_errors *errs);
+/* On reload: -1 (errs filled) when cfg asks for another identity than
+ * the one dropped to. */
+int privdrop_reload_check(const struct wsp_config *cfg,
+    struct wsp_errors *errs);
+/* For a bind error err: why it may have failed after the switch, or "". */
+const char *privdrop_hint(int err);
 
 /* trust.c: files trusted only when only root or the daemon's user can
  * change them (as sshd trusts its own) */

@@ -376,3 +376,92 @@ def test_untrusted_plugin_refused_at_start_and_reload(plugtree):
         d.wait_for("reload", start=mark, result="ok")
     finally:
         assert d.stop() == 0
+
+
+# -- privileges -------------------------------------------------------------
+
+def proc_status(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.split()
+    return out
+
+
+@pytest.fixture
+def world_readable_dir():
+    """A directory the daemon can still read after dropping to nobody
+    (pytest's own are private to root)."""
+    import shutil
+    import tempfile
+    d = tempfile.mkdtemp(prefix="wsplugd-user-")
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@needs_root
+@pytest.mark.skipif(bool(WRAPPER), reason="the wrapper's pid is not the "
+                    "daemon's")
+def test_started_as_root_runs_as_user_without_capabilities(
+        world_readable_dir):
+    import asyncio
+    import json
+    import signal
+    from harness import ws_connect
+    conf = os.path.join(world_readable_dir, "wsplugd.conf")
+    text = config(server={"user": "nobody"})
+    with open(conf, "w") as f:
+        f.write(text)
+    os.chmod(conf, 0o644)
+    d = Daemon(world_readable_dir, None, path=conf)
+    d.start()
+    try:
+        ev = d.wait_for("daemon.privileges")
+        assert ev["user"] == "nobody" and ev["uid"] == "65534"
+        st = proc_status(d.proc.pid)
+        assert st["Uid"] == ["65534"] * 4, st["Uid"]
+        assert st["Gid"] == ["65534"] * 4, st["Gid"]
+        assert st["Groups"] in ([], ["65534"]), st["Groups"]
+        for cap in ("CapEff", "CapPrm", "CapInh", "CapAmb", "CapBnd"):
+            assert int(st[cap][0], 16) == 0, (cap, st[cap])
+        assert st["NoNewPrivs"] == ["1"]
+
+        async def visit():
+            async with ws_connect(d.url) as ws:
+                return json.loads(await ws.recv())["type"]
+
+        assert asyncio.run(visit()) == "connection_established"
+        # A reload still works ...
+        mark = d.mark()
+        d.signal(signal.SIGHUP)
+        d.wait_for("reload", start=mark, result="ok")
+        # ... but cannot bind a privileged port any more: it fails with
+        # the line, and the running daemon is untouched.
+        lines = text.splitlines()
+        at = lines.index("listen = 127.0.0.1:0") + 1
+        lines[at - 1] = "listen = 127.0.0.1:0 127.0.0.1:1"
+        with open(conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        mark = d.mark()
+        d.signal(signal.SIGHUP)
+        d.wait_for("reload", start=mark, result="failed")
+        err = d.wait_for("config.error", start=mark)
+        assert err["msg"].startswith(f"{conf}:{at}: listen 127.0.0.1:1: "
+                                     "Permission denied"), err["msg"]
+        assert "nobody" in err["msg"]
+        assert asyncio.run(visit()) == "connection_established"
+    finally:
+        assert d.stop() == 0
+
+
+def test_user_must_exist(tmp_path):
+    conf = tmp_path / "c.conf"
+    text = config(server={"user": "no-such-user-here"})
+    conf.write_text(text)
+    line = text.splitlines().index("user = no-such-user-here") + 1
+    r = run(["-t", "-c", str(conf)])
+    assert r.returncode == 1
+    assert f"{conf}:{line}: [server] user: no such user " \
+        "'no-such-user-here'" in r.stdout + r.stderr

@@ -726,6 +726,22 @@ test_value_lists(void)
 	    "[admin] allowed_hosts: invalid host 'b/c' (expected a host name "
 	    "or address as a Host header has it, with or without a port, e.g. "
 	    "monitor.example or [::1]:9180)");
+	/* [server] user and group, looked up at load */
+	cfg = load("[server]\nuser = root\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_STRING_EQUAL(cfg->user, "root");
+	CU_ASSERT_EQUAL(cfg->uid, 0);
+	CU_ASSERT_EQUAL(cfg->gid, 0);
+	CU_ASSERT_EQUAL(cfg->user_line, 2);
+	CU_ASSERT_PTR_NULL(cfg->group);
+	cfg = load("[server]\ngroup = nogroup\nuser = root\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_STRING_EQUAL(cfg->group, "nogroup");
+	CU_ASSERT_EQUAL(cfg->gid, 65534);
+	expect_one("[server]\nuser = no-such-user-x\n", 2,
+	    "[server] user: no such user 'no-such-user-x'");
+	expect_one("[server]\nuser = root\ngroup = no-such-group-x\n", 3,
+	    "[server] group: no such group 'no-such-group-x'");
 	expect_one("[admin]\nmax_connections = 0\n", 2,
 	    "[admin] max_connections: 0 is out of range (1..10000)");
 	reset();
