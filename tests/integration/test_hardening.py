@@ -191,35 +191,34 @@ def test_admin_slowloris_is_cut_at_an_absolute_deadline(wsplugd):
              for _ in range(5)]
     t0 = time.monotonic()
     closed = {}
+
+    def watch(i, s, send=b""):
+        """Send (if anything), then note when the server closed s."""
+        try:
+            if send:
+                s.sendall(send)
+            if s.recv(1) == b"":
+                closed[i] = time.monotonic() - t0
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed[i] = time.monotonic() - t0
+
+    for s in socks:
+        s.setblocking(False)
     try:
         pos = 0
         while len(closed) < len(socks) and time.monotonic() - t0 < 20:
             for i, s in enumerate(socks):
-                if i in closed:
-                    continue
-                try:
-                    s.sendall(head[pos:pos + 1])
-                    s.settimeout(0)
-                    if s.recv(1) == b"":
-                        closed[i] = time.monotonic() - t0
-                except BlockingIOError:
-                    pass
-                except OSError:
-                    closed[i] = time.monotonic() - t0
+                if i not in closed:
+                    watch(i, s, head[pos:pos + 1])
             pos += 1
             # one byte every 5 s, watching for the close meanwhile
             for _ in range(50):
                 time.sleep(0.1)
                 for i, s in enumerate(socks):
-                    if i in closed:
-                        continue
-                    try:
-                        if s.recv(1) == b"":
-                            closed[i] = time.monotonic() - t0
-                    except BlockingIOError:
-                        pass
-                    except OSError:
-                        closed[i] = time.monotonic() - t0
+                    if i not in closed:
+                        watch(i, s)
                 if len(closed) == len(socks):
                     break
     finally:
@@ -280,32 +279,27 @@ def test_trusted_tree_passes(plugtree):
 def test_untrusted_files_are_refused_by_check(plugtree, tmp_path, spoil):
     conf, plugdir, so, line = plugtree
     nobody = 65534
-    if spoil == "conf-0666":
-        os.chmod(conf, 0o666)
-        where, bad = f"{conf}: ", f"{conf} is writable by group or others"
-    elif spoil == "conf-nobody":
-        os.chown(conf, nobody, -1)
-        where, bad = f"{conf}: ", f"{conf} is owned by uid {nobody}"
-    elif spoil == "so-0666":
-        os.chmod(so, 0o666)
-        where, bad = f"{conf}:{line}: ", f"{so} is writable by group or " \
-            "others"
-    elif spoil == "so-nobody":
-        os.chown(so, nobody, -1)
-        where, bad = f"{conf}:{line}: ", f"{so} is owned by uid {nobody}"
-    elif spoil == "dir-o+w":
-        os.chmod(plugdir, 0o757)
-        where, bad = f"{conf}:{line}: ", f"{plugdir} is writable by group " \
-            "or others"
-    elif spoil == "dir-g+w":
-        os.chmod(plugdir, 0o775)
-        where, bad = f"{conf}:{line}: ", f"{plugdir} is writable by group " \
-            "or others"
-    elif spoil == "dir-nobody":
-        os.chown(plugdir, nobody, -1)
-        where, bad = f"{conf}:{line}: ", f"{plugdir} is owned by uid " \
-            f"{nobody}"
-    elif spoil == "symlink-to-bad":
+    writable, owned = "is writable by group or others", \
+        f"is owned by uid {nobody}"
+    # spoil: (what to do, the path the error names, what it says of it,
+    # and whether the error has the plugin section's line)
+    cases = {
+        "conf-0666": (lambda: os.chmod(conf, 0o666), conf, writable, False),
+        "conf-nobody": (lambda: os.chown(conf, nobody, -1), conf, owned,
+                        False),
+        "so-0666": (lambda: os.chmod(so, 0o666), so, writable, True),
+        "so-nobody": (lambda: os.chown(so, nobody, -1), so, owned, True),
+        "dir-o+w": (lambda: os.chmod(plugdir, 0o757), plugdir, writable,
+                    True),
+        "dir-g+w": (lambda: os.chmod(plugdir, 0o775), plugdir, writable,
+                    True),
+        "dir-nobody": (lambda: os.chown(plugdir, nobody, -1), plugdir, owned,
+                       True),
+        # above the configuration and the plugin alike: either names it
+        "parent-o+w": (lambda: os.chmod(plugdir.parent, 0o777),
+                       plugdir.parent, writable, False),
+    }
+    if spoil == "symlink-to-bad":
         # The section's file is a safe link to an unsafe target.
         bad_dir = tmp_path / "bad"
         bad_dir.mkdir()
@@ -313,12 +307,12 @@ def test_untrusted_files_are_refused_by_check(plugtree, tmp_path, spoil):
         target = bad_dir / "ping.so"
         so.rename(target)
         so.symlink_to(target)
-        where, bad = f"{conf}:{line}: ", f"{bad_dir} is writable by group " \
-            "or others"
-    elif spoil == "parent-o+w":
-        os.chmod(plugdir.parent, 0o777)
-        where, bad = f"{conf}", f"{plugdir.parent} is writable by group " \
-            "or others"
+        named, what, has_line = bad_dir, writable, True
+    else:
+        spoil_it, named, what, has_line = cases[spoil]
+        spoil_it()
+    where = f"{conf}:{line}: " if has_line else f"{conf}"
+    bad = f"{named} {what}"
     r = run(["-t", "-c", str(conf)])
     out = r.stdout + r.stderr
     assert r.returncode == 1, out
