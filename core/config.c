@@ -25,10 +25,10 @@
 #include <arpa/inet.h>
 
 #include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <grp.h>
 #include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -363,7 +363,6 @@ cfg_set_listen(struct cfg_parse *p, const struct cfg_key *k,
 	return rv;
 }
 
-/* origins and subprotocols: lists whose empty value means "none given". */
 /* What a Host header may hold (RFC 3986 reg-name, IPv4 or a bracketed
  * IPv6 literal, and an optional port), without percent-encoding, which no
  * client uses in a host name. */
@@ -383,6 +382,8 @@ cfg_valid_host(const char *s)
 	return 1;
 }
 
+/* origins, subprotocols and allowed_hosts: lists whose empty value means
+ * "none given". */
 static int
 cfg_set_strings(struct cfg_parse *p, const struct cfg_key *k,
     const char *value, char ***v, size_t *n)
@@ -422,7 +423,6 @@ cfg_set_identity(struct cfg_parse *p, const struct cfg_key *k,
 	struct group *gr;
 	char **slot = k->type == T_USER ? &cfg->user : &cfg->group;
 
-	errno = 0;
 	if (k->type == T_USER) {
 		if ((pw = getpwnam(value)) == NULL) {
 			cfg_error(p, p->lineno, "[server] user: no such user "
@@ -1140,11 +1140,11 @@ config_load(const char *file, const char *default_plugin_dir,
 	cfg->admin_timeout = 10 * MS_SEC;
 
 	cfg_parse_file(&p);
-	/* Only a valid file names its plugins; then the files it makes the
-	 * daemon trust must be safe to (trust.c). */
-	if (!p.failed && cfg->group != NULL && cfg->user == NULL) {
+	if (!p.failed && cfg->group != NULL && cfg->user == NULL)
 		cfg_error(&p, 0, "[server] group is set but user is not");
-	}
+	/* Only a valid file names its plugins; then the files it makes the
+	 * daemon trust must be safe to (trust.c), and a reload may not ask
+	 * for another user than the one the daemon became (privdrop.c). */
 	if (!p.failed && (privdrop_reload_check(cfg, errs) == -1 ||
 	    trust_config(cfg, cfg->user != NULL ? cfg->uid : geteuid(),
 	    errs) == -1))

@@ -25,8 +25,8 @@ core_libwspcore_la_SOURCES = \
 	core/registry.c \
 	core/reload.c \
 	core/server.c \
-	core/utf8.c \
 	core/trust.c \
+	core/utf8.c \
 	core/ws_codec.c
 core_libwspcore_la_CPPFLAGS = $(AM_CPPFLAGS) $(LIBEVENT_CFLAGS) \
 	$(JANSSON_CFLAGS) $(INIH_CFLAGS) $(LIBCRYPTO_CFLAGS) $(SYSTEMD_CFLAGS)

@@ -41,12 +41,6 @@ trust_relax(int relax)
 	trust_relaxed = relax;
 }
 
-int
-trust_is_relaxed(void)
-{
-	return trust_relaxed;
-}
-
 /* One path (a file, or a directory above it): NULL if safe, else why, in
  * buf. */
 static const char *

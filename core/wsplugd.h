@@ -289,7 +289,6 @@ const char *privdrop_hint(int err);
 
 /* -U: report untrusted files as warnings, for development trees. */
 void trust_relax(int relax);
-int trust_is_relaxed(void);
 /* NULL when path, its target and every directory above them are safe for
  * a daemon running as uid; else the reason, written into buf. */
 const char *trust_check(const char *path, uid_t uid, char *buf, size_t len);
