@@ -15,10 +15,14 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "wsplugd.h"
 
@@ -65,6 +69,9 @@ enum cfg_type {
 	T_FORMAT,
 	T_TARGET,
 	T_DIR,
+	T_HOSTS,
+	T_USER,
+	T_GROUP,
 };
 
 /* How a bad value of each type is named, and what was expected instead. */
@@ -92,6 +99,11 @@ static const struct {
 	    "file:/absolute/path" },
 	[T_DIR] = { "directory", "an absolute path, or one relative to the "
 	    "configuration file" },
+	[T_USER] = { "user", "a user name" },
+	[T_GROUP] = { "group", "a group name" },
+	[T_HOSTS] = { "host", "a host name or address as a Host header has "
+	    "it, with or without a port, e.g. monitor.example or "
+	    "[::1]:9180" },
 };
 
 struct cfg_key {
@@ -130,6 +142,8 @@ static const struct cfg_key cfg_keys[] = {
 	    0, MS_HOUR, "0..1h", 0),
 	NUM(SEC_SERVER, "slow_callback", T_DURATION, slow_callback,
 	    1, MS_HOUR, "1ms..1h", 0),
+	{ .sec = SEC_SERVER, .name = "user", .type = T_USER },
+	{ .sec = SEC_SERVER, .name = "group", .type = T_GROUP },
 	NUM(SEC_KEEPALIVE, "ping_interval", T_DURATION, ping_interval,
 	    100, MS_DAY, "0, or 100ms..1d", 1),
 	NUM(SEC_KEEPALIVE, "sweep_interval", T_DURATION, sweep_interval,
@@ -141,6 +155,11 @@ static const struct cfg_key cfg_keys[] = {
 	{ .sec = SEC_LOG, .name = "target", .type = T_TARGET },
 	{ .sec = SEC_PLUGINS, .name = "dir", .type = T_DIR },
 	{ .sec = SEC_ADMIN, .name = "listen", .type = T_ADMIN_LISTEN },
+	{ .sec = SEC_ADMIN, .name = "allowed_hosts", .type = T_HOSTS },
+	NUM(SEC_ADMIN, "max_connections", T_UINT, admin_max_connections,
+	    1, 10000, "1..10000", 0),
+	NUM(SEC_ADMIN, "timeout", T_DURATION, admin_timeout,
+	    100, MS_HOUR, "100ms..1h", 0),
 };
 
 #define NKEYS nitems(cfg_keys)
@@ -303,7 +322,27 @@ cfg_set_listen(struct cfg_parse *p, const struct cfg_key *k,
 	return rv;
 }
 
-/* origins and subprotocols: lists whose empty value means "none given". */
+/* What a Host header may hold (RFC 3986 reg-name, IPv4 or a bracketed
+ * IPv6 literal, and an optional port), without percent-encoding, which no
+ * client uses in a host name. */
+static int
+cfg_valid_host(const char *s)
+{
+	size_t n = strlen(s), i;
+
+	if (n == 0 || n > 255)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		    (s[i] >= 'A' && s[i] <= 'Z') ||
+		    (s[i] >= '0' && s[i] <= '9') ||
+		    strchr("-._~!$&'()*+;=:[]", s[i]) != NULL))
+			return 0;
+	return 1;
+}
+
+/* origins, subprotocols and allowed_hosts: lists whose empty value means
+ * "none given". */
 static int
 cfg_set_strings(struct cfg_parse *p, const struct cfg_key *k,
     const char *value, char ***v, size_t *n)
@@ -316,7 +355,9 @@ cfg_set_strings(struct cfg_parse *p, const struct cfg_key *k,
 		return -1;
 	}
 	while ((s = config_list_next(&rest)) != NULL) {
-		if (k->type == T_ORIGINS ? !config_valid_origin(s) : !config_valid_token(s)) {
+		if (k->type == T_ORIGINS ? !config_valid_origin(s) :
+		    k->type == T_HOSTS ? !cfg_valid_host(s) :
+		    !config_valid_token(s)) {
 			cfg_invalid(p, k, s);
 			rv = -1;
 		} else if (config_strv_add(v, n, s) == -1) {
@@ -327,6 +368,43 @@ cfg_set_strings(struct cfg_parse *p, const struct cfg_key *k,
 	}
 	free(copy);
 	return rv;
+}
+
+/* [server] user and group: looked up now, so that -t finds a typo and
+ * the trust check knows the daemon's user. */
+static int
+cfg_set_identity(struct cfg_parse *p, const struct cfg_key *k,
+    const char *value)
+{
+	struct wsp_config *cfg = p->cfg;
+	char show[CONFIG_SHOW_SIZE];
+	struct passwd *pw;
+	struct group *gr;
+	char **slot = k->type == T_USER ? &cfg->user : &cfg->group;
+
+	if (k->type == T_USER) {
+		if ((pw = getpwnam(value)) == NULL) {
+			cfg_error(p, p->rd.lineno, "[server] user: no such user "
+			    "'%s'", config_show(value, show));
+			return -1;
+		}
+		cfg->uid = pw->pw_uid;
+		cfg->user_line = p->rd.lineno;
+		if (cfg->group == NULL)
+			cfg->gid = pw->pw_gid;
+	} else {
+		if ((gr = getgrnam(value)) == NULL) {
+			cfg_error(p, p->rd.lineno, "[server] group: no such group "
+			    "'%s'", config_show(value, show));
+			return -1;
+		}
+		cfg->gid = gr->gr_gid;
+	}
+	if ((*slot = strdup(value)) == NULL) {
+		cfg_nomem(p);
+		return -1;
+	}
+	return 0;
 }
 
 static int
@@ -423,6 +501,12 @@ cfg_set(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 	case T_PROTOCOLS:
 		return cfg_set_strings(p, k, value, &cfg->subprotocols,
 		    &cfg->nsubprotocols);
+	case T_HOSTS:
+		return cfg_set_strings(p, k, value, &cfg->admin_hosts,
+		    &cfg->nadmin_hosts);
+	case T_USER:
+	case T_GROUP:
+		return cfg_set_identity(p, k, value);
 	case T_UINT:
 	case T_SIZE:
 	case T_DURATION:
@@ -481,7 +565,7 @@ cfg_fixed_key(struct cfg_parse *p, const char *name, const char *value)
 	}
 	p->seen[i] = p->rd.lineno;
 	if (*value == '\0' && k->type != T_ORIGINS && k->type != T_PROTOCOLS &&
-	    k->type != T_ADMIN_LISTEN) {
+	    k->type != T_ADMIN_LISTEN && k->type != T_HOSTS) {
 		if (k->type == T_UINT)
 			cfg_error(p, p->rd.lineno, "[%s] %s: empty value "
 			    "(expected an integer, %s)", cfg_sec_names[k->sec],
@@ -837,9 +921,20 @@ config_load(const char *file, const char *default_plugin_dir,
 	cfg->log_level = WSP_LOG_INFO;
 	cfg->log_format = LOG_FORMAT_LOGFMT;
 	cfg->log_target = LOG_TARGET_STDERR;
+	cfg->admin_max_connections = 16;
+	cfg->admin_timeout = 10 * MS_SEC;
 
 	if (config_file_read(&p.rd) == 0)
 		cfg_finish(&p);
+	if (!p.rd.failed && cfg->group != NULL && cfg->user == NULL)
+		cfg_error(&p, 0, "[server] group is set but user is not");
+	/* Only a valid file names its plugins; then the files it makes the
+	 * daemon trust must be safe to (trust.c), and a reload may not ask
+	 * for another user than the one the daemon became (privdrop.c). */
+	if (!p.rd.failed && (privdrop_reload_check(cfg, errs) == -1 ||
+	    trust_config(cfg, cfg->user != NULL ? cfg->uid : geteuid(),
+	    errs) == -1))
+		p.rd.failed = 1;
 
 done:
 	if (p.rd.failed) {
@@ -865,7 +960,10 @@ config_free(struct wsp_config *cfg)
 	for (i = 0; i < cfg->nadmin_listen; i++)
 		free(cfg->admin_listen[i].text);
 	free(cfg->admin_listen);
+	config_strv_free(cfg->admin_hosts, cfg->nadmin_hosts);
 	free(cfg->path);
+	free(cfg->user);
+	free(cfg->group);
 	config_strv_free(cfg->origins, cfg->norigins);
 	config_strv_free(cfg->subprotocols, cfg->nsubprotocols);
 	free(cfg->log_file);

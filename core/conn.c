@@ -375,7 +375,8 @@ conn_read_head(struct wsp_conn *c)
  * hook), log, and go lingering.  Safe to call in any state; only the
  * first call counts. */
 void
-conn_end(struct wsp_conn *c, uint16_t code, const char *reason)
+conn_end_n(struct wsp_conn *c, uint16_t code, const char *reason,
+    size_t reason_len)
 {
 	struct wsp_server *srv = c->srv;
 	struct log_line *l;
@@ -407,7 +408,7 @@ conn_end(struct wsp_conn *c, uint16_t code, const char *reason)
 			log_str(l, "conn", c->id);
 			log_str(l, "ip", c->ip);
 			log_uint(l, "code", code);
-			log_str(l, "reason", reason);
+			log_strn(l, "reason", reason, reason_len);
 			log_uint(l, "duration_ms",
 			    clock_mono_ms() - c->opened_mono);
 			log_uint(l, "msgs_in", c->msgs_in);
@@ -594,7 +595,7 @@ conn_on_control(struct wsp_conn *c, const struct ws_event *ev)
 				conn_send(c, WS_OP_CLOSE, NULL, 0);
 			else
 				conn_send_close(c, ev->close_code, reason, rlen);
-			conn_end(c, ev->close_code, reason);
+			conn_end_n(c, ev->close_code, reason, rlen);
 		} else
 			conn_end(c, c->close_code, conn_str(c->close_reason));
 		break;

@@ -113,16 +113,23 @@ str_eq(const struct http_str *s, const char *lit)
 size_t
 http_head_length(const char *buf, size_t len)
 {
-	const char *end;
+	const char *p = buf, *end = buf + len, *lf;
 
-	if (len < 4)
-		return 0;
-	/* glibc's memmem is a two-way search: linear, and fast on the short
-	 * heads we see.  Rescanning from the start on every read keeps the
-	 * caller free of parser state; max_header_size bounds the cost. */
-	if ((end = memmem(buf, len, "\r\n\r\n", 4)) == NULL)
-		return 0;
-	return (size_t)(end - buf) + 4;
+	/* Line by line, so that a bare LF ends the head where it stands: the
+	 * parser refuses it with 400 at once, instead of the head waiting
+	 * for a CRLFCRLF that a client ending lines in LF never sends (and
+	 * running into handshake_timeout or max_header_size).  glibc's
+	 * memchr is fast on the short lines we see; rescanning from the start
+	 * on every read keeps the caller free of parser state, and
+	 * max_header_size bounds the cost. */
+	while ((lf = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+		if (lf == buf || lf[-1] != '\r')
+			return (size_t)(lf - buf) + 1;
+		if (lf - buf >= 3 && lf[-2] == '\n' && lf[-3] == '\r')
+			return (size_t)(lf - buf) + 1;
+		p = lf + 1;
+	}
+	return 0;
 }
 
 /*
@@ -607,6 +614,8 @@ http_status_text(int status)
 		return "Method Not Allowed";
 	case 408:
 		return "Request Timeout";
+	case 421:
+		return "Misdirected Request";
 	case 426:
 		return "Upgrade Required";
 	case 431:

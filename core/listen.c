@@ -16,8 +16,9 @@
  * reload and abort closes what was staged.  Open connections are never
  * touched.
  *
- * When accept() runs out of descriptors the listeners pause for 100 ms
- * instead of spinning on a socket that stays readable.
+ * When accept() fails (out of descriptors, say), fdlimit.c answers and
+ * logs, and the listeners pause for a moment instead of spinning on a
+ * socket that stays readable.
  */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -35,10 +36,9 @@
 #include "wsplugd.h"
 
 #define LISTEN_BACKLOG 511
-#define ACCEPT_PAUSE_MS 100
 
-static void
-format_addr(const struct sockaddr *sa, char *out, size_t len)
+void
+listen_format_addr(const struct sockaddr *sa, char *out, size_t len)
 {
 	char host[INET6_ADDRSTRLEN];
 
@@ -78,7 +78,7 @@ listen_bind(const struct wsp_listen_addr *a, int backlog, char *addr,
 		errno = err;
 		return -1;
 	}
-	format_addr((struct sockaddr *)&bound, addr, addrlen);
+	listen_format_addr((struct sockaddr *)&bound, addr, addrlen);
 	return fd;
 }
 
@@ -102,11 +102,8 @@ accept_error_cb(struct evconnlistener *lev, void *arg)
 	struct listener *li = arg;
 	int err = EVUTIL_SOCKET_ERROR();
 
-	(void)lev;
-	log_msg(WSP_LOG_WARN, "listen.error", "accept on %s: %s", li->addr,
-	    strerror(err));
-	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
-		listen_pause(li->srv, 1);
+	fdlimit_accept_error(evconnlistener_get_fd(lev), li->addr, err);
+	listen_pause(li->srv, 1);
 }
 
 static void
@@ -120,7 +117,7 @@ accept_retry_cb(evutil_socket_t fd, short what, void *arg)
 void
 listen_pause(struct wsp_server *srv, int pause)
 {
-	struct timeval tv = { 0, ACCEPT_PAUSE_MS * 1000 };
+	struct timeval tv = { 0, FDLIMIT_PAUSE_MS * 1000 };
 	struct listener *li;
 
 	TAILQ_FOREACH(li, &srv->listeners, entry) {
@@ -149,8 +146,8 @@ listen_open(struct wsp_server *srv, const struct wsp_config *cfg,
 		return -1;
 	/* evconnlistener_new() calls listen() with our backlog. */
 	if ((fd = listen_bind(a, 0, addr, sizeof(addr))) == -1) {
-		errors_add(errs, cfg->file, a->line, "listen %s: %s",
-		    a->text, strerror(errno));
+		errors_add(errs, cfg->file, a->line, "listen %s: %s%s",
+		    a->text, strerror(errno), privdrop_hint(errno));
 		return -1;
 	}
 	/* Frames are small and latency matters more than packet count.  Set

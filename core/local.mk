@@ -13,6 +13,7 @@ core_libwspcore_la_SOURCES = \
 	core/conn.c \
 	core/dispatch.c \
 	core/errors.c \
+	core/fdlimit.c \
 	core/host.c \
 	core/json_write.c \
 	core/http_upgrade.c \
@@ -23,10 +24,12 @@ core_libwspcore_la_SOURCES = \
 	core/metrics.c \
 	core/notify.c \
 	core/plugin.c \
+	core/privdrop.c \
 	core/registry.c \
 	core/reload.c \
 	core/server.c \
 	core/timers.c \
+	core/trust.c \
 	core/utf8.c \
 	core/ws_codec.c
 core_libwspcore_la_CPPFLAGS = $(AM_CPPFLAGS) $(LIBEVENT_CFLAGS) \

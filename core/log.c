@@ -37,6 +37,7 @@
  *                     left_open
  *   daemon.shutdown   msg (closing N connections; timeout reached)
  *   daemon.limit      msg (open-file limit below max_connections)
+ *   daemon.privileges user uid group gid (switched to [server] user)
  *   daemon.error      msg
  *   config.error      msg (FILE:LINE: message; at start-up or reload)
  *   listen.start      addr (the bound address, with the kernel's port)
@@ -45,6 +46,7 @@
  *   admin.start       addr (the admin listener)
  *   admin.stop        addr
  *   admin.request     method path status ip (debug)
+ *   admin.timeout     ip port timeout_ms (the deadline from accept)
  *   ws.open           conn ip port ua origin path subprotocol active
  *   ws.close          conn ip code reason duration_ms msgs_in msgs_out
  *                     bytes_in bytes_out active
@@ -62,10 +64,13 @@
  *   plugin.log        plugin conn msg (a plugin's own line)
  *   plugin.slow       plugin callback ms
  *   plugin.error      msg
+ *   trust.relaxed     msg (-U: an untrusted file allowed, or the warning
+ *                     that -U is in effect)
  *   log.reopen        msg
  *   log.error         msg (target = journal, but journald is not running:
  *                     the lines go to stderr)
  *   notify.error      msg (sd_notify failed)
+ *   libevent          msg (libevent's own warnings and errors)
  *
  * Journal fields: MESSAGE (the line), PRIORITY, SYSLOG_IDENTIFIER=wsplugd,
  * CONNECTION_ID (conn), CLIENT_IP (ip), and WSPLUGD_<KEY> for every other
@@ -131,6 +136,8 @@ static struct {
 	char *next_file;
 	int next_fd;
 	int no_journald; /* target journal, but nothing listens: stderr */
+	int direct; /* write at once: inside libevent, which may not be
+	               called back from its log callback */
 	struct log_line line;
 	struct event *flush_ev; /* NULL: no loop yet, write each line */
 	size_t plen;
@@ -657,7 +664,7 @@ log_detach(void)
 static void
 log_write(const char *line, size_t len, int level)
 {
-	if (L.flush_ev == NULL || level >= WSP_LOG_WARN ||
+	if (L.flush_ev == NULL || level >= WSP_LOG_WARN || L.direct ||
 	    len > sizeof(L.pending)) {
 		log_flush();
 		write_all(line, len);
@@ -697,6 +704,37 @@ log_end(struct log_line *l)
 	}
 	l->buf[l->len++] = '\n';
 	log_write(l->buf, l->len, l->level);
+}
+
+/* libevent would write these raw to stderr, outside the log's format and
+ * target. */
+static void
+log_libevent_cb(int severity, const char *msg)
+{
+	int level;
+
+	switch (severity) {
+	case EVENT_LOG_DEBUG:
+		level = WSP_LOG_DEBUG;
+		break;
+	case EVENT_LOG_MSG:
+		level = WSP_LOG_INFO;
+		break;
+	case EVENT_LOG_WARN:
+		level = WSP_LOG_WARN;
+		break;
+	default:
+		level = WSP_LOG_ERROR;
+	}
+	L.direct = 1;
+	log_msg(level, "libevent", "%s", msg);
+	L.direct = 0;
+}
+
+void
+log_libevent(void)
+{
+	event_set_log_callback(log_libevent_cb);
 }
 
 void

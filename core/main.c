@@ -2,10 +2,11 @@
  * main.c: the command line.
  *
  * wsplugd runs in the foreground: systemd supervises it, so there is no
- * daemonizing, no pid file and no privilege dropping here.  Start-up
- * validates everything (configuration, every plugin, every listener) before
- * it serves anything, and refuses to start with a precise error otherwise;
- * -t runs the same validation and stops there.
+ * daemonizing and no pid file.  Start-up validates everything
+ * (configuration, every plugin, every listener) before it serves anything,
+ * and refuses to start with a precise error otherwise; -t runs the same
+ * validation and stops there.  Started as root with [server] user set, it
+ * drops to that user once the listeners are bound (privdrop.c).
  */
 #include <sys/resource.h>
 
@@ -34,11 +35,14 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: wsplugd [-c FILE] [-t] [-l LEVEL] [-V] [-h]\n"
+	    "usage: wsplugd [-c FILE] [-t] [-l LEVEL] [-U] [-V] [-h]\n"
 	    "  -c FILE   configuration file (default %s)\n"
 	    "  -t        check the configuration and plugins, then exit\n"
 	    "  -l LEVEL  log level: debug, info, warn, error (overrides the "
 	    "file)\n"
+	    "  -U        development trees only: warn about, rather than "
+	    "refuse,\n"
+	    "            configuration and plugin files others could change\n"
 	    "  -V        print the version and plugin ABI, then exit\n"
 	    "  -h        print this help, then exit\n", DEFAULT_CONFIG);
 }
@@ -96,13 +100,17 @@ main(int argc, char *argv[])
 	int ch, check = 0, level = -1, rc = 1;
 	size_t i;
 
-	while ((ch = getopt(argc, argv, "c:tl:Vh")) != -1) {
+	log_libevent();
+	while ((ch = getopt(argc, argv, "c:tl:UVh")) != -1) {
 		switch (ch) {
 		case 'c':
 			file = optarg;
 			break;
 		case 't':
 			check = 1;
+			break;
+		case 'U':
+			trust_relax(1);
 			break;
 		case 'l':
 			if ((level = parse_level(optarg)) == -1) {
@@ -161,12 +169,23 @@ main(int argc, char *argv[])
 	}
 	signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an error code */
 	raise_nofile(cfg);
+	if (fdlimit_init() == -1)
+		log_msg(WSP_LOG_WARN, "daemon.limit", "cannot open /dev/null "
+		    "as the reserve descriptor: %s", strerror(errno));
 	if (server_init(&srv, cfg, &errs) == -1) {
 		for (i = 0; i < errs.n; i++)
 			log_msg(WSP_LOG_ERROR, "config.error", "%s",
 			    errs.msg[i]);
 		if (cfg->log_target != LOG_TARGET_STDERR)
 			print_errors(&errs);
+		server_free(&srv);
+		goto done;
+	}
+	/* Listeners bound, log open: root is no longer needed. */
+	if (privdrop_apply(cfg, &errs) == -1) {
+		for (i = 0; i < errs.n; i++)
+			log_msg(WSP_LOG_ERROR, "daemon.error", "%s",
+			    errs.msg[i]);
 		server_free(&srv);
 		goto done;
 	}
@@ -200,6 +219,7 @@ main(int argc, char *argv[])
 done:
 	config_free(cfg);
 	errors_clear(&errs);
+	fdlimit_fini();
 	log_fini();
 	libevent_global_shutdown();
 	return rc;

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <wsplugd/plugin.h>
 
@@ -167,7 +168,8 @@ struct http_request {
 };
 
 /* Length of the request head up to and including the blank line, or 0
- * when buf does not hold a complete head yet. */
+ * when buf does not hold a complete head yet.  A bare LF ends the head
+ * early (up to and including it), for http_request_parse() to refuse. */
 size_t http_head_length(const char *buf, size_t len);
 /* Parse a complete head.  Returns 0, or 400 with *why_r set. */
 int http_request_parse(const char *buf, size_t len, struct http_request *req,
@@ -282,6 +284,10 @@ struct wsp_config {
 	uint64_t handshake_timeout;      /* ms */
 	uint64_t shutdown_timeout;       /* ms */
 	uint64_t slow_callback;          /* ms */
+	char *user, *group; /* NULL: stay who we were started as */
+	uid_t uid;
+	gid_t gid;
+	int user_line;
 	/* [keepalive] */
 	uint64_t ping_interval;  /* ms; 0 = never ping */
 	uint64_t sweep_interval; /* ms */
@@ -295,6 +301,10 @@ struct wsp_config {
 	/* [admin] */
 	struct wsp_listen_addr *admin_listen; /* none: the listener is off */
 	size_t nadmin_listen;
+	char **admin_hosts; /* Host values allowed besides the address */
+	size_t nadmin_hosts;
+	uint64_t admin_max_connections;
+	uint64_t admin_timeout; /* ms from accept to the end of a request */
 	/* [plugins] */
 	char *plugin_dir;
 	/* [plugin:NAME], in file order */
@@ -306,6 +316,31 @@ struct wsp_config {
 struct wsp_config *config_load(const char *file, const char *default_plugin_dir,
     struct wsp_errors *errs);
 void config_free(struct wsp_config *cfg);
+
+/* privdrop.c: [server] user and group, once the listeners are bound */
+
+/* Switch to cfg's user and group and clear every capability; 0 when no
+ * user is configured; -1 with errs filled. */
+int privdrop_apply(const struct wsp_config *cfg, struct wsp_errors *errs);
+/* On reload: -1 (errs filled) when cfg asks for another identity than
+ * the one dropped to. */
+int privdrop_reload_check(const struct wsp_config *cfg,
+    struct wsp_errors *errs);
+/* For a bind error err: why it may have failed after the switch, or "". */
+const char *privdrop_hint(int err);
+
+/* trust.c: files trusted only when only root or the daemon's user can
+ * change them (as sshd trusts its own) */
+
+/* -U: report untrusted files as warnings, for development trees. */
+void trust_relax(int relax);
+/* NULL when path, its target and every directory above them are safe for
+ * a daemon running as uid; else the reason, written into buf. */
+const char *trust_check(const char *path, uid_t uid, char *buf, size_t len);
+/* The configuration file and every enabled plugin's file: 0, or -1 with
+ * errs filled ("FILE:LINE: [plugin:NAME] reason", "FILE: reason"). */
+int trust_config(const struct wsp_config *cfg, uid_t uid,
+    struct wsp_errors *errs);
 
 /* config_value.c: the syntax of values, shared with the plugin getters */
 
@@ -381,6 +416,8 @@ void log_fini(void);
 int log_attach(struct event_base *base);
 void log_detach(void);
 int log_enabled(int level);
+/* libevent's own messages become lines of event libevent. */
+void log_libevent(void);
 /* Build a line: log_begin returns NULL when level is filtered out, and
  * every other call accepts NULL, so call sites need no test. */
 struct log_line *log_begin(int level, const char *event);
@@ -535,7 +572,17 @@ int conn_send_text(struct wsp_conn *c, const char *data, size_t len);
 int conn_close(struct wsp_conn *c, uint16_t code, const char *reason);
 void conn_refuse(struct wsp_conn *c, int status, const char *reason,
     const char *why);
-void conn_end(struct wsp_conn *c, uint16_t code, const char *reason);
+/* reason (reason_len bytes, any of them NUL: a peer's close reason) is
+ * logged escaped, never cut. */
+void conn_end_n(struct wsp_conn *c, uint16_t code, const char *reason,
+    size_t reason_len);
+static inline void
+conn_end(struct wsp_conn *c, uint16_t code, const char *reason)
+{
+	if (reason == NULL)
+		reason = "";
+	conn_end_n(c, code, reason, strlen(reason));
+}
 void conn_ping(struct wsp_conn *c);
 void conn_free(struct wsp_conn *c);
 void conn_expire_handshake(struct wsp_conn *c);
@@ -563,6 +610,19 @@ const char *admit_reason(int status);
 void admit_refused(struct wsp_server *srv, const char *ip, uint16_t port,
     int status, const char *reason, const char *why);
 
+/* fdlimit.c: accept errors, the same for every listener: a reserve
+ * descriptor to answer 503 at the descriptor limit, and a rate-limited
+ * log line */
+
+#define FDLIMIT_PAUSE_MS 100 /* how long a listener rests after an error */
+
+int fdlimit_init(void); /* opens the reserve; -1 with errno */
+void fdlimit_fini(void);
+/* err is what accept() on the listening socket lfd (bound to addr, for
+ * the log) failed with.  The caller then pauses that listener for
+ * FDLIMIT_PAUSE_MS. */
+void fdlimit_accept_error(int lfd, const char *addr, int err);
+
 /* listen.c: accepting sockets, handed to srv->on_accept */
 
 struct listener {
@@ -580,6 +640,8 @@ TAILQ_HEAD(listener_list, listener);
  * -1 with errno set. */
 int listen_bind(const struct wsp_listen_addr *a, int backlog, char *addr,
     size_t addrlen);
+/* 127.0.0.1:80 or [::1]:80 */
+void listen_format_addr(const struct sockaddr *sa, char *out, size_t len);
 int listen_open(struct wsp_server *srv, const struct wsp_config *cfg,
     const struct wsp_listen_addr *a, struct listener_list *out,
     struct wsp_errors *errs);

@@ -6,8 +6,9 @@
  * read past it.
  *
  * Oracles:
- *  - http_head_length is 0 or the end of the first CRLFCRLF, found here by
- *    a plain scan;
+ *  - http_head_length is 0, the end of the first CRLFCRLF, or the end of
+ *    a bare LF before it (found here by a plain scan); a head that ends in
+ *    a bare LF parses as 400;
  *  - http_request_parse returns 0 or 400, with a reason on 400; it is run
  *    on the whole input and on exactly the head http_head_length found (as
  *    conn.c calls it), and a success on the whole input means the input is
@@ -124,10 +125,13 @@ naive_head_length(const char *b, size_t n)
 {
 	size_t i;
 
-	for (i = 0; i + 4 <= n; i++)
-		if (b[i] == '\r' && b[i + 1] == '\n' && b[i + 2] == '\r' &&
-		    b[i + 3] == '\n')
+	for (i = 0; i < n; i++) {
+		if (b[i] == '\n' && (i == 0 || b[i - 1] != '\r'))
+			return i + 1; /* a bare LF */
+		if (i + 4 <= n && b[i] == '\r' && b[i + 1] == '\n' &&
+		    b[i + 2] == '\r' && b[i + 3] == '\n')
 			return i + 4;
+	}
 	return 0;
 }
 
@@ -369,6 +373,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(http_request_parse(buf, size, &req, NULL) == rc,
 	    "why_r NULL changes the answer");
 
+	if (hl > 0 && buf[hl - 1] == '\n' && (hl == 1 || buf[hl - 2] != '\r'))
+		CHECK(http_request_parse(buf, hl, &req, NULL) == 400,
+		    "a head ending in a bare LF parsed");
 	if (hl > 0 && hl < size) {
 		/* what conn.c does: parse exactly the head */
 		head = (char *)fuzz_dup(buf, hl);

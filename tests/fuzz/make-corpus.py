@@ -180,6 +180,10 @@ def http():
     write("http", "bad-space-before-colon", req(["Host : x"]))
     write("http", "bad-bare-lf",
           b"GET /ws HTTP/1.1\nHost: x\r\n\r\n")
+    write("http", "bad-bare-lf-only",
+          b"GET /ws HTTP/1.1\nHost: x\nUpgrade: websocket\n\n")
+    write("http", "bad-bare-lf-unfinished",
+          b"GET /ws HTTP/1.1\r\nHost: x\nUpgrade: websocket\r\n")
     write("http", "bad-key", req([
         "Host: x", "Upgrade: WebSocket/13, h2c", "Connection: close, upgrade",
         "Sec-WebSocket-Key: not-base64-at-all!!!!!==",

@@ -95,14 +95,16 @@ class Daemon:
         self.proc = None
         self.port = None
         self.returncode = None
+        self.args = []  # before -c
+        self.preexec = None  # run in the child before exec (limits)
 
     # -- life cycle -----------------------------------------------------
 
     def start(self, wait=True):
         self.proc = subprocess.Popen(
-            WRAPPER + [WSPLUGD, "-c", self.conf],
+            WRAPPER + [WSPLUGD] + self.args + ["-c", self.conf],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT)
+            stderr=subprocess.STDOUT, preexec_fn=self.preexec)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         if wait:

@@ -205,6 +205,9 @@ test_defaults(void)
 	sin = (struct sockaddr_in *)&cfg->admin_listen[0].ss;
 	CU_ASSERT_EQUAL(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
 	CU_ASSERT_EQUAL(port_of(&cfg->admin_listen[0]), 9180);
+	CU_ASSERT_EQUAL(cfg->nadmin_hosts, 0);
+	CU_ASSERT_EQUAL(cfg->admin_max_connections, 16);
+	CU_ASSERT_EQUAL(cfg->admin_timeout, 10000);
 
 	/* empty sections change nothing */
 	cfg = load("[server]\n[keepalive]\n[log]\n[admin]\n[plugins]\n");
@@ -706,6 +709,41 @@ test_value_lists(void)
 	expect_one("[server]\nsubprotocols = chat bad/proto\n", 2,
 	    "[server] subprotocols: invalid subprotocol 'bad/proto' (expected "
 	    "a token of letters, digits and !#$%&'*+-.^_`|~)");
+
+	/* the admin listener's other names, and its limits */
+	cfg = load("[admin]\nallowed_hosts = monitor.example, [::1]:9180\n"
+	    "max_connections = 4\ntimeout = 2s\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_EQUAL_FATAL(cfg->nadmin_hosts, 2);
+	CU_ASSERT_STRING_EQUAL(cfg->admin_hosts[0], "monitor.example");
+	CU_ASSERT_STRING_EQUAL(cfg->admin_hosts[1], "[::1]:9180");
+	CU_ASSERT_EQUAL(cfg->admin_max_connections, 4);
+	CU_ASSERT_EQUAL(cfg->admin_timeout, 2000);
+	cfg = load("[admin]\nallowed_hosts =\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_EQUAL(cfg->nadmin_hosts, 0);
+	expect_one("[admin]\nallowed_hosts = a.example b/c\n", 2,
+	    "[admin] allowed_hosts: invalid host 'b/c' (expected a host name "
+	    "or address as a Host header has it, with or without a port, e.g. "
+	    "monitor.example or [::1]:9180)");
+	/* [server] user and group, looked up at load */
+	cfg = load("[server]\nuser = root\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_STRING_EQUAL(cfg->user, "root");
+	CU_ASSERT_EQUAL(cfg->uid, 0);
+	CU_ASSERT_EQUAL(cfg->gid, 0);
+	CU_ASSERT_EQUAL(cfg->user_line, 2);
+	CU_ASSERT_PTR_NULL(cfg->group);
+	cfg = load("[server]\ngroup = nogroup\nuser = root\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_STRING_EQUAL(cfg->group, "nogroup");
+	CU_ASSERT_EQUAL(cfg->gid, 65534);
+	expect_one("[server]\nuser = no-such-user-x\n", 2,
+	    "[server] user: no such user 'no-such-user-x'");
+	expect_one("[server]\nuser = root\ngroup = no-such-group-x\n", 3,
+	    "[server] group: no such group 'no-such-group-x'");
+	expect_one("[admin]\nmax_connections = 0\n", 2,
+	    "[admin] max_connections: 0 is out of range (1..10000)");
 	reset();
 }
 

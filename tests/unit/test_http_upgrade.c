@@ -150,10 +150,20 @@ test_head_length(void)
 	CU_ASSERT_EQUAL(http_head_length("\r\n\r\n", 4), 4);
 	CU_ASSERT_EQUAL(http_head_length(GET_CHAT, strlen(GET_CHAT)), 0);
 	CU_ASSERT_EQUAL(http_head_length(head, hl), hl);
-	/* Bare LFs are not a terminator: such a head never completes and
-	 * runs into max_header_size instead. */
-	CU_ASSERT_EQUAL(http_head_length("GET / HTTP/1.1\n\n", 16), 0);
-	CU_ASSERT_EQUAL(http_head_length("a\r\n\n\r\n", 6), 0);
+	/* A bare LF ends the head where it stands, so that the parser
+	 * refuses it at once rather than the head waiting for a CRLFCRLF
+	 * that never comes. */
+	CU_ASSERT_EQUAL(http_head_length("GET / HTTP/1.1\n\n", 16), 15);
+	CU_ASSERT_EQUAL(http_head_length("a\r\n\n\r\n", 6), 4);
+	CU_ASSERT_EQUAL(http_head_length("\n", 1), 1);
+	CU_ASSERT_EQUAL(http_head_length("GET / HTTP/1.1\r\nHost: x\nUp", 26),
+	    24);
+	CU_ASSERT_EQUAL(http_head_length("GET / HTTP/1.1\r\nHost: x\r", 25),
+	    0);
+	CU_ASSERT_EQUAL(parse_n("GET / HTTP/1.1\r\nHost: x\n", 24), 400);
+	CU_ASSERT(why_is("bare LF in request head"));
+	CU_ASSERT_EQUAL(parse_n("GET / HTTP/1.1\n", 15), 400);
+	CU_ASSERT(why_is("bare LF in request head"));
 	CU_ASSERT_EQUAL(http_head_length("a\r\r\n\r\n", 6), 6);
 	/* Binary before the terminator does not stop the search. */
 	CU_ASSERT_EQUAL(http_head_length("a\0b\r\n\r\n", 7), 7);
