@@ -129,6 +129,7 @@ INTEGRATION_FILES = \
 	tests/integration/test_admin.py \
 	tests/integration/test_bench_smoke.py \
 	tests/integration/test_broadcast.py \
+	tests/integration/test_completion.py \
 	tests/integration/test_echo_conformance.py \
 	tests/integration/test_framing.py \
 	tests/integration/test_handshake.py \
