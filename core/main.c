@@ -36,15 +36,20 @@ usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: wsplugd [-c FILE] [-t] [-l LEVEL] [-U] [-V] [-h]\n"
-	    "  -c FILE   configuration file (default %s)\n"
-	    "  -t        check the configuration and plugins, then exit\n"
-	    "  -l LEVEL  log level: debug, info, warn, error (overrides the "
-	    "file)\n"
-	    "  -U        development trees only: warn about, rather than "
-	    "refuse,\n"
-	    "            configuration and plugin files others could change\n"
-	    "  -V        print the version and plugin ABI, then exit\n"
-	    "  -h        print this help, then exit\n", DEFAULT_CONFIG);
+	    "  -c, --config=FILE      configuration file (default %s)\n"
+	    "  -t, --test             check the configuration and plugins, "
+	    "then exit\n"
+	    "  -l, --log-level=LEVEL  log level: debug, info, warn, error "
+	    "(overrides the file)\n"
+	    "  -U                     development trees only: warn about, "
+	    "rather than\n"
+	    "                         refuse, configuration and plugin files "
+	    "others\n"
+	    "                         could change\n"
+	    "  -V, --version          print the version and plugin ABI, then "
+	    "exit\n"
+	    "  -h, --help             print this help, then exit\n",
+	    DEFAULT_CONFIG);
 }
 
 static int
@@ -99,9 +104,20 @@ main(int argc, char *argv[])
 	const char *file = DEFAULT_CONFIG;
 	int ch, check = 0, level = -1, rc = 1;
 	size_t i;
+	/* The GNU long forms an administrator types first; each is a
+	 * synonym of its short option. */
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "test", no_argument, NULL, 't' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 
 	log_libevent();
-	while ((ch = getopt(argc, argv, "c:tl:UVh")) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:tl:UVh", longopts,
+	    NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			file = optarg;

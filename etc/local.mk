@@ -46,3 +46,8 @@ etc/wsplugd.service: $(srcdir)/etc/wsplugd.service.in Makefile
 run: all etc/wsplugd.build.conf
 	./core/wsplugd -c etc/wsplugd.build.conf
 .PHONY: run
+
+# Completion of the options, configuration files and log levels in bash
+# (tests/integration/test_completion.py drives it).
+bashcompletiondir = $(datadir)/bash-completion/completions
+dist_bashcompletion_DATA = etc/bash-completion/wsplugd

@@ -169,6 +169,7 @@ INTEGRATION_FILES = \
 	tests/integration/test_bench_smoke.py \
 	tests/integration/test_broadcast.py \
 	tests/integration/test_discovery.py \
+	tests/integration/test_completion.py \
 	tests/integration/test_echo_conformance.py \
 	tests/integration/test_framing.py \
 	tests/integration/test_handshake.py \
@@ -176,6 +177,7 @@ INTEGRATION_FILES = \
 	tests/integration/test_lifecycle.py \
 	tests/integration/test_limits.py \
 	tests/integration/test_logging.py \
+	tests/integration/test_logging_private.py \
 	tests/integration/test_logging_targets.py \
 	tests/integration/test_messages.py \
 	tests/integration/test_plugin_example.py \

@@ -100,9 +100,11 @@ class Daemon:
 
     # -- life cycle -----------------------------------------------------
 
-    def start(self, wait=True):
+    def start(self, wait=True, prefix=()):
+        """prefix: a command that execs the rest of the line (the daemon)
+        in a set-up of its own, e.g. a private mount namespace."""
         self.proc = subprocess.Popen(
-            WRAPPER + [WSPLUGD] + self.args + ["-c", self.conf],
+            list(prefix) + WRAPPER + [WSPLUGD] + self.args + ["-c", self.conf],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, preexec_fn=self.preexec)
         self.reader = threading.Thread(target=self._read, daemon=True)
