@@ -12,12 +12,14 @@ is missing."""
 
 import json
 import os
+import pathlib
 import re
 import shlex
 import shutil
 import socket
 import struct
 import subprocess
+import tempfile
 import time
 import uuid
 
@@ -43,8 +45,11 @@ class PrivateLog:
     a private mount namespace sees them; prefix is the command that sets
     that namespace up and execs the daemon."""
 
-    def __init__(self, tmp_path):
-        self.dir = tmp_path / "private-log"
+    def __init__(self):
+        # Not pytest's tmp_path: under xdist its paths pass the 108 bytes
+        # an AF_UNIX socket path may have.
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="wsp-log-",
+                                                 dir="/tmp"))
         (self.dir / "upper").mkdir(parents=True)
         (self.dir / "work").mkdir()
         (self.dir / "run" / "systemd" / "journal").mkdir(parents=True)
@@ -106,14 +111,15 @@ class PrivateLog:
     def close(self):
         self.syslog.close()
         self.journal.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture
-def private_log(tmp_path):
+def private_log():
     why = _namespace_problem()
     if why:
         pytest.skip(why)
-    p = PrivateLog(tmp_path)
+    p = PrivateLog()
     why = p.check_namespace()
     if why:
         p.close()
