@@ -59,6 +59,7 @@ enum cfg_sec {
 	SEC_LOG,
 	SEC_PLUGINS,
 	SEC_ADMIN,
+	SEC_DEFLATE,
 	SEC_PLUGIN, /* [plugin:NAME]; which one is cfg_parse.plugin */
 	SEC_SKIP,   /* a header already reported as bad: ignore its keys */
 };
@@ -69,6 +70,7 @@ static const char *const cfg_sec_names[] = {
 	[SEC_LOG] = "log",
 	[SEC_PLUGINS] = "plugins",
 	[SEC_ADMIN] = "admin",
+	[SEC_DEFLATE] = "deflate",
 };
 
 enum cfg_type {
@@ -84,6 +86,7 @@ enum cfg_type {
 	T_FORMAT,
 	T_TARGET,
 	T_DIR,
+	T_BOOL, /* into a uint64_t, as 0 or 1 */
 };
 
 /* How a bad value of each type is named, and what was expected instead. */
@@ -111,6 +114,7 @@ static const struct {
 	    "file:/absolute/path" },
 	[T_DIR] = { "directory", "an absolute path, or one relative to the "
 	    "configuration file" },
+	[T_BOOL] = { "boolean", EXPECT_BOOL },
 };
 
 struct cfg_key {
@@ -160,6 +164,20 @@ static const struct cfg_key cfg_keys[] = {
 	{ .sec = SEC_LOG, .name = "target", .type = T_TARGET },
 	{ .sec = SEC_PLUGINS, .name = "dir", .type = T_DIR },
 	{ .sec = SEC_ADMIN, .name = "listen", .type = T_ADMIN_LISTEN },
+	NUM(SEC_DEFLATE, "enabled", T_BOOL, deflate_enabled, 0, 1, "", 0),
+	NUM(SEC_DEFLATE, "server_max_window_bits", T_UINT,
+	    deflate_server_wbits, 9, 15, "9..15", 0),
+	NUM(SEC_DEFLATE, "client_max_window_bits", T_UINT,
+	    deflate_client_wbits, 8, 15, "8..15", 0),
+	NUM(SEC_DEFLATE, "context_takeover", T_BOOL, deflate_context_takeover,
+	    0, 1, "", 0),
+	NUM(SEC_DEFLATE, "level", T_UINT, deflate_level, 1, 9, "1..9", 0),
+	NUM(SEC_DEFLATE, "mem_level", T_UINT, deflate_mem_level, 1, 9, "1..9",
+	    0),
+	NUM(SEC_DEFLATE, "threshold", T_SIZE, deflate_threshold, 0, GIB,
+	    "0B..1GiB", 0),
+	NUM(SEC_DEFLATE, "context_budget", T_SIZE, deflate_context_budget,
+	    0, 64 * GIB, "0B..64GiB", 0),
 };
 
 #define NKEYS nitems(cfg_keys)
@@ -478,6 +496,16 @@ cfg_set(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 			return -1;
 		}
 		return 0;
+	case T_BOOL: {
+		int b;
+
+		if (config_parse_bool(value, &b) == -1) {
+			cfg_invalid(p, k, value);
+			return -1;
+		}
+		*(uint64_t *)(void *)((char *)cfg + k->off) = (uint64_t)b;
+		return 0;
+	}
 	}
 	return -1;
 }
@@ -1053,6 +1081,14 @@ config_load(const char *file, const char *default_plugin_dir,
 	cfg->log_level = WSP_LOG_INFO;
 	cfg->log_format = LOG_FORMAT_LOGFMT;
 	cfg->log_target = LOG_TARGET_STDERR;
+	cfg->deflate_enabled = 1;
+	cfg->deflate_server_wbits = 15;
+	cfg->deflate_client_wbits = 15;
+	cfg->deflate_context_takeover = 1;
+	cfg->deflate_level = 6;
+	cfg->deflate_mem_level = 8;
+	cfg->deflate_threshold = 128;
+	cfg->deflate_context_budget = 64 * MIB;
 
 	cfg_parse_file(&p);
 

@@ -14,7 +14,8 @@ UNIT_TESTS = \
 	tests/unit/test_json_read \
 	tests/unit/test_json_write \
 	tests/unit/test_registry \
-	tests/unit/test_metrics
+	tests/unit/test_metrics \
+	tests/unit/test_deflate
 check_PROGRAMS += $(UNIT_TESTS)
 
 tests_unit_test_utf8_SOURCES = tests/unit/test_utf8.c
@@ -44,6 +45,9 @@ tests_unit_test_registry_LDADD = $(UNIT_LDADD)
 tests_unit_test_metrics_SOURCES = tests/unit/test_metrics.c
 tests_unit_test_metrics_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_metrics_LDADD = $(UNIT_LDADD)
+tests_unit_test_deflate_SOURCES = tests/unit/test_deflate.c
+tests_unit_test_deflate_CPPFLAGS = $(UNIT_CPPFLAGS) $(ZLIB_CFLAGS)
+tests_unit_test_deflate_LDADD = $(UNIT_LDADD) $(ZLIB_LIBS)
 
 # Integration tests: the real daemon on loopback, driven by Python's
 # websockets (Debian's python3-websockets) and raw sockets for the frames
