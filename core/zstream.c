@@ -341,6 +341,18 @@ zstream_compress(struct wsp_server *srv, struct zstream_conn *z,
 
 	if (n < z->threshold)
 		return 0;
+	if (n == 0) {
+		/* RFC 7692 7.2.3.6: an empty stored block, which leaves any
+		 * context as it was (a flush with nothing new to flush would
+		 * write nothing at all). */
+		pool->out_len = 0;
+		if (zs_out_reserve(pool, 1) == -1)
+			return 0;
+		pool->out[0] = 0x00;
+		pool->out_len = 1;
+		pool->cache_valid = 0;
+		goto done;
+	}
 	if (p->server_no_takeover) {
 		if (pool->cache_valid && pool->cache_len == n &&
 		    pool->cache_wbits == wb && pool->cache_level == z->level &&
