@@ -211,8 +211,8 @@ list_has(const char *p, const char *end, const char *tok, int slash)
  * is confused about where one request ends, and we would rather not pick.
  * User-Agent is only logged, so a repeat keeps the first.
  */
-enum hdr_kind { HDR_ONCE, HDR_FIRST, HDR_PROTOCOL, HDR_EXTENSIONS, HDR_UPGRADE,
-    HDR_CONNECTION };
+enum hdr_kind { HDR_ONCE, HDR_FIRST, HDR_PROTOCOL, HDR_EXTENSIONS,
+    HDR_UPGRADE, HDR_CONNECTION };
 
 static const struct hdr {
 	const char *name; /* lower case */

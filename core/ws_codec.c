@@ -19,6 +19,12 @@
  * interleaved control frames, so invalid UTF-8 fails the connection as soon
  * as it arrives rather than when the message ends.
  *
+ * When permessage-deflate was negotiated (rsv1_ok), RSV1 on the first
+ * frame of a data message marks it compressed: its chunks are handed on
+ * flagged, without the UTF-8 check, and its limit on the wire allows for
+ * deflate's overhead; zstream.c inflates them and holds the inflated
+ * message to max_message.  RSV1 anywhere else stays a protocol error.
+ *
  * This is the server's decoder: every incoming frame must be masked.  The
  * encoder half writes headers (the server's own frames are not masked, but a
  * test client's are) and close bodies; payload is left to the caller so it

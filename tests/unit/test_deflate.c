@@ -657,6 +657,14 @@ test_bad_input(void)
 	CU_ASSERT_EQUAL(rx_feed(&f, z, &r, wire, 1, 1, &why), 0);
 	CU_ASSERT_EQUAL(r.len, 0);
 	rx_reset(&r);
+	/* nothing may follow the end of the deflate stream in a message */
+	deflateReset(&peer);
+	n = peer_deflate(&peer, "final", 5, wire, sizeof(wire), Z_FINISH);
+	wire[n++] = 0x00;
+	CU_ASSERT_EQUAL(rx_feed(&f, z, &r, wire, n, n, &why), 1007);
+	CU_ASSERT_STRING_EQUAL(why,
+	    "data after the end of the compressed message");
+	rx_reset(&r);
 	zstream_conn_free(&f.srv, z);
 	deflateEnd(&peer);
 	zstream_pool_free(&f.srv);
