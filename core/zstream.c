@@ -177,9 +177,9 @@ zstream_accept(struct wsp_server *srv, const struct http_request *req,
 	return 0;
 }
 
+/* A stream whose memory goes through the counting allocator. */
 static z_stream *
-zs_deflater(struct zstream_pool *pool, unsigned wbits, unsigned level,
-    unsigned mem)
+zs_stream(struct zstream_pool *pool)
 {
 	z_stream *s;
 
@@ -188,8 +188,17 @@ zs_deflater(struct zstream_pool *pool, unsigned wbits, unsigned level,
 	s->zalloc = zs_alloc;
 	s->zfree = zs_free;
 	s->opaque = pool;
-	if (deflateInit2(s, (int)level, Z_DEFLATED, -(int)wbits, (int)mem,
-	    Z_DEFAULT_STRATEGY) != Z_OK) {
+	return s;
+}
+
+static z_stream *
+zs_deflater(struct zstream_pool *pool, unsigned wbits, unsigned level,
+    unsigned mem)
+{
+	z_stream *s = zs_stream(pool);
+
+	if (s != NULL && deflateInit2(s, (int)level, Z_DEFLATED, -(int)wbits,
+	    (int)mem, Z_DEFAULT_STRATEGY) != Z_OK) {
 		free(s);
 		return NULL;
 	}
@@ -199,14 +208,9 @@ zs_deflater(struct zstream_pool *pool, unsigned wbits, unsigned level,
 static z_stream *
 zs_inflater(struct zstream_pool *pool, unsigned wbits)
 {
-	z_stream *s;
+	z_stream *s = zs_stream(pool);
 
-	if ((s = calloc(1, sizeof(*s))) == NULL)
-		return NULL;
-	s->zalloc = zs_alloc;
-	s->zfree = zs_free;
-	s->opaque = pool;
-	if (inflateInit2(s, -(int)wbits) != Z_OK) {
+	if (s != NULL && inflateInit2(s, -(int)wbits) != Z_OK) {
 		free(s);
 		return NULL;
 	}
