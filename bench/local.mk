@@ -7,7 +7,7 @@ bench_wsplugd_bench_SOURCES = bench/wsplugd-bench.c
 bench_wsplugd_bench_CPPFLAGS = $(AM_CPPFLAGS) $(LIBCRYPTO_CFLAGS)
 bench_wsplugd_bench_LDADD = $(LIBCRYPTO_LIBS)
 
-EXTRA_DIST += bench/run bench/README.md \
+EXTRA_DIST += bench/run bench/README.md bench/deflate-figures \
 	bench/peers/node-ws/server.js bench/peers/node-ws/package.json \
 	bench/peers/node-ws/package-lock.json \
 	bench/peers/lws/lws-peer.c bench/peers/floor/floor.c
