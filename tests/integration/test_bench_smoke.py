@@ -96,6 +96,30 @@ def test_ping_mode(wsplugd):
     assert sum(int(c["msgs_in"]) for c in closes) >= msgs
 
 
+@pytest.mark.parametrize("takeover", ["yes", "no"])
+def test_ping_mode_with_deflate(wsplugd, takeover):
+    """-z: permessage-deflate negotiated, every message compressed both
+    ways (threshold 0), checked after inflation; the 2 KiB pings (-S) go
+    out at a fraction of their size, and without -z they do not."""
+    d = wsplugd(log=INFO, extra=f"[deflate]\nthreshold = 0B\n"
+                f"context_takeover = {takeover}\n")
+    args = ["-m", "ping", "-p", str(d.port), "-c", "4", "-d", "4", "-t",
+            "1", "-w", "0.2", "-S", "2048"]
+    kv = bench(*args, "-z")
+    no_errors(kv)
+    assert kv["deflate_conns"] == "4"
+    assert int(kv["msgs"]) > 0
+    assert 0 < float(kv["wire_out_per_msg"]) < 1024
+    plain = bench(*args)
+    no_errors(plain)
+    assert plain["deflate_conns"] == "0"
+    assert float(plain["wire_out_per_msg"]) > 2048
+    # A pong is too short to shrink without a context to refer to.
+    if takeover == "yes":
+        assert float(plain["wire_in_per_msg"]) > \
+            float(kv["wire_in_per_msg"])
+
+
 def test_ping_mode_through_a_reload(wsplugd):
     """What bench/run's reload check rests on: the window is announced,
     a SIGHUP inside it drops nothing, and every connection's longest wait
