@@ -585,8 +585,9 @@ conn_deliver_assembled(struct wsp_conn *c, uint8_t opcode)
 static int
 conn_on_compressed(struct wsp_conn *c, const struct ws_event *ev)
 {
+	/* the limit the connection was opened with, as the decoder's */
 	struct zstream_msg zm = { &c->msg, &c->msg_len, &c->msg_cap,
-	    c->srv->cfg->max_message_size, ev->opcode == WS_OP_TEXT };
+	    c->dec.max_message, ev->opcode == WS_OP_TEXT };
 	const char *why = NULL;
 	int code;
 
