@@ -144,8 +144,10 @@ struct conn {
 				start before the first */
 	uint64_t max_gap; /* ping: longest wait for a pong in the window */
 	int measured; /* ping: open when the measured window began */
-	z_stream *zin, *zout; /* -z, when the server accepted */
+	int zneg; /* -z: the server accepted; streams made when needed */
+	z_stream *zin, *zout;
 	int znct_in, znct_out; /* reset after each message */
+	int zcwb; /* the window we may compress with */
 	uint8_t msg_z; /* the message being reassembled had RSV1 */
 };
 
@@ -826,8 +828,18 @@ zbuf_need(size_t n)
 static size_t
 deflate_msg(struct conn *c, const void *data, size_t n)
 {
-	z_stream *z = c->zout;
-	size_t cap = deflateBound(z, (uLong)n) + 16;
+	z_stream *z;
+	size_t cap;
+
+	if (c->zout == NULL) {
+		c->zout = xrealloc(NULL, sizeof(z_stream));
+		memset(c->zout, 0, sizeof(z_stream));
+		if (deflateInit2(c->zout, 6, Z_DEFLATED, -c->zcwb, 8,
+		    Z_DEFAULT_STRATEGY) != Z_OK)
+			die("zlib: out of memory");
+	}
+	z = c->zout;
+	cap = deflateBound(z, (uLong)n) + 16;
 
 	zbuf_need(cap);
 	z->next_in = (Bytef *)(uintptr_t)data;
@@ -852,7 +864,10 @@ frame_queue(struct conn *c, uint8_t opcode, const void *data, size_t n)
 	uint32_t key = (uint32_t)rng_next();
 	size_t hl = 2, i;
 
-	if (c->zout != NULL && (opcode == 0x1 || opcode == 0x2)) {
+	/* Idle mode's few messages go plain (RFC 7692 lets any message be
+	 * sent uncompressed), so 10,000 connections need no compressor. */
+	if (c->zneg && opt.mode == MODE_PING && (opcode == 0x1 ||
+	    opcode == 0x2)) {
 		n = deflate_msg(c, data, n);
 		data = zbuf;
 		rsv1 = 0x40;
@@ -1002,6 +1017,7 @@ conn_release(struct conn *c)
 		c->zout = NULL;
 	}
 	c->msg_z = 0;
+	c->zneg = 0;
 }
 
 static void
@@ -1155,15 +1171,8 @@ deflate_accepted(struct conn *c, const char *v, size_t n)
 	}
 	if (swb < 8 || swb > 15 || cwb < 9 || cwb > 15)
 		return -1;
-	c->zin = xrealloc(NULL, sizeof(z_stream));
-	c->zout = xrealloc(NULL, sizeof(z_stream));
-	memset(c->zin, 0, sizeof(z_stream));
-	memset(c->zout, 0, sizeof(z_stream));
-	/* inflate with the largest window: always enough */
-	if (inflateInit2(c->zin, -15) != Z_OK ||
-	    deflateInit2(c->zout, 6, Z_DEFLATED, -cwb, 8,
-	    Z_DEFAULT_STRATEGY) != Z_OK)
-		die("zlib: out of memory");
+	c->zneg = 1;
+	c->zcwb = cwb;
 	c->znct_in = snct;
 	c->znct_out = cnct;
 	n_deflate++;
@@ -1179,9 +1188,18 @@ inflate_msg(struct conn *c, const uint8_t *p, size_t n, uint8_t **out_r)
 	static uint8_t *buf;
 	static size_t cap;
 	static const uint8_t tail[4] = { 0, 0, 0xff, 0xff };
-	z_stream *z = c->zin;
+	z_stream *z;
 	size_t out = 0;
 	int r, pass;
+
+	if (c->zin == NULL) {
+		/* inflate with the largest window: always enough */
+		c->zin = xrealloc(NULL, sizeof(z_stream));
+		memset(c->zin, 0, sizeof(z_stream));
+		if (inflateInit2(c->zin, -15) != Z_OK)
+			die("zlib: out of memory");
+	}
+	z = c->zin;
 
 	if (buf == NULL) {
 		cap = 4096;
@@ -1266,7 +1284,7 @@ check_101(struct conn *c, const char *h, size_t hl)
 			}
 			accept++;
 		} else if (IS("Sec-WebSocket-Extensions") && opt.deflate &&
-		    c->zin == NULL) {
+		    !c->zneg) {
 			if (deflate_accepted(c, v, vn) == -1) {
 				conn_fail(c, E_HANDSHAKE, "unexpected answer "
 				    "to the permessage-deflate offer: \"%.*s\"",
@@ -1461,10 +1479,10 @@ frames(struct conn *c, uint8_t *p, size_t len, uint64_t now)
 			conn_fail(c, E_FRAME, "data after the close frame");
 			return;
 		}
-		if ((b0 & 0x70) && !(c->zin != NULL && (b0 & 0x70) == 0x40 &&
+		if ((b0 & 0x70) && !(c->zneg && (b0 & 0x70) == 0x40 &&
 		    (op == 0x1 || op == 0x2))) {
 			conn_fail(c, E_FRAME, "RSV bits set (0x%02x) %s", b0,
-			    c->zin != NULL ? "where permessage-deflate allows "
+			    c->zneg ? "where permessage-deflate allows "
 			    "none" : "without an extension");
 			return;
 		}
@@ -2194,9 +2212,9 @@ report(void)
 		printf("mode=idle conns=%u held=%u verified=%" PRIu64
 		    " server_pings=%" PRIu64 " rss_before_kib=%ld "
 		    "rss_after_kib=%ld rss_kib_per_conn=%.4f ua_bytes=%ld "
-		    "errors=%" PRIu64 "%s\n", nconns, n_idle_target, n_verified,
-		    n_server_pings, rss0_kib, rss1_kib, per, opt.ua_len, err,
-		    errs);
+		    "deflate_conns=%" PRIu64 " errors=%" PRIu64 "%s\n", nconns,
+		    n_idle_target, n_verified, n_server_pings, rss0_kib,
+		    rss1_kib, per, opt.ua_len, n_deflate, err, errs);
 		break;
 	}
 	}

@@ -185,6 +185,22 @@ def test_idle_mode_answers_server_pings(wsplugd):
     assert d.find("ws.ping_missed") is None and d.find("ws.reap") is None
 
 
+def test_idle_mode_with_deflate_negotiated(wsplugd):
+    """What bench/run's "RSS per idle connection, deflate negotiated" rests
+    on: every connection negotiated the extension, its messages went
+    plain, and the daemon made no zlib stream that outlived them (its
+    pool would still hold one)."""
+    from test_admin import scrape, value
+    d = wsplugd(log=INFO)
+    kv = bench("-m", "idle", "-p", str(d.port), "-c", "50", "-t", "1.2",
+               "-s", "0.2", "-z", "-x", str(d.proc.pid))
+    no_errors(kv)
+    assert kv["held"] == "50" and kv["verified"] == "50"
+    assert kv["deflate_conns"] == "51"  # and the probe
+    samples, _ = scrape(d)
+    assert value(samples, "wsplugd_deflate_zlib_bytes") == 0
+
+
 # -- a server that breaks the protocol is caught ----------------------
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
