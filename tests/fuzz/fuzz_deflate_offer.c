@@ -14,6 +14,9 @@
  *     offered back under the same policy, is accepted with the same
  *     parameters (what a client that checks the response parses);
  *  4. an accepted header mentions permessage-deflate, case-insensitively;
+ *     and when the input is one offer (one header, no comma, no quote),
+ *     the windows agreed are no larger than any it names: the answer is
+ *     one its client accepts (RFC 7692 7.1.2);
  *  5. every header value ends exactly where its data does, so ASan catches
  *     a read past it.
  */
@@ -35,6 +38,32 @@ mentions(const struct http_str *h, size_t n)
 			    0)
 				return 1;
 	return 0;
+}
+
+/* The value of the last "name = digits" in h, or 0. */
+static unsigned
+named_value(const struct http_str *h, const char *name)
+{
+	size_t nl = strlen(name), i, j;
+	unsigned v = 0, got = 0;
+
+	for (i = 0; i + nl <= h->n; i++) {
+		if (strncasecmp(h->p + i, name, nl) != 0)
+			continue;
+		j = i + nl;
+		while (j < h->n && (h->p[j] == ' ' || h->p[j] == '\t'))
+			j++;
+		if (j == h->n || h->p[j] != '=')
+			continue;
+		j++;
+		while (j < h->n && (h->p[j] == ' ' || h->p[j] == '\t'))
+			j++;
+		for (v = 0; j < h->n && h->p[j] >= '0' && h->p[j] <= '9' &&
+		    v < 100; j++)
+			v = v * 10 + (unsigned)(h->p[j] - '0');
+		got = v;
+	}
+	return got;
 }
 
 int
@@ -74,6 +103,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    ok2);
 	if (ok) {
 		CHECK(mentions(h, n), "accepted without permessage-deflate");
+		if (n == 1 && memchr(h[0].p, ',', h[0].n) == NULL &&
+		    memchr(h[0].p, '"', h[0].n) == NULL) {
+			unsigned sv = named_value(&h[0],
+			    "server_max_window_bits");
+			unsigned cv = named_value(&h[0],
+			    "client_max_window_bits");
+
+			CHECK(sv == 0 || p.server_wbits <= sv,
+			    "server window %u, offered %u", p.server_wbits, sv);
+			CHECK(cv == 0 || !p.answer_client_wbits ||
+			    p.client_wbits <= cv,
+			    "client window %u, offered %u", p.client_wbits, cv);
+		}
 		CHECK(p.server_wbits >= 9 && p.server_wbits <= pol->server_wbits,
 		    "server window %u", p.server_wbits);
 		CHECK(p.client_wbits >= 8 && p.client_wbits <= 15,
