@@ -44,6 +44,7 @@ enum cfg_sec {
 	SEC_LOG,
 	SEC_PLUGINS,
 	SEC_ADMIN,
+	SEC_DEFLATE,
 	SEC_PLUGIN, /* [plugin:NAME]; which one is cfg_parse.plugin */
 	SEC_SKIP,   /* a header already reported as bad: ignore its keys */
 };
@@ -54,6 +55,7 @@ static const char *const cfg_sec_names[] = {
 	[SEC_LOG] = "log",
 	[SEC_PLUGINS] = "plugins",
 	[SEC_ADMIN] = "admin",
+	[SEC_DEFLATE] = "deflate",
 };
 
 enum cfg_type {
@@ -72,6 +74,7 @@ enum cfg_type {
 	T_HOSTS,
 	T_USER,
 	T_GROUP,
+	T_BOOL, /* into a uint64_t, as 0 or 1 */
 };
 
 /* How a bad value of each type is named, and what was expected instead. */
@@ -104,6 +107,7 @@ static const struct {
 	[T_HOSTS] = { "host", "a host name or address as a Host header has "
 	    "it, with or without a port, e.g. monitor.example or "
 	    "[::1]:9180" },
+	[T_BOOL] = { "boolean", EXPECT_BOOL },
 };
 
 struct cfg_key {
@@ -160,6 +164,20 @@ static const struct cfg_key cfg_keys[] = {
 	    1, 10000, "1..10000", 0),
 	NUM(SEC_ADMIN, "timeout", T_DURATION, admin_timeout,
 	    100, MS_HOUR, "100ms..1h", 0),
+	NUM(SEC_DEFLATE, "enabled", T_BOOL, deflate_enabled, 0, 1, "", 0),
+	NUM(SEC_DEFLATE, "server_max_window_bits", T_UINT,
+	    deflate_server_wbits, 9, 15, "9..15", 0),
+	NUM(SEC_DEFLATE, "client_max_window_bits", T_UINT,
+	    deflate_client_wbits, 8, 15, "8..15", 0),
+	NUM(SEC_DEFLATE, "context_takeover", T_BOOL, deflate_context_takeover,
+	    0, 1, "", 0),
+	NUM(SEC_DEFLATE, "level", T_UINT, deflate_level, 1, 9, "1..9", 0),
+	NUM(SEC_DEFLATE, "mem_level", T_UINT, deflate_mem_level, 1, 9, "1..9",
+	    0),
+	NUM(SEC_DEFLATE, "threshold", T_SIZE, deflate_threshold, 0, GIB,
+	    "0B..1GiB", 0),
+	NUM(SEC_DEFLATE, "context_budget", T_SIZE, deflate_context_budget,
+	    0, 64 * GIB, "0B..64GiB", 0),
 };
 
 #define NKEYS nitems(cfg_keys)
@@ -521,6 +539,16 @@ cfg_set(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 			return -1;
 		}
 		return 0;
+	case T_BOOL: {
+		int b;
+
+		if (config_parse_bool(value, &b) == -1) {
+			cfg_invalid(p, k, value);
+			return -1;
+		}
+		*(uint64_t *)(void *)((char *)cfg + k->off) = (uint64_t)b;
+		return 0;
+	}
 	}
 	return -1;
 }
@@ -923,6 +951,14 @@ config_load(const char *file, const char *default_plugin_dir,
 	cfg->log_target = LOG_TARGET_STDERR;
 	cfg->admin_max_connections = 16;
 	cfg->admin_timeout = 10 * MS_SEC;
+	cfg->deflate_enabled = 1;
+	cfg->deflate_server_wbits = 15;
+	cfg->deflate_client_wbits = 15;
+	cfg->deflate_context_takeover = 1;
+	cfg->deflate_level = 6;
+	cfg->deflate_mem_level = 8;
+	cfg->deflate_threshold = 128;
+	cfg->deflate_context_budget = 64 * MIB;
 
 	if (config_file_read(&p.rd) == 0)
 		cfg_finish(&p);

@@ -271,7 +271,7 @@ conn_upgrade(struct wsp_conn *c, const struct http_request *req,
 {
 	struct wsp_server *srv = c->srv;
 	const struct wsp_config *cfg = srv->cfg;
-	char accept[29], *head;
+	char accept[29], *head, ext[DEFLATE_ANSWER_MAX];
 	int rc;
 
 	if ((c->user_agent = strndup_capped(&req->user_agent, CONN_MAX_UA)) ==
@@ -288,9 +288,13 @@ conn_upgrade(struct wsp_conn *c, const struct http_request *req,
 		return -1;
 	c->ip_counted = 1;
 
+	/* permessage-deflate seam: zstream.c negotiates */
+	if (zstream_accept(srv, req, &c->zs, ext) == -1)
+		return -1;
 	http_accept_key(&req->key, accept);
-	http_response_101(c->out, accept, proto);
+	http_response_101(c->out, accept, proto, c->zs != NULL ? ext : NULL);
 	ws_decoder_init(&c->dec, cfg->max_message_size);
+	c->dec.rsv1_ok = c->zs != NULL;
 	registry_new_id(&srv->reg, c->id);
 	c->connected_at_ms = clock_wall_ms();
 	c->last_activity_ms = c->connected_at_ms;
@@ -425,15 +429,24 @@ conn_end_n(struct wsp_conn *c, uint16_t code, const char *reason,
 int
 conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 {
-	uint8_t hdr[WS_MAX_HEADER];
-	size_t hl;
+	uint8_t hdr[WS_MAX_HEADER], rsv1 = 0;
+	size_t hl, msg_len = len;
+	const uint8_t *z;
 
 	if (c->doomed)
 		return -1;
 	if (c->state != CONN_OPEN &&
 	    !(c->state == CONN_CLOSING && opcode == WS_OP_CLOSE))
 		return -1;
+	/* permessage-deflate seam: zstream.c compresses data messages at or
+	 * above the threshold */
+	if (c->zs != NULL && opcode <= WS_OP_BINARY && len >= c->zs->threshold &&
+	    zstream_compress(c->srv, c->zs, data, len, &z, &len) == 1) {
+		data = z;
+		rsv1 = WS_RSV1;
+	}
 	hl = ws_frame_header(hdr, 1, opcode, len, NULL);
+	hdr[0] |= rsv1;
 	if (evbuffer_expand(c->out, hl + len) == -1 ||
 	    evbuffer_add(c->out, hdr, hl) == -1 ||
 	    (len > 0 && evbuffer_add(c->out, data, len) == -1))
@@ -441,7 +454,7 @@ conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 	c->bytes_out += hl + len;
 	if (opcode == WS_OP_TEXT || opcode == WS_OP_BINARY) {
 		c->msgs_out++;
-		metrics_message_out(c->srv, len);
+		metrics_message_out(c->srv, msg_len);
 	}
 	if (evbuffer_get_length(c->out) > c->srv->cfg->max_output_buffer) {
 		/* The peer is not reading: drop what it will never get and
@@ -520,6 +533,44 @@ conn_deliver(struct wsp_conn *c, uint8_t opcode, uint8_t *data, size_t len)
 	return 0;
 }
 
+/* The reassembled message is complete: detach it first (the plugin may
+ * close c while holding it), then deliver. */
+static void
+conn_deliver_assembled(struct wsp_conn *c, uint8_t opcode)
+{
+	uint8_t *m = c->msg;
+	size_t len = c->msg_len;
+
+	c->msg = NULL;
+	c->msg_len = c->msg_cap = 0;
+	c->msg_open = 0;
+	conn_deliver(c, opcode, m, len);
+	free(m);
+}
+
+/* permessage-deflate seam: a compressed message is inflated by zstream.c
+ * into the reassembly buffer, and delivered from there when it ends. */
+static int
+conn_on_compressed(struct wsp_conn *c, const struct ws_event *ev)
+{
+	/* the limit the connection was opened with, as the decoder's */
+	struct zstream_msg zm = { &c->msg, &c->msg_len, &c->msg_cap,
+	    c->dec.max_message, ev->opcode == WS_OP_TEXT };
+	const char *why = NULL;
+	int code;
+
+	c->msg_open = 1;
+	code = zstream_inflate(c->srv, c->zs, ev->data, ev->len, ev->fin, &zm,
+	    &why);
+	if (code != 0) {
+		conn_fail(c, (uint16_t)code, why);
+		return 0;
+	}
+	if (ev->fin)
+		conn_deliver_assembled(c, ev->opcode);
+	return 0;
+}
+
 static int
 conn_on_data(struct wsp_conn *c, const struct ws_event *ev)
 {
@@ -528,6 +579,8 @@ conn_on_data(struct wsp_conn *c, const struct ws_event *ev)
 
 	if (c->state != CONN_OPEN)
 		return 0; /* after our close frame, data is discarded */
+	if (ev->compressed)
+		return conn_on_compressed(c, ev);
 	if (ev->fin && !c->msg_open)
 		return conn_deliver(c, ev->opcode, ev->data, ev->len);
 	need = c->msg_len + ev->len;
@@ -546,16 +599,8 @@ conn_on_data(struct wsp_conn *c, const struct ws_event *ev)
 		memcpy(c->msg + c->msg_len, ev->data, ev->len);
 	c->msg_len += ev->len;
 	c->msg_open = 1;
-	if (ev->fin) {
-		m = c->msg;
-		need = c->msg_len;
-		/* Detach first: the plugin may close c while holding it. */
-		c->msg = NULL;
-		c->msg_len = c->msg_cap = 0;
-		c->msg_open = 0;
-		conn_deliver(c, ev->opcode, m, need);
-		free(m);
-	}
+	if (ev->fin)
+		conn_deliver_assembled(c, ev->opcode);
 	return 0;
 }
 
@@ -842,6 +887,7 @@ conn_free(struct wsp_conn *c)
 	free(c->subprotocol);
 	free(c->close_reason);
 	attrs_free(c);
+	zstream_conn_free(srv, c->zs);
 	free(c);
 	srv->conn_hooks.gone(srv);
 }

@@ -238,8 +238,8 @@ list_has(const char *p, const char *end, const char *tok, int slash)
  * is confused about where one request ends, and we would rather not pick.
  * User-Agent is only logged, so a repeat keeps the first.
  */
-enum hdr_kind { HDR_ONCE, HDR_FIRST, HDR_PROTOCOL, HDR_UPGRADE,
-    HDR_CONNECTION };
+enum hdr_kind { HDR_ONCE, HDR_FIRST, HDR_PROTOCOL, HDR_EXTENSIONS,
+    HDR_UPGRADE, HDR_CONNECTION };
 
 static const struct hdr {
 	const char *name; /* lower case */
@@ -261,6 +261,7 @@ static const struct hdr {
 	{ "user-agent", HDR_FIRST, offsetof(struct http_request, user_agent),
 	    NULL },
 	{ "sec-websocket-protocol", HDR_PROTOCOL, 0, NULL },
+	{ "sec-websocket-extensions", HDR_EXTENSIONS, 0, NULL },
 };
 
 static int
@@ -299,6 +300,17 @@ header_store(struct http_request *req, const char *name, size_t namelen,
 		req->protocols[req->nprotocols].p = v;
 		req->protocols[req->nprotocols].n = vlen;
 		req->nprotocols++;
+		break;
+	case HDR_EXTENSIONS:
+		/* Read by deflate.c.  Too many is the extensions' problem,
+		 * not the request's: they are declined, the upgrade goes on. */
+		if (req->nextensions == HTTP_MAX_PROTOCOL_HEADERS) {
+			req->extensions_overflow = 1;
+			break;
+		}
+		req->extensions[req->nextensions].p = v;
+		req->extensions[req->nextensions].n = vlen;
+		req->nextensions++;
 		break;
 	case HDR_UPGRADE:
 		if (list_has(v, v + vlen, "websocket", 1))
@@ -497,7 +509,7 @@ http_accept_key(const struct http_str *key, char out[29])
 
 void
 http_response_101(struct evbuffer *out, const char accept[29],
-    const char *protocol)
+    const char *protocol, const char *extensions)
 {
 	/* On ENOMEM the buffer is left short and the client sees a broken
 	 * handshake; the connection is failing either way. */
@@ -507,11 +519,15 @@ http_response_101(struct evbuffer *out, const char accept[29],
 	    "Connection: Upgrade\r\n"
 	    "Sec-WebSocket-Accept: %.28s\r\n"
 	    "%s%s%s"
+	    "%s%s%s"
 	    "\r\n",
 	    accept,
 	    protocol != NULL ? "Sec-WebSocket-Protocol: " : "",
 	    protocol != NULL ? protocol : "",
-	    protocol != NULL ? "\r\n" : "");
+	    protocol != NULL ? "\r\n" : "",
+	    extensions != NULL ? "Sec-WebSocket-Extensions: " : "",
+	    extensions != NULL ? extensions : "",
+	    extensions != NULL ? "\r\n" : "");
 }
 
 void

@@ -11,6 +11,7 @@ core_libwspcore_la_SOURCES = \
 	core/config_file.c \
 	core/config_value.c \
 	core/conn.c \
+	core/deflate.c \
 	core/dispatch.c \
 	core/errors.c \
 	core/fdlimit.c \
@@ -31,11 +32,13 @@ core_libwspcore_la_SOURCES = \
 	core/timers.c \
 	core/trust.c \
 	core/utf8.c \
-	core/ws_codec.c
+	core/ws_codec.c \
+	core/zstream.c
 core_libwspcore_la_CPPFLAGS = $(AM_CPPFLAGS) $(LIBEVENT_CFLAGS) \
-	$(JANSSON_CFLAGS) $(INIH_CFLAGS) $(LIBCRYPTO_CFLAGS) $(SYSTEMD_CFLAGS)
+	$(JANSSON_CFLAGS) $(INIH_CFLAGS) $(LIBCRYPTO_CFLAGS) $(SYSTEMD_CFLAGS) \
+	$(ZLIB_CFLAGS)
 core_libwspcore_la_LIBADD = $(LIBEVENT_LIBS) $(JANSSON_LIBS) $(INIH_LIBS) \
-	$(LIBCRYPTO_LIBS) $(SYSTEMD_LIBS)
+	$(LIBCRYPTO_LIBS) $(SYSTEMD_LIBS) $(ZLIB_LIBS)
 
 sbin_PROGRAMS += core/wsplugd
 core_wsplugd_SOURCES = core/main.c

@@ -225,6 +225,31 @@ render_traffic(struct render *r, struct wsp_server *srv)
 }
 
 static void
+render_deflate(struct render *r, struct wsp_server *srv)
+{
+	const struct zstream_stats *z = zstream_stats(srv);
+
+	gauge(r, "wsplugd_deflate_connections",
+	    "Open connections that negotiated permessage-deflate.", z->conns);
+	gauge(r, "wsplugd_deflate_full_contexts",
+	    "Of those, connections that agreed to context takeover and may "
+	    "hold a full context.", z->full_conns);
+	gauge(r, "wsplugd_deflate_full_context_bytes",
+	    "Memory reserved for full contexts, against context_budget.",
+	    z->full_bytes);
+	gauge(r, "wsplugd_deflate_zlib_bytes",
+	    "Memory zlib holds now, in every stream.", z->zlib_bytes);
+	counter(r, "wsplugd_deflate_messages_compressed_total",
+	    "Messages compressed.", z->compressed);
+	counter(r, "wsplugd_deflate_compressions_reused_total",
+	    "Messages sent with the compression just made for another "
+	    "connection.", z->reused);
+	counter(r, "wsplugd_deflate_tight_answers_total",
+	    "Handshakes answered without context takeover for the budget.",
+	    z->tight);
+}
+
+static void
 render_process(struct render *r, struct wsp_server *srv)
 {
 	const struct plugin_set *set = srv->plugins;
@@ -262,6 +287,7 @@ metrics_render(struct wsp_server *srv, struct evbuffer *out)
 
 	render_connections(&r, srv);
 	render_traffic(&r, srv);
+	render_deflate(&r, srv);
 	render_process(&r, srv);
 	return r.failed ? -1 : 0;
 }

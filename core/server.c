@@ -188,6 +188,7 @@ server_free(struct wsp_server *srv)
 	registry_fini(&srv->reg);
 	free(srv->rbuf);
 	free(srv->jbuf.p);
+	zstream_pool_free(srv);
 	conn_path_unref(srv->path);
 	if (srv->base != NULL) {
 		log_detach();

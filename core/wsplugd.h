@@ -75,6 +75,7 @@ enum ws_opcode {
 #define WS_CLOSE_NO_STATUS 1005 /* never on the wire */
 #define WS_CLOSE_ABNORMAL 1006  /* never on the wire */
 #define WS_MAX_HEADER 14
+#define WS_RSV1 0x40 /* first header byte: permessage-deflate's bit */
 #define WS_MAX_CONTROL 125
 
 enum ws_ev_kind {
@@ -89,6 +90,8 @@ struct ws_event {
 	uint8_t opcode; /* DATA: WS_OP_TEXT or WS_OP_BINARY of the message;
 	                   CONTROL: WS_OP_CLOSE, WS_OP_PING or WS_OP_PONG */
 	int fin;        /* DATA: this chunk ends the message */
+	uint8_t compressed; /* DATA: the message has RSV1 (permessage-deflate):
+	                       not UTF-8 checked, its limit is on inflation */
 	uint8_t *data;  /* DATA: unmasked, in place, inside the caller's
 	                   buffer; CONTROL: the same when the body came in
 	                   one piece, else inside the decoder; either way
@@ -103,6 +106,7 @@ struct ws_event {
 
 struct ws_decoder {
 	uint64_t max_message; /* bytes; 0 = no limit */
+	uint8_t rsv1_ok;      /* permessage-deflate was negotiated */
 	/* private state */
 	uint8_t hdr[WS_MAX_HEADER];
 	uint8_t hlen;
@@ -112,6 +116,7 @@ struct ws_decoder {
 	uint8_t mask[4];
 	uint8_t mpos;
 	uint8_t msg_opcode; /* TEXT/BINARY while a message is open, else 0 */
+	uint8_t msg_compressed; /* the open message had RSV1 */
 	uint8_t failed;
 	uint64_t remaining; /* payload bytes of this frame still to come */
 	uint64_t msg_len;   /* bytes of the open message so far */
@@ -163,6 +168,11 @@ struct http_request {
 	struct http_str user_agent;
 	struct http_str protocols[HTTP_MAX_PROTOCOL_HEADERS];
 	size_t nprotocols;
+	/* Sec-WebSocket-Extensions, each header as sent; more than fit sets
+	 * extensions_overflow (the extensions are refused, not the request) */
+	struct http_str extensions[HTTP_MAX_PROTOCOL_HEADERS];
+	size_t nextensions;
+	int extensions_overflow;
 	int connection_upgrade; /* Connection lists the "upgrade" token */
 	int upgrade_websocket;  /* Upgrade lists the "websocket" token */
 };
@@ -180,9 +190,9 @@ int http_upgrade_check(const struct http_request *req, const char *path,
     const char **why_r);
 /* Sec-WebSocket-Accept for key: 28 base64 characters and a NUL. */
 void http_accept_key(const struct http_str *key, char out[29]);
-/* Append a 101 response; protocol may be NULL. */
+/* Append a 101 response; protocol and extensions may be NULL. */
 void http_response_101(struct evbuffer *out, const char accept[29],
-    const char *protocol);
+    const char *protocol, const char *extensions);
 /* Append an error response with a short text body; adds
  * Sec-WebSocket-Version: 13 to a 426, Allow to a 405, and Retry-After with
  * the CORS headers that let a page read it to a 503. */
@@ -230,6 +240,34 @@ void config_file_error(struct config_reader *r, int line, const char *fmt,
     ...) WSP_PRINTFLIKE(3, 4);
 void config_file_verror(struct config_reader *r, int line, const char *fmt,
     va_list ap) WSP_PRINTFLIKE(3, 0);
+
+/* deflate.c: permessage-deflate negotiation (RFC 7692), pure */
+
+#define DEFLATE_ANSWER_MAX 160 /* the longest answer is 129 with its NUL */
+
+/* What the server allows: the configuration, or less near the budget. */
+struct deflate_policy {
+	uint8_t server_wbits;     /* 9..15: the most we compress with */
+	uint8_t client_wbits;     /* 8..15: the most we let the client use */
+	uint8_t context_takeover; /* allowed in both directions */
+};
+
+/* What was agreed. */
+struct deflate_params {
+	uint8_t server_no_takeover; /* reset our compressor per message */
+	uint8_t client_no_takeover; /* the client resets its own */
+	uint8_t server_wbits;       /* window we compress with */
+	uint8_t client_wbits;       /* window the client may use */
+	uint8_t answer_server_wbits, answer_client_wbits; /* in the 101 */
+};
+
+/* The first acceptable permessage-deflate offer among the n header values
+ * (in order): 1 with *out set, or 0 to answer without the extension. */
+int deflate_negotiate(const struct http_str *hdrs, size_t n,
+    const struct deflate_policy *pol, struct deflate_params *out);
+/* The Sec-WebSocket-Extensions value for p, NUL-terminated; its length,
+ * or 0 when size is too small. */
+size_t deflate_answer(const struct deflate_params *p, char *buf, size_t size);
 
 /* config.c: what the INI file means, validated whole */
 
@@ -298,6 +336,13 @@ struct wsp_config {
 	enum log_target log_target;
 	char *log_file; /* for LOG_TARGET_FILE */
 	int log_target_line; /* of [log] target, 0 for the default */
+	/* [deflate] (booleans as 0 or 1) */
+	uint64_t deflate_enabled;
+	uint64_t deflate_server_wbits, deflate_client_wbits;
+	uint64_t deflate_context_takeover;
+	uint64_t deflate_level, deflate_mem_level;
+	uint64_t deflate_threshold;      /* bytes */
+	uint64_t deflate_context_budget; /* bytes of full contexts */
 	/* [admin] */
 	struct wsp_listen_addr *admin_listen; /* none: the listener is off */
 	size_t nadmin_listen;
@@ -491,6 +536,64 @@ size_t registry_ip_count(struct registry *r, const char *ip);
 int registry_ip_ref(struct registry *r, const char *ip);
 void registry_ip_unref(struct registry *r, const char *ip);
 
+/* zstream.c: permessage-deflate's zlib streams, made lazily, pooled
+ * without context takeover, full contexts counted against a budget */
+
+struct zstream_pool;
+struct z_stream_s;
+
+struct zstream_stats {
+	uint64_t conns;      /* connections that negotiated the extension */
+	uint64_t full_conns; /* of those, with a full context reserved */
+	uint64_t full_bytes; /* reserved for full contexts */
+	uint64_t zlib_bytes; /* what zlib holds now, every stream */
+	uint64_t compressed; /* messages compressed */
+	uint64_t reused;     /* sends that reused the last compression */
+	uint64_t tight;      /* handshakes answered tight for the budget */
+};
+
+/* One connection's side of the extension; the streams are NULL until a
+ * compressed message needs them. */
+struct zstream_conn {
+	struct deflate_params p;
+	uint8_t level, mem_level;
+	uint8_t rx_open;  /* a compressed message is being inflated */
+	uint8_t rx_ended; /* and its deflate stream ended (BFINAL) */
+	uint32_t utf8;
+	size_t threshold; /* smaller messages go plain */
+	uint64_t reserved; /* bytes counted against the budget */
+	struct z_stream_s *tx, *rx;
+};
+
+/* Where a compressed message is inflated: the connection's buffer. */
+struct zstream_msg {
+	uint8_t **buf;
+	size_t *len, *cap;
+	uint64_t max; /* bytes; 0 = no limit */
+	int text;     /* UTF-8 check the output */
+};
+
+/* Negotiate for req: 0 with *zs_r and answer set when accepted, 0 with
+ * *zs_r NULL when not, -1 out of memory. */
+int zstream_accept(struct wsp_server *srv, const struct http_request *req,
+    struct zstream_conn **zs_r, char answer[DEFLATE_ANSWER_MAX]);
+void zstream_conn_free(struct wsp_server *srv, struct zstream_conn *z);
+/* Bytes a connection with p may hold for good (0 without takeover). */
+uint64_t zstream_full_cost(const struct deflate_params *p,
+    unsigned mem_level);
+/* A whole message: 1 with the compressed bytes in *out_r (valid until
+ * the next call), 0 to send it plain (below the threshold, or no memory
+ * to compress). */
+int zstream_compress(struct wsp_server *srv, struct zstream_conn *z,
+    const void *data, size_t n, const uint8_t **out_r, size_t *len_r);
+/* A chunk of a compressed message onto m; fin ends the message.  0, or
+ * the close code (1007, 1009, 1011) with *why set. */
+int zstream_inflate(struct wsp_server *srv, struct zstream_conn *z,
+    const uint8_t *in, size_t n, int fin, struct zstream_msg *m,
+    const char **why);
+const struct zstream_stats *zstream_stats(const struct wsp_server *srv);
+void zstream_pool_free(struct wsp_server *srv);
+
 /* conn.c: one connection's state machine, which calls nothing above it:
  * what it has to tell goes through the hooks its owner set */
 
@@ -562,6 +665,7 @@ struct wsp_conn {
 	int64_t last_activity_ms;
 	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 	json_t *attrs; /* { plugin: { key: value } }, created on first use */
+	struct zstream_conn *zs; /* permessage-deflate, when negotiated */
 	char *close_reason; /* ours, for the close log line; only once closing */
 };
 
@@ -884,6 +988,7 @@ struct wsp_server {
 	uint8_t *rbuf; /* one read buffer for every connection */
 	size_t rbuf_size;
 	struct outbuf jbuf; /* where outgoing JSON is serialized, reused */
+	struct zstream_pool *zpool; /* permessage-deflate, made on first use */
 	int draining;
 	uint64_t started_mono;
 	int64_t started_wall_ms; /* for process_start_time_seconds */

@@ -18,7 +18,8 @@ UNIT_TESTS = \
 	tests/unit/test_admit \
 	tests/unit/test_attrs \
 	tests/unit/test_timers \
-	tests/unit/test_trust
+	tests/unit/test_trust \
+	tests/unit/test_deflate
 check_PROGRAMS += $(UNIT_TESTS)
 
 tests_unit_test_utf8_SOURCES = tests/unit/test_utf8.c
@@ -70,6 +71,9 @@ tests_unit_test_timers_LDADD = $(UNIT_LDADD)
 tests_unit_test_trust_SOURCES = tests/unit/test_trust.c
 tests_unit_test_trust_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_trust_LDADD = $(UNIT_LDADD)
+tests_unit_test_deflate_SOURCES = tests/unit/test_deflate.c
+tests_unit_test_deflate_CPPFLAGS = $(UNIT_CPPFLAGS) $(ZLIB_CFLAGS)
+tests_unit_test_deflate_LDADD = $(UNIT_LDADD) $(ZLIB_LIBS)
 
 # Integration tests: the real daemon on loopback, driven by Python's
 # websockets (Debian's python3-websockets) and raw sockets for the frames

@@ -330,7 +330,7 @@ parsed(const struct http_request *req, const char *buf, size_t len)
 		if (req->nprotocols > 0 && req->protocols[0].n > 0)
 			proto = strndup(req->protocols[0].p,
 			    req->protocols[0].n);
-		http_response_101(eb, accept, proto);
+		http_response_101(eb, accept, proto, NULL);
 		check_response(eb, 101);
 		free(proto);
 	} else {

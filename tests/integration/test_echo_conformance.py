@@ -126,3 +126,24 @@ def test_catch_all_beside_typed_plugins(wsplugd):
     assert pong["type"] == "pong" and pong["id"] == 9
     assert echoed == raw_texts
     assert binary == b"\x01\x02"
+
+
+def test_the_battery_runs_with_permessage_deflate(wsplugd):
+    """websockets offers permessage-deflate by default and [deflate] is on
+    by default, so every test above runs compressed both ways: the client
+    compresses every message, the daemon every reply of 128 bytes or
+    more (test_deflate.py covers the extension itself)."""
+    d = echo_only(wsplugd)
+
+    async def visit():
+        async with ws_connect(d.url) as ws:
+            ext = ws.response_headers.get("Sec-WebSocket-Extensions")
+            await ws.send("é" * 5000)
+            return ext, await ws.recv()
+
+    ext, got = asyncio.run(visit())
+    assert ext == "permessage-deflate"
+    assert got == "é" * 5000
+    # 10,000 bytes each way went over the wire in far fewer
+    closed = d.wait_for("ws.close")
+    assert int(closed["bytes_in"]) < 1000 and int(closed["bytes_out"]) < 1000

@@ -52,10 +52,11 @@ def test_conforming_client_connects_on_first_attempt(wsplugd):
 
 
 def test_raw_101_has_correct_accept_and_headers(wsplugd):
-    d = wsplugd()
+    d = wsplugd(extra="[deflate]\nenabled = no\n")
     with Raw(d.port) as r:
         # An extension offer is declined by leaving it out (RFC 6455 9.1):
-        # none is implemented, so permessage-deflate must not be accepted.
+        # with [deflate] off, permessage-deflate must not be accepted
+        # (test_deflate.py has it on).
         key = r.request(headers={
             "Sec-WebSocket-Extensions":
                 "permessage-deflate; client_max_window_bits"})

@@ -500,6 +500,55 @@ test_parse_listen(void)
 	}
 }
 
+/* [deflate]: defaults, every key, and bad values with FILE:LINE. */
+static void
+test_deflate_section(void)
+{
+	struct wsp_config *c;
+
+	c = load("[server]\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_EQUAL(c->deflate_enabled, 1);
+	CU_ASSERT_EQUAL(c->deflate_server_wbits, 15);
+	CU_ASSERT_EQUAL(c->deflate_client_wbits, 15);
+	CU_ASSERT_EQUAL(c->deflate_context_takeover, 1);
+	CU_ASSERT_EQUAL(c->deflate_level, 6);
+	CU_ASSERT_EQUAL(c->deflate_mem_level, 8);
+	CU_ASSERT_EQUAL(c->deflate_threshold, 128);
+	CU_ASSERT_EQUAL(c->deflate_context_budget, 64 * MIB);
+	c = load("[deflate]\nenabled = off\nserver_max_window_bits = 9\n"
+	    "client_max_window_bits = 8\ncontext_takeover = no\n"
+	    "level = 1\nmem_level = 9\nthreshold = 0B\n"
+	    "context_budget = 0B\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_EQUAL(c->deflate_enabled, 0);
+	CU_ASSERT_EQUAL(c->deflate_server_wbits, 9);
+	CU_ASSERT_EQUAL(c->deflate_client_wbits, 8);
+	CU_ASSERT_EQUAL(c->deflate_context_takeover, 0);
+	CU_ASSERT_EQUAL(c->deflate_level, 1);
+	CU_ASSERT_EQUAL(c->deflate_mem_level, 9);
+	CU_ASSERT_EQUAL(c->deflate_threshold, 0);
+	CU_ASSERT_EQUAL(c->deflate_context_budget, 0);
+	expect_one("[deflate]\nenabled = maybe\n", 2,
+	    "[deflate] enabled: invalid boolean 'maybe' (expected yes or no, "
+	    "true or false, on or off, 1 or 0)");
+	expect_one("[deflate]\nserver_max_window_bits = 8\n", 2,
+	    "[deflate] server_max_window_bits: 8 is out of range (9..15)");
+	expect_one("[deflate]\nclient_max_window_bits = 16\n", 2,
+	    "[deflate] client_max_window_bits: 16 is out of range (8..15)");
+	expect_one("[deflate]\nlevel = 0\n", 2,
+	    "[deflate] level: 0 is out of range (1..9)");
+	expect_one("[deflate]\n\nthreshold = 128\n", 3,
+	    "[deflate] threshold: invalid size '128' (expected a number with "
+	    "a unit: 512B, 64KiB, 1MiB, 1GiB)");
+	expect_one("[deflate]\ncontext_budget = 65GiB\n", 2,
+	    "[deflate] context_budget: 65GiB is out of range (0B..64GiB)");
+	expect_one("[deflate]\nenabled = yes\nenabled = no\n", 3,
+	    "duplicate key 'enabled' (first set at line 2)");
+	expect_one("[server]\nthreshold = 1KiB\n", 2,
+	    "unknown key 'threshold' in [server] (it belongs in [deflate])");
+}
+
 static void
 test_error_kinds(void)
 {
@@ -1248,6 +1297,7 @@ main(void)
 	} tests[] = {
 		{ "defaults", test_defaults },
 		{ "every key", test_every_key },
+		{ "[deflate]", test_deflate_section },
 		{ "config_parse_duration", test_parse_duration },
 		{ "config_parse_size", test_parse_size },
 		{ "config_parse_bool", test_parse_bool },

@@ -763,14 +763,14 @@ test_response_101(void)
 	b = evbuffer_new();
 	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
 	http_accept_key(&k, accept);
-	http_response_101(b, accept, NULL);
+	http_response_101(b, accept, NULL, NULL);
 	CU_ASSERT(buffer_is(b,
 	    "HTTP/1.1 101 Switching Protocols\r\n"
 	    "Upgrade: websocket\r\n"
 	    "Connection: Upgrade\r\n"
 	    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
 	    "\r\n"));
-	http_response_101(b, accept, "chat");
+	http_response_101(b, accept, "chat", NULL);
 	CU_ASSERT(buffer_is(b,
 	    "HTTP/1.1 101 Switching Protocols\r\n"
 	    "Upgrade: websocket\r\n"
@@ -780,7 +780,7 @@ test_response_101(void)
 	    "\r\n"));
 	/* Appends: what is already queued stays in front. */
 	evbuffer_add(b, "x", 1);
-	http_response_101(b, accept, NULL);
+	http_response_101(b, accept, NULL, NULL);
 	CU_ASSERT_EQUAL(evbuffer_get_length(b), 1 + 129);
 	evbuffer_free(b);
 }
