@@ -426,6 +426,14 @@ conn_end_n(struct wsp_conn *c, uint16_t code, const char *reason,
 	dq_push(&srv->dq_linger, c);
 }
 
+void
+conn_end(struct wsp_conn *c, uint16_t code, const char *reason)
+{
+	if (reason == NULL)
+		reason = "";
+	conn_end_n(c, code, reason, strlen(reason));
+}
+
 int
 conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 {

@@ -18,7 +18,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <string.h>
 
 #include <wsplugd/plugin.h>
 
@@ -680,13 +679,8 @@ void conn_refuse(struct wsp_conn *c, int status, const char *reason,
  * logged escaped, never cut. */
 void conn_end_n(struct wsp_conn *c, uint16_t code, const char *reason,
     size_t reason_len);
-static inline void
-conn_end(struct wsp_conn *c, uint16_t code, const char *reason)
-{
-	if (reason == NULL)
-		reason = "";
-	conn_end_n(c, code, reason, strlen(reason));
-}
+/* The same with a C string (NULL: no reason). */
+void conn_end(struct wsp_conn *c, uint16_t code, const char *reason);
 void conn_ping(struct wsp_conn *c);
 void conn_free(struct wsp_conn *c);
 void conn_expire_handshake(struct wsp_conn *c);
