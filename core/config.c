@@ -40,6 +40,7 @@ enum cfg_sec {
 	SEC_LOG,
 	SEC_PLUGINS,
 	SEC_ADMIN,
+	SEC_TLS,
 	SEC_PLUGIN, /* [plugin:NAME]; which one is cfg_parse.plugin */
 	SEC_SKIP,   /* a header already reported as bad: ignore its keys */
 };
@@ -50,6 +51,7 @@ static const char *const cfg_sec_names[] = {
 	[SEC_LOG] = "log",
 	[SEC_PLUGINS] = "plugins",
 	[SEC_ADMIN] = "admin",
+	[SEC_TLS] = "tls",
 };
 
 enum cfg_type {
@@ -65,6 +67,10 @@ enum cfg_type {
 	T_FORMAT,
 	T_TARGET,
 	T_DIR,
+	T_TLS_FILE,    /* [tls] certificate, key, ocsp_staple */
+	T_TLS_STRING,  /* [tls] ciphers, ciphersuites: OpenSSL checks them */
+	T_TLS_VERSION,
+	T_BOOL,
 };
 
 /* How a bad value of each type is named, and what was expected instead. */
@@ -73,7 +79,7 @@ static const struct {
 	const char *expect;
 } cfg_types[] = {
 	[T_LISTEN] = { "address", "a numeric address and a port, e.g. "
-	    "127.0.0.1:8080 or [::1]:8080" },
+	    "127.0.0.1:8080 or [::1]:8080, each optionally followed by tls" },
 	[T_ADMIN_LISTEN] = { "address", "a numeric address and a port, e.g. "
 	    "127.0.0.1:9180 or [::1]:9180, or nothing to turn the admin "
 	    "listener off" },
@@ -92,6 +98,11 @@ static const struct {
 	    "file:/absolute/path" },
 	[T_DIR] = { "directory", "an absolute path, or one relative to the "
 	    "configuration file" },
+	[T_TLS_FILE] = { "file", "an absolute path, or one relative to the "
+	    "configuration file" },
+	[T_TLS_STRING] = { "list", "an OpenSSL cipher list" },
+	[T_TLS_VERSION] = { "version", "TLS1.2 or TLS1.3" },
+	[T_BOOL] = { "boolean", EXPECT_BOOL },
 };
 
 struct cfg_key {
@@ -141,6 +152,13 @@ static const struct cfg_key cfg_keys[] = {
 	{ .sec = SEC_LOG, .name = "target", .type = T_TARGET },
 	{ .sec = SEC_PLUGINS, .name = "dir", .type = T_DIR },
 	{ .sec = SEC_ADMIN, .name = "listen", .type = T_ADMIN_LISTEN },
+	{ .sec = SEC_TLS, .name = "certificate", .type = T_TLS_FILE },
+	{ .sec = SEC_TLS, .name = "key", .type = T_TLS_FILE },
+	{ .sec = SEC_TLS, .name = "ocsp_staple", .type = T_TLS_FILE },
+	{ .sec = SEC_TLS, .name = "ciphers", .type = T_TLS_STRING },
+	{ .sec = SEC_TLS, .name = "ciphersuites", .type = T_TLS_STRING },
+	{ .sec = SEC_TLS, .name = "min_version", .type = T_TLS_VERSION },
+	{ .sec = SEC_TLS, .name = "session_tickets", .type = T_BOOL },
 };
 
 #define NKEYS nitems(cfg_keys)
@@ -264,6 +282,20 @@ cfg_set_listen(struct cfg_parse *p, const struct cfg_key *k,
 		return -1;
 	}
 	while ((s = config_list_next(&rest)) != NULL) {
+		/* "ADDRESS tls": the word marks the address before it */
+		if (strcmp(s, "tls") == 0 && k->type == T_LISTEN) {
+			if (*n_r == 0 || (*list_r)[*n_r - 1].line !=
+			    p->rd.lineno || (*list_r)[*n_r - 1].tls) {
+				cfg_error(p, p->rd.lineno, "[server] listen: "
+				    "'tls' must follow an address, e.g. "
+				    "0.0.0.0:443 tls");
+				rv = -1;
+			} else {
+				(*list_r)[*n_r - 1].tls = 1;
+				p->cfg->ntls_listen++;
+			}
+			continue;
+		}
 		if (config_parse_listen(s, &a) == -1) {
 			cfg_invalid(p, k, s);
 			rv = -1;
@@ -396,6 +428,58 @@ cfg_set_log(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 	return -1;
 }
 
+/* [tls]: the values' syntax only; whether the files load and match is
+ * tls.c's check, run by -t, at start and by every reload. */
+static int
+cfg_set_tls(struct cfg_parse *p, const struct cfg_key *k, const char *value)
+{
+	struct wsp_tls_config *t = &p->cfg->tls;
+	char **str = NULL;
+	int *line = NULL;
+
+	if (k->type == T_TLS_VERSION) {
+		if (strcasecmp(value, "TLS1.2") == 0)
+			t->min_version = 12;
+		else if (strcasecmp(value, "TLS1.3") == 0)
+			t->min_version = 13;
+		else {
+			cfg_invalid(p, k, value);
+			return -1;
+		}
+		return 0;
+	}
+	if (k->type == T_BOOL) {
+		if (config_parse_bool(value, &t->session_tickets) == -1) {
+			cfg_invalid(p, k, value);
+			return -1;
+		}
+		return 0;
+	}
+	if (strcmp(k->name, "certificate") == 0) {
+		str = &t->certificate;
+		line = &t->certificate_line;
+	} else if (strcmp(k->name, "key") == 0) {
+		str = &t->key;
+		line = &t->key_line;
+	} else if (strcmp(k->name, "ocsp_staple") == 0) {
+		str = &t->ocsp_staple;
+		line = &t->ocsp_staple_line;
+	} else if (strcmp(k->name, "ciphers") == 0) {
+		str = &t->ciphers;
+		line = &t->ciphers_line;
+	} else {
+		str = &t->ciphersuites;
+		line = &t->ciphersuites_line;
+	}
+	*str = k->type == T_TLS_FILE ? path_resolve(p, value) : strdup(value);
+	if (*str == NULL) {
+		cfg_nomem(p);
+		return -1;
+	}
+	*line = p->rd.lineno;
+	return 0;
+}
+
 static int
 cfg_set(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 {
@@ -437,6 +521,11 @@ cfg_set(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 			return -1;
 		}
 		return 0;
+	case T_TLS_FILE:
+	case T_TLS_STRING:
+	case T_TLS_VERSION:
+	case T_BOOL:
+		return cfg_set_tls(p, k, value);
 	}
 	return -1;
 }
@@ -727,6 +816,33 @@ cfg_finish_admin(struct cfg_parse *p)
 	return 0;
 }
 
+/* A TLS listener needs a certificate and its key, which come together. */
+static void
+cfg_finish_tls(struct cfg_parse *p)
+{
+	struct wsp_config *cfg = p->cfg;
+	struct wsp_tls_config *t = &cfg->tls;
+	size_t i;
+
+	if ((t->certificate == NULL) != (t->key == NULL) &&
+	    !p->bad[cfg_key_find(SEC_TLS, "certificate")] &&
+	    !p->bad[cfg_key_find(SEC_TLS, "key")])
+		cfg_error(p, t->certificate != NULL ? t->certificate_line :
+		    t->key_line, "[tls] %s without %s",
+		    t->certificate != NULL ? "certificate" : "key",
+		    t->certificate != NULL ? "key" : "certificate");
+	if (cfg->ntls_listen == 0 || t->certificate != NULL ||
+	    t->key != NULL)
+		return;
+	for (i = 0; i < cfg->nlisten; i++)
+		if (cfg->listen[i].tls) {
+			cfg_error(p, cfg->listen[i].line, "[server] listen: "
+			    "%s tls needs [tls] certificate and key",
+			    cfg->listen[i].text);
+			break;
+		}
+}
+
 /*
  * After the whole file: defaults that depend on other keys, and checks
  * across keys.
@@ -745,6 +861,7 @@ cfg_finish(struct cfg_parse *p)
 		return;
 	if (cfg_finish_admin(p) == -1)
 		return;
+	cfg_finish_tls(p);
 	if (cfg->path == NULL && (cfg->path = strdup(DEFAULT_PATH)) == NULL) {
 		cfg_nomem(p);
 		return;
@@ -837,6 +954,8 @@ config_load(const char *file, const char *default_plugin_dir,
 	cfg->log_level = WSP_LOG_INFO;
 	cfg->log_format = LOG_FORMAT_LOGFMT;
 	cfg->log_target = LOG_TARGET_STDERR;
+	cfg->tls.min_version = 12;
+	cfg->tls.session_tickets = 1;
 
 	if (config_file_read(&p.rd) == 0)
 		cfg_finish(&p);
@@ -869,6 +988,11 @@ config_free(struct wsp_config *cfg)
 	config_strv_free(cfg->origins, cfg->norigins);
 	config_strv_free(cfg->subprotocols, cfg->nsubprotocols);
 	free(cfg->log_file);
+	free(cfg->tls.certificate);
+	free(cfg->tls.key);
+	free(cfg->tls.ciphers);
+	free(cfg->tls.ciphersuites);
+	free(cfg->tls.ocsp_staple);
 	free(cfg->plugin_dir);
 	for (i = 0; i < cfg->nplugins; i++) {
 		sec = &cfg->plugins[i];

@@ -22,8 +22,31 @@
 const char *const metrics_refuse_reasons[METRICS_REASONS] = {
 	"bad_request", "not_found", "method", "version", "origin",
 	"max_connections", "max_connections_per_ip", "header_too_large",
-	"handshake_timeout", "shutting_down", "other",
+	"handshake_timeout", "shutting_down", "tls_on_plain_port",
+	"plain_on_tls_port", "other",
 };
+
+/* Why a TLS handshake failed; the last is "other". */
+const char *const metrics_tls_reasons[METRICS_TLS_FAILS] = {
+	"protocol", "eof", "handshake_timeout", "plain_on_tls_port", "other",
+};
+
+void
+metrics_tls_handshake(struct wsp_server *srv)
+{
+	srv->metrics.tls_handshakes++;
+}
+
+void
+metrics_tls_failed(struct wsp_server *srv, const char *reason)
+{
+	size_t i, last = METRICS_TLS_FAILS - 1;
+
+	for (i = 0; i < last; i++)
+		if (strcmp(metrics_tls_reasons[i], reason) == 0)
+			break;
+	srv->metrics.tls_failed[i]++;
+}
 
 void
 metrics_refused(struct wsp_server *srv, const char *reason)
@@ -196,6 +219,14 @@ render_connections(struct render *r, struct wsp_server *srv)
 		emit(r, "wsplugd_handshakes_refused_total{reason=\"%s\"} "
 		    "%llu\n", metrics_refuse_reasons[i],
 		    (unsigned long long)m->refused[i]);
+	counter(r, "wsplugd_tls_handshakes_total",
+	    "TLS handshakes completed on tls listeners.", m->tls_handshakes);
+	family(r, "wsplugd_tls_handshakes_failed_total", "counter",
+	    "TLS handshakes that failed, by reason.");
+	for (i = 0; i < METRICS_TLS_FAILS; i++)
+		emit(r, "wsplugd_tls_handshakes_failed_total{reason=\"%s\"} "
+		    "%llu\n", metrics_tls_reasons[i],
+		    (unsigned long long)m->tls_failed[i]);
 }
 
 static void
