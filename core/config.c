@@ -70,6 +70,7 @@ enum cfg_type {
 	T_TLS_FILE,    /* [tls] certificate, key, ocsp_staple */
 	T_TLS_STRING,  /* [tls] ciphers, ciphersuites: OpenSSL checks them */
 	T_TLS_VERSION,
+	T_TLS_KTLS,
 	T_BOOL,
 };
 
@@ -102,6 +103,7 @@ static const struct {
 	    "configuration file" },
 	[T_TLS_STRING] = { "list", "an OpenSSL cipher list" },
 	[T_TLS_VERSION] = { "version", "TLS1.2 or TLS1.3" },
+	[T_TLS_KTLS] = { "value", "auto or off" },
 	[T_BOOL] = { "boolean", EXPECT_BOOL },
 };
 
@@ -159,6 +161,7 @@ static const struct cfg_key cfg_keys[] = {
 	{ .sec = SEC_TLS, .name = "ciphersuites", .type = T_TLS_STRING },
 	{ .sec = SEC_TLS, .name = "min_version", .type = T_TLS_VERSION },
 	{ .sec = SEC_TLS, .name = "session_tickets", .type = T_BOOL },
+	{ .sec = SEC_TLS, .name = "ktls", .type = T_TLS_KTLS },
 };
 
 #define NKEYS nitems(cfg_keys)
@@ -448,6 +451,14 @@ cfg_set_tls(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 		}
 		return 0;
 	}
+	if (k->type == T_TLS_KTLS) {
+		if (strcmp(value, "auto") == 0 || strcmp(value, "off") == 0) {
+			t->ktls = value[0] == 'a';
+			return 0;
+		}
+		cfg_invalid(p, k, value);
+		return -1;
+	}
 	if (k->type == T_BOOL) {
 		if (config_parse_bool(value, &t->session_tickets) == -1) {
 			cfg_invalid(p, k, value);
@@ -524,6 +535,7 @@ cfg_set(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 	case T_TLS_FILE:
 	case T_TLS_STRING:
 	case T_TLS_VERSION:
+	case T_TLS_KTLS:
 	case T_BOOL:
 		return cfg_set_tls(p, k, value);
 	}

@@ -271,6 +271,7 @@ conn_log_open(struct wsp_conn *c)
 	if (c->ssl != NULL) {
 		log_str(l, "tls", tls_version(c));
 		log_str(l, "cipher", tls_cipher(c));
+		log_str(l, "ktls", tls_ktls(c));
 	}
 	log_uint(l, "active", c->srv->reg.count);
 	log_end(l);

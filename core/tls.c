@@ -19,6 +19,10 @@
  * to come, while every open connection keeps its SSL object, which holds
  * a reference to the context it was made from.
  *
+ * With ktls = auto, OpenSSL hands the record layer to the kernel after
+ * the handshake where the kernel (the tls module) and the cipher allow;
+ * the calls here stay the same, and ws.open says what was agreed.
+ *
  * Unclean EOF (no close_notify) is an ordinary EOF here
  * (SSL_OP_IGNORE_UNEXPECTED_EOF), so it ends as 1006 like a plain socket.
  */
@@ -250,7 +254,8 @@ tls_ctx_new(const struct wsp_config *cfg, struct wsp_errors *errs,
 	    TLS1_3_VERSION : TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF |
 	    SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-	    (t->session_tickets ? 0 : SSL_OP_NO_TICKET));
+	    (t->session_tickets ? 0 : SSL_OP_NO_TICKET) |
+	    (t->ktls ? SSL_OP_ENABLE_KTLS : 0));
 	if (!t->session_tickets)
 		SSL_CTX_set_num_tickets(ctx, 0);
 	/* The write buffer is the evbuffer's first chunk, which may move
@@ -562,6 +567,20 @@ const char *
 tls_version(const struct wsp_conn *c)
 {
 	return c->ssl != NULL && c->tls_open ? SSL_get_version(c->ssl) : NULL;
+}
+
+/* Which directions the kernel does the record layer for: "send+recv",
+ * "send", "recv" or "no"; NULL on a plain connection. */
+const char *
+tls_ktls(const struct wsp_conn *c)
+{
+	int snd, rcv;
+
+	if (c->ssl == NULL || !c->tls_open)
+		return NULL;
+	snd = BIO_get_ktls_send(SSL_get_wbio(c->ssl)) > 0;
+	rcv = BIO_get_ktls_recv(SSL_get_rbio(c->ssl)) > 0;
+	return snd && rcv ? "send+recv" : snd ? "send" : rcv ? "recv" : "no";
 }
 
 const char *

@@ -252,6 +252,7 @@ struct wsp_tls_config {
 	char *ocsp_staple;  /* a DER OCSP response to staple, or NULL */
 	int min_version;    /* 12 or 13 */
 	int session_tickets;
+	int ktls;           /* ktls = auto: SSL_OP_ENABLE_KTLS */
 	int certificate_line, key_line, ciphers_line, ciphersuites_line;
 	int ocsp_staple_line;
 };
@@ -597,6 +598,7 @@ void tls_close_notify(struct wsp_conn *c);
 /* For logs and /connections: NULL on a plain connection. */
 const char *tls_version(const struct wsp_conn *c);
 const char *tls_cipher(const struct wsp_conn *c);
+const char *tls_ktls(const struct wsp_conn *c);
 
 /* admit.c: the handshake policy; each answers 0 or the status to refuse
  * with, a metrics label (reason) and the response text (why) */

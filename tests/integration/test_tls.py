@@ -268,6 +268,40 @@ def test_tls_on_plain_port_is_logged_and_closed(wsplugd, pki):
         ' 1\n' in admin_get(d, "/metrics")
 
 
+def kernel_has_tls_ulp():
+    """Can a TCP socket take the kernel's "tls" upper layer (kTLS)?"""
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        with socket.create_connection(srv.getsockname()) as c:
+            a, _ = srv.accept()
+            with a:
+                try:
+                    a.setsockopt(socket.IPPROTO_TCP, 31, b"tls")  # TCP_ULP
+                    return True
+                except OSError:
+                    return False
+
+
+@pytest.mark.parametrize("ktls", ["auto", "off"])
+def test_ktls_where_the_kernel_allows(wsplugd, pki, ktls):
+    d = start_tls(wsplugd, pki, tls={"ktls": ktls,
+                                     "ciphersuites": "TLS_AES_128_GCM_SHA256"})
+
+    async def visit():
+        async with ws_connect(d.url) as ws:
+            hello = json.loads(await ws.recv())
+            await ws.send(json.dumps({"type": "ping", "id": 1}))
+            assert json.loads(await ws.recv())["id"] == 1
+            return hello["connectionId"]
+
+    opened = d.wait_for("ws.open", conn=asyncio.run(visit()))
+    if ktls == "off" or not kernel_has_tls_ulp():
+        assert opened["ktls"] == "no"
+    else:
+        assert "send" in opened["ktls"]
+
+
 def write_conf(tmp_path, pki, cert, key):
     path = tmp_path / "live.conf"
     path.write_text(tls_conf(pki, cert=cert, key=key))

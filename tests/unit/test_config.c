@@ -1129,6 +1129,12 @@ test_tls_keys(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
 	CU_ASSERT_EQUAL(cfg->tls.min_version, 12);
 	CU_ASSERT_EQUAL(cfg->tls.session_tickets, 1);
+	CU_ASSERT_EQUAL(cfg->tls.ktls, 0);
+	cfg = load("[tls]\nktls = auto\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_EQUAL(cfg->tls.ktls, 1);
+	expect_one("[tls]\nktls = yes\n", 2, "[tls] ktls: invalid value "
+	    "'yes' (expected auto or off)");
 
 	expect_one("[server]\nlisten = tls 127.0.0.1:1\n", 2,
 	    "[server] listen: 'tls' must follow an address, e.g. "
