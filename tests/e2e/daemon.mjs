@@ -40,7 +40,7 @@ export function parseLogfmt(line) {
 // The INI text for a test: loopback, a kernel-picked port, debug logging,
 // the admin listener on a kernel-picked port too, the two shipped plugins
 // the browser client talks to.
-export function config({ server = {}, keepalive = {}, log = {} } = {}) {
+export function config({ server = {}, keepalive = {}, log = {}, extra = '' } = {}) {
   const sections = [
     ['server', { listen: '127.0.0.1:0', path: '/ws', ...server }],
     ['keepalive', keepalive],
@@ -53,7 +53,7 @@ export function config({ server = {}, keepalive = {}, log = {} } = {}) {
   return sections
     .map(([name, keys]) => [`[${name}]`,
       ...Object.entries(keys).map(([k, v]) => `${k} = ${v}`)].join('\n'))
-    .join('\n\n') + '\n';
+    .join('\n\n') + '\n' + extra;
 }
 
 const matches = (ev, event, fields) => ev.event === event &&
