@@ -31,6 +31,18 @@ const char *const metrics_tls_reasons[METRICS_TLS_FAILS] = {
 	"protocol", "eof", "handshake_timeout", "plain_on_tls_port", "other",
 };
 
+/* The index of reason among names, the last of which is "other". */
+static size_t
+metrics_slot(const char *const *names, size_t n, const char *reason)
+{
+	size_t i;
+
+	for (i = 0; i < n - 1; i++)
+		if (strcmp(names[i], reason) == 0)
+			break;
+	return i;
+}
+
 void
 metrics_tls_handshake(struct wsp_server *srv)
 {
@@ -40,23 +52,15 @@ metrics_tls_handshake(struct wsp_server *srv)
 void
 metrics_tls_failed(struct wsp_server *srv, const char *reason)
 {
-	size_t i, last = METRICS_TLS_FAILS - 1;
-
-	for (i = 0; i < last; i++)
-		if (strcmp(metrics_tls_reasons[i], reason) == 0)
-			break;
-	srv->metrics.tls_failed[i]++;
+	srv->metrics.tls_failed[metrics_slot(metrics_tls_reasons,
+	    METRICS_TLS_FAILS, reason)]++;
 }
 
 void
 metrics_refused(struct wsp_server *srv, const char *reason)
 {
-	size_t i, last = METRICS_REASONS - 1;
-
-	for (i = 0; i < last; i++)
-		if (strcmp(metrics_refuse_reasons[i], reason) == 0)
-			break;
-	srv->metrics.refused[i]++;
+	srv->metrics.refused[metrics_slot(metrics_refuse_reasons,
+	    METRICS_REASONS, reason)]++;
 }
 
 void

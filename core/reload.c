@@ -9,8 +9,8 @@
  *            new addresses, open the new log file, make the new sweep,
  *            load and check the certificate and key into a new TLS
  *            context, load every new or changed plugin next to the
- *            running ones.  Each
- *            may fail, with FILE:LINE; none changes what runs.
+ *            running ones.  Each may fail, with FILE:LINE; none changes
+ *            what runs.
  *   abort    if any prepare failed: every module throws away what it
  *            prepared, every error is logged (to the log as it was), and
  *            nothing the clients see has changed.

@@ -210,23 +210,27 @@ function assertOneAtATime(rec) {
   }
 }
 
-before(async () => {
-  workdir = mkdtempSync(join(tmpdir(), 'wsplugd-e2e-'));
-  http = await serveExample();
-  httpPort = http.address().port;
-  // Debian's chromium, never a downloaded browser.  Playwright gives it
-  // a fresh temporary profile (its own --user-data-dir) and deletes it on
-  // close; the flags keep it off the network beyond loopback.
-  browser = await chromium.launch({
+// Debian's chromium, never a downloaded browser.  Playwright gives it a
+// fresh temporary profile (its own --user-data-dir) and deletes it on
+// close; the flags keep it off the network beyond loopback.
+function launchChromium(extraArgs = []) {
+  return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
     timeout: 60000 * SLOW,
     args: [
       '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
       '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync',
+      '--disable-component-update', '--disable-sync', ...extraArgs,
     ],
   });
+}
+
+before(async () => {
+  workdir = mkdtempSync(join(tmpdir(), 'wsplugd-e2e-'));
+  http = await serveExample();
+  httpPort = http.address().port;
+  browser = await launchChromium();
 });
 
 after(async () => {
@@ -476,17 +480,8 @@ test('over wss:// the same one attempt connects, pings, and closes cleanly',
     const spki = createHash('sha256').update(new X509Certificate(
       readFileSync(cert)).publicKey.export({ type: 'spki', format: 'der' }))
       .digest('base64');
-    const tlsBrowser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 60000 * SLOW,
-      args: [
-        '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
-        '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync',
-        `--ignore-certificate-errors-spki-list=${spki}`,
-      ],
-    });
+    const tlsBrowser = await launchChromium(
+      [`--ignore-certificate-errors-spki-list=${spki}`]);
     try {
       const d = await startDaemon({
         server: { listen: '127.0.0.1:0 tls' },
