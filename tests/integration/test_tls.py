@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import ssl
+import subprocess
 import time
 import urllib.request
 
@@ -300,6 +301,23 @@ def test_ktls_where_the_kernel_allows(wsplugd, pki, ktls):
         assert opened["ktls"] == "no"
     else:
         assert "send" in opened["ktls"]
+
+
+def test_ocsp_staple_from_a_file(wsplugd, pki, tmp_path):
+    resp = pki.ocsp_response("ec.pem", "ec.ocsp")
+    d = start_tls(wsplugd, pki, tls={"ocsp_staple": resp})
+    r = subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{d.port}",
+         "-status", "-CAfile", pki.path("ca.pem")],
+        input="", capture_output=True, text=True, timeout=30 * SLOW)
+    assert "OCSP Response Status: successful" in r.stdout
+    assert "Cert Status: good" in r.stdout
+    # a file that is not an OCSP response fails the check with FILE:LINE
+    bad = tmp_path / "bad.der"
+    bad.write_bytes(b"\x30\x03junk")
+    p, r = check(tmp_path, tls_conf(pki, tls={"ocsp_staple": str(bad)}))
+    assert r.returncode == 1
+    assert f"[tls] ocsp_staple {bad}: not a DER OCSP response" in r.stderr
 
 
 def write_conf(tmp_path, pki, cert, key):

@@ -70,6 +70,15 @@ class PKI:
         _leaf(d, "soon", "ec", days=3)
         _key(d, "other.key", "ec")
 
+    def ocsp_response(self, cert, out):
+        """A DER OCSP response for cert ("good"), signed by the CA."""
+        _run(["ocsp", "-issuer", "ca.pem", "-cert", cert, "-no_nonce",
+              "-reqout", out + ".req"], self.dir)
+        _run(["ocsp", "-index", "index.txt", "-rsigner", "ca.pem",
+              "-rkey", "ca.key", "-CA", "ca.pem", "-reqin", out + ".req",
+              "-respout", out, "-ndays", "1"], self.dir)
+        return self.path(out)
+
     def path(self, name):
         return os.path.join(self.dir, name)
 
