@@ -54,6 +54,9 @@ struct tls_extra {
 	size_t ocsp_len;
 };
 
+/* OpenSSL's ex_data slot for it: indexes are per process in OpenSSL, so
+ * this one is made once and kept; it frees the data with each context,
+ * whenever the last connection holding an old context lets it go. */
 static int tls_extra_index = -1;
 
 /* OpenSSL's last error as text; the queue is cleared. */
