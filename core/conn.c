@@ -224,7 +224,8 @@ conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
 		conn_free(c); /* closes fd: the caller must not */
 		return 0;
 	}
-	if ((status = admit_accept(srv, &reason, &why)) != 0)
+	if ((status = admit_accept(srv, &reason, &why)) != 0 ||
+	    (tls && (status = admit_address(srv, c->ip, &reason, &why)) != 0))
 		conn_refuse(c, status, reason, why);
 	else
 		dq_push(&srv->dq_handshake, c);

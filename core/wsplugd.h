@@ -605,6 +605,10 @@ const char *tls_ktls(const struct wsp_conn *c);
 
 int admit_accept(struct wsp_server *srv, const char **reason_r,
     const char **why_r);
+/* The per-address limit alone: a TLS listener asks it at accept, before
+ * a handshake's cost is spent on an address already at its limit. */
+int admit_address(struct wsp_server *srv, const char *ip,
+    const char **reason_r, const char **why_r);
 /* Origin, per-address limit, and the subprotocol (NULL: none) chosen. */
 int admit_request(struct wsp_server *srv, const char *ip,
     const struct http_request *req, const char **protocol_r,
