@@ -194,6 +194,19 @@ handshakes_pending(struct wsp_server *srv)
 	return n;
 }
 
+/* A counter family with one series per reason, every one present. */
+static void
+by_reason(struct render *r, const char *name, const char *help,
+    const char *const *reasons, const uint64_t *v, size_t n)
+{
+	size_t i;
+
+	family(r, name, "counter", help);
+	for (i = 0; i < n; i++)
+		emit(r, "%s{reason=\"%s\"} %llu\n", name, reasons[i],
+		    (unsigned long long)v[i]);
+}
+
 static void
 render_connections(struct render *r, struct wsp_server *srv)
 {
@@ -217,20 +230,14 @@ render_connections(struct render *r, struct wsp_server *srv)
 	if (m->closed[METRICS_CODES - 1].n > 0)
 		emit(r, "wsplugd_connections_closed_total{code=\"other\"} "
 		    "%llu\n", (unsigned long long)m->closed[METRICS_CODES - 1].n);
-	family(r, "wsplugd_handshakes_refused_total", "counter",
-	    "Opening handshakes refused, by reason.");
-	for (i = 0; i < METRICS_REASONS; i++)
-		emit(r, "wsplugd_handshakes_refused_total{reason=\"%s\"} "
-		    "%llu\n", metrics_refuse_reasons[i],
-		    (unsigned long long)m->refused[i]);
+	by_reason(r, "wsplugd_handshakes_refused_total",
+	    "Opening handshakes refused, by reason.", metrics_refuse_reasons,
+	    m->refused, METRICS_REASONS);
 	counter(r, "wsplugd_tls_handshakes_total",
 	    "TLS handshakes completed on tls listeners.", m->tls_handshakes);
-	family(r, "wsplugd_tls_handshakes_failed_total", "counter",
-	    "TLS handshakes that failed, by reason.");
-	for (i = 0; i < METRICS_TLS_FAILS; i++)
-		emit(r, "wsplugd_tls_handshakes_failed_total{reason=\"%s\"} "
-		    "%llu\n", metrics_tls_reasons[i],
-		    (unsigned long long)m->tls_failed[i]);
+	by_reason(r, "wsplugd_tls_handshakes_failed_total",
+	    "TLS handshakes that failed, by reason.", metrics_tls_reasons,
+	    m->tls_failed, METRICS_TLS_FAILS);
 }
 
 static void
