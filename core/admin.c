@@ -236,6 +236,10 @@ json_conn(struct evbuffer *b, const struct wsp_conn *c)
 	json_str(b, c->path != NULL ? c->path->s : NULL);
 	evbuffer_add(b, ",\"subprotocol\":", 15);
 	json_str(b, c->subprotocol);
+	evbuffer_add(b, ",\"tls\":", 7);
+	json_str(b, tls_version(c));
+	evbuffer_add(b, ",\"cipher\":", 10);
+	json_str(b, tls_cipher(c));
 	evbuffer_add_printf(b, ",\"connected_at_ms\":%lld,"
 	    "\"last_activity_ms\":%lld,\"msgs_in\":%llu,\"msgs_out\":%llu,"
 	    "\"bytes_in\":%llu,\"bytes_out\":%llu}",

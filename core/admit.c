@@ -82,23 +82,35 @@ admit_subprotocol(const struct wsp_config *cfg, const struct http_request *r)
 }
 
 int
-admit_request(struct wsp_server *srv, const char *ip,
-    const struct http_request *req, const char **protocol_r,
-    const char **reason_r, const char **why_r)
+admit_address(struct wsp_server *srv, const char *ip, const char **reason_r,
+    const char **why_r)
 {
 	const struct wsp_config *cfg = srv->cfg;
 
-	if (!admit_origin_allowed(cfg, &req->origin)) {
-		*reason_r = "origin";
-		*why_r = "origin not allowed";
-		return 403;
-	}
 	if (cfg->max_connections_per_ip > 0 &&
 	    registry_ip_count(&srv->reg, ip) >= cfg->max_connections_per_ip) {
 		*reason_r = "max_connections_per_ip";
 		*why_r = "too many connections from this address";
 		return 503;
 	}
+	return 0;
+}
+
+int
+admit_request(struct wsp_server *srv, const char *ip,
+    const struct http_request *req, const char **protocol_r,
+    const char **reason_r, const char **why_r)
+{
+	const struct wsp_config *cfg = srv->cfg;
+	int status;
+
+	if (!admit_origin_allowed(cfg, &req->origin)) {
+		*reason_r = "origin";
+		*why_r = "origin not allowed";
+		return 403;
+	}
+	if ((status = admit_address(srv, ip, reason_r, why_r)) != 0)
+		return status;
 	*protocol_r = admit_subprotocol(cfg, req);
 	return 0;
 }

@@ -45,6 +45,7 @@ enum cfg_sec {
 	SEC_PLUGINS,
 	SEC_ADMIN,
 	SEC_DEFLATE,
+	SEC_TLS,
 	SEC_PLUGIN, /* [plugin:NAME]; which one is cfg_parse.plugin */
 	SEC_SKIP,   /* a header already reported as bad: ignore its keys */
 };
@@ -56,6 +57,7 @@ static const char *const cfg_sec_names[] = {
 	[SEC_PLUGINS] = "plugins",
 	[SEC_ADMIN] = "admin",
 	[SEC_DEFLATE] = "deflate",
+	[SEC_TLS] = "tls",
 };
 
 enum cfg_type {
@@ -75,6 +77,11 @@ enum cfg_type {
 	T_USER,
 	T_GROUP,
 	T_BOOL, /* into a uint64_t, as 0 or 1 */
+	T_TLS_FILE,    /* [tls] certificate, key, ocsp_staple */
+	T_TLS_STRING,  /* [tls] ciphers, ciphersuites: OpenSSL checks them */
+	T_TLS_VERSION,
+	T_TLS_KTLS,
+	T_TLS_BOOL,    /* [tls] session_tickets, into struct wsp_tls_config */
 };
 
 /* How a bad value of each type is named, and what was expected instead. */
@@ -83,7 +90,7 @@ static const struct {
 	const char *expect;
 } cfg_types[] = {
 	[T_LISTEN] = { "address", "a numeric address and a port, e.g. "
-	    "127.0.0.1:8080 or [::1]:8080" },
+	    "127.0.0.1:8080 or [::1]:8080, each optionally followed by tls" },
 	[T_ADMIN_LISTEN] = { "address", "a numeric address and a port, e.g. "
 	    "127.0.0.1:9180 or [::1]:9180, or nothing to turn the admin "
 	    "listener off" },
@@ -107,6 +114,12 @@ static const struct {
 	[T_HOSTS] = { "host", "a host name or address as a Host header has "
 	    "it, with or without a port, e.g. monitor.example or "
 	    "[::1]:9180" },
+	[T_TLS_FILE] = { "file", "an absolute path, or one relative to the "
+	    "configuration file" },
+	[T_TLS_STRING] = { "list", "an OpenSSL cipher list" },
+	[T_TLS_VERSION] = { "version", "TLS1.2 or TLS1.3" },
+	[T_TLS_KTLS] = { "value", "auto or off" },
+	[T_TLS_BOOL] = { "boolean", EXPECT_BOOL },
 	[T_BOOL] = { "boolean", EXPECT_BOOL },
 };
 
@@ -178,6 +191,14 @@ static const struct cfg_key cfg_keys[] = {
 	    "0B..1GiB", 0),
 	NUM(SEC_DEFLATE, "context_budget", T_SIZE, deflate_context_budget,
 	    0, 64 * GIB, "0B..64GiB", 0),
+	{ .sec = SEC_TLS, .name = "certificate", .type = T_TLS_FILE },
+	{ .sec = SEC_TLS, .name = "key", .type = T_TLS_FILE },
+	{ .sec = SEC_TLS, .name = "ocsp_staple", .type = T_TLS_FILE },
+	{ .sec = SEC_TLS, .name = "ciphers", .type = T_TLS_STRING },
+	{ .sec = SEC_TLS, .name = "ciphersuites", .type = T_TLS_STRING },
+	{ .sec = SEC_TLS, .name = "min_version", .type = T_TLS_VERSION },
+	{ .sec = SEC_TLS, .name = "session_tickets", .type = T_TLS_BOOL },
+	{ .sec = SEC_TLS, .name = "ktls", .type = T_TLS_KTLS },
 };
 
 #define NKEYS nitems(cfg_keys)
@@ -301,6 +322,20 @@ cfg_set_listen(struct cfg_parse *p, const struct cfg_key *k,
 		return -1;
 	}
 	while ((s = config_list_next(&rest)) != NULL) {
+		/* "ADDRESS tls": the word marks the address before it */
+		if (strcmp(s, "tls") == 0 && k->type == T_LISTEN) {
+			if (*n_r == 0 || (*list_r)[*n_r - 1].line !=
+			    p->rd.lineno || (*list_r)[*n_r - 1].tls) {
+				cfg_error(p, p->rd.lineno, "[server] listen: "
+				    "'tls' must follow an address, e.g. "
+				    "0.0.0.0:443 tls");
+				rv = -1;
+			} else {
+				(*list_r)[*n_r - 1].tls = 1;
+				p->cfg->ntls_listen++;
+			}
+			continue;
+		}
 		if (config_parse_listen(s, &a) == -1) {
 			cfg_invalid(p, k, s);
 			rv = -1;
@@ -492,6 +527,66 @@ cfg_set_log(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 	return -1;
 }
 
+/* [tls]: the values' syntax only; whether the files load and match is
+ * tls.c's check, run by -t, at start and by every reload. */
+static int
+cfg_set_tls(struct cfg_parse *p, const struct cfg_key *k, const char *value)
+{
+	struct wsp_tls_config *t = &p->cfg->tls;
+	char **str = NULL;
+	int *line = NULL;
+
+	if (k->type == T_TLS_VERSION) {
+		if (strcasecmp(value, "TLS1.2") == 0)
+			t->min_version = 12;
+		else if (strcasecmp(value, "TLS1.3") == 0)
+			t->min_version = 13;
+		else {
+			cfg_invalid(p, k, value);
+			return -1;
+		}
+		return 0;
+	}
+	if (k->type == T_TLS_KTLS) {
+		if (strcmp(value, "auto") == 0 || strcmp(value, "off") == 0) {
+			t->ktls = value[0] == 'a';
+			return 0;
+		}
+		cfg_invalid(p, k, value);
+		return -1;
+	}
+	if (k->type == T_TLS_BOOL) {
+		if (config_parse_bool(value, &t->session_tickets) == -1) {
+			cfg_invalid(p, k, value);
+			return -1;
+		}
+		return 0;
+	}
+	if (strcmp(k->name, "certificate") == 0) {
+		str = &t->certificate;
+		line = &t->certificate_line;
+	} else if (strcmp(k->name, "key") == 0) {
+		str = &t->key;
+		line = &t->key_line;
+	} else if (strcmp(k->name, "ocsp_staple") == 0) {
+		str = &t->ocsp_staple;
+		line = &t->ocsp_staple_line;
+	} else if (strcmp(k->name, "ciphers") == 0) {
+		str = &t->ciphers;
+		line = &t->ciphers_line;
+	} else {
+		str = &t->ciphersuites;
+		line = &t->ciphersuites_line;
+	}
+	*str = k->type == T_TLS_FILE ? path_resolve(p, value) : strdup(value);
+	if (*str == NULL) {
+		cfg_nomem(p);
+		return -1;
+	}
+	*line = p->rd.lineno;
+	return 0;
+}
+
 static int
 cfg_set(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 {
@@ -549,6 +644,12 @@ cfg_set(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 		*(uint64_t *)(void *)((char *)cfg + k->off) = (uint64_t)b;
 		return 0;
 	}
+	case T_TLS_FILE:
+	case T_TLS_STRING:
+	case T_TLS_VERSION:
+	case T_TLS_KTLS:
+	case T_TLS_BOOL:
+		return cfg_set_tls(p, k, value);
 	}
 	return -1;
 }
@@ -839,6 +940,33 @@ cfg_finish_admin(struct cfg_parse *p)
 	return 0;
 }
 
+/* A TLS listener needs a certificate and its key, which come together. */
+static void
+cfg_finish_tls(struct cfg_parse *p)
+{
+	struct wsp_config *cfg = p->cfg;
+	struct wsp_tls_config *t = &cfg->tls;
+	size_t i;
+
+	if ((t->certificate == NULL) != (t->key == NULL) &&
+	    !p->bad[cfg_key_find(SEC_TLS, "certificate")] &&
+	    !p->bad[cfg_key_find(SEC_TLS, "key")])
+		cfg_error(p, t->certificate != NULL ? t->certificate_line :
+		    t->key_line, "[tls] %s without %s",
+		    t->certificate != NULL ? "certificate" : "key",
+		    t->certificate != NULL ? "key" : "certificate");
+	if (cfg->ntls_listen == 0 || t->certificate != NULL ||
+	    t->key != NULL)
+		return;
+	for (i = 0; i < cfg->nlisten; i++)
+		if (cfg->listen[i].tls) {
+			cfg_error(p, cfg->listen[i].line, "[server] listen: "
+			    "%s tls needs [tls] certificate and key",
+			    cfg->listen[i].text);
+			break;
+		}
+}
+
 /*
  * After the whole file: defaults that depend on other keys, and checks
  * across keys.
@@ -857,6 +985,7 @@ cfg_finish(struct cfg_parse *p)
 		return;
 	if (cfg_finish_admin(p) == -1)
 		return;
+	cfg_finish_tls(p);
 	if (cfg->path == NULL && (cfg->path = strdup(DEFAULT_PATH)) == NULL) {
 		cfg_nomem(p);
 		return;
@@ -959,6 +1088,8 @@ config_load(const char *file, const char *default_plugin_dir,
 	cfg->deflate_mem_level = 8;
 	cfg->deflate_threshold = 128;
 	cfg->deflate_context_budget = 64 * MIB;
+	cfg->tls.min_version = 12;
+	cfg->tls.session_tickets = 1;
 
 	if (config_file_read(&p.rd) == 0)
 		cfg_finish(&p);
@@ -1003,6 +1134,11 @@ config_free(struct wsp_config *cfg)
 	config_strv_free(cfg->origins, cfg->norigins);
 	config_strv_free(cfg->subprotocols, cfg->nsubprotocols);
 	free(cfg->log_file);
+	free(cfg->tls.certificate);
+	free(cfg->tls.key);
+	free(cfg->tls.ciphers);
+	free(cfg->tls.ciphersuites);
+	free(cfg->tls.ocsp_staple);
 	free(cfg->plugin_dir);
 	for (i = 0; i < cfg->nplugins; i++) {
 		sec = &cfg->plugins[i];

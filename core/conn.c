@@ -27,6 +27,11 @@
  * fragments arrive.  A message that fits in one read is dispatched in
  * place, unmasked, without a copy.
  *
+ * On a TLS listener the same descriptor carries an SSL object (tls.c):
+ * the TLS handshake is the first part of CONN_HANDSHAKE, under the same
+ * deadline and limits, and conn_recv/conn_out_write are the only places
+ * that pick between the socket and TLS.
+ *
  * Output is queued in the connection's evbuffer.  Replies made while the
  * connection's own read is processed are written once at the end of that
  * event; anything queued from elsewhere (a broadcast, a timer) schedules
@@ -59,7 +64,10 @@ static void conn_event_cb(evutil_socket_t, short, void *);
 static int
 conn_set_events(struct wsp_conn *c, int want_write)
 {
-	short evs = EV_READ | EV_PERSIST | (want_write ? EV_WRITE : 0);
+	short evs;
+
+	want_write |= c->tls_wants_write;
+	evs = EV_READ | EV_PERSIST | (want_write ? EV_WRITE : 0);
 
 	if (c->want_write == (unsigned)!!want_write)
 		return 0;
@@ -145,9 +153,33 @@ conn_path_get(struct wsp_server *srv, const struct http_str *target)
 	return srv->path;
 }
 
+/* The I/O seams: read(2) or TLS, evbuffer_write or TLS. */
+static ssize_t
+conn_recv(struct wsp_conn *c, void *buf, size_t len)
+{
+	ssize_t n;
+
+	if (c->ssl == NULL)
+		return read(c->fd, buf, len);
+	n = tls_read(c, buf, len);
+	/* A record decrypted but not taken (buf was full) is not in the
+	 * socket any more: come back for it without waiting for EV_READ. */
+	if (n > 0 && tls_pending(c))
+		event_active(&c->ev, EV_READ, 1);
+	return n;
+}
+
+static int
+conn_out_write(struct wsp_conn *c)
+{
+	if (c->ssl != NULL)
+		return tls_write(c, c->out);
+	return evbuffer_write(c->out, c->fd);
+}
+
 int
 conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
-    socklen_t salen)
+    socklen_t salen, int tls)
 {
 	struct wsp_conn *c;
 	const char *reason, *why;
@@ -188,7 +220,12 @@ conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
 	c->last_activity = clock_mono_ms();
 
 	srv->nhandshake++;
-	if ((status = admit_accept(srv, &reason, &why)) != 0)
+	if (tls && tls_conn_new(c) == -1) {
+		conn_free(c); /* closes fd: the caller must not */
+		return 0;
+	}
+	if ((status = admit_accept(srv, &reason, &why)) != 0 ||
+	    (tls && (status = admit_address(srv, c->ip, &reason, &why)) != 0))
 		conn_refuse(c, status, reason, why);
 	else
 		dq_push(&srv->dq_handshake, c);
@@ -213,7 +250,13 @@ conn_refuse(struct wsp_conn *c, int status, const char *reason,
     const char *why)
 {
 	admit_refused(c->srv, c->ip, c->port, status, reason, why);
-	http_response_error(c->out, status, why);
+	if (c->ssl != NULL && !c->tls_open) {
+		/* No TLS session to answer in: a plain close. */
+		if (strcmp(reason, "handshake_timeout") == 0)
+			metrics_tls_failed(c->srv, reason);
+		tls_conn_free(c);
+	} else
+		http_response_error(c->out, status, why);
 	conn_answered(c);
 }
 
@@ -256,6 +299,11 @@ conn_log_open(struct wsp_conn *c)
 	log_str(l, "path", c->path->s);
 	if (c->subprotocol != NULL)
 		log_str(l, "subprotocol", c->subprotocol);
+	if (c->ssl != NULL) {
+		log_str(l, "tls", tls_version(c));
+		log_str(l, "cipher", tls_cipher(c));
+		log_str(l, "ktls", tls_ktls(c));
+	}
 	log_uint(l, "active", c->srv->reg.count);
 	log_end(l);
 }
@@ -338,6 +386,18 @@ conn_read_head(struct wsp_conn *c)
 	ssize_t n;
 	int status;
 
+	if (c->ssl != NULL && !c->tls_open) {
+		switch (tls_accept(c)) {
+		case TLS_AGAIN:
+			return 0;
+		case TLS_GONE:
+			return -1;
+		case TLS_PLAIN:
+			conn_refuse(c, 400, "plain_on_tls_port", "this port "
+			    "speaks TLS: use https:// or wss://");
+			return 0;
+		}
+	}
 	/* The buffer keeps the size it was made with: a reload may change
 	 * max_header_size while this client is mid-request. */
 	if (c->head == NULL) {
@@ -346,11 +406,18 @@ conn_read_head(struct wsp_conn *c)
 		c->head_cap = cfg->max_header_size;
 	}
 	cap = c->head_cap;
-	n = read(c->fd, c->head + c->head_len, cap - c->head_len);
+	n = conn_recv(c, c->head + c->head_len, cap - c->head_len);
 	if (n == -1)
 		return errno == EAGAIN || errno == EINTR ? 0 : -1;
 	if (n == 0)
 		return -1; /* gone before asking anything: nothing to log */
+	if (c->head_len == 0 && c->ssl == NULL && c->head[0] == 0x16) {
+		/* A TLS ClientHello on a plain port: no answer it could
+		 * read, so log and close. */
+		admit_refused(c->srv, c->ip, c->port, 400,
+		    "tls_on_plain_port", "TLS sent to a plain listener");
+		return -1;
+	}
 	c->head_len += (size_t)n;
 	if ((end = http_head_length(c->head, c->head_len)) == 0) {
 		if (c->head_len == cap)
@@ -692,7 +759,7 @@ conn_read_frames(struct wsp_conn *c)
 	struct wsp_server *srv = c->srv;
 	ssize_t n;
 
-	n = read(c->fd, srv->rbuf, srv->rbuf_size);
+	n = conn_recv(c, srv->rbuf, srv->rbuf_size);
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
 		return 0;
 	if (n <= 0) {
@@ -726,7 +793,7 @@ conn_write(struct wsp_conn *c)
 	int n;
 
 	while (evbuffer_get_length(c->out) > 0) {
-		n = evbuffer_write(c->out, c->fd);
+		n = conn_out_write(c);
 		if (n == -1) {
 			if (errno == EAGAIN || errno == EINTR)
 				break;
@@ -738,6 +805,7 @@ conn_write(struct wsp_conn *c)
 	if (evbuffer_get_length(c->out) > 0)
 		return conn_set_events(c, 1);
 	if (c->state == CONN_LINGER && !c->shut_wr) {
+		tls_close_notify(c);
 		shutdown(c->fd, SHUT_WR);
 		c->shut_wr = 1;
 	}
@@ -752,7 +820,8 @@ conn_event_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	c->flush_pending = 0;
-	if (what & EV_READ) {
+	/* A TLS read that waited for writability is retried on it. */
+	if ((what & EV_READ) || (c->tls_wants_write && (what & EV_WRITE))) {
 		c->in_read = 1;
 		switch (c->state) {
 		case CONN_HANDSHAKE:
@@ -866,7 +935,7 @@ conn_reap(struct wsp_conn *c, uint64_t idle_ms)
 	if (c->state == CONN_OPEN) {
 		c->state = CONN_CLOSING;
 		conn_send_close(c, WSP_CLOSE_GOING_AWAY, "idle timeout", 12);
-		evbuffer_write(c->out, c->fd); /* one try, never wait */
+		conn_out_write(c); /* one try, never wait */
 	}
 	conn_end(c, WSP_CLOSE_GOING_AWAY, "idle timeout");
 	conn_free(c);
@@ -885,6 +954,7 @@ conn_free(struct wsp_conn *c)
 	srv->npending--;
 	event_del(&c->ev);
 	evbuffer_free(c->out);
+	tls_conn_free(c);
 	close(c->fd);
 	ws_decoder_fini(&c->dec);
 	free(c->head);

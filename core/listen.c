@@ -8,7 +8,7 @@
  * tests find the daemon without racing for a port.
  *
  * An accepted socket goes to the server's on_accept hook (conn_accept),
- * which owns it from then on.
+ * which owns it from then on, with the listener's tls flag.
  *
  * On reload the addresses the new configuration adds are bound first, into
  * a staged list (they accept at once, the running settings apply), and the
@@ -89,7 +89,8 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	struct listener *li = arg;
 
 	(void)lev;
-	if (li->srv->on_accept(li->srv, fd, sa, (socklen_t)salen) == -1) {
+	if (li->srv->on_accept(li->srv, fd, sa, (socklen_t)salen,
+	    li->tls) == -1) {
 		log_msg(WSP_LOG_ERROR, "listen.error",
 		    "out of memory accepting a connection on %s", li->addr);
 		close(fd);
@@ -161,6 +162,7 @@ listen_open(struct wsp_server *srv, const struct wsp_config *cfg,
 	li->srv = srv;
 	memcpy(&li->conf, &a->ss, a->sslen);
 	li->conf_len = a->sslen;
+	li->tls = a->tls;
 	memcpy(li->addr, addr, sizeof(li->addr));
 	li->lev = evconnlistener_new(srv->base, accept_cb, li,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, LISTEN_BACKLOG, fd);
@@ -175,6 +177,8 @@ listen_open(struct wsp_server *srv, const struct wsp_config *cfg,
 	TAILQ_INSERT_TAIL(out, li, entry);
 	if ((l = log_begin(WSP_LOG_INFO, "listen.start")) != NULL) {
 		log_str(l, "addr", li->addr);
+		if (li->tls)
+			log_str(l, "tls", "yes");
 		log_end(l);
 	}
 	return 0;
@@ -241,8 +245,11 @@ listen_reload_commit(struct wsp_server *srv)
 		found = 0;
 		for (i = 0; i < cfg->nlisten; i++)
 			if (config_listen_same(&li->conf, li->conf_len,
-			    &cfg->listen[i]))
+			    &cfg->listen[i])) {
 				found = 1;
+				/* "tls" added or dropped: for new clients */
+				li->tls = cfg->listen[i].tls;
+			}
 		if (!found) {
 			TAILQ_REMOVE(&srv->listeners, li, entry);
 			listen_free(li);

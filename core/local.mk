@@ -31,14 +31,15 @@ core_libwspcore_la_SOURCES = \
 	core/server.c \
 	core/timers.c \
 	core/trust.c \
+	core/tls.c \
 	core/utf8.c \
 	core/ws_codec.c \
 	core/zstream.c
 core_libwspcore_la_CPPFLAGS = $(AM_CPPFLAGS) $(LIBEVENT_CFLAGS) \
-	$(JANSSON_CFLAGS) $(INIH_CFLAGS) $(LIBCRYPTO_CFLAGS) $(SYSTEMD_CFLAGS) \
-	$(ZLIB_CFLAGS)
+	$(JANSSON_CFLAGS) $(INIH_CFLAGS) $(LIBCRYPTO_CFLAGS) $(LIBSSL_CFLAGS) \
+	$(SYSTEMD_CFLAGS) $(ZLIB_CFLAGS)
 core_libwspcore_la_LIBADD = $(LIBEVENT_LIBS) $(JANSSON_LIBS) $(INIH_LIBS) \
-	$(LIBCRYPTO_LIBS) $(SYSTEMD_LIBS) $(ZLIB_LIBS)
+	$(LIBCRYPTO_LIBS) $(LIBSSL_LIBS) $(SYSTEMD_LIBS) $(ZLIB_LIBS)
 
 sbin_PROGRAMS += core/wsplugd
 core_wsplugd_SOURCES = core/main.c

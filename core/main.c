@@ -98,7 +98,7 @@ raise_nofile(const struct wsp_config *cfg)
 int
 main(int argc, char *argv[])
 {
-	struct wsp_errors errs = { NULL, 0 };
+	struct wsp_errors errs = { NULL, 0 }, warns = { NULL, 0 };
 	struct wsp_config *cfg;
 	struct wsp_server srv;
 	const char *file = DEFAULT_CONFIG;
@@ -167,9 +167,15 @@ main(int argc, char *argv[])
 		if (server_setup(&srv, cfg) == -1)
 			errors_add(&errs, NULL, 0,
 			    "cannot initialise: out of memory");
+		else if ((srv.tls_ctx = tls_ctx_new(cfg, &errs,
+		    &warns)) == NULL && errs.n > 0)
+			; /* the certificate or key is unusable */
 		else if ((srv.plugins = plugin_set_build(&srv, cfg, NULL,
 		    &errs)) != NULL)
 			rc = 0;
+		for (i = 0; i < warns.n; i++)
+			fprintf(stderr, "warning: %s\n", warns.msg[i]);
+		errors_clear(&warns);
 		if (rc == 0)
 			printf("%s: configuration OK\n", file);
 		else

@@ -22,18 +22,45 @@
 const char *const metrics_refuse_reasons[METRICS_REASONS] = {
 	"bad_request", "not_found", "method", "version", "origin",
 	"max_connections", "max_connections_per_ip", "header_too_large",
-	"handshake_timeout", "shutting_down", "other",
+	"handshake_timeout", "shutting_down", "tls_on_plain_port",
+	"plain_on_tls_port", "other",
 };
+
+/* Why a TLS handshake failed; the last is "other". */
+const char *const metrics_tls_reasons[METRICS_TLS_FAILS] = {
+	"protocol", "eof", "handshake_timeout", "plain_on_tls_port", "other",
+};
+
+/* The index of reason among names, the last of which is "other". */
+static size_t
+metrics_slot(const char *const *names, size_t n, const char *reason)
+{
+	size_t i;
+
+	for (i = 0; i < n - 1; i++)
+		if (strcmp(names[i], reason) == 0)
+			break;
+	return i;
+}
+
+void
+metrics_tls_handshake(struct wsp_server *srv)
+{
+	srv->metrics.tls_handshakes++;
+}
+
+void
+metrics_tls_failed(struct wsp_server *srv, const char *reason)
+{
+	srv->metrics.tls_failed[metrics_slot(metrics_tls_reasons,
+	    METRICS_TLS_FAILS, reason)]++;
+}
 
 void
 metrics_refused(struct wsp_server *srv, const char *reason)
 {
-	size_t i, last = METRICS_REASONS - 1;
-
-	for (i = 0; i < last; i++)
-		if (strcmp(metrics_refuse_reasons[i], reason) == 0)
-			break;
-	srv->metrics.refused[i]++;
+	srv->metrics.refused[metrics_slot(metrics_refuse_reasons,
+	    METRICS_REASONS, reason)]++;
 }
 
 void
@@ -167,6 +194,19 @@ handshakes_pending(struct wsp_server *srv)
 	return n;
 }
 
+/* A counter family with one series per reason, every one present. */
+static void
+by_reason(struct render *r, const char *name, const char *help,
+    const char *const *reasons, const uint64_t *v, size_t n)
+{
+	size_t i;
+
+	family(r, name, "counter", help);
+	for (i = 0; i < n; i++)
+		emit(r, "%s{reason=\"%s\"} %llu\n", name, reasons[i],
+		    (unsigned long long)v[i]);
+}
+
 static void
 render_connections(struct render *r, struct wsp_server *srv)
 {
@@ -190,12 +230,14 @@ render_connections(struct render *r, struct wsp_server *srv)
 	if (m->closed[METRICS_CODES - 1].n > 0)
 		emit(r, "wsplugd_connections_closed_total{code=\"other\"} "
 		    "%llu\n", (unsigned long long)m->closed[METRICS_CODES - 1].n);
-	family(r, "wsplugd_handshakes_refused_total", "counter",
-	    "Opening handshakes refused, by reason.");
-	for (i = 0; i < METRICS_REASONS; i++)
-		emit(r, "wsplugd_handshakes_refused_total{reason=\"%s\"} "
-		    "%llu\n", metrics_refuse_reasons[i],
-		    (unsigned long long)m->refused[i]);
+	by_reason(r, "wsplugd_handshakes_refused_total",
+	    "Opening handshakes refused, by reason.", metrics_refuse_reasons,
+	    m->refused, METRICS_REASONS);
+	counter(r, "wsplugd_tls_handshakes_total",
+	    "TLS handshakes completed on tls listeners.", m->tls_handshakes);
+	by_reason(r, "wsplugd_tls_handshakes_failed_total",
+	    "TLS handshakes that failed, by reason.", metrics_tls_reasons,
+	    m->tls_failed, METRICS_TLS_FAILS);
 }
 
 static void

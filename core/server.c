@@ -173,6 +173,7 @@ server_free(struct wsp_server *srv)
 	listen_close_all(&srv->listeners);
 	admin_free(srv);
 	notify_free(srv);
+	tls_free(srv);
 	plugin_reload_abort(srv);
 	plugin_set_free(srv->plugins);
 	srv->plugins = NULL;
@@ -235,6 +236,8 @@ server_init(struct wsp_server *srv, struct wsp_config *cfg,
 		errors_add(errs, NULL, 0, "cannot initialise: out of memory");
 		return -1;
 	}
+	if (tls_init(srv, errs) == -1)
+		return -1;
 	if ((srv->plugins = plugin_set_build(srv, cfg, NULL, errs)) == NULL)
 		return -1;
 	for (i = 0; i < cfg->nlisten; i++)

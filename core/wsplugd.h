@@ -23,6 +23,8 @@
 
 struct evbuffer;
 struct event_base;
+struct ssl_st;     /* OpenSSL's SSL, only tls.c looks inside */
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 struct evconnlistener;
 
 #define WSP_PRINTFLIKE(f, a) __attribute__((format(printf, f, a)))
@@ -283,6 +285,22 @@ struct wsp_listen_addr {
 	socklen_t sslen;
 	char *text; /* as written, for logs */
 	int line;
+	int tls; /* "ADDRESS tls": served over TLS with [tls]'s certificate */
+};
+
+/* [tls]: the files are resolved paths; each *_line is where it was set
+ * (0: not set), for FILE:LINE when tls.c finds a problem in the file. */
+struct wsp_tls_config {
+	char *certificate; /* PEM, the full chain */
+	char *key;
+	char *ciphers;      /* TLS 1.2 cipher list, NULL: OpenSSL's */
+	char *ciphersuites; /* TLS 1.3 suites, NULL: OpenSSL's */
+	char *ocsp_staple;  /* a DER OCSP response to staple, or NULL */
+	int min_version;    /* 12 or 13 */
+	int session_tickets;
+	int ktls;           /* ktls = auto: SSL_OP_ENABLE_KTLS */
+	int certificate_line, key_line, ciphers_line, ciphersuites_line;
+	int ocsp_staple_line;
 };
 
 struct wsp_kv {
@@ -349,6 +367,9 @@ struct wsp_config {
 	size_t nadmin_hosts;
 	uint64_t admin_max_connections;
 	uint64_t admin_timeout; /* ms from accept to the end of a request */
+	/* [tls] */
+	struct wsp_tls_config tls;
+	int ntls_listen; /* of listen, those with the tls flag */
 	/* [plugins] */
 	char *plugin_dir;
 	/* [plugin:NAME], in file order */
@@ -637,10 +658,14 @@ struct wsp_conn {
 	unsigned registered : 1;
 	unsigned doomed : 1;       /* slow consumer: end it in its handler */
 	unsigned shut_wr : 1;      /* lingering: our FIN is sent */
+	unsigned tls_peeked : 1;   /* the first byte was a TLS record */
+	unsigned tls_open : 1;     /* the TLS handshake is done */
+	unsigned tls_wants_write : 1; /* a TLS read waits for writability */
 	uint8_t msg_opcode;
 	uint16_t close_code;       /* for the close log line */
 	struct event ev; /* embedded: one allocation less per connection */
 	struct evbuffer *out;
+	struct ssl_st *ssl;        /* a TLS listener's connection, else NULL */
 	struct ws_decoder dec;
 	uint8_t *msg; /* the message being reassembled, only while open */
 	size_t msg_len, msg_cap;
@@ -669,7 +694,7 @@ struct wsp_conn {
 };
 
 int conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
-    socklen_t salen);
+    socklen_t salen, int tls);
 int conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len);
 int conn_send_text(struct wsp_conn *c, const char *data, size_t len);
 int conn_close(struct wsp_conn *c, uint16_t code, const char *reason);
@@ -690,11 +715,52 @@ void conn_reap(struct wsp_conn *c, uint64_t idle_ms);
 void conn_info(const struct wsp_conn *c, struct wsp_conn_info *info);
 void conn_path_unref(struct conn_path *p);
 
+/* tls.c: TLS on the connection's own descriptor, at conn.c's I/O seams */
+
+/* [tls]'s context, checked: NULL with errs filled (FILE:LINE), or NULL
+ * and no error when no certificate is configured; warns gets a
+ * certificate expiring soon. */
+struct ssl_ctx_st *tls_ctx_new(const struct wsp_config *cfg,
+    struct wsp_errors *errs, struct wsp_errors *warns);
+void tls_ctx_free(struct ssl_ctx_st *ctx);
+int tls_init(struct wsp_server *srv, struct wsp_errors *errs);
+/* Reload: prepare builds and checks cfg's context (staged); commit makes
+ * it the one new handshakes use (open sessions keep theirs); abort
+ * frees it. */
+int tls_reload_prepare(struct wsp_server *srv, const struct wsp_config *cfg,
+    struct wsp_errors *errs);
+void tls_reload_commit(struct wsp_server *srv);
+void tls_reload_abort(struct wsp_server *srv);
+void tls_free(struct wsp_server *srv);
+int tls_conn_new(struct wsp_conn *c);
+void tls_conn_free(struct wsp_conn *c);
+enum {
+	TLS_DONE,  /* handshake complete: read the HTTP request */
+	TLS_AGAIN, /* wait for the socket (tls_wants_write: writable) */
+	TLS_GONE,  /* failed or closed (logged, counted): free it */
+	TLS_PLAIN, /* not TLS at all: the SSL object is gone, refuse */
+};
+int tls_accept(struct wsp_conn *c);
+/* As read(2): bytes, 0 at EOF, -1 with errno (EAGAIN: try later). */
+ssize_t tls_read(struct wsp_conn *c, void *buf, size_t len);
+int tls_pending(const struct wsp_conn *c);
+/* As evbuffer_write: bytes sent from out, or -1 with errno. */
+int tls_write(struct wsp_conn *c, struct evbuffer *out);
+void tls_close_notify(struct wsp_conn *c);
+/* For logs and /connections: NULL on a plain connection. */
+const char *tls_version(const struct wsp_conn *c);
+const char *tls_cipher(const struct wsp_conn *c);
+const char *tls_ktls(const struct wsp_conn *c);
+
 /* admit.c: the handshake policy; each answers 0 or the status to refuse
  * with, a metrics label (reason) and the response text (why) */
 
 int admit_accept(struct wsp_server *srv, const char **reason_r,
     const char **why_r);
+/* The per-address limit alone: a TLS listener asks it at accept, before
+ * a handshake's cost is spent on an address already at its limit. */
+int admit_address(struct wsp_server *srv, const char *ip,
+    const char **reason_r, const char **why_r);
 /* Origin, per-address limit, and the subprotocol (NULL: none) chosen. */
 int admit_request(struct wsp_server *srv, const char *ip,
     const struct http_request *req, const char **protocol_r,
@@ -729,6 +795,7 @@ struct listener {
 	struct wsp_server *srv;
 	struct sockaddr_storage conf; /* as configured: reload matches it */
 	socklen_t conf_len;
+	int tls;       /* its connections speak TLS first */
 	char addr[64]; /* bound address, with the kernel's port */
 };
 TAILQ_HEAD(listener_list, listener);
@@ -900,13 +967,16 @@ int host_send_json(struct wsp_conn *c, const json_t *msg);
 /* metrics.c: counters for the operator */
 
 #define METRICS_CODES 32
-#define METRICS_REASONS 11
+#define METRICS_REASONS 13
+#define METRICS_TLS_FAILS 5
 
 struct metrics {
 	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 	uint64_t pings, reaps;
 	uint64_t reloads_ok, reloads_failed;
 	uint64_t refused[METRICS_REASONS]; /* by metrics_refuse_reasons[] */
+	uint64_t tls_handshakes;
+	uint64_t tls_failed[METRICS_TLS_FAILS]; /* by metrics_tls_reasons[] */
 	struct {
 		uint16_t code;
 		uint64_t n;
@@ -914,12 +984,15 @@ struct metrics {
 };
 
 extern const char *const metrics_refuse_reasons[METRICS_REASONS];
+extern const char *const metrics_tls_reasons[METRICS_TLS_FAILS];
 
 void metrics_refused(struct wsp_server *srv, const char *reason);
 void metrics_closed(struct wsp_server *srv, uint16_t code);
 void metrics_message_in(struct wsp_server *srv, size_t bytes);
 void metrics_message_out(struct wsp_server *srv, size_t bytes);
 void metrics_ping(struct wsp_server *srv);
+void metrics_tls_handshake(struct wsp_server *srv);
+void metrics_tls_failed(struct wsp_server *srv, const char *reason);
 void metrics_reaped(struct wsp_server *srv);
 /* Count a reload that succeeded (ok) or failed; that kind's total. */
 uint64_t metrics_reloaded(struct wsp_server *srv, int ok);
@@ -988,13 +1061,15 @@ struct wsp_server {
 	int64_t started_wall_ms; /* for process_start_time_seconds */
 	struct admin *admin;
 	struct notify *notify;
+	struct ssl_ctx_st *tls_ctx;        /* NULL without [tls] certificate */
+	struct ssl_ctx_st *tls_ctx_staged; /* built by a reload's prepare */
 	/* Set by server_setup: the upper files lower ones report to. */
 	const struct wsp_host *host; /* host.c's, for plugin.c */
 	struct wsp_host plugin_host; /* what plugins get: *host, claim
 	                                answered by plugin.c */
 	struct conn_hooks conn_hooks;
 	int (*on_accept)(struct wsp_server *srv, int fd,
-	    const struct sockaddr *sa, socklen_t salen); /* listen.c's */
+	    const struct sockaddr *sa, socklen_t salen, int tls); /* listen.c's */
 	void (*sweep_expire)(struct wsp_conn *c, uint64_t idle_ms);
 	/* totals for logs and the shutdown summary */
 	uint64_t total_opened, total_closed, total_refused, total_reaped;

@@ -19,7 +19,8 @@ UNIT_TESTS = \
 	tests/unit/test_attrs \
 	tests/unit/test_timers \
 	tests/unit/test_trust \
-	tests/unit/test_deflate
+	tests/unit/test_deflate \
+	tests/unit/test_tls
 check_PROGRAMS += $(UNIT_TESTS)
 
 tests_unit_test_utf8_SOURCES = tests/unit/test_utf8.c
@@ -74,6 +75,10 @@ tests_unit_test_trust_LDADD = $(UNIT_LDADD)
 tests_unit_test_deflate_SOURCES = tests/unit/test_deflate.c
 tests_unit_test_deflate_CPPFLAGS = $(UNIT_CPPFLAGS) $(ZLIB_CFLAGS)
 tests_unit_test_deflate_LDADD = $(UNIT_LDADD) $(ZLIB_LIBS)
+tests_unit_test_tls_SOURCES = tests/unit/test_tls.c \
+	tests/unit/suite.c tests/unit/suite.h
+tests_unit_test_tls_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_tls_LDADD = $(UNIT_LDADD)
 
 # Integration tests: the real daemon on loopback, driven by Python's
 # websockets (Debian's python3-websockets) and raw sockets for the frames

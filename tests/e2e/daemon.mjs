@@ -41,10 +41,11 @@ export function parseLogfmt(line) {
 
 // The INI text for a test: loopback, a kernel-picked port, debug logging,
 // the admin listener on a kernel-picked port too, and the plugins the
-// client talks to (by default the shipped greeting and ping).
+// client talks to (by default the shipped greeting and ping); extra is
+// appended as it is (a [tls] section, say).
 export function config({
   server = {}, keepalive = {}, log = {},
-  plugins = ['connection_established', 'ping'],
+  plugins = ['connection_established', 'ping'], extra = '',
 } = {}) {
   const sections = [
     ['server', { listen: '127.0.0.1:0', path: '/ws', ...server }],
@@ -58,7 +59,7 @@ export function config({
   return sections
     .map(([name, keys]) => [`[${name}]`,
       ...Object.entries(keys).map(([k, v]) => `${k} = ${v}`)].join('\n'))
-    .join('\n\n') + '\n';
+    .join('\n\n') + '\n' + extra;
 }
 
 const matches = (ev, event, fields) => ev.event === event &&

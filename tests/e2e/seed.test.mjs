@@ -15,6 +15,8 @@
 // instead of storming; that while the page is hidden or offline it makes
 // no attempt and resumes with one; and that a daemon gone silent is
 // noticed by the client's ping and replaced, one socket at a time.
+// The first of these runs once more over wss://, on a certificate the test
+// makes.
 //
 // Timings are short so that a window of ten server pings is three
 // seconds: the daemon pings every 300 ms, the page every 200 ms.
@@ -22,7 +24,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createHash, X509Certificate } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -95,6 +99,7 @@ async function startDaemon(opts = {}, name = `wsplugd${daemons.length}.conf`) {
   const d = new Daemon(workdir, config({
     server: { ...SERVER, ...opts.server },
     keepalive: { ...KEEPALIVE, ...opts.keepalive },
+    extra: opts.extra || '',
   }), name);
   daemons.push(d);
   return d.start();
@@ -107,8 +112,8 @@ const stopDaemon = (d) => d.stopClean();
 // and the HTTP status of each upgrade, which the page itself cannot see:
 // DevTools' handshake response for a 101, Chromium's socket error for a
 // refusal.
-async function openDemo(wsPort, params, path = '/ws') {
-  const page = await browser.newPage();
+async function openDemo(wsPort, params, path = '/ws', { on = browser, scheme = 'ws' } = {}) {
+  const page = await on.newPage();
   pages.push(page);
   const demo = {
     page, sockets: [], handshakes: [], errors: [],
@@ -137,7 +142,7 @@ async function openDemo(wsPort, params, path = '/ws') {
   });
   await cdp.send('Network.enable');
 
-  const q = new URLSearchParams({ url: `ws://127.0.0.1:${wsPort}${path}` });
+  const q = new URLSearchParams({ url: `${scheme}://127.0.0.1:${wsPort}${path}` });
   for (const [k, v] of Object.entries(params)) q.set(k, String(v));
   await page.goto(`http://127.0.0.1:${httpPort}/examples/browser/index.html?${q}`,
     { timeout: 15000 * SLOW });
@@ -210,23 +215,27 @@ function assertOneAtATime(rec) {
   }
 }
 
-before(async () => {
-  workdir = mkdtempSync(join(tmpdir(), 'wsplugd-e2e-'));
-  http = await serveExample();
-  httpPort = http.address().port;
-  // Debian's chromium, never a downloaded browser.  Playwright gives it
-  // a fresh temporary profile (its own --user-data-dir) and deletes it on
-  // close; the flags keep it off the network beyond loopback.
-  browser = await chromium.launch({
+// Debian's chromium, never a downloaded browser.  Playwright gives it a
+// fresh temporary profile (its own --user-data-dir) and deletes it on
+// close; the flags keep it off the network beyond loopback.
+function launchChromium(extraArgs = []) {
+  return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
     timeout: 60000 * SLOW,
     args: [
       '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
       '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync',
+      '--disable-component-update', '--disable-sync', ...extraArgs,
     ],
   });
+}
+
+before(async () => {
+  workdir = mkdtempSync(join(tmpdir(), 'wsplugd-e2e-'));
+  http = await serveExample();
+  httpPort = http.address().port;
+  browser = await launchChromium();
 });
 
 after(async () => {
@@ -612,4 +621,53 @@ test('a daemon that stops answering is a dead link: dropped, then replaced',
     await demo.page.close();
     await d.waitFor('ws.close', { conn: id2 });
     await stopDaemon(d);
+  });
+
+// wss:// served by the daemon itself.  The test makes an ECDSA P-256
+// certificate for 127.0.0.1 with the openssl command, and a second
+// Chromium trusts exactly that key (its SPKI pin); the page, its client
+// and every check are those of the first test, over TLS.
+test('over wss:// the same one attempt connects, pings, and closes cleanly',
+  { timeout: 60000 * SLOW }, async (t) => {
+    const cert = join(workdir, 'e2e-cert.pem');
+    const key = join(workdir, 'e2e-key.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec',
+      '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key,
+      '-out', cert, '-subj', '/CN=127.0.0.1',
+      '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '2'],
+    { stdio: 'ignore', timeout: 30000 });
+    chmodSync(key, 0o600);
+    const spki = createHash('sha256').update(new X509Certificate(
+      readFileSync(cert)).publicKey.export({ type: 'spki', format: 'der' }))
+      .digest('base64');
+    const tlsBrowser = await launchChromium(
+      [`--ignore-certificate-errors-spki-list=${spki}`]);
+    try {
+      const d = await startDaemon({
+        server: { listen: '127.0.0.1:0 tls' },
+        extra: `\n[tls]\ncertificate = ${cert}\nkey = ${key}\n`,
+      });
+      const demo = await openDemo(d.port, PAGE, '/ws', { on: tlsBrowser, scheme: 'wss' });
+      const open = await d.waitFor('ws.open');
+      assert.equal(open.tls, 'TLSv1.3');
+      let rec = await pageUntil(demo, () => window.demo.record.established.length > 0);
+      const id = rec.established[0];
+      assert.equal(id, open.conn);
+      assert.equal(demo.sockets[0].url, `wss://127.0.0.1:${d.port}/ws`);
+      await d.waitCount('ws.pong', 3, { conn: id }, { timeout: 20000 });
+      rec = await pageUntil(demo, () => {
+        const r = window.demo.record;
+        return r.pings.length >= 3 && r.pongs.length === r.pings.length;
+      });
+      assert.deepEqual(rec.pongs, rec.pings, 'every ping answered, in order');
+      assertOneAttemptConnected(d, demo, rec);
+      assert.deepEqual(demo.errors, []);
+      await demo.page.close();
+      const closed = await d.waitFor('ws.close', { conn: id });
+      assert.ok(CLEAN_CLOSE.has(closed.code), `clean close code, got ${closed.code}`);
+      await stopDaemon(d);
+      t.diagnostic(`wss: ${open.tls} ${open.cipher}; ${rec.pings.length} pings answered`);
+    } finally {
+      await tlsBrowser.close().catch(() => {});
+    }
   });

@@ -22,6 +22,9 @@ WRAPPER = shlex.split(os.environ.get("WSPLUGD_WRAPPER", ""))
 # Valgrind runs the daemon some 20-50 times slower.
 SLOW = 10.0 if WRAPPER else 1.0
 
+# wss:// URLs of running TLS daemons -> the client's ssl.SSLContext
+CLIENT_SSL = {}
+
 _FIELD = re.compile(r'([A-Za-z_][\w.]*)=("(?:[^"\\]|\\.)*"|\S*)')
 
 
@@ -214,9 +217,17 @@ class Daemon:
                         "in the log:\n" + "\n".join(self.lines[-60:]))
                 self.cond.wait(left)
 
+    # A TLS test sets client_ssl (an ssl.SSLContext trusting its CA):
+    # then url is wss:// and ws_connect uses that context for it.
+    client_ssl = None
+
     @property
     def url(self):
-        return f"ws://127.0.0.1:{self.port}/ws"
+        if self.client_ssl is None:
+            return f"ws://127.0.0.1:{self.port}/ws"
+        url = f"wss://127.0.0.1:{self.port}/ws"
+        CLIENT_SSL[url] = self.client_ssl
+        return url
 
 
 def run_wsplugd(args, timeout=20):
@@ -234,4 +245,6 @@ def ws_connect(url, **kw):
     kw.setdefault("open_timeout", 10 * SLOW)
     kw.setdefault("close_timeout", 10 * SLOW)
     kw.setdefault("ping_interval", None)
+    if url in CLIENT_SSL:
+        kw.setdefault("ssl", CLIENT_SSL[url])
     return websockets.connect(url, **kw)

@@ -8,10 +8,35 @@ import hashlib
 import json
 import os
 
+import pytest
+
 from harness import ws_connect
+from tlspki import PKI
 
 BIG = {"max_message_size": "64MiB", "max_output_buffer": "128MiB"}
 CATCH_ALL = {"echo": {"catch_all": "yes"}}
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return PKI(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(params=["plain", "tls"])
+def wsplugd(request, wsplugd):
+    """Every test of the battery twice: over ws:// and over wss:// (a
+    listener marked tls, the client verifying the test's CA)."""
+    if request.param == "plain":
+        return wsplugd
+    pki = request.getfixturevalue("pki")
+
+    def start(text=None, server=None, **kw):
+        server = {**(server or {}), "listen": "127.0.0.1:0 tls"}
+        d = wsplugd(text, server=server, extra=pki.tls_section(), **kw)
+        d.client_ssl = pki.client_context()
+        return d
+
+    return start
 
 
 def echo_only(wsplugd):

@@ -107,6 +107,13 @@ test_per_address_limit(void)
 	CU_ASSERT_EQUAL(admit_request(&fake_srv, "10.0.0.1", request(""),
 	    &proto, &reason, &why), 503);
 	CU_ASSERT_STRING_EQUAL(reason, "max_connections_per_ip");
+	/* the same limit alone, as a TLS listener asks it at accept */
+	reason = NULL;
+	CU_ASSERT_EQUAL(admit_address(&fake_srv, "10.0.0.1", &reason, &why),
+	    503);
+	CU_ASSERT_STRING_EQUAL(reason, "max_connections_per_ip");
+	CU_ASSERT_EQUAL(admit_address(&fake_srv, "10.0.0.2", &reason, &why),
+	    0);
 	/* another address is not limited by this one's count */
 	CU_ASSERT_EQUAL(admit_request(&fake_srv, "10.0.0.2", request(""),
 	    &proto, &reason, &why), 0);

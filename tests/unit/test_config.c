@@ -711,14 +711,14 @@ test_value_lists(void)
 	CU_ASSERT(nerrors(2));
 	CU_ASSERT(has_error(2, "[server] listen: invalid address "
 	    "'localhost:8080' (expected a numeric address and a port, e.g. "
-	    "127.0.0.1:8080 or [::1]:8080)"));
+	    "127.0.0.1:8080 or [::1]:8080, each optionally followed by tls)"));
 	CU_ASSERT(has_error(2, "[server] listen: invalid address "
 	    "'127.0.0.1:99999' (expected a numeric address and a port, e.g. "
-	    "127.0.0.1:8080 or [::1]:8080)"));
+	    "127.0.0.1:8080 or [::1]:8080, each optionally followed by tls)"));
 
 	expect_one("[server]\nlisten = ,\n", 2, "[server] listen: empty value "
 	    "(expected a numeric address and a port, e.g. 127.0.0.1:8080 or "
-	    "[::1]:8080)");
+	    "[::1]:8080, each optionally followed by tls)");
 	expect_one("[server]\nlisten = 127.0.0.1:80 [::1]:80 127.0.0.1:80\n", 2,
 	    "[server] listen: 127.0.0.1:80 is listed twice");
 	cfg = load("[server]\nlisten = 127.0.0.1:0 127.0.0.1:0\n");
@@ -1192,6 +1192,62 @@ test_log_journal(void)
 }
 
 static void
+test_tls_keys(void)
+{
+	struct wsp_config *cfg;
+
+	cfg = load("[server]\nlisten = 127.0.0.1:0, 127.0.0.1:0 tls\n"
+	    "[tls]\ncertificate = /etc/c.pem\nkey = k.pem\n"
+	    "min_version = TLS1.3\nsession_tickets = no\n"
+	    "ciphers = ECDHE+AESGCM\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_EQUAL(cfg->nlisten, 2);
+	CU_ASSERT_EQUAL(cfg->listen[0].tls, 0);
+	CU_ASSERT_EQUAL(cfg->listen[1].tls, 1);
+	CU_ASSERT_EQUAL(cfg->ntls_listen, 1);
+	CU_ASSERT_STRING_EQUAL(cfg->tls.certificate, "/etc/c.pem");
+	CU_ASSERT_EQUAL(cfg->tls.key[0], '/'); /* relative to the file */
+	CU_ASSERT_EQUAL(cfg->tls.key_line, 5);
+	CU_ASSERT_EQUAL(cfg->tls.min_version, 13);
+	CU_ASSERT_EQUAL(cfg->tls.session_tickets, 0);
+	CU_ASSERT_STRING_EQUAL(cfg->tls.ciphers, "ECDHE+AESGCM");
+
+	cfg = load("[server]\nlisten = 127.0.0.1:1\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_EQUAL(cfg->tls.min_version, 12);
+	CU_ASSERT_EQUAL(cfg->tls.session_tickets, 1);
+	CU_ASSERT_EQUAL(cfg->tls.ktls, 0);
+	cfg = load("[tls]\nktls = auto\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_EQUAL(cfg->tls.ktls, 1);
+	expect_one("[tls]\nktls = yes\n", 2, "[tls] ktls: invalid value "
+	    "'yes' (expected auto or off)");
+
+	expect_one("[server]\nlisten = tls 127.0.0.1:1\n", 2,
+	    "[server] listen: 'tls' must follow an address, e.g. "
+	    "0.0.0.0:443 tls");
+	expect_one("[server]\nlisten = 127.0.0.1:1 tls tls\n"
+	    "[tls]\ncertificate = /c\nkey = /k\n", 2,
+	    "[server] listen: 'tls' must follow an address, e.g. "
+	    "0.0.0.0:443 tls");
+	expect_one("[server]\nlisten = 127.0.0.1:1 tls\n", 2,
+	    "[server] listen: 127.0.0.1:1 tls needs [tls] certificate and "
+	    "key");
+	expect_one("[tls]\ncertificate = /c.pem\n", 2,
+	    "[tls] certificate without key");
+	expect_one("[tls]\nmin_version = SSLv3\n", 2,
+	    "[tls] min_version: invalid version 'SSLv3' (expected TLS1.2 or "
+	    "TLS1.3)");
+	expect_one("[tls]\nsession_tickets = maybe\n", 2,
+	    "[tls] session_tickets: invalid boolean 'maybe' (expected yes or "
+	    "no, true or false, on or off, 1 or 0)");
+	expect_one("[admin]\nlisten = 127.0.0.1:1 tls\n", 2,
+	    "[admin] listen: invalid address 'tls' (expected a numeric "
+	    "address and a port, e.g. 127.0.0.1:9180 or [::1]:9180, or "
+	    "nothing to turn the admin listener off)");
+}
+
+static void
 test_admin_listen(void)
 {
 	struct wsp_config *cfg;
@@ -1317,6 +1373,7 @@ main(void)
 		{ "BOM and CRLF", test_bom_and_crlf },
 		{ "[log] target = journal", test_log_journal },
 		{ "[admin] listen", test_admin_listen },
+		{ "[tls] and listen ... tls", test_tls_keys },
 		{ "shipped wsplugd.conf.in", test_shipped_config },
 	};
 	CU_pSuite suite;
