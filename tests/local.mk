@@ -69,10 +69,12 @@ tests_unit_test_timers_SOURCES = tests/unit/test_timers.c \
 	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_timers_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_timers_LDADD = $(UNIT_LDADD)
-tests_unit_test_trust_SOURCES = tests/unit/test_trust.c
+tests_unit_test_trust_SOURCES = tests/unit/test_trust.c \
+	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_trust_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_trust_LDADD = $(UNIT_LDADD)
-tests_unit_test_deflate_SOURCES = tests/unit/test_deflate.c
+tests_unit_test_deflate_SOURCES = tests/unit/test_deflate.c \
+	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_deflate_CPPFLAGS = $(UNIT_CPPFLAGS) $(ZLIB_CFLAGS)
 tests_unit_test_deflate_LDADD = $(UNIT_LDADD) $(ZLIB_LIBS)
 tests_unit_test_tls_SOURCES = tests/unit/test_tls.c \

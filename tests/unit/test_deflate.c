@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "wsplugd.h"
+#include "suite.h"
 
 static int
 nego(const char *hdr, const struct deflate_policy *pol,
@@ -780,41 +781,23 @@ test_threshold(void)
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failures;
+	static const struct suite_test tests[] = {
+		{ "answers by example", test_answers_by_example },
+		{ "several offers and headers", test_several_offers },
+		{ "bad offers are declined", test_declined_offers },
+		{ "every parameter combination", test_every_combination },
+		{ "answer buffer size", test_answer_too_small },
+		{ "round trip with context takeover", test_round_trip_takeover },
+		{ "no takeover: pool and compress-once cache",
+		    test_no_takeover_pool_and_cache },
+		{ "zip bomb stops at the limit",
+		    test_zip_bomb_stops_at_the_limit },
+		{ "bad compressed input", test_bad_input },
+		{ "BFINAL keeps the context", test_bfinal_keeps_the_context },
+		{ "the budget makes answers tight",
+		    test_budget_makes_answers_tight },
+		{ "threshold", test_threshold },
+	};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	s = CU_add_suite("deflate", NULL, NULL);
-	if (s == NULL ||
-	    CU_add_test(s, "answers by example", test_answers_by_example) ==
-	    NULL ||
-	    CU_add_test(s, "several offers and headers", test_several_offers) ==
-	    NULL ||
-	    CU_add_test(s, "bad offers are declined", test_declined_offers) ==
-	    NULL ||
-	    CU_add_test(s, "every parameter combination",
-	    test_every_combination) == NULL ||
-	    CU_add_test(s, "answer buffer size", test_answer_too_small) ==
-	    NULL ||
-	    CU_add_test(s, "round trip with context takeover",
-	    test_round_trip_takeover) == NULL ||
-	    CU_add_test(s, "no takeover: pool and compress-once cache",
-	    test_no_takeover_pool_and_cache) == NULL ||
-	    CU_add_test(s, "zip bomb stops at the limit",
-	    test_zip_bomb_stops_at_the_limit) == NULL ||
-	    CU_add_test(s, "bad compressed input", test_bad_input) == NULL ||
-	    CU_add_test(s, "BFINAL keeps the context",
-	    test_bfinal_keeps_the_context) == NULL ||
-	    CU_add_test(s, "the budget makes answers tight",
-	    test_budget_makes_answers_tight) == NULL ||
-	    CU_add_test(s, "threshold", test_threshold) == NULL) {
-		CU_cleanup_registry();
-		return 1;
-	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures();
-	CU_cleanup_registry();
-	return failures ? 1 : 0;
+	return suite_run("deflate", tests, nitems(tests));
 }

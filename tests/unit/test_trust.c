@@ -14,6 +14,7 @@
 #include <CUnit/Basic.h>
 
 #include "wsplugd.h"
+#include "suite.h"
 
 #define NOBODY 65534
 
@@ -67,7 +68,7 @@ says(const char *why, const char *rel, const char *what)
 }
 
 static int
-suite_init(void)
+tmpdir_init(void)
 {
 	snprintf(top, sizeof(top), "/tmp/wsplugd-test-trust-XXXXXX");
 	if (mkdtemp(top) == NULL || chmod(top, 0755) == -1)
@@ -76,7 +77,7 @@ suite_init(void)
 }
 
 static int
-suite_clean(void)
+tmpdir_clean(void)
 {
 	char cmd[128];
 
@@ -190,27 +191,18 @@ test_missing(void)
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failures;
+	static const struct suite_test tests[] = {
+		{ "modes of the file", test_modes },
+		{ "directories above", test_directories_above },
+		{ "owners, and root's sticky directory", test_owners },
+		{ "symlinks judged by target and place", test_symlinks },
+		{ "missing files", test_missing },
+	};
+	int rc;
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
+	if (tmpdir_init() != 0)
 		return 1;
-	s = CU_add_suite("trust", suite_init, suite_clean);
-	if (s == NULL ||
-	    CU_add_test(s, "modes of the file", test_modes) == NULL ||
-	    CU_add_test(s, "directories above", test_directories_above) ==
-	    NULL ||
-	    CU_add_test(s, "owners, and root's sticky directory",
-	    test_owners) == NULL ||
-	    CU_add_test(s, "symlinks judged by target and place",
-	    test_symlinks) == NULL ||
-	    CU_add_test(s, "missing files", test_missing) == NULL) {
-		CU_cleanup_registry();
-		return 1;
-	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures();
-	CU_cleanup_registry();
-	return failures ? 1 : 0;
+	rc = suite_run("trust", tests, nitems(tests));
+	(void)tmpdir_clean();
+	return rc;
 }
