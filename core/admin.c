@@ -344,7 +344,9 @@ admin_bind(struct admin *ad, const struct wsp_config *cfg,
 	char addr[64];
 	int fd;
 
-	if ((fd = listen_bind(a, ADMIN_BACKLOG, addr, sizeof(addr))) == -1) {
+	if ((fd = ad->srv->bind != NULL ? ad->srv->bind(ad->srv, a,
+	    ADMIN_BACKLOG, addr, sizeof(addr)) : listen_bind(a, ADMIN_BACKLOG,
+	    0, addr, sizeof(addr))) == -1) {
 		admin_bind_error(errs, cfg, a, errno);
 		return -1;
 	}

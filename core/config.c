@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "wsplugd.h"
 
@@ -65,6 +66,7 @@ enum cfg_type {
 	T_FORMAT,
 	T_TARGET,
 	T_DIR,
+	T_WORKERS,
 };
 
 /* How a bad value of each type is named, and what was expected instead. */
@@ -92,6 +94,7 @@ static const struct {
 	    "file:/absolute/path" },
 	[T_DIR] = { "directory", "an absolute path, or one relative to the "
 	    "configuration file" },
+	[T_WORKERS] = { "number", "auto or an integer" },
 };
 
 struct cfg_key {
@@ -130,6 +133,10 @@ static const struct cfg_key cfg_keys[] = {
 	    0, MS_HOUR, "0..1h", 0),
 	NUM(SEC_SERVER, "slow_callback", T_DURATION, slow_callback,
 	    1, MS_HOUR, "1ms..1h", 0),
+	NUM(SEC_SERVER, "workers", T_WORKERS, workers, 1, CONFIG_MAX_WORKERS,
+	    "auto, or 1..256", 0),
+	NUM(SEC_SERVER, "worker_watchdog", T_DURATION, worker_watchdog,
+	    100, MS_HOUR, "0, or 100ms..1h", 1),
 	NUM(SEC_KEEPALIVE, "ping_interval", T_DURATION, ping_interval,
 	    100, MS_DAY, "0, or 100ms..1d", 1),
 	NUM(SEC_KEEPALIVE, "sweep_interval", T_DURATION, sweep_interval,
@@ -201,7 +208,7 @@ cfg_invalid(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 {
 	char v[CONFIG_SHOW_SIZE];
 
-	if (k->type == T_UINT)
+	if (k->type == T_UINT || k->type == T_WORKERS)
 		cfg_error(p, p->rd.lineno, "[%s] %s: invalid number '%s' "
 		    "(expected an integer, %s)", cfg_sec_names[k->sec],
 		    k->name, config_show(value, v), k->range);
@@ -220,7 +227,7 @@ cfg_set_number(struct cfg_parse *p, const struct cfg_key *k,
 	uint64_t n;
 	int overflow = 0, rv;
 
-	if (k->type == T_UINT) {
+	if (k->type == T_UINT || k->type == T_WORKERS) {
 		rv = config_parse_uint(value, UINT64_MAX, &n);
 		overflow = rv == -1 && config_all_digits(value);
 	} else if (k->type == T_SIZE)
@@ -431,6 +438,16 @@ cfg_set(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 	case T_FORMAT:
 	case T_TARGET:
 		return cfg_set_log(p, k, value);
+	case T_WORKERS:
+		cfg->workers_line = p->rd.lineno;
+		if (strcmp(value, "auto") == 0) {
+			long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+			cfg->workers = n < 1 ? 1 : n > CONFIG_MAX_WORKERS ?
+			    CONFIG_MAX_WORKERS : (uint64_t)n;
+			return 0;
+		}
+		return cfg_set_number(p, k, value);
 	case T_DIR:
 		if ((cfg->plugin_dir = path_resolve(p, value)) == NULL) {
 			cfg_nomem(p);
@@ -482,7 +499,7 @@ cfg_fixed_key(struct cfg_parse *p, const char *name, const char *value)
 	p->seen[i] = p->rd.lineno;
 	if (*value == '\0' && k->type != T_ORIGINS && k->type != T_PROTOCOLS &&
 	    k->type != T_ADMIN_LISTEN) {
-		if (k->type == T_UINT)
+		if (k->type == T_UINT || k->type == T_WORKERS)
 			cfg_error(p, p->rd.lineno, "[%s] %s: empty value "
 			    "(expected an integer, %s)", cfg_sec_names[k->sec],
 			    k->name, k->range);
@@ -831,6 +848,8 @@ config_load(const char *file, const char *default_plugin_dir,
 	cfg->handshake_timeout = 10 * MS_SEC;
 	cfg->shutdown_timeout = 5 * MS_SEC;
 	cfg->slow_callback = 100;
+	cfg->workers = 1;
+	cfg->worker_watchdog = 10 * MS_SEC;
 	cfg->ping_interval = 25 * MS_SEC;
 	cfg->sweep_interval = 60 * MS_SEC;
 	cfg->idle_timeout = 60 * MS_SEC;

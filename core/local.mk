@@ -28,6 +28,7 @@ core_libwspcore_la_SOURCES = \
 	core/server.c \
 	core/timers.c \
 	core/utf8.c \
+	core/workers.c \
 	core/ws_codec.c
 core_libwspcore_la_CPPFLAGS = $(AM_CPPFLAGS) $(LIBEVENT_CFLAGS) \
 	$(JANSSON_CFLAGS) $(INIH_CFLAGS) $(LIBCRYPTO_CFLAGS) $(SYSTEMD_CFLAGS)

@@ -208,6 +208,7 @@ server_setup(struct wsp_server *srv, struct wsp_config *cfg)
 	srv->started_mono = clock_mono_ms();
 	srv->started_wall_ms = clock_wall_ms();
 	srv->rbuf_size = READ_BUFFER_SIZE;
+	srv->calls = &srv->calls_own;
 	srv->host = &wsp_host_table;
 	srv->conn_hooks = server_conn_hooks;
 	srv->on_accept = conn_accept;
@@ -226,7 +227,7 @@ server_setup(struct wsp_server *srv, struct wsp_config *cfg)
 
 int
 server_init(struct wsp_server *srv, struct wsp_config *cfg,
-    struct wsp_errors *errs)
+    const struct server_hooks *hooks, struct wsp_errors *errs)
 {
 	size_t i;
 
@@ -234,6 +235,8 @@ server_init(struct wsp_server *srv, struct wsp_config *cfg,
 		errors_add(errs, NULL, 0, "cannot initialise: out of memory");
 		return -1;
 	}
+	if (hooks != NULL)
+		hooks->setup(srv, hooks->arg);
 	if ((srv->plugins = plugin_set_build(srv, cfg, NULL, errs)) == NULL)
 		return -1;
 	for (i = 0; i < cfg->nlisten; i++)

@@ -15,6 +15,7 @@
 #include <sys/queue.h>
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -275,6 +276,9 @@ struct wsp_config {
 	uint64_t handshake_timeout;      /* ms */
 	uint64_t shutdown_timeout;       /* ms */
 	uint64_t slow_callback;          /* ms */
+	uint64_t workers;                /* processes; 1: no master */
+	int workers_line;                /* of workers, 0 for the default */
+	uint64_t worker_watchdog;        /* ms; 0 = never */
 	/* [keepalive] */
 	uint64_t ping_interval;  /* ms; 0 = never ping */
 	uint64_t sweep_interval; /* ms */
@@ -316,6 +320,7 @@ void config_free(struct wsp_config *cfg);
 #define CONFIG_SHOW_SIZE (CONFIG_SHOW_MAX + 4)
 #define CONFIG_MAX_PATH 256
 #define CONFIG_MAX_PLUGIN_NAME 64
+#define CONFIG_MAX_WORKERS 256
 
 struct config_unit {
 	const char *name;
@@ -386,6 +391,9 @@ void log_end(struct log_line *l);
 void log_msg(int level, const char *event, const char *fmt, ...)
     WSP_PRINTFLIKE(3, 4);
 const char *log_level_name(int level);
+/* In worker n (1..): every line carries worker=n, and lines gathered per
+ * turn are written PIPE_BUF bytes at most, so processes never mix them. */
+void log_set_worker(int n);
 
 /* clock.c: cached clocks */
 
@@ -566,10 +574,10 @@ struct listener {
 TAILQ_HEAD(listener_list, listener);
 
 /* A bound socket for a, non-blocking and close-on-exec, listening when
- * backlog > 0; the bound address (with the kernel's port) as text in addr.
- * -1 with errno set. */
-int listen_bind(const struct wsp_listen_addr *a, int backlog, char *addr,
-    size_t addrlen);
+ * backlog > 0, in a SO_REUSEPORT group when reuseport; the bound address
+ * (with the kernel's port) as text in addr.  -1 with errno set. */
+int listen_bind(const struct wsp_listen_addr *a, int backlog, int reuseport,
+    char *addr, size_t addrlen);
 int listen_open(struct wsp_server *srv, const struct wsp_config *cfg,
     const struct wsp_listen_addr *a, struct listener_list *out,
     struct wsp_errors *errs);
@@ -623,6 +631,22 @@ void attrs_free(struct wsp_conn *c);
 
 struct plugin_type; /* uthash: type -> plugin */
 
+/* The plugin callback a process is in, for the master to name when a
+ * worker dies: two relaxed stores around each call (plugin_enter,
+ * plugin_leave), into memory the worker shares with its master.  A single
+ * process points at its own copy, so the path is the same either way. */
+enum plugin_callback {
+	PLUGIN_CB_NONE, PLUGIN_CB_LOAD, PLUGIN_CB_UNLOAD, PLUGIN_CB_OPEN,
+	PLUGIN_CB_ADOPT, PLUGIN_CB_CLOSE, PLUGIN_CB_MESSAGE, PLUGIN_CB_TIMER,
+};
+#define PLUGIN_CALL_NAMES 64 /* ids are reused round-robin past this */
+
+struct plugin_calls {
+	_Atomic uint32_t now; /* id << 8 | enum plugin_callback; 0 none */
+	uint32_t next;        /* ids given so far */
+	char names[PLUGIN_CALL_NAMES][CONFIG_MAX_PLUGIN_NAME + 1];
+};
+
 struct wsp_plugin_ctx {
 	struct wsp_server *srv;
 	char *name; /* the section's NAME */
@@ -641,6 +665,7 @@ struct wsp_plugin_ctx {
 	char **claims;    /* every type claimed, to carry over on reload */
 	size_t nclaims;
 	char *signature;  /* file identity and section, see plugin.c */
+	uint32_t call_id; /* in srv->calls->names */
 	TAILQ_HEAD(, wsp_timer) timers;
 };
 
@@ -713,6 +738,13 @@ void plugin_call_close(struct plugin_set *set, struct wsp_conn *c,
     uint16_t code);
 void plugin_call_message(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
     const struct wsp_message *m);
+/* Around every call into a plugin (timers.c's too). */
+void plugin_enter(struct wsp_plugin_ctx *ctx, enum plugin_callback cb);
+void plugin_leave(struct wsp_plugin_ctx *ctx);
+/* What calls->now names: the plugin (or "") and the callback. */
+const char *plugin_callback_name(uint32_t now);
+const char *plugin_call_plugin(const struct plugin_calls *calls,
+    uint32_t now);
 
 /* timers.c: a plugin's timers, listed on its context */
 
@@ -812,6 +844,8 @@ struct wsp_server {
 	uint8_t *rbuf; /* one read buffer for every connection */
 	size_t rbuf_size;
 	struct outbuf jbuf; /* where outgoing JSON is serialized, reused */
+	struct plugin_calls *calls; /* calls_own, or a worker's shared slot */
+	struct plugin_calls calls_own;
 	int draining;
 	uint64_t started_mono;
 	int64_t started_wall_ms; /* for process_start_time_seconds */
@@ -825,22 +859,43 @@ struct wsp_server {
 	int (*on_accept)(struct wsp_server *srv, int fd,
 	    const struct sockaddr *sa, socklen_t salen); /* listen.c's */
 	void (*sweep_expire)(struct wsp_conn *c, uint64_t idle_ms);
+	/* Sockets for listen.c and admin.c: NULL is listen_bind; a worker's
+	 * hands out what its master bound. */
+	int (*bind)(struct wsp_server *srv, const struct wsp_listen_addr *a,
+	    int backlog, char *addr, size_t addrlen);
+	void *worker; /* workers.c's state, in a worker process */
 	/* totals for logs and the shutdown summary */
 	uint64_t total_opened, total_closed, total_refused, total_reaped;
 	struct metrics metrics;
 };
 
 /* server.c */
+/* What a worker process changes in a server (workers.c): setup runs right
+ * after server_setup (before any plugin loads or socket binds). */
+struct server_hooks {
+	void (*setup)(struct wsp_server *srv, void *arg);
+	void *arg;
+};
 /* The server without plugins, listeners, log or signals: the hooks, the
  * event base, buffers and deadline queues (-t, tests, fuzzers).  After -1,
  * server_free() releases what was made. */
 int server_setup(struct wsp_server *srv, struct wsp_config *cfg);
 int server_init(struct wsp_server *srv, struct wsp_config *cfg,
-    struct wsp_errors *errs);
+    const struct server_hooks *hooks, struct wsp_errors *errs);
 int server_signals(struct wsp_server *srv);
 void server_free(struct wsp_server *srv);
 void server_maybe_done(struct wsp_server *srv);
 void server_log_summary(struct wsp_server *srv);
+
+/* workers.c: a master and N worker processes (workers > 1) */
+
+/* main.c's: serve *cfgp in this process until told to stop. */
+typedef int workers_serve_fn(struct wsp_config **cfgp, const char *file,
+    int level, const struct server_hooks *hooks);
+/* The master: bind, fork cfg->workers workers that each call serve,
+ * supervise them, and return the exit status once they are gone. */
+int workers_run(struct wsp_config **cfgp, const char *file, int level,
+    const char *plugin_dir, workers_serve_fn *serve);
 
 /* reload.c */
 void server_reload(struct wsp_server *srv);

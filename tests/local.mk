@@ -102,7 +102,12 @@ tests_plugins_timers_la_SOURCES = tests/plugins/timers.c
 tests_plugins_timers_la_CFLAGS = $(PLUGIN_CFLAGS)
 tests_plugins_timers_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 tests_plugins_timers_la_LIBADD = $(JANSSON_LIBS)
-check_LTLIBRARIES += tests/plugins/badabi.la tests/plugins/nodesc.la
+check_LTLIBRARIES += tests/plugins/badabi.la tests/plugins/nodesc.la \
+	tests/plugins/worker.la
+tests_plugins_worker_la_SOURCES = tests/plugins/worker.c
+tests_plugins_worker_la_CFLAGS = $(PLUGIN_CFLAGS)
+tests_plugins_worker_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+tests_plugins_worker_la_LIBADD = $(JANSSON_LIBS)
 tests_plugins_badabi_la_SOURCES = tests/plugins/badabi.c
 tests_plugins_badabi_la_CFLAGS = $(PLUGIN_CFLAGS)
 tests_plugins_badabi_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)

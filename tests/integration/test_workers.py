@@ -1,0 +1,296 @@
+"""[server] workers > 1: a master and worker processes.
+
+The daemon runs with 2 and 4 workers (on whatever cores the machine has).
+Which worker took a connection is asked of the test plugin `worker`
+(tests/plugins/worker.c), which answers with its process and its
+WSPLUGD_WORKER number, and is checked against the worker= field of the
+connection's ws.open line.  Every wait is on a log line or a reply, each
+bounded.
+"""
+
+import asyncio
+import json
+import os
+import resource
+import signal
+import time
+
+import pytest
+import websockets
+
+from harness import PLUGIN_DIR, SLOW, Daemon, config, run_wsplugd
+
+TEST_PLUGINS = os.environ.get("WSPLUGD_TEST_PLUGIN_DIR",
+                              "tests/plugins/.libs")
+WORKER_SO = os.path.join(TEST_PLUGINS, "worker.so")
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def workers_config(n, server=None, worker_keys=None, plugins=("ping",)):
+    sections = {"worker": {"path": WORKER_SO, **(worker_keys or {})}}
+    return config(plugins=tuple(plugins) + ("worker",),
+                  server={"workers": n, **(server or {})},
+                  log={"level": "info"}, plugin_sections=sections)
+
+
+def start(wsplugd, n, **kw):
+    d = wsplugd(text=workers_config(n, **kw))
+    d.wait_for("master.ready", timeout=30)
+    return d
+
+
+async def whoami(ws):
+    await ws.send(json.dumps({"type": "whoami"}))
+    while True:
+        r = json.loads(await ws.recv())
+        if r.get("type") == "whoami":
+            return r
+
+
+async def connect(d):
+    ws = await websockets.connect(d.url, open_timeout=30 * SLOW,
+                                  close_timeout=10 * SLOW, ping_interval=None)
+    r = await whoami(ws)
+    return ws, int(r["worker"] or 0), r["pid"]
+
+
+def run(coro, timeout=120):
+    return asyncio.run(asyncio.wait_for(coro, timeout=timeout * SLOW))
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_clients_spread_over_workers(wsplugd, n):
+    raise_nofile()
+    d = start(wsplugd, n)
+    clients = 50 * n
+
+    async def main():
+        conns = [await connect(d) for _ in range(clients)]
+        for ws, _, _ in conns:
+            await ws.close()
+        return conns
+
+    conns = run(main())
+    per = {}
+    for _, w, pid in conns:
+        per.setdefault(w, set()).add(pid)
+    assert sorted(per) == list(range(1, n + 1)), per
+    # one process per worker number, and no worker starved
+    assert all(len(p) == 1 for p in per.values()), per
+    counts = {w: sum(1 for c in conns if c[1] == w) for w in per}
+    assert min(counts.values()) >= clients / n / 3, counts
+    # the ws.open lines agree: each carries the worker that answered
+    opens = d.wait_count("ws.open", clients)
+    assert sorted(int(e["worker"]) for e in opens) == \
+        sorted(w for _, w, _ in conns)
+    pids = {int(e["pid"]) for e in d.find_all("worker.start")}
+    assert pids == {p for s in per.values() for p in s}
+
+
+def test_one_worker_is_todays_single_process(wsplugd):
+    d = wsplugd(text=workers_config(1))
+
+    async def main():
+        ws, w, pid = await connect(d)
+        await ws.close()
+        return w, pid
+
+    w, pid = run(main())
+    assert pid == d.proc.pid  # no master: the daemon itself serves
+    assert w == 0  # WSPLUGD_WORKER unset
+    assert not d.find_all("master.start")
+    assert "worker" not in d.wait_for("ws.open")
+
+
+@pytest.mark.parametrize("value,msg", [
+    ("0", "workers: 0 is out of range (auto, or 1..256)"),
+    ("257", "workers: 257 is out of range (auto, or 1..256)"),
+    ("two", "workers: invalid number 'two' (expected an integer, auto, "
+     "or 1..256)"),
+])
+def test_bad_workers_value_names_file_and_line(tmp_path, value, msg):
+    conf = tmp_path / "w.conf"
+    conf.write_text(f"[server]\nlisten = 127.0.0.1:0\nworkers = {value}\n")
+    r = run_wsplugd(["-t", "-c", str(conf)])
+    assert r.returncode == 1
+    assert f"{conf}:3: [server] {msg}" in r.stderr, r.stderr
+
+
+def test_workers_auto_is_accepted(tmp_path):
+    conf = tmp_path / "w.conf"
+    conf.write_text("[server]\nlisten = 127.0.0.1:0\nworkers = auto\n"
+                    "worker_watchdog = 0\n"
+                    f"[plugins]\ndir = {PLUGIN_DIR}\n")
+    r = run_wsplugd(["-t", "-c", str(conf)])
+    assert r.returncode == 0, r.stderr
+
+
+def test_worker_failing_to_start_stops_the_daemon(tmp_path):
+    d = Daemon(tmp_path, workers_config(
+        2, worker_keys={"fail_in_worker": 2})).start(wait=False)
+    ev = d.wait_for("config.error", timeout=30)
+    assert ev["worker"] == "2"
+    assert "fail_in_worker: refusing to load in worker 2" in ev["msg"]
+    assert d.wait_exit(30) == 1
+    d.wait_for("worker.exit", worker=2, status=1)
+
+
+async def pinging(ws, stop, stats):
+    """Ping until stop; count answers, or the close that ended it."""
+    n = 0
+    try:
+        while not stop.is_set():
+            n += 1
+            await ws.send(json.dumps({"type": "ping", "id": n}))
+            while True:
+                r = json.loads(await ws.recv())
+                if r.get("type") == "pong":
+                    break
+            assert r["id"] == n
+            stats["answered"] += 1
+            await asyncio.sleep(0.01)
+    except websockets.ConnectionClosed:
+        stats["closed"] += 1
+
+
+def crash_under_load(d, victim_worker, how):
+    """Clients on every worker ping; the victim worker dies (how: a crash
+    inside the plugin, or kill -SEGV from outside).  Returns the victim's
+    old pid, the per-group stats and the new pid that serves."""
+    async def main():
+        conns = []
+        while len({w for _, w, _ in conns}) < 2 or len(conns) < 40:
+            conns.append(await connect(d))
+            assert len(conns) < 400, "connections never spread"
+        victims = [c for c in conns if c[1] == victim_worker]
+        others = [c for c in conns if c[1] != victim_worker]
+        old_pid = victims[0][2]
+        stop = asyncio.Event()
+        vstats = {"answered": 0, "closed": 0}
+        ostats = {"answered": 0, "closed": 0}
+        tasks = [asyncio.create_task(pinging(ws, stop, vstats))
+                 for ws, _, _ in victims[1:]]
+        tasks += [asyncio.create_task(pinging(ws, stop, ostats))
+                  for ws, _, _ in others]
+        await asyncio.sleep(0.3)
+        mark = d.mark()
+        if how == "crash":
+            await victims[0][0].send(json.dumps({"type": "crash"}))
+        else:
+            os.kill(old_pid, signal.SIGSEGV)
+        loop = asyncio.get_running_loop()
+        ex = await loop.run_in_executor(None, lambda: d.wait_for(
+            "worker.exit", start=mark, worker=victim_worker))
+        t_exit = time.monotonic()
+        # a new worker serves: new connections reach it within 1 s
+        new_pid = None
+        spare = []
+        while new_pid is None:
+            ws, w, pid = await connect(d)
+            spare.append(ws)
+            if w == victim_worker:
+                assert pid != old_pid
+                new_pid = pid
+            assert time.monotonic() - t_exit < 1.0 * SLOW + 0.5, \
+                "no new worker within 1 s"
+        served_after = time.monotonic() - t_exit
+        answered_before = ostats["answered"]
+        await asyncio.sleep(0.5)
+        assert ostats["answered"] > answered_before  # still pinging
+        stop.set()
+        await asyncio.gather(*tasks)
+        for ws, _, _ in others:
+            await ws.close()
+        for ws in spare:
+            await ws.close()
+        return ex, old_pid, new_pid, vstats, ostats, served_after
+
+    return run(main())
+
+
+def test_plugin_crash_names_plugin_and_callback(wsplugd):
+    raise_nofile()
+    d = start(wsplugd, 2)
+    ex, old_pid, new_pid, vstats, ostats, after = crash_under_load(
+        d, 1, "crash")
+    assert ex["pid"] == str(old_pid)
+    # SIGSEGV; under ASan its report ends the process with status 1
+    assert ex.get("signal") == "SEGV" or ex.get("status") not in (None, "0")
+    assert ex["plugin"] == "worker" and ex["callback"] == "message", ex
+    assert ex["respawn_ms"] == "0"
+    assert ex["level"] == "warn"
+    assert vstats["closed"] >= 1 and ostats["closed"] == 0, (vstats, ostats)
+    d.wait_for("worker.ready", worker=1, pid=new_pid)
+    print(f"plugin crash: new worker served {after:.3f} s after the exit")
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_kill_segv_loses_only_that_workers_connections(wsplugd, n):
+    raise_nofile()
+    d = start(wsplugd, n)
+    ex, old_pid, new_pid, vstats, ostats, after = crash_under_load(
+        d, 2, "kill")
+    assert ex.get("signal") == "SEGV" or ex.get("status") not in (None, "0")
+    assert vstats["closed"] >= 1 and ostats["closed"] == 0, (vstats, ostats)
+    # every connection of the dead worker ended, none of the others'
+    assert d.wait_for("worker.start", worker=2, pid=new_pid)
+    print(f"kill -SEGV: new worker served {after:.3f} s after the exit")
+
+
+def test_stalled_worker_is_killed_by_the_watchdog(wsplugd):
+    d = start(wsplugd, 2, server={"worker_watchdog": "500ms"})
+
+    async def main():
+        conns = []
+        while not any(w == 2 for _, w, _ in conns):
+            conns.append(await connect(d))
+            assert len(conns) < 200
+        ws, _, pid = next(c for c in conns if c[1] == 2)
+        mark = d.mark()
+        await ws.send(json.dumps({"type": "hang"}))
+        loop = asyncio.get_running_loop()
+        wd = await loop.run_in_executor(None, lambda: d.wait_for(
+            "worker.watchdog", start=mark, worker=2, pid=pid))
+        ex = await loop.run_in_executor(None, lambda: d.wait_for(
+            "worker.exit", start=mark, worker=2, pid=pid))
+        for c in conns:
+            await c[0].close()
+        return wd, ex
+
+    wd, ex = run(main())
+    assert int(wd["ms"]) >= 500
+    assert ex["signal"] == "KILL"
+    assert ex["plugin"] == "worker" and ex["callback"] == "message", ex
+    d.wait_count("worker.ready", 3)
+
+
+def test_sigterm_drains_every_worker_and_master_exits_0(wsplugd):
+    d = start(wsplugd, 4)
+
+    async def main():
+        conns = []
+        while len({w for _, w, _ in conns}) < 4 or len(conns) < 20:
+            conns.append(await connect(d))
+            assert len(conns) < 400
+        d.signal(signal.SIGTERM)
+        codes = []
+        for ws, _, _ in conns:
+            try:
+                await asyncio.wait_for(ws.recv(), 10 * SLOW)
+            except websockets.ConnectionClosed:
+                pass
+            codes.append(ws.close_code)
+        return conns, codes
+
+    conns, codes = run(main())
+    assert codes == [1001] * len(conns), codes
+    assert d.wait_exit(30) == 0
+    stops = d.find_all("daemon.stop")
+    assert sorted(e.get("worker", "master") for e in stops) == \
+        ["1", "2", "3", "4", "master"]
+    assert d.lines[-1].find("every worker has stopped") != -1
