@@ -190,8 +190,10 @@ conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
 	srv->nhandshake++;
 	if ((status = admit_accept(srv, &reason, &why)) != 0)
 		conn_refuse(c, status, reason, why);
-	else
+	else {
+		c->held_conn = srv->limits != NULL;
 		dq_push(&srv->dq_handshake, c);
+	}
 	return 0;
 }
 
@@ -201,6 +203,8 @@ conn_refuse(struct wsp_conn *c, int status, const char *reason,
     const char *why)
 {
 	admit_refused(c->srv, c->ip, c->port, status, reason, why);
+	if (c->held_conn | c->held_ip)
+		admit_release(c);
 	http_response_error(c->out, status, why);
 	conn_leave_handshake(c);
 	c->state = CONN_LINGER;
@@ -336,6 +340,8 @@ conn_read_head(struct wsp_conn *c)
 		conn_refuse(c, status, reason, why);
 		return 0;
 	}
+	/* admitted: with workers > 1 it holds a place from its address */
+	c->held_ip = c->srv->limits != NULL && cfg->max_connections_per_ip > 0;
 	return conn_upgrade(c, &req, end, proto);
 }
 
@@ -367,6 +373,8 @@ conn_end(struct wsp_conn *c, uint16_t code, const char *reason)
 		if (c->ip_counted)
 			registry_ip_unref(&srv->reg, c->ip);
 		c->ip_counted = 0;
+		if (c->held_conn | c->held_ip)
+			admit_release(c);
 		if (c->opened) {
 			c->opened = 0;
 			srv->conn_hooks.closed(c, code);
@@ -794,6 +802,8 @@ conn_free(struct wsp_conn *c)
 	if (c->registered)
 		conn_end(c, WS_CLOSE_ABNORMAL, "connection dropped");
 	conn_leave_handshake(c);
+	if (c->held_conn | c->held_ip)
+		admit_release(c);
 	dq_remove(c);
 	TAILQ_REMOVE(&srv->pending, c, link);
 	srv->npending--;

@@ -18,6 +18,7 @@ core_libwspcore_la_SOURCES = \
 	core/http_upgrade.c \
 	core/json_read.c \
 	core/keepalive.c \
+	core/limits.c \
 	core/listen.c \
 	core/log.c \
 	core/metrics.c \

@@ -36,7 +36,8 @@
  *   daemon.stop       uptime_s opened closed refused reaped msgs_in msgs_out
  *                     left_open
  *   daemon.shutdown   msg (closing N connections; timeout reached)
- *   daemon.limit      msg (open-file limit below max_connections)
+ *   daemon.limit      msg (open-file limit below max_connections; the
+ *                     shared address table is full, workers > 1)
  *   daemon.error      msg
  *   config.error      msg (FILE:LINE: message; at start-up or reload)
  *   listen.start      addr (the bound address, with the kernel's port)

@@ -19,6 +19,10 @@
  * the group: a worker's queue is its own, so a worker stuck in a plugin
  * holds the connections hashed to it until the watchdog replaces it.
  *
+ * Limits: max_connections and max_connections_per_ip count every
+ * worker's connections, in limits.c's shared counters; a dead worker's
+ * places are given back before its replacement starts.
+ *
  * The admin listener is one socket, served by worker 1 (and by its
  * replacement after a crash): its /metrics and /connections are worker
  * 1's for now.
@@ -92,6 +96,7 @@ static struct master {
 	size_t nw, alive;
 	struct worker_shm *shm;
 	size_t shm_size;
+	struct limits *limits; /* max_connections and _per_ip, shared */
 	char (*addr)[64];     /* each listen address, as bound */
 	int *admin_fds;       /* handed to worker 1 */
 	char (*admin_addr)[64];
@@ -175,6 +180,8 @@ worker_setup(struct wsp_server *srv, void *arg)
 	srv->worker = w;
 	srv->bind = worker_bind;
 	srv->calls = &w->shm->calls;
+	srv->limits = M.limits;
+	limits_set_worker(M.limits, (size_t)w->n - 1);
 	event_assign(&M.beat_ev, srv->base, -1, EV_PERSIST, worker_beat_cb, w);
 	event_add(&M.beat_ev, &tv);
 }
@@ -223,6 +230,7 @@ worker_main(struct worker *w)
 	free(M.addr);
 	free(M.admin_fds);
 	free(M.admin_addr);
+	limits_free(M.limits);
 	log_fini();
 	libevent_global_shutdown();
 	exit(rc);
@@ -345,6 +353,8 @@ master_reaped(struct worker *w, int status)
 
 	w->pid = 0;
 	M.alive--;
+	/* every place its connections held in the limits is free again */
+	limits_worker_gone(M.limits, (size_t)w->n - 1);
 	if (!M.draining && !M.starting) {
 		if (lived < WORKER_QUICK_MS)
 			w->fails++;
@@ -538,8 +548,9 @@ master_setup(struct wsp_errors *errs)
 	M.shm_size = M.nw * sizeof(struct worker_shm);
 	M.shm = mmap(NULL, M.shm_size, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (M.shm == MAP_FAILED) {
+	if (M.shm == MAP_FAILED)
 		M.shm = NULL;
+	if (M.shm == NULL || (M.limits = limits_new(M.nw)) == NULL) {
 		errors_add(errs, NULL, 0, "cannot map shared memory for %zu "
 		    "workers: %s", M.nw, strerror(errno));
 		return -1;
@@ -613,6 +624,7 @@ master_close_sockets(void)
 	free(M.admin_addr);
 	if (M.shm != NULL)
 		munmap(M.shm, M.shm_size);
+	limits_free(M.limits);
 }
 
 int

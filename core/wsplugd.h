@@ -496,6 +496,8 @@ struct wsp_conn {
 	unsigned flush_pending : 1;
 	unsigned msg_open : 1;     /* a fragmented message is being built */
 	unsigned ip_counted : 1;
+	unsigned held_conn : 1;    /* a place in srv->limits' conns */
+	unsigned held_ip : 1;      /* a place in srv->limits' ip table */
 	unsigned registered : 1;
 	unsigned doomed : 1;       /* slow consumer: end it in its handler */
 	unsigned shut_wr : 1;      /* lingering: our FIN is sent */
@@ -555,11 +557,34 @@ int admit_accept(struct wsp_server *srv, const char **reason_r,
 int admit_request(struct wsp_server *srv, const char *ip,
     const struct http_request *req, const char **protocol_r,
     const char **reason_r, const char **why_r);
+/* Give back what the connection holds in srv->limits (workers > 1):
+ * when it stops counting (refused, ended, freed). */
+void admit_release(struct wsp_conn *c);
 /* The metrics label of a status http_upgrade.c refused with. */
 const char *admit_reason(int status);
 /* Count, label and log (ws.refuse) a refusal. */
 void admit_refused(struct wsp_server *srv, const char *ip, uint16_t port,
     int status, const char *reason, const char *why);
+
+/* limits.c: connection limits shared by worker processes */
+
+struct limits;
+
+/* Mapped shared before fork, for nworkers workers; NULL, errno set. */
+struct limits *limits_new(size_t nworkers);
+void limits_free(struct limits *l);
+/* In worker i (0-based), before it takes anything. */
+void limits_set_worker(struct limits *l, size_t i);
+/* A place among max connections: 0, or -1 when they are all taken. */
+int limits_conn_take(struct limits *l, uint64_t max);
+void limits_conn_put(struct limits *l);
+uint64_t limits_conn_count(const struct limits *l);
+/* A place among max from ip: 0, -1 when they are all taken, 1 when the
+ * table has no room for ip (then check per worker). */
+int limits_ip_take(struct limits *l, const char *ip, uint64_t max);
+void limits_ip_put(struct limits *l, const char *ip);
+/* In the master, for a dead worker i: give back everything it held. */
+void limits_worker_gone(struct limits *l, size_t i);
 
 /* listen.c: accepting sockets, handed to srv->on_accept */
 
@@ -864,6 +889,7 @@ struct wsp_server {
 	int (*bind)(struct wsp_server *srv, const struct wsp_listen_addr *a,
 	    int backlog, char *addr, size_t addrlen);
 	void *worker; /* workers.c's state, in a worker process */
+	struct limits *limits; /* workers > 1: the daemon's counts */
 	/* totals for logs and the shutdown summary */
 	uint64_t total_opened, total_closed, total_refused, total_reaped;
 	struct metrics metrics;

@@ -14,6 +14,7 @@ UNIT_TESTS = \
 	tests/unit/test_json_read \
 	tests/unit/test_json_write \
 	tests/unit/test_registry \
+	tests/unit/test_limits \
 	tests/unit/test_metrics \
 	tests/unit/test_admit \
 	tests/unit/test_attrs \
@@ -43,6 +44,10 @@ tests_unit_test_json_read_LDADD = $(UNIT_LDADD)
 tests_unit_test_json_write_SOURCES = tests/unit/test_json_write.c
 tests_unit_test_json_write_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_json_write_LDADD = $(UNIT_LDADD)
+tests_unit_test_limits_SOURCES = tests/unit/test_limits.c \
+	tests/unit/suite.c tests/unit/suite.h
+tests_unit_test_limits_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_limits_LDADD = $(UNIT_LDADD)
 tests_unit_test_registry_SOURCES = tests/unit/test_registry.c
 tests_unit_test_registry_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_registry_LDADD = $(UNIT_LDADD)

@@ -294,3 +294,94 @@ def test_sigterm_drains_every_worker_and_master_exits_0(wsplugd):
     assert sorted(e.get("worker", "master") for e in stops) == \
         ["1", "2", "3", "4", "master"]
     assert d.lines[-1].find("every worker has stopped") != -1
+
+
+async def refused(d, local="127.0.0.1"):
+    """Try to connect: the HTTP status of a refusal, or None if it opened
+    (then it is closed again)."""
+    try:
+        ws = await websockets.connect(d.url, open_timeout=30 * SLOW,
+                                      ping_interval=None,
+                                      local_addr=(local, 0))
+    except websockets.exceptions.InvalidStatusCode as e:
+        return e.status_code
+    await ws.close()
+    return None
+
+
+async def connect_from(d, local):
+    ws = await websockets.connect(d.url, open_timeout=30 * SLOW,
+                                  ping_interval=None, local_addr=(local, 0))
+    r = await whoami(ws)
+    return ws, int(r["worker"]), r["pid"]
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_per_ip_limit_is_global_across_workers(wsplugd, n):
+    d = start(wsplugd, n, server={"max_connections_per_ip": 20})
+
+    async def main():
+        conns = [await connect_from(d, "127.0.0.1") for _ in range(20)]
+        mark = d.mark()
+        statuses = [await refused(d) for _ in range(4 * n)]
+        other = await connect_from(d, "127.0.0.2")  # its own count
+        # a place given back is a place for the next one, any worker
+        await conns.pop()[0].close()
+        d.wait_for("ws.close", start=mark)
+        conns.append(await connect_from(d, "127.0.0.1"))
+        after = await refused(d)
+        for ws, _, _ in conns + [other]:
+            await ws.close()
+        return conns, statuses, mark, after
+
+    conns, statuses, mark, after = run(main())
+    assert len({w for _, w, _ in conns}) >= 2  # the 20 were spread
+    assert statuses == [503] * (4 * n), statuses
+    assert after == 503
+    refusals = d.find_all("ws.refuse", reason="max_connections_per_ip")
+    assert len(refusals) == 4 * n + 1
+    # refused by whichever worker the kernel picked, not only one
+    assert len({e["worker"] for e in refusals}) >= 2, refusals
+
+
+def test_max_connections_is_global_across_workers(wsplugd):
+    d = start(wsplugd, 4, server={"max_connections": 30})
+
+    async def main():
+        conns = []
+        for i in range(30):
+            conns.append(await connect_from(d, f"127.0.0.{1 + i % 3}"))
+        statuses = [await refused(d, f"127.0.0.{4 + i % 3}")
+                    for i in range(12)]
+        for ws, _, _ in conns:
+            await ws.close()
+        return conns, statuses
+
+    conns, statuses = run(main())
+    assert len({w for _, w, _ in conns}) >= 2
+    assert statuses == [503] * 12, statuses
+    refusals = d.find_all("ws.refuse", reason="max_connections")
+    assert len(refusals) == 12
+    assert len({e["worker"] for e in refusals}) >= 2, refusals
+
+
+def test_dead_workers_places_are_given_back(wsplugd):
+    d = start(wsplugd, 2, server={"max_connections_per_ip": 20})
+
+    async def main():
+        conns = [await connect_from(d, "127.0.0.1") for _ in range(20)]
+        lost = [c for c in conns if c[1] == 1]
+        assert lost and len(lost) < 20
+        mark = d.mark()
+        os.kill(lost[0][2], signal.SIGSEGV)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, lambda: d.wait_for(
+            "worker.ready", start=mark, worker=1))
+        # exactly as many places as the dead worker held are free again
+        fresh = [await connect_from(d, "127.0.0.1") for _ in lost]
+        over = await refused(d)
+        for ws, _, _ in conns + fresh:
+            await ws.close()
+        return over
+
+    assert run(main()) == 503
