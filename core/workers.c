@@ -39,7 +39,8 @@
  *
  * SIGTERM or SIGINT: the master sends SIGTERM to every worker, each drains
  * as a single process does (close 1001, up to shutdown_timeout), and the
- * master exits 0 once the last one is gone.  SIGUSR1 reopens the master's
+ * master exits once the last one is gone: 0, or 1 if one of them did not
+ * exit 0 (a sanitizer's report, a kill past the grace period).  SIGUSR1 reopens the master's
  * log and is passed on.  The master alone talks to systemd (READY, the
  * watchdog); workers run without NOTIFY_SOCKET.
  */
@@ -102,6 +103,7 @@ static struct master {
 	char (*admin_addr)[64];
 	int starting;         /* not every worker was ready yet */
 	int failed;           /* a worker failed its start: exit 1 */
+	int unclean;          /* one exited non-zero while stopping: exit 1 */
 	int draining;
 	size_t saved_nadmin;  /* a worker other than 1 serves no admin */
 	struct event *sig[5], *tick, *kill_timer;
@@ -385,6 +387,7 @@ master_reaped(struct worker *w, int status)
 		log_uint(l, "respawn_ms", delay);
 	log_end(l);
 	if (M.draining) {
+		M.unclean |= !clean;
 		if (M.alive == 0)
 			event_base_loopbreak(M.srv.base);
 		return;
@@ -663,10 +666,11 @@ workers_run(struct wsp_config **cfgp, const char *file, int level,
 		}
 	if (M.alive > 0)
 		event_base_dispatch(M.srv.base);
-	rc = M.failed ? 1 : 0;
+	rc = M.failed || M.unclean ? 1 : 0;
 	l = log_begin(rc == 0 ? WSP_LOG_INFO : WSP_LOG_ERROR, "daemon.stop");
-	log_str(l, "msg", rc == 0 ? "every worker has stopped" :
-	    "a worker could not start");
+	log_str(l, "msg", M.failed ? "a worker could not start" : M.unclean ?
+	    "every worker has stopped, not every one cleanly" :
+	    "every worker has stopped");
 	log_end(l);
 fail:
 	for (i = 0; i < errs.n; i++)
