@@ -344,6 +344,8 @@ admin_bind(struct admin *ad, const struct wsp_config *cfg,
 	char addr[64];
 	int fd;
 
+	if (ad->srv->admin_off)
+		return 0; /* a worker other than the one serving it */
 	if ((fd = ad->srv->bind != NULL ? ad->srv->bind(ad->srv, a,
 	    ADMIN_BACKLOG, addr, sizeof(addr)) : listen_bind(a, ADMIN_BACKLOG,
 	    0, addr, sizeof(addr))) == -1) {

@@ -57,7 +57,9 @@
  *   ws.ping_missed    conn ip missed idle_ms
  *   ws.reap           conn ip idle_ms pings_missed
  *   reload            result (ok: generation ok_total kept loaded unloaded
- *                     active; failed: errors failed_total msg)
+ *                     active; failed: errors failed_total msg; workers > 1:
+ *                     aborted in a worker, and the master's line with
+ *                     workers, failed_in)
  *   plugin.load       plugin version path generation
  *   plugin.unload     plugin generation
  *   plugin.log        plugin conn msg (a plugin's own line)

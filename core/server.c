@@ -124,6 +124,9 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		if (srv->draining)
 			log_msg(WSP_LOG_WARN, "reload",
 			    "SIGHUP ignored while shutting down");
+		else if (srv->worker != NULL) /* the master runs reloads */
+			log_msg(WSP_LOG_WARN, "reload", "SIGHUP ignored by a "
+			    "worker: send it to the master");
 		else {
 			notify_reloading(srv);
 			server_reload(srv);

@@ -37,6 +37,15 @@
  * a second of its start.  A worker whose heartbeat stops for
  * worker_watchdog is killed with SIGKILL (worker.watchdog) and replaced.
  *
+ * SIGHUP, all or nothing: the master reads and checks the file (workers
+ * and the listen addresses cannot change: they fail the reload with
+ * FILE:LINE) and prepares its log, then says P to every worker over its
+ * control socketpair (one byte each way); each runs reload.c's prepare
+ * and answers p or f.  Only when all said p does each get C (commit);
+ * otherwise, or when one dies or stays silent for WORKER_RELOAD_WAIT_S,
+ * all get A (abort).  A worker replaced later forks from the master's
+ * configuration, which is the committed one.
+ *
  * SIGTERM or SIGINT: the master sends SIGTERM to every worker, each drains
  * as a single process does (close 1001, up to shutdown_timeout), and the
  * master exits once the last one is gone: 0, or 1 if one of them did not
@@ -69,6 +78,7 @@
 #define WORKER_KILL_GRACE_MS 10000 /* past shutdown_timeout: SIGKILL */
 #define LISTEN_BACKLOG 511
 #define ADMIN_BACKLOG 64
+#define WORKER_RELOAD_WAIT_S 60 /* a worker's prepare answers within */
 
 struct worker_shm {
 	_Atomic uint64_t beat; /* monotonic ms of its last timer; 0: starting */
@@ -83,6 +93,10 @@ struct worker {
 	uint64_t started;    /* monotonic ms of the fork */
 	uint64_t beat_seen, beat_changed;
 	unsigned fails;      /* quick deaths in a row */
+	int ctl;             /* the master's end of its control socket */
+	int cfd;             /* the worker's end, in the worker */
+	struct event *ctl_ev;
+	int asked;           /* a reload's prepare is awaited from it */
 	struct event *respawn;
 	struct worker_shm *shm;
 };
@@ -99,15 +113,26 @@ static struct master {
 	size_t shm_size;
 	struct limits *limits; /* max_connections and _per_ip, shared */
 	char (*addr)[64];     /* each listen address, as bound */
+	/* The addresses bound (their sockaddr; a reload cannot change them),
+	 * kept apart from any configuration, which a reload frees. */
+	struct wsp_listen_addr *lconf, *aconf;
+	size_t nlisten;
 	int *admin_fds;       /* handed to worker 1 */
 	char (*admin_addr)[64];
 	int starting;         /* not every worker was ready yet */
 	int failed;           /* a worker failed its start: exit 1 */
 	int unclean;          /* one exited non-zero while stopping: exit 1 */
 	int draining;
-	size_t saved_nadmin;  /* a worker other than 1 serves no admin */
+	size_t saved_nadmin;  /* the admin addresses bound, as admin_fds */
 	struct event *sig[5], *tick, *kill_timer;
 	struct event beat_ev; /* in a worker: its heartbeat */
+	struct event ctl_ev;  /* in a worker: the master's words */
+	/* a reload in the master: the configuration every worker prepares */
+	struct wsp_config *staged;
+	int reloading;
+	size_t awaited;
+	struct wsp_errors reload_errs; /* which workers failed it */
+	struct event *reload_timer;
 	struct worker *self;  /* in a worker: its own entry */
 } M;
 
@@ -148,14 +173,13 @@ worker_bind(struct wsp_server *srv, const struct wsp_listen_addr *a,
     int backlog, char *addr, size_t addrlen)
 {
 	struct worker *w = srv->worker;
-	const struct wsp_config *cfg = M.cfg;
 	size_t i;
 	int fd;
 
 	(void)backlog;
-	for (i = 0; i < cfg->nlisten; i++)
-		if (w->fds[i] != -1 && config_listen_same(&cfg->listen[i].ss,
-		    cfg->listen[i].sslen, a)) {
+	for (i = 0; i < M.nlisten; i++)
+		if (w->fds[i] != -1 && config_listen_same(&M.lconf[i].ss,
+		    M.lconf[i].sslen, a)) {
 			fd = w->fds[i];
 			w->fds[i] = -1; /* the listener closes it */
 			snprintf(addr, addrlen, "%s", M.addr[i]);
@@ -163,7 +187,7 @@ worker_bind(struct wsp_server *srv, const struct wsp_listen_addr *a,
 		}
 	for (i = 0; w->n == 1 && i < M.saved_nadmin; i++)
 		if (M.admin_fds[i] != -1 && config_listen_same(
-		    &cfg->admin_listen[i].ss, cfg->admin_listen[i].sslen, a)) {
+		    &M.aconf[i].ss, M.aconf[i].sslen, a)) {
 			fd = M.admin_fds[i];
 			M.admin_fds[i] = -1;
 			snprintf(addr, addrlen, "%s", M.admin_addr[i]);
@@ -171,6 +195,55 @@ worker_bind(struct wsp_server *srv, const struct wsp_listen_addr *a,
 		}
 	errno = EADDRNOTAVAIL; /* not bound by the master */
 	return -1;
+}
+
+/*
+ * The control socket: one byte each way.  The master says P (prepare a
+ * reload of the file), C (commit it) or A (abort it); a worker answers a
+ * P with p (prepared) or f (failed, its errors logged by itself).
+ */
+static void
+worker_ctl_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct wsp_server *srv = arg;
+	struct log_line *l;
+	ssize_t n;
+	char b, r;
+
+	(void)what;
+	if ((n = read(fd, &b, 1)) == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) { /* the master is gone: stop as on SIGTERM */
+		event_del(&M.ctl_ev);
+		log_msg(WSP_LOG_ERROR, "daemon.shutdown", "the master is gone");
+		kill(getpid(), SIGTERM);
+		return;
+	}
+	switch (b) {
+	case 'P':
+		r = srv->cfg_staged == NULL && !srv->draining &&
+		    server_reload_prepare(srv) == 0 ? 'p' : 'f';
+		if (write(fd, &r, 1) != 1)
+			log_msg(WSP_LOG_ERROR, "daemon.error", "cannot answer "
+			    "the master: %s", strerror(errno));
+		break;
+	case 'C':
+		if (srv->cfg_staged != NULL)
+			server_reload_commit(srv);
+		break;
+	case 'A':
+		if (srv->cfg_staged == NULL)
+			break;
+		server_reload_abort(srv);
+		if ((l = log_begin(WSP_LOG_WARN, "reload")) != NULL) {
+			log_str(l, "result", "aborted");
+			log_str(l, "msg", "another worker failed to prepare: "
+			    "the running configuration and plugins are "
+			    "unchanged");
+			log_end(l);
+		}
+		break;
+	}
 }
 
 static void
@@ -182,13 +255,18 @@ worker_setup(struct wsp_server *srv, void *arg)
 	srv->worker = w;
 	srv->bind = worker_bind;
 	srv->calls = &w->shm->calls;
+	srv->admin_off = w->n != 1;
 	srv->limits = M.limits;
 	limits_set_worker(M.limits, (size_t)w->n - 1);
 	event_assign(&M.beat_ev, srv->base, -1, EV_PERSIST, worker_beat_cb, w);
 	event_add(&M.beat_ev, &tv);
+	event_assign(&M.ctl_ev, srv->base, w->cfd, EV_READ | EV_PERSIST,
+	    worker_ctl_cb, srv);
+	event_add(&M.ctl_ev, NULL);
 }
 
 static void master_free(void);
+static void master_ctl_cb(evutil_socket_t, short, void *);
 
 /* The child side of a fork: drop the master's loop and every socket that
  * is not this worker's, then serve. */
@@ -205,7 +283,12 @@ worker_main(struct worker *w)
 	 * its events be deleted without touching the master's epoll set. */
 	event_reinit(M.srv.base);
 	for (i = 0; i < M.nw; i++)
-		for (j = 0; M.w[i].fds != NULL && j < M.cfg->nlisten; j++)
+		if (M.w[i].ctl != -1) {
+			close(M.w[i].ctl);
+			M.w[i].ctl = -1;
+		}
+	for (i = 0; i < M.nw; i++)
+		for (j = 0; M.w[i].fds != NULL && j < M.nlisten; j++)
 			if (&M.w[i] != w && M.w[i].fds[j] != -1) {
 				close(M.w[i].fds[j]);
 				M.w[i].fds[j] = -1;
@@ -216,7 +299,6 @@ worker_main(struct worker *w)
 				close(M.admin_fds[i]);
 				M.admin_fds[i] = -1;
 			}
-		M.cfg->nadmin_listen = 0;
 	}
 	master_free();
 	unsetenv("NOTIFY_SOCKET");
@@ -224,14 +306,16 @@ worker_main(struct worker *w)
 	setenv("WSPLUGD_WORKER", n, 1);
 	log_set_worker(w->n);
 	rc = M.serve(&M.cfg, M.file, M.level, &hooks);
-	M.cfg->nadmin_listen = M.saved_nadmin;
-	config_free(M.cfg);
+	close(w->cfd);
+	config_free(M.cfg); /* the one in force: a reload may have replaced it */
 	for (i = 0; i < M.nw; i++)
 		free(M.w[i].fds);
 	free(M.w);
 	free(M.addr);
 	free(M.admin_fds);
 	free(M.admin_addr);
+	free(M.lconf);
+	free(M.aconf);
 	limits_free(M.limits);
 	log_fini();
 	libevent_global_shutdown();
@@ -252,11 +336,19 @@ master_free(void)
 			event_free(M.sig[i]);
 			M.sig[i] = NULL;
 		}
-	for (i = 0; i < M.nw; i++)
+	for (i = 0; i < M.nw; i++) {
 		if (M.w[i].respawn != NULL) {
 			event_free(M.w[i].respawn);
 			M.w[i].respawn = NULL;
 		}
+		if (M.w[i].ctl_ev != NULL) {
+			event_free(M.w[i].ctl_ev);
+			M.w[i].ctl_ev = NULL;
+		}
+	}
+	if (M.reload_timer != NULL)
+		event_free(M.reload_timer);
+	M.reload_timer = NULL;
 	if (M.tick != NULL)
 		event_free(M.tick);
 	if (M.kill_timer != NULL)
@@ -270,6 +362,7 @@ worker_spawn(struct worker *w)
 {
 	struct log_line *l;
 	pid_t pid;
+	int sv[2];
 
 	atomic_store(&w->shm->beat, 0);
 	atomic_store(&w->shm->calls.now, 0);
@@ -277,13 +370,31 @@ worker_spawn(struct worker *w)
 	w->ready = 0;
 	w->beat_seen = 0;
 	w->started = workers_now();
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
+		log_msg(WSP_LOG_ERROR, "daemon.error", "cannot make a control "
+		    "socket for worker %d: %s", w->n, strerror(errno));
+		return -1;
+	}
 	if ((pid = fork()) == -1) {
 		log_msg(WSP_LOG_ERROR, "daemon.error", "cannot fork worker %d: "
 		    "%s", w->n, strerror(errno));
+		close(sv[0]);
+		close(sv[1]);
 		return -1;
 	}
-	if (pid == 0)
+	if (pid == 0) {
+		close(sv[0]);
+		w->cfd = sv[1];
+		evutil_make_socket_nonblocking(w->cfd);
 		worker_main(w);
+	}
+	close(sv[1]);
+	w->ctl = sv[0];
+	evutil_make_socket_nonblocking(w->ctl);
+	if ((w->ctl_ev = event_new(M.srv.base, w->ctl, EV_READ | EV_PERSIST,
+	    master_ctl_cb, w)) == NULL || event_add(w->ctl_ev, NULL) == -1)
+		log_msg(WSP_LOG_ERROR, "daemon.error", "cannot watch worker "
+		    "%d's control socket: out of memory", w->n);
 	w->pid = pid;
 	M.alive++;
 	if ((l = log_begin(WSP_LOG_INFO, "worker.start")) != NULL) {
@@ -344,6 +455,209 @@ master_drain(void)
 }
 
 static void
+master_ctl_close(struct worker *w)
+{
+	if (w->ctl_ev != NULL)
+		event_free(w->ctl_ev);
+	if (w->ctl != -1)
+		close(w->ctl);
+	w->ctl_ev = NULL;
+	w->ctl = -1;
+}
+
+static void
+master_tell(struct worker *w, char b)
+{
+	if (w->ctl != -1 && write(w->ctl, &b, 1) != 1)
+		log_msg(WSP_LOG_ERROR, "daemon.error", "cannot write to worker "
+		    "%d's control socket: %s", w->n, strerror(errno));
+}
+
+/* Every worker asked has answered (or died): all commit, or all abort. */
+static void
+master_reload_done(void)
+{
+	struct wsp_config *old;
+	struct log_line *l;
+	uint64_t total;
+	size_t i;
+	int ok = M.reload_errs.n == 0;
+
+	M.reloading = 0;
+	if (M.reload_timer != NULL)
+		evtimer_del(M.reload_timer);
+	for (i = 0; i < M.nw; i++)
+		if (M.w[i].pid > 0)
+			master_tell(&M.w[i], ok ? 'C' : 'A');
+	total = metrics_reloaded(&M.srv, ok);
+	if (ok) {
+		old = M.cfg;
+		M.cfg = M.srv.cfg = M.staged; /* replacements start with it */
+		log_reload_commit(M.cfg);
+		config_free(old);
+	} else {
+		log_reload_abort();
+		config_free(M.staged);
+	}
+	M.staged = NULL;
+	l = log_begin(ok ? WSP_LOG_INFO : WSP_LOG_ERROR, "reload");
+	log_str(l, "result", ok ? "ok" : "failed");
+	log_uint(l, "workers", M.nw);
+	log_uint(l, ok ? "ok_total" : "failed_total", total);
+	if (!ok) {
+		for (i = 0; i < M.reload_errs.n; i++)
+			log_str(l, i == 0 ? "failed_in" : "also",
+			    M.reload_errs.msg[i]);
+		log_str(l, "msg", "every worker aborted: the running "
+		    "configuration and plugins are unchanged");
+	}
+	log_end(l);
+	errors_clear(&M.reload_errs);
+	notify_ready(&M.srv);
+}
+
+static void
+master_answered(struct worker *w, int ok)
+{
+	if (!w->asked)
+		return;
+	w->asked = 0;
+	if (!ok && w->pid > 0)
+		errors_add(&M.reload_errs, NULL, 0, "worker %d", w->n);
+	if (--M.awaited == 0)
+		master_reload_done();
+}
+
+static void
+master_ctl_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	ssize_t n;
+	char b;
+
+	(void)what;
+	if ((n = read(fd, &b, 1)) == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) { /* it is dying: SIGCHLD will say how */
+		master_ctl_close(w);
+		return;
+	}
+	if (b == 'p' || b == 'f')
+		master_answered(w, b == 'p');
+}
+
+static void
+master_reload_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	size_t i;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	for (i = 0; i < M.nw; i++)
+		if (M.w[i].asked) {
+			errors_add(&M.reload_errs, NULL, 0, "worker %d did not "
+			    "answer", M.w[i].n);
+			master_answered(&M.w[i], 0);
+		}
+}
+
+/* What a reload cannot change while workers run: FILE:LINE errors. */
+static void
+master_reload_check(const struct wsp_config *cfg, struct wsp_errors *errs)
+{
+	size_t i;
+	int same = cfg->nlisten == M.nlisten;
+
+	if (cfg->workers != M.nw)
+		errors_add(errs, cfg->file, cfg->workers_line, "[server] "
+		    "workers: %llu, but %zu are running: a reload does not "
+		    "change the number of workers (restart the daemon)",
+		    (unsigned long long)cfg->workers, M.nw);
+	for (i = 0; same && i < cfg->nlisten; i++)
+		same = config_listen_same(&M.lconf[i].ss, M.lconf[i].sslen,
+		    &cfg->listen[i]);
+	if (!same)
+		errors_add(errs, cfg->file, cfg->nlisten > 0 ?
+		    cfg->listen[0].line : 0, "[server] listen: with workers > "
+		    "1 a reload does not change the addresses (restart the "
+		    "daemon)");
+	same = cfg->nadmin_listen == M.saved_nadmin;
+	for (i = 0; same && i < cfg->nadmin_listen; i++)
+		same = config_listen_same(&M.aconf[i].ss, M.aconf[i].sslen,
+		    &cfg->admin_listen[i]);
+	if (!same)
+		errors_add(errs, cfg->file, cfg->nadmin_listen > 0 ?
+		    cfg->admin_listen[0].line : 0, "[admin] listen: with "
+		    "workers > 1 a reload does not change the addresses "
+		    "(restart the daemon)");
+}
+
+/* SIGHUP: the master reads and checks the file, then every worker
+ * prepares it; master_reload_done decides once all have answered. */
+static void
+master_reload(void)
+{
+	struct wsp_errors errs = { NULL, 0 };
+	struct timeval tv = { WORKER_RELOAD_WAIT_S, 0 };
+	struct wsp_config *cfg;
+	struct log_line *l;
+	size_t i;
+
+	if (M.draining || M.reloading) {
+		log_msg(WSP_LOG_WARN, "reload", "SIGHUP ignored while %s",
+		    M.draining ? "shutting down" : "a reload is under way");
+		return;
+	}
+	log_msg(WSP_LOG_INFO, "reload", "SIGHUP: reloading %s", M.file);
+	notify_reloading(&M.srv);
+	if ((cfg = config_load(M.file, M.srv.default_plugin_dir, &errs)) !=
+	    NULL) {
+		if (M.level != -1)
+			cfg->log_level = M.level;
+		master_reload_check(cfg, &errs);
+		/* the master's own log; on failure nothing is left open */
+		if (errs.n == 0)
+			log_reload_prepare(cfg, &errs);
+	}
+	if (errs.n > 0) {
+		for (i = 0; i < errs.n; i++)
+			log_msg(WSP_LOG_ERROR, "config.error", "%s",
+			    errs.msg[i]);
+		if ((l = log_begin(WSP_LOG_ERROR, "reload")) != NULL) {
+			log_str(l, "result", "failed");
+			log_uint(l, "workers", M.nw);
+			log_uint(l, "errors", errs.n);
+			log_uint(l, "failed_total", metrics_reloaded(&M.srv, 0));
+			log_str(l, "msg", "the running configuration and "
+			    "plugins are unchanged");
+			log_end(l);
+		}
+		config_free(cfg);
+		errors_clear(&errs);
+		notify_ready(&M.srv);
+		return;
+	}
+	M.staged = cfg;
+	M.reloading = 1;
+	for (i = 0; i < M.nw; i++)
+		if (M.w[i].pid > 0 && M.w[i].ctl != -1) {
+			M.w[i].asked = 1;
+			M.awaited++;
+			master_tell(&M.w[i], 'P');
+		} else
+			errors_add(&M.reload_errs, NULL, 0, "worker %d is not "
+			    "running", M.w[i].n);
+	if (M.reload_timer == NULL)
+		M.reload_timer = evtimer_new(M.srv.base,
+		    master_reload_timeout_cb, NULL);
+	if (M.reload_timer != NULL)
+		evtimer_add(M.reload_timer, &tv);
+	if (M.awaited == 0)
+		master_reload_done();
+}
+
+static void
 master_reaped(struct worker *w, int status)
 {
 	uint32_t now = atomic_load(&w->shm->calls.now);
@@ -355,6 +669,11 @@ master_reaped(struct worker *w, int status)
 
 	w->pid = 0;
 	M.alive--;
+	master_ctl_close(w);
+	if (w->asked) {
+		errors_add(&M.reload_errs, NULL, 0, "worker %d died", w->n);
+		master_answered(w, 0);
+	}
 	/* every place its connections held in the limits is free again */
 	limits_worker_gone(M.limits, (size_t)w->n - 1);
 	if (!M.draining && !M.starting) {
@@ -489,9 +808,7 @@ master_signal_cb(evutil_socket_t sig, short what, void *arg)
 			master_drain();
 		break;
 	case SIGHUP:
-		log_msg(WSP_LOG_ERROR, "reload", "SIGHUP: reload is not "
-		    "supported with workers > 1 yet; the running configuration "
-		    "is unchanged (restart to apply a new one)");
+		master_reload();
 		break;
 	case SIGUSR1:
 		if (log_reopen() == -1)
@@ -560,12 +877,16 @@ master_setup(struct wsp_errors *errs)
 	}
 	if ((M.w = calloc(M.nw, sizeof(*M.w))) == NULL ||
 	    (M.addr = calloc(cfg->nlisten, sizeof(*M.addr))) == NULL ||
+	    (M.lconf = calloc(cfg->nlisten + 1, sizeof(*M.lconf))) == NULL ||
+	    (M.aconf = calloc(cfg->nadmin_listen + 1, sizeof(*M.aconf))) ==
+	    NULL ||
 	    (M.admin_fds = calloc(cfg->nadmin_listen + 1, sizeof(int))) ==
 	    NULL || (M.admin_addr = calloc(cfg->nadmin_listen + 1,
 	    sizeof(*M.admin_addr))) == NULL)
 		goto nomem;
 	for (i = 0; i < M.nw; i++) {
 		M.w[i].n = (int)i + 1;
+		M.w[i].ctl = M.w[i].cfd = -1;
 		M.w[i].shm = &M.shm[i];
 		if ((M.w[i].fds = malloc((cfg->nlisten + 1) * sizeof(int))) ==
 		    NULL)
@@ -574,6 +895,11 @@ master_setup(struct wsp_errors *errs)
 			M.w[i].fds[j] = -1;
 	}
 	M.saved_nadmin = cfg->nadmin_listen;
+	M.nlisten = cfg->nlisten;
+	for (i = 0; i < cfg->nlisten; i++)
+		M.lconf[i] = cfg->listen[i];
+	for (i = 0; i < cfg->nadmin_listen; i++)
+		M.aconf[i] = cfg->admin_listen[i];
 	for (i = 0; i < cfg->nadmin_listen; i++)
 		M.admin_fds[i] = -1;
 	for (i = 0; i < cfg->nlisten; i++) {
@@ -613,7 +939,7 @@ master_close_sockets(void)
 	size_t i, j;
 
 	for (i = 0; M.w != NULL && i < M.nw; i++) {
-		for (j = 0; M.w[i].fds != NULL && j < M.cfg->nlisten; j++)
+		for (j = 0; M.w[i].fds != NULL && j < M.nlisten; j++)
 			if (M.w[i].fds[j] != -1)
 				close(M.w[i].fds[j]);
 		free(M.w[i].fds);
@@ -625,6 +951,8 @@ master_close_sockets(void)
 	free(M.addr);
 	free(M.admin_fds);
 	free(M.admin_addr);
+	free(M.lconf);
+	free(M.aconf);
 	if (M.shm != NULL)
 		munmap(M.shm, M.shm_size);
 	limits_free(M.limits);
@@ -676,6 +1004,11 @@ fail:
 	for (i = 0; i < errs.n; i++)
 		log_msg(WSP_LOG_ERROR, "config.error", "%s", errs.msg[i]);
 	errors_clear(&errs);
+	if (M.staged != NULL) { /* stopped in the middle of a reload */
+		log_reload_abort();
+		config_free(M.staged);
+	}
+	errors_clear(&M.reload_errs);
 	master_free();
 	master_close_sockets();
 	*cfgp = M.cfg;

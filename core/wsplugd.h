@@ -847,6 +847,7 @@ void notify_free(struct wsp_server *srv);
 struct wsp_server {
 	struct event_base *base;
 	struct wsp_config *cfg;
+	struct wsp_config *cfg_staged;  /* read by a reload's prepare */
 	const char *config_file;        /* what SIGHUP reads again */
 	int log_level_override;         /* -l, which a reload keeps; or -1 */
 	const char *default_plugin_dir;
@@ -889,6 +890,7 @@ struct wsp_server {
 	int (*bind)(struct wsp_server *srv, const struct wsp_listen_addr *a,
 	    int backlog, char *addr, size_t addrlen);
 	void *worker; /* workers.c's state, in a worker process */
+	int admin_off; /* admin.c binds nothing: another process serves it */
 	struct limits *limits; /* workers > 1: the daemon's counts */
 	/* totals for logs and the shutdown summary */
 	uint64_t total_opened, total_closed, total_refused, total_reaped;
@@ -924,6 +926,11 @@ int workers_run(struct wsp_config **cfgp, const char *file, int level,
     const char *plugin_dir, workers_serve_fn *serve);
 
 /* reload.c */
-void server_reload(struct wsp_server *srv);
+void server_reload(struct wsp_server *srv); /* prepare, then commit */
+/* Read srv->config_file and prepare every module (into srv->cfg_staged):
+ * 0, or -1 with the errors logged and nothing left prepared. */
+int server_reload_prepare(struct wsp_server *srv);
+void server_reload_commit(struct wsp_server *srv);
+void server_reload_abort(struct wsp_server *srv);
 
 #endif /* WSPLUGD_H */

@@ -395,3 +395,109 @@ def test_dead_workers_places_are_given_back(wsplugd):
         return over
 
     assert run(main()) == 503
+
+
+def write_conf(path, n, extra_plugins=(), worker_keys=None, server=None):
+    path.write_text(config(
+        plugins=("ping",) + tuple(extra_plugins) + ("worker",),
+        server={"workers": n, **(server or {})}, log={"level": "info"},
+        plugin_sections={"worker": {"path": WORKER_SO,
+                                    **(worker_keys or {})},
+                         "echo": {}}))
+
+
+def hup(d, n, expect):
+    """SIGHUP the master; the master's own reload line (workers=n)."""
+    mark = d.mark()
+    d.signal(signal.SIGHUP)
+    return d.wait_for("reload", start=mark, workers=n, result=expect,
+                      timeout=60)
+
+
+async def ask(ws, msg):
+    await ws.send(json.dumps(msg))
+    while True:
+        r = json.loads(await ws.recv())
+        if r.get("type") in ("echo", "error"):
+            return r
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_sighup_under_load_all_or_nothing(wsplugd, tmp_path, n):
+    raise_nofile()
+    conf = tmp_path / "live.conf"
+    write_conf(conf, n)
+    d = wsplugd(path=conf)
+    d.wait_for("master.ready", timeout=30)
+    reloads = 20
+
+    async def main():
+        conns = []
+        while len({w for _, w, _ in conns}) < n or len(conns) < 40:
+            conns.append(await connect(d))
+            assert len(conns) < 400
+        # one probe per worker sees what that worker runs
+        probes = {}
+        for ws, w, _ in conns:
+            probes.setdefault(w, ws)
+        pingers = [ws for ws, _, _ in conns if ws not in probes.values()]
+        stop = asyncio.Event()
+        stats = {"answered": 0, "closed": 0}
+        tasks = [asyncio.create_task(pinging(ws, stop, stats))
+                 for ws in pingers]
+        loop = asyncio.get_running_loop()
+        for i in range(reloads):
+            echo = i % 2 == 0
+            write_conf(conf, n, extra_plugins=("echo",) if echo else ())
+            await loop.run_in_executor(None, hup, d, n, "ok")
+            for w, ws in sorted(probes.items()):
+                r = await ask(ws, {"type": "echo", "i": i})
+                assert (r["type"] == "echo") == echo, (i, w, r)
+        # now one that only worker 2 fails to prepare: nothing changes
+        mark = d.mark()
+        write_conf(conf, n, extra_plugins=("echo",), worker_keys={
+            "fail_in_worker": 2})
+        ev = await loop.run_in_executor(None, hup, d, n, "failed")
+        for w, ws in sorted(probes.items()):
+            r = await ask(ws, {"type": "echo", "i": "after"})
+            assert r["type"] == "error", (w, r)  # echo still not loaded
+        await asyncio.sleep(0.3)
+        stop.set()
+        await asyncio.gather(*tasks)
+        for ws, _, _ in conns:
+            await ws.close()
+        return stats, ev, mark
+
+    stats, ev, mark = run(main(), timeout=240)
+    assert stats["closed"] == 0, stats  # 0 drops
+    assert stats["answered"] > 0
+    assert ev["failed_in"] == "worker 2", ev
+    err = d.wait_for("config.error", start=mark, worker=2)
+    assert f"{conf}:" in err["msg"] and \
+        "fail_in_worker: refusing to load in worker 2" in err["msg"], err
+    aborted = d.wait_count("reload", n - 1, start=mark, result="aborted")
+    assert sorted(e["worker"] for e in aborted) == \
+        [str(i) for i in range(1, n + 1) if i != 2]
+    assert len(d.find_all("reload", result="ok", workers=n)) == reloads
+
+
+def test_reload_refuses_to_change_workers_or_addresses(wsplugd, tmp_path):
+    conf = tmp_path / "live.conf"
+    write_conf(conf, 2)
+    d = wsplugd(path=conf)
+    d.wait_for("master.ready", timeout=30)
+    write_conf(conf, 3)
+    mark = d.mark()
+    hup(d, 2, "failed")
+    err = d.wait_for("config.error", start=mark)
+    assert err["msg"].startswith(f"{conf}:")
+    assert "workers: 3, but 2 are running" in err["msg"], err
+    assert not d.find_all("reload", result="aborted")  # no worker asked
+    write_conf(conf, 2, server={"listen": "127.0.0.1:1"})
+    mark = d.mark()
+    hup(d, 2, "failed")
+    err = d.wait_for("config.error", start=mark)
+    assert "listen: with workers > 1 a reload does not change" in err["msg"]
+    # and the daemon still serves as before, on every worker
+    write_conf(conf, 2)
+    hup(d, 2, "ok")
