@@ -24,8 +24,12 @@
  * places are given back before its replacement starts.
  *
  * The admin listener is one socket, served by worker 1 (and by its
- * replacement after a crash): its /metrics and /connections are worker
- * 1's for now.
+ * replacement after a crash).  Its /metrics sums the workers: each
+ * publishes its counts into its slot with every heartbeat (a seqlock,
+ * so at most WORKER_BEAT_MS old), the master keeps a dead worker's
+ * counters in a spare slot, and worker 1 adds them all to its own;
+ * /healthz says how many workers are alive.  /connections lists worker
+ * 1's connections only, for now.
  *
  * Crashes and stalls: each worker has a slot in memory shared with the
  * master (an anonymous MAP_SHARED mapping made before the first fork): a
@@ -83,6 +87,9 @@
 struct worker_shm {
 	_Atomic uint64_t beat; /* monotonic ms of its last timer; 0: starting */
 	struct plugin_calls calls;
+	_Atomic int alive;     /* set by the master: ready and not reaped */
+	_Atomic uint32_t seq;  /* odd while snap is being written */
+	struct metrics_snap snap; /* published with each heartbeat */
 };
 
 struct worker {
@@ -127,6 +134,7 @@ static struct master {
 	struct event *sig[5], *tick, *kill_timer;
 	struct event beat_ev; /* in a worker: its heartbeat */
 	struct event ctl_ev;  /* in a worker: the master's words */
+	struct wsp_server *wsrv; /* in a worker: its server */
 	/* a reload in the master: the configuration every worker prepares */
 	struct wsp_config *staged;
 	int reloading;
@@ -145,9 +153,53 @@ workers_now(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* A seqlock: the one writer makes seq odd while it copies. */
+static void
+shm_publish(struct worker_shm *slot, const struct metrics_snap *snap)
+{
+	atomic_fetch_add_explicit(&slot->seq, 1, memory_order_acq_rel);
+	atomic_thread_fence(memory_order_release);
+	slot->snap = *snap;
+	atomic_fetch_add_explicit(&slot->seq, 1, memory_order_release);
+}
+
+static void
+shm_read(struct worker_shm *slot, struct metrics_snap *out)
+{
+	uint32_t a, b;
+	int tries = 0;
+
+	do {
+		a = atomic_load_explicit(&slot->seq, memory_order_acquire);
+		*out = slot->snap;
+		atomic_thread_fence(memory_order_acquire);
+		b = atomic_load_explicit(&slot->seq, memory_order_relaxed);
+	} while ((a != b || (a & 1)) && ++tries < 1000);
+}
+
 /*
  * In a worker.
  */
+
+/* srv->metrics_sum in worker 1: every worker's published counts, those
+ * of workers that died (kept by the master), and its own, live. */
+static void
+worker_metrics_sum(struct wsp_server *srv, struct metrics_snap *s)
+{
+	struct worker *me = srv->worker;
+	struct metrics_snap x;
+	size_t i, alive = 0;
+
+	for (i = 0; i <= M.nw; i++) { /* M.nw: the dead ones' counters */
+		alive += i < M.nw && atomic_load(&M.shm[i].alive);
+		if (&M.shm[i] == me->shm)
+			continue;
+		shm_read(&M.shm[i], &x);
+		metrics_add(s, &x);
+	}
+	s->workers = M.nw;
+	s->workers_alive = alive;
+}
 
 static void
 worker_beat_cb(evutil_socket_t fd, short what, void *arg)
@@ -165,6 +217,12 @@ worker_beat_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	atomic_store_explicit(&w->shm->beat, workers_now(),
 	    memory_order_relaxed);
+	if (M.wsrv != NULL) {
+		struct metrics_snap snap;
+
+		metrics_snapshot(M.wsrv, &snap);
+		shm_publish(w->shm, &snap);
+	}
 }
 
 /* srv->bind: the sockets the master bound for this worker. */
@@ -256,6 +314,9 @@ worker_setup(struct wsp_server *srv, void *arg)
 	srv->bind = worker_bind;
 	srv->calls = &w->shm->calls;
 	srv->admin_off = w->n != 1;
+	if (w->n == 1)
+		srv->metrics_sum = worker_metrics_sum;
+	M.wsrv = srv;
 	srv->limits = M.limits;
 	limits_set_worker(M.limits, (size_t)w->n - 1);
 	event_assign(&M.beat_ev, srv->base, -1, EV_PERSIST, worker_beat_cb, w);
@@ -452,6 +513,23 @@ master_drain(void)
 		evtimer_add(M.kill_timer, &tv);
 	if (M.alive == 0)
 		event_base_loopbreak(M.srv.base);
+}
+
+/* A dead worker's counters carry on in the spare slot M.shm[M.nw], so
+ * the sums on /metrics never go back; its gauges are gone with it. */
+static void
+master_retire_metrics(struct worker *w)
+{
+	struct metrics_snap dead, sum, zero;
+
+	atomic_store(&w->shm->alive, 0);
+	shm_read(w->shm, &dead);
+	dead.active = dead.pending = 0;
+	shm_read(&M.shm[M.nw], &sum);
+	metrics_add(&sum, &dead);
+	shm_publish(&M.shm[M.nw], &sum);
+	memset(&zero, 0, sizeof(zero));
+	shm_publish(w->shm, &zero);
 }
 
 static void
@@ -676,6 +754,7 @@ master_reaped(struct worker *w, int status)
 	}
 	/* every place its connections held in the limits is free again */
 	limits_worker_gone(M.limits, (size_t)w->n - 1);
+	master_retire_metrics(w);
 	if (!M.draining && !M.starting) {
 		if (lived < WORKER_QUICK_MS)
 			w->fails++;
@@ -765,6 +844,7 @@ master_tick_cb(evutil_socket_t fd, short what, void *arg)
 			w->beat_seen = beat;
 			w->beat_changed = now;
 			w->ready = 1;
+			atomic_store(&w->shm->alive, 1);
 		} else if (w->ready && wd > 0 && now - w->beat_changed > wd &&
 		    !M.draining) {
 			if ((l = log_begin(WSP_LOG_ERROR, "worker.watchdog")) !=
@@ -865,7 +945,7 @@ master_setup(struct wsp_errors *errs)
 	size_t i, j;
 
 	M.nw = cfg->workers;
-	M.shm_size = M.nw * sizeof(struct worker_shm);
+	M.shm_size = (M.nw + 1) * sizeof(struct worker_shm);
 	M.shm = mmap(NULL, M.shm_size, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (M.shm == MAP_FAILED)

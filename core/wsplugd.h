@@ -810,8 +810,20 @@ void metrics_ping(struct wsp_server *srv);
 void metrics_reaped(struct wsp_server *srv);
 /* Count a reload that succeeded (ok) or failed; that kind's total. */
 uint64_t metrics_reloaded(struct wsp_server *srv, int ok);
+/* What /metrics counts, as one process sees it; with workers > 1 the sum
+ * of every worker's (the gauges only of those alive). */
+struct metrics_snap {
+	struct metrics m;
+	uint64_t active, pending, opened;
+	uint64_t workers, workers_alive; /* 0, 0 with one process */
+};
+
+void metrics_snapshot(struct wsp_server *srv, struct metrics_snap *out);
+/* sum += x, close codes merged by code. */
+void metrics_add(struct metrics_snap *sum, const struct metrics_snap *x);
 /* Append the Prometheus text exposition (format 0.0.4); 0 or -1 when out
- * of memory. */
+ * of memory.  srv->metrics_sum, when set, replaces this process's
+ * snapshot with the daemon's. */
 int metrics_render(struct wsp_server *srv, struct evbuffer *out);
 
 /* admin.c: the admin listener, /healthz /metrics /connections over
@@ -892,6 +904,9 @@ struct wsp_server {
 	void *worker; /* workers.c's state, in a worker process */
 	int admin_off; /* admin.c binds nothing: another process serves it */
 	struct limits *limits; /* workers > 1: the daemon's counts */
+	/* workers > 1, in the worker serving the admin listener: the whole
+	 * daemon's view for /metrics and /healthz */
+	void (*metrics_sum)(struct wsp_server *srv, struct metrics_snap *s);
 	/* totals for logs and the shutdown summary */
 	uint64_t total_opened, total_closed, total_refused, total_reaped;
 	struct metrics metrics;

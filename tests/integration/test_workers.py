@@ -501,3 +501,63 @@ def test_reload_refuses_to_change_workers_or_addresses(wsplugd, tmp_path):
     # and the daemon still serves as before, on every worker
     write_conf(conf, 2)
     hup(d, 2, "ok")
+
+
+def metrics_until(d, pred, timeout=10):
+    """Scrape /metrics (worker 1 serves it) until pred(samples) holds:
+    workers publish their counts with each 100 ms heartbeat."""
+    from test_admin import scrape
+    deadline = time.monotonic() + timeout * SLOW
+    while True:
+        samples, _ = scrape(d)
+        if pred(samples) or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.05)
+
+
+def one(samples, name, **labels):
+    return samples[name][tuple(sorted(labels.items()))]
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_metrics_and_healthz_sum_the_workers(wsplugd, n):
+    from test_admin import request
+    d = start(wsplugd, n)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+
+        def off(fn, *a):
+            return loop.run_in_executor(None, fn, *a)
+
+        conns = []
+        while len({w for _, w, _ in conns}) < n or len(conns) < 8 * n:
+            conns.append(await connect(d))
+            assert len(conns) < 400
+        total = len(conns)
+        s = await off(metrics_until, d, lambda s: one(
+            s, "wsplugd_connections_active") == total)
+        assert one(s, "wsplugd_connections_active") == total
+        assert one(s, "wsplugd_workers") == n
+        assert one(s, "wsplugd_workers_alive") == n
+        assert one(s, "wsplugd_messages_received_total") >= total
+        status, _, body = await off(request, d, "/healthz")
+        assert status == 200
+        assert body.strip() == f"ok: {n} of {n} workers alive".encode()
+        before = one(s, "wsplugd_messages_received_total")
+        # a worker that dies: its counters stay in the sums, its gauges go
+        victim = next(c for c in conns if c[1] == 2)
+        on_victim = sum(1 for c in conns if c[1] == 2)
+        mark = d.mark()
+        os.kill(victim[2], signal.SIGKILL)
+        await off(lambda: d.wait_for("worker.ready", start=mark, worker=2))
+        s = await off(metrics_until, d, lambda s: one(
+            s, "wsplugd_connections_active") == total - on_victim and one(
+            s, "wsplugd_workers_alive") == n)
+        assert one(s, "wsplugd_connections_active") == total - on_victim
+        assert one(s, "wsplugd_workers_alive") == n
+        assert one(s, "wsplugd_messages_received_total") >= before
+        for ws, _, _ in conns:
+            await ws.close()
+
+    run(main())
