@@ -656,7 +656,6 @@ plugin_timed_end(struct wsp_plugin_ctx *ctx, const char *callback,
 
 	plugin_leave(ctx);
 	took = clock_mono_ms() - t0;
-
 	if (took < ctx->srv->cfg->slow_callback)
 		return;
 	if ((l = log_begin(WSP_LOG_WARN, "plugin.slow")) != NULL) {

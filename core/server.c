@@ -177,6 +177,8 @@ server_free(struct wsp_server *srv)
 	admin_free(srv);
 	notify_free(srv);
 	plugin_reload_abort(srv);
+	config_free(srv->cfg_staged); /* a worker stopped mid-reload */
+	srv->cfg_staged = NULL;
 	plugin_set_free(srv->plugins);
 	srv->plugins = NULL;
 	keepalive_stop(srv);

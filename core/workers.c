@@ -640,35 +640,37 @@ master_reload_timeout_cb(evutil_socket_t fd, short what, void *arg)
 		}
 }
 
+/* A reload's addresses must be those bound (same order), else an error
+ * at the first one's line. */
+static void
+master_same_addrs(const struct wsp_config *cfg, const char *what,
+    const struct wsp_listen_addr *bound, size_t nbound,
+    const struct wsp_listen_addr *a, size_t n, struct wsp_errors *errs)
+{
+	size_t i;
+	int same = n == nbound;
+
+	for (i = 0; same && i < n; i++)
+		same = config_listen_same(&bound[i].ss, bound[i].sslen, &a[i]);
+	if (!same)
+		errors_add(errs, cfg->file, n > 0 ? a[0].line : 0, "%s listen: "
+		    "with workers > 1 a reload does not change the addresses "
+		    "(restart the daemon)", what);
+}
+
 /* What a reload cannot change while workers run: FILE:LINE errors. */
 static void
 master_reload_check(const struct wsp_config *cfg, struct wsp_errors *errs)
 {
-	size_t i;
-	int same = cfg->nlisten == M.nlisten;
-
 	if (cfg->workers != M.nw)
 		errors_add(errs, cfg->file, cfg->workers_line, "[server] "
 		    "workers: %llu, but %zu are running: a reload does not "
 		    "change the number of workers (restart the daemon)",
 		    (unsigned long long)cfg->workers, M.nw);
-	for (i = 0; same && i < cfg->nlisten; i++)
-		same = config_listen_same(&M.lconf[i].ss, M.lconf[i].sslen,
-		    &cfg->listen[i]);
-	if (!same)
-		errors_add(errs, cfg->file, cfg->nlisten > 0 ?
-		    cfg->listen[0].line : 0, "[server] listen: with workers > "
-		    "1 a reload does not change the addresses (restart the "
-		    "daemon)");
-	same = cfg->nadmin_listen == M.saved_nadmin;
-	for (i = 0; same && i < cfg->nadmin_listen; i++)
-		same = config_listen_same(&M.aconf[i].ss, M.aconf[i].sslen,
-		    &cfg->admin_listen[i]);
-	if (!same)
-		errors_add(errs, cfg->file, cfg->nadmin_listen > 0 ?
-		    cfg->admin_listen[0].line : 0, "[admin] listen: with "
-		    "workers > 1 a reload does not change the addresses "
-		    "(restart the daemon)");
+	master_same_addrs(cfg, "[server]", M.lconf, M.nlisten, cfg->listen,
+	    cfg->nlisten, errs);
+	master_same_addrs(cfg, "[admin]", M.aconf, M.saved_nadmin,
+	    cfg->admin_listen, cfg->nadmin_listen, errs);
 }
 
 /* SIGHUP: the master reads and checks the file, then every worker
