@@ -173,7 +173,8 @@ INTEGRATION_FILES = \
 	tests/integration/test_plugin_example.py \
 	tests/integration/test_reload.py \
 	tests/integration/test_smoke.py \
-	tests/integration/test_utf8_close.py
+	tests/integration/test_utf8_close.py \
+	tests/integration/test_workers.py
 EXTRA_DIST += $(INTEGRATION_FILES) tests/fuzz
 dist-hook:
 	rm -rf $(distdir)/tests/fuzz/__pycache__
