@@ -327,6 +327,7 @@ worker_setup(struct wsp_server *srv, void *arg)
 }
 
 static void master_free(void);
+static void master_close_sockets(void);
 static void master_ctl_cb(evutil_socket_t, short, void *);
 
 /* The child side of a fork: drop the master's loop and every socket that
@@ -369,15 +370,7 @@ worker_main(struct worker *w)
 	rc = M.serve(&M.cfg, M.file, M.level, &hooks);
 	close(w->cfd);
 	config_free(M.cfg); /* the one in force: a reload may have replaced it */
-	for (i = 0; i < M.nw; i++)
-		free(M.w[i].fds);
-	free(M.w);
-	free(M.addr);
-	free(M.admin_fds);
-	free(M.admin_addr);
-	free(M.lconf);
-	free(M.aconf);
-	limits_free(M.limits);
+	master_close_sockets(); /* what is left of the master's tables */
 	log_fini();
 	libevent_global_shutdown();
 	exit(rc);
