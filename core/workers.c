@@ -55,7 +55,8 @@
  * master exits once the last one is gone: 0, or 1 if one of them did not
  * exit 0 (a sanitizer's report, a kill past the grace period).  SIGUSR1 reopens the master's
  * log and is passed on.  The master alone talks to systemd (READY, the
- * watchdog); workers run without NOTIFY_SOCKET.
+ * watchdog, STATUS with the workers' total); workers run without
+ * NOTIFY_SOCKET.
  */
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -817,7 +818,20 @@ master_sigchld(void)
 			}
 }
 
-/* Every WORKER_BEAT_MS: readiness, and the watchdog. */
+static size_t
+master_active(void)
+{
+	struct metrics_snap x;
+	size_t i, n = 0;
+
+	for (i = 0; i < M.nw; i++) {
+		shm_read(&M.shm[i], &x);
+		n += x.active;
+	}
+	return n;
+}
+
+/* Every WORKER_BEAT_MS: readiness, the watchdog, the total for systemd. */
 static void
 master_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -854,6 +868,10 @@ master_tick_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		ready += w->ready;
 	}
+	/* The master has no connections of its own: its registry count is
+	 * the workers' total, which notify.c reports as STATUS= (so that
+	 * `systemctl status` shows the daemon's). */
+	M.srv.reg.count = master_active();
 	if (M.starting && ready == M.nw) {
 		M.starting = 0;
 		log_msg(WSP_LOG_INFO, "master.ready", "%zu workers serving",

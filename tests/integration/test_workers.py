@@ -561,3 +561,48 @@ def test_metrics_and_healthz_sum_the_workers(wsplugd, n):
             await ws.close()
 
     run(main())
+
+
+def test_master_alone_notifies_systemd_with_the_total(tmp_path, monkeypatch):
+    from test_admin import Notifications, built_with_libsystemd
+    if not built_with_libsystemd(tmp_path):
+        pytest.skip("built without libsystemd: no sd_notify")
+    n = Notifications()
+    monkeypatch.setenv("NOTIFY_SOCKET", n.env)
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    d = Daemon(tmp_path, workers_config(2))
+    try:
+        d.start(wait=False)
+        d.wait_for("master.ready", timeout=30)
+        d.port = int(d.wait_for("listen.start")["addr"].rsplit(":", 1)[1])
+        assert n.wait("READY") == {"READY": "1",
+                                   "STATUS": "0 active connections"}
+
+        async def main():
+            conns = []
+            while len({w for _, w, _ in conns}) < 2 or len(conns) < 6:
+                conns.append(await connect(d))
+                assert len(conns) < 200
+            loop = asyncio.get_running_loop()
+            want = f"{len(conns)} active connections"
+            deadline = time.monotonic() + 10 * SLOW
+            while True:
+                m = await loop.run_in_executor(None, n.wait, "STATUS")
+                if m["STATUS"] == want or time.monotonic() > deadline:
+                    break
+            for ws, _, _ in conns:
+                await ws.close()
+            return m["STATUS"], want
+
+        got, want = run(main())
+        assert got == want  # the sum over both workers
+        d.signal(signal.SIGTERM)
+        assert n.wait("STOPPING")["STOPPING"] == "1"
+        assert d.wait_exit(30) == 0
+        # READY came from the master alone: workers run without
+        # NOTIFY_SOCKET, so no second READY ever arrives
+        assert not any("READY" in m for m in n.collect(0.2))
+    finally:
+        if d.proc.poll() is None:
+            d.proc.kill()
+        n.close()
