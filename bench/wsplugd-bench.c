@@ -31,6 +31,15 @@
  *              measured, answering the server's protocol pings; at the end
  *              every one is pinged once to prove it still answers.
  *
+ * With -z the client offers permessage-deflate (RFC 7692) as browsers do
+ * ("permessage-deflate; client_max_window_bits") and, when the server
+ * accepts, compresses every message it sends with zlib and inflates the
+ * compressed ones it receives (RSV1 is then allowed on the first frame of
+ * a data message, and checked to be nowhere else); the bytes on the wire
+ * per message are reported either way.  -S N pads each ping with a
+ * realistic JSON member (a book of prices and sizes that change with
+ * every message) to about N bytes.
+ *
  * With -x PID the server's CPU time (utime + stime from /proc/PID/stat) is
  * sampled at the start and end of the measured interval, and in idle mode
  * its VmRSS before the first connection and after the last.
@@ -60,6 +69,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <zlib.h>
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "0"
@@ -134,6 +144,11 @@ struct conn {
 				start before the first */
 	uint64_t max_gap; /* ping: longest wait for a pong in the window */
 	int measured; /* ping: open when the measured window began */
+	int zneg; /* -z: the server accepted; streams made when needed */
+	z_stream *zin, *zout;
+	int znct_in, znct_out; /* reset after each message */
+	int zcwb; /* the window we may compress with */
+	uint8_t msg_z; /* the message being reassembled had RSV1 */
 };
 
 /* Log-linear histogram of nanoseconds: values below 128 exact, above that
@@ -160,6 +175,8 @@ struct options {
 	pid_t server_pid;
 	double settle;
 	double gap_limit; /* ms: ping reports connections waiting longer */
+	int deflate; /* -z: offer permessage-deflate */
+	unsigned pad; /* -S: ping size in bytes, 0 for the bare ping */
 };
 
 static struct options opt = {
@@ -217,6 +234,10 @@ static int ready; /* idle: the ready line is out */
 static int probe_done; /* idle: the first connection came and went */
 static struct histogram hist;
 static double srv_cpu0, srv_cpu1, cli_cpu0, cli_cpu1;
+static uint64_t wire_in, wire_out; /* bytes read and written, measured */
+static uint64_t n_deflate;         /* connections that negotiated it */
+static uint8_t *zbuf;              /* -z: compressed or inflated message */
+static size_t zbuf_cap;
 static long rss0_kib = -1, rss1_kib = -1;
 
 /* ---- small helpers ------------------------------------------------ */
@@ -795,13 +816,64 @@ out_reserve(struct conn *c, size_t n)
 
 /* Queue one masked client frame. */
 static void
+zbuf_need(size_t n)
+{
+	if (n > zbuf_cap) {
+		zbuf = xrealloc(zbuf, n);
+		zbuf_cap = n;
+	}
+}
+
+/* -z: a message compressed as RFC 7692 7.2.1 says, into zbuf. */
+static size_t
+deflate_msg(struct conn *c, const void *data, size_t n)
+{
+	z_stream *z;
+	size_t cap;
+
+	if (c->zout == NULL) {
+		c->zout = xrealloc(NULL, sizeof(z_stream));
+		memset(c->zout, 0, sizeof(z_stream));
+		if (deflateInit2(c->zout, 6, Z_DEFLATED, -c->zcwb, 8,
+		    Z_DEFAULT_STRATEGY) != Z_OK)
+			die("zlib: out of memory");
+	}
+	z = c->zout;
+	cap = deflateBound(z, (uLong)n) + 16;
+
+	zbuf_need(cap);
+	z->next_in = (Bytef *)(uintptr_t)data;
+	z->avail_in = (uInt)n;
+	z->next_out = zbuf;
+	z->avail_out = (uInt)cap;
+	if (deflate(z, Z_SYNC_FLUSH) != Z_OK || z->avail_out == 0 ||
+	    z->avail_in != 0)
+		die("deflate failed");
+	n = cap - z->avail_out;
+	if (n < 4 || memcmp(zbuf + n - 4, "\0\0\xff\xff", 4) != 0)
+		die("deflate: no sync flush marker");
+	if (c->znct_out)
+		deflateReset(z);
+	return n - 4;
+}
+
+static void
 frame_queue(struct conn *c, uint8_t opcode, const void *data, size_t n)
 {
-	uint8_t *p = out_reserve(c, 14 + n), *m;
+	uint8_t *p, *m, rsv1 = 0;
 	uint32_t key = (uint32_t)rng_next();
 	size_t hl = 2, i;
 
-	p[0] = 0x80 | opcode;
+	/* Idle mode's few messages go plain (RFC 7692 lets any message be
+	 * sent uncompressed), so 10,000 connections need no compressor. */
+	if (c->zneg && opt.mode == MODE_PING && (opcode == 0x1 ||
+	    opcode == 0x2)) {
+		n = deflate_msg(c, data, n);
+		data = zbuf;
+		rsv1 = 0x40;
+	}
+	p = out_reserve(c, 14 + n);
+	p[0] = 0x80 | rsv1 | opcode;
 	if (n < 126)
 		p[1] = 0x80 | (uint8_t)n;
 	else if (n <= 0xFFFF) {
@@ -826,10 +898,14 @@ static void
 ping_queue(struct conn *c, uint64_t now)
 {
 	static const char pre[] = "{\"type\":\"ping\",\"id\":";
-	char text[64], digits[24];
+	static char *text;
+	char digits[24];
 	size_t n = sizeof(pre) - 1, d = 0;
 	uint64_t v = next_id;
 	unsigned slot;
+
+	if (text == NULL)
+		text = xrealloc(NULL, 64 + opt.pad + 64);
 
 	/* By hand: snprintf() would be a visible share of the client's
 	 * time per message. */
@@ -840,6 +916,25 @@ ping_queue(struct conn *c, uint64_t now)
 	} while (v > 0);
 	while (d > 0)
 		text[n++] = digits[--d];
+	if (opt.pad > 0) {
+		/* A book of price levels whose numbers move every message,
+		 * as market data or a game state would: about pad bytes. */
+		uint64_t r = next_id * 0x9e3779b97f4a7c15ULL;
+
+		n += (size_t)sprintf(text + n, ",\"book\":[");
+		while (n < opt.pad) {
+			r ^= r << 13;
+			r ^= r >> 7;
+			r ^= r << 17;
+			n += (size_t)sprintf(text + n, "%s{\"price\":%u.%02u,"
+			    "\"size\":%u,\"orders\":%u}",
+			    text[n - 1] == '[' ? "" : ",",
+			    100 + (unsigned)(r % 5), (unsigned)(r >> 8) % 100,
+			    1 + (unsigned)(r >> 16) % 5000,
+			    1 + (unsigned)(r >> 32) % 40);
+		}
+		text[n++] = ']';
+	}
 	text[n++] = '}';
 	slot = (c->ring_head + c->inflight) % opt.depth;
 	c->ring_id[slot] = next_id++;
@@ -875,6 +970,8 @@ conn_flush(struct conn *c)
 			return -1;
 		}
 		c->out_off += (size_t)n;
+		if (phase == P_MEASURE)
+			wire_out += (size_t)n;
 	}
 	if (c->out_off == c->out_len) {
 		c->out_off = c->out_len = 0;
@@ -909,6 +1006,18 @@ conn_release(struct conn *c)
 	c->inflight = 0;
 	c->ring_head = 0;
 	c->deadline = 0;
+	if (c->zin != NULL) {
+		inflateEnd(c->zin);
+		free(c->zin);
+		c->zin = NULL;
+	}
+	if (c->zout != NULL) {
+		deflateEnd(c->zout);
+		free(c->zout);
+		c->zout = NULL;
+	}
+	c->msg_z = 0;
+	c->zneg = 0;
 }
 
 static void
@@ -988,8 +1097,11 @@ conn_connected(struct conn *c)
 	    "Connection: Upgrade\r\n"
 	    "Sec-WebSocket-Key: %s\r\n"
 	    "Sec-WebSocket-Version: 13\r\n"
+	    "%s"
 	    "User-Agent: %s\r\n"
-	    "\r\n", opt.path, host_header, c->key, ua_value);
+	    "\r\n", opt.path, host_header, c->key,
+	    opt.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+	    "client_max_window_bits\r\n" : "", ua_value);
 	if (n < 0 || n >= MAX_HEAD)
 		die("request head too long");
 	c->out_len += (size_t)n;
@@ -1023,6 +1135,104 @@ has_token(const char *v, size_t n, const char *t)
 }
 
 /* Check a complete response head of hl bytes. */
+/* The server's answer to -z's offer: the streams, with the windows and
+ * context rules it chose (RFC 7692 7.1).  -1 when it is not a valid
+ * answer to that offer. */
+static int
+deflate_accepted(struct conn *c, const char *v, size_t n)
+{
+	int swb = 15, cwb = 15, snct = 0, cnct = 0;
+	const char *p = v, *end = v + n, *t;
+	size_t tl;
+
+	if (n < 18 || strncasecmp(v, "permessage-deflate", 18) != 0)
+		return -1;
+	p += 18;
+	while (p < end) {
+		while (p < end && (*p == ' ' || *p == '\t' || *p == ';'))
+			p++;
+		t = p;
+		while (p < end && *p != ';' && *p != ' ' && *p != ',')
+			p++;
+		tl = (size_t)(p - t);
+		if (tl == 0)
+			break;
+		if (tl == 26 && strncmp(t, "server_no_context_takeover", tl) == 0)
+			snct = 1;
+		else if (tl == 26 &&
+		    strncmp(t, "client_no_context_takeover", tl) == 0)
+			cnct = 1;
+		else if (tl > 23 && strncmp(t, "server_max_window_bits=", 23) == 0)
+			swb = atoi(t + 23);
+		else if (tl > 23 && strncmp(t, "client_max_window_bits=", 23) == 0)
+			cwb = atoi(t + 23);
+		else
+			return -1;
+	}
+	if (swb < 8 || swb > 15 || cwb < 9 || cwb > 15)
+		return -1;
+	c->zneg = 1;
+	c->zcwb = cwb;
+	c->znct_in = snct;
+	c->znct_out = cnct;
+	n_deflate++;
+	return 0;
+}
+
+/* -z: inflate a compressed message into *out_r (a buffer of its
+ * own: the reply it holds is read while the next ping is compressed);
+ * -1 on bad data. */
+static ssize_t
+inflate_msg(struct conn *c, const uint8_t *p, size_t n, uint8_t **out_r)
+{
+	static uint8_t *buf;
+	static size_t cap;
+	static const uint8_t tail[4] = { 0, 0, 0xff, 0xff };
+	z_stream *z;
+	size_t out = 0;
+	int r, pass;
+
+	if (c->zin == NULL) {
+		/* inflate with the largest window: always enough */
+		c->zin = xrealloc(NULL, sizeof(z_stream));
+		memset(c->zin, 0, sizeof(z_stream));
+		if (inflateInit2(c->zin, -15) != Z_OK)
+			die("zlib: out of memory");
+	}
+	z = c->zin;
+
+	if (buf == NULL) {
+		cap = 4096;
+		buf = xrealloc(NULL, cap);
+	}
+	for (pass = 0; pass < 2; pass++) {
+		z->next_in = (Bytef *)(uintptr_t)(pass == 0 ? p : tail);
+		z->avail_in = (uInt)(pass == 0 ? n : 4);
+		do {
+			if (out == cap) {
+				if (cap >= MAX_FRAME)
+					return -1;
+				cap *= 2;
+				buf = xrealloc(buf, cap);
+			}
+			z->next_out = buf + out;
+			z->avail_out = (uInt)(cap - out);
+			r = inflate(z, Z_SYNC_FLUSH);
+			out = cap - z->avail_out;
+			if (r == Z_STREAM_END) {
+				inflateReset(z);
+				break;
+			}
+			if (r != Z_OK && r != Z_BUF_ERROR)
+				return -1;
+		} while (z->avail_out == 0);
+	}
+	if (c->znct_in)
+		inflateReset(z);
+	*out_r = buf;
+	return (ssize_t)out;
+}
+
 static int
 check_101(struct conn *c, const char *h, size_t hl)
 {
@@ -1073,6 +1283,14 @@ check_101(struct conn *c, const char *h, size_t hl)
 				return -1;
 			}
 			accept++;
+		} else if (IS("Sec-WebSocket-Extensions") && opt.deflate &&
+		    !c->zneg) {
+			if (deflate_accepted(c, v, vn) == -1) {
+				conn_fail(c, E_HANDSHAKE, "unexpected answer "
+				    "to the permessage-deflate offer: \"%.*s\"",
+				    (int)vn, v);
+				return -1;
+			}
 		} else if (IS("Sec-WebSocket-Extensions") ||
 		    IS("Sec-WebSocket-Protocol")) {
 			conn_fail(c, E_HANDSHAKE, "%.*s in the response, but "
@@ -1106,7 +1324,19 @@ static void
 deliver(struct conn *c, uint8_t op, const uint8_t *p, size_t n, uint64_t now)
 {
 	struct jreply r;
+	uint8_t *zp;
+	ssize_t zn;
 
+	if (c->msg_z) {
+		c->msg_z = 0;
+		if ((zn = inflate_msg(c, p, n, &zp)) == -1) {
+			conn_fail(c, E_FRAME, "compressed message does not "
+			    "inflate");
+			return;
+		}
+		p = zp;
+		n = (size_t)zn;
+	}
 	if (op == 0x2) {
 		conn_fail(c, E_REPLY, "unexpected binary message of %zu bytes",
 		    n);
@@ -1249,9 +1479,11 @@ frames(struct conn *c, uint8_t *p, size_t len, uint64_t now)
 			conn_fail(c, E_FRAME, "data after the close frame");
 			return;
 		}
-		if (b0 & 0x70) {
-			conn_fail(c, E_FRAME, "RSV bits set (0x%02x) without "
-			    "an extension", b0);
+		if ((b0 & 0x70) && !(c->zneg && (b0 & 0x70) == 0x40 &&
+		    (op == 0x1 || op == 0x2))) {
+			conn_fail(c, E_FRAME, "RSV bits set (0x%02x) %s", b0,
+			    c->zneg ? "where permessage-deflate allows "
+			    "none" : "without an extension");
 			return;
 		}
 		if (b1 & 0x80) {
@@ -1303,6 +1535,8 @@ frames(struct conn *c, uint8_t *p, size_t len, uint64_t now)
 		}
 		if (len < hl + n)
 			break;
+		if (op == 0x1 || op == 0x2)
+			c->msg_z = (b0 & 0x40) != 0;
 		frame(c, fin, op, p + hl, (size_t)n, now);
 		if (c->state == C_FREE)
 			return;
@@ -1355,6 +1589,8 @@ conn_readable(struct conn *c, uint64_t now)
 		return;
 	}
 	len = have + (size_t)n;
+	if (phase == P_MEASURE)
+		wire_in += (size_t)n;
 	if (c->state == C_UPGRADING) {
 		eoh = memmem(rbuf, len, "\r\n\r\n", 4);
 		if (eoh == NULL) {
@@ -1738,8 +1974,8 @@ usage(FILE *f)
 	    "[-t seconds]\n"
 	    "                     [-w seconds] [-T seconds] [-s seconds] "
 	    "[-x pid] [-b range]\n"
-	    "                     [-g ms] [-A user-agent] [-U length] [-G] "
-	    "[-n] [-V] [-H]\n"
+	    "                     [-g ms] [-A user-agent] [-U length] [-S size] "
+	    "[-G] [-n] [-z] [-V] [-H]\n"
 	    "  -m mode   ping (default), handshake or idle\n"
 	    "  -h host   server address (127.0.0.1); -p port (8080); "
 	    "-P path (/ws)\n"
@@ -1762,6 +1998,8 @@ usage(FILE *f)
 	    "  -A ua     User-Agent; -U n pads or cuts it to n bytes\n"
 	    "  -G        do not expect a connection_established greeting\n"
 	    "  -n        accept pongs without checking their id\n"
+	    "  -z        offer permessage-deflate; compress when accepted\n"
+	    "  -S n      ping: pad each ping with JSON to about n bytes\n"
 	    "  -V        print the version; -H this help\n");
 }
 
@@ -1923,13 +2161,17 @@ report(void)
 		    "client_cpu_s=%.3f server_pings=%" PRIu64 " measured_conns=%"
 		    PRIu64 " dropped=%" PRIu64 " gap_max_us=%.1f gap_p50_us=%.1f "
 		    "gap_p99_us=%.1f gap_limit_us=%.1f gap_over=%" PRIu64
+		    " deflate_conns=%" PRIu64 " wire_in_per_msg=%.1f "
+		    "wire_out_per_msg=%.1f"
 		    " errors=%" PRIu64 "%s\n", nconns, opt.depth, secs, n_msgs,
 		    rate, h_percentile(&hist, 50) / 1e3,
 		    h_percentile(&hist, 99) / 1e3,
 		    h_percentile(&hist, 99.9) / 1e3, hist.max / 1e3, srv, per,
 		    cli, n_server_pings, gaps.n, n_dropped, gaps.max / 1e3,
 		    h_percentile(&gaps, 50) / 1e3, h_percentile(&gaps, 99) / 1e3,
-		    opt.gap_limit * 1e3, over, err, errs);
+		    opt.gap_limit * 1e3, over, n_deflate,
+		    n_msgs > 0 ? (double)wire_in / (double)n_msgs : 0,
+		    n_msgs > 0 ? (double)wire_out / (double)n_msgs : 0, err, errs);
 		break;
 	}
 	case MODE_HANDSHAKE: {
@@ -1970,9 +2212,9 @@ report(void)
 		printf("mode=idle conns=%u held=%u verified=%" PRIu64
 		    " server_pings=%" PRIu64 " rss_before_kib=%ld "
 		    "rss_after_kib=%ld rss_kib_per_conn=%.4f ua_bytes=%ld "
-		    "errors=%" PRIu64 "%s\n", nconns, n_idle_target, n_verified,
-		    n_server_pings, rss0_kib, rss1_kib, per, opt.ua_len, err,
-		    errs);
+		    "deflate_conns=%" PRIu64 " errors=%" PRIu64 "%s\n", nconns,
+		    n_idle_target, n_verified, n_server_pings, rss0_kib,
+		    rss1_kib, per, opt.ua_len, n_deflate, err, errs);
 		break;
 	}
 	}
@@ -1986,7 +2228,7 @@ main(int argc, char *argv[])
 	uint64_t now, last_scan = 0;
 	int ch, n, i;
 
-	while ((ch = getopt(argc, argv, "m:h:p:P:c:d:C:t:w:T:s:x:b:g:A:U:GnVH"))
+	while ((ch = getopt(argc, argv, "m:h:p:P:c:d:C:t:w:T:s:x:b:g:A:U:S:GnzVH"))
 	    != -1) {
 		switch (ch) {
 		case 'm':
@@ -2032,6 +2274,10 @@ main(int argc, char *argv[])
 			break;
 		case 'G': opt.greeting = 0; break;
 		case 'n': opt.check_id = 0; break;
+		case 'z': opt.deflate = 1; break;
+		case 'S':
+			opt.pad = (unsigned)num_arg(optarg, 0, 60000, ch);
+			break;
 		case 'V':
 			printf("wsplugd-bench %s\n", PACKAGE_VERSION);
 			return 0;

@@ -12,9 +12,21 @@
  * HTTP is libevent's evhttp on the daemon's own event loop, so a handler
  * reads the server's state between two events with no locking.  HEAD is
  * answered like GET (without the body); any other method gets 405, any
- * other path 404.  Requests are small and slow peers are timed out; the
- * listener is on loopback unless configured otherwise, because
- * /connections shows client addresses and user agents.
+ * other path 404.  The listener is on loopback unless configured
+ * otherwise, because /connections shows client addresses and user agents.
+ *
+ * Hostile clients are bounded three ways.  At most [admin] max_connections
+ * are open: at the cap the sockets stop accepting and further clients wait
+ * in the kernel's queue.  Each connection has an absolute deadline,
+ * [admin] timeout from its accept, which bytes arriving do not extend
+ * (evhttp's own timeout restarts with each read; it stays, as the idle
+ * limit).  evhttp 2.1 has neither a cap nor a hook per connection, so a
+ * connection is seen through the bufferevent evhttp asks us for
+ * (evhttp_set_bevcb), held by a reference until, one loop turn later,
+ * evhttp has made it a connection we can watch close.  And a request is
+ * answered only when its Host names the address it came to (or localhost
+ * on loopback, or an [admin] allowed_hosts entry): a browser page whose
+ * name was rebound to 127.0.0.1 sends its own name, and gets 421.
  *
  * The sockets are made here rather than by evhttp_bind_socket so that a
  * failed bind names its address and configuration line, IPv6 sockets are
@@ -36,14 +48,15 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 
 #include "wsplugd.h"
 
 #define ADMIN_BACKLOG 64
-#define ADMIN_TIMEOUT_S 10          /* a request must arrive within this */
 #define ADMIN_MAX_HEADERS (8 * 1024) /* bytes of a request head */
 #define ADMIN_MAX_BODY 1024         /* no endpoint reads a body */
 #define CONNECTIONS_DEFAULT 100
@@ -62,12 +75,31 @@ struct admin_sock {
 };
 TAILQ_HEAD(admin_socks, admin_sock);
 
+/* One connection, from the bufferevent evhttp asked for to its close. */
+struct admin_conn {
+	TAILQ_ENTRY(admin_conn) entry;
+	struct admin *ad;
+	struct bufferevent *bev; /* referenced until evcon is known */
+	struct evhttp_connection *evcon;
+	struct event *timer; /* first at once (find evcon), then the deadline */
+};
+TAILQ_HEAD(admin_conns, admin_conn);
+
 struct admin {
 	struct wsp_server *srv;
 	struct evhttp *http;
 	struct admin_socks socks;  /* serving, committed */
 	struct admin_socks staged; /* bound by a reload not yet committed */
+	struct event *resume;      /* after an accept error */
+	int paused;
+	struct admin_conns conns;
+	size_t nconns;
 };
+
+/* evhttp owns the listeners and gives their error callback its own
+ * pointer, not ours: the one admin listener of the process is found
+ * here. */
+static struct admin *admin_running;
 
 /*
  * Replies.
@@ -215,6 +247,10 @@ json_conn(struct evbuffer *b, const struct wsp_conn *c)
 	json_str(b, c->path != NULL ? c->path->s : NULL);
 	evbuffer_add(b, ",\"subprotocol\":", 15);
 	json_str(b, c->subprotocol);
+	evbuffer_add(b, ",\"tls\":", 7);
+	json_str(b, tls_version(c));
+	evbuffer_add(b, ",\"cipher\":", 10);
+	json_str(b, tls_cipher(c));
 	evbuffer_add_printf(b, ",\"connected_at_ms\":%lld,"
 	    "\"last_activity_ms\":%lld,\"msgs_in\":%llu,\"msgs_out\":%llu,"
 	    "\"bytes_in\":%llu,\"bytes_out\":%llu}",
@@ -301,6 +337,96 @@ static const struct admin_route {
 	{ "/connections", admin_connections },
 };
 
+/* ASCII only: a locale a plugin set must not change the answer. */
+static int
+admin_host_eq(const char *a, size_t an, const char *b, size_t bn)
+{
+	size_t i;
+	unsigned char x, y;
+
+	if (an != bn)
+		return 0;
+	for (i = 0; i < an; i++) {
+		x = (unsigned char)a[i];
+		y = (unsigned char)b[i];
+		if (x >= 'A' && x <= 'Z')
+			x += 'a' - 'A';
+		if (y >= 'A' && y <= 'Z')
+			y += 'a' - 'A';
+		if (x != y)
+			return 0;
+	}
+	return 1;
+}
+
+/* Length of the host part of a Host value: up to the port's colon. */
+static size_t
+admin_host_len(const char *h)
+{
+	const char *e;
+
+	if (*h == '[')
+		return (e = strchr(h, ']')) != NULL ? (size_t)(e - h) + 1 :
+		    strlen(h);
+	return (e = strchr(h, ':')) != NULL ? (size_t)(e - h) : strlen(h);
+}
+
+static int
+admin_is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)(const void *)ss)->
+		    sin_addr.s_addr) >> 24) == 127;
+	return ss->ss_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(
+	    &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr);
+}
+
+/*
+ * Does Host name this listener?  The address the client connected to
+ * (so a wildcard listen address works), localhost with that port on
+ * loopback, or an [admin] allowed_hosts entry: with a port, exactly; without,
+ * on any port.
+ */
+static int
+admin_host_allowed(struct admin *ad, struct evhttp_request *req)
+{
+	const struct wsp_config *cfg = ad->srv->cfg;
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	const char *host, *a, *port;
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
+	char local[64];
+	size_t i, n, hn;
+	int fd = -1;
+
+	host = evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Host");
+	if (host == NULL)
+		return 0;
+	n = strlen(host);
+	hn = admin_host_len(host);
+	if (evcon != NULL)
+		fd = bufferevent_getfd(evhttp_connection_get_bufferevent(evcon));
+	if (fd != -1 && getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0) {
+		listen_format_addr((struct sockaddr *)&ss, local, sizeof(local));
+		if (admin_host_eq(host, n, local, strlen(local)))
+			return 1;
+		port = strrchr(local, ':');
+		if (admin_is_loopback(&ss) && port != NULL &&
+		    admin_host_eq(host, hn, "localhost", 9) &&
+		    strcmp(host + hn, port) == 0)
+			return 1;
+	}
+	for (i = 0; i < cfg->nadmin_hosts; i++) {
+		a = cfg->admin_hosts[i];
+		if (admin_host_eq(host, n, a, strlen(a)) ||
+		    (admin_host_len(a) == strlen(a) &&
+		    admin_host_eq(host, hn, a, strlen(a))))
+			return 1;
+	}
+	return 0;
+}
+
 static void
 admin_request_cb(struct evhttp_request *req, void *arg)
 {
@@ -312,6 +438,13 @@ admin_request_cb(struct evhttp_request *req, void *arg)
 
 	if (path == NULL || *path == '\0')
 		path = "/";
+	/* Before anything else: a page of another site learns nothing,
+	 * not even which paths exist. */
+	if (!admin_host_allowed(ad, req)) {
+		admin_text(req, path, 421, "the Host header does not name this "
+		    "listener (see [admin] allowed_hosts)");
+		return;
+	}
 	for (i = 0; i < sizeof(admin_routes) / sizeof(admin_routes[0]); i++)
 		if (strcmp(path, admin_routes[i].path) == 0)
 			break;
@@ -339,9 +472,174 @@ admin_bind_error(struct wsp_errors *errs, const struct wsp_config *cfg,
     const struct wsp_listen_addr *a, int err)
 {
 	/* The default address has no line: say where it came from. */
-	errors_add(errs, cfg->file, a->line, "[admin] listen %s: %s%s",
-	    a->text, strerror(err), a->line != 0 ? "" : " (the default; set "
-	    "[admin] listen to another address, or empty to turn it off)");
+	errors_add(errs, cfg->file, a->line, "[admin] listen %s: %s%s%s",
+	    a->text, strerror(err), privdrop_hint(err), a->line != 0 ? "" :
+	    " (the default; set [admin] listen to another address, or empty "
+	    "to turn it off)");
+}
+
+/*
+ * Accepting
+ */
+
+static struct evconnlistener *
+admin_lev(const struct admin_sock *s)
+{
+	return evhttp_bound_socket_get_listener(s->bound);
+}
+
+/* Accept on every socket unless resting after an accept error or at the
+ * cap. */
+static void
+admin_listening(struct admin *ad)
+{
+	struct admin_socks *lists[] = { &ad->socks, &ad->staged };
+	struct admin_sock *s;
+	size_t i;
+	int off = ad->paused ||
+	    ad->nconns >= ad->srv->cfg->admin_max_connections;
+
+	for (i = 0; i < nitems(lists); i++)
+		TAILQ_FOREACH(s, lists[i], entry) {
+			if (off)
+				evconnlistener_disable(admin_lev(s));
+			else
+				evconnlistener_enable(admin_lev(s));
+		}
+}
+
+static void
+admin_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct admin *ad = arg;
+
+	(void)fd;
+	(void)what;
+	ad->paused = 0;
+	admin_listening(ad);
+}
+
+/* As the WebSocket listeners do (fdlimit.c): answer, log, rest. */
+static void
+admin_accept_error_cb(struct evconnlistener *lev, void *arg)
+{
+	struct timeval tv = { 0, FDLIMIT_PAUSE_MS * 1000 };
+	struct admin *ad = admin_running;
+	int err = EVUTIL_SOCKET_ERROR();
+	const char *addr = "admin";
+	struct admin_sock *s;
+
+	(void)arg;
+	TAILQ_FOREACH(s, &ad->socks, entry)
+		if (admin_lev(s) == lev)
+			addr = s->addr;
+	TAILQ_FOREACH(s, &ad->staged, entry)
+		if (admin_lev(s) == lev)
+			addr = s->addr;
+	fdlimit_accept_error(evconnlistener_get_fd(lev), addr, err);
+	ad->paused = 1;
+	admin_listening(ad);
+	event_add(ad->resume, &tv);
+}
+
+/*
+ * Connections
+ */
+
+static void
+admin_conn_free(struct admin_conn *ac)
+{
+	struct admin *ad = ac->ad;
+
+	TAILQ_REMOVE(&ad->conns, ac, entry);
+	ad->nconns--;
+	if (ac->bev != NULL)
+		bufferevent_decref(ac->bev);
+	event_free(ac->timer);
+	free(ac);
+	admin_listening(ad);
+}
+
+static void
+admin_conn_closed_cb(struct evhttp_connection *evcon, void *arg)
+{
+	evhttp_connection_set_closecb(evcon, NULL, NULL);
+	admin_conn_free(arg);
+}
+
+static void
+admin_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct admin_conn *ac = arg;
+	struct evhttp_connection *evcon = ac->evcon;
+	struct timeval tv;
+	struct log_line *l;
+	uint64_t ms = ac->ad->srv->cfg->admin_timeout;
+	void *cbarg;
+	bufferevent_event_cb errorcb;
+	char *ip = NULL;
+	ev_uint16_t port = 0;
+
+	(void)fd;
+	(void)what;
+	if (evcon == NULL) {
+		/* The turn after the accept: evhttp has made its connection
+		 * out of our bufferevent, which names it as the callbacks'
+		 * argument; none means evhttp already gave up on it. */
+		bufferevent_getcb(ac->bev, NULL, NULL, &errorcb, &cbarg);
+		if (errorcb == NULL) {
+			admin_conn_free(ac);
+			return;
+		}
+		ac->evcon = cbarg;
+		bufferevent_decref(ac->bev);
+		ac->bev = NULL;
+		evhttp_connection_set_closecb(ac->evcon, admin_conn_closed_cb,
+		    ac);
+		/* The deadline runs from the accept, a turn ago. */
+		tv.tv_sec = (time_t)(ms / 1000);
+		tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+		event_add(ac->timer, &tv);
+		return;
+	}
+	if ((l = log_begin(WSP_LOG_INFO, "admin.timeout")) != NULL) {
+		evhttp_connection_get_peer(evcon, &ip, &port);
+		log_str(l, "ip", ip);
+		log_uint(l, "port", port);
+		log_uint(l, "timeout_ms", ms);
+		log_end(l);
+	}
+	evhttp_connection_set_closecb(evcon, NULL, NULL);
+	evhttp_connection_free(evcon);
+	admin_conn_free(ac);
+}
+
+/* evhttp asks for the bufferevent of each connection it accepts. */
+static struct bufferevent *
+admin_bev_cb(struct event_base *base, void *arg)
+{
+	struct admin *ad = arg;
+	struct admin_conn *ac;
+	struct bufferevent *bev;
+
+	if ((bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE)) ==
+	    NULL)
+		return NULL; /* evhttp tries itself, and fails likewise */
+	if ((ac = calloc(1, sizeof(*ac))) == NULL ||
+	    (ac->timer = evtimer_new(base, admin_conn_timer_cb, ac)) ==
+	    NULL) {
+		free(ac);
+		bufferevent_free(bev);
+		return NULL;
+	}
+	ac->ad = ad;
+	ac->bev = bev;
+	bufferevent_incref(bev);
+	TAILQ_INSERT_TAIL(&ad->conns, ac, entry);
+	ad->nconns++;
+	admin_listening(ad);
+	event_active(ac->timer, EV_TIMEOUT, 1);
+	return bev;
 }
 
 /* Bind, listen and serve a; on success it is appended to list. */
@@ -375,7 +673,9 @@ admin_bind(struct admin *ad, const struct wsp_config *cfg,
 	memcpy(&s->conf, &a->ss, a->sslen);
 	s->conf_len = a->sslen;
 	memcpy(s->addr, addr, sizeof(s->addr));
+	evconnlistener_set_error_cb(admin_lev(s), admin_accept_error_cb);
 	TAILQ_INSERT_TAIL(list, s, entry);
+	admin_listening(ad);
 	if ((l = log_begin(WSP_LOG_INFO, "admin.start")) != NULL) {
 		log_str(l, "addr", s->addr);
 		log_end(l);
@@ -415,7 +715,11 @@ admin_init(struct wsp_server *srv, struct wsp_errors *errs)
 	size_t i;
 
 	if ((ad = calloc(1, sizeof(*ad))) == NULL ||
-	    (ad->http = evhttp_new(srv->base)) == NULL) {
+	    (ad->http = evhttp_new(srv->base)) == NULL ||
+	    (ad->resume = evtimer_new(srv->base, admin_resume_cb, ad)) ==
+	    NULL) {
+		if (ad != NULL && ad->http != NULL)
+			evhttp_free(ad->http);
 		free(ad);
 		errors_add(errs, NULL, 0, "cannot initialise the admin "
 		    "listener: out of memory");
@@ -424,14 +728,18 @@ admin_init(struct wsp_server *srv, struct wsp_errors *errs)
 	ad->srv = srv;
 	TAILQ_INIT(&ad->socks);
 	TAILQ_INIT(&ad->staged);
+	TAILQ_INIT(&ad->conns);
 	srv->admin = ad;
+	admin_running = ad;
 	/* Every method reaches the handler, which answers 405 itself:
 	 * evhttp would say 501 for the ones it was not told about. */
 	evhttp_set_allowed_methods(ad->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
 	    EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
 	    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT |
 	    EVHTTP_REQ_PATCH);
-	evhttp_set_timeout(ad->http, ADMIN_TIMEOUT_S);
+	evhttp_set_timeout(ad->http, (int)((srv->cfg->admin_timeout + 999) /
+	    1000));
+	evhttp_set_bevcb(ad->http, admin_bev_cb, ad);
 	evhttp_set_max_headers_size(ad->http, ADMIN_MAX_HEADERS);
 	evhttp_set_max_body_size(ad->http, ADMIN_MAX_BODY);
 	evhttp_set_gencb(ad->http, admin_request_cb, ad);
@@ -487,6 +795,9 @@ admin_reload_commit(struct wsp_server *srv)
 		TAILQ_REMOVE(&ad->staged, s, entry);
 		TAILQ_INSERT_TAIL(&ad->socks, s, entry);
 	}
+	/* New limits: the cap at once, the deadline for new connections. */
+	evhttp_set_timeout(ad->http, (int)((cfg->admin_timeout + 999) / 1000));
+	admin_listening(ad);
 }
 
 void
@@ -505,6 +816,10 @@ admin_free(struct wsp_server *srv)
 	admin_close_all(ad, &ad->staged);
 	admin_close_all(ad, &ad->socks);
 	evhttp_free(ad->http); /* and every admin connection still open */
+	while (!TAILQ_EMPTY(&ad->conns)) /* those evhttp gave up at once */
+		admin_conn_free(TAILQ_FIRST(&ad->conns));
+	event_free(ad->resume);
 	free(ad);
+	admin_running = NULL;
 	srv->admin = NULL;
 }

@@ -66,8 +66,8 @@ admit_ip_over(struct wsp_server *srv, const char *ip, uint64_t max)
 	return registry_ip_count(&srv->reg, ip) >= max;
 }
 
-static int
-admit_origin(const struct wsp_config *cfg, const struct http_str *o)
+int
+admit_origin_allowed(const struct wsp_config *cfg, const struct http_str *o)
 {
 	size_t i;
 
@@ -112,23 +112,38 @@ admit_subprotocol(const struct wsp_config *cfg, const struct http_request *r)
 }
 
 int
-admit_request(struct wsp_server *srv, const char *ip,
-    const struct http_request *req, const char **protocol_r,
-    const char **reason_r, const char **why_r)
+admit_address(struct wsp_server *srv, const char *ip, const char **reason_r,
+    const char **why_r)
 {
 	const struct wsp_config *cfg = srv->cfg;
 
-	if (!admit_origin(cfg, &req->origin)) {
-		*reason_r = "origin";
-		*why_r = "origin not allowed";
-		return 403;
-	}
 	if (cfg->max_connections_per_ip > 0 &&
 	    admit_ip_over(srv, ip, cfg->max_connections_per_ip)) {
 		*reason_r = "max_connections_per_ip";
 		*why_r = "too many connections from this address";
 		return 503;
 	}
+	return 0;
+}
+
+int
+admit_request(struct wsp_server *srv, const char *ip, int ip_held,
+    const struct http_request *req, const char **protocol_r,
+    const char **reason_r, const char **why_r)
+{
+	const struct wsp_config *cfg = srv->cfg;
+	int status;
+
+	if (!admit_origin_allowed(cfg, &req->origin)) {
+		*reason_r = "origin";
+		*why_r = "origin not allowed";
+		return 403;
+	}
+	/* ip_held: a TLS listener's connection took its address's shared
+	 * place at accept (admit_address); taking it again would count it
+	 * twice. */
+	if (!ip_held && (status = admit_address(srv, ip, reason_r, why_r)) != 0)
+		return status;
 	*protocol_r = admit_subprotocol(cfg, req);
 	return 0;
 }

@@ -15,6 +15,9 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +44,8 @@ enum cfg_sec {
 	SEC_LOG,
 	SEC_PLUGINS,
 	SEC_ADMIN,
+	SEC_DEFLATE,
+	SEC_TLS,
 	SEC_PLUGIN, /* [plugin:NAME]; which one is cfg_parse.plugin */
 	SEC_SKIP,   /* a header already reported as bad: ignore its keys */
 };
@@ -51,6 +56,8 @@ static const char *const cfg_sec_names[] = {
 	[SEC_LOG] = "log",
 	[SEC_PLUGINS] = "plugins",
 	[SEC_ADMIN] = "admin",
+	[SEC_DEFLATE] = "deflate",
+	[SEC_TLS] = "tls",
 };
 
 enum cfg_type {
@@ -67,6 +74,15 @@ enum cfg_type {
 	T_TARGET,
 	T_DIR,
 	T_WORKERS,
+	T_HOSTS,
+	T_USER,
+	T_GROUP,
+	T_BOOL, /* into a uint64_t, as 0 or 1 */
+	T_TLS_FILE,    /* [tls] certificate, key, ocsp_staple */
+	T_TLS_STRING,  /* [tls] ciphers, ciphersuites: OpenSSL checks them */
+	T_TLS_VERSION,
+	T_TLS_KTLS,
+	T_TLS_BOOL,    /* [tls] session_tickets, into struct wsp_tls_config */
 };
 
 /* How a bad value of each type is named, and what was expected instead. */
@@ -75,7 +91,7 @@ static const struct {
 	const char *expect;
 } cfg_types[] = {
 	[T_LISTEN] = { "address", "a numeric address and a port, e.g. "
-	    "127.0.0.1:8080 or [::1]:8080" },
+	    "127.0.0.1:8080 or [::1]:8080, each optionally followed by tls" },
 	[T_ADMIN_LISTEN] = { "address", "a numeric address and a port, e.g. "
 	    "127.0.0.1:9180 or [::1]:9180, or nothing to turn the admin "
 	    "listener off" },
@@ -95,6 +111,18 @@ static const struct {
 	[T_DIR] = { "directory", "an absolute path, or one relative to the "
 	    "configuration file" },
 	[T_WORKERS] = { "number", "auto or an integer" },
+	[T_USER] = { "user", "a user name" },
+	[T_GROUP] = { "group", "a group name" },
+	[T_HOSTS] = { "host", "a host name or address as a Host header has "
+	    "it, with or without a port, e.g. monitor.example or "
+	    "[::1]:9180" },
+	[T_TLS_FILE] = { "file", "an absolute path, or one relative to the "
+	    "configuration file" },
+	[T_TLS_STRING] = { "list", "an OpenSSL cipher list" },
+	[T_TLS_VERSION] = { "version", "TLS1.2 or TLS1.3" },
+	[T_TLS_KTLS] = { "value", "auto or off" },
+	[T_TLS_BOOL] = { "boolean", EXPECT_BOOL },
+	[T_BOOL] = { "boolean", EXPECT_BOOL },
 };
 
 struct cfg_key {
@@ -137,6 +165,8 @@ static const struct cfg_key cfg_keys[] = {
 	    "auto, or 1..256", 0),
 	NUM(SEC_SERVER, "worker_watchdog", T_DURATION, worker_watchdog,
 	    100, MS_HOUR, "0, or 100ms..1h", 1),
+	{ .sec = SEC_SERVER, .name = "user", .type = T_USER },
+	{ .sec = SEC_SERVER, .name = "group", .type = T_GROUP },
 	NUM(SEC_KEEPALIVE, "ping_interval", T_DURATION, ping_interval,
 	    100, MS_DAY, "0, or 100ms..1d", 1),
 	NUM(SEC_KEEPALIVE, "sweep_interval", T_DURATION, sweep_interval,
@@ -148,6 +178,33 @@ static const struct cfg_key cfg_keys[] = {
 	{ .sec = SEC_LOG, .name = "target", .type = T_TARGET },
 	{ .sec = SEC_PLUGINS, .name = "dir", .type = T_DIR },
 	{ .sec = SEC_ADMIN, .name = "listen", .type = T_ADMIN_LISTEN },
+	{ .sec = SEC_ADMIN, .name = "allowed_hosts", .type = T_HOSTS },
+	NUM(SEC_ADMIN, "max_connections", T_UINT, admin_max_connections,
+	    1, 10000, "1..10000", 0),
+	NUM(SEC_ADMIN, "timeout", T_DURATION, admin_timeout,
+	    100, MS_HOUR, "100ms..1h", 0),
+	NUM(SEC_DEFLATE, "enabled", T_BOOL, deflate_enabled, 0, 1, "", 0),
+	NUM(SEC_DEFLATE, "server_max_window_bits", T_UINT,
+	    deflate_server_wbits, 9, 15, "9..15", 0),
+	NUM(SEC_DEFLATE, "client_max_window_bits", T_UINT,
+	    deflate_client_wbits, 8, 15, "8..15", 0),
+	NUM(SEC_DEFLATE, "context_takeover", T_BOOL, deflate_context_takeover,
+	    0, 1, "", 0),
+	NUM(SEC_DEFLATE, "level", T_UINT, deflate_level, 1, 9, "1..9", 0),
+	NUM(SEC_DEFLATE, "mem_level", T_UINT, deflate_mem_level, 1, 9, "1..9",
+	    0),
+	NUM(SEC_DEFLATE, "threshold", T_SIZE, deflate_threshold, 0, GIB,
+	    "0B..1GiB", 0),
+	NUM(SEC_DEFLATE, "context_budget", T_SIZE, deflate_context_budget,
+	    0, 64 * GIB, "0B..64GiB", 0),
+	{ .sec = SEC_TLS, .name = "certificate", .type = T_TLS_FILE },
+	{ .sec = SEC_TLS, .name = "key", .type = T_TLS_FILE },
+	{ .sec = SEC_TLS, .name = "ocsp_staple", .type = T_TLS_FILE },
+	{ .sec = SEC_TLS, .name = "ciphers", .type = T_TLS_STRING },
+	{ .sec = SEC_TLS, .name = "ciphersuites", .type = T_TLS_STRING },
+	{ .sec = SEC_TLS, .name = "min_version", .type = T_TLS_VERSION },
+	{ .sec = SEC_TLS, .name = "session_tickets", .type = T_TLS_BOOL },
+	{ .sec = SEC_TLS, .name = "ktls", .type = T_TLS_KTLS },
 };
 
 #define NKEYS nitems(cfg_keys)
@@ -271,6 +328,20 @@ cfg_set_listen(struct cfg_parse *p, const struct cfg_key *k,
 		return -1;
 	}
 	while ((s = config_list_next(&rest)) != NULL) {
+		/* "ADDRESS tls": the word marks the address before it */
+		if (strcmp(s, "tls") == 0 && k->type == T_LISTEN) {
+			if (*n_r == 0 || (*list_r)[*n_r - 1].line !=
+			    p->rd.lineno || (*list_r)[*n_r - 1].tls) {
+				cfg_error(p, p->rd.lineno, "[server] listen: "
+				    "'tls' must follow an address, e.g. "
+				    "0.0.0.0:443 tls");
+				rv = -1;
+			} else {
+				(*list_r)[*n_r - 1].tls = 1;
+				p->cfg->ntls_listen++;
+			}
+			continue;
+		}
 		if (config_parse_listen(s, &a) == -1) {
 			cfg_invalid(p, k, s);
 			rv = -1;
@@ -310,7 +381,27 @@ cfg_set_listen(struct cfg_parse *p, const struct cfg_key *k,
 	return rv;
 }
 
-/* origins and subprotocols: lists whose empty value means "none given". */
+/* What a Host header may hold (RFC 3986 reg-name, IPv4 or a bracketed
+ * IPv6 literal, and an optional port), without percent-encoding, which no
+ * client uses in a host name. */
+static int
+cfg_valid_host(const char *s)
+{
+	size_t n = strlen(s), i;
+
+	if (n == 0 || n > 255)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		    (s[i] >= 'A' && s[i] <= 'Z') ||
+		    (s[i] >= '0' && s[i] <= '9') ||
+		    strchr("-._~!$&'()*+;=:[]", s[i]) != NULL))
+			return 0;
+	return 1;
+}
+
+/* origins, subprotocols and allowed_hosts: lists whose empty value means
+ * "none given". */
 static int
 cfg_set_strings(struct cfg_parse *p, const struct cfg_key *k,
     const char *value, char ***v, size_t *n)
@@ -323,7 +414,9 @@ cfg_set_strings(struct cfg_parse *p, const struct cfg_key *k,
 		return -1;
 	}
 	while ((s = config_list_next(&rest)) != NULL) {
-		if (k->type == T_ORIGINS ? !config_valid_origin(s) : !config_valid_token(s)) {
+		if (k->type == T_ORIGINS ? !config_valid_origin(s) :
+		    k->type == T_HOSTS ? !cfg_valid_host(s) :
+		    !config_valid_token(s)) {
 			cfg_invalid(p, k, s);
 			rv = -1;
 		} else if (config_strv_add(v, n, s) == -1) {
@@ -334,6 +427,43 @@ cfg_set_strings(struct cfg_parse *p, const struct cfg_key *k,
 	}
 	free(copy);
 	return rv;
+}
+
+/* [server] user and group: looked up now, so that -t finds a typo and
+ * the trust check knows the daemon's user. */
+static int
+cfg_set_identity(struct cfg_parse *p, const struct cfg_key *k,
+    const char *value)
+{
+	struct wsp_config *cfg = p->cfg;
+	char show[CONFIG_SHOW_SIZE];
+	struct passwd *pw;
+	struct group *gr;
+	char **slot = k->type == T_USER ? &cfg->user : &cfg->group;
+
+	if (k->type == T_USER) {
+		if ((pw = getpwnam(value)) == NULL) {
+			cfg_error(p, p->rd.lineno, "[server] user: no such user "
+			    "'%s'", config_show(value, show));
+			return -1;
+		}
+		cfg->uid = pw->pw_uid;
+		cfg->user_line = p->rd.lineno;
+		if (cfg->group == NULL)
+			cfg->gid = pw->pw_gid;
+	} else {
+		if ((gr = getgrnam(value)) == NULL) {
+			cfg_error(p, p->rd.lineno, "[server] group: no such group "
+			    "'%s'", config_show(value, show));
+			return -1;
+		}
+		cfg->gid = gr->gr_gid;
+	}
+	if ((*slot = strdup(value)) == NULL) {
+		cfg_nomem(p);
+		return -1;
+	}
+	return 0;
 }
 
 static int
@@ -403,6 +533,66 @@ cfg_set_log(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 	return -1;
 }
 
+/* [tls]: the values' syntax only; whether the files load and match is
+ * tls.c's check, run by -t, at start and by every reload. */
+static int
+cfg_set_tls(struct cfg_parse *p, const struct cfg_key *k, const char *value)
+{
+	struct wsp_tls_config *t = &p->cfg->tls;
+	char **str = NULL;
+	int *line = NULL;
+
+	if (k->type == T_TLS_VERSION) {
+		if (strcasecmp(value, "TLS1.2") == 0)
+			t->min_version = 12;
+		else if (strcasecmp(value, "TLS1.3") == 0)
+			t->min_version = 13;
+		else {
+			cfg_invalid(p, k, value);
+			return -1;
+		}
+		return 0;
+	}
+	if (k->type == T_TLS_KTLS) {
+		if (strcmp(value, "auto") == 0 || strcmp(value, "off") == 0) {
+			t->ktls = value[0] == 'a';
+			return 0;
+		}
+		cfg_invalid(p, k, value);
+		return -1;
+	}
+	if (k->type == T_TLS_BOOL) {
+		if (config_parse_bool(value, &t->session_tickets) == -1) {
+			cfg_invalid(p, k, value);
+			return -1;
+		}
+		return 0;
+	}
+	if (strcmp(k->name, "certificate") == 0) {
+		str = &t->certificate;
+		line = &t->certificate_line;
+	} else if (strcmp(k->name, "key") == 0) {
+		str = &t->key;
+		line = &t->key_line;
+	} else if (strcmp(k->name, "ocsp_staple") == 0) {
+		str = &t->ocsp_staple;
+		line = &t->ocsp_staple_line;
+	} else if (strcmp(k->name, "ciphers") == 0) {
+		str = &t->ciphers;
+		line = &t->ciphers_line;
+	} else {
+		str = &t->ciphersuites;
+		line = &t->ciphersuites_line;
+	}
+	*str = k->type == T_TLS_FILE ? path_resolve(p, value) : strdup(value);
+	if (*str == NULL) {
+		cfg_nomem(p);
+		return -1;
+	}
+	*line = p->rd.lineno;
+	return 0;
+}
+
 static int
 cfg_set(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 {
@@ -430,6 +620,12 @@ cfg_set(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 	case T_PROTOCOLS:
 		return cfg_set_strings(p, k, value, &cfg->subprotocols,
 		    &cfg->nsubprotocols);
+	case T_HOSTS:
+		return cfg_set_strings(p, k, value, &cfg->admin_hosts,
+		    &cfg->nadmin_hosts);
+	case T_USER:
+	case T_GROUP:
+		return cfg_set_identity(p, k, value);
 	case T_UINT:
 	case T_SIZE:
 	case T_DURATION:
@@ -454,6 +650,22 @@ cfg_set(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 			return -1;
 		}
 		return 0;
+	case T_BOOL: {
+		int b;
+
+		if (config_parse_bool(value, &b) == -1) {
+			cfg_invalid(p, k, value);
+			return -1;
+		}
+		*(uint64_t *)(void *)((char *)cfg + k->off) = (uint64_t)b;
+		return 0;
+	}
+	case T_TLS_FILE:
+	case T_TLS_STRING:
+	case T_TLS_VERSION:
+	case T_TLS_KTLS:
+	case T_TLS_BOOL:
+		return cfg_set_tls(p, k, value);
 	}
 	return -1;
 }
@@ -498,7 +710,7 @@ cfg_fixed_key(struct cfg_parse *p, const char *name, const char *value)
 	}
 	p->seen[i] = p->rd.lineno;
 	if (*value == '\0' && k->type != T_ORIGINS && k->type != T_PROTOCOLS &&
-	    k->type != T_ADMIN_LISTEN) {
+	    k->type != T_ADMIN_LISTEN && k->type != T_HOSTS) {
 		if (k->type == T_UINT || k->type == T_WORKERS)
 			cfg_error(p, p->rd.lineno, "[%s] %s: empty value "
 			    "(expected an integer, %s)", cfg_sec_names[k->sec],
@@ -744,6 +956,33 @@ cfg_finish_admin(struct cfg_parse *p)
 	return 0;
 }
 
+/* A TLS listener needs a certificate and its key, which come together. */
+static void
+cfg_finish_tls(struct cfg_parse *p)
+{
+	struct wsp_config *cfg = p->cfg;
+	struct wsp_tls_config *t = &cfg->tls;
+	size_t i;
+
+	if ((t->certificate == NULL) != (t->key == NULL) &&
+	    !p->bad[cfg_key_find(SEC_TLS, "certificate")] &&
+	    !p->bad[cfg_key_find(SEC_TLS, "key")])
+		cfg_error(p, t->certificate != NULL ? t->certificate_line :
+		    t->key_line, "[tls] %s without %s",
+		    t->certificate != NULL ? "certificate" : "key",
+		    t->certificate != NULL ? "key" : "certificate");
+	if (cfg->ntls_listen == 0 || t->certificate != NULL ||
+	    t->key != NULL)
+		return;
+	for (i = 0; i < cfg->nlisten; i++)
+		if (cfg->listen[i].tls) {
+			cfg_error(p, cfg->listen[i].line, "[server] listen: "
+			    "%s tls needs [tls] certificate and key",
+			    cfg->listen[i].text);
+			break;
+		}
+}
+
 /*
  * After the whole file: defaults that depend on other keys, and checks
  * across keys.
@@ -762,6 +1001,7 @@ cfg_finish(struct cfg_parse *p)
 		return;
 	if (cfg_finish_admin(p) == -1)
 		return;
+	cfg_finish_tls(p);
 	if (cfg->path == NULL && (cfg->path = strdup(DEFAULT_PATH)) == NULL) {
 		cfg_nomem(p);
 		return;
@@ -856,9 +1096,30 @@ config_load(const char *file, const char *default_plugin_dir,
 	cfg->log_level = WSP_LOG_INFO;
 	cfg->log_format = LOG_FORMAT_LOGFMT;
 	cfg->log_target = LOG_TARGET_STDERR;
+	cfg->admin_max_connections = 16;
+	cfg->admin_timeout = 10 * MS_SEC;
+	cfg->deflate_enabled = 1;
+	cfg->deflate_server_wbits = 15;
+	cfg->deflate_client_wbits = 15;
+	cfg->deflate_context_takeover = 1;
+	cfg->deflate_level = 6;
+	cfg->deflate_mem_level = 8;
+	cfg->deflate_threshold = 128;
+	cfg->deflate_context_budget = 64 * MIB;
+	cfg->tls.min_version = 12;
+	cfg->tls.session_tickets = 1;
 
 	if (config_file_read(&p.rd) == 0)
 		cfg_finish(&p);
+	if (!p.rd.failed && cfg->group != NULL && cfg->user == NULL)
+		cfg_error(&p, 0, "[server] group is set but user is not");
+	/* Only a valid file names its plugins; then the files it makes the
+	 * daemon trust must be safe to (trust.c), and a reload may not ask
+	 * for another user than the one the daemon became (privdrop.c). */
+	if (!p.rd.failed && (privdrop_reload_check(cfg, errs) == -1 ||
+	    trust_config(cfg, cfg->user != NULL ? cfg->uid : geteuid(),
+	    errs) == -1))
+		p.rd.failed = 1;
 
 done:
 	if (p.rd.failed) {
@@ -884,10 +1145,18 @@ config_free(struct wsp_config *cfg)
 	for (i = 0; i < cfg->nadmin_listen; i++)
 		free(cfg->admin_listen[i].text);
 	free(cfg->admin_listen);
+	config_strv_free(cfg->admin_hosts, cfg->nadmin_hosts);
 	free(cfg->path);
+	free(cfg->user);
+	free(cfg->group);
 	config_strv_free(cfg->origins, cfg->norigins);
 	config_strv_free(cfg->subprotocols, cfg->nsubprotocols);
 	free(cfg->log_file);
+	free(cfg->tls.certificate);
+	free(cfg->tls.key);
+	free(cfg->tls.ciphers);
+	free(cfg->tls.ciphersuites);
+	free(cfg->tls.ocsp_staple);
 	free(cfg->plugin_dir);
 	for (i = 0; i < cfg->nplugins; i++) {
 		sec = &cfg->plugins[i];

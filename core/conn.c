@@ -27,6 +27,11 @@
  * fragments arrive.  A message that fits in one read is dispatched in
  * place, unmasked, without a copy.
  *
+ * On a TLS listener the same descriptor carries an SSL object (tls.c):
+ * the TLS handshake is the first part of CONN_HANDSHAKE, under the same
+ * deadline and limits, and conn_recv/conn_out_write are the only places
+ * that pick between the socket and TLS.
+ *
  * Output is queued in the connection's evbuffer.  Replies made while the
  * connection's own read is processed are written once at the end of that
  * event; anything queued from elsewhere (a broadcast, a timer) schedules
@@ -59,7 +64,10 @@ static void conn_event_cb(evutil_socket_t, short, void *);
 static int
 conn_set_events(struct wsp_conn *c, int want_write)
 {
-	short evs = EV_READ | EV_PERSIST | (want_write ? EV_WRITE : 0);
+	short evs;
+
+	want_write |= c->tls_wants_write;
+	evs = EV_READ | EV_PERSIST | (want_write ? EV_WRITE : 0);
 
 	if (c->want_write == (unsigned)!!want_write)
 		return 0;
@@ -145,9 +153,33 @@ conn_path_get(struct wsp_server *srv, const struct http_str *target)
 	return srv->path;
 }
 
+/* The I/O seams: read(2) or TLS, evbuffer_write or TLS. */
+static ssize_t
+conn_recv(struct wsp_conn *c, void *buf, size_t len)
+{
+	ssize_t n;
+
+	if (c->ssl == NULL)
+		return read(c->fd, buf, len);
+	n = tls_read(c, buf, len);
+	/* A record decrypted but not taken (buf was full) is not in the
+	 * socket any more: come back for it without waiting for EV_READ. */
+	if (n > 0 && tls_pending(c))
+		event_active(&c->ev, EV_READ, 1);
+	return n;
+}
+
+static int
+conn_out_write(struct wsp_conn *c)
+{
+	if (c->ssl != NULL)
+		return tls_write(c, c->out);
+	return evbuffer_write(c->out, c->fd);
+}
+
 int
 conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
-    socklen_t salen)
+    socklen_t salen, int tls)
 {
 	struct wsp_conn *c;
 	const char *reason, *why;
@@ -188,13 +220,36 @@ conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
 	c->last_activity = clock_mono_ms();
 
 	srv->nhandshake++;
-	if ((status = admit_accept(srv, &reason, &why)) != 0)
-		conn_refuse(c, status, reason, why);
-	else {
-		c->held_conn = srv->limits != NULL;
-		dq_push(&srv->dq_handshake, c);
+	if (tls && tls_conn_new(c) == -1) {
+		conn_free(c); /* closes fd: the caller must not */
+		return 0;
 	}
+	/* Each place taken is marked at once, so that a refusal by the next
+	 * check gives it back (conn_refuse). */
+	if ((status = admit_accept(srv, &reason, &why)) == 0) {
+		c->held_conn = srv->limits != NULL;
+		if (tls && (status = admit_address(srv, c->ip, &reason,
+		    &why)) == 0)
+			c->held_ip = srv->limits != NULL &&
+			    srv->cfg->max_connections_per_ip > 0;
+	}
+	if (status != 0)
+		conn_refuse(c, status, reason, why);
+	else
+		dq_push(&srv->dq_handshake, c);
 	return 0;
+}
+
+/* The response is queued: flush it and linger-close. */
+static void
+conn_answered(struct wsp_conn *c)
+{
+	conn_leave_handshake(c);
+	c->state = CONN_LINGER;
+	free(c->head);
+	c->head = NULL;
+	dq_push(&c->srv->dq_linger, c);
+	conn_schedule_flush(c);
 }
 
 /* Answer the handshake with an error status and linger-close. */
@@ -205,13 +260,37 @@ conn_refuse(struct wsp_conn *c, int status, const char *reason,
 	admit_refused(c->srv, c->ip, c->port, status, reason, why);
 	if (c->held_conn | c->held_ip)
 		admit_release(c);
-	http_response_error(c->out, status, why);
-	conn_leave_handshake(c);
-	c->state = CONN_LINGER;
-	free(c->head);
-	c->head = NULL;
-	dq_push(&c->srv->dq_linger, c);
-	conn_schedule_flush(c);
+	if (c->ssl != NULL && !c->tls_open) {
+		/* No TLS session to answer in: a plain close. */
+		if (strcmp(reason, "handshake_timeout") == 0)
+			metrics_tls_failed(c->srv, reason);
+		tls_conn_free(c);
+	} else
+		http_response_error(c->out, status, why);
+	conn_answered(c);
+}
+
+/* A GET of the discovery document (http_upgrade.c) is answered, not
+ * refused: it is a client asking how to connect, not a failed upgrade. */
+static int
+conn_wellknown(struct wsp_conn *c, const struct http_request *req)
+{
+	const struct wsp_config *cfg = c->srv->cfg;
+	struct log_line *l;
+	int status;
+
+	status = http_wellknown(req, cfg->path,
+	    admit_origin_allowed(cfg, &req->origin), c->out);
+	if (status == 0)
+		return 0;
+	if ((l = log_begin(WSP_LOG_DEBUG, "http.wellknown")) != NULL) {
+		log_str(l, "ip", c->ip);
+		log_uint(l, "port", c->port);
+		log_int(l, "status", status);
+		log_end(l);
+	}
+	conn_answered(c);
+	return 1;
 }
 
 static void
@@ -230,6 +309,11 @@ conn_log_open(struct wsp_conn *c)
 	log_str(l, "path", c->path->s);
 	if (c->subprotocol != NULL)
 		log_str(l, "subprotocol", c->subprotocol);
+	if (c->ssl != NULL) {
+		log_str(l, "tls", tls_version(c));
+		log_str(l, "cipher", tls_cipher(c));
+		log_str(l, "ktls", tls_ktls(c));
+	}
 	log_uint(l, "active", c->srv->reg.count);
 	log_end(l);
 }
@@ -245,7 +329,7 @@ conn_upgrade(struct wsp_conn *c, const struct http_request *req,
 {
 	struct wsp_server *srv = c->srv;
 	const struct wsp_config *cfg = srv->cfg;
-	char accept[29], *head;
+	char accept[29], *head, ext[DEFLATE_ANSWER_MAX];
 	int rc;
 
 	if ((c->user_agent = strndup_capped(&req->user_agent, CONN_MAX_UA)) ==
@@ -262,9 +346,13 @@ conn_upgrade(struct wsp_conn *c, const struct http_request *req,
 		return -1;
 	c->ip_counted = 1;
 
+	/* permessage-deflate seam: zstream.c negotiates */
+	if (zstream_accept(srv, req, &c->zs, ext) == -1)
+		return -1;
 	http_accept_key(&req->key, accept);
-	http_response_101(c->out, accept, proto);
+	http_response_101(c->out, accept, proto, c->zs != NULL ? ext : NULL);
 	ws_decoder_init(&c->dec, cfg->max_message_size);
+	c->dec.rsv1_ok = c->zs != NULL;
 	registry_new_id(&srv->reg, c->id);
 	c->connected_at_ms = clock_wall_ms();
 	c->last_activity_ms = c->connected_at_ms;
@@ -308,6 +396,18 @@ conn_read_head(struct wsp_conn *c)
 	ssize_t n;
 	int status;
 
+	if (c->ssl != NULL && !c->tls_open) {
+		switch (tls_accept(c)) {
+		case TLS_AGAIN:
+			return 0;
+		case TLS_GONE:
+			return -1;
+		case TLS_PLAIN:
+			conn_refuse(c, 400, "plain_on_tls_port", "this port "
+			    "speaks TLS: use https:// or wss://");
+			return 0;
+		}
+	}
 	/* The buffer keeps the size it was made with: a reload may change
 	 * max_header_size while this client is mid-request. */
 	if (c->head == NULL) {
@@ -316,11 +416,18 @@ conn_read_head(struct wsp_conn *c)
 		c->head_cap = cfg->max_header_size;
 	}
 	cap = c->head_cap;
-	n = read(c->fd, c->head + c->head_len, cap - c->head_len);
+	n = conn_recv(c, c->head + c->head_len, cap - c->head_len);
 	if (n == -1)
 		return errno == EAGAIN || errno == EINTR ? 0 : -1;
 	if (n == 0)
 		return -1; /* gone before asking anything: nothing to log */
+	if (c->head_len == 0 && c->ssl == NULL && c->head[0] == 0x16) {
+		/* A TLS ClientHello on a plain port: no answer it could
+		 * read, so log and close. */
+		admit_refused(c->srv, c->ip, c->port, 400,
+		    "tls_on_plain_port", "TLS sent to a plain listener");
+		return -1;
+	}
 	c->head_len += (size_t)n;
 	if ((end = http_head_length(c->head, c->head_len)) == 0) {
 		if (c->head_len == cap)
@@ -331,11 +438,13 @@ conn_read_head(struct wsp_conn *c)
 	status = http_request_parse(c->head, end, &req, &why);
 	if (status == 0)
 		status = http_upgrade_check(&req, cfg->path, &why);
+	if (status == 404 && conn_wellknown(c, &req))
+		return 0;
 	if (status != 0)
 		reason = admit_reason(status);
 	else
-		status = admit_request(c->srv, c->ip, &req, &proto, &reason,
-		    &why);
+		status = admit_request(c->srv, c->ip, c->held_ip, &req, &proto,
+		    &reason, &why);
 	if (status != 0) {
 		conn_refuse(c, status, reason, why);
 		return 0;
@@ -349,7 +458,8 @@ conn_read_head(struct wsp_conn *c)
  * hook), log, and go lingering.  Safe to call in any state; only the
  * first call counts. */
 void
-conn_end(struct wsp_conn *c, uint16_t code, const char *reason)
+conn_end_n(struct wsp_conn *c, uint16_t code, const char *reason,
+    size_t reason_len)
 {
 	struct wsp_server *srv = c->srv;
 	struct log_line *l;
@@ -383,7 +493,7 @@ conn_end(struct wsp_conn *c, uint16_t code, const char *reason)
 			log_str(l, "conn", c->id);
 			log_str(l, "ip", c->ip);
 			log_uint(l, "code", code);
-			log_str(l, "reason", reason);
+			log_strn(l, "reason", reason, reason_len);
 			log_uint(l, "duration_ms",
 			    clock_mono_ms() - c->opened_mono);
 			log_uint(l, "msgs_in", c->msgs_in);
@@ -397,18 +507,35 @@ conn_end(struct wsp_conn *c, uint16_t code, const char *reason)
 	dq_push(&srv->dq_linger, c);
 }
 
+void
+conn_end(struct wsp_conn *c, uint16_t code, const char *reason)
+{
+	if (reason == NULL)
+		reason = "";
+	conn_end_n(c, code, reason, strlen(reason));
+}
+
 int
 conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 {
-	uint8_t hdr[WS_MAX_HEADER];
-	size_t hl;
+	uint8_t hdr[WS_MAX_HEADER], rsv1 = 0;
+	size_t hl, msg_len = len;
+	const uint8_t *z;
 
 	if (c->doomed)
 		return -1;
 	if (c->state != CONN_OPEN &&
 	    !(c->state == CONN_CLOSING && opcode == WS_OP_CLOSE))
 		return -1;
+	/* permessage-deflate seam: zstream.c compresses data messages at or
+	 * above the threshold */
+	if (c->zs != NULL && opcode <= WS_OP_BINARY && len >= c->zs->threshold &&
+	    zstream_compress(c->srv, c->zs, data, len, &z, &len) == 1) {
+		data = z;
+		rsv1 = WS_RSV1;
+	}
 	hl = ws_frame_header(hdr, 1, opcode, len, NULL);
+	hdr[0] |= rsv1;
 	if (evbuffer_expand(c->out, hl + len) == -1 ||
 	    evbuffer_add(c->out, hdr, hl) == -1 ||
 	    (len > 0 && evbuffer_add(c->out, data, len) == -1))
@@ -416,7 +543,7 @@ conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 	c->bytes_out += hl + len;
 	if (opcode == WS_OP_TEXT || opcode == WS_OP_BINARY) {
 		c->msgs_out++;
-		metrics_message_out(c->srv, len);
+		metrics_message_out(c->srv, msg_len);
 	}
 	if (evbuffer_get_length(c->out) > c->srv->cfg->max_output_buffer) {
 		/* The peer is not reading: drop what it will never get and
@@ -495,6 +622,44 @@ conn_deliver(struct wsp_conn *c, uint8_t opcode, uint8_t *data, size_t len)
 	return 0;
 }
 
+/* The reassembled message is complete: detach it first (the plugin may
+ * close c while holding it), then deliver. */
+static void
+conn_deliver_assembled(struct wsp_conn *c, uint8_t opcode)
+{
+	uint8_t *m = c->msg;
+	size_t len = c->msg_len;
+
+	c->msg = NULL;
+	c->msg_len = c->msg_cap = 0;
+	c->msg_open = 0;
+	conn_deliver(c, opcode, m, len);
+	free(m);
+}
+
+/* permessage-deflate seam: a compressed message is inflated by zstream.c
+ * into the reassembly buffer, and delivered from there when it ends. */
+static int
+conn_on_compressed(struct wsp_conn *c, const struct ws_event *ev)
+{
+	/* the limit the connection was opened with, as the decoder's */
+	struct zstream_msg zm = { &c->msg, &c->msg_len, &c->msg_cap,
+	    c->dec.max_message, ev->opcode == WS_OP_TEXT };
+	const char *why = NULL;
+	int code;
+
+	c->msg_open = 1;
+	code = zstream_inflate(c->srv, c->zs, ev->data, ev->len, ev->fin, &zm,
+	    &why);
+	if (code != 0) {
+		conn_fail(c, (uint16_t)code, why);
+		return 0;
+	}
+	if (ev->fin)
+		conn_deliver_assembled(c, ev->opcode);
+	return 0;
+}
+
 static int
 conn_on_data(struct wsp_conn *c, const struct ws_event *ev)
 {
@@ -503,6 +668,8 @@ conn_on_data(struct wsp_conn *c, const struct ws_event *ev)
 
 	if (c->state != CONN_OPEN)
 		return 0; /* after our close frame, data is discarded */
+	if (ev->compressed)
+		return conn_on_compressed(c, ev);
 	if (ev->fin && !c->msg_open)
 		return conn_deliver(c, ev->opcode, ev->data, ev->len);
 	need = c->msg_len + ev->len;
@@ -521,16 +688,8 @@ conn_on_data(struct wsp_conn *c, const struct ws_event *ev)
 		memcpy(c->msg + c->msg_len, ev->data, ev->len);
 	c->msg_len += ev->len;
 	c->msg_open = 1;
-	if (ev->fin) {
-		m = c->msg;
-		need = c->msg_len;
-		/* Detach first: the plugin may close c while holding it. */
-		c->msg = NULL;
-		c->msg_len = c->msg_cap = 0;
-		c->msg_open = 0;
-		conn_deliver(c, ev->opcode, m, need);
-		free(m);
-	}
+	if (ev->fin)
+		conn_deliver_assembled(c, ev->opcode);
 	return 0;
 }
 
@@ -570,7 +729,7 @@ conn_on_control(struct wsp_conn *c, const struct ws_event *ev)
 				conn_send(c, WS_OP_CLOSE, NULL, 0);
 			else
 				conn_send_close(c, ev->close_code, reason, rlen);
-			conn_end(c, ev->close_code, reason);
+			conn_end_n(c, ev->close_code, reason, rlen);
 		} else
 			conn_end(c, c->close_code, conn_str(c->close_reason));
 		break;
@@ -614,7 +773,7 @@ conn_read_frames(struct wsp_conn *c)
 	struct wsp_server *srv = c->srv;
 	ssize_t n;
 
-	n = read(c->fd, srv->rbuf, srv->rbuf_size);
+	n = conn_recv(c, srv->rbuf, srv->rbuf_size);
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
 		return 0;
 	if (n <= 0) {
@@ -648,7 +807,7 @@ conn_write(struct wsp_conn *c)
 	int n;
 
 	while (evbuffer_get_length(c->out) > 0) {
-		n = evbuffer_write(c->out, c->fd);
+		n = conn_out_write(c);
 		if (n == -1) {
 			if (errno == EAGAIN || errno == EINTR)
 				break;
@@ -660,6 +819,7 @@ conn_write(struct wsp_conn *c)
 	if (evbuffer_get_length(c->out) > 0)
 		return conn_set_events(c, 1);
 	if (c->state == CONN_LINGER && !c->shut_wr) {
+		tls_close_notify(c);
 		shutdown(c->fd, SHUT_WR);
 		c->shut_wr = 1;
 	}
@@ -674,7 +834,8 @@ conn_event_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	c->flush_pending = 0;
-	if (what & EV_READ) {
+	/* A TLS read that waited for writability is retried on it. */
+	if ((what & EV_READ) || (c->tls_wants_write && (what & EV_WRITE))) {
 		c->in_read = 1;
 		switch (c->state) {
 		case CONN_HANDSHAKE:
@@ -788,7 +949,7 @@ conn_reap(struct wsp_conn *c, uint64_t idle_ms)
 	if (c->state == CONN_OPEN) {
 		c->state = CONN_CLOSING;
 		conn_send_close(c, WSP_CLOSE_GOING_AWAY, "idle timeout", 12);
-		evbuffer_write(c->out, c->fd); /* one try, never wait */
+		conn_out_write(c); /* one try, never wait */
 	}
 	conn_end(c, WSP_CLOSE_GOING_AWAY, "idle timeout");
 	conn_free(c);
@@ -809,6 +970,7 @@ conn_free(struct wsp_conn *c)
 	srv->npending--;
 	event_del(&c->ev);
 	evbuffer_free(c->out);
+	tls_conn_free(c);
 	close(c->fd);
 	ws_decoder_fini(&c->dec);
 	free(c->head);
@@ -819,6 +981,7 @@ conn_free(struct wsp_conn *c)
 	free(c->subprotocol);
 	free(c->close_reason);
 	attrs_free(c);
+	zstream_conn_free(srv, c->zs);
 	free(c);
 	srv->conn_hooks.gone(srv);
 }

@@ -15,10 +15,19 @@
  * is capped by the caller (max_header_size) before we are ever called.
  *
  * Responses are written straight into a libevent output buffer.
+ *
+ * Besides the upgrade, the WebSocket listener answers one plain GET: the
+ * discovery document at /.well-known/wsplugd, which tells a client (a
+ * browser page above all, whose WebSocket API hides the status of a failed
+ * handshake) where the endpoint is and how to back off, so that it can tell
+ * "no such endpoint, stop" from "try again later".
  */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
@@ -29,6 +38,17 @@
 /* Keys are 24 characters once checked; the slack only keeps
  * http_accept_key() from truncating silently if handed something else. */
 #define WS_KEY_MAX 64
+
+/* Seconds a 503 asks the client to wait (Retry-After).  A refusal for
+ * load or a restart clears within seconds; clients add their own jitter on
+ * top, so one fixed hint does not bring them all back at once. */
+#define HTTP_RETRY_AFTER_S 5
+/* The backoff the discovery document recommends, in milliseconds: the
+ * schedule the shipped client uses by default. */
+#define HTTP_BACKOFF_BASE_MS 1000
+#define HTTP_BACKOFF_CAP_MS 30000
+/* The version of the JSON message protocol the document announces. */
+#define HTTP_PROTOCOL_VERSION 1
 
 static int
 fail(const char **why_r, const char *why)
@@ -93,16 +113,23 @@ str_eq(const struct http_str *s, const char *lit)
 size_t
 http_head_length(const char *buf, size_t len)
 {
-	const char *end;
+	const char *p = buf, *end = buf + len, *lf;
 
-	if (len < 4)
-		return 0;
-	/* glibc's memmem is a two-way search: linear, and fast on the short
-	 * heads we see.  Rescanning from the start on every read keeps the
-	 * caller free of parser state; max_header_size bounds the cost. */
-	if ((end = memmem(buf, len, "\r\n\r\n", 4)) == NULL)
-		return 0;
-	return (size_t)(end - buf) + 4;
+	/* Line by line, so that a bare LF ends the head where it stands: the
+	 * parser refuses it with 400 at once, instead of the head waiting
+	 * for a CRLFCRLF that a client ending lines in LF never sends (and
+	 * running into handshake_timeout or max_header_size).  glibc's
+	 * memchr is fast on the short lines we see; rescanning from the start
+	 * on every read keeps the caller free of parser state, and
+	 * max_header_size bounds the cost. */
+	while ((lf = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+		if (lf == buf || lf[-1] != '\r')
+			return (size_t)(lf - buf) + 1;
+		if (lf - buf >= 3 && lf[-2] == '\n' && lf[-3] == '\r')
+			return (size_t)(lf - buf) + 1;
+		p = lf + 1;
+	}
+	return 0;
 }
 
 /*
@@ -211,8 +238,8 @@ list_has(const char *p, const char *end, const char *tok, int slash)
  * is confused about where one request ends, and we would rather not pick.
  * User-Agent is only logged, so a repeat keeps the first.
  */
-enum hdr_kind { HDR_ONCE, HDR_FIRST, HDR_PROTOCOL, HDR_UPGRADE,
-    HDR_CONNECTION };
+enum hdr_kind { HDR_ONCE, HDR_FIRST, HDR_PROTOCOL, HDR_EXTENSIONS,
+    HDR_UPGRADE, HDR_CONNECTION };
 
 static const struct hdr {
 	const char *name; /* lower case */
@@ -234,6 +261,7 @@ static const struct hdr {
 	{ "user-agent", HDR_FIRST, offsetof(struct http_request, user_agent),
 	    NULL },
 	{ "sec-websocket-protocol", HDR_PROTOCOL, 0, NULL },
+	{ "sec-websocket-extensions", HDR_EXTENSIONS, 0, NULL },
 };
 
 static int
@@ -272,6 +300,17 @@ header_store(struct http_request *req, const char *name, size_t namelen,
 		req->protocols[req->nprotocols].p = v;
 		req->protocols[req->nprotocols].n = vlen;
 		req->nprotocols++;
+		break;
+	case HDR_EXTENSIONS:
+		/* Read by deflate.c.  Too many is the extensions' problem,
+		 * not the request's: they are declined, the upgrade goes on. */
+		if (req->nextensions == HTTP_MAX_PROTOCOL_HEADERS) {
+			req->extensions_overflow = 1;
+			break;
+		}
+		req->extensions[req->nextensions].p = v;
+		req->extensions[req->nextensions].n = vlen;
+		req->nextensions++;
 		break;
 	case HDR_UPGRADE:
 		if (list_has(v, v + vlen, "websocket", 1))
@@ -470,7 +509,7 @@ http_accept_key(const struct http_str *key, char out[29])
 
 void
 http_response_101(struct evbuffer *out, const char accept[29],
-    const char *protocol)
+    const char *protocol, const char *extensions)
 {
 	/* On ENOMEM the buffer is left short and the client sees a broken
 	 * handshake; the connection is failing either way. */
@@ -480,16 +519,21 @@ http_response_101(struct evbuffer *out, const char accept[29],
 	    "Connection: Upgrade\r\n"
 	    "Sec-WebSocket-Accept: %.28s\r\n"
 	    "%s%s%s"
+	    "%s%s%s"
 	    "\r\n",
 	    accept,
 	    protocol != NULL ? "Sec-WebSocket-Protocol: " : "",
 	    protocol != NULL ? protocol : "",
-	    protocol != NULL ? "\r\n" : "");
+	    protocol != NULL ? "\r\n" : "",
+	    extensions != NULL ? "Sec-WebSocket-Extensions: " : "",
+	    extensions != NULL ? extensions : "",
+	    extensions != NULL ? "\r\n" : "");
 }
 
 void
 http_response_error(struct evbuffer *out, int status, const char *why)
 {
+	char retry[160];
 	const char *extra = "";
 
 	if (why == NULL)
@@ -500,6 +544,15 @@ http_response_error(struct evbuffer *out, int status, const char *why)
 		extra = "Sec-WebSocket-Version: 13\r\n";
 	else if (status == 405)
 		extra = "Allow: GET\r\n";
+	else if (status == 503) {
+		/* RFC 9110 10.2.3; the CORS headers let a page on another
+		 * origin read the hint with fetch(). */
+		snprintf(retry, sizeof(retry), "Retry-After: %d\r\n"
+		    "Access-Control-Allow-Origin: *\r\n"
+		    "Access-Control-Expose-Headers: Retry-After\r\n",
+		    HTTP_RETRY_AFTER_S);
+		extra = retry;
+	}
 	evbuffer_add_printf(out,
 	    "HTTP/1.1 %d %s\r\n"
 	    "Content-Type: text/plain; charset=utf-8\r\n"
@@ -509,6 +562,54 @@ http_response_error(struct evbuffer *out, int status, const char *why)
 	    "\r\n"
 	    "%s\n",
 	    status, http_status_text(status), strlen(why) + 1, extra, why);
+}
+
+int
+http_wellknown(const struct http_request *req, const char *path,
+    int origin_ok, struct evbuffer *out)
+{
+	static const char head[] =
+	    "HTTP/1.1 %d %s\r\n"
+	    "Content-Type: application/json\r\n"
+	    "Content-Length: %zu\r\n"
+	    "Cache-Control: no-cache\r\n"
+	    "Access-Control-Allow-Origin: *\r\n"
+	    "Connection: close\r\n"
+	    "\r\n";
+	json_t *doc;
+	char *text;
+	int status;
+
+	if (!str_eq(&req->path, HTTP_WELLKNOWN_PATH) ||
+	    !(str_eq(&req->method, "GET") || str_eq(&req->method, "HEAD")))
+		return 0;
+	/* A page whose origin the endpoint refuses learns that here: the
+	 * same verdict its upgrade got, in a status it can read. */
+	if (origin_ok) {
+		status = 200;
+		doc = json_pack("{s:s, s:s, s:i, s:s, s:{s:i, s:i, s:s}, s:i}",
+		    "service", "wsplugd", "version", PACKAGE_VERSION,
+		    "protocol", HTTP_PROTOCOL_VERSION, "endpoint", path,
+		    "backoff", "base_ms", HTTP_BACKOFF_BASE_MS,
+		    "cap_ms", HTTP_BACKOFF_CAP_MS, "jitter", "full",
+		    "retry_after_s", HTTP_RETRY_AFTER_S);
+	} else {
+		status = 403;
+		doc = json_pack("{s:s, s:s}", "error", "origin",
+		    "detail", "origin not allowed");
+	}
+	text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+	json_decref(doc);
+	if (text == NULL) {
+		http_response_error(out, 500, NULL);
+		return 500;
+	}
+	evbuffer_add_printf(out, head, status, http_status_text(status),
+	    strlen(text) + 1);
+	if (!str_eq(&req->method, "HEAD"))
+		evbuffer_add_printf(out, "%s\n", text);
+	free(text);
+	return status;
 }
 
 const char *
@@ -529,6 +630,8 @@ http_status_text(int status)
 		return "Method Not Allowed";
 	case 408:
 		return "Request Timeout";
+	case 421:
+		return "Misdirected Request";
 	case 426:
 		return "Upgrade Required";
 	case 431:

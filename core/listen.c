@@ -8,7 +8,7 @@
  * tests find the daemon without racing for a port.
  *
  * An accepted socket goes to the server's on_accept hook (conn_accept),
- * which owns it from then on.
+ * which owns it from then on, with the listener's tls flag.
  *
  * On reload the addresses the new configuration adds are bound first, into
  * a staged list (they accept at once, the running settings apply), and the
@@ -16,8 +16,9 @@
  * reload and abort closes what was staged.  Open connections are never
  * touched.
  *
- * When accept() runs out of descriptors the listeners pause for 100 ms
- * instead of spinning on a socket that stays readable.
+ * When accept() fails (out of descriptors, say), fdlimit.c answers and
+ * logs, and the listeners pause for a moment instead of spinning on a
+ * socket that stays readable.
  */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -35,10 +36,9 @@
 #include "wsplugd.h"
 
 #define LISTEN_BACKLOG 511
-#define ACCEPT_PAUSE_MS 100
 
-static void
-format_addr(const struct sockaddr *sa, char *out, size_t len)
+void
+listen_format_addr(const struct sockaddr *sa, char *out, size_t len)
 {
 	char host[INET6_ADDRSTRLEN];
 
@@ -85,7 +85,7 @@ listen_bind(const struct wsp_listen_addr *a, int backlog, int reuseport,
 		errno = err;
 		return -1;
 	}
-	format_addr((struct sockaddr *)&bound, addr, addrlen);
+	listen_format_addr((struct sockaddr *)&bound, addr, addrlen);
 	return fd;
 }
 
@@ -96,7 +96,8 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	struct listener *li = arg;
 
 	(void)lev;
-	if (li->srv->on_accept(li->srv, fd, sa, (socklen_t)salen) == -1) {
+	if (li->srv->on_accept(li->srv, fd, sa, (socklen_t)salen,
+	    li->tls) == -1) {
 		log_msg(WSP_LOG_ERROR, "listen.error",
 		    "out of memory accepting a connection on %s", li->addr);
 		close(fd);
@@ -109,11 +110,8 @@ accept_error_cb(struct evconnlistener *lev, void *arg)
 	struct listener *li = arg;
 	int err = EVUTIL_SOCKET_ERROR();
 
-	(void)lev;
-	log_msg(WSP_LOG_WARN, "listen.error", "accept on %s: %s", li->addr,
-	    strerror(err));
-	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
-		listen_pause(li->srv, 1);
+	fdlimit_accept_error(evconnlistener_get_fd(lev), li->addr, err);
+	listen_pause(li->srv, 1);
 }
 
 static void
@@ -127,7 +125,7 @@ accept_retry_cb(evutil_socket_t fd, short what, void *arg)
 void
 listen_pause(struct wsp_server *srv, int pause)
 {
-	struct timeval tv = { 0, ACCEPT_PAUSE_MS * 1000 };
+	struct timeval tv = { 0, FDLIMIT_PAUSE_MS * 1000 };
 	struct listener *li;
 
 	TAILQ_FOREACH(li, &srv->listeners, entry) {
@@ -157,8 +155,8 @@ listen_open(struct wsp_server *srv, const struct wsp_config *cfg,
 	/* evconnlistener_new() calls listen() with our backlog. */
 	if ((fd = srv->bind != NULL ? srv->bind(srv, a, 0, addr,
 	    sizeof(addr)) : listen_bind(a, 0, 0, addr, sizeof(addr))) == -1) {
-		errors_add(errs, cfg->file, a->line, "listen %s: %s",
-		    a->text, strerror(errno));
+		errors_add(errs, cfg->file, a->line, "listen %s: %s%s",
+		    a->text, strerror(errno), privdrop_hint(errno));
 		return -1;
 	}
 	/* Frames are small and latency matters more than packet count.  Set
@@ -172,6 +170,7 @@ listen_open(struct wsp_server *srv, const struct wsp_config *cfg,
 	li->srv = srv;
 	memcpy(&li->conf, &a->ss, a->sslen);
 	li->conf_len = a->sslen;
+	li->tls = a->tls;
 	memcpy(li->addr, addr, sizeof(li->addr));
 	li->lev = evconnlistener_new(srv->base, accept_cb, li,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, LISTEN_BACKLOG, fd);
@@ -186,6 +185,8 @@ listen_open(struct wsp_server *srv, const struct wsp_config *cfg,
 	TAILQ_INSERT_TAIL(out, li, entry);
 	if ((l = log_begin(WSP_LOG_INFO, "listen.start")) != NULL) {
 		log_str(l, "addr", li->addr);
+		if (li->tls)
+			log_str(l, "tls", "yes");
 		log_end(l);
 	}
 	return 0;
@@ -252,8 +253,11 @@ listen_reload_commit(struct wsp_server *srv)
 		found = 0;
 		for (i = 0; i < cfg->nlisten; i++)
 			if (config_listen_same(&li->conf, li->conf_len,
-			    &cfg->listen[i]))
+			    &cfg->listen[i])) {
 				found = 1;
+				/* "tls" added or dropped: for new clients */
+				li->tls = cfg->listen[i].tls;
+			}
 		if (!found) {
 			TAILQ_REMOVE(&srv->listeners, li, entry);
 			listen_free(li);

@@ -11,8 +11,10 @@ core_libwspcore_la_SOURCES = \
 	core/config_file.c \
 	core/config_value.c \
 	core/conn.c \
+	core/deflate.c \
 	core/dispatch.c \
 	core/errors.c \
+	core/fdlimit.c \
 	core/host.c \
 	core/json_write.c \
 	core/http_upgrade.c \
@@ -24,17 +26,22 @@ core_libwspcore_la_SOURCES = \
 	core/metrics.c \
 	core/notify.c \
 	core/plugin.c \
+	core/privdrop.c \
 	core/registry.c \
 	core/reload.c \
 	core/server.c \
 	core/timers.c \
+	core/trust.c \
+	core/tls.c \
 	core/utf8.c \
 	core/workers.c \
-	core/ws_codec.c
+	core/ws_codec.c \
+	core/zstream.c
 core_libwspcore_la_CPPFLAGS = $(AM_CPPFLAGS) $(LIBEVENT_CFLAGS) \
-	$(JANSSON_CFLAGS) $(INIH_CFLAGS) $(LIBCRYPTO_CFLAGS) $(SYSTEMD_CFLAGS)
+	$(JANSSON_CFLAGS) $(INIH_CFLAGS) $(LIBCRYPTO_CFLAGS) $(LIBSSL_CFLAGS) \
+	$(SYSTEMD_CFLAGS) $(ZLIB_CFLAGS)
 core_libwspcore_la_LIBADD = $(LIBEVENT_LIBS) $(JANSSON_LIBS) $(INIH_LIBS) \
-	$(LIBCRYPTO_LIBS) $(SYSTEMD_LIBS)
+	$(LIBCRYPTO_LIBS) $(LIBSSL_LIBS) $(SYSTEMD_LIBS) $(ZLIB_LIBS)
 
 sbin_PROGRAMS += core/wsplugd
 core_wsplugd_SOURCES = core/main.c

@@ -38,6 +38,7 @@
  *   daemon.shutdown   msg (closing N connections; timeout reached)
  *   daemon.limit      msg (open-file limit below max_connections; the
  *                     shared address table is full, workers > 1)
+ *   daemon.privileges user uid group gid (switched to [server] user)
  *   daemon.error      msg
  *   config.error      msg (FILE:LINE: message; at start-up or reload)
  *   listen.start      addr (the bound address, with the kernel's port)
@@ -46,6 +47,7 @@
  *   admin.start       addr (the admin listener)
  *   admin.stop        addr
  *   admin.request     method path status ip (debug)
+ *   admin.timeout     ip port timeout_ms (the deadline from accept)
  *   ws.open           conn ip port ua origin path subprotocol active
  *   ws.close          conn ip code reason duration_ms msgs_in msgs_out
  *                     bytes_in bytes_out active
@@ -65,10 +67,13 @@
  *   plugin.log        plugin conn msg (a plugin's own line)
  *   plugin.slow       plugin callback ms
  *   plugin.error      msg
+ *   trust.relaxed     msg (-U: an untrusted file allowed, or the warning
+ *                     that -U is in effect)
  *   log.reopen        msg
  *   log.error         msg (target = journal, but journald is not running:
  *                     the lines go to stderr)
  *   notify.error      msg (sd_notify failed)
+ *   libevent          msg (libevent's own warnings and errors)
  *   master.start      workers pid (workers > 1: the master, before forking)
  *   worker.start      pid (the master, each time it forks worker=N)
  *   worker.ready      pid (the worker, serving)
@@ -144,6 +149,8 @@ static struct {
 	char *next_file;
 	int next_fd;
 	int no_journald; /* target journal, but nothing listens: stderr */
+	int direct; /* write at once: inside libevent, which may not be
+	               called back from its log callback */
 	struct log_line line;
 	struct event *flush_ev; /* NULL: no loop yet, write each line */
 	int worker;             /* log_set_worker's N, 0: not a worker */
@@ -685,7 +692,8 @@ log_write(const char *line, size_t len, int level)
 {
 	size_t max = L.pending_max != 0 ? L.pending_max : sizeof(L.pending);
 
-	if (L.flush_ev == NULL || level >= WSP_LOG_WARN || len > max) {
+	if (L.flush_ev == NULL || level >= WSP_LOG_WARN || L.direct ||
+	    len > max) {
 		log_flush();
 		write_all(line, len);
 		return;
@@ -724,6 +732,37 @@ log_end(struct log_line *l)
 	}
 	l->buf[l->len++] = '\n';
 	log_write(l->buf, l->len, l->level);
+}
+
+/* libevent would write these raw to stderr, outside the log's format and
+ * target. */
+static void
+log_libevent_cb(int severity, const char *msg)
+{
+	int level;
+
+	switch (severity) {
+	case EVENT_LOG_DEBUG:
+		level = WSP_LOG_DEBUG;
+		break;
+	case EVENT_LOG_MSG:
+		level = WSP_LOG_INFO;
+		break;
+	case EVENT_LOG_WARN:
+		level = WSP_LOG_WARN;
+		break;
+	default:
+		level = WSP_LOG_ERROR;
+	}
+	L.direct = 1;
+	log_msg(level, "libevent", "%s", msg);
+	L.direct = 0;
+}
+
+void
+log_libevent(void)
+{
+	event_set_log_callback(log_libevent_cb);
 }
 
 void

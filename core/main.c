@@ -2,10 +2,11 @@
  * main.c: the command line.
  *
  * wsplugd runs in the foreground: systemd supervises it, so there is no
- * daemonizing, no pid file and no privilege dropping here.  Start-up
- * validates everything (configuration, every plugin, every listener) before
- * it serves anything, and refuses to start with a precise error otherwise;
- * -t runs the same validation and stops there.
+ * daemonizing and no pid file.  Start-up validates everything
+ * (configuration, every plugin, every listener) before it serves anything,
+ * and refuses to start with a precise error otherwise; -t runs the same
+ * validation and stops there.  Started as root with [server] user set, it
+ * drops to that user once the listeners are bound (privdrop.c).
  */
 #include <sys/resource.h>
 
@@ -34,13 +35,21 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: wsplugd [-c FILE] [-t] [-l LEVEL] [-V] [-h]\n"
-	    "  -c FILE   configuration file (default %s)\n"
-	    "  -t        check the configuration and plugins, then exit\n"
-	    "  -l LEVEL  log level: debug, info, warn, error (overrides the "
-	    "file)\n"
-	    "  -V        print the version and plugin ABI, then exit\n"
-	    "  -h        print this help, then exit\n", DEFAULT_CONFIG);
+	    "usage: wsplugd [-c FILE] [-t] [-l LEVEL] [-U] [-V] [-h]\n"
+	    "  -c, --config=FILE      configuration file (default %s)\n"
+	    "  -t, --test             check the configuration and plugins, "
+	    "then exit\n"
+	    "  -l, --log-level=LEVEL  log level: debug, info, warn, error "
+	    "(overrides the file)\n"
+	    "  -U                     development trees only: warn about, "
+	    "rather than\n"
+	    "                         refuse, configuration and plugin files "
+	    "others\n"
+	    "                         could change\n"
+	    "  -V, --version          print the version and plugin ABI, then "
+	    "exit\n"
+	    "  -h, --help             print this help, then exit\n",
+	    DEFAULT_CONFIG);
 }
 
 static int
@@ -98,12 +107,27 @@ serve(struct wsp_config **cfgp, const char *file, int level,
 	struct wsp_server srv;
 	size_t i;
 
+	/* Every process that accepts keeps its own reserve descriptor. */
+	if (fdlimit_init() == -1)
+		log_msg(WSP_LOG_WARN, "daemon.limit", "cannot open /dev/null "
+		    "as the reserve descriptor: %s", strerror(errno));
 	if (server_init(&srv, cfg, hooks, &errs) == -1) {
 		for (i = 0; i < errs.n; i++)
 			log_msg(WSP_LOG_ERROR, "config.error", "%s",
 			    errs.msg[i]);
 		if (cfg->log_target != LOG_TARGET_STDERR)
 			print_errors(&errs);
+		server_free(&srv);
+		errors_clear(&errs);
+		return 1;
+	}
+	/* Listeners bound, log open: root is no longer needed.  A worker
+	 * was forked by a master that has already switched (workers.c), so
+	 * there this finds the user in place and changes nothing. */
+	if (privdrop_apply(cfg, &errs) == -1) {
+		for (i = 0; i < errs.n; i++)
+			log_msg(WSP_LOG_ERROR, "daemon.error", "%s",
+			    errs.msg[i]);
 		server_free(&srv);
 		errors_clear(&errs);
 		return 1;
@@ -140,19 +164,35 @@ serve(struct wsp_config **cfgp, const char *file, int level,
 int
 main(int argc, char *argv[])
 {
-	struct wsp_errors errs = { NULL, 0 };
+	struct wsp_errors errs = { NULL, 0 }, warns = { NULL, 0 };
 	struct wsp_config *cfg;
 	struct wsp_server srv;
 	const char *file = DEFAULT_CONFIG;
 	int ch, check = 0, level = -1, rc = 1;
+	size_t i;
+	/* The GNU long forms an administrator types first; each is a
+	 * synonym of its short option. */
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "test", no_argument, NULL, 't' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 
-	while ((ch = getopt(argc, argv, "c:tl:Vh")) != -1) {
+	log_libevent();
+	while ((ch = getopt_long(argc, argv, "c:tl:UVh", longopts,
+	    NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			file = optarg;
 			break;
 		case 't':
 			check = 1;
+			break;
+		case 'U':
+			trust_relax(1);
 			break;
 		case 'l':
 			if ((level = parse_level(optarg)) == -1) {
@@ -193,9 +233,15 @@ main(int argc, char *argv[])
 		if (server_setup(&srv, cfg) == -1)
 			errors_add(&errs, NULL, 0,
 			    "cannot initialise: out of memory");
+		else if ((srv.tls_ctx = tls_ctx_new(cfg, &errs,
+		    &warns)) == NULL && errs.n > 0)
+			; /* the certificate or key is unusable */
 		else if ((srv.plugins = plugin_set_build(&srv, cfg, NULL,
 		    &errs)) != NULL)
 			rc = 0;
+		for (i = 0; i < warns.n; i++)
+			fprintf(stderr, "warning: %s\n", warns.msg[i]);
+		errors_clear(&warns);
 		if (rc == 0)
 			printf("%s: configuration OK\n", file);
 		else
@@ -218,6 +264,7 @@ main(int argc, char *argv[])
 done:
 	config_free(cfg);
 	errors_clear(&errs);
+	fdlimit_fini();
 	log_fini();
 	libevent_global_shutdown();
 	return rc;

@@ -22,18 +22,45 @@
 const char *const metrics_refuse_reasons[METRICS_REASONS] = {
 	"bad_request", "not_found", "method", "version", "origin",
 	"max_connections", "max_connections_per_ip", "header_too_large",
-	"handshake_timeout", "shutting_down", "other",
+	"handshake_timeout", "shutting_down", "tls_on_plain_port",
+	"plain_on_tls_port", "other",
 };
+
+/* Why a TLS handshake failed; the last is "other". */
+const char *const metrics_tls_reasons[METRICS_TLS_FAILS] = {
+	"protocol", "eof", "handshake_timeout", "plain_on_tls_port", "other",
+};
+
+/* The index of reason among names, the last of which is "other". */
+static size_t
+metrics_slot(const char *const *names, size_t n, const char *reason)
+{
+	size_t i;
+
+	for (i = 0; i < n - 1; i++)
+		if (strcmp(names[i], reason) == 0)
+			break;
+	return i;
+}
+
+void
+metrics_tls_handshake(struct wsp_server *srv)
+{
+	srv->metrics.tls_handshakes++;
+}
+
+void
+metrics_tls_failed(struct wsp_server *srv, const char *reason)
+{
+	srv->metrics.tls_failed[metrics_slot(metrics_tls_reasons,
+	    METRICS_TLS_FAILS, reason)]++;
+}
 
 void
 metrics_refused(struct wsp_server *srv, const char *reason)
 {
-	size_t i, last = METRICS_REASONS - 1;
-
-	for (i = 0; i < last; i++)
-		if (strcmp(metrics_refuse_reasons[i], reason) == 0)
-			break;
-	srv->metrics.refused[i]++;
+	srv->metrics.refused[metrics_slot(metrics_refuse_reasons,
+	    METRICS_REASONS, reason)]++;
 }
 
 void
@@ -167,6 +194,19 @@ handshakes_pending(struct wsp_server *srv)
 	return n;
 }
 
+/* A counter family with one series per reason, every one present. */
+static void
+by_reason(struct render *r, const char *name, const char *help,
+    const char *const *reasons, const uint64_t *v, size_t n)
+{
+	size_t i;
+
+	family(r, name, "counter", help);
+	for (i = 0; i < n; i++)
+		emit(r, "%s{reason=\"%s\"} %llu\n", name, reasons[i],
+		    (unsigned long long)v[i]);
+}
+
 void
 metrics_snapshot(struct wsp_server *srv, struct metrics_snap *out)
 {
@@ -175,6 +215,7 @@ metrics_snapshot(struct wsp_server *srv, struct metrics_snap *out)
 	out->active = srv->reg.count;
 	out->pending = handshakes_pending(srv);
 	out->opened = srv->total_opened;
+	out->z = *zstream_stats(srv);
 }
 
 void
@@ -194,6 +235,9 @@ metrics_add(struct metrics_snap *sum, const struct metrics_snap *x)
 	a->reloads_failed += b->reloads_failed;
 	for (i = 0; i < METRICS_REASONS; i++)
 		a->refused[i] += b->refused[i];
+	a->tls_handshakes += b->tls_handshakes;
+	for (i = 0; i < METRICS_TLS_FAILS; i++)
+		a->tls_failed[i] += b->tls_failed[i];
 	for (i = 0; i < METRICS_CODES - 1 && b->closed[i].code != 0; i++) {
 		for (j = 0; j < METRICS_CODES - 1; j++)
 			if (a->closed[j].code == b->closed[i].code ||
@@ -207,6 +251,21 @@ metrics_add(struct metrics_snap *sum, const struct metrics_snap *x)
 	sum->active += x->active;
 	sum->pending += x->pending;
 	sum->opened += x->opened;
+	sum->z.conns += x->z.conns;
+	sum->z.full_conns += x->z.full_conns;
+	sum->z.full_bytes += x->z.full_bytes;
+	sum->z.zlib_bytes += x->z.zlib_bytes;
+	sum->z.compressed += x->z.compressed;
+	sum->z.reused += x->z.reused;
+	sum->z.tight += x->z.tight;
+}
+
+void
+metrics_snap_gone(struct metrics_snap *s)
+{
+	s->active = s->pending = 0;
+	s->z.conns = s->z.full_conns = 0;
+	s->z.full_bytes = s->z.zlib_bytes = 0;
 }
 
 static void
@@ -237,12 +296,14 @@ render_connections(struct render *r, const struct metrics_snap *s)
 	if (m->closed[METRICS_CODES - 1].n > 0)
 		emit(r, "wsplugd_connections_closed_total{code=\"other\"} "
 		    "%llu\n", (unsigned long long)m->closed[METRICS_CODES - 1].n);
-	family(r, "wsplugd_handshakes_refused_total", "counter",
-	    "Opening handshakes refused, by reason.");
-	for (i = 0; i < METRICS_REASONS; i++)
-		emit(r, "wsplugd_handshakes_refused_total{reason=\"%s\"} "
-		    "%llu\n", metrics_refuse_reasons[i],
-		    (unsigned long long)m->refused[i]);
+	by_reason(r, "wsplugd_handshakes_refused_total",
+	    "Opening handshakes refused, by reason.", metrics_refuse_reasons,
+	    m->refused, METRICS_REASONS);
+	counter(r, "wsplugd_tls_handshakes_total",
+	    "TLS handshakes completed on tls listeners.", m->tls_handshakes);
+	by_reason(r, "wsplugd_tls_handshakes_failed_total",
+	    "TLS handshakes that failed, by reason.", metrics_tls_reasons,
+	    m->tls_failed, METRICS_TLS_FAILS);
 }
 
 static void
@@ -269,6 +330,31 @@ render_traffic(struct render *r, const struct metrics_snap *s)
 	    "wsplugd_reloads_total{result=\"failed\"} %llu\n",
 	    (unsigned long long)m->reloads_ok,
 	    (unsigned long long)m->reloads_failed);
+}
+
+static void
+render_deflate(struct render *r, const struct metrics_snap *s)
+{
+	const struct zstream_stats *z = &s->z;
+
+	gauge(r, "wsplugd_deflate_connections",
+	    "Open connections that negotiated permessage-deflate.", z->conns);
+	gauge(r, "wsplugd_deflate_full_contexts",
+	    "Of those, connections that agreed to context takeover and may "
+	    "hold a full context.", z->full_conns);
+	gauge(r, "wsplugd_deflate_full_context_bytes",
+	    "Memory reserved for full contexts, against context_budget.",
+	    z->full_bytes);
+	gauge(r, "wsplugd_deflate_zlib_bytes",
+	    "Memory zlib holds now, in every stream.", z->zlib_bytes);
+	counter(r, "wsplugd_deflate_messages_compressed_total",
+	    "Messages compressed.", z->compressed);
+	counter(r, "wsplugd_deflate_compressions_reused_total",
+	    "Messages sent with the compression just made for another "
+	    "connection.", z->reused);
+	counter(r, "wsplugd_deflate_tight_answers_total",
+	    "Handshakes answered without context takeover for the budget.",
+	    z->tight);
 }
 
 static void
@@ -313,6 +399,7 @@ metrics_render(struct wsp_server *srv, struct evbuffer *out)
 		srv->metrics_sum(srv, &s);
 	render_connections(&r, &s);
 	render_traffic(&r, &s);
+	render_deflate(&r, &s);
 	render_process(&r, srv);
 	return r.failed ? -1 : 0;
 }

@@ -5,10 +5,12 @@
  * the file whole and then runs three verbs over every module a reload
  * touches, in one direction:
  *
- *   prepare  listeners, admin, log, keepalive, plugins: bind the new
- *            addresses, open the new log file, make the new sweep, load
- *            every new or changed plugin next to the running ones.  Each
- *            may fail, with FILE:LINE; none changes what runs.
+ *   prepare  listeners, admin, log, keepalive, TLS, plugins: bind the
+ *            new addresses, open the new log file, make the new sweep,
+ *            load and check the certificate and key into a new TLS
+ *            context, load every new or changed plugin next to the
+ *            running ones.  Each may fail, with FILE:LINE; none changes
+ *            what runs.
  *   abort    if any prepare failed: every module throws away what it
  *            prepared, every error is logged (to the log as it was), and
  *            nothing the clients see has changed.
@@ -88,6 +90,7 @@ server_reload_prepare(struct wsp_server *srv)
 	failed |= admin_reload_prepare(srv, cfg, &errs) == -1;
 	failed |= log_reload_prepare(cfg, &errs) == -1;
 	failed |= keepalive_reload_prepare(srv, cfg, &errs) == -1;
+	failed |= tls_reload_prepare(srv, cfg, &errs) == -1;
 	if (!failed)
 		failed = plugin_reload_prepare(srv, cfg, &errs) == -1;
 	srv->cfg_staged = cfg;
@@ -104,6 +107,7 @@ void
 server_reload_abort(struct wsp_server *srv)
 {
 	plugin_reload_abort(srv);
+	tls_reload_abort(srv);
 	keepalive_reload_abort(srv);
 	log_reload_abort();
 	admin_reload_abort(srv);
@@ -123,6 +127,7 @@ server_reload_commit(struct wsp_server *srv)
 	listen_reload_commit(srv);
 	admin_reload_commit(srv);
 	keepalive_reload_commit(srv);
+	tls_reload_commit(srv);
 	log_reload_commit(srv->cfg);
 	plugin_reload_commit(srv, &counts);
 	config_free(old);

@@ -176,6 +176,7 @@ server_free(struct wsp_server *srv)
 	listen_close_all(&srv->listeners);
 	admin_free(srv);
 	notify_free(srv);
+	tls_free(srv);
 	plugin_reload_abort(srv);
 	config_free(srv->cfg_staged); /* a worker stopped mid-reload */
 	srv->cfg_staged = NULL;
@@ -193,6 +194,7 @@ server_free(struct wsp_server *srv)
 	registry_fini(&srv->reg);
 	free(srv->rbuf);
 	free(srv->jbuf.p);
+	zstream_pool_free(srv);
 	conn_path_unref(srv->path);
 	if (srv->base != NULL) {
 		log_detach();
@@ -242,6 +244,8 @@ server_init(struct wsp_server *srv, struct wsp_config *cfg,
 	}
 	if (hooks != NULL)
 		hooks->setup(srv, hooks->arg);
+	if (tls_init(srv, errs) == -1)
+		return -1;
 	if ((srv->plugins = plugin_set_build(srv, cfg, NULL, errs)) == NULL)
 		return -1;
 	for (i = 0; i < cfg->nlisten; i++)

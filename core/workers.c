@@ -518,7 +518,7 @@ master_retire_metrics(struct worker *w)
 
 	atomic_store(&w->shm->alive, 0);
 	shm_read(w->shm, &dead);
-	dead.active = dead.pending = 0;
+	metrics_snap_gone(&dead);
 	shm_read(&M.shm[M.nw], &sum);
 	metrics_add(&sum, &dead);
 	shm_publish(&M.shm[M.nw], &sum);
@@ -1077,6 +1077,12 @@ workers_run(struct wsp_config **cfgp, const char *file, int level,
 		log_end(l);
 	}
 	if (master_setup(&errs) == -1)
+		goto fail;
+	/* Every socket is bound and the log is open: the master needs root
+	 * for nothing more (a reload cannot bind), so it switches to
+	 * [server] user before forking, and every worker, first or
+	 * respawned, starts as that user. */
+	if (privdrop_apply(M.cfg, &errs) == -1)
 		goto fail;
 	M.starting = 1;
 	for (i = 0; i < M.nw; i++)

@@ -19,6 +19,12 @@
  * interleaved control frames, so invalid UTF-8 fails the connection as soon
  * as it arrives rather than when the message ends.
  *
+ * When permessage-deflate was negotiated (rsv1_ok), RSV1 on the first
+ * frame of a data message marks it compressed: its chunks are handed on
+ * flagged, without the UTF-8 check, and its limit on the wire allows for
+ * deflate's overhead; zstream.c inflates them and holds the inflated
+ * message to max_message.  RSV1 anywhere else stays a protocol error.
+ *
  * This is the server's decoder: every incoming frame must be masked.  The
  * encoder half writes headers (the server's own frames are not masked, but a
  * test client's are) and close bodies; payload is left to the caller so it
@@ -45,6 +51,8 @@
 enum {
 	E_NONE,
 	E_RSV,
+	E_RSV1_CONTROL,
+	E_RSV1_CONT,
 	E_OPCODE,
 	E_UNMASKED,
 	E_CTL_FRAGMENTED,
@@ -65,6 +73,8 @@ static const struct {
 	const char *reason;
 } ws_errors[] = {
 	[E_RSV] = { 1002, "reserved bit set" },
+	[E_RSV1_CONTROL] = { 1002, "compressed control frame" },
+	[E_RSV1_CONT] = { 1002, "compressed bit on a continuation frame" },
 	[E_OPCODE] = { 1002, "unknown opcode" },
 	[E_UNMASKED] = { 1002, "unmasked frame" },
 	[E_CTL_FRAGMENTED] = { 1002, "fragmented control frame" },
@@ -130,8 +140,15 @@ ws_check_start(struct ws_decoder *d, struct ws_event *ev)
 	uint8_t b0 = d->hdr[0], b1 = d->hdr[1];
 	uint8_t op = b0 & WS_OPCODE;
 
-	if (b0 & WS_RSV)
-		return ws_fail(d, E_RSV, ev); /* no extension is negotiated */
+	/* RSV1 is permessage-deflate's, when negotiated, and only on the
+	 * first frame of a data message (RFC 7692 6); RSV2 and RSV3 are no
+	 * extension's. */
+	if ((b0 & WS_RSV & ~WS_RSV1) || ((b0 & WS_RSV1) && !d->rsv1_ok))
+		return ws_fail(d, E_RSV, ev);
+	if ((b0 & WS_RSV1) && ws_is_control(op) && op <= WS_OP_PONG)
+		return ws_fail(d, E_RSV1_CONTROL, ev);
+	if ((b0 & WS_RSV1) && op == WS_OP_CONT)
+		return ws_fail(d, E_RSV1_CONT, ev);
 	switch (op) {
 	case WS_OP_CONT:
 		if (d->msg_opcode == 0)
@@ -177,7 +194,7 @@ static int
 ws_start_frame(struct ws_decoder *d, struct ws_event *ev)
 {
 	uint8_t *h = d->hdr;
-	uint64_t len;
+	uint64_t len, max;
 	size_t i, mpos;
 
 	len = h[1] & WS_LEN7;
@@ -207,9 +224,17 @@ ws_start_frame(struct ws_decoder *d, struct ws_event *ev)
 		d->ctl_len = 0;
 		return 0;
 	}
+	if (d->opcode != WS_OP_CONT)
+		d->msg_compressed = (h[0] & WS_RSV1) != 0;
+	/* A compressed message is held to the limit as it is inflated
+	 * (zstream.c); on the wire it may exceed it by deflate's stored-block
+	 * overhead (5 bytes in 65535), which this allows generously. */
+	max = d->max_message;
+	if (max != 0 && d->msg_compressed)
+		max += max / 256 + 64;
 	/* With a limit, msg_len never exceeds it, so the subtraction cannot
 	 * wrap; without one, msg_len is never looked at. */
-	if (d->max_message != 0 && len > d->max_message - d->msg_len)
+	if (max != 0 && len > max - d->msg_len)
 		return ws_fail(d, E_TOO_BIG, ev);
 	d->msg_len += len;
 	if (d->opcode != WS_OP_CONT) {
@@ -369,7 +394,7 @@ ws_decode(struct ws_decoder *d, uint8_t *in, size_t len, struct ws_event *ev)
 		off += n;
 		ws_unmask_chunk(d, p, n);
 		ev->fin = d->fin && d->remaining == 0;
-		if (d->msg_opcode == WS_OP_TEXT) {
+		if (d->msg_opcode == WS_OP_TEXT && !d->msg_compressed) {
 			d->utf8 = utf8_validate(d->utf8, p, n);
 			if (d->utf8 == UTF8_REJECT ||
 			    (ev->fin && d->utf8 != UTF8_ACCEPT)) {
@@ -379,12 +404,14 @@ ws_decode(struct ws_decoder *d, uint8_t *in, size_t len, struct ws_event *ev)
 		}
 		ev->kind = WS_EV_DATA;
 		ev->opcode = d->msg_opcode;
+		ev->compressed = d->msg_compressed;
 		ev->data = p;
 		ev->len = n;
 		if (ev->fin) {
 			/* d->utf8 is UTF8_ACCEPT here, or we would have
 			 * failed above. */
 			d->msg_opcode = 0;
+			d->msg_compressed = 0;
 			d->msg_len = 0;
 		}
 		return off;

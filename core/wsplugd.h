@@ -24,6 +24,8 @@
 
 struct evbuffer;
 struct event_base;
+struct ssl_st;     /* OpenSSL's SSL, only tls.c looks inside */
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 struct evconnlistener;
 
 #define WSP_PRINTFLIKE(f, a) __attribute__((format(printf, f, a)))
@@ -75,6 +77,7 @@ enum ws_opcode {
 #define WS_CLOSE_NO_STATUS 1005 /* never on the wire */
 #define WS_CLOSE_ABNORMAL 1006  /* never on the wire */
 #define WS_MAX_HEADER 14
+#define WS_RSV1 0x40 /* first header byte: permessage-deflate's bit */
 #define WS_MAX_CONTROL 125
 
 enum ws_ev_kind {
@@ -89,6 +92,8 @@ struct ws_event {
 	uint8_t opcode; /* DATA: WS_OP_TEXT or WS_OP_BINARY of the message;
 	                   CONTROL: WS_OP_CLOSE, WS_OP_PING or WS_OP_PONG */
 	int fin;        /* DATA: this chunk ends the message */
+	uint8_t compressed; /* DATA: the message has RSV1 (permessage-deflate):
+	                       not UTF-8 checked, its limit is on inflation */
 	uint8_t *data;  /* DATA: unmasked, in place, inside the caller's
 	                   buffer; CONTROL: the same when the body came in
 	                   one piece, else inside the decoder; either way
@@ -103,6 +108,7 @@ struct ws_event {
 
 struct ws_decoder {
 	uint64_t max_message; /* bytes; 0 = no limit */
+	uint8_t rsv1_ok;      /* permessage-deflate was negotiated */
 	/* private state */
 	uint8_t hdr[WS_MAX_HEADER];
 	uint8_t hlen;
@@ -112,6 +118,7 @@ struct ws_decoder {
 	uint8_t mask[4];
 	uint8_t mpos;
 	uint8_t msg_opcode; /* TEXT/BINARY while a message is open, else 0 */
+	uint8_t msg_compressed; /* the open message had RSV1 */
 	uint8_t failed;
 	uint64_t remaining; /* payload bytes of this frame still to come */
 	uint64_t msg_len;   /* bytes of the open message so far */
@@ -163,12 +170,18 @@ struct http_request {
 	struct http_str user_agent;
 	struct http_str protocols[HTTP_MAX_PROTOCOL_HEADERS];
 	size_t nprotocols;
+	/* Sec-WebSocket-Extensions, each header as sent; more than fit sets
+	 * extensions_overflow (the extensions are refused, not the request) */
+	struct http_str extensions[HTTP_MAX_PROTOCOL_HEADERS];
+	size_t nextensions;
+	int extensions_overflow;
 	int connection_upgrade; /* Connection lists the "upgrade" token */
 	int upgrade_websocket;  /* Upgrade lists the "websocket" token */
 };
 
 /* Length of the request head up to and including the blank line, or 0
- * when buf does not hold a complete head yet. */
+ * when buf does not hold a complete head yet.  A bare LF ends the head
+ * early (up to and including it), for http_request_parse() to refuse. */
 size_t http_head_length(const char *buf, size_t len);
 /* Parse a complete head.  Returns 0, or 400 with *why_r set. */
 int http_request_parse(const char *buf, size_t len, struct http_request *req,
@@ -179,13 +192,20 @@ int http_upgrade_check(const struct http_request *req, const char *path,
     const char **why_r);
 /* Sec-WebSocket-Accept for key: 28 base64 characters and a NUL. */
 void http_accept_key(const struct http_str *key, char out[29]);
-/* Append a 101 response; protocol may be NULL. */
+/* Append a 101 response; protocol and extensions may be NULL. */
 void http_response_101(struct evbuffer *out, const char accept[29],
-    const char *protocol);
+    const char *protocol, const char *extensions);
 /* Append an error response with a short text body; adds
- * Sec-WebSocket-Version: 13 to a 426. */
+ * Sec-WebSocket-Version: 13 to a 426, Allow to a 405, and Retry-After with
+ * the CORS headers that let a page read it to a 503. */
 void http_response_error(struct evbuffer *out, int status, const char *why);
 const char *http_status_text(int status);
+#define HTTP_WELLKNOWN_PATH "/.well-known/wsplugd"
+/* Answer a GET or HEAD of HTTP_WELLKNOWN_PATH into out: the discovery
+ * document naming path (200), or 403 when !origin_ok.  Returns the status,
+ * or 0 (nothing written) when req is not for the document. */
+int http_wellknown(const struct http_request *req, const char *path,
+    int origin_ok, struct evbuffer *out);
 
 /* config_file.c: the INI file's lines through inih, with FILE:LINE */
 
@@ -223,6 +243,34 @@ void config_file_error(struct config_reader *r, int line, const char *fmt,
 void config_file_verror(struct config_reader *r, int line, const char *fmt,
     va_list ap) WSP_PRINTFLIKE(3, 0);
 
+/* deflate.c: permessage-deflate negotiation (RFC 7692), pure */
+
+#define DEFLATE_ANSWER_MAX 160 /* the longest answer is 129 with its NUL */
+
+/* What the server allows: the configuration, or less near the budget. */
+struct deflate_policy {
+	uint8_t server_wbits;     /* 9..15: the most we compress with */
+	uint8_t client_wbits;     /* 8..15: the most we let the client use */
+	uint8_t context_takeover; /* allowed in both directions */
+};
+
+/* What was agreed. */
+struct deflate_params {
+	uint8_t server_no_takeover; /* reset our compressor per message */
+	uint8_t client_no_takeover; /* the client resets its own */
+	uint8_t server_wbits;       /* window we compress with */
+	uint8_t client_wbits;       /* window the client may use */
+	uint8_t answer_server_wbits, answer_client_wbits; /* in the 101 */
+};
+
+/* The first acceptable permessage-deflate offer among the n header values
+ * (in order): 1 with *out set, or 0 to answer without the extension. */
+int deflate_negotiate(const struct http_str *hdrs, size_t n,
+    const struct deflate_policy *pol, struct deflate_params *out);
+/* The Sec-WebSocket-Extensions value for p, NUL-terminated; its length,
+ * or 0 when size is too small. */
+size_t deflate_answer(const struct deflate_params *p, char *buf, size_t size);
+
 /* config.c: what the INI file means, validated whole */
 
 enum log_format { LOG_FORMAT_LOGFMT, LOG_FORMAT_JSON };
@@ -238,6 +286,22 @@ struct wsp_listen_addr {
 	socklen_t sslen;
 	char *text; /* as written, for logs */
 	int line;
+	int tls; /* "ADDRESS tls": served over TLS with [tls]'s certificate */
+};
+
+/* [tls]: the files are resolved paths; each *_line is where it was set
+ * (0: not set), for FILE:LINE when tls.c finds a problem in the file. */
+struct wsp_tls_config {
+	char *certificate; /* PEM, the full chain */
+	char *key;
+	char *ciphers;      /* TLS 1.2 cipher list, NULL: OpenSSL's */
+	char *ciphersuites; /* TLS 1.3 suites, NULL: OpenSSL's */
+	char *ocsp_staple;  /* a DER OCSP response to staple, or NULL */
+	int min_version;    /* 12 or 13 */
+	int session_tickets;
+	int ktls;           /* ktls = auto: SSL_OP_ENABLE_KTLS */
+	int certificate_line, key_line, ciphers_line, ciphersuites_line;
+	int ocsp_staple_line;
 };
 
 struct wsp_kv {
@@ -279,6 +343,10 @@ struct wsp_config {
 	uint64_t workers;                /* processes; 1: no master */
 	int workers_line;                /* of workers, 0 for the default */
 	uint64_t worker_watchdog;        /* ms; 0 = never */
+	char *user, *group; /* NULL: stay who we were started as */
+	uid_t uid;
+	gid_t gid;
+	int user_line;
 	/* [keepalive] */
 	uint64_t ping_interval;  /* ms; 0 = never ping */
 	uint64_t sweep_interval; /* ms */
@@ -289,9 +357,23 @@ struct wsp_config {
 	enum log_target log_target;
 	char *log_file; /* for LOG_TARGET_FILE */
 	int log_target_line; /* of [log] target, 0 for the default */
+	/* [deflate] (booleans as 0 or 1) */
+	uint64_t deflate_enabled;
+	uint64_t deflate_server_wbits, deflate_client_wbits;
+	uint64_t deflate_context_takeover;
+	uint64_t deflate_level, deflate_mem_level;
+	uint64_t deflate_threshold;      /* bytes */
+	uint64_t deflate_context_budget; /* bytes of full contexts */
 	/* [admin] */
 	struct wsp_listen_addr *admin_listen; /* none: the listener is off */
 	size_t nadmin_listen;
+	char **admin_hosts; /* Host values allowed besides the address */
+	size_t nadmin_hosts;
+	uint64_t admin_max_connections;
+	uint64_t admin_timeout; /* ms from accept to the end of a request */
+	/* [tls] */
+	struct wsp_tls_config tls;
+	int ntls_listen; /* of listen, those with the tls flag */
 	/* [plugins] */
 	char *plugin_dir;
 	/* [plugin:NAME], in file order */
@@ -303,6 +385,31 @@ struct wsp_config {
 struct wsp_config *config_load(const char *file, const char *default_plugin_dir,
     struct wsp_errors *errs);
 void config_free(struct wsp_config *cfg);
+
+/* privdrop.c: [server] user and group, once the listeners are bound */
+
+/* Switch to cfg's user and group and clear every capability; 0 when no
+ * user is configured; -1 with errs filled. */
+int privdrop_apply(const struct wsp_config *cfg, struct wsp_errors *errs);
+/* On reload: -1 (errs filled) when cfg asks for another identity than
+ * the one dropped to. */
+int privdrop_reload_check(const struct wsp_config *cfg,
+    struct wsp_errors *errs);
+/* For a bind error err: why it may have failed after the switch, or "". */
+const char *privdrop_hint(int err);
+
+/* trust.c: files trusted only when only root or the daemon's user can
+ * change them (as sshd trusts its own) */
+
+/* -U: report untrusted files as warnings, for development trees. */
+void trust_relax(int relax);
+/* NULL when path, its target and every directory above them are safe for
+ * a daemon running as uid; else the reason, written into buf. */
+const char *trust_check(const char *path, uid_t uid, char *buf, size_t len);
+/* The configuration file and every enabled plugin's file: 0, or -1 with
+ * errs filled ("FILE:LINE: [plugin:NAME] reason", "FILE: reason"). */
+int trust_config(const struct wsp_config *cfg, uid_t uid,
+    struct wsp_errors *errs);
 
 /* config_value.c: the syntax of values, shared with the plugin getters */
 
@@ -379,6 +486,8 @@ void log_fini(void);
 int log_attach(struct event_base *base);
 void log_detach(void);
 int log_enabled(int level);
+/* libevent's own messages become lines of event libevent. */
+void log_libevent(void);
 /* Build a line: log_begin returns NULL when level is filtered out, and
  * every other call accepts NULL, so call sites need no test. */
 struct log_line *log_begin(int level, const char *event);
@@ -455,6 +564,64 @@ size_t registry_ip_count(struct registry *r, const char *ip);
 int registry_ip_ref(struct registry *r, const char *ip);
 void registry_ip_unref(struct registry *r, const char *ip);
 
+/* zstream.c: permessage-deflate's zlib streams, made lazily, pooled
+ * without context takeover, full contexts counted against a budget */
+
+struct zstream_pool;
+struct z_stream_s;
+
+struct zstream_stats {
+	uint64_t conns;      /* connections that negotiated the extension */
+	uint64_t full_conns; /* of those, with a full context reserved */
+	uint64_t full_bytes; /* reserved for full contexts */
+	uint64_t zlib_bytes; /* what zlib holds now, every stream */
+	uint64_t compressed; /* messages compressed */
+	uint64_t reused;     /* sends that reused the last compression */
+	uint64_t tight;      /* handshakes answered tight for the budget */
+};
+
+/* One connection's side of the extension; the streams are NULL until a
+ * compressed message needs them. */
+struct zstream_conn {
+	struct deflate_params p;
+	uint8_t level, mem_level;
+	uint8_t rx_open;  /* a compressed message is being inflated */
+	uint8_t rx_ended; /* and its deflate stream ended (BFINAL) */
+	uint32_t utf8;
+	size_t threshold; /* smaller messages go plain */
+	uint64_t reserved; /* bytes counted against the budget */
+	struct z_stream_s *tx, *rx;
+};
+
+/* Where a compressed message is inflated: the connection's buffer. */
+struct zstream_msg {
+	uint8_t **buf;
+	size_t *len, *cap;
+	uint64_t max; /* bytes; 0 = no limit */
+	int text;     /* UTF-8 check the output */
+};
+
+/* Negotiate for req: 0 with *zs_r and answer set when accepted, 0 with
+ * *zs_r NULL when not, -1 out of memory. */
+int zstream_accept(struct wsp_server *srv, const struct http_request *req,
+    struct zstream_conn **zs_r, char answer[DEFLATE_ANSWER_MAX]);
+void zstream_conn_free(struct wsp_server *srv, struct zstream_conn *z);
+/* Bytes a connection with p may hold for good (0 without takeover). */
+uint64_t zstream_full_cost(const struct deflate_params *p,
+    unsigned mem_level);
+/* A whole message: 1 with the compressed bytes in *out_r (valid until
+ * the next call), 0 to send it plain (below the threshold, or no memory
+ * to compress). */
+int zstream_compress(struct wsp_server *srv, struct zstream_conn *z,
+    const void *data, size_t n, const uint8_t **out_r, size_t *len_r);
+/* A chunk of a compressed message onto m; fin ends the message.  0, or
+ * the close code (1007, 1009, 1011) with *why set. */
+int zstream_inflate(struct wsp_server *srv, struct zstream_conn *z,
+    const uint8_t *in, size_t n, int fin, struct zstream_msg *m,
+    const char **why);
+const struct zstream_stats *zstream_stats(const struct wsp_server *srv);
+void zstream_pool_free(struct wsp_server *srv);
+
 /* conn.c: one connection's state machine, which calls nothing above it:
  * what it has to tell goes through the hooks its owner set */
 
@@ -501,10 +668,14 @@ struct wsp_conn {
 	unsigned registered : 1;
 	unsigned doomed : 1;       /* slow consumer: end it in its handler */
 	unsigned shut_wr : 1;      /* lingering: our FIN is sent */
+	unsigned tls_peeked : 1;   /* the first byte was a TLS record */
+	unsigned tls_open : 1;     /* the TLS handshake is done */
+	unsigned tls_wants_write : 1; /* a TLS read waits for writability */
 	uint8_t msg_opcode;
 	uint16_t close_code;       /* for the close log line */
 	struct event ev; /* embedded: one allocation less per connection */
 	struct evbuffer *out;
+	struct ssl_st *ssl;        /* a TLS listener's connection, else NULL */
 	struct ws_decoder dec;
 	uint8_t *msg; /* the message being reassembled, only while open */
 	size_t msg_len, msg_cap;
@@ -528,16 +699,22 @@ struct wsp_conn {
 	int64_t last_activity_ms;
 	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 	json_t *attrs; /* { plugin: { key: value } }, created on first use */
+	struct zstream_conn *zs; /* permessage-deflate, when negotiated */
 	char *close_reason; /* ours, for the close log line; only once closing */
 };
 
 int conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
-    socklen_t salen);
+    socklen_t salen, int tls);
 int conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len);
 int conn_send_text(struct wsp_conn *c, const char *data, size_t len);
 int conn_close(struct wsp_conn *c, uint16_t code, const char *reason);
 void conn_refuse(struct wsp_conn *c, int status, const char *reason,
     const char *why);
+/* reason (reason_len bytes, any of them NUL: a peer's close reason) is
+ * logged escaped, never cut. */
+void conn_end_n(struct wsp_conn *c, uint16_t code, const char *reason,
+    size_t reason_len);
+/* The same with a C string (NULL: no reason). */
 void conn_end(struct wsp_conn *c, uint16_t code, const char *reason);
 void conn_ping(struct wsp_conn *c);
 void conn_free(struct wsp_conn *c);
@@ -548,18 +725,64 @@ void conn_reap(struct wsp_conn *c, uint64_t idle_ms);
 void conn_info(const struct wsp_conn *c, struct wsp_conn_info *info);
 void conn_path_unref(struct conn_path *p);
 
+/* tls.c: TLS on the connection's own descriptor, at conn.c's I/O seams */
+
+/* [tls]'s context, checked: NULL with errs filled (FILE:LINE), or NULL
+ * and no error when no certificate is configured; warns gets a
+ * certificate expiring soon. */
+struct ssl_ctx_st *tls_ctx_new(const struct wsp_config *cfg,
+    struct wsp_errors *errs, struct wsp_errors *warns);
+void tls_ctx_free(struct ssl_ctx_st *ctx);
+int tls_init(struct wsp_server *srv, struct wsp_errors *errs);
+/* Reload: prepare builds and checks cfg's context (staged); commit makes
+ * it the one new handshakes use (open sessions keep theirs); abort
+ * frees it. */
+int tls_reload_prepare(struct wsp_server *srv, const struct wsp_config *cfg,
+    struct wsp_errors *errs);
+void tls_reload_commit(struct wsp_server *srv);
+void tls_reload_abort(struct wsp_server *srv);
+void tls_free(struct wsp_server *srv);
+int tls_conn_new(struct wsp_conn *c);
+void tls_conn_free(struct wsp_conn *c);
+enum {
+	TLS_DONE,  /* handshake complete: read the HTTP request */
+	TLS_AGAIN, /* wait for the socket (tls_wants_write: writable) */
+	TLS_GONE,  /* failed or closed (logged, counted): free it */
+	TLS_PLAIN, /* not TLS at all: the SSL object is gone, refuse */
+};
+int tls_accept(struct wsp_conn *c);
+/* As read(2): bytes, 0 at EOF, -1 with errno (EAGAIN: try later). */
+ssize_t tls_read(struct wsp_conn *c, void *buf, size_t len);
+int tls_pending(const struct wsp_conn *c);
+/* As evbuffer_write: bytes sent from out, or -1 with errno. */
+int tls_write(struct wsp_conn *c, struct evbuffer *out);
+void tls_close_notify(struct wsp_conn *c);
+/* For logs and /connections: NULL on a plain connection. */
+const char *tls_version(const struct wsp_conn *c);
+const char *tls_cipher(const struct wsp_conn *c);
+const char *tls_ktls(const struct wsp_conn *c);
+
 /* admit.c: the handshake policy; each answers 0 or the status to refuse
  * with, a metrics label (reason) and the response text (why) */
 
 int admit_accept(struct wsp_server *srv, const char **reason_r,
     const char **why_r);
+/* The per-address limit alone: a TLS listener asks it at accept, before
+ * a handshake's cost is spent on an address already at its limit. */
+int admit_address(struct wsp_server *srv, const char *ip,
+    const char **reason_r, const char **why_r);
 /* Origin, per-address limit, and the subprotocol (NULL: none) chosen. */
-int admit_request(struct wsp_server *srv, const char *ip,
+/* ip_held: the address's shared place was taken at accept (a TLS
+ * listener's connection, workers > 1): not checked again. */
+int admit_request(struct wsp_server *srv, const char *ip, int ip_held,
     const struct http_request *req, const char **protocol_r,
     const char **reason_r, const char **why_r);
 /* Give back what the connection holds in srv->limits (workers > 1):
  * when it stops counting (refused, ended, freed). */
 void admit_release(struct wsp_conn *c);
+/* Does the configured origins list admit o (any, when it is empty)? */
+int admit_origin_allowed(const struct wsp_config *cfg,
+    const struct http_str *o);
 /* The metrics label of a status http_upgrade.c refused with. */
 const char *admit_reason(int status);
 /* Count, label and log (ws.refuse) a refusal. */
@@ -585,6 +808,18 @@ int limits_ip_take(struct limits *l, const char *ip, uint64_t max);
 void limits_ip_put(struct limits *l, const char *ip);
 /* In the master, for a dead worker i: give back everything it held. */
 void limits_worker_gone(struct limits *l, size_t i);
+/* fdlimit.c: accept errors, the same for every listener: a reserve
+ * descriptor to answer 503 at the descriptor limit, and a rate-limited
+ * log line */
+
+#define FDLIMIT_PAUSE_MS 100 /* how long a listener rests after an error */
+
+int fdlimit_init(void); /* opens the reserve; -1 with errno */
+void fdlimit_fini(void);
+/* err is what accept() on the listening socket lfd (bound to addr, for
+ * the log) failed with.  The caller then pauses that listener for
+ * FDLIMIT_PAUSE_MS. */
+void fdlimit_accept_error(int lfd, const char *addr, int err);
 
 /* listen.c: accepting sockets, handed to srv->on_accept */
 
@@ -594,6 +829,7 @@ struct listener {
 	struct wsp_server *srv;
 	struct sockaddr_storage conf; /* as configured: reload matches it */
 	socklen_t conf_len;
+	int tls;       /* its connections speak TLS first */
 	char addr[64]; /* bound address, with the kernel's port */
 };
 TAILQ_HEAD(listener_list, listener);
@@ -603,6 +839,8 @@ TAILQ_HEAD(listener_list, listener);
  * (with the kernel's port) as text in addr.  -1 with errno set. */
 int listen_bind(const struct wsp_listen_addr *a, int backlog, int reuseport,
     char *addr, size_t addrlen);
+/* 127.0.0.1:80 or [::1]:80 */
+void listen_format_addr(const struct sockaddr *sa, char *out, size_t len);
 int listen_open(struct wsp_server *srv, const struct wsp_config *cfg,
     const struct wsp_listen_addr *a, struct listener_list *out,
     struct wsp_errors *errs);
@@ -787,13 +1025,16 @@ int host_send_json(struct wsp_conn *c, const json_t *msg);
 /* metrics.c: counters for the operator */
 
 #define METRICS_CODES 32
-#define METRICS_REASONS 11
+#define METRICS_REASONS 13
+#define METRICS_TLS_FAILS 5
 
 struct metrics {
 	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 	uint64_t pings, reaps;
 	uint64_t reloads_ok, reloads_failed;
 	uint64_t refused[METRICS_REASONS]; /* by metrics_refuse_reasons[] */
+	uint64_t tls_handshakes;
+	uint64_t tls_failed[METRICS_TLS_FAILS]; /* by metrics_tls_reasons[] */
 	struct {
 		uint16_t code;
 		uint64_t n;
@@ -801,12 +1042,15 @@ struct metrics {
 };
 
 extern const char *const metrics_refuse_reasons[METRICS_REASONS];
+extern const char *const metrics_tls_reasons[METRICS_TLS_FAILS];
 
 void metrics_refused(struct wsp_server *srv, const char *reason);
 void metrics_closed(struct wsp_server *srv, uint16_t code);
 void metrics_message_in(struct wsp_server *srv, size_t bytes);
 void metrics_message_out(struct wsp_server *srv, size_t bytes);
 void metrics_ping(struct wsp_server *srv);
+void metrics_tls_handshake(struct wsp_server *srv);
+void metrics_tls_failed(struct wsp_server *srv, const char *reason);
 void metrics_reaped(struct wsp_server *srv);
 /* Count a reload that succeeded (ok) or failed; that kind's total. */
 uint64_t metrics_reloaded(struct wsp_server *srv, int ok);
@@ -816,11 +1060,14 @@ struct metrics_snap {
 	struct metrics m;
 	uint64_t active, pending, opened;
 	uint64_t workers, workers_alive; /* 0, 0 with one process */
+	struct zstream_stats z; /* permessage-deflate's gauges and counts */
 };
 
 void metrics_snapshot(struct wsp_server *srv, struct metrics_snap *out);
 /* sum += x, close codes merged by code. */
 void metrics_add(struct metrics_snap *sum, const struct metrics_snap *x);
+/* A dead worker's snapshot keeps its counters, not its gauges. */
+void metrics_snap_gone(struct metrics_snap *s);
 /* Append the Prometheus text exposition (format 0.0.4); 0 or -1 when out
  * of memory.  srv->metrics_sum, when set, replaces this process's
  * snapshot with the daemon's. */
@@ -884,18 +1131,21 @@ struct wsp_server {
 	struct outbuf jbuf; /* where outgoing JSON is serialized, reused */
 	struct plugin_calls *calls; /* calls_own, or a worker's shared slot */
 	struct plugin_calls calls_own;
+	struct zstream_pool *zpool; /* permessage-deflate, made on first use */
 	int draining;
 	uint64_t started_mono;
 	int64_t started_wall_ms; /* for process_start_time_seconds */
 	struct admin *admin;
 	struct notify *notify;
+	struct ssl_ctx_st *tls_ctx;        /* NULL without [tls] certificate */
+	struct ssl_ctx_st *tls_ctx_staged; /* built by a reload's prepare */
 	/* Set by server_setup: the upper files lower ones report to. */
 	const struct wsp_host *host; /* host.c's, for plugin.c */
 	struct wsp_host plugin_host; /* what plugins get: *host, claim
 	                                answered by plugin.c */
 	struct conn_hooks conn_hooks;
 	int (*on_accept)(struct wsp_server *srv, int fd,
-	    const struct sockaddr *sa, socklen_t salen); /* listen.c's */
+	    const struct sockaddr *sa, socklen_t salen, int tls); /* listen.c's */
 	void (*sweep_expire)(struct wsp_conn *c, uint64_t idle_ms);
 	/* Sockets for listen.c and admin.c: NULL is listen_bind; a worker's
 	 * hands out what its master bound. */

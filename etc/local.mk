@@ -26,14 +26,28 @@ noinst_DATA += etc/wsplugd.service
 EXTRA_DIST += etc/wsplugd.service.in
 CLEANFILES += etc/wsplugd.service
 
+# The watchdog needs the daemon's pings, which need libsystemd: without it
+# WatchdogSec=0 turns it off rather than have systemd kill a healthy daemon.
+if HAVE_SYSTEMD
+WATCHDOG_SEC = 30s
+else
+WATCHDOG_SEC = 0
+endif
+
 etc/wsplugd.service: $(srcdir)/etc/wsplugd.service.in Makefile
 	$(AM_V_GEN)$(MKDIR_P) etc && \
 	sed -e 's|@sbindir[@]|$(sbindir)|g' \
 	    -e 's|@sysconfdir[@]|$(sysconfdir)|g' \
 	    -e 's|@SERVICE_TYPE[@]|$(SERVICE_TYPE)|g' \
+	    -e 's|@WATCHDOG_SEC[@]|$(WATCHDOG_SEC)|g' \
 	    $(srcdir)/etc/wsplugd.service.in > $@.tmp && mv $@.tmp $@
 
 # Build, then run the daemon in the foreground on the shipped config.
 run: all etc/wsplugd.build.conf
 	./core/wsplugd -c etc/wsplugd.build.conf
 .PHONY: run
+
+# Completion of the options, configuration files and log levels in bash
+# (tests/integration/test_completion.py drives it).
+bashcompletiondir = $(datadir)/bash-completion/completions
+dist_bashcompletion_DATA = etc/bash-completion/wsplugd

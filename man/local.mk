@@ -7,3 +7,8 @@ dist_man_MANS = man/wsplugd.8 man/wsplugd.conf.5 man/wsplugd-plugin.7 \
 # touching AM_TESTS_ENVIRONMENT, which tests/local.mk owns.
 TESTS += man/lint
 EXTRA_DIST += man/lint
+
+# The pages against the code: config keys, signals, log events, metrics,
+# options, the ABI number and SEE ALSO (man/check-code says how).
+TESTS += man/check-code
+EXTRA_DIST += man/check-code

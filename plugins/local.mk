@@ -40,4 +40,5 @@ plugins_broadcast_la_SOURCES = plugins/broadcast/broadcast.c
 plugins_broadcast_la_CFLAGS = $(PLUGIN_CFLAGS)
 plugins_broadcast_la_LDFLAGS = $(PLUGIN_LDFLAGS)
 plugins_broadcast_la_LIBADD = $(JANSSON_LIBS)
-EXTRA_DIST += examples/plugin-hello/hello.c examples/plugin-hello/Makefile
+EXTRA_DIST += examples/plugin-hello/hello.c examples/plugin-hello/Makefile \
+	examples/plugin-hello/README.md

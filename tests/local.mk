@@ -18,7 +18,10 @@ UNIT_TESTS = \
 	tests/unit/test_metrics \
 	tests/unit/test_admit \
 	tests/unit/test_attrs \
-	tests/unit/test_timers
+	tests/unit/test_timers \
+	tests/unit/test_trust \
+	tests/unit/test_deflate \
+	tests/unit/test_tls
 check_PROGRAMS += $(UNIT_TESTS)
 
 tests_unit_test_utf8_SOURCES = tests/unit/test_utf8.c
@@ -71,6 +74,16 @@ tests_unit_test_timers_SOURCES = tests/unit/test_timers.c \
 	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_timers_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_timers_LDADD = $(UNIT_LDADD)
+tests_unit_test_trust_SOURCES = tests/unit/test_trust.c
+tests_unit_test_trust_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_trust_LDADD = $(UNIT_LDADD)
+tests_unit_test_deflate_SOURCES = tests/unit/test_deflate.c
+tests_unit_test_deflate_CPPFLAGS = $(UNIT_CPPFLAGS) $(ZLIB_CFLAGS)
+tests_unit_test_deflate_LDADD = $(UNIT_LDADD) $(ZLIB_LIBS)
+tests_unit_test_tls_SOURCES = tests/unit/test_tls.c \
+	tests/unit/suite.c tests/unit/suite.h
+tests_unit_test_tls_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_tls_LDADD = $(UNIT_LDADD)
 
 # Integration tests: the real daemon on loopback, driven by Python's
 # websockets (Debian's python3-websockets) and raw sockets for the frames
@@ -107,6 +120,11 @@ tests_plugins_timers_la_SOURCES = tests/plugins/timers.c
 tests_plugins_timers_la_CFLAGS = $(PLUGIN_CFLAGS)
 tests_plugins_timers_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 tests_plugins_timers_la_LIBADD = $(JANSSON_LIBS)
+check_LTLIBRARIES += tests/plugins/closer.la
+tests_plugins_closer_la_SOURCES = tests/plugins/closer.c
+tests_plugins_closer_la_CFLAGS = $(PLUGIN_CFLAGS)
+tests_plugins_closer_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+tests_plugins_closer_la_LIBADD = $(JANSSON_LIBS)
 check_LTLIBRARIES += tests/plugins/badabi.la tests/plugins/nodesc.la \
 	tests/plugins/worker.la
 tests_plugins_worker_la_SOURCES = tests/plugins/worker.c
@@ -127,28 +145,36 @@ fuzz:
 	$(srcdir)/tests/fuzz/run $(FUZZ_SECONDS)
 .PHONY: fuzz
 
-# End-to-end: Debian's headless Chromium runs the example browser client
-# (examples/browser/) against the real daemon; tests/e2e/run installs the
-# pinned playwright-core with npm ci when it is missing.  Out of a
-# read-only source tree (distcheck) that goes into the build tree, which
-# clean-local empties again.
-TESTS += tests/e2e/run
+# End-to-end: Debian's headless Chromium runs the example page
+# (examples/browser/) and the client package (clients/js/) against the
+# real daemon; tests/e2e/run installs the pinned playwright-core with npm
+# ci when it is missing.  The client package's own tests (tsc --noEmit on
+# a TypeScript consumer, then Node's test runner against the real daemon)
+# install the pinned typescript and ws the same way.  Out of a read-only
+# source tree (distcheck) that goes into the build tree, which clean-local
+# empties again.
+TESTS += tests/e2e/run clients/js/test/run
 clean-local: clean-e2e
 clean-e2e:
 	rm -rf tests/e2e/artifacts
 	if test '$(abs_top_builddir)' != '$(abs_top_srcdir)'; then \
 	    rm -rf tests/e2e/node_modules tests/e2e/package.json \
-	        tests/e2e/package-lock.json; \
+	        tests/e2e/package-lock.json clients/js/node_modules \
+	        clients/js/package.json clients/js/package-lock.json; \
 	fi
 .PHONY: clean-e2e
 
-# The end-to-end test and the browser example it drives, file by file: a
-# whole directory would also take the build tree's logs, screenshots and
-# node_modules.
+# The end-to-end test, the browser example it drives and the client
+# package, file by file: a whole directory would also take the build
+# tree's logs, screenshots and node_modules.
 EXTRA_DIST += tests/e2e/run tests/e2e/seed.test.mjs tests/e2e/daemon.mjs \
 	tests/e2e/package.json tests/e2e/package-lock.json \
-	examples/browser/index.html examples/browser/wsplugd-client.js \
-	examples/browser/README.md
+	examples/browser/index.html examples/browser/README.md \
+	clients/js/wsplugd-client.js clients/js/wsplugd-client.d.ts \
+	clients/js/package.json clients/js/package-lock.json \
+	clients/js/README.md clients/js/LICENSE clients/js/test/run \
+	clients/js/test/daemon.test.mjs clients/js/test/unit.test.mjs \
+	clients/js/test/consumer.ts clients/js/test/tsconfig.json
 
 # The integration scenarios file by file, for the same reason (a build
 # tree's tests/integration holds logs); the fuzz harnesses, their corpora
@@ -161,6 +187,8 @@ INTEGRATION_FILES = \
 	tests/integration/test_admin.py \
 	tests/integration/test_bench_smoke.py \
 	tests/integration/test_broadcast.py \
+	tests/integration/test_discovery.py \
+	tests/integration/test_completion.py \
 	tests/integration/test_echo_conformance.py \
 	tests/integration/test_framing.py \
 	tests/integration/test_handshake.py \
@@ -168,6 +196,7 @@ INTEGRATION_FILES = \
 	tests/integration/test_lifecycle.py \
 	tests/integration/test_limits.py \
 	tests/integration/test_logging.py \
+	tests/integration/test_logging_private.py \
 	tests/integration/test_logging_targets.py \
 	tests/integration/test_messages.py \
 	tests/integration/test_plugin_example.py \

@@ -6,8 +6,11 @@
  * greeting configurable in its section:
  *
  *   [plugin:hello]
- *   path = /usr/local/lib/wsplugd/hello.so
  *   greeting = Hello
+ *
+ * with hello.so installed in the daemon's plugin directory,
+ * `pkg-config --variable=plugindir wsplugd-plugin` (or named with a
+ * path = key in the section).
  */
 #include <stdio.h>
 #include <stdlib.h>

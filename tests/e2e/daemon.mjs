@@ -6,6 +6,7 @@
 // wall-clock sleeps.  Every wait is bounded, and a daemon that exits while
 // a wait is pending fails that wait at once, with the log's tail.
 
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,6 +14,7 @@ import { createInterface } from 'node:readline';
 
 export const WSPLUGD = process.env.WSPLUGD || 'core/wsplugd';
 export const PLUGIN_DIR = process.env.WSPLUGD_PLUGIN_DIR || 'plugins/.libs';
+export const TEST_PLUGIN_DIR = process.env.WSPLUGD_TEST_PLUGIN_DIR || 'tests/plugins/.libs';
 const WRAPPER = (process.env.WSPLUGD_WRAPPER || '').split(/\s+/).filter(Boolean);
 // Under valgrind the daemon runs some 20-50 times slower.
 export const SLOW = WRAPPER.length ? 10 : 1;
@@ -38,22 +40,26 @@ export function parseLogfmt(line) {
 }
 
 // The INI text for a test: loopback, a kernel-picked port, debug logging,
-// the admin listener on a kernel-picked port too, the two shipped plugins
-// the browser client talks to.
-export function config({ server = {}, keepalive = {}, log = {} } = {}) {
+// the admin listener on a kernel-picked port too, and the plugins the
+// client talks to (by default the shipped greeting and ping); extra is
+// appended as it is (a [tls] section, say).
+export function config({
+  server = {}, keepalive = {}, log = {},
+  plugins = ['connection_established', 'ping'], extra = '',
+} = {}) {
   const sections = [
     ['server', { listen: '127.0.0.1:0', path: '/ws', ...server }],
     ['keepalive', keepalive],
     ['log', { level: 'debug', ...log }],
     ['admin', { listen: '127.0.0.1:0' }],
     ['plugins', { dir: PLUGIN_DIR }],
-    ['plugin:connection_established', {}],
-    ['plugin:ping', {}],
+    // A name, or [name, keys] for a plugin with settings (a path).
+    ...plugins.map((p) => (Array.isArray(p) ? [`plugin:${p[0]}`, p[1]] : [`plugin:${p}`, {}])),
   ];
   return sections
     .map(([name, keys]) => [`[${name}]`,
       ...Object.entries(keys).map(([k, v]) => `${k} = ${v}`)].join('\n'))
-    .join('\n\n') + '\n';
+    .join('\n\n') + '\n' + extra;
 }
 
 const matches = (ev, event, fields) => ev.event === event &&
@@ -175,6 +181,13 @@ export class Daemon {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  // A clean stop is part of every test: SIGTERM, exit 0.
+  async stopClean() {
+    const st = await this.stop();
+    assert.deepEqual({ code: st.code, signal: st.signal }, { code: 0, signal: null },
+      `wsplugd did not stop cleanly:\n${this.tail()}`);
   }
 
   // For clean-up after a failure: no questions asked.

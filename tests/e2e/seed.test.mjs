@@ -1,5 +1,6 @@
 // The seed scenario in a real browser: Debian's headless Chromium loads the
-// example page (examples/browser/), whose client talks to the real wsplugd.
+// example page (examples/browser/), which runs the client package
+// (clients/js) against the real wsplugd.
 //
 // wsplugd exists for the front end whose /ws connection failed and was
 // retried forever.  These tests check, from both ends — what the browser
@@ -7,9 +8,15 @@
 // client's own record on the page) and what the daemon logged — that one
 // attempt connects and stays connected, that a page closing or a daemon
 // restarting ends and resumes cleanly, once; that against a daemon that
-// does not serve /ws the same checks fail while the client backs off
-// instead of storming; and that a daemon gone silent is noticed by the
-// client's ping and replaced, one socket at a time.
+// does not serve /ws the same checks fail and the client stops after one
+// attempt, saying why (and so for a refused origin); that a full server's
+// Retry-After is read cross-origin and obeyed; that against a server that
+// is down it backs off
+// instead of storming; that while the page is hidden or offline it makes
+// no attempt and resumes with one; and that a daemon gone silent is
+// noticed by the client's ping and replaced, one socket at a time.
+// The first of these runs once more over wss://, on a certificate the test
+// makes.
 //
 // Timings are short so that a window of ten server pings is three
 // seconds: the daemon pings every 300 ms, the page every 200 ms.
@@ -17,7 +24,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createHash, X509Certificate } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -31,7 +40,7 @@ import { Daemon, SLOW, config } from './daemon.mjs';
 const { chromium } = createRequire(import.meta.url)('playwright-core');
 
 const here = dirname(fileURLToPath(import.meta.url));
-const EXAMPLE_DIR = join(here, '..', '..', 'examples', 'browser');
+const TOP = join(here, '..', '..');
 const ARTIFACTS = process.env.E2E_ARTIFACTS || join(here, 'artifacts');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
@@ -58,13 +67,17 @@ const pages = [];
 
 // -- fixtures -------------------------------------------------------------
 
-// The page and its module come from this tiny server, not from wsplugd:
+// The page and the package come from this tiny server, not from wsplugd:
 // a front end is served from somewhere else, and the socket then carries
-// an Origin of another port, as it would in production.
+// an Origin of another port, as it would in production.  The page loads
+// the package by its npm name through an import map, at its place in the
+// source tree.
 function serveExample() {
   const files = {
-    '/index.html': ['index.html', 'text/html; charset=utf-8'],
-    '/wsplugd-client.js': ['wsplugd-client.js', 'text/javascript; charset=utf-8'],
+    '/examples/browser/index.html':
+      ['examples/browser/index.html', 'text/html; charset=utf-8'],
+    '/clients/js/wsplugd-client.js':
+      ['clients/js/wsplugd-client.js', 'text/javascript; charset=utf-8'],
   };
   const server = createServer((req, res) => {
     const path = new URL(req.url, 'http://x').pathname;
@@ -74,7 +87,7 @@ function serveExample() {
       return;
     }
     res.writeHead(200, { 'content-type': file[1], 'cache-control': 'no-store' })
-      .end(readFileSync(join(EXAMPLE_DIR, file[0])));
+      .end(readFileSync(join(TOP, file[0])));
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -86,25 +99,21 @@ async function startDaemon(opts = {}, name = `wsplugd${daemons.length}.conf`) {
   const d = new Daemon(workdir, config({
     server: { ...SERVER, ...opts.server },
     keepalive: { ...KEEPALIVE, ...opts.keepalive },
+    extra: opts.extra || '',
   }), name);
   daemons.push(d);
   return d.start();
 }
 
-// A clean stop is part of every test: SIGTERM, exit 0.
-async function stopDaemon(d) {
-  const st = await d.stop();
-  assert.deepEqual({ code: st.code, signal: st.signal }, { code: 0, signal: null },
-    `wsplugd did not stop cleanly:\n${d.tail()}`);
-}
+const stopDaemon = (d) => d.stopClean();
 
 // Open the demo page against a daemon and watch its sockets from outside
 // the page: Playwright's websocket events (every socket the page creates)
 // and the HTTP status of each upgrade, which the page itself cannot see:
 // DevTools' handshake response for a 101, Chromium's socket error for a
 // refusal.
-async function openDemo(wsPort, params, path = '/ws') {
-  const page = await browser.newPage();
+async function openDemo(wsPort, params, path = '/ws', { on = browser, scheme = 'ws' } = {}) {
+  const page = await on.newPage();
   pages.push(page);
   const demo = {
     page, sockets: [], handshakes: [], errors: [],
@@ -133,9 +142,9 @@ async function openDemo(wsPort, params, path = '/ws') {
   });
   await cdp.send('Network.enable');
 
-  const q = new URLSearchParams({ url: `ws://127.0.0.1:${wsPort}${path}` });
+  const q = new URLSearchParams({ url: `${scheme}://127.0.0.1:${wsPort}${path}` });
   for (const [k, v] of Object.entries(params)) q.set(k, String(v));
-  await page.goto(`http://127.0.0.1:${httpPort}/index.html?${q}`,
+  await page.goto(`http://127.0.0.1:${httpPort}/examples/browser/index.html?${q}`,
     { timeout: 15000 * SLOW });
   return demo;
 }
@@ -206,23 +215,27 @@ function assertOneAtATime(rec) {
   }
 }
 
-before(async () => {
-  workdir = mkdtempSync(join(tmpdir(), 'wsplugd-e2e-'));
-  http = await serveExample();
-  httpPort = http.address().port;
-  // Debian's chromium, never a downloaded browser.  Playwright gives it
-  // a fresh temporary profile (its own --user-data-dir) and deletes it on
-  // close; the flags keep it off the network beyond loopback.
-  browser = await chromium.launch({
+// Debian's chromium, never a downloaded browser.  Playwright gives it a
+// fresh temporary profile (its own --user-data-dir) and deletes it on
+// close; the flags keep it off the network beyond loopback.
+function launchChromium(extraArgs = []) {
+  return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
     timeout: 60000 * SLOW,
     args: [
       '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
       '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync',
+      '--disable-component-update', '--disable-sync', ...extraArgs,
     ],
   });
+}
+
+before(async () => {
+  workdir = mkdtempSync(join(tmpdir(), 'wsplugd-e2e-'));
+  http = await serveExample();
+  httpPort = http.address().port;
+  browser = await launchChromium();
 });
 
 after(async () => {
@@ -359,34 +372,117 @@ test('SIGTERM closes with 1001; the restarted daemon gets one reconnection',
     await stopDaemon(d2);
   });
 
-test('without /ws the upgrade fails and the client backs off: the seed bug, caught',
+test('without /ws the page makes exactly one attempt and reports: the seed bug, caught',
   { timeout: 60000 * SLOW }, async (t) => {
     // The daemon serves another path, as the seed's server served none:
-    // every upgrade of /ws is answered 404.  Jitter is off so that the
-    // schedule is exact: 400, 800, 1600 ms; each step is well above the
-    // few milliseconds, or tens on a busy machine, an attempt takes to fail.
+    // the upgrade of /ws is answered 404, which the page cannot see; its
+    // client asks /.well-known/wsplugd, learns the endpoint is /other,
+    // and stops instead of retrying.
     const d = await startDaemon({ server: { path: '/other' } });
-    const base = 400;
-    const demo = await openDemo(d.port, { ...PAGE, base, cap: 6400, jitter: 0 });
+    const demo = await openDemo(d.port, { ...PAGE, base: 100 });
 
-    const ATTEMPTS = 4;
-    await d.waitCount('ws.refuse', ATTEMPTS,
-      { status: 404, reason: 'not_found' }, { timeout: 20000 });
-    const rec = await pageUntil(demo, (n) => window.demo.record.closes.length >= n, ATTEMPTS);
-    await seenUntil(demo, () => demo.handshakes.length >= ATTEMPTS);
-
+    let rec = await pageUntil(demo, () => window.demo.record.stops.length > 0);
+    await seenUntil(demo, () => demo.handshakes.length >= 1);
     // The checks the first test passes fail here: this is the test that
     // would have caught the seed's bug.
     assert.throws(() => assertOneAttemptConnected(d, demo, rec),
       assert.AssertionError);
-    assert.equal(rec.opens.length, 0);
-    assert.equal(rec.established.length, 0);
-    assert.equal(d.findAll('ws.open').length, 0);
-    for (const c of rec.closes.slice(0, ATTEMPTS)) assert.equal(c.code, 1006);
-    // The browser saw the refusal itself, not just a dead socket.
-    assert.ok(demo.handshakes.length >= ATTEMPTS && demo.handshakes.every((s) => s === 404),
-      `handshake statuses ${demo.handshakes}`);
+    const s = rec.stops[0];
+    assert.deepEqual([s.status, s.reason, s.permanent], [404, 'not_found', true]);
+    assert.match(s.detail, /no endpoint at \/ws; this server's is \/other/);
+    assert.equal(rec.probes.length, 1);
+    assert.equal(rec.closes.length, 1);
+    assert.equal(rec.closes[0].reconnect, false);
+    assert.deepEqual(rec.retries, []);
 
+    // Many retry periods later: still one attempt, from both ends.
+    await new Promise((resolve) => setTimeout(resolve, 1500 * SLOW));
+    rec = await record(demo);
+    assert.equal(rec.attempts.length, 1, 'the client made one attempt');
+    assert.equal(demo.sockets.length, 1, 'the page opened one WebSocket');
+    assert.deepEqual(demo.handshakes, [404], 'the browser saw the refusal itself');
+    assert.equal(d.findAll('ws.refuse', { status: 404, reason: 'not_found' }).length, 1);
+    assert.equal(d.findAll('ws.open').length, 0);
+    // The probe, from the page's origin, read cross-origin.
+    const probes = d.findAll('http.wellknown');
+    assert.equal(probes.length, 1);
+    assert.equal(probes[0].status, '200');
+    assert.equal(rec.state, 'closed');
+    assert.equal(rec.stops.length, 1);
+    assert.equal(await demo.page.textContent('#state'), 'closed · stopped');
+    assert.deepEqual(demo.errors, []);
+    t.diagnostic(`stopped ${(s.t - rec.attempts[0].t).toFixed(0)} ms after its one attempt: ${s.detail}`);
+
+    await demo.page.close();
+    await stopDaemon(d);
+  });
+
+test('a page whose origin is refused makes one attempt and reports 403',
+  { timeout: 60000 * SLOW }, async () => {
+    // The page is served from 127.0.0.1:httpPort; the daemon takes
+    // another origin only.  The upgrade is refused 403, which the page
+    // cannot see; the discovery document, read cross-origin, says so.
+    const d = await startDaemon({ server: { origins: 'https://app.example' } });
+    const demo = await openDemo(d.port, { ...PAGE, base: 100 });
+    let rec = await pageUntil(demo, () => window.demo.record.stops.length > 0);
+    const s = rec.stops[0];
+    assert.deepEqual([s.status, s.reason, s.permanent], [403, 'forbidden', true]);
+    await new Promise((resolve) => setTimeout(resolve, 1000 * SLOW));
+    rec = await record(demo);
+    assert.equal(rec.attempts.length, 1);
+    assert.equal(d.findAll('ws.refuse', { status: 403, reason: 'origin' }).length, 1);
+    assert.equal(d.findAll('http.wellknown', { status: 403 }).length, 1);
+    assert.deepEqual(demo.errors, []);
+    await demo.page.close();
+    await stopDaemon(d);
+  });
+
+test('a full server: the page reads the 503\'s Retry-After cross-origin and obeys it',
+  { timeout: 60000 * SLOW }, async (t) => {
+    const d = await startDaemon({ server: { max_connections: 1 } });
+    const first = await openDemo(d.port, PAGE);
+    await pageUntil(first, () => window.demo.record.established.length > 0);
+    const second = await openDemo(d.port, { ...PAGE, base: 100, cap: 400 });
+    let rec = await pageUntil(second, () => window.demo.record.retries.length > 0);
+    assert.equal(rec.probes[0].status, 503);
+    assert.equal(rec.probes[0].retryAfter, 5000, 'Retry-After exposed to the page');
+    assert.equal(rec.retries[0].reason, 'retry_after');
+    assert.ok(rec.retries[0].delay >= 5000 && rec.retries[0].delay < 5100,
+      `delay ${rec.retries[0].delay}`);
+    // The slot frees; the second page's next attempt gets in, not sooner
+    // than the hint.
+    await first.page.close();
+    rec = await pageUntil(second, () => window.demo.record.established.length > 0,
+      undefined, 15000);
+    const gap = rec.attempts[1].t - rec.attempts[0].t;
+    assert.ok(gap >= 5000, `second attempt after ${gap.toFixed(0)} ms`);
+    assert.equal(rec.attempts.length, 2);
+    assert.deepEqual(second.errors, []);
+    t.diagnostic(`retry in ${rec.retries[0].delay} ms after a 503 with Retry-After: 5; ` +
+      `made after ${gap.toFixed(0)} ms`);
+    await second.page.close();
+    await stopDaemon(d);
+  });
+
+test('a server that is down: the client backs off, it does not storm',
+  { timeout: 60000 * SLOW }, async (t) => {
+    // A port where a daemon was and is no more: every attempt is refused
+    // by the kernel and every probe fails, which proves nothing, so the
+    // client keeps trying, on schedule.  Jitter is off so that the
+    // schedule is exact: 400, 800, 1600 ms.
+    const d = await startDaemon();
+    const port = d.port;
+    await stopDaemon(d);
+    const base = 400;
+    const demo = await openDemo(port, { ...PAGE, base, cap: 6400, jitter: 0 });
+
+    const ATTEMPTS = 4;
+    const rec = await pageUntil(demo, (n) => window.demo.record.attempts.length >= n,
+      ATTEMPTS, 20000);
+    assert.equal(rec.opens.length, 0);
+    assert.equal(rec.stops.length, 0, 'a transient failure does not stop it');
+    for (const p of rec.probes) assert.equal(p.permanent, false);
+    for (const c of rec.closes.slice(0, ATTEMPTS - 1)) assert.equal(c.code, 1006);
     // Growing delays: the client scheduled base·2^n, and the attempts
     // really were that far apart — each gap at least its delay and
     // longer than the gap before.
@@ -398,17 +494,89 @@ test('without /ws the upgrade fails and the client backs off: the seed bug, caug
       assert.ok(gaps[i] >= delays[i] - 2, `gap ${i} ${gaps[i]} ms < delay ${delays[i]} ms`);
       if (i > 0) assert.ok(gaps[i] > gaps[i - 1], `gaps not growing: ${gaps}`);
     }
-    // Not a storm: in the time spent, a client retrying at once would
-    // have made hundreds of attempts.
     assertOneAtATime(rec);
-    const refused = d.findAll('ws.refuse').length;
-    assert.ok(refused <= ATTEMPTS + 1, `${refused} refused attempts`);
-    t.diagnostic(`attempt gaps ${gaps.map((g) => g.toFixed(0)).join(', ')} ms`);
+    await seenUntil(demo, () => demo.sockets.length >= ATTEMPTS);
+    assert.ok(demo.sockets.length <= ATTEMPTS + 1, `${demo.sockets.length} sockets`);
+    for (const s of demo.sockets.slice(0, ATTEMPTS - 1)) {
+      assert.match(String(s.error), /ERR_CONNECTION_REFUSED/);
+    }
     assert.deepEqual(demo.errors, []);
-
+    t.diagnostic(`attempt gaps ${gaps.map((g) => g.toFixed(0)).join(', ')} ms`);
     await demo.page.close();
-    await stopDaemon(d);
   });
+
+// Set document.visibilityState as a browser does when the tab is hidden
+// or shown, and fire the event: headless pages are always "visible".
+function setVisibility(demo, state) {
+  return demo.page.evaluate((st) => {
+    Object.defineProperty(document, 'visibilityState', { value: st, configurable: true });
+    Object.defineProperty(document, 'hidden', { value: st === 'hidden', configurable: true });
+    document.dispatchEvent(new Event('visibilitychange'));
+  }, state);
+}
+
+// The page loses its server while paused (hidden or offline): the daemon
+// restarts, which the page sees as a 1001.  While paused nothing happens;
+// on resume exactly one attempt is made, within [0, base), and connects.
+async function pausedRestart(t, pause, unpause, why) {
+  const d1 = await startDaemon();
+  const demo = await openDemo(d1.port, PAGE);
+  let rec = await pageUntil(demo, () => window.demo.record.pongs.length >= 2);
+  const id1 = rec.established[0];
+
+  await pause(demo);
+  rec = await pageUntil(demo, () => window.demo.record.pauses.length > 0);
+  assert.deepEqual(rec.pauses.map((p) => [p.type, p.reason]), [['pause', why]]);
+  const pings = rec.pings.length;
+
+  await stopDaemon(d1);
+  const d2 = await startDaemon({ server: { listen: `127.0.0.1:${d1.port}` } });
+  rec = await pageUntil(demo, () => window.demo.record.closes.length > 0);
+  // Ten retry windows, paused: no attempt, no retry scheduled.
+  await new Promise((resolve) => setTimeout(resolve, 10 * PAGE.base * SLOW));
+  rec = await record(demo);
+  assert.equal(rec.attempts.length, 1, 'no attempt while paused');
+  assert.equal(demo.sockets.length, 1);
+  assert.deepEqual(rec.retries, []);
+  assert.equal(d2.findAll('ws.open').length, 0);
+  if (why === 'hidden') {
+    assert.ok(rec.pings.length <= pings + 1, `pings went on while hidden: ${pings} -> ${rec.pings.length}`);
+  }
+  assert.equal(await demo.page.textContent('#state'), 'closed · paused');
+
+  const back = await demo.page.evaluate(() => performance.now());
+  await unpause(demo);
+  rec = await pageUntil(demo, () => window.demo.record.established.length > 1, undefined, 15000);
+  assert.deepEqual(rec.pauses.map((p) => p.type), ['pause', 'resume']);
+  // Resumed without a burst: one attempt, jittered within [0, base).
+  assert.equal(rec.retries.length, 1);
+  assert.equal(rec.retries[0].reason, 'resume');
+  assert.ok(rec.retries[0].delay < PAGE.base, `resume delay ${rec.retries[0].delay}`);
+  assert.equal(rec.attempts.length, 2);
+  assert.ok(rec.attempts[1].t >= back);
+  const open2 = await d2.waitFor('ws.open');
+  assert.equal(rec.established[1], open2.conn);
+  assert.notEqual(open2.conn, id1);
+  // And pings again.
+  await pageUntil(demo, (n) => window.demo.record.pongs.length > n, rec.pongs.length);
+  assertOneAtATime(rec);
+  assert.deepEqual(demo.errors, []);
+  t.diagnostic(`${why}: no attempt while paused; on resume one attempt after ` +
+    `${(rec.attempts[1].t - back).toFixed(0)} ms (scheduled ${rec.retries[0].delay} ms)`);
+  await demo.page.close();
+  await d2.waitFor('ws.close', { conn: open2.conn });
+  await stopDaemon(d2);
+}
+
+test('hidden: no retries and no pings until visible, then one attempt',
+  { timeout: 60000 * SLOW }, (t) => pausedRestart(t,
+    (demo) => setVisibility(demo, 'hidden'),
+    (demo) => setVisibility(demo, 'visible'), 'hidden'));
+
+test('offline: no retries until online, then one attempt',
+  { timeout: 60000 * SLOW }, (t) => pausedRestart(t,
+    (demo) => demo.page.context().setOffline(true),
+    (demo) => demo.page.context().setOffline(false), 'offline'));
 
 test('a daemon that stops answering is a dead link: dropped, then replaced',
   { timeout: 60000 * SLOW }, async (t) => {
@@ -453,4 +621,53 @@ test('a daemon that stops answering is a dead link: dropped, then replaced',
     await demo.page.close();
     await d.waitFor('ws.close', { conn: id2 });
     await stopDaemon(d);
+  });
+
+// wss:// served by the daemon itself.  The test makes an ECDSA P-256
+// certificate for 127.0.0.1 with the openssl command, and a second
+// Chromium trusts exactly that key (its SPKI pin); the page, its client
+// and every check are those of the first test, over TLS.
+test('over wss:// the same one attempt connects, pings, and closes cleanly',
+  { timeout: 60000 * SLOW }, async (t) => {
+    const cert = join(workdir, 'e2e-cert.pem');
+    const key = join(workdir, 'e2e-key.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec',
+      '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key,
+      '-out', cert, '-subj', '/CN=127.0.0.1',
+      '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '2'],
+    { stdio: 'ignore', timeout: 30000 });
+    chmodSync(key, 0o600);
+    const spki = createHash('sha256').update(new X509Certificate(
+      readFileSync(cert)).publicKey.export({ type: 'spki', format: 'der' }))
+      .digest('base64');
+    const tlsBrowser = await launchChromium(
+      [`--ignore-certificate-errors-spki-list=${spki}`]);
+    try {
+      const d = await startDaemon({
+        server: { listen: '127.0.0.1:0 tls' },
+        extra: `\n[tls]\ncertificate = ${cert}\nkey = ${key}\n`,
+      });
+      const demo = await openDemo(d.port, PAGE, '/ws', { on: tlsBrowser, scheme: 'wss' });
+      const open = await d.waitFor('ws.open');
+      assert.equal(open.tls, 'TLSv1.3');
+      let rec = await pageUntil(demo, () => window.demo.record.established.length > 0);
+      const id = rec.established[0];
+      assert.equal(id, open.conn);
+      assert.equal(demo.sockets[0].url, `wss://127.0.0.1:${d.port}/ws`);
+      await d.waitCount('ws.pong', 3, { conn: id }, { timeout: 20000 });
+      rec = await pageUntil(demo, () => {
+        const r = window.demo.record;
+        return r.pings.length >= 3 && r.pongs.length === r.pings.length;
+      });
+      assert.deepEqual(rec.pongs, rec.pings, 'every ping answered, in order');
+      assertOneAttemptConnected(d, demo, rec);
+      assert.deepEqual(demo.errors, []);
+      await demo.page.close();
+      const closed = await d.waitFor('ws.close', { conn: id });
+      assert.ok(CLEAN_CLOSE.has(closed.code), `clean close code, got ${closed.code}`);
+      await stopDaemon(d);
+      t.diagnostic(`wss: ${open.tls} ${open.cipher}; ${rec.pings.length} pings answered`);
+    } finally {
+      await tlsBrowser.close().catch(() => {});
+    }
   });

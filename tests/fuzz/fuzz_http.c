@@ -6,8 +6,9 @@
  * read past it.
  *
  * Oracles:
- *  - http_head_length is 0 or the end of the first CRLFCRLF, found here by
- *    a plain scan;
+ *  - http_head_length is 0, the end of the first CRLFCRLF, or the end of
+ *    a bare LF before it (found here by a plain scan); a head that ends in
+ *    a bare LF parses as 400;
  *  - http_request_parse returns 0 or 400, with a reason on 400; it is run
  *    on the whole input and on exactly the head http_head_length found (as
  *    conn.c calls it), and a success on the whole input means the input is
@@ -26,7 +27,11 @@
  *  - http_response_101 and http_response_error write a well-formed
  *    response into an evbuffer: "HTTP/1.1 NNN Text" status line, header
  *    lines "Name: value" with CRLF endings and no stray CR or LF, a blank
- *    line, and a body exactly Content-Length long (none for a 101).
+ *    line, and a body exactly Content-Length long (none for a 101);
+ *  - http_wellknown answers (200, or 403 when the origin is refused, 500
+ *    only without memory) exactly a GET or HEAD of /.well-known/wsplugd,
+ *    with a well-formed response whose GET body is a JSON object naming
+ *    the endpoint path it was given, and writes nothing for anything else.
  */
 #include <stdint.h>
 
@@ -120,10 +125,13 @@ naive_head_length(const char *b, size_t n)
 {
 	size_t i;
 
-	for (i = 0; i + 4 <= n; i++)
-		if (b[i] == '\r' && b[i + 1] == '\n' && b[i + 2] == '\r' &&
-		    b[i + 3] == '\n')
+	for (i = 0; i < n; i++) {
+		if (b[i] == '\n' && (i == 0 || b[i - 1] != '\r'))
+			return i + 1; /* a bare LF */
+		if (i + 4 <= n && b[i] == '\r' && b[i + 1] == '\n' &&
+		    b[i + 2] == '\r' && b[i + 3] == '\n')
 			return i + 4;
+	}
 	return 0;
 }
 
@@ -225,6 +233,52 @@ check_accept(const struct http_str *key)
 	free(out);
 }
 
+static void
+check_wellknown(const struct http_request *req, const char *path)
+{
+	const char *wk = HTTP_WELLKNOWN_PATH;
+	int doc = req->path.n == strlen(wk) &&
+	    memcmp(req->path.p, wk, req->path.n) == 0;
+	int get = req->method.n == 3 && memcmp(req->method.p, "GET", 3) == 0;
+	int head = req->method.n == 4 && memcmp(req->method.p, "HEAD", 4) == 0;
+	struct evbuffer *eb;
+	json_t *j;
+	size_t n, body;
+	char *r, *end;
+	int ok, st;
+
+	for (ok = 0; ok < 2; ok++) {
+		if ((eb = evbuffer_new()) == NULL)
+			abort();
+		st = http_wellknown(req, path, ok, eb);
+		n = evbuffer_get_length(eb);
+		if (!doc || !(get || head)) {
+			CHECK(st == 0 && n == 0, "well-known answered %d for "
+			    "another request", st);
+		} else if (st == 500) {
+			check_response(eb, st);
+		} else if (get) {
+			CHECK(st == (ok ? 200 : 403), "well-known %d", st);
+			r = (char *)evbuffer_pullup(eb, -1);
+			end = r != NULL ? strstr(r, "\r\n\r\n") : NULL;
+			CHECK(end != NULL, "well-known without a head");
+			body = n - (size_t)(end + 4 - r);
+			j = json_loadb(end + 4, body, 0, NULL);
+			CHECK(json_is_object(j), "well-known body not an object");
+			if (ok)
+				CHECK(json_is_string(json_object_get(j,
+				    "endpoint")) && strcmp(json_string_value(
+				    json_object_get(j, "endpoint")), path) == 0,
+				    "well-known names another endpoint");
+			json_decref(j);
+			check_response(eb, st);
+		} else {
+			CHECK(st == (ok ? 200 : 403) && n > 0, "HEAD %d", st);
+		}
+		evbuffer_free(eb);
+	}
+}
+
 static int
 try_check(const struct http_request *req, const char *path)
 {
@@ -255,6 +309,8 @@ parsed(const struct http_request *req, const char *buf, size_t len)
 		abort();
 	try_check(req, "/ws");
 	try_check(req, "/");
+	check_wellknown(req, "/ws");
+	check_wellknown(req, "/a\"b\\c");
 	st = try_check(req, path);
 	CHECK(st != 404, "404 on the request's own path %s", path);
 	st2 = http_upgrade_check(req, path, &why);
@@ -274,7 +330,7 @@ parsed(const struct http_request *req, const char *buf, size_t len)
 		if (req->nprotocols > 0 && req->protocols[0].n > 0)
 			proto = strndup(req->protocols[0].p,
 			    req->protocols[0].n);
-		http_response_101(eb, accept, proto);
+		http_response_101(eb, accept, proto, NULL);
 		check_response(eb, 101);
 		free(proto);
 	} else {
@@ -317,6 +373,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(http_request_parse(buf, size, &req, NULL) == rc,
 	    "why_r NULL changes the answer");
 
+	if (hl > 0 && buf[hl - 1] == '\n' && (hl == 1 || buf[hl - 2] != '\r'))
+		CHECK(http_request_parse(buf, hl, &req, NULL) == 400,
+		    "a head ending in a bare LF parsed");
 	if (hl > 0 && hl < size) {
 		/* what conn.c does: parse exactly the head */
 		head = (char *)fuzz_dup(buf, hl);

@@ -180,12 +180,23 @@ def http():
     write("http", "bad-space-before-colon", req(["Host : x"]))
     write("http", "bad-bare-lf",
           b"GET /ws HTTP/1.1\nHost: x\r\n\r\n")
+    write("http", "bad-bare-lf-only",
+          b"GET /ws HTTP/1.1\nHost: x\nUpgrade: websocket\n\n")
+    write("http", "bad-bare-lf-unfinished",
+          b"GET /ws HTTP/1.1\r\nHost: x\nUpgrade: websocket\r\n")
     write("http", "bad-key", req([
         "Host: x", "Upgrade: WebSocket/13, h2c", "Connection: close, upgrade",
         "Sec-WebSocket-Key: not-base64-at-all!!!!!==",
         "Sec-WebSocket-Version: 13"]))
     write("http", "pipelined",
           req(["Host: x"]) + b"GET /other HTTP/1.1\r\n\r\n")
+    # The discovery document, as a page's fetch() asks for it.
+    write("http", "wellknown", req([
+        "Host: 127.0.0.1:8080", "Origin: https://app.example.com",
+        "Accept: */*", "Cache-Control: no-cache"],
+        path="/.well-known/wsplugd"))
+    write("http", "wellknown-head", req(["Host: x"],
+        path="/.well-known/wsplugd?v=1", method="HEAD"))
 
 
 def utf8():

@@ -14,11 +14,11 @@ def wsplugd(tmp_path):
     """
     started = []
 
-    def start(text=None, wait=True, path=None, **kw):
+    def start(text=None, wait=True, path=None, prefix=(), **kw):
         d = Daemon(tmp_path / f"d{len(started)}",
                    None if path else (text or config(**kw)), path=path)
         started.append(d)
-        return d.start(wait=wait)
+        return d.start(wait=wait, prefix=prefix)
 
     (tmp_path / "d0").mkdir()
     for i in range(1, 8):

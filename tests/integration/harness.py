@@ -22,6 +22,9 @@ WRAPPER = shlex.split(os.environ.get("WSPLUGD_WRAPPER", ""))
 # Valgrind runs the daemon some 20-50 times slower.
 SLOW = 10.0 if WRAPPER else 1.0
 
+# wss:// URLs of running TLS daemons -> the client's ssl.SSLContext
+CLIENT_SSL = {}
+
 _FIELD = re.compile(r'([A-Za-z_][\w.]*)=("(?:[^"\\]|\\.)*"|\S*)')
 
 
@@ -95,14 +98,18 @@ class Daemon:
         self.proc = None
         self.port = None
         self.returncode = None
+        self.args = []  # before -c
+        self.preexec = None  # run in the child before exec (limits)
 
     # -- life cycle -----------------------------------------------------
 
-    def start(self, wait=True):
+    def start(self, wait=True, prefix=()):
+        """prefix: a command that execs the rest of the line (the daemon)
+        in a set-up of its own, e.g. a private mount namespace."""
         self.proc = subprocess.Popen(
-            WRAPPER + [WSPLUGD, "-c", self.conf],
+            list(prefix) + WRAPPER + [WSPLUGD] + self.args + ["-c", self.conf],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT)
+            stderr=subprocess.STDOUT, preexec_fn=self.preexec)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         if wait:
@@ -210,9 +217,17 @@ class Daemon:
                         "in the log:\n" + "\n".join(self.lines[-60:]))
                 self.cond.wait(left)
 
+    # A TLS test sets client_ssl (an ssl.SSLContext trusting its CA):
+    # then url is wss:// and ws_connect uses that context for it.
+    client_ssl = None
+
     @property
     def url(self):
-        return f"ws://127.0.0.1:{self.port}/ws"
+        if self.client_ssl is None:
+            return f"ws://127.0.0.1:{self.port}/ws"
+        url = f"wss://127.0.0.1:{self.port}/ws"
+        CLIENT_SSL[url] = self.client_ssl
+        return url
 
 
 def run_wsplugd(args, timeout=20):
@@ -230,4 +245,6 @@ def ws_connect(url, **kw):
     kw.setdefault("open_timeout", 10 * SLOW)
     kw.setdefault("close_timeout", 10 * SLOW)
     kw.setdefault("ping_interval", None)
+    if url in CLIENT_SSL:
+        kw.setdefault("ssl", CLIENT_SSL[url])
     return websockets.connect(url, **kw)

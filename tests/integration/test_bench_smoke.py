@@ -109,6 +109,30 @@ def test_ping_mode(wsplugd):
     assert sum(int(c["msgs_in"]) for c in closes) >= msgs
 
 
+@pytest.mark.parametrize("takeover", ["yes", "no"])
+def test_ping_mode_with_deflate(wsplugd, takeover):
+    """-z: permessage-deflate negotiated, every message compressed both
+    ways (threshold 0), checked after inflation; the 2 KiB pings (-S) go
+    out at a fraction of their size, and without -z they do not."""
+    d = wsplugd(log=INFO, extra=f"[deflate]\nthreshold = 0B\n"
+                f"context_takeover = {takeover}\n")
+    args = ["-m", "ping", "-p", str(d.port), "-c", "4", "-d", "4", "-t",
+            "1", "-w", "0.2", "-S", "2048"]
+    kv = bench(*args, "-z")
+    no_errors(kv)
+    assert kv["deflate_conns"] == "4"
+    assert int(kv["msgs"]) > 0
+    assert 0 < float(kv["wire_out_per_msg"]) < 1024
+    plain = bench(*args)
+    no_errors(plain)
+    assert plain["deflate_conns"] == "0"
+    assert float(plain["wire_out_per_msg"]) > 2048
+    # A pong is too short to shrink without a context to refer to.
+    if takeover == "yes":
+        assert float(plain["wire_in_per_msg"]) > \
+            float(kv["wire_in_per_msg"])
+
+
 def test_ping_mode_through_a_reload(wsplugd):
     """What bench/run's reload check rests on: the window is announced,
     a SIGHUP inside it drops nothing, and every connection's longest wait
@@ -172,6 +196,22 @@ def test_idle_mode_answers_server_pings(wsplugd):
     assert all(c["code"] == "1000" for c in closes)
     # The pings were answered: nobody missed one or was reaped.
     assert d.find("ws.ping_missed") is None and d.find("ws.reap") is None
+
+
+def test_idle_mode_with_deflate_negotiated(wsplugd):
+    """What bench/run's "RSS per idle connection, deflate negotiated" rests
+    on: every connection negotiated the extension, its messages went
+    plain, and the daemon made no zlib stream that outlived them (its
+    pool would still hold one)."""
+    from test_admin import scrape, value
+    d = wsplugd(log=INFO)
+    kv = bench("-m", "idle", "-p", str(d.port), "-c", "50", "-t", "1.2",
+               "-s", "0.2", "-z", "-x", str(d.proc.pid))
+    no_errors(kv)
+    assert kv["held"] == "50" and kv["verified"] == "50"
+    assert kv["deflate_conns"] == "51"  # and the probe
+    samples, _ = scrape(d)
+    assert value(samples, "wsplugd_deflate_zlib_bytes") == 0
 
 
 # -- a server that breaks the protocol is caught ----------------------

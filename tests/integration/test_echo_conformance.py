@@ -8,10 +8,35 @@ import hashlib
 import json
 import os
 
+import pytest
+
 from harness import ws_connect
+from tlspki import PKI
 
 BIG = {"max_message_size": "64MiB", "max_output_buffer": "128MiB"}
 CATCH_ALL = {"echo": {"catch_all": "yes"}}
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return PKI(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(params=["plain", "tls"])
+def wsplugd(request, wsplugd):
+    """Every test of the battery twice: over ws:// and over wss:// (a
+    listener marked tls, the client verifying the test's CA)."""
+    if request.param == "plain":
+        return wsplugd
+    pki = request.getfixturevalue("pki")
+
+    def start(text=None, server=None, **kw):
+        server = {**(server or {}), "listen": "127.0.0.1:0 tls"}
+        d = wsplugd(text, server=server, extra=pki.tls_section(), **kw)
+        d.client_ssl = pki.client_context()
+        return d
+
+    return start
 
 
 def echo_only(wsplugd):
@@ -126,3 +151,24 @@ def test_catch_all_beside_typed_plugins(wsplugd):
     assert pong["type"] == "pong" and pong["id"] == 9
     assert echoed == raw_texts
     assert binary == b"\x01\x02"
+
+
+def test_the_battery_runs_with_permessage_deflate(wsplugd):
+    """websockets offers permessage-deflate by default and [deflate] is on
+    by default, so every test above runs compressed both ways: the client
+    compresses every message, the daemon every reply of 128 bytes or
+    more (test_deflate.py covers the extension itself)."""
+    d = echo_only(wsplugd)
+
+    async def visit():
+        async with ws_connect(d.url) as ws:
+            ext = ws.response_headers.get("Sec-WebSocket-Extensions")
+            await ws.send("é" * 5000)
+            return ext, await ws.recv()
+
+    ext, got = asyncio.run(visit())
+    assert ext == "permessage-deflate"
+    assert got == "é" * 5000
+    # 10,000 bytes each way went over the wire in far fewer
+    closed = d.wait_for("ws.close")
+    assert int(closed["bytes_in"]) < 1000 and int(closed["bytes_out"]) < 1000

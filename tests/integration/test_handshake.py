@@ -52,10 +52,11 @@ def test_conforming_client_connects_on_first_attempt(wsplugd):
 
 
 def test_raw_101_has_correct_accept_and_headers(wsplugd):
-    d = wsplugd()
+    d = wsplugd(extra="[deflate]\nenabled = no\n")
     with Raw(d.port) as r:
         # An extension offer is declined by leaving it out (RFC 6455 9.1):
-        # none is implemented, so permessage-deflate must not be accepted.
+        # with [deflate] off, permessage-deflate must not be accepted
+        # (test_deflate.py has it on).
         key = r.request(headers={
             "Sec-WebSocket-Extensions":
                 "permessage-deflate; client_max_window_bits"})
@@ -428,3 +429,26 @@ def test_pipelined_frames_count_in_bytes_and_messages_in(wsplugd):
                         conn=json.loads(hello)["connectionId"])
     assert closed["msgs_in"] == "3"
     assert int(closed["bytes_in"]) >= len(frames) + len(close), closed
+
+
+@pytest.mark.parametrize("data", [
+    # every line ends in a bare LF, blank line included
+    b"GET /ws HTTP/1.1\nHost: 127.0.0.1\nUpgrade: websocket\n\n",
+    # one bare LF in the middle of an otherwise CRLF head, which is still
+    # incomplete: the LF alone is reason enough
+    b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\nUpgrade: websocket\r\n",
+])
+def test_bare_lf_gets_400_at_once(wsplugd, data):
+    # A bare LF is never going to become a valid head: it is refused when
+    # it arrives, not after handshake_timeout or max_header_size.
+    d = wsplugd(server={"handshake_timeout": "30s"})
+    mark = d.mark()
+    with Raw(d.port, timeout=3) as r:
+        t0 = time.monotonic()
+        r.send_raw(data)
+        status, _, body = r.response()
+        assert status == 400
+        assert time.monotonic() - t0 < 2 * SLOW
+        assert b"bare LF" in body
+        assert r.expect_eof() == b""
+    d.wait_for("ws.refuse", start=mark, status=400, reason="bad_request")

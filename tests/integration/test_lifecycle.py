@@ -271,21 +271,41 @@ def test_version_names_the_abi():
 
 
 @pytest.mark.parametrize("args", [["-x"], ["--bogus"], ["extra-arg"],
-                                  ["-c"], ["-l", "loud"]])
+                                  ["-c"], ["-l", "loud"], ["--config"],
+                                  ["--version=2"], ["--log-level=loud"]])
 def test_bad_command_line_prints_usage_and_exits_1(args):
     res = run_wsplugd(args)
     assert res.returncode == 1, res
     assert res.stdout == ""
-    if args != ["-l", "loud"]:
+    if args not in (["-l", "loud"], ["--log-level=loud"]):
         assert "usage: wsplugd" in res.stderr, res.stderr
 
 
-def test_help_prints_usage_and_exits_0():
-    res = run_wsplugd(["-h"])
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help_prints_usage_and_exits_0(flag):
+    res = run_wsplugd([flag])
     assert res.returncode == 0
     assert "usage: wsplugd" in res.stdout
-    for opt in ("-c", "-t", "-l", "-V", "-h"):
+    for opt in ("-c", "-t", "-l", "-V", "-h", "--config=FILE", "--test",
+                "--log-level=LEVEL", "--version", "--help"):
         assert opt in res.stdout
+
+
+def test_long_options_are_the_short_ones(tmp_path):
+    # --version prints what -V prints; --test and --config, in both of
+    # getopt_long's spellings, check the file -t -c checks; --log-level
+    # takes what -l takes.
+    assert run_wsplugd(["--version"]).stdout == run_wsplugd(["-V"]).stdout
+    conf = write(tmp_path, config())
+    for args in (["--test", "--config", conf], ["--test", f"--config={conf}"],
+                 ["--test", "--log-level=debug", "-c", conf]):
+        res = run_wsplugd(args)
+        assert res.returncode == 0, (args, res)
+        assert res.stdout == f"{conf}: configuration OK\n", res.stdout
+    bad = write(tmp_path, "[server]\nbogus = 1\n", name="bad.conf")
+    res = run_wsplugd(["--test", f"--config={bad}"])
+    assert res.returncode == 1
+    assert f"{bad}:2:" in res.stderr, res.stderr
 
 
 # -- shutdown edge cases ---------------------------------------------------

@@ -106,3 +106,21 @@ def test_json_format_stays_valid_with_a_long_utf8_user_agent(wsplugd):
             json.loads(raw.decode("utf-8"))
         except ValueError as e:
             raise AssertionError(f"log line is not JSON ({e}): {raw!r}")
+
+
+def test_nul_in_close_reason_is_logged_escaped(wsplugd):
+    # A NUL is valid UTF-8 in a close reason; the log keeps what follows
+    # it and escapes it, in both formats.
+    for fmt, escaped in (("logfmt", b'reason="forged\\u0000after"'),
+                         ("json", b'"reason":"forged\\u0000after"')):
+        d = wsplugd(log={"format": fmt})
+        with Raw(d.port) as r:
+            r.handshake()
+            r.send_frame(8, close_body(4001, b"forged\0after\x01"))
+            assert r.recv_close() == close_body(4001, b"forged\0after\x01")
+        closed = d.wait_for("ws.close", code=4001)
+        assert closed["reason"] == "forged\0after\x01", closed
+        with d.cond:
+            raws = [raw for raw in d.raw_lines if b"ws.close" in raw]
+        assert len(raws) == 1
+        assert escaped[:-1] + b'\\u0001"' in raws[0], raws[0]

@@ -2,9 +2,10 @@
 logrotate's rename + SIGUSR1, syslog and the journal where the machine has
 them, and the JSON format carrying the same events and fields as logfmt.
 
-The syslog and journal tests read back what the daemon wrote through the
-system's own tools, so they run only where those services are up; each
-skip says why."""
+The syslog and journal tests here read back what the daemon wrote through
+the system's own tools, so they run only where those services are up; each
+skip says why (and is listed in check-all's summary).  On every machine,
+test_logging_private.py checks both targets against sockets of its own."""
 
 import asyncio
 import json

@@ -11,7 +11,7 @@ import subprocess
 
 import websockets
 
-from harness import PLUGIN_DIR, SLOW
+from harness import PLUGIN_DIR, SLOW, run_wsplugd
 
 BUILDDIR = os.environ.get("WSPLUGD_BUILDDIR", ".")
 SRCDIR = os.environ.get("WSPLUGD_SRCDIR", ".")
@@ -71,3 +71,31 @@ def test_out_of_tree_plugin_builds_and_loads_on_reload(wsplugd, tmp_path):
             assert json.loads(await ws.recv())["id"] == 1
 
     asyncio.run(asyncio.wait_for(main(), timeout=60 * SLOW))
+
+
+def test_example_builds_from_a_checkout_and_says_what_it_needs(tmp_path):
+    # Without wsplugd-dev (no wsplugd-plugin.pc on the search path) the
+    # Makefile says what it needs; WSPLUGD_SRC=<checkout> builds from the
+    # checkout's header, and the result passes the daemon's own check.
+    src = tmp_path / "plugin-hello"
+    shutil.copytree(os.path.join(SRCDIR, "examples", "plugin-hello"), src)
+    env = clean_env(PKG_CONFIG_PATH=str(tmp_path / "nothing"),
+                    PKG_CONFIG_LIBDIR=str(tmp_path / "nothing"))
+    res = subprocess.run(["make", "-s"], cwd=src, env=env,
+                         capture_output=True, text=True, timeout=120)
+    if subprocess.run(["pkg-config", "--exists", "wsplugd-plugin"],
+                      env=env).returncode != 0:
+        assert res.returncode != 0
+        assert "wsplugd-dev" in res.stderr and "WSPLUGD_SRC" in res.stderr, \
+            res.stderr
+    subprocess.run(["make", "-s", "clean"], cwd=src, env=env, check=True,
+                   timeout=60)
+    env = clean_env()
+    subprocess.run(["make", "-s", f"WSPLUGD_SRC={os.path.abspath(SRCDIR)}"],
+                   cwd=src, env=env, check=True, timeout=120)
+    conf = tmp_path / "hello.conf"
+    conf.write_text(f"[plugins]\ndir = {PLUGIN_DIR}\n"
+                    f"[plugin:hello]\npath = {src / 'hello.so'}\n"
+                    "greeting = Hi\n")
+    res = run_wsplugd(["-t", "-c", str(conf)])
+    assert res.returncode == 0, res.stderr

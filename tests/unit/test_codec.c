@@ -1619,6 +1619,101 @@ test_chunking_oracle(void)
 	buf_free(&s);
 }
 
+/* A masked client frame with the given first byte, in buf; its length. */
+static size_t
+rsv_frame(uint8_t *buf, uint8_t b0, const void *payload, size_t n)
+{
+	static const uint8_t key[4] = { 1, 2, 3, 4 };
+	size_t hl;
+
+	hl = ws_frame_header(buf, 1, 0, n, key);
+	buf[0] = b0;
+	memcpy(buf + hl, payload, n);
+	ws_mask(buf + hl, n, key, 0);
+	return hl + n;
+}
+
+/* permessage-deflate's RSV1 (RFC 7692 6): a decoder flag. */
+static void
+test_rsv1(void)
+{
+	uint8_t f[300], g[64], big[200];
+	struct ws_decoder d;
+	struct ws_event ev;
+	size_t n, m;
+
+	/* not negotiated: 1002 as any reserved bit */
+	ws_decoder_init(&d, 0);
+	n = rsv_frame(f, 0x80 | 0x40 | WS_OP_TEXT, "\xc0", 1);
+	ws_decode(&d, f, n, &ev);
+	CU_ASSERT(ev.kind == WS_EV_ERROR && ev.close_code == 1002);
+	ws_decoder_fini(&d);
+
+	/* negotiated: a compressed message is flagged and not UTF-8
+	 * checked (its bytes are deflate, not text) */
+	ws_decoder_init(&d, 0);
+	d.rsv1_ok = 1;
+	n = rsv_frame(f, 0x40 | WS_OP_TEXT, "\xc0\xff", 2);
+	m = rsv_frame(g, 0x80 | WS_OP_CONT, "\xfe", 1);
+	memcpy(f + n, g, m);
+	CU_ASSERT_EQUAL(ws_decode(&d, f, n + m, &ev), n);
+	CU_ASSERT(ev.kind == WS_EV_DATA && ev.compressed && !ev.fin &&
+	    ev.len == 2);
+	ws_decode(&d, f + n, m, &ev);
+	CU_ASSERT(ev.kind == WS_EV_DATA && ev.compressed && ev.fin &&
+	    ev.len == 1 && ev.opcode == WS_OP_TEXT);
+	/* the next, plain message is checked again */
+	n = rsv_frame(f, 0x80 | WS_OP_TEXT, "\xc0", 1);
+	ws_decode(&d, f, n, &ev);
+	CU_ASSERT(ev.kind == WS_EV_ERROR && ev.close_code == 1007);
+	ws_decoder_fini(&d);
+
+	/* on a control frame, on a continuation; RSV2 and RSV3 stay out */
+	ws_decoder_init(&d, 0);
+	d.rsv1_ok = 1;
+	n = rsv_frame(f, 0x80 | 0x40 | WS_OP_PING, "", 0);
+	ws_decode(&d, f, n, &ev);
+	CU_ASSERT(ev.kind == WS_EV_ERROR && ev.close_code == 1002);
+	CU_ASSERT_STRING_EQUAL(ev.reason, "compressed control frame");
+	ws_decoder_fini(&d);
+	ws_decoder_init(&d, 0);
+	d.rsv1_ok = 1;
+	n = rsv_frame(f, 0x40 | WS_OP_BINARY, "ab", 2);
+	m = rsv_frame(g, 0x80 | 0x40 | WS_OP_CONT, "c", 1);
+	memcpy(f + n, g, m);
+	ws_decode(&d, f, n + m, &ev);
+	ws_decode(&d, f + n, m, &ev);
+	CU_ASSERT(ev.kind == WS_EV_ERROR && ev.close_code == 1002);
+	CU_ASSERT_STRING_EQUAL(ev.reason,
+	    "compressed bit on a continuation frame");
+	ws_decoder_fini(&d);
+	ws_decoder_init(&d, 0);
+	d.rsv1_ok = 1;
+	n = rsv_frame(f, 0x80 | 0x20 | WS_OP_TEXT, "a", 1);
+	ws_decode(&d, f, n, &ev);
+	CU_ASSERT(ev.kind == WS_EV_ERROR && ev.close_code == 1002);
+	ws_decoder_fini(&d);
+
+	/* the wire limit of a compressed message has deflate's overhead on
+	 * top; its inflated size is zstream.c's to hold */
+	memset(big, 'x', sizeof(big));
+	ws_decoder_init(&d, 100);
+	d.rsv1_ok = 1;
+	n = rsv_frame(f, 0x80 | 0x40 | WS_OP_BINARY, big, 164);
+	ws_decode(&d, f, n, &ev);
+	CU_ASSERT(ev.kind == WS_EV_DATA && ev.len == 164);
+	n = rsv_frame(f, 0x80 | 0x40 | WS_OP_BINARY, big, 165);
+	ws_decode(&d, f, n, &ev);
+	CU_ASSERT(ev.kind == WS_EV_ERROR && ev.close_code == 1009);
+	ws_decoder_fini(&d);
+	ws_decoder_init(&d, 100);
+	d.rsv1_ok = 1;
+	n = rsv_frame(f, 0x80 | WS_OP_BINARY, big, 101);
+	ws_decode(&d, f, n, &ev);
+	CU_ASSERT(ev.kind == WS_EV_ERROR && ev.close_code == 1009);
+	ws_decoder_fini(&d);
+}
+
 int
 main(void)
 {
@@ -1645,6 +1740,7 @@ main(void)
 		{ "ws_mask", test_mask_function },
 		{ "encoder round trip", test_round_trip },
 		{ "chunking oracle", test_chunking_oracle },
+		{ "RSV1 for permessage-deflate", test_rsv1 },
 	};
 	CU_pSuite s;
 	unsigned failures;

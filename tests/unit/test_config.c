@@ -205,6 +205,9 @@ test_defaults(void)
 	sin = (struct sockaddr_in *)&cfg->admin_listen[0].ss;
 	CU_ASSERT_EQUAL(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
 	CU_ASSERT_EQUAL(port_of(&cfg->admin_listen[0]), 9180);
+	CU_ASSERT_EQUAL(cfg->nadmin_hosts, 0);
+	CU_ASSERT_EQUAL(cfg->admin_max_connections, 16);
+	CU_ASSERT_EQUAL(cfg->admin_timeout, 10000);
 
 	/* empty sections change nothing */
 	cfg = load("[server]\n[keepalive]\n[log]\n[admin]\n[plugins]\n");
@@ -497,6 +500,55 @@ test_parse_listen(void)
 	}
 }
 
+/* [deflate]: defaults, every key, and bad values with FILE:LINE. */
+static void
+test_deflate_section(void)
+{
+	struct wsp_config *c;
+
+	c = load("[server]\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_EQUAL(c->deflate_enabled, 1);
+	CU_ASSERT_EQUAL(c->deflate_server_wbits, 15);
+	CU_ASSERT_EQUAL(c->deflate_client_wbits, 15);
+	CU_ASSERT_EQUAL(c->deflate_context_takeover, 1);
+	CU_ASSERT_EQUAL(c->deflate_level, 6);
+	CU_ASSERT_EQUAL(c->deflate_mem_level, 8);
+	CU_ASSERT_EQUAL(c->deflate_threshold, 128);
+	CU_ASSERT_EQUAL(c->deflate_context_budget, 64 * MIB);
+	c = load("[deflate]\nenabled = off\nserver_max_window_bits = 9\n"
+	    "client_max_window_bits = 8\ncontext_takeover = no\n"
+	    "level = 1\nmem_level = 9\nthreshold = 0B\n"
+	    "context_budget = 0B\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_EQUAL(c->deflate_enabled, 0);
+	CU_ASSERT_EQUAL(c->deflate_server_wbits, 9);
+	CU_ASSERT_EQUAL(c->deflate_client_wbits, 8);
+	CU_ASSERT_EQUAL(c->deflate_context_takeover, 0);
+	CU_ASSERT_EQUAL(c->deflate_level, 1);
+	CU_ASSERT_EQUAL(c->deflate_mem_level, 9);
+	CU_ASSERT_EQUAL(c->deflate_threshold, 0);
+	CU_ASSERT_EQUAL(c->deflate_context_budget, 0);
+	expect_one("[deflate]\nenabled = maybe\n", 2,
+	    "[deflate] enabled: invalid boolean 'maybe' (expected yes or no, "
+	    "true or false, on or off, 1 or 0)");
+	expect_one("[deflate]\nserver_max_window_bits = 8\n", 2,
+	    "[deflate] server_max_window_bits: 8 is out of range (9..15)");
+	expect_one("[deflate]\nclient_max_window_bits = 16\n", 2,
+	    "[deflate] client_max_window_bits: 16 is out of range (8..15)");
+	expect_one("[deflate]\nlevel = 0\n", 2,
+	    "[deflate] level: 0 is out of range (1..9)");
+	expect_one("[deflate]\n\nthreshold = 128\n", 3,
+	    "[deflate] threshold: invalid size '128' (expected a number with "
+	    "a unit: 512B, 64KiB, 1MiB, 1GiB)");
+	expect_one("[deflate]\ncontext_budget = 65GiB\n", 2,
+	    "[deflate] context_budget: 65GiB is out of range (0B..64GiB)");
+	expect_one("[deflate]\nenabled = yes\nenabled = no\n", 3,
+	    "duplicate key 'enabled' (first set at line 2)");
+	expect_one("[server]\nthreshold = 1KiB\n", 2,
+	    "unknown key 'threshold' in [server] (it belongs in [deflate])");
+}
+
 static void
 test_error_kinds(void)
 {
@@ -659,14 +711,14 @@ test_value_lists(void)
 	CU_ASSERT(nerrors(2));
 	CU_ASSERT(has_error(2, "[server] listen: invalid address "
 	    "'localhost:8080' (expected a numeric address and a port, e.g. "
-	    "127.0.0.1:8080 or [::1]:8080)"));
+	    "127.0.0.1:8080 or [::1]:8080, each optionally followed by tls)"));
 	CU_ASSERT(has_error(2, "[server] listen: invalid address "
 	    "'127.0.0.1:99999' (expected a numeric address and a port, e.g. "
-	    "127.0.0.1:8080 or [::1]:8080)"));
+	    "127.0.0.1:8080 or [::1]:8080, each optionally followed by tls)"));
 
 	expect_one("[server]\nlisten = ,\n", 2, "[server] listen: empty value "
 	    "(expected a numeric address and a port, e.g. 127.0.0.1:8080 or "
-	    "[::1]:8080)");
+	    "[::1]:8080, each optionally followed by tls)");
 	expect_one("[server]\nlisten = 127.0.0.1:80 [::1]:80 127.0.0.1:80\n", 2,
 	    "[server] listen: 127.0.0.1:80 is listed twice");
 	cfg = load("[server]\nlisten = 127.0.0.1:0 127.0.0.1:0\n");
@@ -706,6 +758,41 @@ test_value_lists(void)
 	expect_one("[server]\nsubprotocols = chat bad/proto\n", 2,
 	    "[server] subprotocols: invalid subprotocol 'bad/proto' (expected "
 	    "a token of letters, digits and !#$%&'*+-.^_`|~)");
+
+	/* the admin listener's other names, and its limits */
+	cfg = load("[admin]\nallowed_hosts = monitor.example, [::1]:9180\n"
+	    "max_connections = 4\ntimeout = 2s\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_EQUAL_FATAL(cfg->nadmin_hosts, 2);
+	CU_ASSERT_STRING_EQUAL(cfg->admin_hosts[0], "monitor.example");
+	CU_ASSERT_STRING_EQUAL(cfg->admin_hosts[1], "[::1]:9180");
+	CU_ASSERT_EQUAL(cfg->admin_max_connections, 4);
+	CU_ASSERT_EQUAL(cfg->admin_timeout, 2000);
+	cfg = load("[admin]\nallowed_hosts =\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_EQUAL(cfg->nadmin_hosts, 0);
+	expect_one("[admin]\nallowed_hosts = a.example b/c\n", 2,
+	    "[admin] allowed_hosts: invalid host 'b/c' (expected a host name "
+	    "or address as a Host header has it, with or without a port, e.g. "
+	    "monitor.example or [::1]:9180)");
+	/* [server] user and group, looked up at load */
+	cfg = load("[server]\nuser = root\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_STRING_EQUAL(cfg->user, "root");
+	CU_ASSERT_EQUAL(cfg->uid, 0);
+	CU_ASSERT_EQUAL(cfg->gid, 0);
+	CU_ASSERT_EQUAL(cfg->user_line, 2);
+	CU_ASSERT_PTR_NULL(cfg->group);
+	cfg = load("[server]\ngroup = nogroup\nuser = root\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_STRING_EQUAL(cfg->group, "nogroup");
+	CU_ASSERT_EQUAL(cfg->gid, 65534);
+	expect_one("[server]\nuser = no-such-user-x\n", 2,
+	    "[server] user: no such user 'no-such-user-x'");
+	expect_one("[server]\nuser = root\ngroup = no-such-group-x\n", 3,
+	    "[server] group: no such group 'no-such-group-x'");
+	expect_one("[admin]\nmax_connections = 0\n", 2,
+	    "[admin] max_connections: 0 is out of range (1..10000)");
 	reset();
 }
 
@@ -1105,6 +1192,62 @@ test_log_journal(void)
 }
 
 static void
+test_tls_keys(void)
+{
+	struct wsp_config *cfg;
+
+	cfg = load("[server]\nlisten = 127.0.0.1:0, 127.0.0.1:0 tls\n"
+	    "[tls]\ncertificate = /etc/c.pem\nkey = k.pem\n"
+	    "min_version = TLS1.3\nsession_tickets = no\n"
+	    "ciphers = ECDHE+AESGCM\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_EQUAL(cfg->nlisten, 2);
+	CU_ASSERT_EQUAL(cfg->listen[0].tls, 0);
+	CU_ASSERT_EQUAL(cfg->listen[1].tls, 1);
+	CU_ASSERT_EQUAL(cfg->ntls_listen, 1);
+	CU_ASSERT_STRING_EQUAL(cfg->tls.certificate, "/etc/c.pem");
+	CU_ASSERT_EQUAL(cfg->tls.key[0], '/'); /* relative to the file */
+	CU_ASSERT_EQUAL(cfg->tls.key_line, 5);
+	CU_ASSERT_EQUAL(cfg->tls.min_version, 13);
+	CU_ASSERT_EQUAL(cfg->tls.session_tickets, 0);
+	CU_ASSERT_STRING_EQUAL(cfg->tls.ciphers, "ECDHE+AESGCM");
+
+	cfg = load("[server]\nlisten = 127.0.0.1:1\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_EQUAL(cfg->tls.min_version, 12);
+	CU_ASSERT_EQUAL(cfg->tls.session_tickets, 1);
+	CU_ASSERT_EQUAL(cfg->tls.ktls, 0);
+	cfg = load("[tls]\nktls = auto\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_EQUAL(cfg->tls.ktls, 1);
+	expect_one("[tls]\nktls = yes\n", 2, "[tls] ktls: invalid value "
+	    "'yes' (expected auto or off)");
+
+	expect_one("[server]\nlisten = tls 127.0.0.1:1\n", 2,
+	    "[server] listen: 'tls' must follow an address, e.g. "
+	    "0.0.0.0:443 tls");
+	expect_one("[server]\nlisten = 127.0.0.1:1 tls tls\n"
+	    "[tls]\ncertificate = /c\nkey = /k\n", 2,
+	    "[server] listen: 'tls' must follow an address, e.g. "
+	    "0.0.0.0:443 tls");
+	expect_one("[server]\nlisten = 127.0.0.1:1 tls\n", 2,
+	    "[server] listen: 127.0.0.1:1 tls needs [tls] certificate and "
+	    "key");
+	expect_one("[tls]\ncertificate = /c.pem\n", 2,
+	    "[tls] certificate without key");
+	expect_one("[tls]\nmin_version = SSLv3\n", 2,
+	    "[tls] min_version: invalid version 'SSLv3' (expected TLS1.2 or "
+	    "TLS1.3)");
+	expect_one("[tls]\nsession_tickets = maybe\n", 2,
+	    "[tls] session_tickets: invalid boolean 'maybe' (expected yes or "
+	    "no, true or false, on or off, 1 or 0)");
+	expect_one("[admin]\nlisten = 127.0.0.1:1 tls\n", 2,
+	    "[admin] listen: invalid address 'tls' (expected a numeric "
+	    "address and a port, e.g. 127.0.0.1:9180 or [::1]:9180, or "
+	    "nothing to turn the admin listener off)");
+}
+
+static void
 test_admin_listen(void)
 {
 	struct wsp_config *cfg;
@@ -1210,6 +1353,7 @@ main(void)
 	} tests[] = {
 		{ "defaults", test_defaults },
 		{ "every key", test_every_key },
+		{ "[deflate]", test_deflate_section },
 		{ "config_parse_duration", test_parse_duration },
 		{ "config_parse_size", test_parse_size },
 		{ "config_parse_bool", test_parse_bool },
@@ -1229,6 +1373,7 @@ main(void)
 		{ "BOM and CRLF", test_bom_and_crlf },
 		{ "[log] target = journal", test_log_journal },
 		{ "[admin] listen", test_admin_listen },
+		{ "[tls] and listen ... tls", test_tls_keys },
 		{ "shipped wsplugd.conf.in", test_shipped_config },
 	};
 	CU_pSuite suite;

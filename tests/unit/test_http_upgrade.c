@@ -150,10 +150,20 @@ test_head_length(void)
 	CU_ASSERT_EQUAL(http_head_length("\r\n\r\n", 4), 4);
 	CU_ASSERT_EQUAL(http_head_length(GET_CHAT, strlen(GET_CHAT)), 0);
 	CU_ASSERT_EQUAL(http_head_length(head, hl), hl);
-	/* Bare LFs are not a terminator: such a head never completes and
-	 * runs into max_header_size instead. */
-	CU_ASSERT_EQUAL(http_head_length("GET / HTTP/1.1\n\n", 16), 0);
-	CU_ASSERT_EQUAL(http_head_length("a\r\n\n\r\n", 6), 0);
+	/* A bare LF ends the head where it stands, so that the parser
+	 * refuses it at once rather than the head waiting for a CRLFCRLF
+	 * that never comes. */
+	CU_ASSERT_EQUAL(http_head_length("GET / HTTP/1.1\n\n", 16), 15);
+	CU_ASSERT_EQUAL(http_head_length("a\r\n\n\r\n", 6), 4);
+	CU_ASSERT_EQUAL(http_head_length("\n", 1), 1);
+	CU_ASSERT_EQUAL(http_head_length("GET / HTTP/1.1\r\nHost: x\nUp", 26),
+	    24);
+	CU_ASSERT_EQUAL(http_head_length("GET / HTTP/1.1\r\nHost: x\r", 25),
+	    0);
+	CU_ASSERT_EQUAL(parse_n("GET / HTTP/1.1\r\nHost: x\n", 24), 400);
+	CU_ASSERT(why_is("bare LF in request head"));
+	CU_ASSERT_EQUAL(parse_n("GET / HTTP/1.1\n", 15), 400);
+	CU_ASSERT(why_is("bare LF in request head"));
 	CU_ASSERT_EQUAL(http_head_length("a\r\r\n\r\n", 6), 6);
 	/* Binary before the terminator does not stop the search. */
 	CU_ASSERT_EQUAL(http_head_length("a\0b\r\n\r\n", 7), 7);
@@ -753,14 +763,14 @@ test_response_101(void)
 	b = evbuffer_new();
 	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
 	http_accept_key(&k, accept);
-	http_response_101(b, accept, NULL);
+	http_response_101(b, accept, NULL, NULL);
 	CU_ASSERT(buffer_is(b,
 	    "HTTP/1.1 101 Switching Protocols\r\n"
 	    "Upgrade: websocket\r\n"
 	    "Connection: Upgrade\r\n"
 	    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
 	    "\r\n"));
-	http_response_101(b, accept, "chat");
+	http_response_101(b, accept, "chat", NULL);
 	CU_ASSERT(buffer_is(b,
 	    "HTTP/1.1 101 Switching Protocols\r\n"
 	    "Upgrade: websocket\r\n"
@@ -770,7 +780,7 @@ test_response_101(void)
 	    "\r\n"));
 	/* Appends: what is already queued stays in front. */
 	evbuffer_add(b, "x", 1);
-	http_response_101(b, accept, NULL);
+	http_response_101(b, accept, NULL, NULL);
 	CU_ASSERT_EQUAL(evbuffer_get_length(b), 1 + 129);
 	evbuffer_free(b);
 }
@@ -823,6 +833,9 @@ test_response_error(void)
 	    "Content-Type: text/plain; charset=utf-8\r\n"
 	    "Content-Length: 20\r\n"
 	    "Connection: close\r\n"
+	    "Retry-After: 5\r\n"
+	    "Access-Control-Allow-Origin: *\r\n"
+	    "Access-Control-Expose-Headers: Retry-After\r\n"
 	    "\r\n"
 	    "Service Unavailable\n"));
 	http_response_error(b, 499, "odd");
@@ -833,6 +846,66 @@ test_response_error(void)
 	    "Connection: close\r\n"
 	    "\r\n"
 	    "odd\n"));
+	evbuffer_free(b);
+}
+
+/* The discovery document: only for a GET or HEAD of its own path, the
+ * endpoint's path JSON-escaped into it, 403 for a refused origin. */
+#define FORBIDDEN_HEAD "HTTP/1.1 403 Forbidden\r\n" \
+	"Content-Type: application/json\r\n" \
+	"Content-Length: 49\r\n" \
+	"Cache-Control: no-cache\r\n" \
+	"Access-Control-Allow-Origin: *\r\n" \
+	"Connection: close\r\n" \
+	"\r\n"
+
+static void
+test_wellknown(void)
+{
+	static const char doc[] =
+	    "{\"service\":\"wsplugd\",\"version\":\"" PACKAGE_VERSION "\","
+	    "\"protocol\":1,\"endpoint\":\"/a\\\"b\","
+	    "\"backoff\":{\"base_ms\":1000,\"cap_ms\":30000,"
+	    "\"jitter\":\"full\"},\"retry_after_s\":5}\n";
+	char want[512];
+	struct evbuffer *b;
+
+	b = evbuffer_new();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	CU_ASSERT_EQUAL(parse("GET /.well-known/wsplugd HTTP/1.1\r\n"
+	    "Host: x\r\n\r\n"), 0);
+	CU_ASSERT_EQUAL(http_wellknown(&req, "/a\"b", 1, b), 200);
+	snprintf(want, sizeof(want), "HTTP/1.1 200 OK\r\n"
+	    "Content-Type: application/json\r\n"
+	    "Content-Length: %zu\r\n"
+	    "Cache-Control: no-cache\r\n"
+	    "Access-Control-Allow-Origin: *\r\n"
+	    "Connection: close\r\n"
+	    "\r\n%s", strlen(doc), doc);
+	CU_ASSERT(buffer_is(b, want));
+
+	CU_ASSERT_EQUAL(http_wellknown(&req, "/ws", 0, b), 403);
+	CU_ASSERT(buffer_is(b, FORBIDDEN_HEAD
+	    "{\"error\":\"origin\",\"detail\":\"origin not allowed\"}\n"));
+
+	/* HEAD: the same head, no body. */
+	CU_ASSERT_EQUAL(parse("HEAD /.well-known/wsplugd HTTP/1.1\r\n"
+	    "Host: x\r\n\r\n"), 0);
+	CU_ASSERT_EQUAL(http_wellknown(&req, "/ws", 0, b), 403);
+	CU_ASSERT(buffer_is(b, FORBIDDEN_HEAD));
+
+	/* Not the document: nothing written. */
+	CU_ASSERT_EQUAL(parse("POST /.well-known/wsplugd HTTP/1.1\r\n"
+	    "Host: x\r\n\r\n"), 0);
+	CU_ASSERT_EQUAL(http_wellknown(&req, "/ws", 1, b), 0);
+	CU_ASSERT_EQUAL(parse("GET /.well-known/wsplugd/x HTTP/1.1\r\n"
+	    "Host: x\r\n\r\n"), 0);
+	CU_ASSERT_EQUAL(http_wellknown(&req, "/ws", 1, b), 0);
+	CU_ASSERT_EQUAL(parse("GET /.well-known/wsplugd?x=1 HTTP/1.1\r\n"
+	    "Host: x\r\n\r\n"), 0);
+	CU_ASSERT_EQUAL(http_wellknown(&req, "/ws", 1, b), 200);
+	evbuffer_drain(b, evbuffer_get_length(b));
+	CU_ASSERT_EQUAL(evbuffer_get_length(b), 0);
 	evbuffer_free(b);
 }
 
@@ -885,6 +958,7 @@ static const struct {
 	{ "data after the head", test_trailing_data },
 	{ "101 response bytes", test_response_101 },
 	{ "error response bytes", test_response_error },
+	{ "discovery document", test_wellknown },
 	{ "status texts", test_status_text },
 };
 
