@@ -48,6 +48,10 @@
 
 #include "wsplugd.h"
 
+static void plugin_enter(struct wsp_plugin_ctx *ctx,
+    enum plugin_callback cb);
+static void plugin_leave(struct wsp_plugin_ctx *ctx);
+
 struct plugin_type {
 	UT_hash_handle hh;
 	struct wsp_plugin_ctx *ctx;
@@ -606,17 +610,17 @@ plugin_set_lookup(struct plugin_set *set, const char *type)
 	return t == NULL ? NULL : t->ctx;
 }
 
-void
+/* Around every call into a plugin (timers.c marks its own). */
+static void
 plugin_enter(struct wsp_plugin_ctx *ctx, enum plugin_callback cb)
 {
-	atomic_store_explicit(&ctx->srv->calls->now, ctx->call_id << 8 | cb,
-	    memory_order_relaxed);
+	plugin_calls_mark(ctx->srv->calls, ctx->call_id, cb);
 }
 
-void
+static void
 plugin_leave(struct wsp_plugin_ctx *ctx)
 {
-	atomic_store_explicit(&ctx->srv->calls->now, 0, memory_order_relaxed);
+	plugin_calls_mark(ctx->srv->calls, ctx->call_id, PLUGIN_CB_NONE);
 }
 
 const char *

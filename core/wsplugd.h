@@ -910,6 +910,16 @@ struct plugin_calls {
 	char names[PLUGIN_CALL_NAMES][CONFIG_MAX_PLUGIN_NAME + 1];
 };
 
+/* The store itself, a header inline so that timers.c, below plugin.c,
+ * marks its calls into plugins without calling up into plugin.c. */
+static inline void
+plugin_calls_mark(struct plugin_calls *calls, uint32_t id,
+    enum plugin_callback cb)
+{
+	atomic_store_explicit(&calls->now, cb == PLUGIN_CB_NONE ? 0 :
+	    id << 8 | cb, memory_order_relaxed);
+}
+
 struct wsp_plugin_ctx {
 	struct wsp_server *srv;
 	char *name; /* the section's NAME */
@@ -1001,9 +1011,6 @@ void plugin_call_close(struct plugin_set *set, struct wsp_conn *c,
     uint16_t code);
 void plugin_call_message(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
     const struct wsp_message *m);
-/* Around every call into a plugin (timers.c's too). */
-void plugin_enter(struct wsp_plugin_ctx *ctx, enum plugin_callback cb);
-void plugin_leave(struct wsp_plugin_ctx *ctx);
 /* What calls->now names: the plugin (or "") and the callback. */
 const char *plugin_callback_name(uint32_t now);
 const char *plugin_call_plugin(const struct plugin_calls *calls,
