@@ -13,6 +13,7 @@ import json
 import os
 import resource
 import signal
+import ssl
 import time
 
 import pytest
@@ -606,3 +607,67 @@ def test_master_alone_notifies_systemd_with_the_total(tmp_path, monkeypatch):
         if d.proc.poll() is None:
             d.proc.kill()
         n.close()
+
+
+def test_tls_deflate_and_limits_across_workers(wsplugd, tmp_path):
+    """wss:// with permessage-deflate on workers = 2: the per-address limit
+    is the daemon's at accept (no TLS handshake past it) and each admitted
+    connection takes one place, not two; every refusal gives back the
+    max_connections place it took; /metrics sums the TLS and deflate
+    figures of both workers."""
+    from tlspki import PKI
+    pki = PKI(tmp_path / "pki")
+    d = wsplugd(text=config(
+        plugins=("ping", "worker"),
+        server={"workers": 2, "listen": "127.0.0.1:0 tls",
+                "max_connections_per_ip": 6, "max_connections": 8},
+        log={"level": "info"},
+        plugin_sections={"worker": {"path": WORKER_SO}},
+        extra=pki.tls_section()))
+    d.wait_for("master.ready", timeout=30)
+    d.client_ssl = pki.client_context()
+
+    async def open_one():
+        ws = await websockets.connect(d.url, ssl=d.client_ssl,
+                                      open_timeout=30 * SLOW,
+                                      ping_interval=None)
+        r = await whoami(ws)
+        return ws, int(r["worker"]), r["pid"]
+
+    async def main():
+        conns = [await open_one() for _ in range(6)]
+        mark = d.mark()
+        refusals = 0
+        # until refusals came from both workers (the kernel's pick)
+        while refusals < 40 and (refusals < 8 or len({
+                e["worker"] for e in d.find_all(
+                    "ws.refuse", reason="max_connections_per_ip")}) < 2):
+            with pytest.raises((ssl.SSLError, ConnectionError, OSError,
+                                asyncio.TimeoutError)):
+                await open_one()
+            refusals += 1
+        # a place given back is a place for the next one, any worker
+        await conns.pop()[0].close()
+        d.wait_for("ws.close", start=mark)
+        conns.append(await open_one())
+        s = await asyncio.get_running_loop().run_in_executor(
+            None, metrics_until, d, lambda s: one(
+                s, "wsplugd_tls_handshakes_total") == 7 and one(
+                s, "wsplugd_deflate_connections") == 6)
+        for ws, _, _ in conns:
+            await ws.close()
+        return refusals, s, mark
+
+    refusals, s, mark = run(main())
+    found = d.wait_count("ws.refuse", refusals,
+                         reason="max_connections_per_ip", start=mark)
+    assert len({e["worker"] for e in found}) == 2, found
+    assert one(s, "wsplugd_tls_handshakes_total") == 7
+    assert one(s, "wsplugd_tls_handshakes_failed_total",
+               reason="protocol") == 0
+    assert one(s, "wsplugd_handshakes_refused_total",
+               reason="max_connections_per_ip") == refusals
+    assert one(s, "wsplugd_handshakes_refused_total",
+               reason="max_connections") == 0
+    assert one(s, "wsplugd_deflate_connections") == 6
+    assert one(s, "wsplugd_connections_active") == 6
