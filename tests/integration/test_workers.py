@@ -653,7 +653,9 @@ def test_tls_deflate_and_limits_across_workers(wsplugd, tmp_path):
         s = await asyncio.get_running_loop().run_in_executor(
             None, metrics_until, d, lambda s: one(
                 s, "wsplugd_tls_handshakes_total") == 7 and one(
-                s, "wsplugd_deflate_connections") == 6)
+                s, "wsplugd_deflate_connections") == 6 and one(
+                s, "wsplugd_handshakes_refused_total",
+                reason="max_connections_per_ip") == refusals)
         for ws, _, _ in conns:
             await ws.close()
         return refusals, s, mark
