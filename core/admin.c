@@ -2,7 +2,8 @@
  * admin.c: the admin listener, for the operator and the monitoring.
  *
  *   GET /healthz      200 "ok" while serving, 503 "draining" once shutdown
- *                     began (a load balancer stops sending clients here)
+ *                     began (a load balancer stops sending clients here);
+ *                     with workers > 1, "ok: N of M workers alive"
  *   GET /metrics      the counters in the Prometheus text format (metrics.c)
  *   GET /connections  the registry as JSON, at most ?limit=N (default 100,
  *                     at most 10000) entries, so 100,000 connections never
@@ -163,10 +164,20 @@ static void
 admin_healthz(struct admin *ad, struct evhttp_request *req, const char *path,
     const char *query)
 {
+	struct metrics_snap snap;
+	char text[64];
+
 	(void)query;
 	if (ad->srv->draining)
 		admin_text(req, path, 503, "draining");
-	else
+	else if (ad->srv->metrics_sum != NULL) { /* workers > 1 */
+		memset(&snap, 0, sizeof(snap));
+		ad->srv->metrics_sum(ad->srv, &snap);
+		snprintf(text, sizeof(text), "ok: %llu of %llu workers alive",
+		    (unsigned long long)snap.workers_alive,
+		    (unsigned long long)snap.workers);
+		admin_text(req, path, 200, text);
+	} else
 		admin_text(req, path, 200, "ok");
 }
 
@@ -642,7 +653,11 @@ admin_bind(struct admin *ad, const struct wsp_config *cfg,
 	char addr[64];
 	int fd;
 
-	if ((fd = listen_bind(a, ADMIN_BACKLOG, addr, sizeof(addr))) == -1) {
+	if (ad->srv->admin_off)
+		return 0; /* a worker other than the one serving it */
+	if ((fd = ad->srv->bind != NULL ? ad->srv->bind(ad->srv, a,
+	    ADMIN_BACKLOG, addr, sizeof(addr)) : listen_bind(a, ADMIN_BACKLOG,
+	    0, addr, sizeof(addr))) == -1) {
 		admin_bind_error(errs, cfg, a, errno);
 		return -1;
 	}

@@ -11,6 +11,11 @@
  * Every function answers 0 (admitted) or the HTTP status to refuse with,
  * with the metrics label and the text for the response body; none of them
  * touches the connection.
+ *
+ * With workers > 1 (srv->limits set) the two limits count every worker's
+ * connections (limits.c): admitting takes a place there, which conn.c
+ * marks on the connection and admit_release gives back.  One process
+ * counts its own registry, as it always did.
  */
 #include <string.h>
 #include <strings.h>
@@ -28,12 +33,37 @@ admit_accept(struct wsp_server *srv, const char **reason_r,
 		*why_r = "server is shutting down";
 		return 503;
 	}
-	if (srv->reg.count + srv->nhandshake > srv->cfg->max_connections) {
+	if (srv->limits != NULL ?
+	    limits_conn_take(srv->limits, srv->cfg->max_connections) == -1 :
+	    srv->reg.count + srv->nhandshake > srv->cfg->max_connections) {
 		*reason_r = "max_connections";
 		*why_r = "too many connections";
 		return 503;
 	}
 	return 0;
+}
+
+void
+admit_release(struct wsp_conn *c)
+{
+	if (c->held_conn)
+		limits_conn_put(c->srv->limits);
+	if (c->held_ip)
+		limits_ip_put(c->srv->limits, c->ip);
+	c->held_conn = c->held_ip = 0;
+}
+
+/* The per-address limit: the daemon's count with workers > 1 (unless its
+ * table is full), else this process's registry. */
+static int
+admit_ip_over(struct wsp_server *srv, const char *ip, uint64_t max)
+{
+	int rv;
+
+	if (srv->limits != NULL &&
+	    (rv = limits_ip_take(srv->limits, ip, max)) != 1)
+		return rv == -1;
+	return registry_ip_count(&srv->reg, ip) >= max;
 }
 
 int
@@ -88,7 +118,7 @@ admit_address(struct wsp_server *srv, const char *ip, const char **reason_r,
 	const struct wsp_config *cfg = srv->cfg;
 
 	if (cfg->max_connections_per_ip > 0 &&
-	    registry_ip_count(&srv->reg, ip) >= cfg->max_connections_per_ip) {
+	    admit_ip_over(srv, ip, cfg->max_connections_per_ip)) {
 		*reason_r = "max_connections_per_ip";
 		*why_r = "too many connections from this address";
 		return 503;
@@ -97,7 +127,7 @@ admit_address(struct wsp_server *srv, const char *ip, const char **reason_r,
 }
 
 int
-admit_request(struct wsp_server *srv, const char *ip,
+admit_request(struct wsp_server *srv, const char *ip, int ip_held,
     const struct http_request *req, const char **protocol_r,
     const char **reason_r, const char **why_r)
 {
@@ -109,7 +139,10 @@ admit_request(struct wsp_server *srv, const char *ip,
 		*why_r = "origin not allowed";
 		return 403;
 	}
-	if ((status = admit_address(srv, ip, reason_r, why_r)) != 0)
+	/* ip_held: a TLS listener's connection took its address's shared
+	 * place at accept (admit_address); taking it again would count it
+	 * twice. */
+	if (!ip_held && (status = admit_address(srv, ip, reason_r, why_r)) != 0)
 		return status;
 	*protocol_r = admit_subprotocol(cfg, req);
 	return 0;

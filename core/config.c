@@ -73,6 +73,7 @@ enum cfg_type {
 	T_FORMAT,
 	T_TARGET,
 	T_DIR,
+	T_WORKERS,
 	T_HOSTS,
 	T_USER,
 	T_GROUP,
@@ -109,6 +110,7 @@ static const struct {
 	    "file:/absolute/path" },
 	[T_DIR] = { "directory", "an absolute path, or one relative to the "
 	    "configuration file" },
+	[T_WORKERS] = { "number", "auto or an integer" },
 	[T_USER] = { "user", "a user name" },
 	[T_GROUP] = { "group", "a group name" },
 	[T_HOSTS] = { "host", "a host name or address as a Host header has "
@@ -159,6 +161,10 @@ static const struct cfg_key cfg_keys[] = {
 	    0, MS_HOUR, "0..1h", 0),
 	NUM(SEC_SERVER, "slow_callback", T_DURATION, slow_callback,
 	    1, MS_HOUR, "1ms..1h", 0),
+	NUM(SEC_SERVER, "workers", T_WORKERS, workers, 1, CONFIG_MAX_WORKERS,
+	    "auto, or 1..256", 0),
+	NUM(SEC_SERVER, "worker_watchdog", T_DURATION, worker_watchdog,
+	    100, MS_HOUR, "0, or 100ms..1h", 1),
 	{ .sec = SEC_SERVER, .name = "user", .type = T_USER },
 	{ .sec = SEC_SERVER, .name = "group", .type = T_GROUP },
 	NUM(SEC_KEEPALIVE, "ping_interval", T_DURATION, ping_interval,
@@ -259,7 +265,7 @@ cfg_invalid(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 {
 	char v[CONFIG_SHOW_SIZE];
 
-	if (k->type == T_UINT)
+	if (k->type == T_UINT || k->type == T_WORKERS)
 		cfg_error(p, p->rd.lineno, "[%s] %s: invalid number '%s' "
 		    "(expected an integer, %s)", cfg_sec_names[k->sec],
 		    k->name, config_show(value, v), k->range);
@@ -278,7 +284,7 @@ cfg_set_number(struct cfg_parse *p, const struct cfg_key *k,
 	uint64_t n;
 	int overflow = 0, rv;
 
-	if (k->type == T_UINT) {
+	if (k->type == T_UINT || k->type == T_WORKERS) {
 		rv = config_parse_uint(value, UINT64_MAX, &n);
 		overflow = rv == -1 && config_all_digits(value);
 	} else if (k->type == T_SIZE)
@@ -628,6 +634,16 @@ cfg_set(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 	case T_FORMAT:
 	case T_TARGET:
 		return cfg_set_log(p, k, value);
+	case T_WORKERS:
+		cfg->workers_line = p->rd.lineno;
+		if (strcmp(value, "auto") == 0) {
+			long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+			cfg->workers = n < 1 ? 1 : n > CONFIG_MAX_WORKERS ?
+			    CONFIG_MAX_WORKERS : (uint64_t)n;
+			return 0;
+		}
+		return cfg_set_number(p, k, value);
 	case T_DIR:
 		if ((cfg->plugin_dir = path_resolve(p, value)) == NULL) {
 			cfg_nomem(p);
@@ -695,7 +711,7 @@ cfg_fixed_key(struct cfg_parse *p, const char *name, const char *value)
 	p->seen[i] = p->rd.lineno;
 	if (*value == '\0' && k->type != T_ORIGINS && k->type != T_PROTOCOLS &&
 	    k->type != T_ADMIN_LISTEN && k->type != T_HOSTS) {
-		if (k->type == T_UINT)
+		if (k->type == T_UINT || k->type == T_WORKERS)
 			cfg_error(p, p->rd.lineno, "[%s] %s: empty value "
 			    "(expected an integer, %s)", cfg_sec_names[k->sec],
 			    k->name, k->range);
@@ -1072,6 +1088,8 @@ config_load(const char *file, const char *default_plugin_dir,
 	cfg->handshake_timeout = 10 * MS_SEC;
 	cfg->shutdown_timeout = 5 * MS_SEC;
 	cfg->slow_callback = 100;
+	cfg->workers = 1;
+	cfg->worker_watchdog = 10 * MS_SEC;
 	cfg->ping_interval = 25 * MS_SEC;
 	cfg->sweep_interval = 60 * MS_SEC;
 	cfg->idle_timeout = 60 * MS_SEC;

@@ -224,8 +224,16 @@ conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
 		conn_free(c); /* closes fd: the caller must not */
 		return 0;
 	}
-	if ((status = admit_accept(srv, &reason, &why)) != 0 ||
-	    (tls && (status = admit_address(srv, c->ip, &reason, &why)) != 0))
+	/* Each place taken is marked at once, so that a refusal by the next
+	 * check gives it back (conn_refuse). */
+	if ((status = admit_accept(srv, &reason, &why)) == 0) {
+		c->held_conn = srv->limits != NULL;
+		if (tls && (status = admit_address(srv, c->ip, &reason,
+		    &why)) == 0)
+			c->held_ip = srv->limits != NULL &&
+			    srv->cfg->max_connections_per_ip > 0;
+	}
+	if (status != 0)
 		conn_refuse(c, status, reason, why);
 	else
 		dq_push(&srv->dq_handshake, c);
@@ -250,6 +258,8 @@ conn_refuse(struct wsp_conn *c, int status, const char *reason,
     const char *why)
 {
 	admit_refused(c->srv, c->ip, c->port, status, reason, why);
+	if (c->held_conn | c->held_ip)
+		admit_release(c);
 	if (c->ssl != NULL && !c->tls_open) {
 		/* No TLS session to answer in: a plain close. */
 		if (strcmp(reason, "handshake_timeout") == 0)
@@ -433,12 +443,14 @@ conn_read_head(struct wsp_conn *c)
 	if (status != 0)
 		reason = admit_reason(status);
 	else
-		status = admit_request(c->srv, c->ip, &req, &proto, &reason,
-		    &why);
+		status = admit_request(c->srv, c->ip, c->held_ip, &req, &proto,
+		    &reason, &why);
 	if (status != 0) {
 		conn_refuse(c, status, reason, why);
 		return 0;
 	}
+	/* admitted: with workers > 1 it holds a place from its address */
+	c->held_ip = c->srv->limits != NULL && cfg->max_connections_per_ip > 0;
 	return conn_upgrade(c, &req, end, proto);
 }
 
@@ -471,6 +483,8 @@ conn_end_n(struct wsp_conn *c, uint16_t code, const char *reason,
 		if (c->ip_counted)
 			registry_ip_unref(&srv->reg, c->ip);
 		c->ip_counted = 0;
+		if (c->held_conn | c->held_ip)
+			admit_release(c);
 		if (c->opened) {
 			c->opened = 0;
 			srv->conn_hooks.closed(c, code);
@@ -949,6 +963,8 @@ conn_free(struct wsp_conn *c)
 	if (c->registered)
 		conn_end(c, WS_CLOSE_ABNORMAL, "connection dropped");
 	conn_leave_handshake(c);
+	if (c->held_conn | c->held_ip)
+		admit_release(c);
 	dq_remove(c);
 	TAILQ_REMOVE(&srv->pending, c, link);
 	srv->npending--;

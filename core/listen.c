@@ -56,8 +56,8 @@ listen_format_addr(const struct sockaddr *sa, char *out, size_t len)
 }
 
 int
-listen_bind(const struct wsp_listen_addr *a, int backlog, char *addr,
-    size_t addrlen)
+listen_bind(const struct wsp_listen_addr *a, int backlog, int reuseport,
+    char *addr, size_t addrlen)
 {
 	struct sockaddr_storage bound;
 	socklen_t blen = sizeof(bound);
@@ -68,6 +68,13 @@ listen_bind(const struct wsp_listen_addr *a, int backlog, char *addr,
 	if (fd == -1)
 		return -1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (reuseport &&
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1) {
+		err = errno;
+		close(fd);
+		errno = err;
+		return -1;
+	}
 	if (a->ss.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	if (bind(fd, (const struct sockaddr *)&a->ss, a->sslen) == -1 ||
@@ -146,7 +153,8 @@ listen_open(struct wsp_server *srv, const struct wsp_config *cfg,
 	    srv)) == NULL)
 		return -1;
 	/* evconnlistener_new() calls listen() with our backlog. */
-	if ((fd = listen_bind(a, 0, addr, sizeof(addr))) == -1) {
+	if ((fd = srv->bind != NULL ? srv->bind(srv, a, 0, addr,
+	    sizeof(addr)) : listen_bind(a, 0, 0, addr, sizeof(addr))) == -1) {
 		errors_add(errs, cfg->file, a->line, "listen %s: %s%s",
 		    a->text, strerror(errno), privdrop_hint(errno));
 		return -1;

@@ -20,6 +20,7 @@ core_libwspcore_la_SOURCES = \
 	core/http_upgrade.c \
 	core/json_read.c \
 	core/keepalive.c \
+	core/limits.c \
 	core/listen.c \
 	core/log.c \
 	core/metrics.c \
@@ -33,6 +34,7 @@ core_libwspcore_la_SOURCES = \
 	core/trust.c \
 	core/tls.c \
 	core/utf8.c \
+	core/workers.c \
 	core/ws_codec.c \
 	core/zstream.c
 core_libwspcore_la_CPPFLAGS = $(AM_CPPFLAGS) $(LIBEVENT_CFLAGS) \

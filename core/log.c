@@ -36,7 +36,8 @@
  *   daemon.stop       uptime_s opened closed refused reaped msgs_in msgs_out
  *                     left_open
  *   daemon.shutdown   msg (closing N connections; timeout reached)
- *   daemon.limit      msg (open-file limit below max_connections)
+ *   daemon.limit      msg (open-file limit below max_connections; the
+ *                     shared address table is full, workers > 1)
  *   daemon.privileges user uid group gid (switched to [server] user)
  *   daemon.error      msg
  *   config.error      msg (FILE:LINE: message; at start-up or reload)
@@ -58,7 +59,9 @@
  *   ws.ping_missed    conn ip missed idle_ms
  *   ws.reap           conn ip idle_ms pings_missed
  *   reload            result (ok: generation ok_total kept loaded unloaded
- *                     active; failed: errors failed_total msg)
+ *                     active; failed: errors failed_total msg; workers > 1:
+ *                     aborted in a worker, and the master's line with
+ *                     workers, failed_in)
  *   plugin.load       plugin version path generation
  *   plugin.unload     plugin generation
  *   plugin.log        plugin conn msg (a plugin's own line)
@@ -71,6 +74,15 @@
  *                     the lines go to stderr)
  *   notify.error      msg (sd_notify failed)
  *   libevent          msg (libevent's own warnings and errors)
+ *   master.start      workers pid (workers > 1: the master, before forking)
+ *   worker.start      pid (the master, each time it forks worker=N)
+ *   worker.ready      pid (the worker, serving)
+ *   worker.exit       pid status or signal, plugin callback (the call it
+ *                     was in, if any), respawn_ms; warn unless shutting
+ *                     down
+ *   worker.watchdog   pid ms (its loop stalled: killed)
+ *
+ * With workers > 1 every line of a worker also carries worker=N (1..N).
  *
  * Journal fields: MESSAGE (the line), PRIORITY, SYSLOG_IDENTIFIER=wsplugd,
  * CONNECTION_ID (conn), CLIENT_IP (ip), and WSPLUGD_<KEY> for every other
@@ -80,6 +92,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +153,8 @@ static struct {
 	               called back from its log callback */
 	struct log_line line;
 	struct event *flush_ev; /* NULL: no loop yet, write each line */
+	int worker;             /* log_set_worker's N, 0: not a worker */
+	size_t pending_max;     /* 0: sizeof(pending) */
 	size_t plen;
 	char pending[LOG_PENDING_MAX];
 	time_t ts_sec; /* the second ts_text holds, "YYYY-MM-DDTHH:MM:SS" */
@@ -502,7 +517,18 @@ log_begin(int level, const char *event)
 	if (L.format == LOG_FORMAT_JSON)
 		append_c(l, '"');
 	log_str(l, "event", event);
+	if (L.worker != 0)
+		log_uint(l, "worker", (unsigned)L.worker);
 	return l;
+}
+
+void
+log_set_worker(int n)
+{
+	L.worker = n;
+	/* Processes share the descriptor: a write of at most PIPE_BUF bytes
+	 * is one piece on a pipe, so lines of two workers never mix. */
+	L.pending_max = PIPE_BUF;
 }
 
 void
@@ -664,13 +690,15 @@ log_detach(void)
 static void
 log_write(const char *line, size_t len, int level)
 {
+	size_t max = L.pending_max != 0 ? L.pending_max : sizeof(L.pending);
+
 	if (L.flush_ev == NULL || level >= WSP_LOG_WARN || L.direct ||
-	    len > sizeof(L.pending)) {
+	    len > max) {
 		log_flush();
 		write_all(line, len);
 		return;
 	}
-	if (L.plen + len > sizeof(L.pending))
+	if (L.plen + len > max)
 		log_flush();
 	/* The first line of a turn schedules the write: active events run
 	 * after the ones already active, so after the rest of this turn. */

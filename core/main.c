@@ -95,6 +95,72 @@ raise_nofile(const struct wsp_config *cfg)
 		    (unsigned long long)rl.rlim_cur);
 }
 
+/* Run the server on cfg until it is told to stop: the whole daemon when
+ * workers = 1, one worker process otherwise (hooks from workers.c).  *cfgp
+ * is the configuration in force at the end, for the caller to free. */
+static int
+serve(struct wsp_config **cfgp, const char *file, int level,
+    const struct server_hooks *hooks)
+{
+	struct wsp_errors errs = { NULL, 0 };
+	struct wsp_config *cfg = *cfgp;
+	struct wsp_server srv;
+	size_t i;
+
+	/* Every process that accepts keeps its own reserve descriptor. */
+	if (fdlimit_init() == -1)
+		log_msg(WSP_LOG_WARN, "daemon.limit", "cannot open /dev/null "
+		    "as the reserve descriptor: %s", strerror(errno));
+	if (server_init(&srv, cfg, hooks, &errs) == -1) {
+		for (i = 0; i < errs.n; i++)
+			log_msg(WSP_LOG_ERROR, "config.error", "%s",
+			    errs.msg[i]);
+		if (cfg->log_target != LOG_TARGET_STDERR)
+			print_errors(&errs);
+		server_free(&srv);
+		errors_clear(&errs);
+		return 1;
+	}
+	/* Listeners bound, log open: root is no longer needed.  A worker
+	 * was forked by a master that has already switched (workers.c), so
+	 * there this finds the user in place and changes nothing. */
+	if (privdrop_apply(cfg, &errs) == -1) {
+		for (i = 0; i < errs.n; i++)
+			log_msg(WSP_LOG_ERROR, "daemon.error", "%s",
+			    errs.msg[i]);
+		server_free(&srv);
+		errors_clear(&errs);
+		return 1;
+	}
+	srv.config_file = file;
+	srv.log_level_override = level;
+	srv.default_plugin_dir = PLUGINDIR;
+	if (keepalive_start(&srv) == -1 || server_signals(&srv) == -1) {
+		log_msg(WSP_LOG_ERROR, "daemon.error",
+		    "cannot set up timers and signals");
+		server_free(&srv);
+		return 1;
+	}
+	{
+		struct log_line *l = log_begin(WSP_LOG_INFO, "daemon.start");
+
+		log_str(l, "version", PACKAGE_VERSION);
+		log_int(l, "abi", WSPLUGD_PLUGIN_ABI);
+		log_int(l, "pid", getpid());
+		log_str(l, "config", file);
+		log_str(l, "path", cfg->path);
+		log_end(l);
+	}
+	if (notify_start(&srv) == -1)
+		log_msg(WSP_LOG_WARN, "notify.error", "cannot set up systemd "
+		    "notification: out of memory");
+	event_base_dispatch(srv.base);
+	server_log_summary(&srv);
+	*cfgp = srv.cfg; /* a reload may have replaced it */
+	server_free(&srv);
+	return 0;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -191,53 +257,10 @@ main(int argc, char *argv[])
 	}
 	signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an error code */
 	raise_nofile(cfg);
-	if (fdlimit_init() == -1)
-		log_msg(WSP_LOG_WARN, "daemon.limit", "cannot open /dev/null "
-		    "as the reserve descriptor: %s", strerror(errno));
-	if (server_init(&srv, cfg, &errs) == -1) {
-		for (i = 0; i < errs.n; i++)
-			log_msg(WSP_LOG_ERROR, "config.error", "%s",
-			    errs.msg[i]);
-		if (cfg->log_target != LOG_TARGET_STDERR)
-			print_errors(&errs);
-		server_free(&srv);
-		goto done;
-	}
-	/* Listeners bound, log open: root is no longer needed. */
-	if (privdrop_apply(cfg, &errs) == -1) {
-		for (i = 0; i < errs.n; i++)
-			log_msg(WSP_LOG_ERROR, "daemon.error", "%s",
-			    errs.msg[i]);
-		server_free(&srv);
-		goto done;
-	}
-	srv.config_file = file;
-	srv.log_level_override = level;
-	srv.default_plugin_dir = PLUGINDIR;
-	if (keepalive_start(&srv) == -1 || server_signals(&srv) == -1) {
-		log_msg(WSP_LOG_ERROR, "daemon.error",
-		    "cannot set up timers and signals");
-		server_free(&srv);
-		goto done;
-	}
-	{
-		struct log_line *l = log_begin(WSP_LOG_INFO, "daemon.start");
-
-		log_str(l, "version", PACKAGE_VERSION);
-		log_int(l, "abi", WSPLUGD_PLUGIN_ABI);
-		log_int(l, "pid", getpid());
-		log_str(l, "config", file);
-		log_str(l, "path", cfg->path);
-		log_end(l);
-	}
-	if (notify_start(&srv) == -1)
-		log_msg(WSP_LOG_WARN, "notify.error", "cannot set up systemd "
-		    "notification: out of memory");
-	event_base_dispatch(srv.base);
-	server_log_summary(&srv);
-	cfg = srv.cfg; /* a reload may have replaced it */
-	server_free(&srv);
-	rc = 0;
+	if (cfg->workers > 1)
+		rc = workers_run(&cfg, file, level, PLUGINDIR, serve);
+	else
+		rc = serve(&cfg, file, level, NULL);
 done:
 	config_free(cfg);
 	errors_clear(&errs);

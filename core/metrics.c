@@ -207,20 +207,86 @@ by_reason(struct render *r, const char *name, const char *help,
 		    (unsigned long long)v[i]);
 }
 
-static void
-render_connections(struct render *r, struct wsp_server *srv)
+void
+metrics_snapshot(struct wsp_server *srv, struct metrics_snap *out)
 {
-	const struct metrics *m = &srv->metrics;
+	memset(out, 0, sizeof(*out));
+	out->m = srv->metrics;
+	out->active = srv->reg.count;
+	out->pending = handshakes_pending(srv);
+	out->opened = srv->total_opened;
+	out->z = *zstream_stats(srv);
+}
+
+void
+metrics_add(struct metrics_snap *sum, const struct metrics_snap *x)
+{
+	struct metrics *a = &sum->m;
+	const struct metrics *b = &x->m;
+	size_t i, j;
+
+	a->msgs_in += b->msgs_in;
+	a->msgs_out += b->msgs_out;
+	a->bytes_in += b->bytes_in;
+	a->bytes_out += b->bytes_out;
+	a->pings += b->pings;
+	a->reaps += b->reaps;
+	a->reloads_ok += b->reloads_ok;
+	a->reloads_failed += b->reloads_failed;
+	for (i = 0; i < METRICS_REASONS; i++)
+		a->refused[i] += b->refused[i];
+	a->tls_handshakes += b->tls_handshakes;
+	for (i = 0; i < METRICS_TLS_FAILS; i++)
+		a->tls_failed[i] += b->tls_failed[i];
+	for (i = 0; i < METRICS_CODES - 1 && b->closed[i].code != 0; i++) {
+		for (j = 0; j < METRICS_CODES - 1; j++)
+			if (a->closed[j].code == b->closed[i].code ||
+			    a->closed[j].code == 0)
+				break;
+		a->closed[j].code = j < METRICS_CODES - 1 ?
+		    b->closed[i].code : 0;
+		a->closed[j].n += b->closed[i].n;
+	}
+	a->closed[METRICS_CODES - 1].n += b->closed[METRICS_CODES - 1].n;
+	sum->active += x->active;
+	sum->pending += x->pending;
+	sum->opened += x->opened;
+	sum->z.conns += x->z.conns;
+	sum->z.full_conns += x->z.full_conns;
+	sum->z.full_bytes += x->z.full_bytes;
+	sum->z.zlib_bytes += x->z.zlib_bytes;
+	sum->z.compressed += x->z.compressed;
+	sum->z.reused += x->z.reused;
+	sum->z.tight += x->z.tight;
+}
+
+void
+metrics_snap_gone(struct metrics_snap *s)
+{
+	s->active = s->pending = 0;
+	s->z.conns = s->z.full_conns = 0;
+	s->z.full_bytes = s->z.zlib_bytes = 0;
+}
+
+static void
+render_connections(struct render *r, const struct metrics_snap *s)
+{
+	const struct metrics *m = &s->m;
 	size_t i;
 
+	if (s->workers > 0) {
+		gauge(r, "wsplugd_workers", "Worker processes configured.",
+		    s->workers);
+		gauge(r, "wsplugd_workers_alive",
+		    "Worker processes running and serving.", s->workers_alive);
+	}
 	gauge(r, "wsplugd_connections_active",
-	    "WebSocket connections open now.", srv->reg.count);
+	    "WebSocket connections open now.", s->active);
 	gauge(r, "wsplugd_handshakes_pending",
 	    "Connections accepted and still in the opening handshake.",
-	    handshakes_pending(srv));
+	    s->pending);
 	counter(r, "wsplugd_connections_opened_total",
-	    "WebSocket connections established (101 sent).",
-	    srv->total_opened);
+	    "WebSocket connections established (101 sent).", s->opened);
 	family(r, "wsplugd_connections_closed_total", "counter",
 	    "WebSocket connections closed, by close code (1006: the peer "
 	    "went away without a close frame).");
@@ -241,9 +307,9 @@ render_connections(struct render *r, struct wsp_server *srv)
 }
 
 static void
-render_traffic(struct render *r, struct wsp_server *srv)
+render_traffic(struct render *r, const struct metrics_snap *s)
 {
-	const struct metrics *m = &srv->metrics;
+	const struct metrics *m = &s->m;
 
 	counter(r, "wsplugd_messages_received_total",
 	    "Complete text and binary messages received.", m->msgs_in);
@@ -267,9 +333,9 @@ render_traffic(struct render *r, struct wsp_server *srv)
 }
 
 static void
-render_deflate(struct render *r, struct wsp_server *srv)
+render_deflate(struct render *r, const struct metrics_snap *s)
 {
-	const struct zstream_stats *z = zstream_stats(srv);
+	const struct zstream_stats *z = &s->z;
 
 	gauge(r, "wsplugd_deflate_connections",
 	    "Open connections that negotiated permessage-deflate.", z->conns);
@@ -326,10 +392,14 @@ int
 metrics_render(struct wsp_server *srv, struct evbuffer *out)
 {
 	struct render r = { out, 0 };
+	struct metrics_snap s;
 
-	render_connections(&r, srv);
-	render_traffic(&r, srv);
-	render_deflate(&r, srv);
+	metrics_snapshot(srv, &s);
+	if (srv->metrics_sum != NULL)
+		srv->metrics_sum(srv, &s);
+	render_connections(&r, &s);
+	render_traffic(&r, &s);
+	render_deflate(&r, &s);
 	render_process(&r, srv);
 	return r.failed ? -1 : 0;
 }

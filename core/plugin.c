@@ -48,6 +48,10 @@
 
 #include "wsplugd.h"
 
+static void plugin_enter(struct wsp_plugin_ctx *ctx,
+    enum plugin_callback cb);
+static void plugin_leave(struct wsp_plugin_ctx *ctx);
+
 struct plugin_type {
 	UT_hash_handle hh;
 	struct wsp_plugin_ctx *ctx;
@@ -142,6 +146,11 @@ plugin_ctx_new(struct wsp_server *srv, const char *name, const char *path)
 	ctx->srv = srv;
 	ctx->memfd = -1;
 	TAILQ_INIT(&ctx->timers);
+	/* Ids 1..PLUGIN_CALL_NAMES, 0 meaning none; the name is copied
+	 * where a master can read it after this process died. */
+	ctx->call_id = srv->calls->next++ % PLUGIN_CALL_NAMES + 1;
+	snprintf(srv->calls->names[ctx->call_id - 1],
+	    sizeof(srv->calls->names[0]), "%s", name);
 	if ((ctx->name = strdup(name)) == NULL ||
 	    (ctx->path = strdup(path)) == NULL) {
 		free(ctx->name);
@@ -178,8 +187,11 @@ plugin_unload(struct wsp_plugin_ctx *ctx)
 
 	/* unload may still cancel its own timers; whatever it leaves is
 	 * cancelled after, and nothing fires in between. */
-	if (ctx->desc != NULL && ctx->desc->unload != NULL && ctx->loaded)
+	if (ctx->desc != NULL && ctx->desc->unload != NULL && ctx->loaded) {
+		plugin_enter(ctx, PLUGIN_CB_UNLOAD);
 		ctx->desc->unload(ctx->state);
+		plugin_leave(ctx);
+	}
 	timers_cancel_all(ctx);
 	if (ctx->dl != NULL)
 		dlclose(ctx->dl);
@@ -281,7 +293,7 @@ plugin_load(struct plugin_set *set, struct wsp_server *srv,
 	size_t before = errs->n, i;
 	struct log_line *l;
 	struct stat st;
-	int failed = 0;
+	int failed = 0, rv;
 
 	if ((ctx = plugin_ctx_new(srv, sec->name, sec->path)) == NULL) {
 		errors_add(errs, sec->file, sec->line, "out of memory");
@@ -319,7 +331,10 @@ plugin_load(struct plugin_set *set, struct wsp_server *srv,
 		if (plugin_claim(ctx, *tp) == -1)
 			failed = 1;
 	if (!failed && d->load != NULL) {
-		if (d->load(ctx, &srv->plugin_host, sec, &ctx->state) != 0) {
+		plugin_enter(ctx, PLUGIN_CB_LOAD);
+		rv = d->load(ctx, &srv->plugin_host, sec, &ctx->state);
+		plugin_leave(ctx);
+		if (rv != 0) {
 			if (errs->n == before)
 				errors_add(errs, sec->file, sec->line,
 				    "[plugin:%s] refused its configuration",
@@ -595,13 +610,56 @@ plugin_set_lookup(struct plugin_set *set, const char *type)
 	return t == NULL ? NULL : t->ctx;
 }
 
+/* Around every call into a plugin (timers.c marks its own). */
+static void
+plugin_enter(struct wsp_plugin_ctx *ctx, enum plugin_callback cb)
+{
+	plugin_calls_mark(ctx->srv->calls, ctx->call_id, cb);
+}
+
+static void
+plugin_leave(struct wsp_plugin_ctx *ctx)
+{
+	plugin_calls_mark(ctx->srv->calls, ctx->call_id, PLUGIN_CB_NONE);
+}
+
+const char *
+plugin_callback_name(uint32_t now)
+{
+	static const char *const names[] = {
+		[PLUGIN_CB_NONE] = "", [PLUGIN_CB_LOAD] = "load",
+		[PLUGIN_CB_UNLOAD] = "unload", [PLUGIN_CB_OPEN] = "open",
+		[PLUGIN_CB_ADOPT] = "adopt", [PLUGIN_CB_CLOSE] = "close",
+		[PLUGIN_CB_MESSAGE] = "message", [PLUGIN_CB_TIMER] = "timer",
+	};
+
+	return (now & 0xff) < nitems(names) ? names[now & 0xff] : "";
+}
+
+const char *
+plugin_call_plugin(const struct plugin_calls *calls, uint32_t now)
+{
+	uint32_t id = now >> 8;
+
+	return id >= 1 && id <= PLUGIN_CALL_NAMES ? calls->names[id - 1] : "";
+}
+
+static uint64_t
+plugin_timed_begin(struct wsp_plugin_ctx *ctx, enum plugin_callback cb)
+{
+	plugin_enter(ctx, cb);
+	return clock_mono_ms();
+}
+
 static void
 plugin_timed_end(struct wsp_plugin_ctx *ctx, const char *callback,
     uint64_t t0)
 {
-	uint64_t took = clock_mono_ms() - t0;
+	uint64_t took;
 	struct log_line *l;
 
+	plugin_leave(ctx);
+	took = clock_mono_ms() - t0;
 	if (took < ctx->srv->cfg->slow_callback)
 		return;
 	if ((l = log_begin(WSP_LOG_WARN, "plugin.slow")) != NULL) {
@@ -623,7 +681,7 @@ plugin_call_open(struct plugin_set *set, struct wsp_conn *c)
 		ctx = set->plugins[i];
 		if (ctx->desc->open == NULL)
 			continue;
-		t0 = clock_mono_ms();
+		t0 = plugin_timed_begin(ctx, PLUGIN_CB_OPEN);
 		ctx->desc->open(ctx->state, c);
 		plugin_timed_end(ctx, "open", t0);
 	}
@@ -636,7 +694,7 @@ plugin_call_adopt(struct wsp_plugin_ctx *ctx, struct wsp_conn *c)
 
 	if (ctx->desc->adopt == NULL)
 		return;
-	t0 = clock_mono_ms();
+	t0 = plugin_timed_begin(ctx, PLUGIN_CB_ADOPT);
 	ctx->desc->adopt(ctx->state, c);
 	plugin_timed_end(ctx, "adopt", t0);
 }
@@ -652,7 +710,7 @@ plugin_call_close(struct plugin_set *set, struct wsp_conn *c, uint16_t code)
 		ctx = set->plugins[i];
 		if (ctx->desc->close == NULL)
 			continue;
-		t0 = clock_mono_ms();
+		t0 = plugin_timed_begin(ctx, PLUGIN_CB_CLOSE);
 		ctx->desc->close(ctx->state, c, code);
 		plugin_timed_end(ctx, "close", t0);
 	}
@@ -662,7 +720,7 @@ void
 plugin_call_message(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
     const struct wsp_message *m)
 {
-	uint64_t t0 = clock_mono_ms();
+	uint64_t t0 = plugin_timed_begin(ctx, PLUGIN_CB_MESSAGE);
 
 	ctx->desc->message(ctx->state, c, m);
 	plugin_timed_end(ctx, "message", t0);

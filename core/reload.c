@@ -18,7 +18,9 @@
  *            module switches to what it prepared.  Commits cannot fail.
  *
  * All of it runs inside one signal event, so between two events of the
- * loop.  Unchanged plugins (same file, same section) carry on with their
+ * loop.  With workers > 1 the three verbs are run one by one at the
+ * master's word (workers.c): every worker prepares, and all commit or all
+ * abort.  Unchanged plugins (same file, same section) carry on with their
  * state; removed ones are unloaded after their timers are cancelled and
  * their connection attributes released; new ones adopt every open
  * connection.  Listeners no longer configured are closed; connections
@@ -64,12 +66,11 @@ reload_ok(struct wsp_server *srv, const struct plugin_reload_counts *n)
 	}
 }
 
-void
-server_reload(struct wsp_server *srv)
+int
+server_reload_prepare(struct wsp_server *srv)
 {
 	struct wsp_errors errs = { NULL, 0 };
-	struct plugin_reload_counts counts;
-	struct wsp_config *cfg, *old;
+	struct wsp_config *cfg;
 	int failed = 0;
 
 	log_msg(WSP_LOG_INFO, "reload", "SIGHUP: reloading %s",
@@ -78,7 +79,7 @@ server_reload(struct wsp_server *srv)
 	    &errs)) == NULL) {
 		reload_fail(srv, &errs);
 		errors_clear(&errs);
-		return;
+		return -1;
 	}
 	if (srv->log_level_override != -1)
 		cfg->log_level = srv->log_level_override;
@@ -92,27 +93,50 @@ server_reload(struct wsp_server *srv)
 	failed |= tls_reload_prepare(srv, cfg, &errs) == -1;
 	if (!failed)
 		failed = plugin_reload_prepare(srv, cfg, &errs) == -1;
+	srv->cfg_staged = cfg;
 	if (failed) {
-		plugin_reload_abort(srv);
-		tls_reload_abort(srv);
-		keepalive_reload_abort(srv);
-		log_reload_abort();
-		admin_reload_abort(srv);
-		listen_reload_abort(srv);
-		config_free(cfg);
+		server_reload_abort(srv);
 		reload_fail(srv, &errs);
 		errors_clear(&errs);
-		return;
+		return -1;
 	}
+	return 0;
+}
 
-	old = srv->cfg;
-	srv->cfg = cfg;
+void
+server_reload_abort(struct wsp_server *srv)
+{
+	plugin_reload_abort(srv);
+	tls_reload_abort(srv);
+	keepalive_reload_abort(srv);
+	log_reload_abort();
+	admin_reload_abort(srv);
+	listen_reload_abort(srv);
+	config_free(srv->cfg_staged);
+	srv->cfg_staged = NULL;
+}
+
+void
+server_reload_commit(struct wsp_server *srv)
+{
+	struct plugin_reload_counts counts;
+	struct wsp_config *old = srv->cfg;
+
+	srv->cfg = srv->cfg_staged;
+	srv->cfg_staged = NULL;
 	listen_reload_commit(srv);
 	admin_reload_commit(srv);
 	keepalive_reload_commit(srv);
 	tls_reload_commit(srv);
-	log_reload_commit(cfg);
+	log_reload_commit(srv->cfg);
 	plugin_reload_commit(srv, &counts);
 	config_free(old);
 	reload_ok(srv, &counts);
+}
+
+void
+server_reload(struct wsp_server *srv)
+{
+	if (server_reload_prepare(srv) == 0)
+		server_reload_commit(srv);
 }

@@ -124,6 +124,9 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		if (srv->draining)
 			log_msg(WSP_LOG_WARN, "reload",
 			    "SIGHUP ignored while shutting down");
+		else if (srv->worker != NULL) /* the master runs reloads */
+			log_msg(WSP_LOG_WARN, "reload", "SIGHUP ignored by a "
+			    "worker: send it to the master");
 		else {
 			notify_reloading(srv);
 			server_reload(srv);
@@ -175,6 +178,8 @@ server_free(struct wsp_server *srv)
 	notify_free(srv);
 	tls_free(srv);
 	plugin_reload_abort(srv);
+	config_free(srv->cfg_staged); /* a worker stopped mid-reload */
+	srv->cfg_staged = NULL;
 	plugin_set_free(srv->plugins);
 	srv->plugins = NULL;
 	keepalive_stop(srv);
@@ -210,6 +215,7 @@ server_setup(struct wsp_server *srv, struct wsp_config *cfg)
 	srv->started_mono = clock_mono_ms();
 	srv->started_wall_ms = clock_wall_ms();
 	srv->rbuf_size = READ_BUFFER_SIZE;
+	srv->calls = &srv->calls_own;
 	srv->host = &wsp_host_table;
 	srv->conn_hooks = server_conn_hooks;
 	srv->on_accept = conn_accept;
@@ -228,7 +234,7 @@ server_setup(struct wsp_server *srv, struct wsp_config *cfg)
 
 int
 server_init(struct wsp_server *srv, struct wsp_config *cfg,
-    struct wsp_errors *errs)
+    const struct server_hooks *hooks, struct wsp_errors *errs)
 {
 	size_t i;
 
@@ -236,6 +242,8 @@ server_init(struct wsp_server *srv, struct wsp_config *cfg,
 		errors_add(errs, NULL, 0, "cannot initialise: out of memory");
 		return -1;
 	}
+	if (hooks != NULL)
+		hooks->setup(srv, hooks->arg);
 	if (tls_init(srv, errs) == -1)
 		return -1;
 	if ((srv->plugins = plugin_set_build(srv, cfg, NULL, errs)) == NULL)

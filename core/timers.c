@@ -30,7 +30,11 @@ timers_fire_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	t->firing = 1;
+	plugin_calls_mark(t->ctx->srv->calls, t->ctx->call_id,
+	    PLUGIN_CB_TIMER);
 	t->fn(t->arg);
+	plugin_calls_mark(t->ctx->srv->calls, t->ctx->call_id,
+	    PLUGIN_CB_NONE);
 	t->firing = 0;
 	took = clock_mono_ms() - t0;
 	if (took >= t->ctx->srv->cfg->slow_callback)

@@ -15,6 +15,7 @@
 #include <sys/queue.h>
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -339,6 +340,9 @@ struct wsp_config {
 	uint64_t handshake_timeout;      /* ms */
 	uint64_t shutdown_timeout;       /* ms */
 	uint64_t slow_callback;          /* ms */
+	uint64_t workers;                /* processes; 1: no master */
+	int workers_line;                /* of workers, 0 for the default */
+	uint64_t worker_watchdog;        /* ms; 0 = never */
 	char *user, *group; /* NULL: stay who we were started as */
 	uid_t uid;
 	gid_t gid;
@@ -423,6 +427,7 @@ int trust_config(const struct wsp_config *cfg, uid_t uid,
 #define CONFIG_SHOW_SIZE (CONFIG_SHOW_MAX + 4)
 #define CONFIG_MAX_PATH 256
 #define CONFIG_MAX_PLUGIN_NAME 64
+#define CONFIG_MAX_WORKERS 256
 
 struct config_unit {
 	const char *name;
@@ -495,6 +500,9 @@ void log_end(struct log_line *l);
 void log_msg(int level, const char *event, const char *fmt, ...)
     WSP_PRINTFLIKE(3, 4);
 const char *log_level_name(int level);
+/* In worker n (1..): every line carries worker=n, and lines gathered per
+ * turn are written PIPE_BUF bytes at most, so processes never mix them. */
+void log_set_worker(int n);
 
 /* clock.c: cached clocks */
 
@@ -655,6 +663,8 @@ struct wsp_conn {
 	unsigned flush_pending : 1;
 	unsigned msg_open : 1;     /* a fragmented message is being built */
 	unsigned ip_counted : 1;
+	unsigned held_conn : 1;    /* a place in srv->limits' conns */
+	unsigned held_ip : 1;      /* a place in srv->limits' ip table */
 	unsigned registered : 1;
 	unsigned doomed : 1;       /* slow consumer: end it in its handler */
 	unsigned shut_wr : 1;      /* lingering: our FIN is sent */
@@ -762,9 +772,14 @@ int admit_accept(struct wsp_server *srv, const char **reason_r,
 int admit_address(struct wsp_server *srv, const char *ip,
     const char **reason_r, const char **why_r);
 /* Origin, per-address limit, and the subprotocol (NULL: none) chosen. */
-int admit_request(struct wsp_server *srv, const char *ip,
+/* ip_held: the address's shared place was taken at accept (a TLS
+ * listener's connection, workers > 1): not checked again. */
+int admit_request(struct wsp_server *srv, const char *ip, int ip_held,
     const struct http_request *req, const char **protocol_r,
     const char **reason_r, const char **why_r);
+/* Give back what the connection holds in srv->limits (workers > 1):
+ * when it stops counting (refused, ended, freed). */
+void admit_release(struct wsp_conn *c);
 /* Does the configured origins list admit o (any, when it is empty)? */
 int admit_origin_allowed(const struct wsp_config *cfg,
     const struct http_str *o);
@@ -774,6 +789,25 @@ const char *admit_reason(int status);
 void admit_refused(struct wsp_server *srv, const char *ip, uint16_t port,
     int status, const char *reason, const char *why);
 
+/* limits.c: connection limits shared by worker processes */
+
+struct limits;
+
+/* Mapped shared before fork, for nworkers workers; NULL, errno set. */
+struct limits *limits_new(size_t nworkers);
+void limits_free(struct limits *l);
+/* In worker i (0-based), before it takes anything. */
+void limits_set_worker(struct limits *l, size_t i);
+/* A place among max connections: 0, or -1 when they are all taken. */
+int limits_conn_take(struct limits *l, uint64_t max);
+void limits_conn_put(struct limits *l);
+uint64_t limits_conn_count(const struct limits *l);
+/* A place among max from ip: 0, -1 when they are all taken, 1 when the
+ * table has no room for ip (then check per worker). */
+int limits_ip_take(struct limits *l, const char *ip, uint64_t max);
+void limits_ip_put(struct limits *l, const char *ip);
+/* In the master, for a dead worker i: give back everything it held. */
+void limits_worker_gone(struct limits *l, size_t i);
 /* fdlimit.c: accept errors, the same for every listener: a reserve
  * descriptor to answer 503 at the descriptor limit, and a rate-limited
  * log line */
@@ -801,10 +835,10 @@ struct listener {
 TAILQ_HEAD(listener_list, listener);
 
 /* A bound socket for a, non-blocking and close-on-exec, listening when
- * backlog > 0; the bound address (with the kernel's port) as text in addr.
- * -1 with errno set. */
-int listen_bind(const struct wsp_listen_addr *a, int backlog, char *addr,
-    size_t addrlen);
+ * backlog > 0, in a SO_REUSEPORT group when reuseport; the bound address
+ * (with the kernel's port) as text in addr.  -1 with errno set. */
+int listen_bind(const struct wsp_listen_addr *a, int backlog, int reuseport,
+    char *addr, size_t addrlen);
 /* 127.0.0.1:80 or [::1]:80 */
 void listen_format_addr(const struct sockaddr *sa, char *out, size_t len);
 int listen_open(struct wsp_server *srv, const struct wsp_config *cfg,
@@ -860,6 +894,32 @@ void attrs_free(struct wsp_conn *c);
 
 struct plugin_type; /* uthash: type -> plugin */
 
+/* The plugin callback a process is in, for the master to name when a
+ * worker dies: two relaxed stores around each call (plugin_enter,
+ * plugin_leave), into memory the worker shares with its master.  A single
+ * process points at its own copy, so the path is the same either way. */
+enum plugin_callback {
+	PLUGIN_CB_NONE, PLUGIN_CB_LOAD, PLUGIN_CB_UNLOAD, PLUGIN_CB_OPEN,
+	PLUGIN_CB_ADOPT, PLUGIN_CB_CLOSE, PLUGIN_CB_MESSAGE, PLUGIN_CB_TIMER,
+};
+#define PLUGIN_CALL_NAMES 64 /* ids are reused round-robin past this */
+
+struct plugin_calls {
+	_Atomic uint32_t now; /* id << 8 | enum plugin_callback; 0 none */
+	uint32_t next;        /* ids given so far */
+	char names[PLUGIN_CALL_NAMES][CONFIG_MAX_PLUGIN_NAME + 1];
+};
+
+/* The store itself, a header inline so that timers.c, below plugin.c,
+ * marks its calls into plugins without calling up into plugin.c. */
+static inline void
+plugin_calls_mark(struct plugin_calls *calls, uint32_t id,
+    enum plugin_callback cb)
+{
+	atomic_store_explicit(&calls->now, cb == PLUGIN_CB_NONE ? 0 :
+	    id << 8 | cb, memory_order_relaxed);
+}
+
 struct wsp_plugin_ctx {
 	struct wsp_server *srv;
 	char *name; /* the section's NAME */
@@ -878,6 +938,7 @@ struct wsp_plugin_ctx {
 	char **claims;    /* every type claimed, to carry over on reload */
 	size_t nclaims;
 	char *signature;  /* file identity and section, see plugin.c */
+	uint32_t call_id; /* in srv->calls->names */
 	TAILQ_HEAD(, wsp_timer) timers;
 };
 
@@ -950,6 +1011,10 @@ void plugin_call_close(struct plugin_set *set, struct wsp_conn *c,
     uint16_t code);
 void plugin_call_message(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
     const struct wsp_message *m);
+/* What calls->now names: the plugin (or "") and the callback. */
+const char *plugin_callback_name(uint32_t now);
+const char *plugin_call_plugin(const struct plugin_calls *calls,
+    uint32_t now);
 
 /* timers.c: a plugin's timers, listed on its context */
 
@@ -996,8 +1061,23 @@ void metrics_tls_failed(struct wsp_server *srv, const char *reason);
 void metrics_reaped(struct wsp_server *srv);
 /* Count a reload that succeeded (ok) or failed; that kind's total. */
 uint64_t metrics_reloaded(struct wsp_server *srv, int ok);
+/* What /metrics counts, as one process sees it; with workers > 1 the sum
+ * of every worker's (the gauges only of those alive). */
+struct metrics_snap {
+	struct metrics m;
+	uint64_t active, pending, opened;
+	uint64_t workers, workers_alive; /* 0, 0 with one process */
+	struct zstream_stats z; /* permessage-deflate's gauges and counts */
+};
+
+void metrics_snapshot(struct wsp_server *srv, struct metrics_snap *out);
+/* sum += x, close codes merged by code. */
+void metrics_add(struct metrics_snap *sum, const struct metrics_snap *x);
+/* A dead worker's snapshot keeps its counters, not its gauges. */
+void metrics_snap_gone(struct metrics_snap *s);
 /* Append the Prometheus text exposition (format 0.0.4); 0 or -1 when out
- * of memory. */
+ * of memory.  srv->metrics_sum, when set, replaces this process's
+ * snapshot with the daemon's. */
 int metrics_render(struct wsp_server *srv, struct evbuffer *out);
 
 /* admin.c: the admin listener, /healthz /metrics /connections over
@@ -1033,6 +1113,7 @@ void notify_free(struct wsp_server *srv);
 struct wsp_server {
 	struct event_base *base;
 	struct wsp_config *cfg;
+	struct wsp_config *cfg_staged;  /* read by a reload's prepare */
 	const char *config_file;        /* what SIGHUP reads again */
 	int log_level_override;         /* -l, which a reload keeps; or -1 */
 	const char *default_plugin_dir;
@@ -1055,6 +1136,8 @@ struct wsp_server {
 	uint8_t *rbuf; /* one read buffer for every connection */
 	size_t rbuf_size;
 	struct outbuf jbuf; /* where outgoing JSON is serialized, reused */
+	struct plugin_calls *calls; /* calls_own, or a worker's shared slot */
+	struct plugin_calls calls_own;
 	struct zstream_pool *zpool; /* permessage-deflate, made on first use */
 	int draining;
 	uint64_t started_mono;
@@ -1071,24 +1154,55 @@ struct wsp_server {
 	int (*on_accept)(struct wsp_server *srv, int fd,
 	    const struct sockaddr *sa, socklen_t salen, int tls); /* listen.c's */
 	void (*sweep_expire)(struct wsp_conn *c, uint64_t idle_ms);
+	/* Sockets for listen.c and admin.c: NULL is listen_bind; a worker's
+	 * hands out what its master bound. */
+	int (*bind)(struct wsp_server *srv, const struct wsp_listen_addr *a,
+	    int backlog, char *addr, size_t addrlen);
+	void *worker; /* workers.c's state, in a worker process */
+	int admin_off; /* admin.c binds nothing: another process serves it */
+	struct limits *limits; /* workers > 1: the daemon's counts */
+	/* workers > 1, in the worker serving the admin listener: the whole
+	 * daemon's view for /metrics and /healthz */
+	void (*metrics_sum)(struct wsp_server *srv, struct metrics_snap *s);
 	/* totals for logs and the shutdown summary */
 	uint64_t total_opened, total_closed, total_refused, total_reaped;
 	struct metrics metrics;
 };
 
 /* server.c */
+/* What a worker process changes in a server (workers.c): setup runs right
+ * after server_setup (before any plugin loads or socket binds). */
+struct server_hooks {
+	void (*setup)(struct wsp_server *srv, void *arg);
+	void *arg;
+};
 /* The server without plugins, listeners, log or signals: the hooks, the
  * event base, buffers and deadline queues (-t, tests, fuzzers).  After -1,
  * server_free() releases what was made. */
 int server_setup(struct wsp_server *srv, struct wsp_config *cfg);
 int server_init(struct wsp_server *srv, struct wsp_config *cfg,
-    struct wsp_errors *errs);
+    const struct server_hooks *hooks, struct wsp_errors *errs);
 int server_signals(struct wsp_server *srv);
 void server_free(struct wsp_server *srv);
 void server_maybe_done(struct wsp_server *srv);
 void server_log_summary(struct wsp_server *srv);
 
+/* workers.c: a master and N worker processes (workers > 1) */
+
+/* main.c's: serve *cfgp in this process until told to stop. */
+typedef int workers_serve_fn(struct wsp_config **cfgp, const char *file,
+    int level, const struct server_hooks *hooks);
+/* The master: bind, fork cfg->workers workers that each call serve,
+ * supervise them, and return the exit status once they are gone. */
+int workers_run(struct wsp_config **cfgp, const char *file, int level,
+    const char *plugin_dir, workers_serve_fn *serve);
+
 /* reload.c */
-void server_reload(struct wsp_server *srv);
+void server_reload(struct wsp_server *srv); /* prepare, then commit */
+/* Read srv->config_file and prepare every module (into srv->cfg_staged):
+ * 0, or -1 with the errors logged and nothing left prepared. */
+int server_reload_prepare(struct wsp_server *srv);
+void server_reload_commit(struct wsp_server *srv);
+void server_reload_abort(struct wsp_server *srv);
 
 #endif /* WSPLUGD_H */

@@ -14,6 +14,7 @@ UNIT_TESTS = \
 	tests/unit/test_json_read \
 	tests/unit/test_json_write \
 	tests/unit/test_registry \
+	tests/unit/test_limits \
 	tests/unit/test_metrics \
 	tests/unit/test_admit \
 	tests/unit/test_attrs \
@@ -46,6 +47,10 @@ tests_unit_test_json_read_LDADD = $(UNIT_LDADD)
 tests_unit_test_json_write_SOURCES = tests/unit/test_json_write.c
 tests_unit_test_json_write_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_json_write_LDADD = $(UNIT_LDADD)
+tests_unit_test_limits_SOURCES = tests/unit/test_limits.c \
+	tests/unit/suite.c tests/unit/suite.h
+tests_unit_test_limits_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_limits_LDADD = $(UNIT_LDADD)
 tests_unit_test_registry_SOURCES = tests/unit/test_registry.c
 tests_unit_test_registry_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_registry_LDADD = $(UNIT_LDADD)
@@ -122,7 +127,12 @@ tests_plugins_closer_la_SOURCES = tests/plugins/closer.c
 tests_plugins_closer_la_CFLAGS = $(PLUGIN_CFLAGS)
 tests_plugins_closer_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 tests_plugins_closer_la_LIBADD = $(JANSSON_LIBS)
-check_LTLIBRARIES += tests/plugins/badabi.la tests/plugins/nodesc.la
+check_LTLIBRARIES += tests/plugins/badabi.la tests/plugins/nodesc.la \
+	tests/plugins/worker.la
+tests_plugins_worker_la_SOURCES = tests/plugins/worker.c
+tests_plugins_worker_la_CFLAGS = $(PLUGIN_CFLAGS)
+tests_plugins_worker_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+tests_plugins_worker_la_LIBADD = $(JANSSON_LIBS)
 tests_plugins_badabi_la_SOURCES = tests/plugins/badabi.c
 tests_plugins_badabi_la_CFLAGS = $(PLUGIN_CFLAGS)
 tests_plugins_badabi_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
@@ -194,7 +204,8 @@ INTEGRATION_FILES = \
 	tests/integration/test_plugin_example.py \
 	tests/integration/test_reload.py \
 	tests/integration/test_smoke.py \
-	tests/integration/test_utf8_close.py
+	tests/integration/test_utf8_close.py \
+	tests/integration/test_workers.py
 EXTRA_DIST += $(INTEGRATION_FILES) tests/fuzz
 dist-hook:
 	rm -rf $(distdir)/tests/fuzz/__pycache__

@@ -459,3 +459,53 @@ def test_user_must_exist(tmp_path):
     assert r.returncode == 1
     assert f"{conf}:{line}: [server] user: no such user " \
         "'no-such-user-here'" in r.stdout + r.stderr
+
+
+@needs_root
+def test_workers_master_and_every_worker_run_as_user(world_readable_dir):
+    """workers = 2 with [server] user: the master switches once every
+    address is bound, before it forks, so both workers, and the one that
+    replaces a killed worker, run as the user without capabilities, and
+    still serve."""
+    import asyncio
+    import json
+    import signal
+    from harness import ws_connect
+    conf = os.path.join(world_readable_dir, "wsplugd.conf")
+    with open(conf, "w") as f:
+        f.write(config(server={"user": "nobody", "workers": 2}))
+    os.chmod(conf, 0o644)
+    d = Daemon(world_readable_dir, None, path=conf)
+    d.start()
+
+    def unprivileged(pid):
+        st = proc_status(pid)
+        assert st["Uid"] == ["65534"] * 4, (pid, st["Uid"])
+        assert st["Gid"] == ["65534"] * 4, (pid, st["Gid"])
+        for cap in ("CapEff", "CapPrm", "CapBnd"):
+            assert int(st[cap][0], 16) == 0, (pid, cap, st[cap])
+        assert st["NoNewPrivs"] == ["1"]
+
+    async def visit():
+        async with ws_connect(d.url) as ws:
+            return json.loads(await ws.recv())["type"]
+
+    try:
+        d.wait_for("master.ready", timeout=30)
+        ev = d.wait_for("daemon.privileges")
+        assert ev["user"] == "nobody" and ev["uid"] == "65534"
+        pids = {e["worker"]: int(e["pid"])
+                for e in d.wait_count("worker.start", 2)}
+        master = int(d.wait_for("master.start")["pid"])
+        for pid in [master, *pids.values()]:
+            unprivileged(pid)
+        assert asyncio.run(visit()) == "connection_established"
+        mark = d.mark()
+        os.kill(pids["2"], signal.SIGKILL)
+        new = int(d.wait_for("worker.start", start=mark, worker="2")["pid"])
+        d.wait_for("worker.ready", start=mark, worker="2")
+        unprivileged(new)
+        for _ in range(4):  # either worker may take it
+            assert asyncio.run(visit()) == "connection_established"
+    finally:
+        assert d.stop() == 0

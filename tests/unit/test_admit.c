@@ -74,21 +74,21 @@ test_origins(void)
 	const char *proto, *reason = NULL, *why = NULL;
 
 	/* none configured: any origin, or none at all */
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1",
+	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", 0,
 	    request(""), &proto, &reason, &why), 0);
 	fake_cfg.origins = origins;
 	fake_cfg.norigins = 2;
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1",
+	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", 0,
 	    request("Origin: HTTPS://A.example\r\n"), &proto, &reason, &why),
 	    0);
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1",
+	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", 0,
 	    request("Origin: null\r\n"), &proto, &reason, &why), 0);
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1",
+	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", 0,
 	    request("Origin: https://a.example.evil\r\n"), &proto, &reason,
 	    &why), 403);
 	CU_ASSERT_STRING_EQUAL(reason, "origin");
 	CU_ASSERT_STRING_EQUAL(why, "origin not allowed");
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", request(""),
+	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", 0, request(""),
 	    &proto, &reason, &why), 403);
 	fake_cfg.origins = NULL;
 	fake_cfg.norigins = 0;
@@ -101,10 +101,10 @@ test_per_address_limit(void)
 
 	fake_cfg.max_connections_per_ip = 2;
 	CU_ASSERT_EQUAL_FATAL(registry_ip_ref(&fake_srv.reg, "10.0.0.1"), 0);
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "10.0.0.1", request(""),
+	CU_ASSERT_EQUAL(admit_request(&fake_srv, "10.0.0.1", 0, request(""),
 	    &proto, &reason, &why), 0);
 	CU_ASSERT_EQUAL_FATAL(registry_ip_ref(&fake_srv.reg, "10.0.0.1"), 0);
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "10.0.0.1", request(""),
+	CU_ASSERT_EQUAL(admit_request(&fake_srv, "10.0.0.1", 0, request(""),
 	    &proto, &reason, &why), 503);
 	CU_ASSERT_STRING_EQUAL(reason, "max_connections_per_ip");
 	/* the same limit alone, as a TLS listener asks it at accept */
@@ -115,7 +115,7 @@ test_per_address_limit(void)
 	CU_ASSERT_EQUAL(admit_address(&fake_srv, "10.0.0.2", &reason, &why),
 	    0);
 	/* another address is not limited by this one's count */
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "10.0.0.2", request(""),
+	CU_ASSERT_EQUAL(admit_request(&fake_srv, "10.0.0.2", 0, request(""),
 	    &proto, &reason, &why), 0);
 	registry_ip_unref(&fake_srv.reg, "10.0.0.1");
 	registry_ip_unref(&fake_srv.reg, "10.0.0.1");
@@ -130,22 +130,22 @@ test_subprotocol_is_the_servers_first_choice(void)
 	fake_cfg.subprotocols = protocols;
 	fake_cfg.nsubprotocols = 2;
 	/* the server's order wins over the client's */
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1",
+	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", 0,
 	    request("Sec-WebSocket-Protocol: v1.chat, v2.chat\r\n"), &proto,
 	    &reason, &why), 0);
 	CU_ASSERT_STRING_EQUAL(proto, "v2.chat");
 	/* split over two header lines, with odd spacing */
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1",
+	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", 0,
 	    request("Sec-WebSocket-Protocol: x\r\n"
 	    "Sec-WebSocket-Protocol:\t ,v1.chat\r\n"), &proto, &reason, &why),
 	    0);
 	CU_ASSERT_STRING_EQUAL(proto, "v1.chat");
 	/* a prefix is not a match, and none offered is none chosen */
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1",
+	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", 0,
 	    request("Sec-WebSocket-Protocol: v1.cha, v2.chatty\r\n"), &proto,
 	    &reason, &why), 0);
 	CU_ASSERT_PTR_NULL(proto);
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", request(""),
+	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", 0, request(""),
 	    &proto, &reason, &why), 0);
 	CU_ASSERT_PTR_NULL(proto);
 	fake_cfg.subprotocols = NULL;

@@ -1,0 +1,1115 @@
+/*
+ * workers.c: a master and worker processes, for [server] workers > 1.
+ *
+ * The nginx model, because it keeps the plugin contract single-threaded:
+ * the master reads and checks the configuration, opens the log, binds
+ * every listener and the admin listener, and forks N workers.  Each worker
+ * is today's whole server (main.c's serve) with its own event loop and its
+ * own copy of the plugins; the master serves nothing, it supervises.
+ *
+ * Spreading connections: for every [server] listen address the master
+ * binds N sockets in one SO_REUSEPORT group, one per worker, and keeps
+ * them all.  The kernel hashes each new connection to one socket of the
+ * group, so exactly one worker wakes for it (no accept thundering herd),
+ * and a worker that dies is replaced by one that inherits the very same
+ * socket, with the connections already queued on it.  The alternative, one
+ * shared socket with EPOLLEXCLUSIVE, is not open to us: libevent 2.1's
+ * epoll backend has no way to set EPOLLEXCLUSIVE on an event, and it
+ * would wake the busiest worker as readily as an idle one.  The price of
+ * the group: a worker's queue is its own, so a worker stuck in a plugin
+ * holds the connections hashed to it until the watchdog replaces it.
+ *
+ * Limits: max_connections and max_connections_per_ip count every
+ * worker's connections, in limits.c's shared counters; a dead worker's
+ * places are given back before its replacement starts.
+ *
+ * The admin listener is one socket, served by worker 1 (and by its
+ * replacement after a crash).  Its /metrics sums the workers: each
+ * publishes its counts into its slot with every heartbeat (a seqlock,
+ * so at most WORKER_BEAT_MS old), the master keeps a dead worker's
+ * counters in a spare slot, and worker 1 adds them all to its own;
+ * /healthz says how many workers are alive.  /connections lists worker
+ * 1's connections only, for now.
+ *
+ * Crashes and stalls: each worker has a slot in memory shared with the
+ * master (an anonymous MAP_SHARED mapping made before the first fork): a
+ * heartbeat it bumps from a timer of its loop, and the plugin callback it
+ * is in (plugin.c stores it around each call).  The master reaps a dead
+ * worker on SIGCHLD, logs worker.exit with its status or signal and the
+ * plugin and callback from the slot, and forks its replacement at once, or
+ * after a backoff doubling from 100 ms to 5 s while it keeps dying within
+ * a second of its start.  A worker whose heartbeat stops for
+ * worker_watchdog is killed with SIGKILL (worker.watchdog) and replaced.
+ *
+ * SIGHUP, all or nothing: the master reads and checks the file (workers
+ * and the listen addresses cannot change: they fail the reload with
+ * FILE:LINE) and prepares its log, then says P to every worker over its
+ * control socketpair (one byte each way); each runs reload.c's prepare
+ * and answers p or f.  Only when all said p does each get C (commit);
+ * otherwise, or when one dies or stays silent for WORKER_RELOAD_WAIT_S,
+ * all get A (abort).  A worker replaced later forks from the master's
+ * configuration, which is the committed one.
+ *
+ * SIGTERM or SIGINT: the master sends SIGTERM to every worker, each drains
+ * as a single process does (close 1001, up to shutdown_timeout), and the
+ * master exits once the last one is gone: 0, or 1 if one of them did not
+ * exit 0 (a sanitizer's report, a kill past the grace period).  SIGUSR1 reopens the master's
+ * log and is passed on.  The master alone talks to systemd (READY, the
+ * watchdog, STATUS with the workers' total); workers run without
+ * NOTIFY_SOCKET.
+ */
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "wsplugd.h"
+
+#define WORKER_BEAT_MS 100     /* how often a worker's loop stamps its slot */
+#define WORKER_QUICK_MS 1000   /* dying sooner than this is "keeps dying" */
+#define WORKER_BACKOFF_MS 100  /* the first delay once it keeps dying */
+#define WORKER_BACKOFF_MAX_MS 5000
+#define WORKER_KILL_GRACE_MS 10000 /* past shutdown_timeout: SIGKILL */
+#define LISTEN_BACKLOG 511
+#define ADMIN_BACKLOG 64
+#define WORKER_RELOAD_WAIT_S 60 /* a worker's prepare answers within */
+
+struct worker_shm {
+	_Atomic uint64_t beat; /* monotonic ms of its last timer; 0: starting */
+	struct plugin_calls calls;
+	_Atomic int alive;     /* set by the master: ready and not reaped */
+	_Atomic uint32_t seq;  /* odd while snap is being written */
+	struct metrics_snap snap; /* published with each heartbeat */
+};
+
+struct worker {
+	int n;               /* 1..N, as logged */
+	pid_t pid;           /* 0: not running */
+	int ready;           /* its loop has turned */
+	int *fds;            /* its socket of each listen address's group */
+	uint64_t started;    /* monotonic ms of the fork */
+	uint64_t beat_seen, beat_changed;
+	unsigned fails;      /* quick deaths in a row */
+	int ctl;             /* the master's end of its control socket */
+	int cfd;             /* the worker's end, in the worker */
+	struct event *ctl_ev;
+	int asked;           /* a reload's prepare is awaited from it */
+	struct event *respawn;
+	struct worker_shm *shm;
+};
+
+static struct master {
+	struct wsp_server srv; /* the master's loop and systemd notification */
+	struct wsp_config *cfg;
+	const char *file;
+	int level;
+	workers_serve_fn *serve;
+	struct worker *w;
+	size_t nw, alive;
+	struct worker_shm *shm;
+	size_t shm_size;
+	struct limits *limits; /* max_connections and _per_ip, shared */
+	char (*addr)[64];     /* each listen address, as bound */
+	/* The addresses bound (their sockaddr; a reload cannot change them),
+	 * kept apart from any configuration, which a reload frees. */
+	struct wsp_listen_addr *lconf, *aconf;
+	size_t nlisten;
+	int *admin_fds;       /* handed to worker 1 */
+	char (*admin_addr)[64];
+	int starting;         /* not every worker was ready yet */
+	int failed;           /* a worker failed its start: exit 1 */
+	int unclean;          /* one exited non-zero while stopping: exit 1 */
+	int draining;
+	size_t saved_nadmin;  /* the admin addresses bound, as admin_fds */
+	struct event *sig[5], *tick, *kill_timer;
+	struct event beat_ev; /* in a worker: its heartbeat */
+	struct event ctl_ev;  /* in a worker: the master's words */
+	struct wsp_server *wsrv; /* in a worker: its server */
+	/* a reload in the master: the configuration every worker prepares */
+	struct wsp_config *staged;
+	int reloading;
+	size_t awaited;
+	struct wsp_errors reload_errs; /* which workers failed it */
+	struct event *reload_timer;
+	struct worker *self;  /* in a worker: its own entry */
+} M;
+
+static uint64_t
+workers_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A seqlock: the one writer makes seq odd while it copies. */
+static void
+shm_publish(struct worker_shm *slot, const struct metrics_snap *snap)
+{
+	atomic_fetch_add_explicit(&slot->seq, 1, memory_order_acq_rel);
+	atomic_thread_fence(memory_order_release);
+	slot->snap = *snap;
+	atomic_fetch_add_explicit(&slot->seq, 1, memory_order_release);
+}
+
+static void
+shm_read(struct worker_shm *slot, struct metrics_snap *out)
+{
+	uint32_t a, b;
+	int tries = 0;
+
+	do {
+		a = atomic_load_explicit(&slot->seq, memory_order_acquire);
+		*out = slot->snap;
+		atomic_thread_fence(memory_order_acquire);
+		b = atomic_load_explicit(&slot->seq, memory_order_relaxed);
+	} while ((a != b || (a & 1)) && ++tries < 1000);
+}
+
+/*
+ * In a worker.
+ */
+
+/* srv->metrics_sum in worker 1: every worker's published counts, those
+ * of workers that died (kept by the master), and its own, live. */
+static void
+worker_metrics_sum(struct wsp_server *srv, struct metrics_snap *s)
+{
+	struct worker *me = srv->worker;
+	struct metrics_snap x;
+	size_t i, alive = 0;
+
+	for (i = 0; i <= M.nw; i++) { /* M.nw: the dead ones' counters */
+		alive += i < M.nw && atomic_load(&M.shm[i].alive);
+		if (&M.shm[i] == me->shm)
+			continue;
+		shm_read(&M.shm[i], &x);
+		metrics_add(s, &x);
+	}
+	s->workers = M.nw;
+	s->workers_alive = alive;
+}
+
+static void
+worker_beat_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)fd;
+	(void)what;
+	if (!w->ready) {
+		struct log_line *l = log_begin(WSP_LOG_INFO, "worker.ready");
+
+		log_int(l, "pid", getpid());
+		log_end(l);
+		w->ready = 1;
+	}
+	atomic_store_explicit(&w->shm->beat, workers_now(),
+	    memory_order_relaxed);
+	if (M.wsrv != NULL) {
+		struct metrics_snap snap;
+
+		metrics_snapshot(M.wsrv, &snap);
+		shm_publish(w->shm, &snap);
+	}
+}
+
+/* srv->bind: the sockets the master bound for this worker. */
+static int
+worker_bind(struct wsp_server *srv, const struct wsp_listen_addr *a,
+    int backlog, char *addr, size_t addrlen)
+{
+	struct worker *w = srv->worker;
+	size_t i;
+	int fd;
+
+	(void)backlog;
+	for (i = 0; i < M.nlisten; i++)
+		if (w->fds[i] != -1 && config_listen_same(&M.lconf[i].ss,
+		    M.lconf[i].sslen, a)) {
+			fd = w->fds[i];
+			w->fds[i] = -1; /* the listener closes it */
+			snprintf(addr, addrlen, "%s", M.addr[i]);
+			return fd;
+		}
+	for (i = 0; w->n == 1 && i < M.saved_nadmin; i++)
+		if (M.admin_fds[i] != -1 && config_listen_same(
+		    &M.aconf[i].ss, M.aconf[i].sslen, a)) {
+			fd = M.admin_fds[i];
+			M.admin_fds[i] = -1;
+			snprintf(addr, addrlen, "%s", M.admin_addr[i]);
+			return fd;
+		}
+	errno = EADDRNOTAVAIL; /* not bound by the master */
+	return -1;
+}
+
+/*
+ * The control socket: one byte each way.  The master says P (prepare a
+ * reload of the file), C (commit it) or A (abort it); a worker answers a
+ * P with p (prepared) or f (failed, its errors logged by itself).
+ */
+static void
+worker_ctl_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct wsp_server *srv = arg;
+	struct log_line *l;
+	ssize_t n;
+	char b, r;
+
+	(void)what;
+	if ((n = read(fd, &b, 1)) == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) { /* the master is gone: stop as on SIGTERM */
+		event_del(&M.ctl_ev);
+		log_msg(WSP_LOG_ERROR, "daemon.shutdown", "the master is gone");
+		kill(getpid(), SIGTERM);
+		return;
+	}
+	switch (b) {
+	case 'P':
+		r = srv->cfg_staged == NULL && !srv->draining &&
+		    server_reload_prepare(srv) == 0 ? 'p' : 'f';
+		if (write(fd, &r, 1) != 1)
+			log_msg(WSP_LOG_ERROR, "daemon.error", "cannot answer "
+			    "the master: %s", strerror(errno));
+		break;
+	case 'C':
+		if (srv->cfg_staged != NULL)
+			server_reload_commit(srv);
+		break;
+	case 'A':
+		if (srv->cfg_staged == NULL)
+			break;
+		server_reload_abort(srv);
+		if ((l = log_begin(WSP_LOG_WARN, "reload")) != NULL) {
+			log_str(l, "result", "aborted");
+			log_str(l, "msg", "another worker failed to prepare: "
+			    "the running configuration and plugins are "
+			    "unchanged");
+			log_end(l);
+		}
+		break;
+	}
+}
+
+static void
+worker_setup(struct wsp_server *srv, void *arg)
+{
+	struct worker *w = arg;
+	struct timeval tv = { 0, WORKER_BEAT_MS * 1000 };
+
+	srv->worker = w;
+	srv->bind = worker_bind;
+	srv->calls = &w->shm->calls;
+	srv->admin_off = w->n != 1;
+	if (w->n == 1)
+		srv->metrics_sum = worker_metrics_sum;
+	M.wsrv = srv;
+	srv->limits = M.limits;
+	limits_set_worker(M.limits, (size_t)w->n - 1);
+	event_assign(&M.beat_ev, srv->base, -1, EV_PERSIST, worker_beat_cb, w);
+	event_add(&M.beat_ev, &tv);
+	event_assign(&M.ctl_ev, srv->base, w->cfd, EV_READ | EV_PERSIST,
+	    worker_ctl_cb, srv);
+	event_add(&M.ctl_ev, NULL);
+}
+
+static void master_free(void);
+static void master_close_sockets(void);
+static void master_ctl_cb(evutil_socket_t, short, void *);
+
+/* The child side of a fork: drop the master's loop and every socket that
+ * is not this worker's, then serve. */
+static void
+worker_main(struct worker *w)
+{
+	struct server_hooks hooks = { worker_setup, w };
+	char n[16];
+	size_t i, j;
+	int rc;
+
+	M.self = w;
+	/* The loop is shared with the master until reinit: only then may
+	 * its events be deleted without touching the master's epoll set. */
+	event_reinit(M.srv.base);
+	for (i = 0; i < M.nw; i++)
+		if (M.w[i].ctl != -1) {
+			close(M.w[i].ctl);
+			M.w[i].ctl = -1;
+		}
+	for (i = 0; i < M.nw; i++)
+		for (j = 0; M.w[i].fds != NULL && j < M.nlisten; j++)
+			if (&M.w[i] != w && M.w[i].fds[j] != -1) {
+				close(M.w[i].fds[j]);
+				M.w[i].fds[j] = -1;
+			}
+	if (w->n != 1) {
+		for (i = 0; i < M.saved_nadmin; i++)
+			if (M.admin_fds[i] != -1) {
+				close(M.admin_fds[i]);
+				M.admin_fds[i] = -1;
+			}
+	}
+	master_free();
+	unsetenv("NOTIFY_SOCKET");
+	snprintf(n, sizeof(n), "%d", w->n);
+	setenv("WSPLUGD_WORKER", n, 1);
+	log_set_worker(w->n);
+	rc = M.serve(&M.cfg, M.file, M.level, &hooks);
+	close(w->cfd);
+	config_free(M.cfg); /* the one in force: a reload may have replaced it */
+	master_close_sockets(); /* what is left of the master's tables */
+	log_fini();
+	libevent_global_shutdown();
+	exit(rc);
+}
+
+/*
+ * In the master.
+ */
+
+static void
+master_free(void)
+{
+	size_t i;
+
+	for (i = 0; i < nitems(M.sig); i++)
+		if (M.sig[i] != NULL) {
+			event_free(M.sig[i]);
+			M.sig[i] = NULL;
+		}
+	for (i = 0; i < M.nw; i++) {
+		if (M.w[i].respawn != NULL) {
+			event_free(M.w[i].respawn);
+			M.w[i].respawn = NULL;
+		}
+		if (M.w[i].ctl_ev != NULL) {
+			event_free(M.w[i].ctl_ev);
+			M.w[i].ctl_ev = NULL;
+		}
+	}
+	if (M.reload_timer != NULL)
+		event_free(M.reload_timer);
+	M.reload_timer = NULL;
+	if (M.tick != NULL)
+		event_free(M.tick);
+	if (M.kill_timer != NULL)
+		event_free(M.kill_timer);
+	M.tick = M.kill_timer = NULL;
+	server_free(&M.srv);
+}
+
+static int
+worker_spawn(struct worker *w)
+{
+	struct log_line *l;
+	pid_t pid;
+	int sv[2];
+
+	atomic_store(&w->shm->beat, 0);
+	atomic_store(&w->shm->calls.now, 0);
+	w->shm->calls.next = 0;
+	w->ready = 0;
+	w->beat_seen = 0;
+	w->started = workers_now();
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
+		log_msg(WSP_LOG_ERROR, "daemon.error", "cannot make a control "
+		    "socket for worker %d: %s", w->n, strerror(errno));
+		return -1;
+	}
+	if ((pid = fork()) == -1) {
+		log_msg(WSP_LOG_ERROR, "daemon.error", "cannot fork worker %d: "
+		    "%s", w->n, strerror(errno));
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		w->cfd = sv[1];
+		evutil_make_socket_nonblocking(w->cfd);
+		worker_main(w);
+	}
+	close(sv[1]);
+	w->ctl = sv[0];
+	evutil_make_socket_nonblocking(w->ctl);
+	if ((w->ctl_ev = event_new(M.srv.base, w->ctl, EV_READ | EV_PERSIST,
+	    master_ctl_cb, w)) == NULL || event_add(w->ctl_ev, NULL) == -1)
+		log_msg(WSP_LOG_ERROR, "daemon.error", "cannot watch worker "
+		    "%d's control socket: out of memory", w->n);
+	w->pid = pid;
+	M.alive++;
+	if ((l = log_begin(WSP_LOG_INFO, "worker.start")) != NULL) {
+		log_int(l, "worker", w->n);
+		log_int(l, "pid", pid);
+		log_end(l);
+	}
+	return 0;
+}
+
+static void
+worker_respawn_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	if (!M.draining)
+		worker_spawn(arg);
+}
+
+static void
+master_signal_workers(int sig)
+{
+	size_t i;
+
+	for (i = 0; i < M.nw; i++)
+		if (M.w[i].pid > 0)
+			kill(M.w[i].pid, sig);
+}
+
+static void
+master_kill_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	log_msg(WSP_LOG_WARN, "daemon.shutdown", "%zu workers still running "
+	    "past shutdown_timeout: killing them", M.alive);
+	master_signal_workers(SIGKILL);
+}
+
+static void
+master_drain(void)
+{
+	uint64_t ms = M.cfg->shutdown_timeout + WORKER_KILL_GRACE_MS;
+	struct timeval tv = { (time_t)(ms / 1000),
+	    (suseconds_t)(ms % 1000) * 1000 };
+
+	M.draining = 1;
+	notify_stopping(&M.srv);
+	log_msg(WSP_LOG_INFO, "daemon.shutdown", "stopping %zu workers",
+	    M.alive);
+	master_signal_workers(SIGTERM);
+	if ((M.kill_timer = evtimer_new(M.srv.base, master_kill_cb, NULL)) !=
+	    NULL)
+		evtimer_add(M.kill_timer, &tv);
+	if (M.alive == 0)
+		event_base_loopbreak(M.srv.base);
+}
+
+/* A dead worker's counters carry on in the spare slot M.shm[M.nw], so
+ * the sums on /metrics never go back; its gauges are gone with it. */
+static void
+master_retire_metrics(struct worker *w)
+{
+	struct metrics_snap dead, sum, zero;
+
+	atomic_store(&w->shm->alive, 0);
+	shm_read(w->shm, &dead);
+	metrics_snap_gone(&dead);
+	shm_read(&M.shm[M.nw], &sum);
+	metrics_add(&sum, &dead);
+	shm_publish(&M.shm[M.nw], &sum);
+	memset(&zero, 0, sizeof(zero));
+	shm_publish(w->shm, &zero);
+}
+
+static void
+master_ctl_close(struct worker *w)
+{
+	if (w->ctl_ev != NULL)
+		event_free(w->ctl_ev);
+	if (w->ctl != -1)
+		close(w->ctl);
+	w->ctl_ev = NULL;
+	w->ctl = -1;
+}
+
+static void
+master_tell(struct worker *w, char b)
+{
+	if (w->ctl != -1 && write(w->ctl, &b, 1) != 1)
+		log_msg(WSP_LOG_ERROR, "daemon.error", "cannot write to worker "
+		    "%d's control socket: %s", w->n, strerror(errno));
+}
+
+/* Every worker asked has answered (or died): all commit, or all abort. */
+static void
+master_reload_done(void)
+{
+	struct wsp_config *old;
+	struct log_line *l;
+	uint64_t total;
+	size_t i;
+	int ok = M.reload_errs.n == 0;
+
+	M.reloading = 0;
+	if (M.reload_timer != NULL)
+		evtimer_del(M.reload_timer);
+	for (i = 0; i < M.nw; i++)
+		if (M.w[i].pid > 0)
+			master_tell(&M.w[i], ok ? 'C' : 'A');
+	total = metrics_reloaded(&M.srv, ok);
+	if (ok) {
+		old = M.cfg;
+		M.cfg = M.srv.cfg = M.staged; /* replacements start with it */
+		log_reload_commit(M.cfg);
+		config_free(old);
+	} else {
+		log_reload_abort();
+		config_free(M.staged);
+	}
+	M.staged = NULL;
+	l = log_begin(ok ? WSP_LOG_INFO : WSP_LOG_ERROR, "reload");
+	log_str(l, "result", ok ? "ok" : "failed");
+	log_uint(l, "workers", M.nw);
+	log_uint(l, ok ? "ok_total" : "failed_total", total);
+	if (!ok) {
+		for (i = 0; i < M.reload_errs.n; i++)
+			log_str(l, i == 0 ? "failed_in" : "also",
+			    M.reload_errs.msg[i]);
+		log_str(l, "msg", "every worker aborted: the running "
+		    "configuration and plugins are unchanged");
+	}
+	log_end(l);
+	errors_clear(&M.reload_errs);
+	notify_ready(&M.srv);
+}
+
+static void
+master_answered(struct worker *w, int ok)
+{
+	if (!w->asked)
+		return;
+	w->asked = 0;
+	if (!ok && w->pid > 0)
+		errors_add(&M.reload_errs, NULL, 0, "worker %d", w->n);
+	if (--M.awaited == 0)
+		master_reload_done();
+}
+
+static void
+master_ctl_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	ssize_t n;
+	char b;
+
+	(void)what;
+	if ((n = read(fd, &b, 1)) == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) { /* it is dying: SIGCHLD will say how */
+		master_ctl_close(w);
+		return;
+	}
+	if (b == 'p' || b == 'f')
+		master_answered(w, b == 'p');
+}
+
+static void
+master_reload_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	size_t i;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	for (i = 0; i < M.nw; i++)
+		if (M.w[i].asked) {
+			errors_add(&M.reload_errs, NULL, 0, "worker %d did not "
+			    "answer", M.w[i].n);
+			master_answered(&M.w[i], 0);
+		}
+}
+
+/* A reload's addresses must be those bound (same order), else an error
+ * at the first one's line. */
+static void
+master_same_addrs(const struct wsp_config *cfg, const char *what,
+    const struct wsp_listen_addr *bound, size_t nbound,
+    const struct wsp_listen_addr *a, size_t n, struct wsp_errors *errs)
+{
+	size_t i;
+	int same = n == nbound;
+
+	for (i = 0; same && i < n; i++)
+		same = config_listen_same(&bound[i].ss, bound[i].sslen, &a[i]);
+	if (!same)
+		errors_add(errs, cfg->file, n > 0 ? a[0].line : 0, "%s listen: "
+		    "with workers > 1 a reload does not change the addresses "
+		    "(restart the daemon)", what);
+}
+
+/* What a reload cannot change while workers run: FILE:LINE errors. */
+static void
+master_reload_check(const struct wsp_config *cfg, struct wsp_errors *errs)
+{
+	if (cfg->workers != M.nw)
+		errors_add(errs, cfg->file, cfg->workers_line, "[server] "
+		    "workers: %llu, but %zu are running: a reload does not "
+		    "change the number of workers (restart the daemon)",
+		    (unsigned long long)cfg->workers, M.nw);
+	master_same_addrs(cfg, "[server]", M.lconf, M.nlisten, cfg->listen,
+	    cfg->nlisten, errs);
+	master_same_addrs(cfg, "[admin]", M.aconf, M.saved_nadmin,
+	    cfg->admin_listen, cfg->nadmin_listen, errs);
+}
+
+/* SIGHUP: the master reads and checks the file, then every worker
+ * prepares it; master_reload_done decides once all have answered. */
+static void
+master_reload(void)
+{
+	struct wsp_errors errs = { NULL, 0 };
+	struct timeval tv = { WORKER_RELOAD_WAIT_S, 0 };
+	struct wsp_config *cfg;
+	struct log_line *l;
+	size_t i;
+
+	if (M.draining || M.reloading) {
+		log_msg(WSP_LOG_WARN, "reload", "SIGHUP ignored while %s",
+		    M.draining ? "shutting down" : "a reload is under way");
+		return;
+	}
+	log_msg(WSP_LOG_INFO, "reload", "SIGHUP: reloading %s", M.file);
+	notify_reloading(&M.srv);
+	if ((cfg = config_load(M.file, M.srv.default_plugin_dir, &errs)) !=
+	    NULL) {
+		if (M.level != -1)
+			cfg->log_level = M.level;
+		master_reload_check(cfg, &errs);
+		/* the master's own log; on failure nothing is left open */
+		if (errs.n == 0)
+			log_reload_prepare(cfg, &errs);
+	}
+	if (errs.n > 0) {
+		for (i = 0; i < errs.n; i++)
+			log_msg(WSP_LOG_ERROR, "config.error", "%s",
+			    errs.msg[i]);
+		if ((l = log_begin(WSP_LOG_ERROR, "reload")) != NULL) {
+			log_str(l, "result", "failed");
+			log_uint(l, "workers", M.nw);
+			log_uint(l, "errors", errs.n);
+			log_uint(l, "failed_total", metrics_reloaded(&M.srv, 0));
+			log_str(l, "msg", "the running configuration and "
+			    "plugins are unchanged");
+			log_end(l);
+		}
+		config_free(cfg);
+		errors_clear(&errs);
+		notify_ready(&M.srv);
+		return;
+	}
+	M.staged = cfg;
+	M.reloading = 1;
+	for (i = 0; i < M.nw; i++)
+		if (M.w[i].pid > 0 && M.w[i].ctl != -1) {
+			M.w[i].asked = 1;
+			M.awaited++;
+			master_tell(&M.w[i], 'P');
+		} else
+			errors_add(&M.reload_errs, NULL, 0, "worker %d is not "
+			    "running", M.w[i].n);
+	if (M.reload_timer == NULL)
+		M.reload_timer = evtimer_new(M.srv.base,
+		    master_reload_timeout_cb, NULL);
+	if (M.reload_timer != NULL)
+		evtimer_add(M.reload_timer, &tv);
+	if (M.awaited == 0)
+		master_reload_done();
+}
+
+static void
+master_reaped(struct worker *w, int status)
+{
+	uint32_t now = atomic_load(&w->shm->calls.now);
+	uint64_t lived = workers_now() - w->started, delay = 0;
+	struct timeval tv;
+	struct log_line *l;
+	int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	pid_t pid = w->pid;
+
+	w->pid = 0;
+	M.alive--;
+	master_ctl_close(w);
+	if (w->asked) {
+		errors_add(&M.reload_errs, NULL, 0, "worker %d died", w->n);
+		master_answered(w, 0);
+	}
+	/* every place its connections held in the limits is free again */
+	limits_worker_gone(M.limits, (size_t)w->n - 1);
+	master_retire_metrics(w);
+	if (!M.draining && !M.starting) {
+		if (lived < WORKER_QUICK_MS)
+			w->fails++;
+		else
+			w->fails = 0;
+		if (w->fails > 1) {
+			delay = (uint64_t)WORKER_BACKOFF_MS << (w->fails - 2 < 6 ?
+			    w->fails - 2 : 6);
+			if (delay > WORKER_BACKOFF_MAX_MS)
+				delay = WORKER_BACKOFF_MAX_MS;
+		}
+	}
+	l = log_begin(M.draining && clean ? WSP_LOG_INFO : WSP_LOG_WARN,
+	    "worker.exit");
+	log_int(l, "worker", w->n);
+	log_int(l, "pid", pid);
+	if (WIFSIGNALED(status)) {
+		log_str(l, "signal", sigabbrev_np(WTERMSIG(status)) != NULL ?
+		    sigabbrev_np(WTERMSIG(status)) : "?");
+		log_str(l, "detail", strsignal(WTERMSIG(status)));
+	} else
+		log_int(l, "status", WEXITSTATUS(status));
+	if (now != 0) {
+		log_str(l, "plugin", plugin_call_plugin(&w->shm->calls, now));
+		log_str(l, "callback", plugin_callback_name(now));
+	}
+	if (!M.draining && !M.starting)
+		log_uint(l, "respawn_ms", delay);
+	log_end(l);
+	if (M.draining) {
+		M.unclean |= !clean;
+		if (M.alive == 0)
+			event_base_loopbreak(M.srv.base);
+		return;
+	}
+	if (M.starting) { /* a worker that cannot start: none will */
+		M.failed = 1;
+		master_drain();
+		return;
+	}
+	if (delay == 0) {
+		worker_spawn(w);
+		return;
+	}
+	tv.tv_sec = (time_t)(delay / 1000);
+	tv.tv_usec = (suseconds_t)(delay % 1000) * 1000;
+	if (w->respawn == NULL)
+		w->respawn = evtimer_new(M.srv.base, worker_respawn_cb, w);
+	if (w->respawn == NULL || evtimer_add(w->respawn, &tv) == -1)
+		worker_spawn(w);
+}
+
+static void
+master_sigchld(void)
+{
+	pid_t pid;
+	size_t i;
+	int status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		for (i = 0; i < M.nw; i++)
+			if (M.w[i].pid == pid) {
+				master_reaped(&M.w[i], status);
+				break;
+			}
+}
+
+static size_t
+master_active(void)
+{
+	struct metrics_snap x;
+	size_t i, n = 0;
+
+	for (i = 0; i < M.nw; i++) {
+		shm_read(&M.shm[i], &x);
+		n += x.active;
+	}
+	return n;
+}
+
+/* Every WORKER_BEAT_MS: readiness, the watchdog, the total for systemd. */
+static void
+master_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	uint64_t now = workers_now(), beat, wd = M.cfg->worker_watchdog;
+	struct log_line *l;
+	struct worker *w;
+	size_t i, ready = 0;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	for (i = 0; i < M.nw; i++) {
+		w = &M.w[i];
+		if (w->pid <= 0)
+			continue;
+		beat = atomic_load_explicit(&w->shm->beat,
+		    memory_order_relaxed);
+		if (beat != w->beat_seen) {
+			w->beat_seen = beat;
+			w->beat_changed = now;
+			w->ready = 1;
+			atomic_store(&w->shm->alive, 1);
+		} else if (w->ready && wd > 0 && now - w->beat_changed > wd &&
+		    !M.draining) {
+			if ((l = log_begin(WSP_LOG_ERROR, "worker.watchdog")) !=
+			    NULL) {
+				log_int(l, "worker", w->n);
+				log_int(l, "pid", w->pid);
+				log_uint(l, "ms", now - w->beat_changed);
+				log_end(l);
+			}
+			kill(w->pid, SIGKILL);
+			w->ready = 0; /* once */
+		}
+		ready += w->ready;
+	}
+	/* The master has no connections of its own: its registry count is
+	 * the workers' total, which notify.c reports as STATUS= (so that
+	 * `systemctl status` shows the daemon's). */
+	M.srv.reg.count = master_active();
+	if (M.starting && ready == M.nw) {
+		M.starting = 0;
+		log_msg(WSP_LOG_INFO, "master.ready", "%zu workers serving",
+		    M.nw);
+		if (notify_start(&M.srv) == -1)
+			log_msg(WSP_LOG_WARN, "notify.error", "cannot set up "
+			    "systemd notification: out of memory");
+	}
+}
+
+static void
+master_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	switch (sig) {
+	case SIGCHLD:
+		master_sigchld();
+		break;
+	case SIGTERM:
+	case SIGINT:
+		if (M.draining) {
+			log_msg(WSP_LOG_WARN, "daemon.shutdown",
+			    "second %s: workers exit now", strsignal(sig));
+			master_signal_workers(SIGTERM);
+		} else
+			master_drain();
+		break;
+	case SIGHUP:
+		master_reload();
+		break;
+	case SIGUSR1:
+		if (log_reopen() == -1)
+			log_msg(WSP_LOG_ERROR, "log.reopen",
+			    "cannot reopen the log file: %s", strerror(errno));
+		master_signal_workers(SIGUSR1);
+		break;
+	}
+}
+
+/* Bind n sockets of one SO_REUSEPORT group for a: the first on a's port
+ * (0 lets the kernel choose), the others on the port it got. */
+static int
+master_bind_group(const struct wsp_listen_addr *a, size_t li,
+    struct wsp_errors *errs)
+{
+	struct wsp_listen_addr at = *a;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char addr[64];
+	size_t k;
+	int fd;
+
+	for (k = 0; k < M.nw; k++) {
+		if ((fd = listen_bind(&at, LISTEN_BACKLOG, 1, addr,
+		    sizeof(addr))) == -1) {
+			errors_add(errs, M.cfg->file, a->line, "listen %s: %s",
+			    a->text, strerror(errno));
+			return -1;
+		}
+		M.w[k].fds[li] = fd;
+		if (k == 0) {
+			memcpy(M.addr[li], addr, sizeof(M.addr[li]));
+			if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+				if (ss.ss_family == AF_INET6)
+					((struct sockaddr_in6 *)&at.ss)->sin6_port =
+					    ((struct sockaddr_in6 *)&ss)->sin6_port;
+				else
+					((struct sockaddr_in *)&at.ss)->sin_port =
+					    ((struct sockaddr_in *)&ss)->sin_port;
+			}
+		}
+	}
+	return 0;
+}
+
+static int
+master_setup(struct wsp_errors *errs)
+{
+	const struct wsp_config *cfg = M.cfg;
+	int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD };
+	struct timeval tv = { 0, WORKER_BEAT_MS * 1000 };
+	struct log_line *l;
+	size_t i, j;
+
+	M.nw = cfg->workers;
+	M.shm_size = (M.nw + 1) * sizeof(struct worker_shm);
+	M.shm = mmap(NULL, M.shm_size, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (M.shm == MAP_FAILED)
+		M.shm = NULL;
+	if (M.shm == NULL || (M.limits = limits_new(M.nw)) == NULL) {
+		errors_add(errs, NULL, 0, "cannot map shared memory for %zu "
+		    "workers: %s", M.nw, strerror(errno));
+		return -1;
+	}
+	if ((M.w = calloc(M.nw, sizeof(*M.w))) == NULL ||
+	    (M.addr = calloc(cfg->nlisten, sizeof(*M.addr))) == NULL ||
+	    (M.lconf = calloc(cfg->nlisten + 1, sizeof(*M.lconf))) == NULL ||
+	    (M.aconf = calloc(cfg->nadmin_listen + 1, sizeof(*M.aconf))) ==
+	    NULL ||
+	    (M.admin_fds = calloc(cfg->nadmin_listen + 1, sizeof(int))) ==
+	    NULL || (M.admin_addr = calloc(cfg->nadmin_listen + 1,
+	    sizeof(*M.admin_addr))) == NULL)
+		goto nomem;
+	for (i = 0; i < M.nw; i++) {
+		M.w[i].n = (int)i + 1;
+		M.w[i].ctl = M.w[i].cfd = -1;
+		M.w[i].shm = &M.shm[i];
+		if ((M.w[i].fds = malloc((cfg->nlisten + 1) * sizeof(int))) ==
+		    NULL)
+			goto nomem;
+		for (j = 0; j < cfg->nlisten; j++)
+			M.w[i].fds[j] = -1;
+	}
+	M.saved_nadmin = cfg->nadmin_listen;
+	M.nlisten = cfg->nlisten;
+	for (i = 0; i < cfg->nlisten; i++)
+		M.lconf[i] = cfg->listen[i];
+	for (i = 0; i < cfg->nadmin_listen; i++)
+		M.aconf[i] = cfg->admin_listen[i];
+	for (i = 0; i < cfg->nadmin_listen; i++)
+		M.admin_fds[i] = -1;
+	for (i = 0; i < cfg->nlisten; i++) {
+		if (master_bind_group(&cfg->listen[i], i, errs) == 0 &&
+		    (l = log_begin(WSP_LOG_INFO, "listen.start")) != NULL) {
+			log_str(l, "addr", M.addr[i]);
+			log_uint(l, "sockets", M.nw);
+			log_end(l);
+		}
+	}
+	for (i = 0; i < cfg->nadmin_listen; i++)
+		if ((M.admin_fds[i] = listen_bind(&cfg->admin_listen[i],
+		    ADMIN_BACKLOG, 0, M.admin_addr[i],
+		    sizeof(M.admin_addr[i]))) == -1)
+			errors_add(errs, cfg->file, cfg->admin_listen[i].line,
+			    "[admin] listen %s: %s", cfg->admin_listen[i].text,
+			    strerror(errno));
+	if (errs->n > 0)
+		return -1;
+	for (i = 0; i < nitems(sigs); i++)
+		if ((M.sig[i] = evsignal_new(M.srv.base, sigs[i],
+		    master_signal_cb, NULL)) == NULL ||
+		    evsignal_add(M.sig[i], NULL) == -1)
+			goto nomem;
+	if ((M.tick = event_new(M.srv.base, -1, EV_PERSIST, master_tick_cb,
+	    NULL)) == NULL || event_add(M.tick, &tv) == -1)
+		goto nomem;
+	return 0;
+nomem:
+	errors_add(errs, NULL, 0, "cannot start the master: out of memory");
+	return -1;
+}
+
+static void
+master_close_sockets(void)
+{
+	size_t i, j;
+
+	for (i = 0; M.w != NULL && i < M.nw; i++) {
+		for (j = 0; M.w[i].fds != NULL && j < M.nlisten; j++)
+			if (M.w[i].fds[j] != -1)
+				close(M.w[i].fds[j]);
+		free(M.w[i].fds);
+	}
+	for (i = 0; M.admin_fds != NULL && i < M.saved_nadmin; i++)
+		if (M.admin_fds[i] != -1)
+			close(M.admin_fds[i]);
+	free(M.w);
+	free(M.addr);
+	free(M.admin_fds);
+	free(M.admin_addr);
+	free(M.lconf);
+	free(M.aconf);
+	if (M.shm != NULL)
+		munmap(M.shm, M.shm_size);
+	limits_free(M.limits);
+}
+
+int
+workers_run(struct wsp_config **cfgp, const char *file, int level,
+    const char *plugin_dir, workers_serve_fn *serve)
+{
+	struct wsp_errors errs = { NULL, 0 };
+	struct log_line *l;
+	size_t i;
+	int rc = 1;
+
+	memset(&M, 0, sizeof(M));
+	M.cfg = *cfgp;
+	M.file = file;
+	M.level = level;
+	M.serve = serve;
+	if (server_setup(&M.srv, M.cfg) == -1) {
+		errors_add(&errs, NULL, 0, "cannot initialise: out of memory");
+		goto fail;
+	}
+	M.srv.config_file = file;
+	M.srv.default_plugin_dir = plugin_dir;
+	if ((l = log_begin(WSP_LOG_INFO, "master.start")) != NULL) {
+		log_uint(l, "workers", M.cfg->workers);
+		log_int(l, "pid", getpid());
+		log_end(l);
+	}
+	if (master_setup(&errs) == -1)
+		goto fail;
+	/* Every socket is bound and the log is open: the master needs root
+	 * for nothing more (a reload cannot bind), so it switches to
+	 * [server] user before forking, and every worker, first or
+	 * respawned, starts as that user. */
+	if (privdrop_apply(M.cfg, &errs) == -1)
+		goto fail;
+	M.starting = 1;
+	for (i = 0; i < M.nw; i++)
+		if (worker_spawn(&M.w[i]) == -1) {
+			M.failed = 1;
+			master_drain();
+			break;
+		}
+	if (M.alive > 0)
+		event_base_dispatch(M.srv.base);
+	rc = M.failed || M.unclean ? 1 : 0;
+	l = log_begin(rc == 0 ? WSP_LOG_INFO : WSP_LOG_ERROR, "daemon.stop");
+	log_str(l, "msg", M.failed ? "a worker could not start" : M.unclean ?
+	    "every worker has stopped, not every one cleanly" :
+	    "every worker has stopped");
+	log_end(l);
+fail:
+	for (i = 0; i < errs.n; i++)
+		log_msg(WSP_LOG_ERROR, "config.error", "%s", errs.msg[i]);
+	errors_clear(&errs);
+	if (M.staged != NULL) { /* stopped in the middle of a reload */
+		log_reload_abort();
+		config_free(M.staged);
+	}
+	errors_clear(&M.reload_errs);
+	master_free();
+	master_close_sockets();
+	*cfgp = M.cfg;
+	return rc;
+}
