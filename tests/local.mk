@@ -191,9 +191,11 @@ INTEGRATION_FILES = \
 	tests/integration/test_broadcast.py \
 	tests/integration/test_discovery.py \
 	tests/integration/test_completion.py \
+	tests/integration/test_deflate.py \
 	tests/integration/test_echo_conformance.py \
 	tests/integration/test_framing.py \
 	tests/integration/test_handshake.py \
+	tests/integration/test_hardening.py \
 	tests/integration/test_keepalive.py \
 	tests/integration/test_lifecycle.py \
 	tests/integration/test_limits.py \
@@ -204,8 +206,10 @@ INTEGRATION_FILES = \
 	tests/integration/test_plugin_example.py \
 	tests/integration/test_reload.py \
 	tests/integration/test_smoke.py \
+	tests/integration/test_tls.py \
 	tests/integration/test_utf8_close.py \
-	tests/integration/test_workers.py
+	tests/integration/test_workers.py \
+	tests/integration/tlspki.py
 EXTRA_DIST += $(INTEGRATION_FILES) tests/fuzz
 dist-hook:
 	rm -rf $(distdir)/tests/fuzz/__pycache__
