@@ -9,13 +9,21 @@
  * conn.c only writes the status and lingers.
  *
  * Every function answers 0 (admitted) or the HTTP status to refuse with,
- * with the metrics label and the text for the response body; none of them
- * touches the connection.
+ * with the metrics label and the text for the response body.
+ *
+ * Both limits are checked at accept, on plain and TLS listeners alike, and
+ * count a connection from its accept to its close(2): still in the
+ * handshake, open, closing, or lingering after a refusal.  So idle
+ * handshakes from one address cannot take every place, and the sockets a
+ * refusal or a close keeps for its linger are within max_connections.
+ * admit_accept marks the places it took on the connection (held_conn,
+ * held_ip, ip_counted) and admit_release, called once from conn_free,
+ * gives them back.  A client over a limit takes no place: conn.c answers
+ * it at once and closes its socket.
  *
  * With workers > 1 (srv->limits set) the two limits count every worker's
- * connections (limits.c): admitting takes a place there, which conn.c
- * marks on the connection and admit_release gives back.  One process
- * counts its own registry, as it always did.
+ * connections (limits.c); one process counts its own (srv->nheld and the
+ * registry's table of addresses).
  */
 #include <string.h>
 #include <strings.h>
@@ -23,47 +31,69 @@
 #include "wsplugd.h"
 
 int
-admit_accept(struct wsp_server *srv, const char **reason_r,
-    const char **why_r)
+admit_accept(struct wsp_server *srv, struct wsp_conn *c,
+    const char **reason_r, const char **why_r)
 {
-	/* Lingering sockets are on their way out and do not count; this
-	 * one is already among the handshakes. */
+	const struct wsp_config *cfg = srv->cfg;
+	uint64_t per_ip = cfg->max_connections_per_ip;
+	int rv = 1;
+
 	if (srv->draining) {
 		*reason_r = "shutting_down";
 		*why_r = "server is shutting down";
 		return 503;
 	}
+	/* Every socket that holds a place counts, whatever its state:
+	 * handshaking, open, closing, or lingering after a refusal. */
 	if (srv->limits != NULL ?
-	    limits_conn_take(srv->limits, srv->cfg->max_connections) == -1 :
-	    srv->reg.count + srv->nhandshake > srv->cfg->max_connections) {
+	    limits_conn_take(srv->limits, cfg->max_connections) == -1 :
+	    srv->nheld >= cfg->max_connections) {
 		*reason_r = "max_connections";
 		*why_r = "too many connections";
 		return 503;
 	}
+	if (srv->limits == NULL)
+		srv->nheld++;
+	c->held_conn = 1;
+	if (per_ip > 0 && srv->limits != NULL) {
+		rv = limits_ip_take(srv->limits, c->ip, per_ip);
+		c->held_ip = rv == 0;
+	}
+	/* rv 1: counted by this process (one process, or the shared table
+	 * has no room for the address) */
+	if (per_ip > 0 && (rv == -1 ||
+	    (rv == 1 && registry_ip_count(&srv->reg, c->ip) >= per_ip))) {
+		admit_release(c);
+		*reason_r = "max_connections_per_ip";
+		*why_r = "too many connections from this address";
+		return 503;
+	}
+	if (registry_ip_ref(&srv->reg, c->ip) == -1) {
+		admit_release(c);
+		*reason_r = "other";
+		*why_r = "out of memory";
+		return 503;
+	}
+	c->ip_counted = 1;
 	return 0;
 }
 
 void
 admit_release(struct wsp_conn *c)
 {
-	if (c->held_conn)
-		limits_conn_put(c->srv->limits);
+	struct wsp_server *srv = c->srv;
+
+	if (c->held_conn) {
+		if (srv->limits != NULL)
+			limits_conn_put(srv->limits);
+		else
+			srv->nheld--;
+	}
 	if (c->held_ip)
-		limits_ip_put(c->srv->limits, c->ip);
-	c->held_conn = c->held_ip = 0;
-}
-
-/* The per-address limit: the daemon's count with workers > 1 (unless its
- * table is full), else this process's registry. */
-static int
-admit_ip_over(struct wsp_server *srv, const char *ip, uint64_t max)
-{
-	int rv;
-
-	if (srv->limits != NULL &&
-	    (rv = limits_ip_take(srv->limits, ip, max)) != 1)
-		return rv == -1;
-	return registry_ip_count(&srv->reg, ip) >= max;
+		limits_ip_put(srv->limits, c->ip);
+	if (c->ip_counted)
+		registry_ip_unref(&srv->reg, c->ip);
+	c->held_conn = c->held_ip = c->ip_counted = 0;
 }
 
 int
@@ -112,38 +142,16 @@ admit_subprotocol(const struct wsp_config *cfg, const struct http_request *r)
 }
 
 int
-admit_address(struct wsp_server *srv, const char *ip, const char **reason_r,
-    const char **why_r)
+admit_request(struct wsp_server *srv, const struct http_request *req,
+    const char **protocol_r, const char **reason_r, const char **why_r)
 {
 	const struct wsp_config *cfg = srv->cfg;
-
-	if (cfg->max_connections_per_ip > 0 &&
-	    admit_ip_over(srv, ip, cfg->max_connections_per_ip)) {
-		*reason_r = "max_connections_per_ip";
-		*why_r = "too many connections from this address";
-		return 503;
-	}
-	return 0;
-}
-
-int
-admit_request(struct wsp_server *srv, const char *ip, int ip_held,
-    const struct http_request *req, const char **protocol_r,
-    const char **reason_r, const char **why_r)
-{
-	const struct wsp_config *cfg = srv->cfg;
-	int status;
 
 	if (!admit_origin_allowed(cfg, &req->origin)) {
 		*reason_r = "origin";
 		*why_r = "origin not allowed";
 		return 403;
 	}
-	/* ip_held: a TLS listener's connection took its address's shared
-	 * place at accept (admit_address); taking it again would count it
-	 * twice. */
-	if (!ip_held && (status = admit_address(srv, ip, reason_r, why_r)) != 0)
-		return status;
 	*protocol_r = admit_subprotocol(cfg, req);
 	return 0;
 }

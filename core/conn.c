@@ -202,7 +202,17 @@ conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
 		inet_ntop(AF_INET, &s4->sin_addr, c->ip, sizeof(c->ip));
 		c->port = ntohs(s4->sin_port);
 	}
+	/* Over a limit (or shutting down): answered and closed now, since a
+	 * linger would keep a descriptor beyond the limit.  A TLS client gets
+	 * no answer it could read, only the close. */
+	if ((status = admit_accept(srv, c, &reason, &why)) != 0) {
+		admit_refused(srv, c->ip, c->port, status, reason, why);
+		fdlimit_refuse(fd, tls ? 0 : status, why);
+		free(c);
+		return 0;
+	}
 	if ((c->out = evbuffer_new()) == NULL) {
+		admit_release(c);
 		free(c);
 		return -1;
 	}
@@ -211,6 +221,7 @@ conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
 	event_assign(&c->ev, srv->base, fd, EV_READ | EV_PERSIST,
 	    conn_event_cb, c);
 	if (event_add(&c->ev, NULL) == -1) {
+		admit_release(c);
 		evbuffer_free(c->out);
 		free(c);
 		return -1;
@@ -224,19 +235,7 @@ conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
 		conn_free(c); /* closes fd: the caller must not */
 		return 0;
 	}
-	/* Each place taken is marked at once, so that a refusal by the next
-	 * check gives it back (conn_refuse). */
-	if ((status = admit_accept(srv, &reason, &why)) == 0) {
-		c->held_conn = srv->limits != NULL;
-		if (tls && (status = admit_address(srv, c->ip, &reason,
-		    &why)) == 0)
-			c->held_ip = srv->limits != NULL &&
-			    srv->cfg->max_connections_per_ip > 0;
-	}
-	if (status != 0)
-		conn_refuse(c, status, reason, why);
-	else
-		dq_push(&srv->dq_handshake, c);
+	dq_push(&srv->dq_handshake, c);
 	return 0;
 }
 
@@ -257,9 +256,9 @@ void
 conn_refuse(struct wsp_conn *c, int status, const char *reason,
     const char *why)
 {
+	/* The places it holds are kept until conn_free: a lingering socket
+	 * counts toward the limits. */
 	admit_refused(c->srv, c->ip, c->port, status, reason, why);
-	if (c->held_conn | c->held_ip)
-		admit_release(c);
 	if (c->ssl != NULL && !c->tls_open) {
 		/* No TLS session to answer in: a plain close. */
 		if (strcmp(reason, "handshake_timeout") == 0)
@@ -342,9 +341,6 @@ conn_upgrade(struct wsp_conn *c, const struct http_request *req,
 		return -1;
 	if (proto != NULL && (c->subprotocol = strdup(proto)) == NULL)
 		return -1;
-	if (registry_ip_ref(&srv->reg, c->ip) == -1)
-		return -1;
-	c->ip_counted = 1;
 
 	/* permessage-deflate seam: zstream.c negotiates */
 	if (zstream_accept(srv, req, &c->zs, ext) == -1)
@@ -443,14 +439,11 @@ conn_read_head(struct wsp_conn *c)
 	if (status != 0)
 		reason = admit_reason(status);
 	else
-		status = admit_request(c->srv, c->ip, c->held_ip, &req, &proto,
-		    &reason, &why);
+		status = admit_request(c->srv, &req, &proto, &reason, &why);
 	if (status != 0) {
 		conn_refuse(c, status, reason, why);
 		return 0;
 	}
-	/* admitted: with workers > 1 it holds a place from its address */
-	c->held_ip = c->srv->limits != NULL && cfg->max_connections_per_ip > 0;
 	return conn_upgrade(c, &req, end, proto);
 }
 
@@ -480,11 +473,6 @@ conn_end_n(struct wsp_conn *c, uint16_t code, const char *reason,
 		srv->npending++;
 		srv->total_closed++;
 		metrics_closed(srv, code);
-		if (c->ip_counted)
-			registry_ip_unref(&srv->reg, c->ip);
-		c->ip_counted = 0;
-		if (c->held_conn | c->held_ip)
-			admit_release(c);
 		if (c->opened) {
 			c->opened = 0;
 			srv->conn_hooks.closed(c, code);
@@ -577,7 +565,7 @@ conn_send_close(struct wsp_conn *c, uint16_t code, const char *reason,
 }
 
 /* Start the close handshake: our close frame now, the peer's answer
- * within the linger time. */
+ * within the closing time (dq_closing). */
 int
 conn_close(struct wsp_conn *c, uint16_t code, const char *reason)
 {
@@ -589,7 +577,7 @@ conn_close(struct wsp_conn *c, uint16_t code, const char *reason)
 	/* Only for the log line, so out of memory just leaves it empty. */
 	if (reason != NULL && *reason != '\0')
 		c->close_reason = strndup(reason, WS_MAX_CONTROL - 2);
-	dq_push(&c->srv->dq_linger, c);
+	dq_push(&c->srv->dq_closing, c);
 	return 0;
 }
 
@@ -922,11 +910,17 @@ conn_expire_handshake(struct wsp_conn *c)
 	conn_refuse(c, 408, "handshake_timeout", "handshake timed out");
 }
 
+/* Our close frame went unanswered: no more waiting, not even a linger. */
+void
+conn_expire_closing(struct wsp_conn *c)
+{
+	conn_end(c, c->close_code, "close handshake timed out");
+	conn_free(c);
+}
+
 void
 conn_expire_linger(struct wsp_conn *c)
 {
-	if (c->state == CONN_CLOSING)
-		conn_end(c, c->close_code, "close handshake timed out");
 	conn_free(c);
 }
 
@@ -963,8 +957,7 @@ conn_free(struct wsp_conn *c)
 	if (c->registered)
 		conn_end(c, WS_CLOSE_ABNORMAL, "connection dropped");
 	conn_leave_handshake(c);
-	if (c->held_conn | c->held_ip)
-		admit_release(c);
+	admit_release(c); /* the one place the limits' counts go down */
 	dq_remove(c);
 	TAILQ_REMOVE(&srv->pending, c, link);
 	srv->npending--;

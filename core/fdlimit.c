@@ -62,20 +62,20 @@ fdlimit_fini(void)
 	F.reserve = -1;
 }
 
-/* Answer 503, send our FIN, and read what the client sent before closing:
- * a close with unread data would be a reset, which can destroy the answer
- * before the client reads it. */
-static void
-fdlimit_refuse(int fd)
+/* Answer, send our FIN, and read what the client sent before closing: a
+ * close with unread data would be a reset, which can destroy the answer
+ * before the client reads it.  conn.c refuses a client over a connection
+ * limit this way too, so that a refusal keeps no descriptor. */
+void
+fdlimit_refuse(int fd, int status, const char *why)
 {
 	struct evbuffer *b;
 	char sink[4096];
 	size_t drained = 0;
 	ssize_t n;
 
-	if ((b = evbuffer_new()) != NULL) {
-		http_response_error(b, 503, "the server is at its open-file "
-		    "limit");
+	if (status != 0 && (b = evbuffer_new()) != NULL) {
+		http_response_error(b, status, why);
 		evbuffer_write(b, fd);
 		evbuffer_free(b);
 	}
@@ -100,7 +100,8 @@ fdlimit_accept_error(int lfd, const char *addr, int err)
 			    SOCK_NONBLOCK | SOCK_CLOEXEC);
 			if (fd == -1)
 				break;
-			fdlimit_refuse(fd);
+			fdlimit_refuse(fd, 503, "the server is at its "
+			    "open-file limit");
 			F.refused++;
 		}
 		/* The slot just freed is ours again: nothing else runs in

@@ -28,9 +28,12 @@
 /* One read buffer serves every connection: large enough that a burst of
  * frames is one read(2), small enough not to matter beside the rest. */
 #define READ_BUFFER_SIZE (256 * 1024)
-/* How long a closing connection may take to finish its close handshake
- * and send its FIN. */
-#define LINGER_MS 5000
+/* How long a connection that sent its close frame waits for the peer's. */
+#define CLOSING_MS 5000
+/* How long a refused or closed socket may take to read our last bytes and
+ * send its FIN: it holds a descriptor and a place in max_connections
+ * meanwhile, so this is short. */
+#define LINGER_MS 1000
 
 /*
  * The hooks: how the lower files reach the upper ones.  A connection tells
@@ -185,6 +188,7 @@ server_free(struct wsp_server *srv)
 	keepalive_stop(srv);
 	dq_fini(&srv->dq_handshake);
 	dq_fini(&srv->dq_ping);
+	dq_fini(&srv->dq_closing);
 	dq_fini(&srv->dq_linger);
 	for (i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (*evs[i] != NULL) {
@@ -226,6 +230,8 @@ server_setup(struct wsp_server *srv, struct wsp_config *cfg)
 	    cfg->handshake_timeout, conn_expire_handshake) == -1 ||
 	    dq_init(&srv->dq_ping, srv->base, "ping", cfg->ping_interval,
 	    conn_expire_ping) == -1 ||
+	    dq_init(&srv->dq_closing, srv->base, "closing", CLOSING_MS,
+	    conn_expire_closing) == -1 ||
 	    dq_init(&srv->dq_linger, srv->base, "linger", LINGER_MS,
 	    conn_expire_linger) == -1)
 		return -1;

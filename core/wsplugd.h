@@ -662,8 +662,8 @@ struct wsp_conn {
 	unsigned want_write : 1;   /* EV_WRITE is registered */
 	unsigned flush_pending : 1;
 	unsigned msg_open : 1;     /* a fragmented message is being built */
-	unsigned ip_counted : 1;
-	unsigned held_conn : 1;    /* a place in srv->limits' conns */
+	unsigned ip_counted : 1;   /* in the registry's table of addresses */
+	unsigned held_conn : 1;    /* a place in srv->nheld or srv->limits */
 	unsigned held_ip : 1;      /* a place in srv->limits' ip table */
 	unsigned registered : 1;
 	unsigned doomed : 1;       /* slow consumer: end it in its handler */
@@ -720,6 +720,7 @@ void conn_ping(struct wsp_conn *c);
 void conn_free(struct wsp_conn *c);
 void conn_expire_handshake(struct wsp_conn *c);
 void conn_expire_ping(struct wsp_conn *c);
+void conn_expire_closing(struct wsp_conn *c);
 void conn_expire_linger(struct wsp_conn *c);
 void conn_reap(struct wsp_conn *c, uint64_t idle_ms);
 void conn_info(const struct wsp_conn *c, struct wsp_conn_info *info);
@@ -765,20 +766,16 @@ const char *tls_ktls(const struct wsp_conn *c);
 /* admit.c: the handshake policy; each answers 0 or the status to refuse
  * with, a metrics label (reason) and the response text (why) */
 
-int admit_accept(struct wsp_server *srv, const char **reason_r,
-    const char **why_r);
-/* The per-address limit alone: a TLS listener asks it at accept, before
- * a handshake's cost is spent on an address already at its limit. */
-int admit_address(struct wsp_server *srv, const char *ip,
+/* At accept, for c (its ip set): draining, then max_connections and
+ * max_connections_per_ip, counting every socket from accept to close(2).
+ * Admitted, the places taken are marked on c (held_conn, held_ip,
+ * ip_counted); refused, c holds none. */
+int admit_accept(struct wsp_server *srv, struct wsp_conn *c,
     const char **reason_r, const char **why_r);
-/* Origin, per-address limit, and the subprotocol (NULL: none) chosen. */
-/* ip_held: the address's shared place was taken at accept (a TLS
- * listener's connection, workers > 1): not checked again. */
-int admit_request(struct wsp_server *srv, const char *ip, int ip_held,
-    const struct http_request *req, const char **protocol_r,
-    const char **reason_r, const char **why_r);
-/* Give back what the connection holds in srv->limits (workers > 1):
- * when it stops counting (refused, ended, freed). */
+/* Origin, and the subprotocol (NULL: none) chosen. */
+int admit_request(struct wsp_server *srv, const struct http_request *req,
+    const char **protocol_r, const char **reason_r, const char **why_r);
+/* Give back every place c holds; once, from conn_free. */
 void admit_release(struct wsp_conn *c);
 /* Does the configured origins list admit o (any, when it is empty)? */
 int admit_origin_allowed(const struct wsp_config *cfg,
@@ -820,6 +817,10 @@ void fdlimit_fini(void);
  * the log) failed with.  The caller then pauses that listener for
  * FDLIMIT_PAUSE_MS. */
 void fdlimit_accept_error(int lfd, const char *addr, int err);
+/* Answer status (0: nothing, as on a TLS listener) with why, send our FIN,
+ * read what the client already sent, and close fd: a refusal that keeps
+ * no descriptor. */
+void fdlimit_refuse(int fd, int status, const char *why);
 
 /* listen.c: accepting sockets, handed to srv->on_accept */
 
@@ -1123,9 +1124,10 @@ struct wsp_server {
 	TAILQ_HEAD(, wsp_conn) pending; /* handshaking and lingering */
 	size_t npending;
 	size_t nhandshake; /* of pending, those still in the handshake */
+	size_t nheld; /* one process: sockets holding a place (admit.c) */
 	struct plugin_set *plugins;
 	struct plugin_set *plugins_staged; /* built by a reload's prepare */
-	struct deadline_queue dq_handshake, dq_ping, dq_linger;
+	struct deadline_queue dq_handshake, dq_ping, dq_closing, dq_linger;
 	struct event *sweep;
 	struct event *sweep_staged; /* made by a reload's prepare */
 	struct event *accept_retry;

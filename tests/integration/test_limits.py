@@ -3,6 +3,7 @@ size enforced before buffering, connection limits answered with 503, and a
 client that does not read closed as a slow consumer."""
 
 import asyncio
+import base64
 import json
 import os
 import socket
@@ -195,22 +196,131 @@ def test_client_that_never_reads_is_closed_as_slow_consumer(wsplugd):
     assert asyncio.run(visit()) == "still echoing"
 
 
-def test_refused_sockets_do_not_count_as_open_connections(wsplugd):
-    # max_connections counts connections open at once.  A client that was
-    # refused (404 here) and has not yet closed its end is not one: with
-    # nothing open, the next client must be admitted.
+def fd_count(pid):
+    """How many descriptors the process has open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def raw_client(port, local="127.0.0.1"):
+    """A TCP connection from the address local, nothing sent yet."""
+    s = socket.socket()
+    s.bind((local, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def upgrade_request(port):
+    key = base64.b64encode(os.urandom(16))
+    return (b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            % (port, key))
+
+
+def status_of(sock, timeout):
+    """The status of the HTTP response on sock, or None when the server
+    stays silent (or closes without one) for timeout seconds."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while b"\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except (socket.timeout, ConnectionResetError):
+        pass
+    if not data.startswith(b"HTTP/1.1 "):
+        return None
+    return int(data.split()[1])
+
+
+def upgrade_status(port, local="127.0.0.1"):
+    """A whole upgrade from local: the status it got (then closed)."""
+    with raw_client(port, local) as s:
+        try:
+            s.sendall(upgrade_request(port))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused at accept, before the request: still answered
+        return status_of(s, 5 * SLOW)
+
+
+def test_refused_socket_counts_for_a_short_linger_only(wsplugd):
+    # A refused client (404 here) that keeps its socket open holds one of
+    # the daemon's descriptors while the daemon lingers on it, so it
+    # counts toward max_connections; and that linger is short (about
+    # 1 s), after which the place is free for the next client.
     d = wsplugd(server={"max_connections": 1})
     with Raw(d.port) as refused:
         refused.request(path="/nowhere")
         assert refused.response()[0] == 404
-        d.wait_for("ws.refuse", status=404)
+        t0 = time.monotonic()
         # `refused` keeps its socket open, as a slow or careless client
         # does after an error response.
+        assert upgrade_status(d.port) == 503
+        ev = d.wait_for("ws.refuse", status=503)
+        assert ev["reason"] == "max_connections"
+        while upgrade_status(d.port) != 101:
+            assert time.monotonic() - t0 < 2 * SLOW, \
+                "the refused socket still holds its place"
+            time.sleep(0.05)
+        # It was not a matter of luck: the place came free after the
+        # linger, not before.
+        assert time.monotonic() - t0 > 0.5
 
-        async def visit():
-            async with ws_connect(d.url) as ws:
-                return json.loads(await ws.recv())["type"]
 
-        assert asyncio.run(visit()) == "connection_established"
-    assert d.find_all("ws.refuse", status=503) == []
+def test_idle_handshakes_from_one_address_do_not_take_every_place(wsplugd):
+    # 50 connections from one address that never send a request: only
+    # max_connections_per_ip of them hold a place, the others are answered
+    # 503 at once and closed, and a client from another address still
+    # gets in while the 10 sit in their handshake.
+    d = wsplugd(server={"max_connections": 50, "max_connections_per_ip": 10,
+                        "handshake_timeout": "60s"})
+    idle = [raw_client(d.port) for _ in range(50)]
+    try:
+        d.wait_count("ws.refuse", 40, reason="max_connections_per_ip",
+                     timeout=5)
+        statuses = [status_of(s, 0.2 * SLOW) for s in idle]
+        assert statuses.count(503) == 40, statuses
+        assert statuses.count(None) == 10, statuses
+        assert upgrade_status(d.port, "127.0.0.2") == 101
+        # The 10 admitted are still waited for, and upgrade when they ask.
+        held = [s for s, st in zip(idle, statuses) if st is None]
+        for s in held:
+            s.sendall(upgrade_request(d.port))
+        assert [status_of(s, 5 * SLOW) for s in held] == [101] * 10
+        # From one address, still no more than 10 at once.
+        assert upgrade_status(d.port) == 503
+    finally:
+        for s in idle:
+            s.close()
 
+
+def test_refused_and_closed_sockets_are_gone_within_a_second(wsplugd):
+    # Clients that were refused (404) or closed by the server (1002) and
+    # then keep their sockets open without a word: the daemon lingers on
+    # each about 1 s, not 5, and then closes its descriptor.
+    d = wsplugd()
+    base = fd_count(d.proc.pid)
+    clients = []
+    try:
+        for _ in range(10):
+            r = Raw(d.port)
+            clients.append(r)
+            r.request(path="/nowhere")
+            assert r.response()[0] == 404
+        for _ in range(10):
+            r = opened(d)
+            clients.append(r)
+            r.recv_message()  # connection_established
+            r.send_frame(1, b"{}", mask=False)
+            assert struct.unpack("!H", r.recv_close()[:2])[0] == 1002
+        t0 = time.monotonic()
+        assert fd_count(d.proc.pid) >= base + 10
+        while fd_count(d.proc.pid) > base:
+            assert time.monotonic() - t0 < 2 * SLOW, \
+                f"{fd_count(d.proc.pid) - base} sockets still held"
+            time.sleep(0.05)
+    finally:
+        for r in clients:
+            r.close()

@@ -1,9 +1,9 @@
 /*
  * test_admit.c: the handshake policy of admit.c, against the shared
- * in-memory server: the global limit and draining at accept, origins, the
- * per-address limit and the subprotocol choice at upgrade, the metrics
- * label of every status http_upgrade.c refuses with, and what a refusal
- * counts.  Requests are parsed by http_upgrade.c from real request text.
+ * in-memory server: draining and both connection limits at accept (the
+ * places taken and given back), origins and the subprotocol choice at
+ * upgrade, the metrics label of every status http_upgrade.c refuses with,
+ * and what a refusal counts.  Requests are parsed by http_upgrade.c from real request text.
  */
 #include <stdio.h>
 #include <string.h>
@@ -47,24 +47,52 @@ refused(const char *reason)
 	return 0;
 }
 
+/* A connection just accepted from ip, as conn_accept has it. */
+static struct wsp_conn *
+accepted(struct wsp_conn *c, const char *ip)
+{
+	memset(c, 0, sizeof(*c));
+	c->srv = &fake_srv;
+	snprintf(c->ip, sizeof(c->ip), "%s", ip);
+	return c;
+}
+
 static void
 test_accept_limits(void)
 {
 	const char *reason = NULL, *why = NULL;
+	struct wsp_conn a, b, c;
 
 	fake_cfg.max_connections = 2;
-	fake_srv.nhandshake = 2; /* this one included */
-	CU_ASSERT_EQUAL(admit_accept(&fake_srv, &reason, &why), 0);
-	fake_srv.nhandshake = 3;
-	CU_ASSERT_EQUAL(admit_accept(&fake_srv, &reason, &why), 503);
+	CU_ASSERT_EQUAL(admit_accept(&fake_srv, accepted(&a, "10.0.0.1"),
+	    &reason, &why), 0);
+	CU_ASSERT(a.held_conn);
+	CU_ASSERT_EQUAL(fake_srv.nheld, 1);
+	CU_ASSERT_EQUAL(admit_accept(&fake_srv, accepted(&b, "10.0.0.2"),
+	    &reason, &why), 0);
+	CU_ASSERT_EQUAL(admit_accept(&fake_srv, accepted(&c, "10.0.0.3"),
+	    &reason, &why), 503);
 	CU_ASSERT_STRING_EQUAL(reason, "max_connections");
 	CU_ASSERT_STRING_EQUAL(why, "too many connections");
-	fake_srv.nhandshake = 1;
+	/* refused, it holds nothing */
+	CU_ASSERT(!c.held_conn && !c.held_ip && !c.ip_counted);
+	CU_ASSERT_EQUAL(fake_srv.nheld, 2);
+	/* a place given back is free for the next, and only once */
+	admit_release(&a);
+	admit_release(&a);
+	CU_ASSERT_EQUAL(fake_srv.nheld, 1);
+	CU_ASSERT_EQUAL(registry_ip_count(&fake_srv.reg, "10.0.0.1"), 0);
+	CU_ASSERT_EQUAL(admit_accept(&fake_srv, accepted(&c, "10.0.0.3"),
+	    &reason, &why), 0);
+	admit_release(&b);
+	admit_release(&c);
+	CU_ASSERT_EQUAL(fake_srv.nheld, 0);
 	fake_srv.draining = 1;
-	CU_ASSERT_EQUAL(admit_accept(&fake_srv, &reason, &why), 503);
+	CU_ASSERT_EQUAL(admit_accept(&fake_srv, accepted(&a, "10.0.0.1"),
+	    &reason, &why), 503);
 	CU_ASSERT_STRING_EQUAL(reason, "shutting_down");
+	CU_ASSERT_EQUAL(fake_srv.nheld, 0);
 	fake_srv.draining = 0;
-	fake_srv.nhandshake = 0;
 	fake_cfg.max_connections = 10000;
 }
 
@@ -74,21 +102,21 @@ test_origins(void)
 	const char *proto, *reason = NULL, *why = NULL;
 
 	/* none configured: any origin, or none at all */
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", 0,
+	CU_ASSERT_EQUAL(admit_request(&fake_srv,
 	    request(""), &proto, &reason, &why), 0);
 	fake_cfg.origins = origins;
 	fake_cfg.norigins = 2;
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", 0,
+	CU_ASSERT_EQUAL(admit_request(&fake_srv,
 	    request("Origin: HTTPS://A.example\r\n"), &proto, &reason, &why),
 	    0);
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", 0,
+	CU_ASSERT_EQUAL(admit_request(&fake_srv,
 	    request("Origin: null\r\n"), &proto, &reason, &why), 0);
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", 0,
+	CU_ASSERT_EQUAL(admit_request(&fake_srv,
 	    request("Origin: https://a.example.evil\r\n"), &proto, &reason,
 	    &why), 403);
 	CU_ASSERT_STRING_EQUAL(reason, "origin");
 	CU_ASSERT_STRING_EQUAL(why, "origin not allowed");
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", 0, request(""),
+	CU_ASSERT_EQUAL(admit_request(&fake_srv, request(""),
 	    &proto, &reason, &why), 403);
 	fake_cfg.origins = NULL;
 	fake_cfg.norigins = 0;
@@ -97,29 +125,36 @@ test_origins(void)
 static void
 test_per_address_limit(void)
 {
-	const char *proto, *reason = NULL, *why = NULL;
+	const char *reason = NULL, *why = NULL;
+	struct wsp_conn c[4];
 
 	fake_cfg.max_connections_per_ip = 2;
-	CU_ASSERT_EQUAL_FATAL(registry_ip_ref(&fake_srv.reg, "10.0.0.1"), 0);
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "10.0.0.1", 0, request(""),
-	    &proto, &reason, &why), 0);
-	CU_ASSERT_EQUAL_FATAL(registry_ip_ref(&fake_srv.reg, "10.0.0.1"), 0);
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "10.0.0.1", 0, request(""),
-	    &proto, &reason, &why), 503);
+	/* counted from accept: two still in the handshake are the limit */
+	CU_ASSERT_EQUAL(admit_accept(&fake_srv, accepted(&c[0], "10.0.0.1"),
+	    &reason, &why), 0);
+	CU_ASSERT_EQUAL(admit_accept(&fake_srv, accepted(&c[1], "10.0.0.1"),
+	    &reason, &why), 0);
+	CU_ASSERT_EQUAL(registry_ip_count(&fake_srv.reg, "10.0.0.1"), 2);
+	CU_ASSERT_EQUAL(admit_accept(&fake_srv, accepted(&c[2], "10.0.0.1"),
+	    &reason, &why), 503);
 	CU_ASSERT_STRING_EQUAL(reason, "max_connections_per_ip");
-	/* the same limit alone, as a TLS listener asks it at accept */
-	reason = NULL;
-	CU_ASSERT_EQUAL(admit_address(&fake_srv, "10.0.0.1", &reason, &why),
-	    503);
-	CU_ASSERT_STRING_EQUAL(reason, "max_connections_per_ip");
-	CU_ASSERT_EQUAL(admit_address(&fake_srv, "10.0.0.2", &reason, &why),
-	    0);
+	CU_ASSERT_STRING_EQUAL(why, "too many connections from this address");
+	/* the refused one gave back its global place too */
+	CU_ASSERT(!c[2].held_conn && !c[2].ip_counted);
+	CU_ASSERT_EQUAL(fake_srv.nheld, 2);
 	/* another address is not limited by this one's count */
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "10.0.0.2", 0, request(""),
-	    &proto, &reason, &why), 0);
-	registry_ip_unref(&fake_srv.reg, "10.0.0.1");
-	registry_ip_unref(&fake_srv.reg, "10.0.0.1");
+	CU_ASSERT_EQUAL(admit_accept(&fake_srv, accepted(&c[3], "10.0.0.2"),
+	    &reason, &why), 0);
+	admit_release(&c[0]);
+	CU_ASSERT_EQUAL(admit_accept(&fake_srv, accepted(&c[2], "10.0.0.1"),
+	    &reason, &why), 0);
+	/* a reload that lifts the limit still gives back what was taken */
 	fake_cfg.max_connections_per_ip = 0;
+	admit_release(&c[1]);
+	admit_release(&c[2]);
+	admit_release(&c[3]);
+	CU_ASSERT_EQUAL(registry_ip_count(&fake_srv.reg, "10.0.0.1"), 0);
+	CU_ASSERT_EQUAL(fake_srv.nheld, 0);
 }
 
 static void
@@ -130,22 +165,22 @@ test_subprotocol_is_the_servers_first_choice(void)
 	fake_cfg.subprotocols = protocols;
 	fake_cfg.nsubprotocols = 2;
 	/* the server's order wins over the client's */
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", 0,
+	CU_ASSERT_EQUAL(admit_request(&fake_srv,
 	    request("Sec-WebSocket-Protocol: v1.chat, v2.chat\r\n"), &proto,
 	    &reason, &why), 0);
 	CU_ASSERT_STRING_EQUAL(proto, "v2.chat");
 	/* split over two header lines, with odd spacing */
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", 0,
+	CU_ASSERT_EQUAL(admit_request(&fake_srv,
 	    request("Sec-WebSocket-Protocol: x\r\n"
 	    "Sec-WebSocket-Protocol:\t ,v1.chat\r\n"), &proto, &reason, &why),
 	    0);
 	CU_ASSERT_STRING_EQUAL(proto, "v1.chat");
 	/* a prefix is not a match, and none offered is none chosen */
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", 0,
+	CU_ASSERT_EQUAL(admit_request(&fake_srv,
 	    request("Sec-WebSocket-Protocol: v1.cha, v2.chatty\r\n"), &proto,
 	    &reason, &why), 0);
 	CU_ASSERT_PTR_NULL(proto);
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", 0, request(""),
+	CU_ASSERT_EQUAL(admit_request(&fake_srv, request(""),
 	    &proto, &reason, &why), 0);
 	CU_ASSERT_PTR_NULL(proto);
 	fake_cfg.subprotocols = NULL;
@@ -176,7 +211,8 @@ main(void)
 		{ "draining and max_connections at accept",
 		    test_accept_limits },
 		{ "origins, case-insensitive, null allowed", test_origins },
-		{ "max_connections_per_ip", test_per_address_limit },
+		{ "max_connections_per_ip at accept, from the handshake on",
+		    test_per_address_limit },
 		{ "the server's first subprotocol the client offers",
 		    test_subprotocol_is_the_servers_first_choice },
 		{ "refusal labels and counts", test_reasons_and_counting },
