@@ -5,6 +5,7 @@ write, and privileges dropped.  Each test drives the real daemon."""
 import http.client
 import os
 import resource
+import selectors
 import socket
 import subprocess
 import threading
@@ -123,6 +124,172 @@ def test_descriptor_exhaustion_with_an_admin_scrape(tmp_path):
         for s in idle:
             s.close()
     assert d.stop() == 0
+
+
+FLOOD_NOFILE = 256
+FLOOD_CLIENTS = 1200
+FLOOD_MAX = 200
+
+
+def flood_nofile():
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FLOOD_NOFILE, FLOOD_NOFILE))
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def upgrade_request(port):
+    return (b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n" % port)
+
+
+def flood(port, n, deadline, watch):
+    """n clients connecting at once, non-blocking: each sends an upgrade
+    request and reads the status line; then it keeps its socket open and
+    silent, as a hostile client would.  watch() runs between events.
+    Returns ([(status or None, seconds from connect to answer)], sockets).
+    """
+    sel = selectors.DefaultSelector()
+    socks, results = [], {}
+    req = upgrade_request(port)
+    for i in range(n):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        socks.append(s)
+        sel.register(s, selectors.EVENT_WRITE,
+                     [i, time.monotonic(), b""])
+    end = time.monotonic() + deadline
+    while len(results) < n and time.monotonic() < end:
+        watch()
+        for key, ev in sel.select(timeout=0.05):
+            s, (i, t0, buf) = key.fileobj, key.data
+            if ev & selectors.EVENT_WRITE:
+                try:
+                    s.send(req)
+                except OSError:
+                    pass  # answered and closed first: read the answer
+                sel.modify(s, selectors.EVENT_READ, [i, t0, buf])
+                continue
+            try:
+                chunk = s.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                chunk = b""
+            buf += chunk
+            key.data[2] = buf
+            if b"\r\n" in buf or not chunk:
+                st = (int(buf.split()[1])
+                      if buf.startswith(b"HTTP/1.1 ") else None)
+                results[i] = (st, time.monotonic() - t0)
+                sel.unregister(s)
+    sel.close()
+    return [results.get(i, (None, deadline)) for i in range(n)], socks
+
+
+@pytest.mark.skipif(bool(WRAPPER), reason="the wrapper holds descriptors "
+                    "of its own")
+def test_refused_connection_flood(tmp_path):
+    """1,200 clients at once against a daemon limited to 256 descriptors
+    and 200 connections, every client keeping its socket open after its
+    answer: each gets a 101 or a 503 within a bound (none waits in the
+    kernel's queue), and the daemon never holds more client sockets than
+    max_connections, since a refusal is answered and closed at once."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < FLOOD_CLIENTS + 100:
+        pytest.skip(f"the test needs {FLOOD_CLIENTS + 100} descriptors")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    d = Daemon(tmp_path, config(server={"max_connections": str(FLOOD_MAX),
+                                        "handshake_timeout": "60s"},
+                                log={"level": "info"}))
+    d.preexec = flood_nofile
+    d.start()
+    base = fd_count(d.proc.pid)
+    peak = [base]
+
+    def watch():
+        peak[0] = max(peak[0], fd_count(d.proc.pid))
+
+    socks = []
+    try:
+        results, socks = flood(d.port, FLOOD_CLIENTS, 20, watch)
+        statuses = [st for st, _ in results]
+        slowest = max(t for _, t in results)
+        assert statuses.count(101) == FLOOD_MAX, \
+            {st: statuses.count(st) for st in set(statuses)}
+        assert statuses.count(503) == FLOOD_CLIENTS - FLOOD_MAX, \
+            {st: statuses.count(st) for st in set(statuses)}
+        assert slowest < 5, f"a client waited {slowest:.1f} s"
+        # The refused sockets cost no descriptor: the admitted ones and a
+        # few in passing, never the open-file limit.
+        assert peak[0] - base <= FLOOD_MAX + 8, (peak[0], base)
+        assert d.find_all("listen.error") == []
+        refused = d.wait_count("ws.refuse", FLOOD_CLIENTS - FLOOD_MAX,
+                               reason="max_connections")
+        assert len(refused) == FLOOD_CLIENTS - FLOOD_MAX
+    finally:
+        for s in socks:
+            s.close()
+    assert d.stop() == 0
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def status_of(sock, timeout):
+    """The status of an HTTP response on sock, None when silent."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while b"\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except (socket.timeout, ConnectionResetError):
+        pass
+    return int(data.split()[1]) if data.startswith(b"HTTP/1.1 ") else None
+
+
+def test_idle_handshakes_count_toward_the_per_ip_limit_across_workers(
+        wsplugd):
+    """With workers = 2, 30 connections from one address that send
+    nothing: whichever worker the kernel gives each to, 10 hold a place
+    in the whole daemon and 20 are answered 503 at once.  Counted per
+    worker, each worker would hold up to 10."""
+    d = wsplugd(server={"workers": 2, "max_connections_per_ip": 10,
+                        "handshake_timeout": "60s"},
+                log={"level": "info"})
+    d.wait_for("master.ready", timeout=30)
+    idle = []
+    try:
+        for _ in range(30):
+            s = socket.socket()
+            s.connect(("127.0.0.1", d.port))
+            idle.append(s)
+        refused = d.wait_count("ws.refuse", 20,
+                               reason="max_connections_per_ip", timeout=10)
+        statuses = [status_of(s, 0.2 * SLOW) for s in idle]
+        assert statuses.count(503) == 20, statuses
+        assert statuses.count(None) == 10, statuses
+        assert len(refused) == 20
+        # both workers refused: the kernel spread the 30 over them
+        assert {e["worker"] for e in refused} == {"1", "2"}, refused
+        held = [s for s, st in zip(idle, statuses) if st is None]
+        for s in held:
+            s.sendall(upgrade_request(d.port))
+        assert [status_of(s, 5 * SLOW) for s in held] == [101] * 10
+        # another address has its own count
+        with socket.socket() as s:
+            s.bind(("127.0.0.2", 0))
+            s.connect(("127.0.0.1", d.port))
+            s.sendall(upgrade_request(d.port))
+            assert status_of(s, 5 * SLOW) == 101
+    finally:
+        for s in idle:
+            s.close()
 
 
 # -- the admin listener ----------------------------------------------------
