@@ -7,6 +7,11 @@
  *                                                  flush, SHUT_WR, drain to
  *                                                  EOF or timeout, close(2)
  *
+ * Deadlines: the handshake's (handshake_timeout), CLOSING's (5 s for the
+ * peer's close frame) and LINGER's (1 s, short because a lingering socket
+ * still holds a descriptor and a place in the connection limits, which
+ * admit.c takes at accept and conn_free alone gives back).
+ *
  * A connection is a lower layer: it calls nothing above it.  What it has
  * to tell goes through the hooks its owner set in srv->conn_hooks
  * (server.c): opened (the plugins greet it), message (each complete

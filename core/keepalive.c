@@ -2,7 +2,8 @@
  * keepalive.c: deadlines and the idle sweep.
  *
  * Every connection waits on at most one deadline at a time: the handshake
- * timeout, its next keepalive ping, or the end of its lingering close.  All
+ * timeout, its next keepalive ping, the peer's answer to our close frame,
+ * or the end of its lingering close.  All
  * entries of one queue share the same interval, so appending at the tail
  * keeps a queue sorted by deadline: adding, moving and removing are O(1),
  * and each queue needs a single timer armed for its head.  This is the idea

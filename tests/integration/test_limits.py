@@ -324,3 +324,33 @@ def test_refused_and_closed_sockets_are_gone_within_a_second(wsplugd):
     finally:
         for r in clients:
             r.close()
+
+
+TEST_PLUGINS = os.environ.get("WSPLUGD_TEST_PLUGIN_DIR",
+                              "tests/plugins/.libs")
+
+
+def test_unanswered_close_frame_is_given_up_after_5_s(wsplugd):
+    # The server closes (the closer test plugin, at the client's request)
+    # and the client never answers its close frame: the connection holds
+    # its place while the server waits, about 5 s, then its descriptor is
+    # closed at once, with no linger after.
+    d = wsplugd(server={"max_connections": 1}, plugins=("closer",),
+                plugin_sections={"closer": {
+                    "path": os.path.join(TEST_PLUGINS, "closer.so")}})
+    base = fd_count(d.proc.pid)
+    with opened(d) as r:
+        r.send_frame(1, json.dumps({"type": "close_me", "code": 4000,
+                                    "reason": "bye"}))
+        assert r.recv_close()[:2] == struct.pack("!H", 4000)
+        t0 = time.monotonic()
+        # closing, it still counts
+        assert upgrade_status(d.port) == 503
+        ev = d.wait_for("ws.close", timeout=10, code=4000)
+        waited = time.monotonic() - t0
+        assert ev["reason"] == "close handshake timed out"
+        assert 4 < waited < 7 * SLOW, waited
+        while fd_count(d.proc.pid) > base:
+            assert time.monotonic() - t0 < waited + 0.5 * SLOW
+            time.sleep(0.02)
+        assert upgrade_status(d.port) == 101
