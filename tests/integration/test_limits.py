@@ -354,3 +354,69 @@ def test_unanswered_close_frame_is_given_up_after_5_s(wsplugd):
             assert time.monotonic() - t0 < waited + 0.5 * SLOW
             time.sleep(0.02)
         assert upgrade_status(d.port) == 101
+
+
+def daemon_fds(d):
+    """Descriptors of the daemon's processes: the master and its
+    workers, or the one process."""
+    pids = {d.proc.pid} | {int(e["pid"]) for e in d.find_all("worker.start")}
+    return sum(fd_count(p) for p in pids if os.path.exists(f"/proc/{p}"))
+
+
+def wait_fds(d, n):
+    deadline = time.monotonic() + 3 * SLOW
+    while daemon_fds(d) != n:
+        assert time.monotonic() < deadline, (daemon_fds(d), n)
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_path_gives_its_place_back_once(wsplugd, workers):
+    # max_connections and max_connections_per_ip of 1: after each way a
+    # connection can end, its place is free again (one client gets in)
+    # and was given back only once (the next is still refused).
+    d = wsplugd(server={"workers": workers, "max_connections": 1,
+                        "max_connections_per_ip": 1,
+                        "handshake_timeout": "1s"})
+    if workers > 1:
+        d.wait_for("master.ready", timeout=30)
+    base = daemon_fds(d)
+
+    def refused_404():
+        with Raw(d.port) as r:
+            r.request(path="/nowhere")
+            assert r.response()[0] == 404
+
+    def handshake_timeout():
+        with raw_client(d.port) as s:
+            assert status_of(s, 5 * SLOW) == 408
+
+    def gone_mid_request():
+        with raw_client(d.port) as s:
+            s.sendall(b"GET /ws HTTP/1.1\r\n")
+            wait_fds(d, base + 1)  # accepted (nothing is logged)
+
+    def closed_cleanly():
+        with opened(d) as r:
+            r.send_frame(8, close_body(1000))
+            assert r.recv_close() == close_body(1000)
+
+    def dropped():
+        with opened(d):
+            pass
+
+    def failed_1002():
+        with opened(d) as r:
+            r.send_frame(1, b"{}", mask=False)
+            assert r.recv_close()[:2] == struct.pack("!H", 1002)
+
+    for path in (refused_404, handshake_timeout, gone_mid_request,
+                 closed_cleanly, dropped, failed_1002):
+        path()
+        wait_fds(d, base)
+        with raw_client(d.port) as s:
+            s.sendall(upgrade_request(d.port))
+            assert status_of(s, 5 * SLOW) == 101, path.__name__
+            with raw_client(d.port) as t:
+                assert status_of(t, 5 * SLOW) == 503, path.__name__
+        wait_fds(d, base)
