@@ -91,13 +91,6 @@ conn_schedule_flush(struct wsp_conn *c)
 	event_active(&c->ev, EV_WRITE, 1);
 }
 
-static void
-conn_leave_handshake(struct wsp_conn *c)
-{
-	if (c->state == CONN_HANDSHAKE)
-		c->srv->nhandshake--;
-}
-
 static const char *
 conn_str(const char *s)
 {
@@ -235,7 +228,6 @@ conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
 	srv->npending++;
 	c->last_activity = clock_mono_ms();
 
-	srv->nhandshake++;
 	if (tls && tls_conn_new(c) == -1) {
 		conn_free(c); /* closes fd: the caller must not */
 		return 0;
@@ -248,7 +240,6 @@ conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
 static void
 conn_answered(struct wsp_conn *c)
 {
-	conn_leave_handshake(c);
 	c->state = CONN_LINGER;
 	free(c->head);
 	c->head = NULL;
@@ -358,7 +349,6 @@ conn_upgrade(struct wsp_conn *c, const struct http_request *req,
 	c->connected_at_ms = clock_wall_ms();
 	c->last_activity_ms = c->connected_at_ms;
 	c->opened_mono = clock_mono_ms();
-	conn_leave_handshake(c);
 	c->state = CONN_OPEN;
 	TAILQ_REMOVE(&srv->pending, c, link);
 	srv->npending--;
@@ -961,7 +951,6 @@ conn_free(struct wsp_conn *c)
 
 	if (c->registered)
 		conn_end(c, WS_CLOSE_ABNORMAL, "connection dropped");
-	conn_leave_handshake(c);
 	admit_release(c); /* the one place the limits' counts go down */
 	dq_remove(c);
 	TAILQ_REMOVE(&srv->pending, c, link);

@@ -1123,7 +1123,6 @@ struct wsp_server {
 	struct registry reg;
 	TAILQ_HEAD(, wsp_conn) pending; /* handshaking and lingering */
 	size_t npending;
-	size_t nhandshake; /* of pending, those still in the handshake */
 	size_t nheld; /* one process: sockets holding a place (admit.c) */
 	struct plugin_set *plugins;
 	struct plugin_set *plugins_staged; /* built by a reload's prepare */
