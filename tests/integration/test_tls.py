@@ -15,6 +15,7 @@ import time
 import urllib.request
 
 import pytest
+import websockets
 
 from harness import SLOW, config, run_wsplugd, ws_connect
 from rawws import Raw, build_frame
@@ -433,3 +434,76 @@ def test_dash_t_reports_certificate_problems_with_file_and_line(pki,
     assert r.returncode == 1
     assert f"{p}:{kline + 1}: [tls] ciphersuites: invalid list 'NOPE'" \
         in r.stderr
+
+
+def test_every_tls_path_gives_its_place_back_once(wsplugd, pki):
+    """max_connections and max_connections_per_ip of 1 on a TLS listener:
+    after each way a TLS connection can end, its place is free again (a
+    wss client gets in) and was given back only once (the next one is
+    closed before any TLS handshake)."""
+    d = start_tls(wsplugd, pki, server={
+        "max_connections": 1, "max_connections_per_ip": 1,
+        "handshake_timeout": "1s"})
+    pid = d.proc.pid
+    base = len(os.listdir(f"/proc/{pid}/fd"))
+
+    def wait_fds(n):
+        deadline = time.monotonic() + 3 * SLOW
+        while len(os.listdir(f"/proc/{pid}/fd")) != n:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+
+    def until_eof(s):
+        s.settimeout(5 * SLOW)
+        try:
+            while s.recv(4096):
+                pass
+        except ConnectionResetError:
+            pass
+
+    def tls_failure():
+        with socket.create_connection(("127.0.0.1", d.port)) as s:
+            s.sendall(b"\x16\x03\x01\x00\x05" + b"\x00" * 100)
+            until_eof(s)
+
+    def plain_on_tls_port():
+        with Raw(d.port) as r:
+            r.request()
+            assert r.response()[0] == 400
+
+    def tls_handshake_timeout():
+        with socket.create_connection(("127.0.0.1", d.port)) as s:
+            until_eof(s)
+
+    def refused_in_tls():
+        async def visit():
+            with pytest.raises(
+                    websockets.exceptions.InvalidStatusCode) as e:
+                async with ws_connect(d.url.replace("/ws", "/nowhere"),
+                                      ssl=d.client_ssl):
+                    pass
+            return e.value.status_code
+        assert asyncio.run(visit()) == 404
+
+    def closed_cleanly():
+        async def visit():
+            async with ws_connect(d.url) as ws:
+                return json.loads(await ws.recv())["type"]
+        assert asyncio.run(visit()) == "connection_established"
+
+    for path in (tls_failure, plain_on_tls_port, tls_handshake_timeout,
+                 refused_in_tls, closed_cleanly):
+        path()
+        wait_fds(base)
+
+        async def probe():
+            async with ws_connect(d.url) as ws:
+                await ws.recv()
+                with pytest.raises((ssl.SSLError, ConnectionError, OSError,
+                                    asyncio.TimeoutError)):
+                    async with ws_connect(d.url, open_timeout=5 * SLOW):
+                        pass
+
+        asyncio.run(probe())
+        wait_fds(base)
+    assert len(d.find_all("ws.refuse", reason="max_connections")) == 5
