@@ -134,6 +134,7 @@ def test_max_connections_refuses_the_third_with_503(wsplugd):
 
 def test_max_connections_per_ip_refuses_the_second_with_503(wsplugd):
     d = wsplugd(server={"max_connections_per_ip": 1})
+    base = daemon_fds(d)
 
     async def visit():
         async with ws_connect(d.url) as a:
@@ -149,8 +150,11 @@ def test_max_connections_per_ip_refuses_the_second_with_503(wsplugd):
     assert asyncio.run(visit()) == 503
     ev = d.wait_for("ws.refuse", status=503)
     assert ev["reason"] == "max_connections_per_ip"
-    # Once the first has gone, the address may connect again.
+    # Once the first has gone, the address may connect again: once its
+    # socket is closed, that is, which may be a moment after the close
+    # handshake (the client's FIN, or the end of a 1 s linger).
     d.wait_for("ws.close", code=1000)
+    wait_fds(d, base)
 
     async def again():
         async with ws_connect(d.url) as ws:

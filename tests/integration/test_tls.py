@@ -168,8 +168,13 @@ def test_limits_over_tls(wsplugd, pki):
     d.wait_for("ws.close", code=1009)
 
 
+def fd_count(d):
+    return len(os.listdir(f"/proc/{d.proc.pid}/fd"))
+
+
 def test_max_connections_per_ip_over_tls(wsplugd, pki):
     d = start_tls(wsplugd, pki, server={"max_connections_per_ip": "1"})
+    base = fd_count(d)
 
     async def visit():
         async with ws_connect(d.url) as ws:
@@ -193,6 +198,11 @@ def test_max_connections_per_ip_over_tls(wsplugd, pki):
             return json.loads(await ws.recv())["type"]
 
     d.wait_for("ws.close")
+    # gone when its socket is closed: the client's FIN, at most a linger
+    deadline = time.monotonic() + 3 * SLOW
+    while fd_count(d) > base:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
     assert asyncio.run(again()) == "connection_established"
 
 
@@ -444,12 +454,11 @@ def test_every_tls_path_gives_its_place_back_once(wsplugd, pki):
     d = start_tls(wsplugd, pki, server={
         "max_connections": 1, "max_connections_per_ip": 1,
         "handshake_timeout": "1s"})
-    pid = d.proc.pid
-    base = len(os.listdir(f"/proc/{pid}/fd"))
+    base = fd_count(d)
 
     def wait_fds(n):
         deadline = time.monotonic() + 3 * SLOW
-        while len(os.listdir(f"/proc/{pid}/fd")) != n:
+        while fd_count(d) != n:
             assert time.monotonic() < deadline
             time.sleep(0.02)
 
