@@ -214,6 +214,7 @@ metrics_snapshot(struct wsp_server *srv, struct metrics_snap *out)
 	out->m = srv->metrics;
 	out->active = srv->reg.count;
 	out->pending = handshakes_pending(srv);
+	out->lingering = srv->npending - out->pending;
 	out->opened = srv->total_opened;
 	out->z = *zstream_stats(srv);
 }
@@ -250,6 +251,7 @@ metrics_add(struct metrics_snap *sum, const struct metrics_snap *x)
 	a->closed[METRICS_CODES - 1].n += b->closed[METRICS_CODES - 1].n;
 	sum->active += x->active;
 	sum->pending += x->pending;
+	sum->lingering += x->lingering;
 	sum->opened += x->opened;
 	sum->z.conns += x->z.conns;
 	sum->z.full_conns += x->z.full_conns;
@@ -263,7 +265,7 @@ metrics_add(struct metrics_snap *sum, const struct metrics_snap *x)
 void
 metrics_snap_gone(struct metrics_snap *s)
 {
-	s->active = s->pending = 0;
+	s->active = s->pending = s->lingering = 0;
 	s->z.conns = s->z.full_conns = 0;
 	s->z.full_bytes = s->z.zlib_bytes = 0;
 }
@@ -285,6 +287,9 @@ render_connections(struct render *r, const struct metrics_snap *s)
 	gauge(r, "wsplugd_handshakes_pending",
 	    "Connections accepted and still in the opening handshake.",
 	    s->pending);
+	gauge(r, "wsplugd_connections_lingering",
+	    "Sockets refused or closed, waiting up to 1 s for the client to "
+	    "hang up; they count toward max_connections.", s->lingering);
 	counter(r, "wsplugd_connections_opened_total",
 	    "WebSocket connections established (101 sent).", s->opened);
 	family(r, "wsplugd_connections_closed_total", "counter",

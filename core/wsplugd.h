@@ -1067,6 +1067,7 @@ uint64_t metrics_reloaded(struct wsp_server *srv, int ok);
 struct metrics_snap {
 	struct metrics m;
 	uint64_t active, pending, opened;
+	uint64_t lingering; /* refused or closed, not yet close(2)d */
 	uint64_t workers, workers_alive; /* 0, 0 with one process */
 	struct zstream_stats z; /* permessage-deflate's gauges and counts */
 };

@@ -114,6 +114,7 @@ def test_metrics_is_well_formed_with_every_family(wsplugd):
     want = {
         "wsplugd_connections_active": "gauge",
         "wsplugd_handshakes_pending": "gauge",
+        "wsplugd_connections_lingering": "gauge",
         "wsplugd_connections_opened": "counter",
         "wsplugd_connections_closed": "counter",
         "wsplugd_handshakes_refused": "counter",

@@ -9,6 +9,7 @@ import os
 import socket
 import struct
 import time
+import urllib.request
 
 import pytest
 import websockets
@@ -300,6 +301,17 @@ def test_idle_handshakes_from_one_address_do_not_take_every_place(wsplugd):
             s.close()
 
 
+def lingering(d):
+    """wsplugd_connections_lingering from the admin listener."""
+    addr = d.wait_for("admin.start")["addr"]
+    with urllib.request.urlopen(f"http://{addr}/metrics",
+                                timeout=5 * SLOW) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("wsplugd_connections_lingering "):
+                return int(line.split()[1])
+    raise AssertionError("no wsplugd_connections_lingering")
+
+
 def test_refused_and_closed_sockets_are_gone_within_a_second(wsplugd):
     # Clients that were refused (404) or closed by the server (1002) and
     # then keep their sockets open without a word: the daemon lingers on
@@ -321,10 +333,12 @@ def test_refused_and_closed_sockets_are_gone_within_a_second(wsplugd):
             assert struct.unpack("!H", r.recv_close()[:2])[0] == 1002
         t0 = time.monotonic()
         assert fd_count(d.proc.pid) >= base + 10
+        assert lingering(d) > 0
         while fd_count(d.proc.pid) > base:
             assert time.monotonic() - t0 < 2 * SLOW, \
                 f"{fd_count(d.proc.pid) - base} sockets still held"
             time.sleep(0.05)
+        assert lingering(d) == 0
     finally:
         for r in clients:
             r.close()

@@ -149,6 +149,7 @@ test_process_and_build(void)
 	CU_ASSERT(has_line(t, want));
 	CU_ASSERT(has_line(t, "wsplugd_connections_active 0"));
 	CU_ASSERT(has_line(t, "wsplugd_handshakes_pending 0"));
+	CU_ASSERT(has_line(t, "wsplugd_connections_lingering 0"));
 	free(want);
 	free(t);
 }
