@@ -151,9 +151,9 @@ def test_max_connections_per_ip_refuses_the_second_with_503(wsplugd):
     assert asyncio.run(visit()) == 503
     ev = d.wait_for("ws.refuse", status=503)
     assert ev["reason"] == "max_connections_per_ip"
-    # Once the first has gone, the address may connect again: once its
-    # socket is closed, that is, which may be a moment after the close
-    # handshake (the client's FIN, or the end of a 1 s linger).
+    # Once the first has gone (its socket closed, a moment after the close
+    # handshake: at the client's FIN, or after a 1 s linger), the address
+    # may connect again.
     d.wait_for("ws.close", code=1000)
     wait_fds(d, base)
 
