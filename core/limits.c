@@ -26,6 +26,10 @@
  *                them (limits_worker_gone) before its replacement starts,
  *                so a crash gives back every place its connections took.
  *
+ *   mem          bytes of max_buffer_memory taken by the workers, which
+ *                membudget.c takes and gives back in chunks; given back
+ *                for a dead worker like its connections.
+ *
  * Sizes: 262,144 slots of 16 bytes (4 MiB) for the table, 1 MiB of counts
  * per worker; pages are only touched as addresses arrive.
  */
@@ -48,11 +52,13 @@ struct limits_slot {
 
 struct limits_shm {
 	_Atomic uint64_t conns;
+	_Atomic uint64_t mem;
 	struct limits_slot slots[LIMITS_IP_SLOTS];
 };
 
 struct limits_worker {
 	_Atomic uint64_t conns;
+	_Atomic uint64_t mem;
 	_Atomic uint32_t n[LIMITS_IP_SLOTS];
 };
 
@@ -128,6 +134,30 @@ uint64_t
 limits_conn_count(const struct limits *l)
 {
 	return atomic_load(&((struct limits *)l)->shm->conns);
+}
+
+int
+limits_mem_take(struct limits *l, uint64_t n, uint64_t max)
+{
+	if (atomic_fetch_add(&l->shm->mem, n) + n > max) {
+		atomic_fetch_sub(&l->shm->mem, n);
+		return -1;
+	}
+	atomic_fetch_add_explicit(&l->me->mem, n, memory_order_relaxed);
+	return 0;
+}
+
+void
+limits_mem_put(struct limits *l, uint64_t n)
+{
+	atomic_fetch_sub(&l->shm->mem, n);
+	atomic_fetch_sub_explicit(&l->me->mem, n, memory_order_relaxed);
+}
+
+uint64_t
+limits_mem_count(const struct limits *l)
+{
+	return atomic_load(&((struct limits *)l)->shm->mem);
 }
 
 static uint64_t
@@ -210,6 +240,7 @@ limits_worker_gone(struct limits *l, size_t w)
 	size_t i;
 
 	atomic_fetch_sub(&l->shm->conns, atomic_exchange(&lw->conns, 0));
+	atomic_fetch_sub(&l->shm->mem, atomic_exchange(&lw->mem, 0));
 	for (i = 0; i < LIMITS_IP_SLOTS; i++)
 		if ((n = atomic_load_explicit(&lw->n[i],
 		    memory_order_relaxed)) != 0) {
