@@ -374,6 +374,7 @@ conn_upgrade(struct wsp_conn *c, const struct http_request *req,
 	http_accept_key(&req->key, accept);
 	http_response_101(c->out, accept, proto, c->zs != NULL ? ext : NULL);
 	c->out_head = evbuffer_get_length(c->out); /* frames follow it */
+	c->out_head_size = c->out_head;
 	c->out_lost = 0;
 	ws_decoder_init(&c->dec, cfg->max_message_size);
 	c->dec.rsv1_ok = c->zs != NULL;
@@ -614,23 +615,23 @@ conn_flush_out(struct wsp_conn *c)
 
 	while (evbuffer_get_length(c->out) > 0) {
 		before = evbuffer_get_length(c->out);
-		most = !c->out_lost && c->out_head >= CONN_EXACT_MIN ?
+		most = !c->out_lost && c->out_head_size >= CONN_EXACT_MIN ?
 		    c->out_head : SIZE_MAX;
 		n = conn_out_write(c, most);
 		if (n == -1 && errno != EAGAIN && errno != EINTR)
 			rc = -1;
 		sent = before - evbuffer_get_length(c->out);
 		if (evbuffer_get_length(c->out) == 0) {
-			c->out_head = 0;
+			c->out_head = c->out_head_size = 0;
 			c->out_lost = 0;
 		} else if (c->out_lost)
 			;
 		else if (sent < c->out_head)
 			c->out_head -= sent;
 		else if (sent == c->out_head)
-			c->out_head = conn_next_frame(c);
+			c->out_head = c->out_head_size = conn_next_frame(c);
 		else {
-			c->out_head = 0;
+			c->out_head = c->out_head_size = 0;
 			c->out_lost = 1;
 		}
 		if (n <= 0)
@@ -678,6 +679,8 @@ conn_doom(struct wsp_conn *c, enum conn_doom why)
 	}
 	evbuffer_drain(c->out, evbuffer_get_length(c->out) - keep);
 	c->out_head = keep;
+	if (keep == 0)
+		c->out_head_size = 0;
 	c->out_lost = begun && keep == 0; /* a frame cut short: no close */
 	c->flush_pending = 0;
 	event_active(&c->ev, EV_WRITE, 1);
@@ -730,10 +733,17 @@ conn_mem_sync(struct wsp_conn *c)
 	struct wsp_server *srv = c->srv;
 	struct membudget_holder *h;
 
+	uint64_t held;
+
 	if (!c->mem_tracked)
 		return;
-	if (membudget_set(&srv->mem, &c->mem, evbuffer_get_length(c->out) +
-	    c->msg_cap) == 0 || srv->mem.shedding)
+	held = evbuffer_get_length(c->out) + c->msg_cap;
+	/* A frame queued at its exact size is one block, freed only when
+	 * all of it is written: what was sent of it is still held. */
+	if (!c->out_lost && c->out_head_size >= CONN_EXACT_MIN)
+		held += c->out_head_size - c->out_head;
+	if (membudget_set(&srv->mem, &c->mem, held) == 0 ||
+	    srv->mem.shedding)
 		return;
 	srv->mem.shedding = 1;
 	while ((h = membudget_victim(&srv->mem)) != NULL)
@@ -768,7 +778,7 @@ conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 	if (conn_queue(c, hdr, hl, data, len) == -1)
 		return -1;
 	if (was_empty)
-		c->out_head = hl + len;
+		c->out_head = c->out_head_size = hl + len;
 	c->bytes_out += hl + len;
 	if (opcode == WS_OP_TEXT || opcode == WS_OP_BINARY) {
 		c->msgs_out++;

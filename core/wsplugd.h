@@ -732,7 +732,8 @@ struct wsp_conn {
 	struct event ev; /* embedded: one allocation less per connection */
 	struct evbuffer *out;
 	size_t out_head; /* bytes of out's first frame not yet written, when
-	                    it was queued into an empty buffer; else 0 */
+	                    known (!out_lost); else 0 */
+	size_t out_head_size; /* that frame's whole size */
 	struct membudget_holder mem; /* out and msg, as counted */
 	struct ssl_st *ssl;        /* a TLS listener's connection, else NULL */
 	struct ws_decoder dec;

@@ -205,9 +205,10 @@ INTEGRATION_FILES = \
 	tests/integration/test_lifecycle.py \
 	tests/integration/test_limits.py \
 	tests/integration/test_logging.py \
-	tests/integration/test_memory.py \
 	tests/integration/test_logging_private.py \
 	tests/integration/test_logging_targets.py \
+	tests/integration/test_man_examples.py \
+	tests/integration/test_memory.py \
 	tests/integration/test_messages.py \
 	tests/integration/test_plugin_example.py \
 	tests/integration/test_reload.py \
