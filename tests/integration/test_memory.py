@@ -297,3 +297,55 @@ def test_budget_is_global_across_workers(wsplugd):
     assert status == 200
     for r in clients:
         r.close()
+
+
+# -- reload ---------------------------------------------------------------
+
+def test_reload_changes_the_budget_and_sheds_at_the_new_one(wsplugd,
+                                                             tmp_path):
+    """SIGHUP to a smaller budget: what is held stays until the next
+    growth, which sheds down to the new budget; a bad value is refused
+    with FILE:LINE and changes nothing."""
+    import signal
+    conf = tmp_path / "reload.conf"
+
+    def write(budget):
+        conf.write_text(config(plugins=("echo",),
+                               server={"max_buffer_memory": budget},
+                               log={"level": "info"},
+                               plugin_sections={"echo": {"catch_all":
+                                                         "yes"}}))
+        conf.chmod(0o644)
+
+    write("64MiB")
+    d = wsplugd(path=conf)
+    clients = hoard_all(d, 20)  # 20 MiB held, within 64 MiB
+    deadline = time.monotonic() + 10 * SLOW
+    while value(scrape(d)[0], "wsplugd_buffer_memory_bytes") < 20 * MIB:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert d.find("ws.memory_shed") is None
+
+    write("1TiB5")
+    mark = d.mark()
+    d.signal(signal.SIGHUP)
+    ev = d.wait_for("reload", start=mark, result="failed")
+    assert "max_buffer_memory" in d.log_text()
+    assert value(scrape(d)[0], "wsplugd_buffer_memory_limit_bytes") == \
+        64 * MIB, ev
+
+    write("8MiB")
+    mark = d.mark()
+    d.signal(signal.SIGHUP)
+    d.wait_for("reload", start=mark, result="ok")
+    assert value(scrape(d)[0], "wsplugd_buffer_memory_limit_bytes") == \
+        8 * MIB
+    clients.append(hoard(d.port))  # the next growth sheds
+    shed = d.wait_count("ws.memory_shed", 12, start=mark, reason="partial")
+    assert len(shed) >= 12
+    deadline = time.monotonic() + 10 * SLOW
+    while value(scrape(d)[0], "wsplugd_buffer_memory_bytes") > 8 * MIB:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for r in clients:
+        r.close()
