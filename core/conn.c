@@ -731,8 +731,6 @@ static void
 conn_mem_sync(struct wsp_conn *c)
 {
 	struct wsp_server *srv = c->srv;
-	struct membudget_holder *h;
-
 	uint64_t held;
 
 	if (!c->mem_tracked)
@@ -742,14 +740,30 @@ conn_mem_sync(struct wsp_conn *c)
 	 * all of it is written: what was sent of it is still held. */
 	if (!c->out_lost && c->out_head_size >= CONN_EXACT_MIN)
 		held += c->out_head_size - c->out_head;
-	if (membudget_set(&srv->mem, &c->mem, held) == 0 ||
-	    srv->mem.shedding)
+	if (membudget_set(&srv->mem, &c->mem, held) == 0)
+		return;
+	conn_mem_shed(srv);
+}
+
+void
+conn_mem_shed(struct wsp_server *srv)
+{
+	struct membudget_holder *h;
+
+	if (srv->mem.shedding)
 		return;
 	srv->mem.shedding = 1;
 	while ((h = membudget_victim(&srv->mem)) != NULL)
 		conn_shed((struct wsp_conn *)(void *)((char *)h -
 		    offsetof(struct wsp_conn, mem)));
 	srv->mem.shedding = 0;
+}
+
+void
+conn_mem_poll(struct wsp_server *srv)
+{
+	if (membudget_poll(&srv->mem) == -1)
+		conn_mem_shed(srv);
 }
 
 int

@@ -28,7 +28,11 @@
  *
  *   mem          bytes of max_buffer_memory taken by the workers, which
  *                membudget.c takes and gives back in chunks; given back
- *                for a dead worker like its connections.
+ *                for a dead worker like its connections.  Each worker
+ *                also publishes what its heaviest connection holds
+ *                (mem_top), so that a worker that finds the budget full
+ *                can ask the one holding the heaviest to shed (mem_want)
+ *                rather than shed a lighter connection of its own.
  *
  * Sizes: 262,144 slots of 16 bytes (4 MiB) for the table, 1 MiB of counts
  * per worker; pages are only touched as addresses arrive.
@@ -59,6 +63,8 @@ struct limits_shm {
 struct limits_worker {
 	_Atomic uint64_t conns;
 	_Atomic uint64_t mem;
+	_Atomic uint64_t mem_top;  /* its heaviest holder's bytes */
+	_Atomic uint64_t mem_want; /* bytes another worker asks it to shed */
 	_Atomic uint32_t n[LIMITS_IP_SLOTS];
 };
 
@@ -160,6 +166,47 @@ limits_mem_count(const struct limits *l)
 	return atomic_load(&((struct limits *)l)->shm->mem);
 }
 
+void
+limits_mem_top(struct limits *l, uint64_t bytes)
+{
+	atomic_store_explicit(&l->me->mem_top, bytes, memory_order_relaxed);
+}
+
+int
+limits_mem_ask(struct limits *l, uint64_t bytes, uint64_t want)
+{
+	struct limits_worker *best = NULL;
+	uint64_t top, max = bytes, cur;
+	size_t i;
+
+	for (i = 0; i < l->nworkers; i++) {
+		if (&l->workers[i] == l->me)
+			continue;
+		top = atomic_load_explicit(&l->workers[i].mem_top,
+		    memory_order_relaxed);
+		if (top > max) {
+			max = top;
+			best = &l->workers[i];
+		}
+	}
+	if (best == NULL)
+		return 0;
+	/* Asks are not added up: the largest outstanding one stands. */
+	cur = atomic_load(&best->mem_want);
+	while (cur < want &&
+	    !atomic_compare_exchange_weak(&best->mem_want, &cur, want))
+		;
+	return 1;
+}
+
+uint64_t
+limits_mem_wanted(struct limits *l)
+{
+	if (atomic_load_explicit(&l->me->mem_want, memory_order_relaxed) == 0)
+		return 0;
+	return atomic_exchange(&l->me->mem_want, 0);
+}
+
 static uint64_t
 limits_hash(const char *ip)
 {
@@ -241,6 +288,8 @@ limits_worker_gone(struct limits *l, size_t w)
 
 	atomic_fetch_sub(&l->shm->conns, atomic_exchange(&lw->conns, 0));
 	atomic_fetch_sub(&l->shm->mem, atomic_exchange(&lw->mem, 0));
+	atomic_store(&lw->mem_top, 0);
+	atomic_store(&lw->mem_want, 0);
 	for (i = 0; i < LIMITS_IP_SLOTS; i++)
 		if ((n = atomic_load_explicit(&lw->n[i],
 		    memory_order_relaxed)) != 0) {

@@ -23,9 +23,17 @@
  * so the hot path touches shared memory about once per chunk, not per
  * send.  What a worker holds is at most one chunk of slack above what it
  * uses plus one below, so the daemon's total may read up to
- * 2 * MEMBUDGET_CHUNK per worker above what is really queued, never more
- * than the budget.  A worker that cannot get a chunk sheds its own
- * heaviest connections: each worker sheds among its own.
+ * 2 * MEMBUDGET_CHUNK per worker above what is really queued.
+ *
+ * The heaviest connection may be in another worker.  Each worker
+ * publishes what its heaviest holds; one that cannot get a chunk asks the
+ * worker with a heavier connection to shed (limits_mem_ask) and goes on
+ * meanwhile, up to MEMBUDGET_OVERDRAFT past its share (so the daemon may
+ * briefly pass the budget by that much per worker).  The asked worker
+ * sheds its heaviest at its next change or heartbeat, and the chunks it
+ * frees are taken by the one that asked.  Only when no other worker holds
+ * anything heavier, or the overdraft is spent, does a worker shed its
+ * own.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -178,14 +186,11 @@ membudget_set_limit(struct membudget *mb, uint64_t limit)
 		mb->held = limit;
 }
 
-int
-membudget_set(struct membudget *mb, struct membudget_holder *h,
-    uint64_t bytes)
+/* Count h's new bytes: 0, or -1 past the budget. */
+static int
+membudget_update(struct membudget *mb, struct membudget_holder *h,
+    uint64_t bytes, uint64_t was)
 {
-	uint64_t was = h->bytes;
-
-	if (bytes == was)
-		return 0;
 	h->bytes = bytes;
 	mb->used = mb->used - was + bytes;
 	if (bytes == 0) {
@@ -208,11 +213,69 @@ membudget_set(struct membudget *mb, struct membudget_holder *h,
 		mb->goal = UINT64_MAX; /* room again: a shed left undone ends */
 		return 0;
 	}
+	/* A heavier connection in another worker goes first. */
+	if (mb->shared != NULL &&
+	    mb->used - mb->held <= MEMBUDGET_OVERDRAFT &&
+	    limits_mem_ask(mb->shared, mb->n > 0 ? mb->heap[0]->bytes : 0,
+	    mb->used - mb->held + MEMBUDGET_CHUNK))
+		return 0;
 	/* Shed down to 1/8 below what may be held: room for many sends
 	 * before the next shed. */
 	if (mb->goal == UINT64_MAX)
 		mb->goal = mb->held - mb->held / 8;
 	return -1;
+}
+
+/* Publish the heaviest holder's bytes when they changed. */
+static void
+membudget_publish(struct membudget *mb)
+{
+	uint64_t top = mb->n > 0 ? mb->heap[0]->bytes : 0;
+
+	if (top != mb->top) {
+		mb->top = top;
+		limits_mem_top(mb->shared, top);
+	}
+}
+
+/* Shed down by what another worker asked: -1 when there is a goal. */
+static int
+membudget_asked(struct membudget *mb)
+{
+	uint64_t want = limits_mem_wanted(mb->shared), goal;
+
+	if (want == 0)
+		return 0;
+	goal = mb->used > want ? mb->used - want : 0;
+	if (mb->goal == UINT64_MAX || goal < mb->goal)
+		mb->goal = goal;
+	return -1;
+}
+
+int
+membudget_poll(struct membudget *mb)
+{
+	if (mb->shared == NULL)
+		return 0;
+	return membudget_asked(mb);
+}
+
+int
+membudget_set(struct membudget *mb, struct membudget_holder *h,
+    uint64_t bytes)
+{
+	uint64_t was = h->bytes;
+	int rc;
+
+	if (bytes == was)
+		return 0;
+	rc = membudget_update(mb, h, bytes, was);
+	if (mb->shared != NULL) {
+		membudget_publish(mb);
+		if (membudget_asked(mb) == -1)
+			rc = -1;
+	}
+	return rc;
 }
 
 struct membudget_holder *

@@ -628,6 +628,9 @@ void zstream_pool_free(struct wsp_server *srv);
 
 #define MEMBUDGET_CHUNK (256 * KIB) /* what a worker takes from the total */
 #define MEMBUDGET_MIN_VICTIM (4 * KIB) /* less is never shed */
+/* How far a worker may go past its share while a heavier worker sheds
+ * for it. */
+#define MEMBUDGET_OVERDRAFT (4 * MEMBUDGET_CHUNK)
 #define MEMBUDGET_AUTO_MIN (64 * MIB)
 #define MEMBUDGET_AUTO_MAX (1 * GIB)
 
@@ -644,6 +647,7 @@ struct membudget {
 	uint64_t held;  /* what it may hold: limit, or chunks taken */
 	uint64_t goal;  /* shedding down to this; UINT64_MAX: not shedding */
 	int shedding;   /* the caller is shedding: no new round inside it */
+	uint64_t top;   /* heaviest holder's bytes as last published */
 	struct limits *shared; /* workers > 1: the daemon's total */
 	struct membudget_holder **heap; /* max-heap by bytes */
 	size_t n, cap;
@@ -663,6 +667,8 @@ int membudget_set(struct membudget *mb, struct membudget_holder *h,
 struct membudget_holder *membudget_victim(struct membudget *mb);
 /* h stays counted but is never picked again (it is already shed). */
 void membudget_pin(struct membudget *mb, struct membudget_holder *h);
+/* Has another worker asked this one to shed?  -1: shed every victim. */
+int membudget_poll(struct membudget *mb);
 const struct membudget_holder *membudget_heaviest(const struct membudget *mb);
 /* max_buffer_memory = auto: a quarter of physical memory, clamped to
  * MEMBUDGET_AUTO_MIN..MEMBUDGET_AUTO_MAX. */
@@ -784,6 +790,10 @@ void conn_expire_linger(struct wsp_conn *c);
 void conn_reap(struct wsp_conn *c, uint64_t idle_ms);
 void conn_info(const struct wsp_conn *c, struct wsp_conn_info *info);
 void conn_path_unref(struct conn_path *p);
+/* Shed the victims membudget.c names, down to its goal. */
+void conn_mem_shed(struct wsp_server *srv);
+/* workers > 1: shed what another worker asked this one to (heartbeat). */
+void conn_mem_poll(struct wsp_server *srv);
 
 /* tls.c: TLS on the connection's own descriptor, at conn.c's I/O seams */
 
@@ -873,6 +883,14 @@ void limits_worker_gone(struct limits *l, size_t i);
 int limits_mem_take(struct limits *l, uint64_t n, uint64_t max);
 void limits_mem_put(struct limits *l, uint64_t n);
 uint64_t limits_mem_count(const struct limits *l);
+/* This worker's heaviest holder holds bytes (for limits_mem_ask). */
+void limits_mem_top(struct limits *l, uint64_t bytes);
+/* Ask the worker whose heaviest holder holds the most, if more than
+ * bytes, to shed want bytes: 1 when one was asked, 0 when none is
+ * heavier. */
+int limits_mem_ask(struct limits *l, uint64_t bytes, uint64_t want);
+/* What other workers asked this one to shed (then forgotten), or 0. */
+uint64_t limits_mem_wanted(struct limits *l);
 
 /* fdlimit.c: accept errors, the same for every listener: a reserve
  * descriptor to answer 503 at the descriptor limit, and a rate-limited

@@ -349,3 +349,56 @@ def test_reload_changes_the_budget_and_sheds_at_the_new_one(wsplugd,
         time.sleep(0.05)
     for r in clients:
         r.close()
+
+
+def test_a_worker_sheds_its_heavier_connections_for_another(wsplugd):
+    """Worker 1's clients hold 1 MiB each, worker 2's 128 KiB.  When worker
+    2 finds the daemon's budget full, the heaviest connections are worker
+    1's: worker 1 sheds them, and worker 2 keeps its lighter ones."""
+    d = wsplugd(text=config(plugins=("echo",),
+                            server={"workers": 2,
+                                    "max_buffer_memory": "32MiB"},
+                            log={"level": "info"},
+                            plugin_sections={"echo": {"catch_all": "yes"}}))
+    d.wait_for("master.ready", timeout=30)
+    mark = d.mark()
+    clients = []
+    for _ in range(120):
+        r = Raw(d.port, timeout=30)
+        r.handshake()
+        clients.append(r)
+    opens = d.wait_count("ws.open", 120, start=mark)
+    worker = {int(ev["port"]): ev["worker"] for ev in opens}
+    on = {"1": [], "2": []}
+    for r in clients:
+        on[worker[r.sock.getsockname()[1]]].append(r)
+    if len(on["1"]) < 28 or len(on["2"]) < 40:
+        pytest.skip(f"the kernel spread them {len(on['1'])}:{len(on['2'])}")
+    for r in on["1"][:28]:  # 28 MiB in worker 1
+        r.send_frame(1, b"h" * 16384, fin=False)
+        for _ in range(62):
+            r.send_frame(0, b"h" * 16384, fin=False)
+    deadline = time.monotonic() + 10 * SLOW
+    while value(scrape(d)[0], "wsplugd_buffer_memory_bytes") < 28 * MIB:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert d.find("ws.memory_shed") is None
+    for r in on["2"][:40]:  # 5 MiB in worker 2: 1 MiB too many
+        r.send_frame(1, b"l" * 16384, fin=False)
+        for _ in range(7):
+            r.send_frame(0, b"l" * 16384, fin=False)
+        time.sleep(0.02)
+    d.wait_for("ws.memory_shed", start=mark)
+    deadline = time.monotonic() + 10 * SLOW
+    while value(scrape(d)[0], "wsplugd_buffer_memory_bytes") > 32 * MIB:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    shed = d.find_all("ws.memory_shed")
+    assert shed and all(ev["worker"] == "1" and ev["reason"] == "partial"
+                        for ev in shed), shed
+    for r in on["2"][:40]:  # still open, nothing sent to them
+        r.sock.settimeout(0.05)
+        with pytest.raises(socket.timeout):
+            r.sock.recv(1, socket.MSG_PEEK)
+    for r in clients:
+        r.close()

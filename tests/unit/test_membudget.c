@@ -189,22 +189,35 @@ test_workers_share_in_chunks(void)
 	CU_ASSERT_EQUAL(membudget_set(&a, &ha, 3 * MEMBUDGET_CHUNK), 0);
 	CU_ASSERT_EQUAL(limits_mem_count(l), 3 * MEMBUDGET_CHUNK);
 
-	/* worker 1, a real process: one chunk is left for it, not two */
+	/* worker 1, a real process: one chunk is left for it, not two.
+	 * Past it, worker 0 holds the heavier connection: worker 1 asks it
+	 * to shed and goes on, up to its overdraft, then sheds its own. */
 	if ((pid = fork()) == 0) {
 		limits_set_worker(l, 1);
 		membudget_init(&b, limit, l);
 		if (membudget_set(&b, &hb, MEMBUDGET_CHUNK) != 0)
 			_exit(1);
-		if (membudget_set(&b, &hb, MEMBUDGET_CHUNK + 1) != -1)
+		if (membudget_set(&b, &hb, MEMBUDGET_CHUNK + 1) != 0)
 			_exit(2);
+		if (membudget_set(&b, &hb, MEMBUDGET_CHUNK +
+		    MEMBUDGET_OVERDRAFT + 1) != -1)
+			_exit(3);
+		if (membudget_victim(&b) != &hb)
+			_exit(4);
 		_exit(0); /* dies holding its chunk */
 	}
 	CU_ASSERT_FATAL(pid > 0);
 	CU_ASSERT(waitpid(pid, &status, 0) == pid);
 	CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	CU_ASSERT_EQUAL(limits_mem_count(l), limit);
-	/* the daemon is full: worker 0 cannot grow either */
-	CU_ASSERT_EQUAL(membudget_set(&a, &ha, 3 * MEMBUDGET_CHUNK + 1), -1);
+	/* worker 0 was asked: its heaviest is the victim */
+	CU_ASSERT_EQUAL(membudget_poll(&a), -1);
+	CU_ASSERT_PTR_EQUAL(membudget_victim(&a), &ha);
+	CU_ASSERT_EQUAL(membudget_poll(&a), 0); /* asked once */
+	/* the daemon is full: worker 0 cannot grow either, and worker 1
+	 * (which published a heavier holder) is asked in its turn */
+	CU_ASSERT_EQUAL(membudget_set(&a, &ha, 3 * MEMBUDGET_CHUNK + 1), 0);
+	CU_ASSERT(a.used > a.held);
 	limits_worker_gone(l, 1);
 	CU_ASSERT_EQUAL(limits_mem_count(l), 3 * MEMBUDGET_CHUNK);
 	CU_ASSERT_EQUAL(membudget_set(&a, &ha, 3 * MEMBUDGET_CHUNK + 2), 0);
