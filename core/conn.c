@@ -705,7 +705,6 @@ conn_shed(struct wsp_conn *c)
 	struct wsp_server *srv = c->srv;
 	size_t out = evbuffer_get_length(c->out);
 	int partial = c->msg_cap > out;
-
 	struct log_line *l;
 
 	if ((l = log_begin(WSP_LOG_WARN, "ws.memory_shed")) != NULL) {

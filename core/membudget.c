@@ -21,9 +21,9 @@
  * limits.c's shared mapping; a worker takes from it in chunks of
  * MEMBUDGET_CHUNK bytes and gives chunks back once two of them are unused,
  * so the hot path touches shared memory about once per chunk, not per
- * send.  What a worker holds is at most one chunk of slack above what it
- * uses plus one below, so the daemon's total may read up to
- * 2 * MEMBUDGET_CHUNK per worker above what is really queued.
+ * send.  A worker keeps less than two chunks unused, so the daemon's
+ * total may read up to 2 * MEMBUDGET_CHUNK per worker above what is
+ * really queued.
  *
  * The heaviest connection may be in another worker.  Each worker
  * publishes what its heaviest holds; one that cannot get a chunk asks the
@@ -158,6 +158,7 @@ membudget_init(struct membudget *mb, uint64_t limit, struct limits *shared)
 	mb->held = shared == NULL ? limit : 0;
 	mb->goal = UINT64_MAX;
 	mb->shedding = 0;
+	mb->top = 0;
 	mb->heap = NULL;
 	mb->n = mb->cap = 0;
 }
