@@ -245,6 +245,55 @@ test_auto_is_clamped(void)
 		CU_ASSERT_EQUAL(v, quarter);
 }
 
+/* The key: auto by default, a size from 1 MiB to 1 TiB, FILE:LINE when
+ * it is wrong. */
+static struct wsp_config *
+load(const char *text, struct wsp_errors *errs)
+{
+	char path[] = "/tmp/test_membudget.XXXXXX";
+	struct wsp_config *cfg;
+	int fd = mkstemp(path);
+
+	CU_ASSERT_FATAL(fd != -1);
+	CU_ASSERT_FATAL(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+	close(fd);
+	cfg = config_load(path, "/nonexistent", errs);
+	unlink(path);
+	return cfg;
+}
+
+static void
+test_config_key(void)
+{
+	struct wsp_errors errs = { NULL, 0 };
+	struct wsp_config *cfg;
+
+	cfg = load("", &errs);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_EQUAL(cfg->max_buffer_memory, membudget_auto());
+	config_free(cfg);
+	cfg = load("[server]\nmax_buffer_memory = auto\n", &errs);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_EQUAL(cfg->max_buffer_memory, membudget_auto());
+	config_free(cfg);
+	cfg = load("[server]\nmax_buffer_memory = 32MiB\n", &errs);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_EQUAL(cfg->max_buffer_memory, 32 * MIB);
+	config_free(cfg);
+	CU_ASSERT_PTR_NULL(load("[server]\nmax_buffer_memory = 512KiB\n",
+	    &errs));
+	CU_ASSERT_PTR_NULL(load("[server]\n\nmax_buffer_memory = lots\n",
+	    &errs));
+	CU_ASSERT_EQUAL_FATAL(errs.n, 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs.msg[0], ":2: [server] "
+	    "max_buffer_memory: 512KiB is out of range (auto, or "
+	    "1MiB..1TiB)"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs.msg[1], ":3: [server] "
+	    "max_buffer_memory: invalid size 'lots' (expected auto or a "
+	    "number with a unit"));
+	errors_clear(&errs);
+}
+
 int
 main(void)
 {
@@ -257,6 +306,7 @@ main(void)
 		{ "heap stays ordered under random updates", test_heap_random },
 		{ "workers share the budget in chunks", test_workers_share_in_chunks },
 		{ "auto is a quarter of memory, clamped", test_auto_is_clamped },
+		{ "the max_buffer_memory key", test_config_key },
 	};
 
 	return suite_run("membudget", tests, nitems(tests));
