@@ -387,7 +387,9 @@ def test_a_worker_sheds_its_heavier_connections_for_another(wsplugd):
         r.send_frame(1, b"l" * 16384, fin=False)
         for _ in range(7):
             r.send_frame(0, b"l" * 16384, fin=False)
-        time.sleep(0.02)
+        # 1 MiB of overdraft is 8 of these: worker 1's heartbeat (100 ms)
+        # comes well before worker 2 spends it
+        time.sleep(0.02 * SLOW)
     d.wait_for("ws.memory_shed", start=mark)
     deadline = time.monotonic() + 10 * SLOW
     while value(scrape(d)[0], "wsplugd_buffer_memory_bytes") > 32 * MIB:
