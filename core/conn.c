@@ -692,9 +692,11 @@ conn_doom(struct wsp_conn *c, enum conn_doom why)
 static int
 conn_output_stalled(const struct wsp_conn *c)
 {
+	size_t len = evbuffer_get_length(c->out);
+
 	return (c->state == CONN_OPEN || c->state == CONN_CLOSING) &&
-	    evbuffer_get_length(c->out) - c->out_head >
-	    c->srv->cfg->max_output_buffer;
+	    len > c->out_head &&
+	    len - c->out_head > c->srv->cfg->max_output_buffer;
 }
 
 /* Shed c for max_buffer_memory: whichever of its output and its partial
