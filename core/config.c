@@ -74,6 +74,7 @@ enum cfg_type {
 	T_TARGET,
 	T_DIR,
 	T_WORKERS,
+	T_MEMORY, /* a size, or auto */
 	T_HOSTS,
 	T_USER,
 	T_GROUP,
@@ -111,6 +112,7 @@ static const struct {
 	[T_DIR] = { "directory", "an absolute path, or one relative to the "
 	    "configuration file" },
 	[T_WORKERS] = { "number", "auto or an integer" },
+	[T_MEMORY] = { "size", "auto or " EXPECT_SIZE },
 	[T_USER] = { "user", "a user name" },
 	[T_GROUP] = { "group", "a group name" },
 	[T_HOSTS] = { "host", "a host name or address as a Host header has "
@@ -155,6 +157,8 @@ static const struct cfg_key cfg_keys[] = {
 	    KIB, 64 * KIB, "1KiB..64KiB", 0),
 	NUM(SEC_SERVER, "max_output_buffer", T_SIZE, max_output_buffer,
 	    4 * KIB, 4 * GIB, "4KiB..4GiB", 0),
+	NUM(SEC_SERVER, "max_buffer_memory", T_MEMORY, max_buffer_memory,
+	    MIB, 1024 * GIB, "auto, or 1MiB..1TiB", 0),
 	NUM(SEC_SERVER, "handshake_timeout", T_DURATION, handshake_timeout,
 	    100, MS_HOUR, "100ms..1h", 0),
 	NUM(SEC_SERVER, "shutdown_timeout", T_DURATION, shutdown_timeout,
@@ -287,7 +291,7 @@ cfg_set_number(struct cfg_parse *p, const struct cfg_key *k,
 	if (k->type == T_UINT || k->type == T_WORKERS) {
 		rv = config_parse_uint(value, UINT64_MAX, &n);
 		overflow = rv == -1 && config_all_digits(value);
-	} else if (k->type == T_SIZE)
+	} else if (k->type == T_SIZE || k->type == T_MEMORY)
 		rv = config_parse_units(value, config_size_units, 0, &n, &overflow);
 	else
 		rv = config_parse_units(value, config_duration_units, 1, &n, &overflow);
@@ -641,6 +645,12 @@ cfg_set(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 
 			cfg->workers = n < 1 ? 1 : n > CONFIG_MAX_WORKERS ?
 			    CONFIG_MAX_WORKERS : (uint64_t)n;
+			return 0;
+		}
+		return cfg_set_number(p, k, value);
+	case T_MEMORY:
+		if (strcmp(value, "auto") == 0) {
+			cfg->max_buffer_memory = membudget_auto();
 			return 0;
 		}
 		return cfg_set_number(p, k, value);
@@ -1085,6 +1095,7 @@ config_load(const char *file, const char *default_plugin_dir,
 	cfg->max_message_size = 1 * MIB;
 	cfg->max_header_size = 8 * KIB;
 	cfg->max_output_buffer = 16 * MIB;
+	cfg->max_buffer_memory = membudget_auto();
 	cfg->handshake_timeout = 10 * MS_SEC;
 	cfg->shutdown_timeout = 5 * MS_SEC;
 	cfg->slow_callback = 100;

@@ -42,6 +42,20 @@
  * event; anything queued from elsewhere (a broadcast, a timer) schedules
  * the connection's event as active, so it is written once per loop turn.
  *
+ * Memory: what a connection holds (its queued output and the buffer of
+ * the message it is reassembling) is reported to membudget.c after every
+ * change; past max_buffer_memory, the connections holding the most are
+ * shed (doomed, their memory dropped at once), whichever one asked.  A
+ * frame of CONN_EXACT_MIN bytes or more is queued in a block of exactly
+ * its size: an evbuffer chain is rounded up to a power of two, which
+ * would let a 16 MiB frame hold 32 MiB.  max_output_buffer judges what
+ * the peer has not taken: the bytes still queued after a write attempt,
+ * not counting the rest of a frame being written, so one message larger
+ * than the limit goes out as fast as the peer reads it, and only a peer
+ * that stops reading is shed.  A large send to a connection that is not
+ * in its own handler is written at once, so that a broadcast to readers
+ * does not pile every copy up in memory before the first write.
+ *
  * A connection is freed only from its own event callback or a timer, never
  * from inside a host call a plugin made: plugins may hold a connection
  * pointer for the whole of a callback.  Closing from a plugin queues a
@@ -63,8 +77,16 @@
 
 #define CONN_MAX_UA 512
 #define CONN_MAX_ORIGIN 256
+/* Frames this large are queued at their exact size. */
+#define CONN_EXACT_MIN (16 * 1024)
+/* Output this large is written at once by a send from outside the
+ * connection's handler, instead of at the next turn of the loop. */
+#define CONN_WRITE_NOW (16 * 1024)
+/* A shed finishes a frame the peer has begun up to this many bytes. */
+#define CONN_KEEP_MAX (16 * 1024)
 
 static void conn_event_cb(evutil_socket_t, short, void *);
+static void conn_mem_sync(struct wsp_conn *c);
 
 static int
 conn_set_events(struct wsp_conn *c, int want_write)
@@ -168,11 +190,11 @@ conn_recv(struct wsp_conn *c, void *buf, size_t len)
 }
 
 static int
-conn_out_write(struct wsp_conn *c)
+conn_out_write(struct wsp_conn *c, size_t most)
 {
 	if (c->ssl != NULL)
 		return tls_write(c, c->out);
-	return evbuffer_write(c->out, c->fd);
+	return evbuffer_write_atmost(c->out, c->fd, (ssize_t)most);
 }
 
 int
@@ -343,6 +365,9 @@ conn_upgrade(struct wsp_conn *c, const struct http_request *req,
 		return -1;
 	http_accept_key(&req->key, accept);
 	http_response_101(c->out, accept, proto, c->zs != NULL ? ext : NULL);
+	c->out_head = evbuffer_get_length(c->out); /* frames follow it */
+	c->out_head_size = c->out_head;
+	c->out_lost = 0;
 	ws_decoder_init(&c->dec, cfg->max_message_size);
 	c->dec.rsv1_ok = c->zs != NULL;
 	registry_new_id(&srv->reg, c->id);
@@ -359,6 +384,8 @@ conn_upgrade(struct wsp_conn *c, const struct http_request *req,
 	else
 		dq_remove(c);
 	conn_log_open(c);
+	c->mem_tracked = 1;
+	conn_mem_sync(c);
 	c->opened = 1;
 	srv->conn_hooks.opened(c);
 
@@ -460,6 +487,7 @@ conn_end_n(struct wsp_conn *c, uint16_t code, const char *reason,
 	c->msg = NULL;
 	c->msg_len = c->msg_cap = 0;
 	c->msg_open = 0;
+	conn_mem_sync(c);
 	free(c->head);
 	c->head = NULL;
 	if (c->registered) {
@@ -498,12 +526,237 @@ conn_end(struct wsp_conn *c, uint16_t code, const char *reason)
 	conn_end_n(c, code, reason, strlen(reason));
 }
 
+static void
+conn_frame_free(const void *data, size_t len, void *arg)
+{
+	(void)len;
+	(void)arg;
+	free((void *)(uintptr_t)data);
+}
+
+/* Queue a frame, a large one in a block of exactly its size. */
+static int
+conn_queue(struct wsp_conn *c, const uint8_t *hdr, size_t hl,
+    const void *data, size_t len)
+{
+	uint8_t *p;
+
+	if (hl + len < CONN_EXACT_MIN)
+		return evbuffer_expand(c->out, hl + len) == -1 ||
+		    evbuffer_add(c->out, hdr, hl) == -1 ||
+		    (len > 0 && evbuffer_add(c->out, data, len) == -1) ? -1 : 0;
+	if ((p = malloc(hl + len)) == NULL)
+		return -1;
+	memcpy(p, hdr, hl);
+	memcpy(p + hl, data, len);
+	if (evbuffer_add_reference(c->out, p, hl + len, conn_frame_free,
+	    NULL) == -1) {
+		free(p);
+		return -1;
+	}
+	return 0;
+}
+
+/* The size of the frame at the start of c->out, which conn_send queued
+ * whole: its header tells. */
+static size_t
+conn_next_frame(struct wsp_conn *c)
+{
+	uint8_t h[10];
+	size_t have = evbuffer_copyout(c->out, h, sizeof(h)) < 0 ? 0 :
+	    evbuffer_get_length(c->out);
+	uint64_t n;
+	size_t i, hl;
+
+	if (have < 2)
+		return 0;
+	n = h[1] & 0x7f;
+	hl = n == 126 ? 4 : n == 127 ? 10 : 2;
+	if (have < hl)
+		return 0;
+	if (hl > 2)
+		for (n = 0, i = 2; i < hl; i++)
+			n = n << 8 | h[i];
+	return hl + (size_t)n;
+}
+
+/*
+ * Write what the socket takes now: 0, or -1 when the peer is gone.
+ *
+ * c->out_head follows the frame at the head of the output, so that the
+ * output limit can leave it out and a shed can finish it before the close
+ * frame.  A large head frame is written up to its end and no further, so
+ * the next frame's header is read where it starts; smaller ones are
+ * written together, and once a write crosses a frame's end unseen
+ * (out_lost) the head is known again only when the output is empty.
+ */
+static int
+conn_flush_out(struct wsp_conn *c)
+{
+	size_t before, sent, most;
+	int n, rc = 0;
+
+	while (evbuffer_get_length(c->out) > 0) {
+		before = evbuffer_get_length(c->out);
+		most = !c->out_lost && c->out_head_size >= CONN_EXACT_MIN ?
+		    c->out_head : SIZE_MAX;
+		n = conn_out_write(c, most);
+		if (n == -1 && errno != EAGAIN && errno != EINTR)
+			rc = -1;
+		sent = before - evbuffer_get_length(c->out);
+		if (evbuffer_get_length(c->out) == 0) {
+			c->out_head = c->out_head_size = 0;
+			c->out_lost = 0;
+		} else if (c->out_lost)
+			;
+		else if (sent < c->out_head)
+			c->out_head -= sent;
+		else if (sent == c->out_head)
+			c->out_head = c->out_head_size = conn_next_frame(c);
+		else {
+			c->out_head = c->out_head_size = 0;
+			c->out_lost = 1;
+		}
+		if (n <= 0)
+			break;
+	}
+	return rc;
+}
+
+/* Drop what c will never get and end it from its own handler.  What is
+ * left of a frame the peer has begun to take is kept, so the close frame
+ * that follows is a frame (for a shed only up to CONN_KEEP_MAX bytes of
+ * it); when that frame is cut short, or where it ends was lost, the peer
+ * gets no close frame at all (conn_end_doomed), only the end of TCP. */
+static void
+conn_doom(struct wsp_conn *c, enum conn_doom why)
+{
+	size_t keep = c->out_lost ? 0 : c->out_head;
+	struct evbuffer *rest;
+	int begun;
+
+	c->doomed = 1;
+	c->doom = (uint8_t)why;
+	/* What it keeps (the rest of a frame begun) stays counted, but it
+	 * is never a victim again. */
+	membudget_pin(&c->srv->mem, &c->mem);
+	/* a head frame not begun is dropped with the rest */
+	if (keep > 0 && keep == conn_next_frame(c))
+		keep = 0;
+	begun = c->out_lost || keep > 0;
+	/* A shed is for memory: finishing a large frame would keep it. */
+	if (why != CONN_DOOM_SLOW && keep > CONN_KEEP_MAX)
+		keep = 0;
+	/* Keep the first bytes: move them to a buffer of their own (the
+	 * chains move, nothing is copied) and free the rest with the old. */
+	if (keep > 0) {
+		if ((rest = evbuffer_new()) != NULL &&
+		    evbuffer_remove_buffer(c->out, rest, keep) == (int)keep) {
+			evbuffer_free(c->out);
+			c->out = rest;
+		} else {
+			if (rest != NULL)
+				evbuffer_free(rest);
+			keep = 0;
+		}
+	}
+	evbuffer_drain(c->out, evbuffer_get_length(c->out) - keep);
+	c->out_head = keep;
+	if (keep == 0)
+		c->out_head_size = 0;
+	c->out_lost = begun && keep == 0; /* a frame cut short: no close */
+	c->flush_pending = 0;
+	event_active(&c->ev, EV_WRITE, 1);
+	conn_mem_sync(c);
+}
+
+/* After a write attempt: has the peer left more than max_output_buffer
+ * untaken, beyond the frame being written? */
+static int
+conn_output_stalled(const struct wsp_conn *c)
+{
+	size_t len = evbuffer_get_length(c->out);
+
+	return (c->state == CONN_OPEN || c->state == CONN_CLOSING) &&
+	    len > c->out_head &&
+	    len - c->out_head > c->srv->cfg->max_output_buffer;
+}
+
+/* Shed c for max_buffer_memory: whichever of its output and its partial
+ * message is larger names the reason. */
+static void
+conn_shed(struct wsp_conn *c)
+{
+	struct wsp_server *srv = c->srv;
+	size_t out = evbuffer_get_length(c->out);
+	int partial = c->msg_cap > out;
+	struct log_line *l;
+
+	if ((l = log_begin(WSP_LOG_WARN, "ws.memory_shed")) != NULL) {
+		log_str(l, "conn", c->id);
+		log_str(l, "ip", c->ip);
+		log_str(l, "reason", partial ? "partial" : "output");
+		log_uint(l, "bytes", c->mem.bytes);
+		log_uint(l, "used", srv->mem.used);
+		log_uint(l, "limit", srv->mem.limit);
+		log_end(l);
+	}
+	metrics_shed(srv, partial);
+	free(c->msg);
+	c->msg = NULL;
+	c->msg_len = c->msg_cap = 0;
+	c->msg_open = 0;
+	conn_doom(c, partial ? CONN_DOOM_PARTIAL : CONN_DOOM_OUTPUT);
+}
+
+/* Count what c holds against max_buffer_memory; past it, shed the
+ * heaviest, which may be c itself: callers check c->doomed. */
+static void
+conn_mem_sync(struct wsp_conn *c)
+{
+	struct wsp_server *srv = c->srv;
+	uint64_t held;
+
+	if (!c->mem_tracked)
+		return;
+	held = evbuffer_get_length(c->out) + c->msg_cap;
+	/* A frame queued at its exact size is one block, freed only when
+	 * all of it is written: what was sent of it is still held. */
+	if (!c->out_lost && c->out_head_size >= CONN_EXACT_MIN)
+		held += c->out_head_size - c->out_head;
+	if (membudget_set(&srv->mem, &c->mem, held) == 0)
+		return;
+	conn_mem_shed(srv);
+}
+
+void
+conn_mem_shed(struct wsp_server *srv)
+{
+	struct membudget_holder *h;
+
+	if (srv->mem.shedding)
+		return;
+	srv->mem.shedding = 1;
+	while ((h = membudget_victim(&srv->mem)) != NULL)
+		conn_shed((struct wsp_conn *)(void *)((char *)h -
+		    offsetof(struct wsp_conn, mem)));
+	srv->mem.shedding = 0;
+}
+
+void
+conn_mem_poll(struct wsp_server *srv)
+{
+	if (membudget_poll(&srv->mem) == -1)
+		conn_mem_shed(srv);
+}
+
 int
 conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 {
 	uint8_t hdr[WS_MAX_HEADER], rsv1 = 0;
 	size_t hl, msg_len = len;
 	const uint8_t *z;
+	int was_empty;
 
 	if (c->doomed)
 		return -1;
@@ -519,24 +772,29 @@ conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 	}
 	hl = ws_frame_header(hdr, 1, opcode, len, NULL);
 	hdr[0] |= rsv1;
-	if (evbuffer_expand(c->out, hl + len) == -1 ||
-	    evbuffer_add(c->out, hdr, hl) == -1 ||
-	    (len > 0 && evbuffer_add(c->out, data, len) == -1))
+	was_empty = evbuffer_get_length(c->out) == 0;
+	if (conn_queue(c, hdr, hl, data, len) == -1)
 		return -1;
+	if (was_empty)
+		c->out_head = c->out_head_size = hl + len;
 	c->bytes_out += hl + len;
 	if (opcode == WS_OP_TEXT || opcode == WS_OP_BINARY) {
 		c->msgs_out++;
 		metrics_message_out(c->srv, msg_len);
 	}
-	if (evbuffer_get_length(c->out) > c->srv->cfg->max_output_buffer) {
-		/* The peer is not reading: drop what it will never get and
-		 * end it from its own handler. */
-		c->doomed = 1;
-		evbuffer_drain(c->out, evbuffer_get_length(c->out));
-		c->flush_pending = 0;
-		event_active(&c->ev, EV_WRITE, 1);
-		return -1;
+	/* TLS waits for the handler: a record may be half written. */
+	if (!c->in_read && c->ssl == NULL &&
+	    evbuffer_get_length(c->out) >= CONN_WRITE_NOW) {
+		/* A peer gone shows again when the handler writes. */
+		(void)conn_flush_out(c);
+		if (conn_output_stalled(c)) {
+			conn_doom(c, CONN_DOOM_SLOW);
+			return -1;
+		}
 	}
+	conn_mem_sync(c);
+	if (c->doomed)
+		return -1;
 	conn_schedule_flush(c);
 	return 0;
 }
@@ -616,6 +874,9 @@ conn_deliver_assembled(struct wsp_conn *c, uint8_t opcode)
 	c->msg = NULL;
 	c->msg_len = c->msg_cap = 0;
 	c->msg_open = 0;
+	/* No longer counted while it is delivered: whatever the plugin's
+	 * sends shed, it is not the sender for a buffer about to go. */
+	conn_mem_sync(c);
 	conn_deliver(c, opcode, m, len);
 	free(m);
 }
@@ -638,6 +899,9 @@ conn_on_compressed(struct wsp_conn *c, const struct ws_event *ev)
 		conn_fail(c, (uint16_t)code, why);
 		return 0;
 	}
+	conn_mem_sync(c);
+	if (c->doomed)
+		return 0;
 	if (ev->fin)
 		conn_deliver_assembled(c, ev->opcode);
 	return 0;
@@ -649,7 +913,7 @@ conn_on_data(struct wsp_conn *c, const struct ws_event *ev)
 	size_t need, cap;
 	uint8_t *m;
 
-	if (c->state != CONN_OPEN)
+	if (c->state != CONN_OPEN || c->doomed)
 		return 0; /* after our close frame, data is discarded */
 	if (ev->compressed)
 		return conn_on_compressed(c, ev);
@@ -666,6 +930,9 @@ conn_on_data(struct wsp_conn *c, const struct ws_event *ev)
 		}
 		c->msg = m;
 		c->msg_cap = cap;
+		conn_mem_sync(c);
+		if (c->doomed)
+			return 0; /* shed for it: the buffer is gone */
 	}
 	if (ev->len > 0)
 		memcpy(c->msg + c->msg_len, ev->data, ev->len);
@@ -783,22 +1050,52 @@ conn_read_discard(struct wsp_conn *c)
 	return n <= 0 ? -1 : 0;
 }
 
-/* Write what is queued; -1 when the peer is gone. */
+/* A doomed connection: its close frame, and the end. */
+static void
+conn_end_doomed(struct wsp_conn *c)
+{
+	static const char *const why[] = {
+		[CONN_DOOM_SLOW] = "output buffer limit exceeded",
+		[CONN_DOOM_OUTPUT] = "memory budget exceeded",
+		[CONN_DOOM_PARTIAL] = "message too big for the memory budget",
+	};
+	uint16_t code = c->doom == CONN_DOOM_PARTIAL ? WSP_CLOSE_TOO_BIG :
+	    WSP_CLOSE_POLICY;
+	const char *reason = why[c->doom];
+	struct log_line *l;
+
+	if (c->doom == CONN_DOOM_SLOW &&
+	    (l = log_begin(WSP_LOG_WARN, "ws.slow_consumer")) != NULL) {
+		log_str(l, "conn", c->id);
+		log_str(l, "ip", c->ip);
+		log_uint(l, "limit", c->srv->cfg->max_output_buffer);
+		log_end(l);
+	}
+	/* What it never read is dropped; the close frame is all that is
+	 * queued, and the linger timeout bounds the wait for it. */
+	c->doomed = 0;
+	if (c->state == CONN_OPEN) {
+		c->state = CONN_CLOSING;
+		if (!c->out_lost)
+			conn_send_close(c, code, reason, strlen(reason));
+	}
+	conn_end(c, code, reason);
+}
+
+/* Write what is queued, judge what the peer left; -1 when it is gone. */
 static int
 conn_write(struct wsp_conn *c)
 {
-	int n;
-
-	while (evbuffer_get_length(c->out) > 0) {
-		n = conn_out_write(c);
-		if (n == -1) {
-			if (errno == EAGAIN || errno == EINTR)
-				break;
+	if (conn_flush_out(c) == -1)
+		return -1;
+	if (!c->doomed && conn_output_stalled(c))
+		conn_doom(c, CONN_DOOM_SLOW);
+	if (c->doomed) {
+		conn_end_doomed(c);
+		if (conn_flush_out(c) == -1)
 			return -1;
-		}
-		if (n == 0)
-			break;
 	}
+	conn_mem_sync(c);
 	if (evbuffer_get_length(c->out) > 0)
 		return conn_set_events(c, 1);
 	if (c->state == CONN_LINGER && !c->shut_wr) {
@@ -835,25 +1132,6 @@ conn_event_cb(evutil_socket_t fd, short what, void *arg)
 		c->in_read = 0;
 		if (rc == -1)
 			goto gone;
-	}
-	if (c->doomed) {
-		struct log_line *l;
-
-		if ((l = log_begin(WSP_LOG_WARN, "ws.slow_consumer")) != NULL) {
-			log_str(l, "conn", c->id);
-			log_str(l, "ip", c->ip);
-			log_uint(l, "limit", c->srv->cfg->max_output_buffer);
-			log_end(l);
-		}
-		/* What it never read is dropped; the close frame is all that
-		 * is queued, and the linger timeout bounds the wait for it. */
-		c->doomed = 0;
-		if (c->state == CONN_OPEN) {
-			c->state = CONN_CLOSING;
-			conn_send_close(c, WSP_CLOSE_POLICY,
-			    "output buffer limit exceeded", 28);
-		}
-		conn_end(c, WSP_CLOSE_POLICY, "output buffer limit exceeded");
 	}
 	if (conn_write(c) == -1) {
 		conn_end(c, WS_CLOSE_ABNORMAL, strerror(errno));
@@ -938,7 +1216,7 @@ conn_reap(struct wsp_conn *c, uint64_t idle_ms)
 	if (c->state == CONN_OPEN) {
 		c->state = CONN_CLOSING;
 		conn_send_close(c, WSP_CLOSE_GOING_AWAY, "idle timeout", 12);
-		conn_out_write(c); /* one try, never wait */
+		conn_out_write(c, SIZE_MAX); /* one try, never wait */
 	}
 	conn_end(c, WSP_CLOSE_GOING_AWAY, "idle timeout");
 	conn_free(c);
@@ -951,6 +1229,8 @@ conn_free(struct wsp_conn *c)
 
 	if (c->registered)
 		conn_end(c, WS_CLOSE_ABNORMAL, "connection dropped");
+	membudget_set(&srv->mem, &c->mem, 0);
+	c->mem_tracked = 0;
 	admit_release(c); /* the one place the limits' counts go down */
 	dq_remove(c);
 	TAILQ_REMOVE(&srv->pending, c, link);

@@ -26,6 +26,14 @@
  *                them (limits_worker_gone) before its replacement starts,
  *                so a crash gives back every place its connections took.
  *
+ *   mem          bytes of max_buffer_memory taken by the workers, which
+ *                membudget.c takes and gives back in chunks; given back
+ *                for a dead worker like its connections.  Each worker
+ *                also publishes what its heaviest connection holds
+ *                (mem_top), so that a worker that finds the budget full
+ *                can ask the one holding the heaviest to shed (mem_want)
+ *                rather than shed a lighter connection of its own.
+ *
  * Sizes: 262,144 slots of 16 bytes (4 MiB) for the table, 1 MiB of counts
  * per worker; pages are only touched as addresses arrive.
  */
@@ -48,11 +56,15 @@ struct limits_slot {
 
 struct limits_shm {
 	_Atomic uint64_t conns;
+	_Atomic uint64_t mem;
 	struct limits_slot slots[LIMITS_IP_SLOTS];
 };
 
 struct limits_worker {
 	_Atomic uint64_t conns;
+	_Atomic uint64_t mem;
+	_Atomic uint64_t mem_top;  /* its heaviest holder's bytes */
+	_Atomic uint64_t mem_want; /* bytes another worker asks it to shed */
 	_Atomic uint32_t n[LIMITS_IP_SLOTS];
 };
 
@@ -128,6 +140,71 @@ uint64_t
 limits_conn_count(const struct limits *l)
 {
 	return atomic_load(&((struct limits *)l)->shm->conns);
+}
+
+int
+limits_mem_take(struct limits *l, uint64_t n, uint64_t max)
+{
+	if (atomic_fetch_add(&l->shm->mem, n) + n > max) {
+		atomic_fetch_sub(&l->shm->mem, n);
+		return -1;
+	}
+	atomic_fetch_add_explicit(&l->me->mem, n, memory_order_relaxed);
+	return 0;
+}
+
+void
+limits_mem_put(struct limits *l, uint64_t n)
+{
+	atomic_fetch_sub(&l->shm->mem, n);
+	atomic_fetch_sub_explicit(&l->me->mem, n, memory_order_relaxed);
+}
+
+uint64_t
+limits_mem_count(const struct limits *l)
+{
+	return atomic_load(&((struct limits *)l)->shm->mem);
+}
+
+void
+limits_mem_top(struct limits *l, uint64_t bytes)
+{
+	atomic_store_explicit(&l->me->mem_top, bytes, memory_order_relaxed);
+}
+
+int
+limits_mem_ask(struct limits *l, uint64_t bytes, uint64_t want)
+{
+	struct limits_worker *best = NULL;
+	uint64_t top, max = bytes, cur;
+	size_t i;
+
+	for (i = 0; i < l->nworkers; i++) {
+		if (&l->workers[i] == l->me)
+			continue;
+		top = atomic_load_explicit(&l->workers[i].mem_top,
+		    memory_order_relaxed);
+		if (top > max) {
+			max = top;
+			best = &l->workers[i];
+		}
+	}
+	if (best == NULL)
+		return 0;
+	/* Asks are not added up: the largest outstanding one stands. */
+	cur = atomic_load(&best->mem_want);
+	while (cur < want &&
+	    !atomic_compare_exchange_weak(&best->mem_want, &cur, want))
+		;
+	return 1;
+}
+
+uint64_t
+limits_mem_wanted(struct limits *l)
+{
+	if (atomic_load_explicit(&l->me->mem_want, memory_order_relaxed) == 0)
+		return 0;
+	return atomic_exchange(&l->me->mem_want, 0);
 }
 
 static uint64_t
@@ -210,6 +287,9 @@ limits_worker_gone(struct limits *l, size_t w)
 	size_t i;
 
 	atomic_fetch_sub(&l->shm->conns, atomic_exchange(&lw->conns, 0));
+	atomic_fetch_sub(&l->shm->mem, atomic_exchange(&lw->mem, 0));
+	atomic_store(&lw->mem_top, 0);
+	atomic_store(&lw->mem_want, 0);
 	for (i = 0; i < LIMITS_IP_SLOTS; i++)
 		if ((n = atomic_load_explicit(&lw->n[i],
 		    memory_order_relaxed)) != 0) {

@@ -23,6 +23,7 @@ core_libwspcore_la_SOURCES = \
 	core/limits.c \
 	core/listen.c \
 	core/log.c \
+	core/membudget.c \
 	core/metrics.c \
 	core/notify.c \
 	core/plugin.c \

@@ -105,6 +105,14 @@ metrics_reaped(struct wsp_server *srv)
 	srv->metrics.reaps++;
 }
 
+void
+metrics_shed(struct wsp_server *srv, int partial)
+{
+	srv->metrics.shed[partial ? 1 : 0]++;
+}
+
+static const char *const metrics_shed_reasons[2] = { "output", "partial" };
+
 uint64_t
 metrics_reloaded(struct wsp_server *srv, int ok)
 {
@@ -217,6 +225,8 @@ metrics_snapshot(struct wsp_server *srv, struct metrics_snap *out)
 	out->lingering = srv->npending - out->pending;
 	out->opened = srv->total_opened;
 	out->z = *zstream_stats(srv);
+	out->mem_bytes = srv->mem.used;
+	out->mem_limit = srv->cfg->max_buffer_memory;
 }
 
 void
@@ -237,6 +247,8 @@ metrics_add(struct metrics_snap *sum, const struct metrics_snap *x)
 	for (i = 0; i < METRICS_REASONS; i++)
 		a->refused[i] += b->refused[i];
 	a->tls_handshakes += b->tls_handshakes;
+	a->shed[0] += b->shed[0];
+	a->shed[1] += b->shed[1];
 	for (i = 0; i < METRICS_TLS_FAILS; i++)
 		a->tls_failed[i] += b->tls_failed[i];
 	for (i = 0; i < METRICS_CODES - 1 && b->closed[i].code != 0; i++) {
@@ -253,6 +265,9 @@ metrics_add(struct metrics_snap *sum, const struct metrics_snap *x)
 	sum->pending += x->pending;
 	sum->lingering += x->lingering;
 	sum->opened += x->opened;
+	sum->mem_bytes += x->mem_bytes;
+	if (x->mem_limit > sum->mem_limit) /* the same in every worker */
+		sum->mem_limit = x->mem_limit;
 	sum->z.conns += x->z.conns;
 	sum->z.full_conns += x->z.full_conns;
 	sum->z.full_bytes += x->z.full_bytes;
@@ -266,6 +281,7 @@ void
 metrics_snap_gone(struct metrics_snap *s)
 {
 	s->active = s->pending = s->lingering = 0;
+	s->mem_bytes = 0;
 	s->z.conns = s->z.full_conns = 0;
 	s->z.full_bytes = s->z.zlib_bytes = 0;
 }
@@ -324,6 +340,16 @@ render_traffic(struct render *r, const struct metrics_snap *s)
 	    "Payload bytes of the messages received.", m->bytes_in);
 	counter(r, "wsplugd_bytes_sent_total",
 	    "Payload bytes of the messages queued to clients.", m->bytes_out);
+	gauge(r, "wsplugd_buffer_memory_bytes",
+	    "Bytes of queued output and partial messages, against "
+	    "max_buffer_memory.", s->mem_bytes);
+	gauge(r, "wsplugd_buffer_memory_limit_bytes",
+	    "max_buffer_memory: the budget of every output buffer and "
+	    "partial message.", s->mem_limit);
+	by_reason(r, "wsplugd_memory_shed_total", "Connections closed to "
+	    "stay within max_buffer_memory, by what they held most of: "
+	    "output (1008) or a partial message (1009).",
+	    metrics_shed_reasons, m->shed, 2);
 	counter(r, "wsplugd_keepalive_pings_sent_total",
 	    "Keepalive pings sent.", m->pings);
 	counter(r, "wsplugd_connections_reaped_total",

@@ -127,6 +127,7 @@ server_reload_commit(struct wsp_server *srv)
 	listen_reload_commit(srv);
 	admin_reload_commit(srv);
 	keepalive_reload_commit(srv);
+	membudget_set_limit(&srv->mem, srv->cfg->max_buffer_memory);
 	tls_reload_commit(srv);
 	log_reload_commit(srv->cfg);
 	plugin_reload_commit(srv, &counts);

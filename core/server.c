@@ -175,6 +175,7 @@ server_free(struct wsp_server *srv)
 		conn_free(c);
 	while ((c = TAILQ_FIRST(&srv->pending)) != NULL)
 		conn_free(c);
+	membudget_fini(&srv->mem);
 	listen_reload_abort(srv);
 	listen_close_all(&srv->listeners);
 	admin_free(srv);
@@ -216,6 +217,7 @@ server_setup(struct wsp_server *srv, struct wsp_config *cfg)
 	TAILQ_INIT(&srv->listeners_staged);
 	TAILQ_INIT(&srv->pending);
 	registry_init(&srv->reg);
+	membudget_init(&srv->mem, cfg->max_buffer_memory, NULL);
 	srv->started_mono = clock_mono_ms();
 	srv->started_wall_ms = clock_wall_ms();
 	srv->rbuf_size = READ_BUFFER_SIZE;
@@ -250,6 +252,8 @@ server_init(struct wsp_server *srv, struct wsp_config *cfg,
 	}
 	if (hooks != NULL)
 		hooks->setup(srv, hooks->arg);
+	/* A worker's budget is the daemon's, from the shared total. */
+	membudget_init(&srv->mem, cfg->max_buffer_memory, srv->limits);
 	if (tls_init(srv, errs) == -1)
 		return -1;
 	if ((srv->plugins = plugin_set_build(srv, cfg, NULL, errs)) == NULL)

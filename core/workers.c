@@ -221,6 +221,8 @@ worker_beat_cb(evutil_socket_t fd, short what, void *arg)
 	if (M.wsrv != NULL) {
 		struct metrics_snap snap;
 
+		/* an idle worker asked to shed for another sheds here */
+		conn_mem_poll(M.wsrv);
 		metrics_snapshot(M.wsrv, &snap);
 		shm_publish(w->shm, &snap);
 	}

@@ -337,6 +337,7 @@ struct wsp_config {
 	uint64_t max_message_size;       /* bytes */
 	uint64_t max_header_size;        /* bytes of request head */
 	uint64_t max_output_buffer;      /* bytes queued per connection */
+	uint64_t max_buffer_memory;      /* bytes, every connection's */
 	uint64_t handshake_timeout;      /* ms */
 	uint64_t shutdown_timeout;       /* ms */
 	uint64_t slow_callback;          /* ms */
@@ -622,6 +623,57 @@ int zstream_inflate(struct wsp_server *srv, struct zstream_conn *z,
 const struct zstream_stats *zstream_stats(const struct wsp_server *srv);
 void zstream_pool_free(struct wsp_server *srv);
 
+/* membudget.c: max_buffer_memory, every output buffer and partial message
+ * counted together, holders kept by size to shed the heaviest first */
+
+#define MEMBUDGET_CHUNK (256 * KIB) /* what a worker takes from the total */
+#define MEMBUDGET_MIN_VICTIM (4 * KIB) /* less is never shed */
+/* How far a worker may go past its share while a heavier worker sheds
+ * for it. */
+#define MEMBUDGET_OVERDRAFT (4 * MEMBUDGET_CHUNK)
+#define MEMBUDGET_AUTO_MIN (64 * MIB)
+#define MEMBUDGET_AUTO_MAX (1 * GIB)
+
+/* One connection's share; zeroed, it holds nothing. */
+struct membudget_holder {
+	uint64_t bytes;
+	size_t slot; /* 1 + its index in the heap; 0: not in it */
+	int pinned;  /* counted, never a victim again */
+};
+
+struct membudget {
+	uint64_t limit; /* max_buffer_memory */
+	uint64_t used;  /* what this process's holders hold */
+	uint64_t held;  /* what it may hold: limit, or chunks taken */
+	uint64_t goal;  /* shedding down to this; UINT64_MAX: not shedding */
+	int shedding;   /* the caller is shedding: no new round inside it */
+	uint64_t top;   /* heaviest holder's bytes as last published */
+	struct limits *shared; /* workers > 1: the daemon's total */
+	struct membudget_holder **heap; /* max-heap by bytes */
+	size_t n, cap;
+};
+
+void membudget_init(struct membudget *mb, uint64_t limit,
+    struct limits *shared);
+/* Gives every chunk back; the holders are forgotten (their bytes stay). */
+void membudget_fini(struct membudget *mb);
+void membudget_set_limit(struct membudget *mb, uint64_t limit);
+/* h holds bytes now: 0, or -1 when that passes the budget (the bytes are
+ * counted all the same): then shed every membudget_victim(). */
+int membudget_set(struct membudget *mb, struct membudget_holder *h,
+    uint64_t bytes);
+/* While shedding and above the low-water mark: the heaviest holder, which
+ * the caller must bring to (almost) nothing; else NULL. */
+struct membudget_holder *membudget_victim(struct membudget *mb);
+/* h stays counted but is never picked again (it is already shed). */
+void membudget_pin(struct membudget *mb, struct membudget_holder *h);
+/* Has another worker asked this one to shed?  -1: shed every victim. */
+int membudget_poll(struct membudget *mb);
+const struct membudget_holder *membudget_heaviest(const struct membudget *mb);
+/* max_buffer_memory = auto: a quarter of physical memory, clamped to
+ * MEMBUDGET_AUTO_MIN..MEMBUDGET_AUTO_MAX. */
+uint64_t membudget_auto(void);
+
 /* conn.c: one connection's state machine, which calls nothing above it:
  * what it has to tell goes through the hooks its owner set */
 
@@ -636,6 +688,13 @@ struct conn_hooks {
 	void (*closed)(struct wsp_conn *c, uint16_t code);
 	/* a connection was freed */
 	void (*gone)(struct wsp_server *srv);
+};
+
+/* Why a doomed connection is ended. */
+enum conn_doom {
+	CONN_DOOM_SLOW,    /* past max_output_buffer: 1008 */
+	CONN_DOOM_OUTPUT,  /* shed for max_buffer_memory, its output: 1008 */
+	CONN_DOOM_PARTIAL, /* shed, its partial message: 1009 */
 };
 
 enum conn_state {
@@ -666,15 +725,22 @@ struct wsp_conn {
 	unsigned held_conn : 1;    /* a place in srv->nheld or srv->limits */
 	unsigned held_ip : 1;      /* a place in srv->limits' ip table */
 	unsigned registered : 1;
-	unsigned doomed : 1;       /* slow consumer: end it in its handler */
+	unsigned doomed : 1;       /* shed: end it in its handler, for why */
+	unsigned mem_tracked : 1;  /* counted against max_buffer_memory */
+	unsigned out_lost : 1;     /* where out's first frame ends is unknown */
 	unsigned shut_wr : 1;      /* lingering: our FIN is sent */
 	unsigned tls_peeked : 1;   /* the first byte was a TLS record */
 	unsigned tls_open : 1;     /* the TLS handshake is done */
 	unsigned tls_wants_write : 1; /* a TLS read waits for writability */
 	uint8_t msg_opcode;
+	uint8_t doom;              /* enum conn_doom, while doomed */
 	uint16_t close_code;       /* for the close log line */
 	struct event ev; /* embedded: one allocation less per connection */
 	struct evbuffer *out;
+	size_t out_head; /* bytes of out's first frame not yet written, when
+	                    known (!out_lost); else 0 */
+	size_t out_head_size; /* that frame's whole size */
+	struct membudget_holder mem; /* out and msg, as counted */
 	struct ssl_st *ssl;        /* a TLS listener's connection, else NULL */
 	struct ws_decoder dec;
 	uint8_t *msg; /* the message being reassembled, only while open */
@@ -725,6 +791,10 @@ void conn_expire_linger(struct wsp_conn *c);
 void conn_reap(struct wsp_conn *c, uint64_t idle_ms);
 void conn_info(const struct wsp_conn *c, struct wsp_conn_info *info);
 void conn_path_unref(struct conn_path *p);
+/* Shed the victims membudget.c names, down to its goal. */
+void conn_mem_shed(struct wsp_server *srv);
+/* workers > 1: shed what another worker asked this one to (heartbeat). */
+void conn_mem_poll(struct wsp_server *srv);
 
 /* tls.c: TLS on the connection's own descriptor, at conn.c's I/O seams */
 
@@ -805,6 +875,20 @@ int limits_ip_take(struct limits *l, const char *ip, uint64_t max);
 void limits_ip_put(struct limits *l, const char *ip);
 /* In the master, for a dead worker i: give back everything it held. */
 void limits_worker_gone(struct limits *l, size_t i);
+/* Bytes of the daemon's memory budget, all workers together: 0, or -1
+ * when taking n would pass max (nothing is taken then). */
+int limits_mem_take(struct limits *l, uint64_t n, uint64_t max);
+void limits_mem_put(struct limits *l, uint64_t n);
+uint64_t limits_mem_count(const struct limits *l);
+/* This worker's heaviest holder holds bytes (for limits_mem_ask). */
+void limits_mem_top(struct limits *l, uint64_t bytes);
+/* Ask the worker whose heaviest holder holds the most, if more than
+ * bytes, to shed want bytes: 1 when one was asked, 0 when none is
+ * heavier. */
+int limits_mem_ask(struct limits *l, uint64_t bytes, uint64_t want);
+/* What other workers asked this one to shed (then forgotten), or 0. */
+uint64_t limits_mem_wanted(struct limits *l);
+
 /* fdlimit.c: accept errors, the same for every listener: a reserve
  * descriptor to answer 503 at the descriptor limit, and a rate-limited
  * log line */
@@ -1042,6 +1126,7 @@ struct metrics {
 	uint64_t reloads_ok, reloads_failed;
 	uint64_t refused[METRICS_REASONS]; /* by metrics_refuse_reasons[] */
 	uint64_t tls_handshakes;
+	uint64_t shed[2]; /* max_buffer_memory: output, partial */
 	uint64_t tls_failed[METRICS_TLS_FAILS]; /* by metrics_tls_reasons[] */
 	struct {
 		uint16_t code;
@@ -1060,6 +1145,8 @@ void metrics_ping(struct wsp_server *srv);
 void metrics_tls_handshake(struct wsp_server *srv);
 void metrics_tls_failed(struct wsp_server *srv, const char *reason);
 void metrics_reaped(struct wsp_server *srv);
+/* A connection shed for max_buffer_memory: its output or its partial. */
+void metrics_shed(struct wsp_server *srv, int partial);
 /* Count a reload that succeeded (ok) or failed; that kind's total. */
 uint64_t metrics_reloaded(struct wsp_server *srv, int ok);
 /* What /metrics counts, as one process sees it; with workers > 1 the sum
@@ -1069,6 +1156,7 @@ struct metrics_snap {
 	uint64_t active, pending, opened;
 	uint64_t lingering; /* refused or closed, not yet close(2)d */
 	uint64_t workers, workers_alive; /* 0, 0 with one process */
+	uint64_t mem_bytes, mem_limit;   /* max_buffer_memory: used, limit */
 	struct zstream_stats z; /* permessage-deflate's gauges and counts */
 };
 
@@ -1141,6 +1229,7 @@ struct wsp_server {
 	struct plugin_calls *calls; /* calls_own, or a worker's shared slot */
 	struct plugin_calls calls_own;
 	struct zstream_pool *zpool; /* permessage-deflate, made on first use */
+	struct membudget mem; /* max_buffer_memory */
 	int draining;
 	uint64_t started_mono;
 	int64_t started_wall_ms; /* for process_start_time_seconds */

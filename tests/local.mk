@@ -15,6 +15,7 @@ UNIT_TESTS = \
 	tests/unit/test_json_write \
 	tests/unit/test_registry \
 	tests/unit/test_limits \
+	tests/unit/test_membudget \
 	tests/unit/test_metrics \
 	tests/unit/test_admit \
 	tests/unit/test_attrs \
@@ -51,6 +52,10 @@ tests_unit_test_limits_SOURCES = tests/unit/test_limits.c \
 	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_limits_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_limits_LDADD = $(UNIT_LDADD)
+tests_unit_test_membudget_SOURCES = tests/unit/test_membudget.c \
+	tests/unit/suite.c tests/unit/suite.h
+tests_unit_test_membudget_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_membudget_LDADD = $(UNIT_LDADD)
 tests_unit_test_registry_SOURCES = tests/unit/test_registry.c
 tests_unit_test_registry_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_registry_LDADD = $(UNIT_LDADD)
@@ -202,6 +207,8 @@ INTEGRATION_FILES = \
 	tests/integration/test_logging.py \
 	tests/integration/test_logging_private.py \
 	tests/integration/test_logging_targets.py \
+	tests/integration/test_man_examples.py \
+	tests/integration/test_memory.py \
 	tests/integration/test_messages.py \
 	tests/integration/test_plugin_example.py \
 	tests/integration/test_reload.py \

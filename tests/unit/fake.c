@@ -24,6 +24,7 @@ fake_init(void)
 	log_init(WSP_LOG_ERROR, LOG_FORMAT_LOGFMT, LOG_TARGET_STDERR, NULL,
 	    "test");
 	fake_cfg.max_output_buffer = 1 << 20;
+	fake_cfg.max_buffer_memory = 64 << 20;
 	fake_cfg.max_message_size = 1 << 20;
 	fake_cfg.slow_callback = 1000;
 	fake_cfg.handshake_timeout = 10000;
