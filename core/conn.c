@@ -265,7 +265,13 @@ conn_refuse(struct wsp_conn *c, int status, const char *reason,
 		if (strcmp(reason, "handshake_timeout") == 0)
 			metrics_tls_failed(c->srv, reason);
 		tls_conn_free(c);
-	} else
+	} else if (status == 503)
+		/* The client's slot: the restart's schedule while one is
+		 * under way, else one spaced at the accept rate. */
+		http_response_retry(c->out, status, why, slots_retry_after_s(
+		    slots_take_later(&c->srv->slots, clock_mono_ms(),
+		    SLOTS_REFUSAL_MS)));
+	else
 		http_response_error(c->out, status, why);
 	conn_answered(c);
 }
@@ -279,7 +285,7 @@ conn_wellknown(struct wsp_conn *c, const struct http_request *req)
 	struct log_line *l;
 	int status;
 
-	status = http_wellknown(req, cfg->path,
+	status = http_wellknown_gone(req, cfg->path, cfg->gone, cfg->ngone,
 	    admit_origin_allowed(cfg, &req->origin), c->out);
 	if (status == 0)
 		return 0;
@@ -357,6 +363,7 @@ conn_upgrade(struct wsp_conn *c, const struct http_request *req,
 	c->connected_at_ms = clock_wall_ms();
 	c->last_activity_ms = c->connected_at_ms;
 	c->opened_mono = clock_mono_ms();
+	slots_opened(&srv->slots, c->opened_mono); /* the accept rate */
 	conn_leave_handshake(c);
 	c->state = CONN_OPEN;
 	TAILQ_REMOVE(&srv->pending, c, link);
@@ -440,6 +447,12 @@ conn_read_head(struct wsp_conn *c)
 		status = http_upgrade_check(&req, cfg->path, &why);
 	if (status == 404 && conn_wellknown(c, &req))
 		return 0;
+	/* A path the operator retired: 410 tells a client to stop, where
+	 * a 404 might be a deployment still in progress. */
+	if (status == 404 && admit_gone(cfg, &req.path)) {
+		status = 410;
+		why = "this endpoint is gone";
+	}
 	if (status != 0)
 		reason = admit_reason(status);
 	else
