@@ -9,12 +9,12 @@
  *                  hand-over that cannot proceed): every connection is
  *                  closed with 1012 (Service Restart), the closes spread
  *                  evenly over [server] restart_spread, each reason
- *                  {"retry_after_ms":N}.  The slots lie after the last
- *                  close (when the next process is serving), spread over
- *                  a window as long as restart_spread or as the measured
- *                  accept rate needs for this many clients, whichever is
- *                  longer; so the clients come back at the rate they left
- *                  or slower.  The listeners stay open until the last
+ *                  {"retry_after_ms":N}.  The slots start a second after
+ *                  the last close (when the next process is serving) and
+ *                  spread over a window as long as restart_spread or as
+ *                  the measured accept rate needs for this many clients,
+ *                  whichever is longer; so the clients come back at the
+ *                  rate they left or slower.  The listeners stay open until the last
  *                  close: a client arriving meanwhile gets a 503 whose
  *                  Retry-After is a slot too.  Then the process waits up
  *                  to shutdown_timeout for the close handshakes and ends
@@ -42,6 +42,11 @@
 #include "wsplugd.h"
 
 #define DRAIN_TICK_MS 10
+/* The slots start this long after the last close: the time the next
+ * process takes to exit the old one's way and start serving (systemd
+ * starts it only once this one has exited), so that the first clients
+ * back find it listening rather than a refused connection and a backoff. */
+#define DRAIN_NEXT_START_MS 1000
 
 struct drain {
 	struct event *tick;
@@ -182,7 +187,8 @@ drain_restart(struct wsp_server *srv, int code)
 	d->n = srv->reg.count;
 	rate = slots_rate(&srv->slots);
 	d->window = slots_window(d->n, rate, d->spread);
-	slots_plan(&srv->slots, now + d->spread, d->window, d->n);
+	slots_plan(&srv->slots, now + d->spread + DRAIN_NEXT_START_MS,
+	    d->window, d->n);
 	/* Batches of what is due: a tick per close when they are sparse,
 	 * DRAIN_TICK_MS when they are dense. */
 	if (d->n > 0 && (step = d->spread / d->n) > DRAIN_TICK_MS) {

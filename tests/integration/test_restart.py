@@ -15,6 +15,7 @@ reconnects the new daemon logs) must not bunch up.
 """
 
 import asyncio
+import datetime
 import json
 import signal
 import time
@@ -23,11 +24,14 @@ import urllib.request
 
 import websockets
 
-from harness import SLOW, config, ws_connect
+from harness import SLOW, WRAPPER, config, ws_connect
 from rawws import Raw
 
-N = 1000
+# Under valgrind the daemon is some 20-50 times slower: fewer clients, and
+# the bounds on bunching (which the daemon's own pace blurs) looser.
+N = 200 if WRAPPER else 1000
 SPREAD_MS = 2000
+BUNCH = 3 if WRAPPER else 1
 
 
 def get(port, path):
@@ -113,8 +117,12 @@ def test_sigquit_spreads_1012_and_clients_return_at_their_slots(
         assert rc == 0, d1.log_text()
         assert d1.find("daemon.restart", phase="closed",
                        closed=str(N)) is not None
+        exited = time.monotonic()
         d2 = wsplugd(server={"listen": f"127.0.0.1:{port}"},
                      log={"level": "info"})
+        print(f"\nold daemon exited {(exited - t_quit) * 1000:.0f} ms after "
+              f"SIGQUIT, new one serving at "
+              f"{(time.monotonic() - t_quit) * 1000:.0f} ms")
         socks = await asyncio.wait_for(asyncio.gather(*tasks), 90 * SLOW)
         for s in socks:
             await s.close()
@@ -130,16 +138,23 @@ def test_sigquit_spreads_1012_and_clients_return_at_their_slots(
     slots = [r["slot"] for r in rel.values()]
     # The closes are spread over restart_spread, not sent at once.
     assert max(closed) - min(closed) >= 0.7 * SPREAD_MS, closed
-    assert busiest(closed) <= 3 * N * 100 / SPREAD_MS
-    # No slot before the restart finished closing (the client's clock
-    # is at or after the daemon's at the close).
-    assert min(slots) >= SPREAD_MS - 5, min(slots)
+    assert busiest(closed) <= 3 * BUNCH * N * 100 / SPREAD_MS
+    # No slot before the restart finished closing and the next process
+    # had a second to start (the client's clock is at or after the
+    # daemon's at the close).
+    assert min(slots) >= SPREAD_MS + 1000 - 5, min(slots)
     # The slots spread over the window: N over 2 s is 50 per 100 ms.
-    assert busiest(slots) <= 2 * N * 100 / SPREAD_MS, busiest(slots)
+    assert busiest(slots) <= 2 * BUNCH * N * 100 / SPREAD_MS, \
+        busiest(slots)
     assert max(slots) - min(slots) >= 0.8 * SPREAD_MS
     # Nobody came back before its slot, and the new daemon took them all.
     assert all(r["back"] >= r["slot"] - 1 for r in rel.values())
-    d2.wait_count("ws.open", N, timeout=30)
+    opens = d2.wait_count("ws.open", N, timeout=30)
+    # As the new daemon saw them: its ws.open times (ts, in ms).
+    seen = [datetime.datetime.fromisoformat(ev["ts"].replace("Z", "+00:00"))
+            .timestamp() * 1000 for ev in opens]
+    print(f"\nnew daemon: {N} opens over {max(seen) - min(seen):.0f} ms, "
+          f"busiest 100 ms: {busiest(seen)}")
     print(f"\n{N} clients: closes over {max(closed) - min(closed):.0f} ms, "
           f"slots {min(slots):.0f}..{max(slots):.0f} ms after SIGQUIT, "
           f"busiest 100 ms: {busiest(closed)} closes, {busiest(slots)} "
@@ -172,8 +187,9 @@ def test_handshake_during_restart_gets_503_with_a_later_slot(wsplugd):
 
     status, headers, codes = asyncio.run(run())
     assert status == 503
-    # Its slot lies after the two planned ones, past the 3 s spread.
-    assert int(headers["retry-after"]) >= 3
+    # Its slot lies after the two planned ones, past the 3 s spread and
+    # the second the next process is given to start.
+    assert int(headers["retry-after"]) >= 4
     assert headers["access-control-expose-headers"] == "Retry-After"
     assert [c for c, _ in codes] == [1012, 1012]
     # Two closes over 3 s: the second a second and a half in; both told
@@ -309,7 +325,7 @@ def test_workers_each_restart_their_connections(wsplugd):
     assert len(codes) == 20 and all(c == 1012 for c, _, _ in codes)
     # Each worker's slots start after its spread: the retry_after_ms of a
     # close sent late by the loop is shorter, the slot the same.
-    assert all(t + slot_of(r) >= 500 - 5 for _, r, t in codes), codes
+    assert all(t + slot_of(r) >= 1500 - 5 for _, r, t in codes), codes
     assert d.wait_exit(30) == 0
     starts = [ev for ev in d.events[mark:]
               if ev.get("event") == "daemon.restart" and
