@@ -189,9 +189,11 @@ drain_restart(struct wsp_server *srv, int code)
 	d->window = slots_window(d->n, rate, d->spread);
 	slots_plan(&srv->slots, now + d->spread + DRAIN_NEXT_START_MS,
 	    d->window, d->n);
-	/* Batches of what is due: a tick per close when they are sparse,
+	/* Batches of what is due: a tick per close when they are sparse
+	 * (rounded up, so that each tick finds the next close due),
 	 * DRAIN_TICK_MS when they are dense. */
-	if (d->n > 0 && (step = d->spread / d->n) > DRAIN_TICK_MS) {
+	if (d->n > 0 && (step = (d->spread + d->n - 1) / d->n) >
+	    DRAIN_TICK_MS) {
 		tv.tv_sec = (time_t)(step / 1000);
 		tv.tv_usec = (suseconds_t)(step % 1000) * 1000;
 	}
@@ -226,7 +228,10 @@ drain_shed(struct wsp_server *srv)
 	if (srv->draining)
 		return;
 	/* With workers > 1 the limit is the daemon's: each worker sheds its
-	 * share of the excess, in proportion to what it holds. */
+	 * share of the excess, in proportion to what it holds, rounded up
+	 * (so up to one more per worker than the excess, never fewer: the
+	 * workers cannot agree on who sheds the last one without asking
+	 * each other). */
 	total = srv->limits != NULL ? limits_conn_count(srv->limits) :
 	    srv->reg.count;
 	if (total <= max || srv->reg.count == 0)

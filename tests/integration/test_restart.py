@@ -331,3 +331,41 @@ def test_workers_each_restart_their_connections(wsplugd):
               if ev.get("event") == "daemon.restart" and
               ev.get("phase") == "start"]
     assert len(starts) == 2  # one per worker
+
+
+def test_workers_shed_their_share_of_the_excess(wsplugd, tmp_path):
+    conf = tmp_path / "wshed.conf"
+    conf.write_text(config(server={"workers": 2, "max_connections": 20}))
+    d = wsplugd(path=conf)
+
+    async def run():
+        socks = []
+        for _ in range(12):
+            ws = await ws_connect(d.url)
+            await ws.recv()
+            socks.append(ws)
+        conf.write_text(config(server={"workers": 2, "max_connections": 8}))
+        mark = d.mark()
+        d.signal(signal.SIGHUP)
+        # the master's line and each worker's (its shed comes in the same
+        # turn of its loop, so is written with it)
+        d.wait_count("reload", 3, start=mark, result="ok")
+        closed, alive = [], 0
+        for ws in socks:
+            try:
+                await ws.send('{"type":"ping","id":"x"}')
+                await asyncio.wait_for(ws.recv(), 5 * SLOW)
+                alive += 1
+            except websockets.ConnectionClosed:
+                closed.append((ws.close_code, ws.close_reason))
+        for ws in socks:
+            await ws.close()
+        return mark, closed, alive
+
+    mark, closed, alive = asyncio.run(run())
+    sheds = [ev for ev in d.events[mark:] if ev.get("event") == "daemon.shed"]
+    # 4 over the limit: each worker its share, rounded up, so 4 or 5.
+    assert len(closed) in (4, 5), closed
+    assert alive == 12 - len(closed)
+    assert sum(int(ev["shed"]) for ev in sheds) == len(closed)
+    assert all(code == 1013 and slot_of(r) >= 1000 for code, r in closed)
