@@ -369,3 +369,14 @@ def test_workers_shed_their_share_of_the_excess(wsplugd, tmp_path):
     assert alive == 12 - len(closed)
     assert sum(int(ev["shed"]) for ev in sheds) == len(closed)
     assert all(code == 1013 and slot_of(r) >= 1000 for code, r in closed)
+
+
+def test_sigquit_without_clients_exits_at_once(wsplugd):
+    # systemctl restart of an idle daemon must not wait out the spread.
+    d = wsplugd(server={"restart_spread": "30s"})
+    t0 = time.monotonic()
+    d.signal(signal.SIGQUIT)
+    assert d.wait_exit(10) == 0
+    assert time.monotonic() - t0 < 5 * SLOW
+    assert d.find("daemon.restart", phase="closed", closed="0") is not None
+    assert d.find("daemon.stop") is not None
