@@ -40,7 +40,7 @@ admit_accept(struct wsp_server *srv, struct wsp_conn *c,
 
 	if (srv->draining) {
 		*reason_r = "shutting_down";
-		*why_r = "server is shutting down";
+		*why_r = "server is restarting or shutting down";
 		return 503;
 	}
 	/* Every socket that holds a place counts, whatever its state:
@@ -97,6 +97,18 @@ admit_release(struct wsp_conn *c)
 }
 
 int
+admit_gone(const struct wsp_config *cfg, const struct http_str *path)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->ngone; i++)
+		if (strlen(cfg->gone[i]) == path->n &&
+		    memcmp(cfg->gone[i], path->p, path->n) == 0)
+			return 1;
+	return 0;
+}
+
+int
 admit_origin_allowed(const struct wsp_config *cfg, const struct http_str *o)
 {
 	size_t i;
@@ -147,6 +159,13 @@ admit_request(struct wsp_server *srv, const struct http_request *req,
 {
 	const struct wsp_config *cfg = srv->cfg;
 
+	/* A handshake begun before a restart: it would open after the
+	 * restart planned its closes, so it is turned away with a slot. */
+	if (srv->draining) {
+		*reason_r = "shutting_down";
+		*why_r = "server is restarting or shutting down";
+		return 503;
+	}
 	if (!admit_origin_allowed(cfg, &req->origin)) {
 		*reason_r = "origin";
 		*why_r = "origin not allowed";
@@ -165,7 +184,7 @@ admit_reason(int status)
 	} reasons[] = {
 		{ 400, "bad_request" }, { 403, "origin" },
 		{ 404, "not_found" }, { 405, "method" },
-		{ 426, "version" },
+		{ 410, "gone" }, { 426, "version" },
 	};
 	size_t i;
 

@@ -65,6 +65,7 @@ enum cfg_type {
 	T_ADMIN_LISTEN, /* like T_LISTEN, but empty means off */
 	T_PATH,
 	T_ORIGINS,
+	T_GONE,   /* [server] gone: a list of paths */
 	T_PROTOCOLS,
 	T_UINT,
 	T_SIZE,
@@ -100,6 +101,8 @@ static const struct {
 	    "printable ASCII without spaces, '?' or '#', e.g. /ws" },
 	[T_ORIGINS] = { "origin", "scheme://host[:port] with scheme http or "
 	    "https, or null" },
+	[T_GONE] = { "path", "paths starting with '/', of printable ASCII "
+	    "without spaces, '?' or '#', e.g. /old-ws" },
 	[T_PROTOCOLS] = { "subprotocol", "a token of letters, digits and "
 	    "!#$%&'*+-.^_`|~" },
 	[T_UINT] = { "number", "an integer" },
@@ -163,6 +166,9 @@ static const struct cfg_key cfg_keys[] = {
 	    100, MS_HOUR, "100ms..1h", 0),
 	NUM(SEC_SERVER, "shutdown_timeout", T_DURATION, shutdown_timeout,
 	    0, MS_HOUR, "0..1h", 0),
+	NUM(SEC_SERVER, "restart_spread", T_DURATION, restart_spread,
+	    0, MS_HOUR, "0..1h", 0),
+	{ .sec = SEC_SERVER, .name = "gone", .type = T_GONE },
 	NUM(SEC_SERVER, "slow_callback", T_DURATION, slow_callback,
 	    1, MS_HOUR, "1ms..1h", 0),
 	NUM(SEC_SERVER, "workers", T_WORKERS, workers, 1, CONFIG_MAX_WORKERS,
@@ -419,6 +425,7 @@ cfg_set_strings(struct cfg_parse *p, const struct cfg_key *k,
 	}
 	while ((s = config_list_next(&rest)) != NULL) {
 		if (k->type == T_ORIGINS ? !config_valid_origin(s) :
+		    k->type == T_GONE ? !config_valid_url_path(s) :
 		    k->type == T_HOSTS ? !cfg_valid_host(s) :
 		    !config_valid_token(s)) {
 			cfg_invalid(p, k, s);
@@ -621,6 +628,9 @@ cfg_set(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 	case T_ORIGINS:
 		return cfg_set_strings(p, k, value, &cfg->origins,
 		    &cfg->norigins);
+	case T_GONE:
+		cfg->gone_line = p->rd.lineno;
+		return cfg_set_strings(p, k, value, &cfg->gone, &cfg->ngone);
 	case T_PROTOCOLS:
 		return cfg_set_strings(p, k, value, &cfg->subprotocols,
 		    &cfg->nsubprotocols);
@@ -720,7 +730,8 @@ cfg_fixed_key(struct cfg_parse *p, const char *name, const char *value)
 	}
 	p->seen[i] = p->rd.lineno;
 	if (*value == '\0' && k->type != T_ORIGINS && k->type != T_PROTOCOLS &&
-	    k->type != T_ADMIN_LISTEN && k->type != T_HOSTS) {
+	    k->type != T_ADMIN_LISTEN && k->type != T_HOSTS &&
+	    k->type != T_GONE) {
 		if (k->type == T_UINT || k->type == T_WORKERS)
 			cfg_error(p, p->rd.lineno, "[%s] %s: empty value "
 			    "(expected an integer, %s)", cfg_sec_names[k->sec],
@@ -1098,6 +1109,7 @@ config_load(const char *file, const char *default_plugin_dir,
 	cfg->max_buffer_memory = membudget_auto();
 	cfg->handshake_timeout = 10 * MS_SEC;
 	cfg->shutdown_timeout = 5 * MS_SEC;
+	cfg->restart_spread = 10 * MS_SEC;
 	cfg->slow_callback = 100;
 	cfg->workers = 1;
 	cfg->worker_watchdog = 10 * MS_SEC;
@@ -1124,6 +1136,10 @@ config_load(const char *file, const char *default_plugin_dir,
 		cfg_finish(&p);
 	if (!p.rd.failed && cfg->group != NULL && cfg->user == NULL)
 		cfg_error(&p, 0, "[server] group is set but user is not");
+	for (size_t g = 0; !p.rd.failed && g < cfg->ngone; g++)
+		if (strcmp(cfg->gone[g], cfg->path) == 0)
+			cfg_error(&p, cfg->gone_line, "[server] gone: %s is the "
+			    "endpoint's own path", cfg->gone[g]);
 	/* Only a valid file names its plugins; then the files it makes the
 	 * daemon trust must be safe to (trust.c), and a reload may not ask
 	 * for another user than the one the daemon became (privdrop.c). */
@@ -1161,6 +1177,7 @@ config_free(struct wsp_config *cfg)
 	free(cfg->user);
 	free(cfg->group);
 	config_strv_free(cfg->origins, cfg->norigins);
+	config_strv_free(cfg->gone, cfg->ngone);
 	config_strv_free(cfg->subprotocols, cfg->nsubprotocols);
 	free(cfg->log_file);
 	free(cfg->tls.certificate);

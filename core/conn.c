@@ -227,7 +227,11 @@ conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
 	 * no answer it could read, only the close. */
 	if ((status = admit_accept(srv, c, &reason, &why)) != 0) {
 		admit_refused(srv, c->ip, c->port, status, reason, why);
-		fdlimit_refuse(fd, tls ? 0 : status, why);
+		/* The 503's Retry-After is the client's slot, spaced at
+		 * the accept rate, or the restart's schedule. */
+		fdlimit_refuse(fd, tls ? 0 : status, status != 503 ? 0 :
+		    slots_retry_after_s(slots_take_later(&srv->slots,
+		    clock_mono_ms(), SLOTS_REFUSAL_MS)), why);
 		free(c);
 		return 0;
 	}
@@ -282,7 +286,13 @@ conn_refuse(struct wsp_conn *c, int status, const char *reason,
 		if (strcmp(reason, "handshake_timeout") == 0)
 			metrics_tls_failed(c->srv, reason);
 		tls_conn_free(c);
-	} else
+	} else if (status == 503)
+		/* The client's slot: the restart's schedule while one is
+		 * under way, else one spaced at the accept rate. */
+		http_response_retry(c->out, status, why, slots_retry_after_s(
+		    slots_take_later(&c->srv->slots, clock_mono_ms(),
+		    SLOTS_REFUSAL_MS)));
+	else
 		http_response_error(c->out, status, why);
 	conn_answered(c);
 }
@@ -296,7 +306,7 @@ conn_wellknown(struct wsp_conn *c, const struct http_request *req)
 	struct log_line *l;
 	int status;
 
-	status = http_wellknown(req, cfg->path,
+	status = http_wellknown_gone(req, cfg->path, cfg->gone, cfg->ngone,
 	    admit_origin_allowed(cfg, &req->origin), c->out);
 	if (status == 0)
 		return 0;
@@ -374,6 +384,7 @@ conn_upgrade(struct wsp_conn *c, const struct http_request *req,
 	c->connected_at_ms = clock_wall_ms();
 	c->last_activity_ms = c->connected_at_ms;
 	c->opened_mono = clock_mono_ms();
+	slots_opened(&srv->slots, c->opened_mono); /* the accept rate */
 	c->state = CONN_OPEN;
 	TAILQ_REMOVE(&srv->pending, c, link);
 	srv->npending--;
@@ -458,6 +469,12 @@ conn_read_head(struct wsp_conn *c)
 		status = http_upgrade_check(&req, cfg->path, &why);
 	if (status == 404 && conn_wellknown(c, &req))
 		return 0;
+	/* A path the operator retired: 410 tells a client to stop, where
+	 * a 404 might be a deployment still in progress. */
+	if (status == 404 && admit_gone(cfg, &req.path)) {
+		status = 410;
+		why = "this endpoint is gone";
+	}
 	if (status != 0)
 		reason = admit_reason(status);
 	else

@@ -67,7 +67,7 @@ fdlimit_fini(void)
  * before the client reads it.  conn.c refuses a client over a connection
  * limit this way too, so that a refusal keeps no descriptor. */
 void
-fdlimit_refuse(int fd, int status, const char *why)
+fdlimit_refuse(int fd, int status, unsigned retry_after_s, const char *why)
 {
 	struct evbuffer *b;
 	char sink[4096];
@@ -75,7 +75,10 @@ fdlimit_refuse(int fd, int status, const char *why)
 	ssize_t n;
 
 	if (status != 0 && (b = evbuffer_new()) != NULL) {
-		http_response_error(b, status, why);
+		if (retry_after_s != 0)
+			http_response_retry(b, status, why, retry_after_s);
+		else
+			http_response_error(b, status, why);
 		evbuffer_write(b, fd);
 		evbuffer_free(b);
 	}
@@ -100,7 +103,7 @@ fdlimit_accept_error(int lfd, const char *addr, int err)
 			    SOCK_NONBLOCK | SOCK_CLOEXEC);
 			if (fd == -1)
 				break;
-			fdlimit_refuse(fd, 503, "the server is at its "
+			fdlimit_refuse(fd, 503, 0, "the server is at its "
 			    "open-file limit");
 			F.refused++;
 		}

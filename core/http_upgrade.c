@@ -533,6 +533,13 @@ http_response_101(struct evbuffer *out, const char accept[29],
 void
 http_response_error(struct evbuffer *out, int status, const char *why)
 {
+	http_response_retry(out, status, why, HTTP_RETRY_AFTER_S);
+}
+
+void
+http_response_retry(struct evbuffer *out, int status, const char *why,
+    unsigned retry_after_s)
+{
 	char retry[160];
 	const char *extra = "";
 
@@ -544,13 +551,16 @@ http_response_error(struct evbuffer *out, int status, const char *why)
 		extra = "Sec-WebSocket-Version: 13\r\n";
 	else if (status == 405)
 		extra = "Allow: GET\r\n";
+	else if (status == 410)
+		/* A page may read why it must stop, as it reads a 503. */
+		extra = "Access-Control-Allow-Origin: *\r\n";
 	else if (status == 503) {
 		/* RFC 9110 10.2.3; the CORS headers let a page on another
 		 * origin read the hint with fetch(). */
 		snprintf(retry, sizeof(retry), "Retry-After: %d\r\n"
 		    "Access-Control-Allow-Origin: *\r\n"
 		    "Access-Control-Expose-Headers: Retry-After\r\n",
-		    HTTP_RETRY_AFTER_S);
+		    retry_after_s);
 		extra = retry;
 	}
 	evbuffer_add_printf(out,
@@ -568,6 +578,13 @@ int
 http_wellknown(const struct http_request *req, const char *path,
     int origin_ok, struct evbuffer *out)
 {
+	return http_wellknown_gone(req, path, NULL, 0, origin_ok, out);
+}
+
+int
+http_wellknown_gone(const struct http_request *req, const char *path,
+    char *const *gone, size_t ngone, int origin_ok, struct evbuffer *out)
+{
 	static const char head[] =
 	    "HTTP/1.1 %d %s\r\n"
 	    "Content-Type: application/json\r\n"
@@ -576,9 +593,10 @@ http_wellknown(const struct http_request *req, const char *path,
 	    "Access-Control-Allow-Origin: *\r\n"
 	    "Connection: close\r\n"
 	    "\r\n";
-	json_t *doc;
+	json_t *doc, *list;
 	char *text;
 	int status;
+	size_t i;
 
 	if (!str_eq(&req->path, HTTP_WELLKNOWN_PATH) ||
 	    !(str_eq(&req->method, "GET") || str_eq(&req->method, "HEAD")))
@@ -593,6 +611,23 @@ http_wellknown(const struct http_request *req, const char *path,
 		    "backoff", "base_ms", HTTP_BACKOFF_BASE_MS,
 		    "cap_ms", HTTP_BACKOFF_CAP_MS, "jitter", "full",
 		    "retry_after_s", HTTP_RETRY_AFTER_S);
+		/* endpoints and gone: a client whose endpoint is listed
+		 * gone stops rather than retrying; retry_slots says
+		 * that 1012 and 1013 closes name the time to come back
+		 * in their reason. */
+		if (doc != NULL) {
+			json_object_set_new(doc, "endpoints",
+			    json_pack("[s]", path));
+			list = json_array();
+			for (i = 0; i < ngone; i++)
+				json_array_append_new(list,
+				    json_string(gone[i]));
+			json_object_set_new(doc, "gone", list);
+			json_object_set_new(doc, "retry_slots",
+			    json_pack("{s:[i,i], s:s}",
+			    "close_codes", WS_CLOSE_SERVICE_RESTART,
+			    WS_CLOSE_TRY_AGAIN, "reason", "retry_after_ms"));
+		}
 	} else {
 		status = 403;
 		doc = json_pack("{s:s, s:s}", "error", "origin",
@@ -630,6 +665,8 @@ http_status_text(int status)
 		return "Method Not Allowed";
 	case 408:
 		return "Request Timeout";
+	case 410:
+		return "Gone";
 	case 421:
 		return "Misdirected Request";
 	case 426:

@@ -13,6 +13,7 @@ core_libwspcore_la_SOURCES = \
 	core/conn.c \
 	core/deflate.c \
 	core/dispatch.c \
+	core/drain.c \
 	core/errors.c \
 	core/fdlimit.c \
 	core/host.c \
@@ -31,6 +32,7 @@ core_libwspcore_la_SOURCES = \
 	core/registry.c \
 	core/reload.c \
 	core/server.c \
+	core/slots.c \
 	core/timers.c \
 	core/trust.c \
 	core/tls.c \

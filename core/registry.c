@@ -89,6 +89,15 @@ registry_remove(struct registry *r, struct wsp_conn *c)
 	c->registered = 0;
 }
 
+void
+registry_move_tail(struct registry *r, struct wsp_conn *c)
+{
+	if (!c->registered || TAILQ_NEXT(c, link) == NULL)
+		return;
+	TAILQ_REMOVE(&r->conns, c, link);
+	TAILQ_INSERT_TAIL(&r->conns, c, link);
+}
+
 size_t
 registry_ip_count(struct registry *r, const char *ip)
 {

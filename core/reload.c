@@ -133,6 +133,8 @@ server_reload_commit(struct wsp_server *srv)
 	plugin_reload_commit(srv, &counts);
 	config_free(old);
 	reload_ok(srv, &counts);
+	/* A lowered max_connections: the excess leaves with a slot. */
+	drain_shed(srv);
 }
 
 void

@@ -15,6 +15,8 @@
  * SIGTERM or SIGINT stops accepting, sends close 1001 to every client and
  * waits up to shutdown_timeout for the close handshakes; the loop ends as
  * soon as the last connection is gone.  A second signal exits at once.
+ * SIGQUIT is the graceful restart (drain.c): close 1012 to every client,
+ * spread over restart_spread, each told when to come back.
  */
 #include <errno.h>
 #include <signal.h>
@@ -136,6 +138,15 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 			notify_ready(srv);
 		}
 		break;
+	case SIGQUIT:
+		/* The graceful restart: clients are told when to come
+		 * back, and leave spread over restart_spread (drain.c). */
+		if (srv->draining)
+			log_msg(WSP_LOG_WARN, "daemon.restart",
+			    "SIGQUIT ignored while shutting down");
+		else
+			drain_restart(srv, WS_CLOSE_SERVICE_RESTART);
+		break;
 	case SIGUSR1:
 		if (log_reopen() == -1)
 			log_msg(WSP_LOG_ERROR, "log.reopen",
@@ -150,8 +161,8 @@ int
 server_signals(struct wsp_server *srv)
 {
 	struct event **slots[] = { &srv->sig_term, &srv->sig_int,
-	    &srv->sig_hup, &srv->sig_usr1 };
-	int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
+	    &srv->sig_hup, &srv->sig_usr1, &srv->sig_quit };
+	int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGQUIT };
 	size_t i;
 
 	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
@@ -167,10 +178,12 @@ server_free(struct wsp_server *srv)
 {
 	struct wsp_conn *c;
 	struct event **evs[] = { &srv->sig_term, &srv->sig_int, &srv->sig_hup,
-	    &srv->sig_usr1, &srv->shutdown_timer, &srv->accept_retry };
+	    &srv->sig_usr1, &srv->sig_quit, &srv->shutdown_timer,
+	    &srv->accept_retry };
 	size_t i;
 
 	srv->draining = 0; /* no loopbreak from the frees below */
+	drain_free(srv);
 	while ((c = TAILQ_FIRST(&srv->reg.conns)) != NULL)
 		conn_free(c);
 	while ((c = TAILQ_FIRST(&srv->pending)) != NULL)

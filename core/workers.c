@@ -53,7 +53,10 @@
  * SIGTERM or SIGINT: the master sends SIGTERM to every worker, each drains
  * as a single process does (close 1001, up to shutdown_timeout), and the
  * master exits once the last one is gone: 0, or 1 if one of them did not
- * exit 0 (a sanitizer's report, a kill past the grace period).  SIGUSR1 reopens the master's
+ * exit 0 (a sanitizer's report, a kill past the grace period).  SIGQUIT,
+ * the graceful restart, is the same with SIGQUIT passed on: each worker
+ * closes its connections with 1012 spread over restart_spread (drain.c).
+ * SIGUSR1 reopens the master's
  * log and is passed on.  The master alone talks to systemd (READY, the
  * watchdog, STATUS with the workers' total); workers run without
  * NOTIFY_SOCKET.
@@ -132,7 +135,7 @@ static struct master {
 	int unclean;          /* one exited non-zero while stopping: exit 1 */
 	int draining;
 	size_t saved_nadmin;  /* the admin addresses bound, as admin_fds */
-	struct event *sig[5], *tick, *kill_timer;
+	struct event *sig[6], *tick, *kill_timer;
 	struct event beat_ev; /* in a worker: its heartbeat */
 	struct event ctl_ev;  /* in a worker: the master's words */
 	struct wsp_server *wsrv; /* in a worker: its server */
@@ -504,6 +507,31 @@ master_drain(void)
 	log_msg(WSP_LOG_INFO, "daemon.shutdown", "stopping %zu workers",
 	    M.alive);
 	master_signal_workers(SIGTERM);
+	if ((M.kill_timer = evtimer_new(M.srv.base, master_kill_cb, NULL)) !=
+	    NULL)
+		evtimer_add(M.kill_timer, &tv);
+	if (M.alive == 0)
+		event_base_loopbreak(M.srv.base);
+}
+
+/* SIGQUIT, the graceful restart: every worker closes its own
+ * connections with 1012, spread over restart_spread with their slots
+ * (drain.c); the master waits for them as for a shutdown, the spread
+ * added to its patience. */
+static void
+master_restart(void)
+{
+	uint64_t ms = M.cfg->restart_spread + M.cfg->shutdown_timeout +
+	    WORKER_KILL_GRACE_MS;
+	struct timeval tv = { (time_t)(ms / 1000),
+	    (suseconds_t)(ms % 1000) * 1000 };
+
+	M.draining = 1;
+	notify_stopping(&M.srv);
+	log_msg(WSP_LOG_INFO, "daemon.restart", "restarting %zu workers "
+	    "over %llu ms", M.alive,
+	    (unsigned long long)M.cfg->restart_spread);
+	master_signal_workers(SIGQUIT);
 	if ((M.kill_timer = evtimer_new(M.srv.base, master_kill_cb, NULL)) !=
 	    NULL)
 		evtimer_add(M.kill_timer, &tv);
@@ -902,6 +930,13 @@ master_signal_cb(evutil_socket_t sig, short what, void *arg)
 		} else
 			master_drain();
 		break;
+	case SIGQUIT:
+		if (M.draining)
+			log_msg(WSP_LOG_WARN, "daemon.restart",
+			    "SIGQUIT ignored while stopping");
+		else
+			master_restart();
+		break;
 	case SIGHUP:
 		master_reload();
 		break;
@@ -954,7 +989,7 @@ static int
 master_setup(struct wsp_errors *errs)
 {
 	const struct wsp_config *cfg = M.cfg;
-	int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD };
+	int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD, SIGQUIT };
 	struct timeval tv = { 0, WORKER_BEAT_MS * 1000 };
 	struct log_line *l;
 	size_t i, j;

@@ -76,6 +76,8 @@ enum ws_opcode {
 
 #define WS_CLOSE_NO_STATUS 1005 /* never on the wire */
 #define WS_CLOSE_ABNORMAL 1006  /* never on the wire */
+#define WS_CLOSE_SERVICE_RESTART 1012 /* come back: see drain.c */
+#define WS_CLOSE_TRY_AGAIN 1013       /* Try Again Later: shed */
 #define WS_MAX_HEADER 14
 #define WS_RSV1 0x40 /* first header byte: permessage-deflate's bit */
 #define WS_MAX_CONTROL 125
@@ -199,6 +201,10 @@ void http_response_101(struct evbuffer *out, const char accept[29],
  * Sec-WebSocket-Version: 13 to a 426, Allow to a 405, and Retry-After with
  * the CORS headers that let a page read it to a 503. */
 void http_response_error(struct evbuffer *out, int status, const char *why);
+/* The same with the Retry-After a 503 carries (seconds); a 410 gets the
+ * CORS header that lets a page read it. */
+void http_response_retry(struct evbuffer *out, int status, const char *why,
+    unsigned retry_after_s);
 const char *http_status_text(int status);
 #define HTTP_WELLKNOWN_PATH "/.well-known/wsplugd"
 /* Answer a GET or HEAD of HTTP_WELLKNOWN_PATH into out: the discovery
@@ -206,6 +212,10 @@ const char *http_status_text(int status);
  * or 0 (nothing written) when req is not for the document. */
 int http_wellknown(const struct http_request *req, const char *path,
     int origin_ok, struct evbuffer *out);
+/* The same document listing the endpoint in endpoints and the ngone
+ * paths answered 410 in gone. */
+int http_wellknown_gone(const struct http_request *req, const char *path,
+    char *const *gone, size_t ngone, int origin_ok, struct evbuffer *out);
 
 /* config_file.c: the INI file's lines through inih, with FILE:LINE */
 
@@ -340,6 +350,10 @@ struct wsp_config {
 	uint64_t max_buffer_memory;      /* bytes, every connection's */
 	uint64_t handshake_timeout;      /* ms */
 	uint64_t shutdown_timeout;       /* ms */
+	uint64_t restart_spread;         /* ms: SIGQUIT closes over this */
+	char **gone;                     /* paths answered 410 Gone */
+	size_t ngone;
+	int gone_line;
 	uint64_t slow_callback;          /* ms */
 	uint64_t workers;                /* processes; 1: no master */
 	int workers_line;                /* of workers, 0 for the default */
@@ -549,7 +563,8 @@ void keepalive_stop(struct wsp_server *srv);
 struct ip_count;
 
 struct registry {
-	TAILQ_HEAD(, wsp_conn) conns;
+	TAILQ_HEAD(wsp_conn_list, wsp_conn) conns; /* opened order, but
+	                         drain.c moves each it closes to the tail */
 	size_t count;
 	struct ip_count *by_ip; /* uthash */
 	uint8_t rnd[4096];      /* getrandom() in bulk, 16 bytes per id */
@@ -561,6 +576,8 @@ void registry_fini(struct registry *r);
 void registry_new_id(struct registry *r, char out[33]);
 void registry_add(struct registry *r, struct wsp_conn *c);
 void registry_remove(struct registry *r, struct wsp_conn *c);
+/* Move a registered c behind every other (drain.c's order of closing). */
+void registry_move_tail(struct registry *r, struct wsp_conn *c);
 size_t registry_ip_count(struct registry *r, const char *ip);
 int registry_ip_ref(struct registry *r, const char *ip);
 void registry_ip_unref(struct registry *r, const char *ip);
@@ -833,6 +850,51 @@ const char *tls_version(const struct wsp_conn *c);
 const char *tls_cipher(const struct wsp_conn *c);
 const char *tls_ktls(const struct wsp_conn *c);
 
+/* slots.c: retry slots, spread at the measured accept rate, for the
+ * clients a restart, a shed or a refusal sends away */
+
+#define SLOTS_MIN_RATE 100       /* opens a second assumed at the least */
+#define SLOTS_MAX_STRETCH 10     /* a window is at most this x the spread */
+#define SLOTS_MIN_CAP_MS 60000   /* ... or this, whichever is longer */
+#define SLOTS_REFUSAL_MS 1000    /* a refused or shed client waits this */
+#define SLOTS_MAX_RETRY_AFTER_S 3600
+
+struct retry_slots {
+	/* the schedule */
+	uint64_t next_us; /* monotonic time of the next free slot */
+	uint64_t step_us; /* between two slots */
+	int planned;
+	/* the accept-rate meter */
+	uint64_t sec;     /* the second counted (monotonic) */
+	uint32_t count;   /* connections opened in it */
+	uint32_t peak;    /* the most opened in any one second */
+};
+
+/* A connection was opened at now_ms. */
+void slots_opened(struct retry_slots *s, uint64_t now_ms);
+/* Opens a second the daemon has shown it can take (>= SLOTS_MIN_RATE). */
+uint32_t slots_rate(const struct retry_slots *s);
+/* How long n clients take to come back at rate a second, never shorter
+ * than spread_ms, never longer than SLOTS_MAX_STRETCH x spread_ms (or
+ * SLOTS_MIN_CAP_MS). */
+uint64_t slots_window(uint64_t n, uint32_t rate, uint64_t spread_ms);
+/* n slots evenly over [start_ms, start_ms + window_ms). */
+void slots_plan(struct retry_slots *s, uint64_t start_ms, uint64_t window_ms,
+    uint64_t n);
+/* Take the next slot: milliseconds from now_ms to it (rounded up).  Past
+ * the planned n, slots go on at the same spacing. */
+uint64_t slots_take(struct retry_slots *s, uint64_t now_ms);
+/* The same for a client refused or shed: at least min_ms away; when no
+ * schedule lies ahead, one starts there, spaced at the accept rate. */
+uint64_t slots_take_later(struct retry_slots *s, uint64_t now_ms,
+    uint64_t min_ms);
+/* The close reason carrying a slot, {"retry_after_ms":N}: its length,
+ * or -1 when size is too small. */
+int slots_reason(char *buf, size_t size, uint64_t retry_ms);
+/* A Retry-After header's whole seconds for retry_ms: rounded up, 1 at
+ * least, SLOTS_MAX_RETRY_AFTER_S at most. */
+unsigned slots_retry_after_s(uint64_t retry_ms);
+
 /* admit.c: the handshake policy; each answers 0 or the status to refuse
  * with, a metrics label (reason) and the response text (why) */
 
@@ -847,6 +909,8 @@ int admit_request(struct wsp_server *srv, const struct http_request *req,
     const char **protocol_r, const char **reason_r, const char **why_r);
 /* Give back every place c holds; once, from conn_free. */
 void admit_release(struct wsp_conn *c);
+/* Is path one of [server] gone's (410)? */
+int admit_gone(const struct wsp_config *cfg, const struct http_str *path);
 /* Does the configured origins list admit o (any, when it is empty)? */
 int admit_origin_allowed(const struct wsp_config *cfg,
     const struct http_str *o);
@@ -903,8 +967,9 @@ void fdlimit_fini(void);
 void fdlimit_accept_error(int lfd, const char *addr, int err);
 /* Answer status (0: nothing, as on a TLS listener) with why, send our FIN,
  * read what the client already sent, and close fd: a refusal that keeps
- * no descriptor. */
-void fdlimit_refuse(int fd, int status, const char *why);
+ * no descriptor.  retry_after_s: a 503's Retry-After (0: the default). */
+void fdlimit_refuse(int fd, int status, unsigned retry_after_s,
+    const char *why);
 
 /* listen.c: accepting sockets, handed to srv->on_accept */
 
@@ -1117,7 +1182,7 @@ int host_send_json(struct wsp_conn *c, const json_t *msg);
 /* metrics.c: counters for the operator */
 
 #define METRICS_CODES 32
-#define METRICS_REASONS 13
+#define METRICS_REASONS 14
 #define METRICS_TLS_FAILS 5
 
 struct metrics {
@@ -1219,7 +1284,7 @@ struct wsp_server {
 	struct event *sweep;
 	struct event *sweep_staged; /* made by a reload's prepare */
 	struct event *accept_retry;
-	struct event *sig_term, *sig_int, *sig_hup, *sig_usr1;
+	struct event *sig_term, *sig_int, *sig_hup, *sig_usr1, *sig_quit;
 	struct event *shutdown_timer;
 	struct conn_path *path; /* cfg->path, as connections share it; made
 	                           on the first upgrade after a change */
@@ -1231,6 +1296,8 @@ struct wsp_server {
 	struct zstream_pool *zpool; /* permessage-deflate, made on first use */
 	struct membudget mem; /* max_buffer_memory */
 	int draining;
+	struct drain *drain; /* a graceful restart (drain.c), or NULL */
+	struct retry_slots slots; /* when the clients sent away come back */
 	uint64_t started_mono;
 	int64_t started_wall_ms; /* for process_start_time_seconds */
 	struct admin *admin;
@@ -1277,6 +1344,18 @@ int server_signals(struct wsp_server *srv);
 void server_free(struct wsp_server *srv);
 void server_maybe_done(struct wsp_server *srv);
 void server_log_summary(struct wsp_server *srv);
+
+/* drain.c: a graceful restart and shedding, each client given a retry
+ * slot */
+
+/* Close every connection with code (1012, Service Restart) spread over
+ * [server] restart_spread, each with {"retry_after_ms":N}; then stop
+ * listening, wait up to shutdown_timeout and end the loop.  0, or -1 when
+ * the server is already stopping (nothing done). */
+int drain_restart(struct wsp_server *srv, int code);
+/* After a reload: close what exceeds max_connections with 1013. */
+void drain_shed(struct wsp_server *srv);
+void drain_free(struct wsp_server *srv);
 
 /* workers.c: a master and N worker processes (workers > 1) */
 

@@ -22,7 +22,8 @@ UNIT_TESTS = \
 	tests/unit/test_timers \
 	tests/unit/test_trust \
 	tests/unit/test_deflate \
-	tests/unit/test_tls
+	tests/unit/test_tls \
+	tests/unit/test_drain
 check_PROGRAMS += $(UNIT_TESTS)
 
 tests_unit_test_utf8_SOURCES = tests/unit/test_utf8.c
@@ -48,6 +49,10 @@ tests_unit_test_json_read_LDADD = $(UNIT_LDADD)
 tests_unit_test_json_write_SOURCES = tests/unit/test_json_write.c
 tests_unit_test_json_write_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_json_write_LDADD = $(UNIT_LDADD)
+tests_unit_test_drain_SOURCES = tests/unit/test_drain.c \
+	tests/unit/suite.c tests/unit/suite.h
+tests_unit_test_drain_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_drain_LDADD = $(UNIT_LDADD)
 tests_unit_test_limits_SOURCES = tests/unit/test_limits.c \
 	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_limits_CPPFLAGS = $(UNIT_CPPFLAGS)
@@ -212,6 +217,7 @@ INTEGRATION_FILES = \
 	tests/integration/test_messages.py \
 	tests/integration/test_plugin_example.py \
 	tests/integration/test_reload.py \
+	tests/integration/test_restart.py \
 	tests/integration/test_smoke.py \
 	tests/integration/test_tls.py \
 	tests/integration/test_utf8_close.py \

@@ -62,8 +62,10 @@ export interface WsplugdMessage {
 
 export interface ProbeVerdict {
   permanent: boolean;
-  /** HTTP status the verdict rests on; null when the probe got none. */
+  /** HTTP status the verdict rests on; null when the probe got none
+   * (410 when the discovery document lists the path in `gone`). */
   status: number | null;
+  /** 'not_found', 'gone', 'forbidden', 'unauthorized' when permanent. */
   reason?: string;
   detail?: string;
   /** ms from a 503's Retry-After. */

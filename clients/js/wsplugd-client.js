@@ -671,7 +671,8 @@ export class WsplugdClient extends EventTarget {
 
   /**
    * Why did the handshake fail?  The discovery document first: from
-   * wsplugd it names the endpoint's path (another path: permanent) or is
+   * wsplugd it lists the retired paths (ours among them: permanent,
+   * 'gone'), names the endpoint's path (another path: permanent) or is
    * refused with 403 (the page's origin: permanent) or 503 (full or
    * restarting: the Retry-After is a hint).  When it is not there (not
    * wsplugd at this host, or a proxy that forwards only the endpoint) the
@@ -717,6 +718,14 @@ export class WsplugdClient extends EventTarget {
     if (res && res.status === 200) {
       const doc = await res.json().catch(() => null);
       if (doc && doc.service === 'wsplugd' && typeof doc.endpoint === 'string') {
+        // The server says this path was retired for good ([server] gone).
+        if (Array.isArray(doc.gone) && doc.gone.includes(url.pathname)) {
+          return {
+            permanent: true, status: 410, reason: 'gone', retryAfter: null,
+            endpoint: doc.endpoint,
+            detail: `${url.pathname} is gone; this server's endpoint is ${doc.endpoint}`,
+          };
+        }
         if (doc.endpoint !== url.pathname) {
           return {
             permanent: true, status: 404, reason: 'not_found', retryAfter: null,

@@ -31,7 +31,10 @@
  *  - http_wellknown answers (200, or 403 when the origin is refused, 500
  *    only without memory) exactly a GET or HEAD of /.well-known/wsplugd,
  *    with a well-formed response whose GET body is a JSON object naming
- *    the endpoint path it was given, and writes nothing for anything else.
+ *    the endpoint path it was given, and writes nothing for anything else;
+ *    http_wellknown_gone the same, its gone list (the request's own path
+ *    among others) an array of exactly those paths;
+ *  - http_response_retry writes a well-formed 503 or 410 for any hint.
  */
 #include <stdint.h>
 
@@ -247,10 +250,18 @@ check_wellknown(const struct http_request *req, const char *path)
 	char *r, *end;
 	int ok, st;
 
-	for (ok = 0; ok < 2; ok++) {
+	char *own = strndup(req->path.p != NULL ? req->path.p : "",
+	    req->path.n);
+	char *gone[2] = { "/old", own };
+
+	if (own == NULL)
+		abort();
+	for (ok = 0; ok < 4; ok++) {
 		if ((eb = evbuffer_new()) == NULL)
 			abort();
-		st = http_wellknown(req, path, ok, eb);
+		/* 0, 1: without a gone list; 2, 3: with one */
+		st = ok < 2 ? http_wellknown(req, path, ok & 1, eb) :
+		    http_wellknown_gone(req, path, gone, 2, ok & 1, eb);
 		n = evbuffer_get_length(eb);
 		if (!doc || !(get || head)) {
 			CHECK(st == 0 && n == 0, "well-known answered %d for "
@@ -258,25 +269,33 @@ check_wellknown(const struct http_request *req, const char *path)
 		} else if (st == 500) {
 			check_response(eb, st);
 		} else if (get) {
-			CHECK(st == (ok ? 200 : 403), "well-known %d", st);
+			CHECK(st == (ok & 1 ? 200 : 403), "well-known %d", st);
 			r = (char *)evbuffer_pullup(eb, -1);
 			end = r != NULL ? strstr(r, "\r\n\r\n") : NULL;
 			CHECK(end != NULL, "well-known without a head");
 			body = n - (size_t)(end + 4 - r);
 			j = json_loadb(end + 4, body, 0, NULL);
 			CHECK(json_is_object(j), "well-known body not an object");
-			if (ok)
+			if (ok & 1)
 				CHECK(json_is_string(json_object_get(j,
 				    "endpoint")) && strcmp(json_string_value(
 				    json_object_get(j, "endpoint")), path) == 0,
 				    "well-known names another endpoint");
+			if (ok == 3)
+				CHECK(json_array_size(json_object_get(j,
+				    "gone")) == 2 && json_is_string(json_array_get(
+				    json_object_get(j, "gone"), 1)) && strcmp(
+				    json_string_value(json_array_get(json_object_get(
+				    j, "gone"), 1)), own) == 0,
+				    "well-known lists another gone");
 			json_decref(j);
 			check_response(eb, st);
 		} else {
-			CHECK(st == (ok ? 200 : 403) && n > 0, "HEAD %d", st);
+			CHECK(st == (ok & 1 ? 200 : 403) && n > 0, "HEAD %d", st);
 		}
 		evbuffer_free(eb);
 	}
+	free(own);
 }
 
 static int
@@ -340,6 +359,10 @@ parsed(const struct http_request *req, const char *buf, size_t len)
 	/* and the errors the daemon sends without a parsed request */
 	http_response_error(eb, 403, NULL);
 	check_response(eb, 403);
+	http_response_retry(eb, 503, why, (unsigned)len);
+	check_response(eb, 503);
+	http_response_retry(eb, 410, NULL, 0);
+	check_response(eb, 410);
 	evbuffer_free(eb);
 	free(path);
 }

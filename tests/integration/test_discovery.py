@@ -1,6 +1,7 @@
 """What a client learns when an upgrade fails (wsplugd(8), "The opening
 handshake"): the discovery document at /.well-known/wsplugd on the
-WebSocket listener, and the Retry-After hint on every 503.
+WebSocket listener, and the Retry-After hint on every 503 (a retry slot:
+see test_restart.py).
 
 A browser's WebSocket API hides the status of a refused handshake; these
 two answers are what the shipped client (clients/js) reads with fetch()
@@ -45,6 +46,7 @@ def test_discovery_document_names_the_endpoint(wsplugd):
     assert doc["backoff"] == {"base_ms": 1000, "cap_ms": 30000,
                               "jitter": "full"}
     assert doc["retry_after_s"] == 5
+    assert doc["endpoints"] == ["/live/socket"] and doc["gone"] == []
     ev = d.wait_for("http.wellknown", start=mark)
     assert ev["status"] == "200" and ev["ip"] == "127.0.0.1"
     # Answered, not refused: no ws.refuse, no refusal counted.
@@ -97,11 +99,13 @@ def test_503_carries_retry_after_readable_cross_origin(wsplugd):
 
     status, headers, (pstatus, pheaders, _) = asyncio.run(visit())
     assert status == 503
-    assert headers["retry-after"] == "5"
+    # The first refusal's slot is a second away; the next ones follow at
+    # the accept rate, so a quick second refusal may round up to 2.
+    assert headers["retry-after"] == "1"
     assert headers["access-control-allow-origin"] == "*"
     assert headers["access-control-expose-headers"] == "Retry-After"
     assert pstatus == 503
-    assert pheaders["Retry-After"] == "5"
+    assert pheaders["Retry-After"] in ("1", "2")
     d.wait_count("ws.refuse", 2, status=503, reason="max_connections")
     # Other refusals carry no hint: retrying them cannot help.
     with Raw(d.port) as r:

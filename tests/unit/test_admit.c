@@ -197,11 +197,45 @@ test_reasons_and_counting(void)
 	CU_ASSERT_STRING_EQUAL(admit_reason(404), "not_found");
 	CU_ASSERT_STRING_EQUAL(admit_reason(405), "method");
 	CU_ASSERT_STRING_EQUAL(admit_reason(426), "version");
+	CU_ASSERT_STRING_EQUAL(admit_reason(410), "gone");
 	CU_ASSERT_STRING_EQUAL(admit_reason(418), "bad_request");
 	admit_refused(&fake_srv, "127.0.0.1", 4242, 426, "version",
 	    "unsupported version");
 	CU_ASSERT_EQUAL(fake_srv.total_refused, before + 1);
 	CU_ASSERT_EQUAL(refused("version"), version + 1);
+}
+
+/* [server] gone, and a handshake begun before a restart. */
+static void
+test_gone_and_draining_upgrade(void)
+{
+	static char *gone[] = { "/old", "/v1/ws" };
+	struct http_str p;
+	const char *proto, *reason = NULL, *why = NULL;
+
+	fake_cfg.gone = gone;
+	fake_cfg.ngone = 2;
+	p.p = "/old";
+	p.n = 4;
+	CU_ASSERT(admit_gone(&fake_cfg, &p));
+	p.n = 3; /* "/ol": a prefix is not the path */
+	CU_ASSERT(!admit_gone(&fake_cfg, &p));
+	p.p = "/v1/ws/x";
+	p.n = 8;
+	CU_ASSERT(!admit_gone(&fake_cfg, &p));
+	p.n = 6;
+	CU_ASSERT(admit_gone(&fake_cfg, &p));
+	fake_cfg.gone = NULL;
+	fake_cfg.ngone = 0;
+	CU_ASSERT(!admit_gone(&fake_cfg, &p));
+
+	fake_srv.draining = 1;
+	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", 0, request(""),
+	    &proto, &reason, &why), 503);
+	CU_ASSERT_STRING_EQUAL(reason, "shutting_down");
+	fake_srv.draining = 0;
+	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", 0, request(""),
+	    &proto, &reason, &why), 0);
 }
 
 int
@@ -216,6 +250,8 @@ main(void)
 		{ "the server's first subprotocol the client offers",
 		    test_subprotocol_is_the_servers_first_choice },
 		{ "refusal labels and counts", test_reasons_and_counting },
+		{ "gone paths; an upgrade while restarting",
+		    test_gone_and_draining_upgrade },
 	};
 	int rc;
 

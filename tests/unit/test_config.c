@@ -755,6 +755,26 @@ test_value_lists(void)
 	BAD_ORIGIN("NULL");
 #undef BAD_ORIGIN
 
+	/* gone: retired paths, none the endpoint's own; empty is none */
+	cfg = load("[server]\npath = /v2\ngone = /ws, /v1/socket\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_EQUAL_FATAL(cfg->ngone, 2);
+	CU_ASSERT_STRING_EQUAL(cfg->gone[0], "/ws");
+	CU_ASSERT_STRING_EQUAL(cfg->gone[1], "/v1/socket");
+	CU_ASSERT_EQUAL(cfg->restart_spread, 10000); /* the default */
+	cfg = load("[server]\ngone =\nrestart_spread = 0\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_EQUAL(cfg->ngone, 0);
+	CU_ASSERT_EQUAL(cfg->restart_spread, 0);
+	expect_one("[server]\ngone = /old ws?x\n", 2,
+	    "[server] gone: invalid path 'ws?x' (expected paths starting "
+	    "with '/', of printable ASCII without spaces, '?' or '#', e.g. "
+	    "/old-ws)");
+	expect_one("[server]\ngone = /old /ws\n", 2,
+	    "[server] gone: /ws is the endpoint's own path");
+	expect_one("[server]\nrestart_spread = 2h\n", 2,
+	    "[server] restart_spread: 2h is out of range (0..1h)");
+
 	expect_one("[server]\nsubprotocols = chat bad/proto\n", 2,
 	    "[server] subprotocols: invalid subprotocol 'bad/proto' (expected "
 	    "a token of letters, digits and !#$%&'*+-.^_`|~)");

@@ -838,6 +838,27 @@ test_response_error(void)
 	    "Access-Control-Expose-Headers: Retry-After\r\n"
 	    "\r\n"
 	    "Service Unavailable\n"));
+	/* a slot's Retry-After, and a 410 a page may read */
+	http_response_retry(b, 503, "restarting", 17);
+	CU_ASSERT(buffer_is(b,
+	    "HTTP/1.1 503 Service Unavailable\r\n"
+	    "Content-Type: text/plain; charset=utf-8\r\n"
+	    "Content-Length: 11\r\n"
+	    "Connection: close\r\n"
+	    "Retry-After: 17\r\n"
+	    "Access-Control-Allow-Origin: *\r\n"
+	    "Access-Control-Expose-Headers: Retry-After\r\n"
+	    "\r\n"
+	    "restarting\n"));
+	http_response_error(b, 410, "gone");
+	CU_ASSERT(buffer_is(b,
+	    "HTTP/1.1 410 Gone\r\n"
+	    "Content-Type: text/plain; charset=utf-8\r\n"
+	    "Content-Length: 5\r\n"
+	    "Connection: close\r\n"
+	    "Access-Control-Allow-Origin: *\r\n"
+	    "\r\n"
+	    "gone\n"));
 	http_response_error(b, 499, "odd");
 	CU_ASSERT(buffer_is(b,
 	    "HTTP/1.1 499 Error\r\n"
@@ -866,7 +887,14 @@ test_wellknown(void)
 	    "{\"service\":\"wsplugd\",\"version\":\"" PACKAGE_VERSION "\","
 	    "\"protocol\":1,\"endpoint\":\"/a\\\"b\","
 	    "\"backoff\":{\"base_ms\":1000,\"cap_ms\":30000,"
-	    "\"jitter\":\"full\"},\"retry_after_s\":5}\n";
+	    "\"jitter\":\"full\"},\"retry_after_s\":5,"
+	    "\"endpoints\":[\"/a\\\"b\"],\"gone\":[],\"retry_slots\":"
+	    "{\"close_codes\":[1012,1013],\"reason\":\"retry_after_ms\"}}\n";
+	static const char gone_doc[] =
+	    "\"endpoints\":[\"/ws\"],\"gone\":[\"/old\",\"/v1/ws\"],";
+	char *const gone[] = { "/old", "/v1/ws" };
+	size_t len;
+	char *text;
 	char want[512];
 	struct evbuffer *b;
 
@@ -883,6 +911,14 @@ test_wellknown(void)
 	    "Connection: close\r\n"
 	    "\r\n%s", strlen(doc), doc);
 	CU_ASSERT(buffer_is(b, want));
+
+	/* The retired paths are listed for a client to stop on. */
+	CU_ASSERT_EQUAL(http_wellknown_gone(&req, "/ws", gone, 2, 1, b), 200);
+	len = evbuffer_get_length(b);
+	text = (char *)evbuffer_pullup(b, -1);
+	CU_ASSERT(len > strlen(gone_doc) && memmem(text, len, gone_doc,
+	    strlen(gone_doc)) != NULL);
+	evbuffer_drain(b, len);
 
 	CU_ASSERT_EQUAL(http_wellknown(&req, "/ws", 0, b), 403);
 	CU_ASSERT(buffer_is(b, FORBIDDEN_HEAD

@@ -12,7 +12,9 @@
 // schedule is never beaten (jittered and not), and 1,000 clients of a
 // restarted daemon spread over the window (the histogram is printed); a
 // missing endpoint (404) or a refused origin (403) stops the client after
-// one attempt; a 503 at max_connections (Retry-After) and a close 1012 or
+// one attempt, and so does a path the server lists as gone (410); a
+// graceful restart's 1012 slots (SIGQUIT) are obeyed by every client; a
+// 503 at max_connections (Retry-After) and a close 1012 or
 // 1013 with retry_after_ms (the closer test plugin) are obeyed; channels
 // are subscribed again after a reconnect and their messages delivered
 // once, in order.
@@ -363,6 +365,70 @@ test('a missing endpoint (404) stops the client after one attempt, and says why'
     await stopDaemon(d);
   });
 
+test('a path the server lists as gone (410) stops the client after one attempt',
+  { timeout: 30000 * SLOW }, async () => {
+    const d = await startDaemon({ server: { path: '/v2/ws', gone: '/ws' } });
+    const c = makeClient(`ws://127.0.0.1:${d.port}/ws`, { backoffBase: 50 });
+    c.connect();
+    await until(c, () => c.rec.stopped.length === 1);
+    const s = c.rec.stopped[0];
+    assert.deepEqual([s.permanent, s.status, s.reason], [true, 410, 'gone']);
+    assert.match(s.detail, /\/ws is gone; this server's endpoint is \/v2\/ws/);
+    await sleep(500);
+    assert.equal(c.rec.attempts.length, 1, 'exactly one attempt');
+    assert.equal(d.findAll('ws.refuse', { status: 410, reason: 'gone' }).length, 1);
+    await stopDaemon(d);
+  });
+
+test('a graceful restart (SIGQUIT): every client obeys its 1012 slot and they come back spread',
+  { timeout: 90000 * SLOW }, async (t) => {
+    const N = 200;
+    const SPREAD = 1500;
+    const d1 = await startDaemon({
+      log: { level: 'info' }, server: { restart_spread: `${SPREAD}ms` },
+    });
+    const url = `ws://127.0.0.1:${d1.port}/ws`;
+    const crowd = [];
+    for (let i = 0; i < N; i++) {
+      const c = makeClient(url, {
+        backoffBase: 200, backoffCap: 2000, pingInterval: 600000, pongTimeout: 60000,
+        connectTimeout: 20000,
+      });
+      crowd.push(c);
+      c.connect();
+    }
+    await Promise.all(crowd.map((c) => until(c, () => c.rec.established.length === 1, 60000)));
+    const t0 = performance.now();
+    d1.proc.kill('SIGQUIT');
+    const st = await d1.waitExit({ timeout: 30000 });
+    assert.deepEqual({ code: st.code, signal: st.signal }, { code: 0, signal: null });
+    const d2 = await startDaemon({
+      log: { level: 'info' }, server: { listen: `127.0.0.1:${d1.port}` },
+    });
+    await Promise.all(crowd.map((c) => until(c, () => c.rec.established.length === 2, 60000)));
+    const hints = [];
+    for (const c of crowd) {
+      const close = c.rec.closes[0];
+      assert.equal(close.code, 1012);
+      const hint = JSON.parse(close.reason).retry_after_ms;
+      hints.push(close.t - t0 + hint);
+      assert.equal(c.rec.retries[0].reason, 'retry_after');
+      // Never before the slot the server gave.
+      assert.ok(c.rec.attempts[1].t - close.t >= hint - 1,
+        `an attempt ${(c.rec.attempts[1].t - close.t).toFixed(0)} ms after a ${hint} ms slot`);
+    }
+    // The slots lie a second after the restart finished closing, and spread.
+    const lo = Math.min(...hints);
+    const hi = Math.max(...hints);
+    assert.ok(lo >= SPREAD + 1000 - 5, `first slot ${lo.toFixed(0)} ms after SIGQUIT`);
+    assert.ok(hi - lo >= 0.7 * SPREAD, `slots within ${(hi - lo).toFixed(0)} ms`);
+    await d2.waitCount('ws.open', N, {}, { timeout: 30000 });
+    t.diagnostic(`${N} clients: slots ${lo.toFixed(0)}..${hi.toFixed(0)} ms after SIGQUIT`);
+    for (const c of crowd) c.close();
+    await d2.waitCount('ws.close', N, {}, { timeout: 30000 });
+    await stopDaemon(d2);
+  });
+
 test('a refused origin (403) stops the client after one attempt',
   { timeout: 30000 * SLOW }, async () => {
     const d = await startDaemon({ server: { origins: 'https://good.example' } });
@@ -401,10 +467,14 @@ test('a 503 at max_connections: the Retry-After is obeyed, then the client gets 
     const r = c.rec.retries[0];
     assert.equal(r.reason, 'retry_after');
     assert.equal(c.rec.probes[0].status, 503);
-    assert.equal(c.rec.probes[0].retryAfter, 5000);
+    // The probe's slot: a second away, or two when it follows the
+    // refused upgrade closely (the slots after it are spaced at the
+    // accept rate, and Retry-After rounds up).
+    const hint = c.rec.probes[0].retryAfter;
+    assert.ok(hint === 1000 || hint === 2000, `Retry-After ${hint} ms`);
     // Never sooner than the hint, and jittered on top of it (at most one
     // backoff step of 100 ms).
-    assert.ok(r.delay >= 4990 && r.delay < 5000 + 100, `delay ${r.delay}`);
+    assert.ok(r.delay >= hint - 10 && r.delay < hint + 100, `delay ${r.delay}`);
     await d.waitFor('ws.refuse', { status: 503, reason: 'max_connections' });
 
     // Make room while the client waits; its next attempt gets in.
@@ -412,11 +482,11 @@ test('a 503 at max_connections: the Retry-After is obeyed, then the client gets 
     await d.waitFor('ws.close', { conn: holder.rec.established[0].connectionId });
     await until(c, () => c.rec.established.length === 1, 15000);
     const gap = c.rec.attempts[1].t - c.rec.attempts[0].t;
-    assert.ok(gap >= 5000, `second attempt after ${gap.toFixed(0)} ms`);
+    assert.ok(gap >= hint, `second attempt after ${gap.toFixed(0)} ms`);
     assert.equal(c.rec.attempts.length, 2, 'no attempt in between');
     // The probe is refused too, hint and all: two 503s in the log.
     assert.equal(d.findAll('ws.refuse', { status: 503 }).length, 2);
-    t.diagnostic(`hint 5000 ms; retry scheduled in ${r.delay} ms; came after ${gap.toFixed(0)} ms`);
+    t.diagnostic(`hint ${hint} ms; retry scheduled in ${r.delay} ms; came after ${gap.toFixed(0)} ms`);
     c.close();
     await stopDaemon(d);
   });
