@@ -159,6 +159,8 @@ static const struct cfg_key cfg_keys[] = {
 	    100, MS_HOUR, "100ms..1h", 0),
 	NUM(SEC_SERVER, "shutdown_timeout", T_DURATION, shutdown_timeout,
 	    0, MS_HOUR, "0..1h", 0),
+	NUM(SEC_SERVER, "handover_timeout", T_DURATION, handover_timeout,
+	    100, MS_HOUR, "100ms..1h", 0),
 	NUM(SEC_SERVER, "slow_callback", T_DURATION, slow_callback,
 	    1, MS_HOUR, "1ms..1h", 0),
 	NUM(SEC_SERVER, "workers", T_WORKERS, workers, 1, CONFIG_MAX_WORKERS,
@@ -1087,6 +1089,7 @@ config_load(const char *file, const char *default_plugin_dir,
 	cfg->max_output_buffer = 16 * MIB;
 	cfg->handshake_timeout = 10 * MS_SEC;
 	cfg->shutdown_timeout = 5 * MS_SEC;
+	cfg->handover_timeout = 10 * MS_SEC;
 	cfg->slow_callback = 100;
 	cfg->workers = 1;
 	cfg->worker_watchdog = 10 * MS_SEC;

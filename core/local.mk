@@ -15,6 +15,8 @@ core_libwspcore_la_SOURCES = \
 	core/dispatch.c \
 	core/errors.c \
 	core/fdlimit.c \
+	core/handover.c \
+	core/handover_state.c \
 	core/host.c \
 	core/json_write.c \
 	core/http_upgrade.c \

@@ -118,6 +118,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 			event_base_loopbreak(srv->base);
 			return;
 		}
+		handover_stop(srv); /* the new binary is not wanted now */
 		server_drain(srv);
 		break;
 	case SIGHUP:
@@ -133,6 +134,13 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 			notify_ready(srv);
 		}
 		break;
+	case SIGUSR2:
+		if (srv->worker != NULL)
+			handover_refuse(srv, "workers > 1: a worker cannot "
+			    "hand over alone");
+		else
+			handover_start(srv);
+		break;
 	case SIGUSR1:
 		if (log_reopen() == -1)
 			log_msg(WSP_LOG_ERROR, "log.reopen",
@@ -147,8 +155,8 @@ int
 server_signals(struct wsp_server *srv)
 {
 	struct event **slots[] = { &srv->sig_term, &srv->sig_int,
-	    &srv->sig_hup, &srv->sig_usr1 };
-	int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
+	    &srv->sig_hup, &srv->sig_usr1, &srv->sig_usr2 };
+	int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2 };
 	size_t i;
 
 	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
@@ -164,9 +172,12 @@ server_free(struct wsp_server *srv)
 {
 	struct wsp_conn *c;
 	struct event **evs[] = { &srv->sig_term, &srv->sig_int, &srv->sig_hup,
-	    &srv->sig_usr1, &srv->shutdown_timer, &srv->accept_retry };
+	    &srv->sig_usr1, &srv->sig_usr2, &srv->shutdown_timer,
+	    &srv->accept_retry };
 	size_t i;
 
+	handover_stop(srv);
+	handover_child_free(srv);
 	srv->draining = 0; /* no loopbreak from the frees below */
 	while ((c = TAILQ_FIRST(&srv->reg.conns)) != NULL)
 		conn_free(c);
@@ -220,6 +231,7 @@ server_setup(struct wsp_server *srv, struct wsp_config *cfg)
 	srv->conn_hooks = server_conn_hooks;
 	srv->on_accept = conn_accept;
 	srv->sweep_expire = conn_reap;
+	srv->restart_fallback = handover_restart_fallback;
 	if ((srv->base = event_base_new()) == NULL ||
 	    (srv->rbuf = malloc(srv->rbuf_size)) == NULL ||
 	    dq_init(&srv->dq_handshake, srv->base, "handshake",

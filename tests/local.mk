@@ -21,7 +21,8 @@ UNIT_TESTS = \
 	tests/unit/test_timers \
 	tests/unit/test_trust \
 	tests/unit/test_deflate \
-	tests/unit/test_tls
+	tests/unit/test_tls \
+	tests/unit/test_handover_state
 check_PROGRAMS += $(UNIT_TESTS)
 
 tests_unit_test_utf8_SOURCES = tests/unit/test_utf8.c
@@ -86,6 +87,10 @@ tests_unit_test_tls_SOURCES = tests/unit/test_tls.c \
 	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_tls_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_tls_LDADD = $(UNIT_LDADD)
+tests_unit_test_handover_state_SOURCES = tests/unit/test_handover_state.c \
+	tests/unit/suite.c tests/unit/suite.h
+tests_unit_test_handover_state_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_handover_state_LDADD = $(UNIT_LDADD)
 
 # Integration tests: the real daemon on loopback, driven by Python's
 # websockets (Debian's python3-websockets) and raw sockets for the frames
