@@ -193,9 +193,9 @@ ho_read_full(int fd, uint8_t *p, size_t n, const char **why_r)
 		if (r == -1 && errno == EINTR)
 			continue;
 		if (r <= 0) {
-			*why_r = r == 0 ? "the other process closed the "
-			    "channel" : errno == EAGAIN ? "timed out" :
-			    strerror(errno);
+			*why_r = r == 0 || errno == ECONNRESET ? "the other "
+			    "process closed the channel" : errno == EAGAIN ?
+			    "timed out" : strerror(errno);
 			return -1;
 		}
 		p += r;
@@ -237,9 +237,9 @@ ho_recv(int fd, struct ho_frame *f, uint8_t **payload_r, int *fds,
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			*why_r = n == 0 ? "the other process closed the "
-			    "channel" : errno == EAGAIN ? "timed out" :
-			    strerror(errno);
+			*why_r = n == 0 || errno == ECONNRESET ? "the other "
+			    "process closed the channel" : errno == EAGAIN ?
+			    "timed out" : strerror(errno);
 			goto fail;
 		}
 		for (ch = CMSG_FIRSTHDR(&mh); ch != NULL;
@@ -342,25 +342,26 @@ handover_free(struct handover *h)
 	free(h);
 }
 
-/* Called off: the new process is killed and reaped; nothing else moved. */
+/* Called off: the new process is killed and reaped; nothing else moved.
+ * How it ended is added to why when it ended by itself. */
 static void
 handover_fail(struct handover *h, const char *why)
 {
-	char buf[256];
+	char buf[384];
 	int st = 0;
 
 	if (h->pid > 0) {
 		kill(h->pid, SIGKILL);
-		if (waitpid(h->pid, &st, 0) == h->pid && WIFEXITED(st) &&
-		    WEXITSTATUS(st) != 0 && strstr(why, "closed") != NULL) {
-			snprintf(buf, sizeof(buf), "%s (it exited with "
-			    "status %d)", why, WEXITSTATUS(st));
-			why = buf;
-		} else if (WIFSIGNALED(st) && WTERMSIG(st) != SIGKILL &&
-		    strstr(why, "closed") != NULL) {
-			snprintf(buf, sizeof(buf), "%s (it died of %s)", why,
-			    strsignal(WTERMSIG(st)));
-			why = buf;
+		if (waitpid(h->pid, &st, 0) == h->pid) {
+			if (WIFEXITED(st) && WEXITSTATUS(st) != 0) {
+				snprintf(buf, sizeof(buf), "%s (it exited with "
+				    "status %d)", why, WEXITSTATUS(st));
+				why = buf;
+			} else if (WIFSIGNALED(st) && WTERMSIG(st) != SIGKILL) {
+				snprintf(buf, sizeof(buf), "%s (it died of %s)",
+				    why, strsignal(WTERMSIG(st)));
+				why = buf;
+			}
 		}
 	}
 	h->srv->metrics.handovers_failed++;
@@ -430,7 +431,7 @@ ho_encode(struct wsp_conn *c, struct outbuf *b)
 	} else
 		h.dec.ctl_len = 0; /* a split control frame already given */
 	h.msg_open = c->msg_open;
-	h.msg_opcode = c->msg_opcode;
+	h.msg_opcode = c->msg_open ? c->dec.msg_opcode : 0;
 	if (c->msg_open) {
 		h.msg.p = c->msg != NULL ? c->msg : (const uint8_t *)"";
 		h.msg.n = c->msg_len;
@@ -549,6 +550,7 @@ handover_transfer(struct handover *h, uint16_t version)
 	size_t nfds = 0, nb = 0, i, nrecv;
 	int fds[HO_BATCH_FDS], all = version == HO_VERSION;
 	const char *why = NULL;
+	char buf[256];
 	uint32_t adopted;
 
 	left = srv->cfg->handover_timeout > elapsed ?
@@ -599,7 +601,10 @@ handover_transfer(struct handover *h, uint16_t version)
 	if (ho_recv(h->fd, &f, &payload, fds, 0, &nrecv, &why) == -1)
 		goto fail;
 	if (f.type == HO_T_FAIL) {
-		why = "the new process refused the connections";
+		snprintf(buf, sizeof(buf), "the new process refused the "
+		    "connections: %.*s", (int)(f.len < 200 ? f.len : 200),
+		    (const char *)payload);
+		why = buf;
 		goto fail;
 	}
 	if (f.type != HO_T_ADOPTED || f.len != 4) {
@@ -1127,7 +1132,7 @@ handover_child_run(struct wsp_server *srv)
 	uint8_t *payload = NULL, cnt[4];
 	uint64_t t0 = clock_mono_ms();
 	const char *why = NULL;
-	int fds[HO_BATCH_FDS], done = 0;
+	int fds[HO_BATCH_FDS], done = 0, tell = 0;
 	size_t nfds, i, j;
 
 	if (ho_send(hc->fd, HO_T_READY, NULL, 0, NULL, 0) == -1) {
@@ -1147,7 +1152,7 @@ handover_child_run(struct wsp_server *srv)
 			}
 			if (ho_child_batch(srv, hc, payload, f.len, fds, nfds,
 			    &why) == -1) {
-				handover_child_refuse(hc->fd, NULL, why);
+				tell = 1;
 				goto fail;
 			}
 			break;
@@ -1204,6 +1209,10 @@ handover_child_run(struct wsp_server *srv)
 fail:
 	free(payload);
 	ho_log_failed("new", getpid(), why != NULL ? why : "failed");
+	/* Written before the old process hears of it: it kills us then. */
+	log_detach();
+	if (tell)
+		handover_child_refuse(hc->fd, NULL, why);
 	ho_child_abandon(srv, hc);
 	srv->handover_child = NULL;
 	ho_child_free(hc);

@@ -550,9 +550,8 @@ ho_conn_decode(const uint8_t *p, size_t n, size_t *used_r,
 	    h->zp.answer_client_wbits > 15 || h->z_level < 1 ||
 	    h->z_level > 9 || h->z_mem_level < 1 || h->z_mem_level > 9))
 		why = "bad deflate parameters";
-	else if (h->msg_open > 1 || (h->msg_open && h->msg_opcode !=
-	    WS_OP_TEXT && h->msg_opcode != WS_OP_BINARY) ||
-	    (!h->msg_open && h->msg.n > 0))
+	else if (h->msg_open > 1 || (h->msg_open && d->msg_opcode == 0) ||
+	    h->msg_opcode > WS_OP_BINARY || (!h->msg_open && h->msg.n > 0))
 		why = "bad message state";
 	else if (d->max_message > 0 && h->msg.n > d->max_message)
 		why = "message past its limit";

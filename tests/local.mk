@@ -199,6 +199,7 @@ INTEGRATION_FILES = \
 	tests/integration/test_deflate.py \
 	tests/integration/test_echo_conformance.py \
 	tests/integration/test_framing.py \
+	tests/integration/test_handover.py \
 	tests/integration/test_handshake.py \
 	tests/integration/test_hardening.py \
 	tests/integration/test_keepalive.py \
