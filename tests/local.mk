@@ -110,6 +110,17 @@ AM_TESTS_ENVIRONMENT = \
 
 
 
+# The daemon as a build that writes another version of the hand-over
+# records: what SIGUSR2 meets on a downgrade across an incompatible change
+# (tests/integration/test_handover.py).  Its own copies of the two files
+# the version is compiled into come first, so the library's are not
+# pulled in.
+check_PROGRAMS += tests/wsplugd-handover-v2
+tests_wsplugd_handover_v2_SOURCES = core/main.c core/handover.c \
+	core/handover_state.c
+tests_wsplugd_handover_v2_CPPFLAGS = $(core_wsplugd_CPPFLAGS) -DHO_VERSION=2
+tests_wsplugd_handover_v2_LDADD = core/libwspcore.la
+
 # Test plugins: shared objects built only for `make check` (-rpath makes
 # libtool build them shared although they are never installed).
 TEST_PLUGIN_LDFLAGS = $(PLUGIN_LDFLAGS) -rpath /nowhere

@@ -457,3 +457,67 @@ def test_refused_with_workers(wsplugd):
     d.wait_for("master.ready", timeout=30)
     d.signal(signal.SIGUSR2)
     d.wait_for("handover.refused")
+
+
+def test_unknown_version_falls_back_to_1012(upgradable):
+    """A new binary that writes another version of the records (a
+    downgrade across an incompatible change) still takes the listeners;
+    every client gets 1012 Service Restart and reconnects to it."""
+    v2 = os.path.join(os.environ.get("WSPLUGD_BUILDDIR", "."),
+                      "tests", "wsplugd-handover-v2")
+    u = upgradable()
+
+    async def run():
+        socks = [await harness.ws_connect(u.d.url, compression=None)
+                 for _ in range(5)]
+        for ws in socks:
+            await ws.recv()
+        with open(v2, "rb") as f:
+            install(u.binary, f.read())
+        mark = u.d.mark()
+        done = await asyncio.get_running_loop().run_in_executor(
+            None, u.handover)
+        assert done["moved"] == "0" and done["restarted"] == "5", done
+        assert u.d.find("handover.version", start=mark)
+        for ws in socks:
+            with pytest.raises(websockets.ConnectionClosed) as e:
+                await asyncio.wait_for(ws.recv(), 10 * SLOW)
+            assert e.value.rcvd.code == 1012
+        # the listener went over: the new process answers
+        async with harness.ws_connect(u.d.url, compression=None) as ws:
+            hello = json.loads(await ws.recv())
+            assert hello["type"] == "connection_established"
+        assert u.connection_ids() == set()
+
+    asyncio.run(run())
+    # the counters of another version are not read: the count starts over
+    # with this hand-over
+    assert 'wsplugd_handovers_total{result="ok"} 1' in u.get("/metrics")
+
+
+def test_broadcast_subscriptions_survive(upgradable):
+    """The broadcast plugin's subscriptions are attributes: they travel
+    with the connection and adopt() rebuilds the channels."""
+    u = upgradable()
+    with open(u.conf, "a") as f:
+        f.write("\n[plugin:broadcast]\n")
+    u.d.signal(signal.SIGHUP)
+    u.d.wait_for("reload", result="ok")
+
+    async def run():
+        async with harness.ws_connect(u.d.url, compression=None) as a, \
+                harness.ws_connect(u.d.url, compression=None) as b:
+            for ws in (a, b):
+                await ws.recv()
+                await ws.send(json.dumps({"type": "subscribe",
+                                          "channel": "news"}))
+                r = json.loads(await ws.recv())
+                assert r["type"] == "subscribed", r
+            await asyncio.get_running_loop().run_in_executor(
+                None, u.handover)
+            await a.send(json.dumps({"type": "publish", "channel": "news",
+                                     "data": "after"}))
+            got = json.loads(await asyncio.wait_for(b.recv(), 10 * SLOW))
+            assert got.get("data") == "after", got
+
+    asyncio.run(run())
