@@ -595,7 +595,8 @@ handover_transfer(struct handover *h, uint16_t version)
 	ho_counters(srv, v);
 	if (ho_counters_encode(&b, v, HOC_N) == -1 ||
 	    ho_send(h->fd, HO_T_END, b.p, b.len, NULL, 0) == -1) {
-		why = errno == EAGAIN ? "timed out" : "cannot send the counters";
+		why = errno == EAGAIN ? "timed out" :
+		    "cannot send the counters";
 		goto fail;
 	}
 	if (ho_recv(h->fd, &f, &payload, fds, 0, &nrecv, &why) == -1)
@@ -761,7 +762,8 @@ handover_start(struct wsp_server *srv)
 		return;
 	}
 	if (pid == 0) {
-		/* The child: only async-signal-safe calls until exec. */
+		/* The child of a single-threaded process: setenv is safe
+		 * here, and exec replaces everything else. */
 		fcntl(sv[1], F_SETFD, 0);
 		snprintf(env, sizeof(env), "%d", sv[1]);
 		setenv(HANDOVER_ENV, env, 1);
@@ -984,8 +986,9 @@ ho_adopt_one(struct wsp_server *srv, const struct ho_conn *h, int fd,
 	c->dec = h->dec;
 	c->dec.ctl = NULL;
 	if (h->ctl.p != NULL) {
-		if ((c->dec.ctl = malloc(h->ctl.n + (size_t)h->dec.remaining)) ==
-		    NULL)
+		/* sized for the whole body, as ws_codec.c makes it */
+		c->dec.ctl = malloc(h->ctl.n + (size_t)h->dec.remaining);
+		if (c->dec.ctl == NULL)
 			goto nomem;
 		memcpy(c->dec.ctl, h->ctl.p, h->ctl.n);
 		c->dec.ctl_len = (uint8_t)h->ctl.n;

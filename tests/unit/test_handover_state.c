@@ -211,13 +211,21 @@ static void ch_id(struct ho_conn *h) { h->id[5] = 'Z'; }
 static void ch_state(struct ho_conn *h) { h->state = 3; }
 static void ch_ip(struct ho_conn *h) { strcpy(h->ip, "1.2.3.4 x"); }
 static void ch_path(struct ho_conn *h) { h->path.p = NULL; h->path.n = 0; }
-static void ch_ua(struct ho_conn *h) { h->user_agent = bytes("a\0b"); h->user_agent.n = 3; }
+static void ch_ua(struct ho_conn *h)
+{
+	h->user_agent = bytes("a\0b"); /* a NUL inside */
+	h->user_agent.n = 3;
+}
 static void ch_hlen(struct ho_conn *h) { h->dec.hlen = 15; }
 static void ch_mpos(struct ho_conn *h) { h->dec.mpos = 4; }
 static void ch_failed(struct ho_conn *h) { h->dec.failed = 2; }
 static void ch_ctl(struct ho_conn *h) { h->dec.remaining = 123; }
 static void ch_msg(struct ho_conn *h) { h->msg_open = 0; }
-static void ch_limit(struct ho_conn *h) { h->dec.max_message = 3; h->dec.msg_len = 2; }
+static void ch_limit(struct ho_conn *h)
+{
+	h->dec.max_message = 3;
+	h->dec.msg_len = 2;
+}
 static void ch_zs(struct ho_conn *h) { h->zp.server_wbits = 16; }
 static void ch_opcode(struct ho_conn *h) { h->dec.opcode = 3; }
 
