@@ -1221,7 +1221,36 @@ int ho_counters_encode(struct outbuf *b, const uint64_t *v, size_t n);
 int ho_counters_decode(const uint8_t *p, size_t n, uint64_t *v, size_t max,
     const char **why_r);
 
-/* handover.c: SIGUSR2, every connection to a new binary */
+/* handover_io.c: the socket pair between the old process and the new */
+
+#define HO_BATCH_FDS 64 /* descriptors one frame carries, at most */
+
+/* The server counters that continue across a hand-over, in this order on
+ * the wire (appended to, never reordered). */
+enum {
+	HOC_OPENED, HOC_CLOSED, HOC_REFUSED, HOC_REAPED, HOC_MSGS_IN,
+	HOC_MSGS_OUT, HOC_BYTES_IN, HOC_BYTES_OUT, HOC_PINGS, HOC_REAPS,
+	HOC_RELOADS_OK, HOC_RELOADS_FAILED, HOC_HANDOVERS_OK,
+	HOC_HANDOVERS_FAILED, HOC_N
+};
+
+/* Both directions' timeout, ms (0 counts as 1). */
+void ho_set_timeout(int fd, uint64_t ms);
+void ho_close_fds(int *fds, size_t n); /* those >= 0 */
+/* One frame, nfds (<= HO_BATCH_FDS) descriptors on its first byte; 0, or
+ * -1 with errno. */
+int ho_send(int fd, uint16_t type, const void *payload, size_t len,
+    const int *fds, size_t nfds);
+/* One frame: f, its payload checked against the CRC (malloc'd, the
+ * caller frees it), the descriptors that came with it (more than maxfds
+ * is an error).  -1 with *why_r and nothing left open. */
+int ho_recv(int fd, struct ho_frame *f, uint8_t **payload_r, int *fds,
+    size_t maxfds, size_t *nfds_r, const char **why_r);
+/* handover.failed, from side "old" or "new". */
+void ho_log_failed(const char *side, pid_t pid, const char *why);
+
+/* handover.c: SIGUSR2, every connection to a new binary (the old
+ * process's side); handover_child.c: the new process's */
 
 #define HANDOVER_ENV "WSPLUGD_HANDOVER_FD" /* set in the new process */
 

@@ -112,12 +112,12 @@ AM_TESTS_ENVIRONMENT = \
 
 # The daemon as a build that writes another version of the hand-over
 # records: what SIGUSR2 meets on a downgrade across an incompatible change
-# (tests/integration/test_handover.py).  Its own copies of the two files
-# the version is compiled into come first, so the library's are not
-# pulled in.
+# (tests/integration/test_handover.py).  Its own copies of the files the
+# version is compiled into come first, so the library's are not pulled
+# in.
 check_PROGRAMS += tests/wsplugd-handover-v2
 tests_wsplugd_handover_v2_SOURCES = core/main.c core/handover.c \
-	core/handover_state.c
+	core/handover_child.c core/handover_io.c core/handover_state.c
 tests_wsplugd_handover_v2_CPPFLAGS = $(core_wsplugd_CPPFLAGS) -DHO_VERSION=2
 tests_wsplugd_handover_v2_LDADD = core/libwspcore.la
 
