@@ -1007,8 +1007,8 @@ conn_adopt(struct wsp_server *srv, int fd, const char *path, size_t path_len)
 	c->srv = srv;
 	c->fd = fd;
 	c->state = CONN_OPEN;
-	if ((c->out = evbuffer_new()) == NULL ||
-	    (c->path = conn_path_get(srv, &target)) == NULL) {
+	if ((c->out = evbuffer_new()) == NULL || (path != NULL &&
+	    (c->path = conn_path_get(srv, &target)) == NULL)) {
 		if (c->out != NULL)
 			evbuffer_free(c->out);
 		free(c);
@@ -1043,6 +1043,7 @@ conn_release(struct wsp_conn *c)
 	if (c->registered)
 		registry_remove(&srv->reg, c);
 	else {
+		conn_leave_handshake(c);
 		TAILQ_REMOVE(&srv->pending, c, link);
 		srv->npending--;
 	}

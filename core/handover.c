@@ -164,8 +164,8 @@ ho_unmovable(const struct wsp_conn *c)
 		return "tls";
 	if (c->zs != NULL && !zstream_conn_movable(c->zs))
 		return "deflate";
-	if (c->doomed || (c->state != CONN_OPEN && c->state != CONN_CLOSING))
-		return "closing";
+	if (c->doomed || c->state == CONN_LINGER)
+		return "closing"; /* this process finishes it */
 	return NULL;
 }
 
@@ -179,7 +179,19 @@ ho_encode(struct wsp_conn *c, struct outbuf *b)
 	int rc;
 
 	memset(&h, 0, sizeof(h));
-	h.state = c->state == CONN_OPEN ? HO_STATE_OPEN : HO_STATE_CLOSING;
+	h.state = c->state == CONN_OPEN ? HO_STATE_OPEN :
+	    c->state == CONN_CLOSING ? HO_STATE_CLOSING : HO_STATE_HANDSHAKE;
+	if (h.state == HO_STATE_HANDSHAKE) {
+		/* no id, path or codec yet: what it sent so far */
+		memset(h.id, '0', 32);
+		h.path.p = (const uint8_t *)"";
+		h.head.p = (const uint8_t *)(c->head != NULL ? c->head : "");
+		h.head.n = c->head_len;
+		memcpy(h.ip, c->ip, sizeof(h.ip));
+		h.port = c->port;
+		h.last_activity = c->last_activity;
+		return ho_conn_encode(b, &h);
+	}
 	memcpy(h.id, c->id, sizeof(h.id));
 	memcpy(h.ip, c->ip, sizeof(h.ip));
 	h.port = c->port;
@@ -320,7 +332,7 @@ handover_transfer(struct handover *h, uint16_t version)
 {
 	struct wsp_server *srv = h->srv;
 	struct outbuf b = { NULL, 0, 0 };
-	struct wsp_conn *c, **moved = NULL;
+	struct wsp_conn *c, *next, **moved = NULL;
 	struct ho_frame f;
 	struct log_line *l;
 	uint64_t t0 = ho_now_us(), v[HOC_N], left, nmoved = 0, nkept = 0;
@@ -340,8 +352,9 @@ handover_transfer(struct handover *h, uint16_t version)
 		    "reads hand-over version %u, this one writes %u: it takes "
 		    "the listeners, every connection gets 1012", version,
 		    HO_VERSION);
-	if (all && srv->reg.count > 0 &&
-	    (moved = calloc(srv->reg.count, sizeof(*moved))) == NULL) {
+	if (all && srv->reg.count + srv->npending > 0 &&
+	    (moved = calloc(srv->reg.count + srv->npending,
+	    sizeof(*moved))) == NULL) {
 		why = "out of memory";
 		goto fail;
 	}
@@ -349,9 +362,19 @@ handover_transfer(struct handover *h, uint16_t version)
 		why = "out of memory";
 		goto fail;
 	}
-	TAILQ_FOREACH(c, &srv->reg.conns, link) {
+	/* The open connections, then the handshakes in progress (a client
+	 * half-way through its request finishes it with the new process);
+	 * those lingering are this process's to finish. */
+	if ((c = TAILQ_FIRST(&srv->reg.conns)) == NULL)
+		c = TAILQ_FIRST(&srv->pending);
+	for (; c != NULL; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (next == NULL && c->registered)
+			next = TAILQ_FIRST(&srv->pending);
+		if (!c->registered && c->state != CONN_HANDSHAKE)
+			continue;
 		if (!all || ho_unmovable(c) != NULL || ho_encode(c, &b) == -1) {
-			nkept++;
+			nkept += c->registered;
 			continue;
 		}
 		fds[nfds++] = c->fd;

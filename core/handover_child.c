@@ -189,6 +189,46 @@ ho_dup(const struct ho_bytes *s)
 
 /* One record and its descriptor: an open connection, registered, not yet
  * served.  -1 (fd closed) when it cannot be rebuilt. */
+/* A handshake in progress: the request so far, in a buffer of the size
+ * this process reads heads into, under its handshake deadline. */
+static int
+ho_adopt_handshake(struct wsp_server *srv, const struct ho_conn *h, int fd,
+    struct wsp_conn **c_r, const char **why_r)
+{
+	struct wsp_conn *c;
+
+	if (h->head.n >= srv->cfg->max_header_size) {
+		close(fd);
+		*why_r = "a request head longer than max_header_size";
+		return -1;
+	}
+	if ((c = conn_adopt(srv, fd, NULL, 0)) == NULL) {
+		close(fd);
+		*why_r = "out of memory";
+		return -1;
+	}
+	TAILQ_INSERT_TAIL(&srv->pending, c, link);
+	srv->npending++;
+	c->state = CONN_HANDSHAKE;
+	srv->nhandshake++;
+	memcpy(c->ip, h->ip, sizeof(c->ip));
+	c->port = h->port;
+	c->last_activity = h->last_activity;
+	if (h->head.n > 0) {
+		if ((c->head = malloc(srv->cfg->max_header_size)) == NULL) {
+			*why_r = "out of memory";
+			conn_release(c);
+			return -1;
+		}
+		c->head_cap = srv->cfg->max_header_size;
+		memcpy(c->head, h->head.p, h->head.n);
+		c->head_len = h->head.n;
+	}
+	dq_push(&srv->dq_handshake, c);
+	*c_r = c;
+	return 0;
+}
+
 static int
 ho_adopt_one(struct wsp_server *srv, const struct ho_conn *h, int fd,
     struct wsp_conn **c_r, const char **why_r)
@@ -197,6 +237,8 @@ ho_adopt_one(struct wsp_server *srv, const struct ho_conn *h, int fd,
 	json_error_t jerr;
 	size_t cap;
 
+	if (h->state == HO_STATE_HANDSHAKE)
+		return ho_adopt_handshake(srv, h, fd, c_r, why_r);
 	if ((c = conn_adopt(srv, fd, (const char *)h->path.p,
 	    h->path.n)) == NULL) {
 		close(fd);
@@ -413,11 +455,13 @@ handover_child_run(struct wsp_server *srv)
 		free(payload);
 		payload = NULL;
 	}
-	/* Plugins know the connections before anything is said on them. */
+	/* Plugins know the connections before anything is said on them
+	 * (not the handshakes: they will be opened). */
 	for (i = 0; i < hc->nconns; i++)
 		for (j = 0; j < srv->plugins->nplugins; j++)
-			plugin_call_adopt(srv->plugins->plugins[j],
-			    hc->conns[i]);
+			if (hc->conns[i]->registered)
+				plugin_call_adopt(srv->plugins->plugins[j],
+				    hc->conns[i]);
 	cnt[0] = (uint8_t)hc->nconns;
 	cnt[1] = (uint8_t)(hc->nconns >> 8);
 	cnt[2] = (uint8_t)(hc->nconns >> 16);

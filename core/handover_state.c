@@ -39,6 +39,7 @@
 #define HO_MAX_UA 512
 #define HO_MAX_STR 256
 #define HO_MAX_REASON (WS_MAX_CONTROL - 2)
+#define HO_MAX_HEAD (64 * 1024) /* max_header_size's ceiling */
 
 /* Writing: a growable buffer (the caller's outbuf). */
 
@@ -360,6 +361,7 @@ ho_conn_encode(struct outbuf *b, const struct ho_conn *h)
 	rc |= ho_put_bytes(b, &h->msg);
 	rc |= ho_put_bytes(b, &h->out);
 	rc |= ho_put_bytes(b, &h->attrs);
+	rc |= ho_put_bytes(b, &h->head);
 	rc |= ho_put_u8(b, h->has_zs);
 	if (h->has_zs) {
 		rc |= ho_put_u8(b, h->zp.server_no_takeover);
@@ -515,6 +517,7 @@ ho_conn_decode(const uint8_t *p, size_t n, size_t *used_r,
 	ho_get_bytes(&rec, &h->msg, 0, 0, "bad message");
 	ho_get_bytes(&rec, &h->out, 0, 0, "bad output");
 	ho_get_bytes(&rec, &h->attrs, 0, 1, "bad attributes");
+	ho_get_bytes(&rec, &h->head, HO_MAX_HEAD, 0, "bad request head");
 	h->has_zs = ho_get_u8(&rec);
 	if (h->has_zs == 1) {
 		h->zp.server_no_takeover = ho_get_u8(&rec);
@@ -535,8 +538,13 @@ ho_conn_decode(const uint8_t *p, size_t n, size_t *used_r,
 	}
 	/* the meaning, once the syntax held */
 	why = NULL;
-	if (h->state != HO_STATE_OPEN && h->state != HO_STATE_CLOSING)
+	if (h->state != HO_STATE_OPEN && h->state != HO_STATE_CLOSING &&
+	    h->state != HO_STATE_HANDSHAKE)
 		why = "bad connection state";
+	else if ((h->head.p != NULL && h->state != HO_STATE_HANDSHAKE) ||
+	    (h->state == HO_STATE_HANDSHAKE && (h->has_zs || h->msg_open ||
+	    h->out.n > 0 || h->attrs.p != NULL)))
+		why = "bad handshake state";
 	else if (!ho_valid_id(h->id))
 		why = "bad connection id";
 	else if (h->path.p == NULL)

@@ -732,7 +732,8 @@ void conn_expire_linger(struct wsp_conn *c);
 void conn_reap(struct wsp_conn *c, uint64_t idle_ms);
 void conn_info(const struct wsp_conn *c, struct wsp_conn_info *info);
 /* Hand-over: an open connection on fd, not yet served (no event), for
- * the caller to fill in and register; NULL when out of memory. */
+ * the caller to fill in and register (or, path NULL, to make a handshake
+ * in progress); NULL when out of memory. */
 struct wsp_conn *conn_adopt(struct wsp_server *srv, int fd, const char *path,
     size_t path_len);
 int conn_adopt_start(struct wsp_conn *c);
@@ -1170,7 +1171,8 @@ struct ho_listen {
 	struct sockaddr_storage conf; /* the configured address it matches */
 };
 
-enum { HO_STATE_OPEN = 1, HO_STATE_CLOSING = 2 };
+/* HANDSHAKE: a request head part-read (head), not yet upgraded */
+enum { HO_STATE_OPEN = 1, HO_STATE_CLOSING = 2, HO_STATE_HANDSHAKE = 3 };
 
 struct ho_conn {
 	uint8_t state;
@@ -1191,6 +1193,7 @@ struct ho_conn {
 	struct ho_bytes msg;   /* the message being reassembled */
 	struct ho_bytes out;   /* output not yet written */
 	struct ho_bytes attrs; /* JSON text of the attributes, or absent */
+	struct ho_bytes head;  /* HANDSHAKE: the request read so far */
 	uint8_t has_zs;        /* permessage-deflate, no context takeover */
 	struct deflate_params zp;
 	uint8_t z_level, z_mem_level;

@@ -364,6 +364,30 @@ def test_half_frame_and_half_message_finish_once(upgradable):
             r.recv_frame()  # nothing more: answered once
 
 
+def test_handshake_in_progress_finishes_with_the_new_process(upgradable):
+    """A client half-way through its request when the hand-over comes
+    finishes it with the new process: 101, then its greeting."""
+    from rawws import Raw
+
+    u = upgradable()
+    with Raw(u.d.port) as r:
+        _, req = r.request_bytes()
+        r.send_raw(req[:20])
+        deadline = time.monotonic() + 10 * SLOW
+        # the first bytes were read once the daemon shows a handshake
+        while "wsplugd_handshakes_pending 1" not in u.get("/metrics"):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        mark = u.d.mark()
+        u.handover()
+        assert u.d.find("handover.done", start=mark)["moved"] == "1"
+        r.send_raw(req[20:])
+        status, _, _ = r.response()
+        assert status == 101
+        hello = json.loads(r.recv_message()[1])
+        assert hello["type"] == "connection_established"
+
+
 def test_deflate_without_takeover_moves_with_takeover_gets_1012(upgradable):
     """permessage-deflate moves when no context is kept between messages;
     with context takeover the connection is closed with 1012."""

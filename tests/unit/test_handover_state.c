@@ -208,7 +208,7 @@ expect_refused(void (*change)(struct ho_conn *), const char *want)
 }
 
 static void ch_id(struct ho_conn *h) { h->id[5] = 'Z'; }
-static void ch_state(struct ho_conn *h) { h->state = 3; }
+static void ch_state(struct ho_conn *h) { h->state = 4; }
 static void ch_ip(struct ho_conn *h) { strcpy(h->ip, "1.2.3.4 x"); }
 static void ch_path(struct ho_conn *h) { h->path.p = NULL; h->path.n = 0; }
 static void ch_ua(struct ho_conn *h)
@@ -268,6 +268,47 @@ test_conn_length(void)
 	CU_ASSERT_EQUAL(ho_conn_decode((uint8_t *)b.p, b.len, &used, &out,
 	    &why), -1);
 	CU_ASSERT_PTR_NOT_NULL(why);
+	free(b.p);
+}
+
+/* A handshake in progress: the head read so far, nothing else. */
+static void
+test_handshake(void)
+{
+	struct outbuf b = { NULL, 0, 0 };
+	struct ho_conn in, out;
+	const char *why = NULL;
+	size_t used;
+
+	memset(&in, 0, sizeof(in));
+	in.state = HO_STATE_HANDSHAKE;
+	memset(in.id, '0', 32);
+	strcpy(in.ip, "127.0.0.1");
+	in.path = bytes("");
+	in.head = bytes("GET /ws HTTP/1.1\r\nHost: x\r\n");
+	CU_ASSERT_EQUAL_FATAL(ho_conn_encode(&b, &in), 0);
+	CU_ASSERT_EQUAL_FATAL(ho_conn_decode((uint8_t *)b.p, b.len, &used,
+	    &out, &why), 0);
+	CU_ASSERT_EQUAL(out.state, HO_STATE_HANDSHAKE);
+	CU_ASSERT(same_bytes(&out.head, &in.head));
+	free(b.p);
+	/* output queued, or a head on an open connection: refused */
+	b.p = NULL;
+	b.len = b.cap = 0;
+	in.out = bytes("HTTP/1.1 101");
+	CU_ASSERT_EQUAL_FATAL(ho_conn_encode(&b, &in), 0);
+	CU_ASSERT_EQUAL(ho_conn_decode((uint8_t *)b.p, b.len, &used, &out,
+	    &why), -1);
+	CU_ASSERT_STRING_EQUAL(why, "bad handshake state");
+	free(b.p);
+	b.p = NULL;
+	b.len = b.cap = 0;
+	sample(&in);
+	in.head = bytes("GET");
+	CU_ASSERT_EQUAL_FATAL(ho_conn_encode(&b, &in), 0);
+	CU_ASSERT_EQUAL(ho_conn_decode((uint8_t *)b.p, b.len, &used, &out,
+	    &why), -1);
+	CU_ASSERT_STRING_EQUAL(why, "bad handshake state");
 	free(b.p);
 }
 
@@ -387,6 +428,7 @@ main(void)
 		{ "every prefix of a record is refused", test_conn_truncated },
 		{ "impossible states are refused", test_conn_refused },
 		{ "a record's length must match", test_conn_length },
+		{ "a handshake in progress", test_handshake },
 		{ "frames: magic, version, type, length, CRC", test_frame },
 		{ "listener entries", test_listen },
 		{ "server counters, more or fewer", test_counters },
