@@ -569,6 +569,13 @@ handover_start(struct wsp_server *srv)
 		fcntl(sv[1], F_SETFD, 0);
 		snprintf(env, sizeof(env), "%d", sv[1]);
 		setenv(HANDOVER_ENV, env, 1);
+		/* systemd's watchdog is meant for the main process, which
+		 * this one becomes (MAINPID=): sd_watchdog_enabled() checks
+		 * WATCHDOG_PID against getpid(). */
+		if (getenv("WATCHDOG_PID") != NULL) {
+			snprintf(env, sizeof(env), "%ld", (long)getpid());
+			setenv("WATCHDOG_PID", env, 1);
+		}
 		execv(srv->exec_path, srv->exec_argv);
 		_exit(127);
 	}

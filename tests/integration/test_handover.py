@@ -81,7 +81,7 @@ class Upgradable:
     hand-overs."""
 
     def __init__(self, tmp_path, wsplugd, monkeypatch, server=None,
-                 extra=""):
+                 extra="", prefix=()):
         self.bindir = tmp_path / "bin"
         self.bindir.mkdir()
         self.binary = str(self.bindir / "wsplugd")
@@ -94,7 +94,7 @@ class Upgradable:
                            log={"level": "info"}, extra=extra)
         with open(self.conf, "w") as f:
             f.write(self.text)
-        self.d = wsplugd(path=self.conf)
+        self.d = wsplugd(path=self.conf, prefix=prefix)
         self.pid = self.d.proc.pid
         self.admin = int(self.d.wait_for("admin.start")["addr"]
                          .rsplit(":", 1)[1])
@@ -552,3 +552,61 @@ def test_broadcast_subscriptions_survive(upgradable):
             assert got.get("data") == "after", got
 
     asyncio.run(run())
+
+
+def test_systemd_follows_the_new_main_process(upgradable, tmp_path,
+                                              monkeypatch):
+    """Under systemd (Type=notify, NotifyAccess=main, a watchdog): the old
+    process names the new one with MAINPID=, which then sends READY=1 and
+    keeps WATCHDOG=1 coming, though WATCHDOG_PID named the old one."""
+    import socket
+    import struct
+
+    from test_admin import built_with_libsystemd
+    if not built_with_libsystemd(tmp_path):
+        pytest.skip("built without libsystemd: no sd_notify")
+    name = f"wsplugd-test-{os.getpid()}-{time.monotonic_ns()}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    sock.bind("\0" + name)
+    monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+    monkeypatch.setenv("WATCHDOG_USEC", str(int(400000 * SLOW)))
+
+    def recv(until):
+        """(sender pid, {key: value}) messages until one satisfies
+        until(pid, msg); returns them all."""
+        got = []
+        deadline = time.monotonic() + 10 * SLOW
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, f"not seen; got {got}"
+            sock.settimeout(left)
+            data, anc, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(12))
+            pid = next(struct.unpack("iII", d)[0] for lv, t, d in anc
+                       if t == socket.SCM_CREDENTIALS)
+            msg = dict(line.split("=", 1)
+                       for line in data.decode().splitlines())
+            got.append((pid, msg))
+            if until(pid, msg):
+                return got
+
+    try:
+        # WATCHDOG_PID as systemd sets it: the pid it started
+        u = upgradable(prefix=("sh", "-c",
+                               'export WATCHDOG_PID=$$; exec "$@"', "sh"))
+        old = u.pid
+        recv(lambda pid, m: pid == old and "READY" in m)
+        os.kill(old, signal.SIGUSR2)
+        got = recv(lambda pid, m: "MAINPID" in m)
+        new = int(got[-1][1]["MAINPID"])
+        assert got[-1][0] == old and new != old
+        recv(lambda pid, m: pid == new and m.get("READY") == "1")
+        u.d.wait_for("handover.done")
+        u.pid = new
+        # three pings from the new process (every 200 ms): its watchdog
+        # runs; without it systemd would kill the service
+        dogs = []
+        recv(lambda pid, m: pid == new and "WATCHDOG" in m and
+             dogs.append(pid) is None and len(dogs) >= 3)
+    finally:
+        sock.close()
