@@ -467,7 +467,10 @@ ho_read_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	ho_set_timeout(h->fd, limit > elapsed ? limit - elapsed : 1);
+	/* The loop waits on this read: a frame cut short by a new process
+	 * that hangs holds it for a second at most, not handover_timeout. */
+	ho_set_timeout(h->fd, limit > elapsed ? limit - elapsed < 1000 ?
+	    limit - elapsed : 1000 : 1);
 	if (ho_recv(h->fd, &f, &payload, fds, 0, &nfds, &why) == -1) {
 		handover_fail(h, why);
 		return;
