@@ -610,3 +610,30 @@ def test_systemd_follows_the_new_main_process(upgradable, tmp_path,
              dogs.append(pid) is None and len(dogs) >= 3)
     finally:
         sock.close()
+
+
+def test_tls_connections_get_1012_and_reconnect(upgradable, tmp_path):
+    """No kernel TLS: a TLS session cannot move, so its client gets 1012
+    once the new process serves, and reconnects to it over TLS (the TLS
+    listener went over with the others)."""
+    from tlspki import PKI
+
+    pki = PKI(tmp_path / "pki")
+    u = upgradable(server={"listen": "127.0.0.1:0 tls"},
+                   extra=pki.tls_section())
+    u.d.client_ssl = pki.client_context()
+
+    async def run():
+        async with harness.ws_connect(u.d.url, compression=None) as ws:
+            await ws.recv()
+            done = await asyncio.get_running_loop().run_in_executor(
+                None, u.handover)
+            assert done["moved"] == "0" and done["restarted"] == "1", done
+            with pytest.raises(websockets.ConnectionClosed) as e:
+                await asyncio.wait_for(ws.recv(), 10 * SLOW)
+            assert e.value.rcvd.code == 1012
+        async with harness.ws_connect(u.d.url, compression=None) as ws:
+            hello = json.loads(await ws.recv())
+            assert hello["type"] == "connection_established"
+
+    asyncio.run(run())
