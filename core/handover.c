@@ -326,6 +326,28 @@ handover_restart_fallback(struct wsp_server *srv)
 	server_maybe_done(srv);
 }
 
+/*
+ * After GO no plugin code runs here any more: the plugins live on in the
+ * new process, and here they hold pointers to connections about to be
+ * forgotten without a close() to tell them (a close would be a lie: the
+ * client is still connected, to the other process).  So they are
+ * unloaded (their timers cancelled first) while every connection is
+ * still valid, and an empty set takes their place for the connections
+ * that stay to close: their messages meet no handler, and they are in
+ * CLOSING, so nothing is answered.
+ */
+static void
+ho_plugins_retire(struct wsp_server *srv)
+{
+	struct plugin_set *none;
+
+	if ((none = plugin_set_new()) == NULL)
+		return; /* out of memory: they stay, as they were */
+	none->generation = srv->plugins->generation;
+	plugin_set_free(srv->plugins);
+	srv->plugins = none;
+}
+
 /* READY came: the transfer, in one go (the loop stands still). */
 static void
 handover_transfer(struct handover *h, uint16_t version)
@@ -435,6 +457,7 @@ handover_transfer(struct handover *h, uint16_t version)
 		log_uint(l, "took_ms", clock_mono_ms() - h->started);
 		log_end(l);
 	}
+	ho_plugins_retire(srv);
 	for (i = 0; i < nmoved; i++)
 		conn_release(moved[i]);
 	free(moved);
