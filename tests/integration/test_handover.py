@@ -637,3 +637,45 @@ def test_tls_connections_get_1012_and_reconnect(upgradable, tmp_path):
             assert hello["type"] == "connection_established"
 
     asyncio.run(run())
+
+
+# A new binary that starts, takes the listeners, says READY and then hangs
+# in the middle of the transfer: the old process waits what is left of
+# handover_timeout for ADOPTED, then carries on with every connection.
+STALL_AFTER_READY = b"""#!/usr/bin/python3
+import os, struct, time, zlib
+fd = int(os.environ["WSPLUGD_HANDOVER_FD"])
+magic, vt, n, crc = struct.unpack("<IIII", os.read(fd, 16))
+while n > 0:
+    n -= len(os.read(fd, n))
+ready = struct.pack("<IIII", 0x4f485357, 1 | 2 << 16, 0, zlib.crc32(b""))
+os.write(fd, ready)
+time.sleep(60)
+"""
+
+
+def test_stall_during_transfer_keeps_every_connection(upgradable):
+    raise_nofile()
+    u = upgradable(server={"handover_timeout": "1s"})
+    good = open(u.binary, "rb").read()
+    install(u.binary, STALL_AFTER_READY)
+
+    async def run():
+        p = Pingers(u.d.url, 50)
+        await p.open()
+        ids = set(p.ids)
+        ev = await asyncio.get_running_loop().run_in_executor(
+            None, u.failed_handover, "timed out")
+        before = p.answered
+        await until(lambda: p.answered >= before + 100, 30)
+        assert u.connection_ids() == ids
+        install(u.binary, good)
+        await asyncio.get_running_loop().run_in_executor(None, u.handover)
+        before = p.answered
+        await until(lambda: p.answered >= before + 100, 30)
+        assert u.connection_ids() == ids
+        await p.close()
+        assert p.errors == [], p.errors[:5]
+        return ev
+
+    asyncio.run(run())
