@@ -806,6 +806,25 @@ admin_reload_abort(struct wsp_server *srv)
 	admin_close_all(srv->admin, &srv->admin->staged);
 }
 
+/* The i-th serving listener's descriptor (borrowed) and the address it
+ * was configured as, for a hand-over (handover.c); -1 past the last. */
+int
+admin_socket(struct wsp_server *srv, size_t i, struct sockaddr_storage *conf,
+    socklen_t *len)
+{
+	struct admin_sock *s;
+
+	if (srv->admin == NULL)
+		return -1;
+	TAILQ_FOREACH(s, &srv->admin->socks, entry)
+		if (i-- == 0) {
+			memcpy(conf, &s->conf, s->conf_len);
+			*len = s->conf_len;
+			return evconnlistener_get_fd(admin_lev(s));
+		}
+	return -1;
+}
+
 void
 admin_free(struct wsp_server *srv)
 {

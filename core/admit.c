@@ -78,6 +78,29 @@ admit_accept(struct wsp_server *srv, struct wsp_conn *c,
 	return 0;
 }
 
+/* A connection handed over by the previous process (handover_child.c)
+ * held its places there; it takes them here without being judged: the
+ * daemon as a whole has not gained a client, and refusing one now would
+ * close a connection the hand-over promised to keep. */
+int
+admit_adopt(struct wsp_server *srv, struct wsp_conn *c)
+{
+	if (srv->limits != NULL) {
+		limits_conn_take(srv->limits, UINT64_MAX);
+		if (srv->cfg->max_connections_per_ip > 0)
+			c->held_ip = limits_ip_take(srv->limits, c->ip,
+			    UINT64_MAX) == 0;
+	} else
+		srv->nheld++;
+	c->held_conn = 1;
+	if (registry_ip_ref(&srv->reg, c->ip) == -1) {
+		admit_release(c);
+		return -1;
+	}
+	c->ip_counted = 1;
+	return 0;
+}
+
 void
 admit_release(struct wsp_conn *c)
 {

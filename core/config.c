@@ -169,6 +169,8 @@ static const struct cfg_key cfg_keys[] = {
 	NUM(SEC_SERVER, "restart_spread", T_DURATION, restart_spread,
 	    0, MS_HOUR, "0..1h", 0),
 	{ .sec = SEC_SERVER, .name = "gone", .type = T_GONE },
+	NUM(SEC_SERVER, "handover_timeout", T_DURATION, handover_timeout,
+	    100, MS_HOUR, "100ms..1h", 0),
 	NUM(SEC_SERVER, "slow_callback", T_DURATION, slow_callback,
 	    1, MS_HOUR, "1ms..1h", 0),
 	NUM(SEC_SERVER, "workers", T_WORKERS, workers, 1, CONFIG_MAX_WORKERS,
@@ -1110,6 +1112,7 @@ config_load(const char *file, const char *default_plugin_dir,
 	cfg->handshake_timeout = 10 * MS_SEC;
 	cfg->shutdown_timeout = 5 * MS_SEC;
 	cfg->restart_spread = 10 * MS_SEC;
+	cfg->handover_timeout = 10 * MS_SEC;
 	cfg->slow_callback = 100;
 	cfg->workers = 1;
 	cfg->worker_watchdog = 10 * MS_SEC;

@@ -1270,6 +1270,92 @@ conn_free(struct wsp_conn *c)
 	srv->conn_hooks.gone(srv);
 }
 
+/*
+ * Hand-over (handover.c).  A connection another process served arrives as
+ * a descriptor: conn_adopt makes it an open connection with no event
+ * registered yet (its owner fills in the state it was sent), so that
+ * nothing is read or written before the old process has let go;
+ * conn_adopt_start then serves it.  conn_release is the old process's
+ * side: the connection now lives elsewhere, so it leaves without a close
+ * frame, a shutdown(2), a log line or a plugin's close: only our copy of
+ * the descriptor and our memory go.
+ */
+struct wsp_conn *
+conn_adopt(struct wsp_server *srv, int fd, const char *path, size_t path_len)
+{
+	struct http_str target = { path, path_len };
+	struct wsp_conn *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	c->srv = srv;
+	c->fd = fd;
+	c->state = CONN_OPEN;
+	if ((c->out = evbuffer_new()) == NULL || (path != NULL &&
+	    (c->path = conn_path_get(srv, &target)) == NULL)) {
+		if (c->out != NULL)
+			evbuffer_free(c->out);
+		free(c);
+		return NULL;
+	}
+	event_assign(&c->ev, srv->base, fd, EV_READ | EV_PERSIST,
+	    conn_event_cb, c);
+	/* Until conn_adopt_start: what a plugin's adopt queues waits. */
+	c->in_read = 1;
+	return c;
+}
+
+/* c was filled in and registered: serve it, writing what it carries. */
+int
+conn_adopt_start(struct wsp_conn *c)
+{
+	c->in_read = 0;
+	if (event_add(&c->ev, NULL) == -1)
+		return -1;
+	if (c->registered) { /* its output counts as an opened one's */
+		c->mem_tracked = 1;
+		conn_mem_sync(c);
+	}
+	if (evbuffer_get_length(c->out) > 0 || c->doomed)
+		conn_schedule_flush(c);
+	return 0;
+}
+
+/* A connection adopted but never started (the hand-over was called off):
+ * freed without a trace, as conn_release. */
+void
+conn_release(struct wsp_conn *c)
+{
+	struct wsp_server *srv = c->srv;
+
+	if (c->registered)
+		registry_remove(&srv->reg, c);
+	else {
+		TAILQ_REMOVE(&srv->pending, c, link);
+		srv->npending--;
+	}
+	membudget_set(&srv->mem, &c->mem, 0);
+	c->mem_tracked = 0;
+	admit_release(c);
+	dq_remove(c);
+	if (event_initialized(&c->ev))
+		event_del(&c->ev);
+	evbuffer_free(c->out);
+	tls_conn_free(c);
+	close(c->fd);
+	ws_decoder_fini(&c->dec);
+	free(c->head);
+	free(c->msg);
+	free(c->user_agent);
+	free(c->origin);
+	conn_path_unref(c->path);
+	free(c->subprotocol);
+	free(c->close_reason);
+	attrs_free(c);
+	zstream_conn_free(srv, c->zs);
+	free(c);
+}
+
 void
 conn_info(const struct wsp_conn *c, struct wsp_conn_info *info)
 {

@@ -16,6 +16,10 @@ core_libwspcore_la_SOURCES = \
 	core/drain.c \
 	core/errors.c \
 	core/fdlimit.c \
+	core/handover.c \
+	core/handover_child.c \
+	core/handover_io.c \
+	core/handover_state.c \
 	core/host.c \
 	core/json_write.c \
 	core/http_upgrade.c \

@@ -10,6 +10,8 @@
  */
 #include <sys/resource.h>
 
+#include <limits.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -30,6 +32,14 @@
 #endif
 
 #define DEFAULT_CONFIG SYSCONFDIR "/wsplugd/wsplugd.conf"
+
+/* What SIGUSR2 starts (handover.c): this binary's path as it was when we
+ * started, so that the file installed there since is what runs, with our
+ * own arguments; and in a process started that way, the channel to the
+ * old one (HANDOVER_ENV), until serve() takes it. */
+static char exec_path[PATH_MAX];
+static char **exec_argv;
+static int handover_fd = -1;
 
 static void
 usage(FILE *f)
@@ -105,13 +115,36 @@ serve(struct wsp_config **cfgp, const char *file, int level,
 	struct wsp_errors errs = { NULL, 0 };
 	struct wsp_config *cfg = *cfgp;
 	struct wsp_server srv;
+	struct server_hooks ho_hooks;
+	struct handover_child *hc = NULL;
+	int ho_fd = handover_fd;
 	size_t i;
+
+	/* Started by a hand-over: the old process's listeners first, so
+	 * that listen.c and admin.c take them instead of binding. */
+	if (ho_fd >= 0 && hooks == NULL) {
+		handover_fd = -1;
+		if ((hc = handover_child_new(ho_fd, cfg->handover_timeout,
+		    &errs)) == NULL) {
+			for (i = 0; i < errs.n; i++)
+				log_msg(WSP_LOG_ERROR, "handover.failed", "%s",
+				    errs.msg[i]);
+			errors_clear(&errs);
+			return 1;
+		}
+		ho_hooks.setup = handover_child_setup;
+		ho_hooks.arg = hc;
+		hooks = &ho_hooks;
+	} else
+		ho_fd = -1;
 
 	/* Every process that accepts keeps its own reserve descriptor. */
 	if (fdlimit_init() == -1)
 		log_msg(WSP_LOG_WARN, "daemon.limit", "cannot open /dev/null "
 		    "as the reserve descriptor: %s", strerror(errno));
 	if (server_init(&srv, cfg, hooks, &errs) == -1) {
+		if (ho_fd >= 0)
+			handover_child_refuse(ho_fd, &errs, NULL);
 		for (i = 0; i < errs.n; i++)
 			log_msg(WSP_LOG_ERROR, "config.error", "%s",
 			    errs.msg[i]);
@@ -135,11 +168,19 @@ serve(struct wsp_config **cfgp, const char *file, int level,
 	srv.config_file = file;
 	srv.log_level_override = level;
 	srv.default_plugin_dir = PLUGINDIR;
+	srv.exec_path = exec_path[0] != '\0' ? exec_path : NULL;
+	srv.exec_argv = exec_argv;
 	if (keepalive_start(&srv) == -1 || server_signals(&srv) == -1) {
 		log_msg(WSP_LOG_ERROR, "daemon.error",
 		    "cannot set up timers and signals");
 		server_free(&srv);
 		return 1;
+	}
+	if (srv.handover_child != NULL && handover_child_run(&srv) == -1) {
+		/* The old process keeps every connection: leave without a
+		 * word on any of them. */
+		log_detach();
+		_exit(1);
 	}
 	{
 		struct log_line *l = log_begin(WSP_LOG_INFO, "daemon.start");
@@ -182,6 +223,26 @@ main(int argc, char *argv[])
 	};
 
 	log_libevent();
+	exec_argv = argv;
+	{
+		ssize_t n = readlink("/proc/self/exe", exec_path,
+		    sizeof(exec_path) - 1);
+		const char *e = getenv(HANDOVER_ENV);
+		char *end;
+		long fd;
+
+		if (n > 0)
+			exec_path[n] = '\0';
+		else if (realpath(argv[0], exec_path) == NULL)
+			exec_path[0] = '\0';
+		if (e != NULL) {
+			fd = strtol(e, &end, 10);
+			if (*e != '\0' && *end == '\0' && fd > 2 &&
+			    fd < INT_MAX)
+				handover_fd = (int)fd;
+			unsetenv(HANDOVER_ENV);
+		}
+	}
 	while ((ch = getopt_long(argc, argv, "c:tl:UVh", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
@@ -219,6 +280,8 @@ main(int argc, char *argv[])
 	}
 
 	if ((cfg = config_load(file, PLUGINDIR, &errs)) == NULL) {
+		if (handover_fd >= 0) /* a hand-over: tell the old one */
+			handover_child_refuse(handover_fd, &errs, NULL);
 		print_errors(&errs);
 		errors_clear(&errs);
 		return 1;
@@ -257,7 +320,11 @@ main(int argc, char *argv[])
 	}
 	signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an error code */
 	raise_nofile(cfg);
-	if (cfg->workers > 1)
+	if (cfg->workers > 1 && handover_fd >= 0) {
+		handover_child_refuse(handover_fd, NULL, "the new "
+		    "configuration has workers > 1");
+		fprintf(stderr, "%s: hand-over refused: workers > 1\n", file);
+	} else if (cfg->workers > 1)
 		rc = workers_run(&cfg, file, level, PLUGINDIR, serve);
 	else
 		rc = serve(&cfg, file, level, NULL);

@@ -244,6 +244,8 @@ metrics_add(struct metrics_snap *sum, const struct metrics_snap *x)
 	a->reaps += b->reaps;
 	a->reloads_ok += b->reloads_ok;
 	a->reloads_failed += b->reloads_failed;
+	a->handovers_ok += b->handovers_ok;
+	a->handovers_failed += b->handovers_failed;
 	for (i = 0; i < METRICS_REASONS; i++)
 		a->refused[i] += b->refused[i];
 	a->tls_handshakes += b->tls_handshakes;
@@ -361,6 +363,13 @@ render_traffic(struct render *r, const struct metrics_snap *s)
 	    "wsplugd_reloads_total{result=\"failed\"} %llu\n",
 	    (unsigned long long)m->reloads_ok,
 	    (unsigned long long)m->reloads_failed);
+	family(r, "wsplugd_handovers_total", "counter",
+	    "Hand-overs of every connection to a new binary (SIGUSR2), by "
+	    "result; carried across them.");
+	emit(r, "wsplugd_handovers_total{result=\"ok\"} %llu\n"
+	    "wsplugd_handovers_total{result=\"failed\"} %llu\n",
+	    (unsigned long long)m->handovers_ok,
+	    (unsigned long long)m->handovers_failed);
 }
 
 static void

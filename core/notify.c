@@ -145,6 +145,16 @@ notify_stopping(struct wsp_server *srv)
 	    "connections", srv->reg.count);
 }
 
+/* A hand-over: pid serves now.  Sent by the process systemd knows as the
+ * main one, so NotifyAccess=main suffices; the successor's READY=1 and
+ * everything after it come from the new main process. */
+void
+notify_mainpid(struct wsp_server *srv, long pid)
+{
+	notify_send(srv, "MAINPID=%ld\nSTATUS=handed over to pid %ld", pid,
+	    pid);
+}
+
 #else /* !HAVE_SYSTEMD */
 
 int
@@ -170,6 +180,13 @@ void
 notify_stopping(struct wsp_server *srv)
 {
 	(void)srv;
+}
+
+void
+notify_mainpid(struct wsp_server *srv, long pid)
+{
+	(void)srv;
+	(void)pid;
 }
 
 #endif /* HAVE_SYSTEMD */

@@ -123,6 +123,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 			event_base_loopbreak(srv->base);
 			return;
 		}
+		handover_stop(srv); /* the new binary is not wanted now */
 		server_drain(srv);
 		break;
 	case SIGHUP:
@@ -144,8 +145,17 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		if (srv->draining)
 			log_msg(WSP_LOG_WARN, "daemon.restart",
 			    "SIGQUIT ignored while shutting down");
-		else
+		else {
+			handover_stop(srv); /* the new binary is not wanted now */
 			drain_restart(srv, WS_CLOSE_SERVICE_RESTART);
+		}
+		break;
+	case SIGUSR2:
+		if (srv->worker != NULL)
+			handover_refuse(srv, "workers > 1: a worker cannot "
+			    "hand over alone");
+		else
+			handover_start(srv);
 		break;
 	case SIGUSR1:
 		if (log_reopen() == -1)
@@ -161,8 +171,8 @@ int
 server_signals(struct wsp_server *srv)
 {
 	struct event **slots[] = { &srv->sig_term, &srv->sig_int,
-	    &srv->sig_hup, &srv->sig_usr1, &srv->sig_quit };
-	int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGQUIT };
+	    &srv->sig_hup, &srv->sig_usr1, &srv->sig_quit, &srv->sig_usr2 };
+	int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGQUIT, SIGUSR2 };
 	size_t i;
 
 	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
@@ -178,10 +188,12 @@ server_free(struct wsp_server *srv)
 {
 	struct wsp_conn *c;
 	struct event **evs[] = { &srv->sig_term, &srv->sig_int, &srv->sig_hup,
-	    &srv->sig_usr1, &srv->sig_quit, &srv->shutdown_timer,
+	    &srv->sig_usr1, &srv->sig_quit, &srv->sig_usr2, &srv->shutdown_timer,
 	    &srv->accept_retry };
 	size_t i;
 
+	handover_stop(srv);
+	handover_child_free(srv);
 	srv->draining = 0; /* no loopbreak from the frees below */
 	drain_free(srv);
 	while ((c = TAILQ_FIRST(&srv->reg.conns)) != NULL)
@@ -220,6 +232,18 @@ server_free(struct wsp_server *srv)
 	}
 }
 
+/* The hand-over's fallback (handover.c), for the connections that could
+ * not move or for all of them when the new binary reads another record
+ * version: the graceful restart of drain.c, closes spread over
+ * restart_spread with a retry slot each, so that even the fallback cannot
+ * storm; the plain 1012 for all when that cannot be set up. */
+static void
+server_restart_fallback(struct wsp_server *srv)
+{
+	if (drain_restart(srv, WS_CLOSE_SERVICE_RESTART) == -1)
+		handover_restart_fallback(srv);
+}
+
 int
 server_setup(struct wsp_server *srv, struct wsp_config *cfg)
 {
@@ -239,6 +263,7 @@ server_setup(struct wsp_server *srv, struct wsp_config *cfg)
 	srv->conn_hooks = server_conn_hooks;
 	srv->on_accept = conn_accept;
 	srv->sweep_expire = conn_reap;
+	srv->restart_fallback = server_restart_fallback;
 	if ((srv->base = event_base_new()) == NULL ||
 	    (srv->rbuf = malloc(srv->rbuf_size)) == NULL ||
 	    dq_init(&srv->dq_handshake, srv->base, "handshake",

@@ -135,7 +135,7 @@ static struct master {
 	int unclean;          /* one exited non-zero while stopping: exit 1 */
 	int draining;
 	size_t saved_nadmin;  /* the admin addresses bound, as admin_fds */
-	struct event *sig[6], *tick, *kill_timer;
+	struct event *sig[7], *tick, *kill_timer;
 	struct event beat_ev; /* in a worker: its heartbeat */
 	struct event ctl_ev;  /* in a worker: the master's words */
 	struct wsp_server *wsrv; /* in a worker: its server */
@@ -946,6 +946,12 @@ master_signal_cb(evutil_socket_t sig, short what, void *arg)
 			    "cannot reopen the log file: %s", strerror(errno));
 		master_signal_workers(SIGUSR1);
 		break;
+	case SIGUSR2:
+		/* Each worker would have to hand its connections to its
+		 * successor: not yet, so say so rather than drop them. */
+		handover_refuse(&M.srv, "workers > 1: hand-over needs one "
+		    "process; restart the daemon instead");
+		break;
 	}
 }
 
@@ -989,7 +995,8 @@ static int
 master_setup(struct wsp_errors *errs)
 {
 	const struct wsp_config *cfg = M.cfg;
-	int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD, SIGQUIT };
+	int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD, SIGQUIT,
+	    SIGUSR2 };
 	struct timeval tv = { 0, WORKER_BEAT_MS * 1000 };
 	struct log_line *l;
 	size_t i, j;

@@ -354,6 +354,7 @@ struct wsp_config {
 	char **gone;                     /* paths answered 410 Gone */
 	size_t ngone;
 	int gone_line;
+	uint64_t handover_timeout;       /* ms: SIGUSR2's successor */
 	uint64_t slow_callback;          /* ms */
 	uint64_t workers;                /* processes; 1: no master */
 	int workers_line;                /* of workers, 0 for the default */
@@ -624,6 +625,12 @@ struct zstream_msg {
 int zstream_accept(struct wsp_server *srv, const struct http_request *req,
     struct zstream_conn **zs_r, char answer[DEFLATE_ANSWER_MAX]);
 void zstream_conn_free(struct wsp_server *srv, struct zstream_conn *z);
+/* Hand-over: can z move to another process (no context takeover either
+ * way, between messages), and make its twin there; -1 when it cannot. */
+int zstream_conn_movable(const struct zstream_conn *z);
+int zstream_conn_restore(struct wsp_server *srv, const struct deflate_params *p,
+    unsigned level, unsigned mem_level, size_t threshold,
+    struct zstream_conn **zs_r);
 /* Bytes a connection with p may hold for good (0 without takeover). */
 uint64_t zstream_full_cost(const struct deflate_params *p,
     unsigned mem_level);
@@ -807,6 +814,15 @@ void conn_expire_closing(struct wsp_conn *c);
 void conn_expire_linger(struct wsp_conn *c);
 void conn_reap(struct wsp_conn *c, uint64_t idle_ms);
 void conn_info(const struct wsp_conn *c, struct wsp_conn_info *info);
+/* Hand-over: an open connection on fd, not yet served (no event), for
+ * the caller to fill in and register (or, path NULL, to make a handshake
+ * in progress); NULL when out of memory. */
+struct wsp_conn *conn_adopt(struct wsp_server *srv, int fd, const char *path,
+    size_t path_len);
+int conn_adopt_start(struct wsp_conn *c);
+/* Forget c without a word to the peer or the plugins: another process
+ * owns it now (or never took it). */
+void conn_release(struct wsp_conn *c);
 void conn_path_unref(struct conn_path *p);
 /* Shed the victims membudget.c names, down to its goal. */
 void conn_mem_shed(struct wsp_server *srv);
@@ -908,6 +924,9 @@ int admit_accept(struct wsp_server *srv, struct wsp_conn *c,
 int admit_request(struct wsp_server *srv, const struct http_request *req,
     const char **protocol_r, const char **reason_r, const char **why_r);
 /* Give back every place c holds; once, from conn_free. */
+/* Take the places of a connection adopted in a hand-over, unjudged;
+ * -1 when out of memory. */
+int admit_adopt(struct wsp_server *srv, struct wsp_conn *c);
 void admit_release(struct wsp_conn *c);
 /* Is path one of [server] gone's (410)? */
 int admit_gone(const struct wsp_config *cfg, const struct http_str *path);
@@ -1189,6 +1208,7 @@ struct metrics {
 	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 	uint64_t pings, reaps;
 	uint64_t reloads_ok, reloads_failed;
+	uint64_t handovers_ok, handovers_failed; /* carried across them */
 	uint64_t refused[METRICS_REASONS]; /* by metrics_refuse_reasons[] */
 	uint64_t tls_handshakes;
 	uint64_t shed[2]; /* max_buffer_memory: output, partial */
@@ -1250,6 +1270,10 @@ int admin_reload_prepare(struct wsp_server *srv, const struct wsp_config *cfg,
     struct wsp_errors *errs);
 void admin_reload_commit(struct wsp_server *srv);
 void admin_reload_abort(struct wsp_server *srv);
+/* A hand-over's view: the i-th listener's descriptor (borrowed) and its
+ * configured address, or -1 past the last. */
+int admin_socket(struct wsp_server *srv, size_t i,
+    struct sockaddr_storage *conf, socklen_t *len);
 void admin_free(struct wsp_server *srv);
 
 /* notify.c: sd_notify(3) to systemd; every call is a no-op without
@@ -1261,7 +1285,159 @@ int notify_start(struct wsp_server *srv); /* READY=1, status, watchdog */
 void notify_reloading(struct wsp_server *srv);
 void notify_ready(struct wsp_server *srv);
 void notify_stopping(struct wsp_server *srv);
+void notify_mainpid(struct wsp_server *srv, long pid); /* MAINPID= */
 void notify_free(struct wsp_server *srv);
+
+/* handover_state.c: a connection's state as bytes for the process that
+ * takes over: framed, versioned, CRC-checked, bounded; pure and fuzzed */
+
+#define HO_MAGIC 0x4f485357u /* "WSHO" as little-endian bytes */
+#ifndef HO_VERSION /* a test build speaks another to test the fallback */
+#define HO_VERSION 1 /* of the connection records and counters */
+#endif
+#define HO_HDR_LEN 16
+#define HO_MAX_FRAME (256 * 1024 * 1024)
+
+enum ho_type {
+	HO_T_LISTEN = 1, /* old -> new: the listeners (their fds attached) */
+	HO_T_READY,      /* new -> old: configured; its version in the header */
+	HO_T_FAIL,       /* either way: why, as text */
+	HO_T_CONNS,      /* old -> new: a batch of records (fds attached) */
+	HO_T_END,        /* old -> new: the server's counters, no more conns */
+	HO_T_ADOPTED,    /* new -> old: every connection taken (a count) */
+	HO_T_GO,         /* old -> new: serve; the old one leaves */
+	HO_T_LAST = HO_T_GO,
+};
+
+struct ho_frame {
+	uint16_t version, type;
+	uint32_t len, crc;
+};
+
+/* Borrowed: points into the buffer decoded; p NULL is absent. */
+struct ho_bytes {
+	const uint8_t *p;
+	size_t n;
+};
+
+enum { HO_LISTEN_WS = 1, HO_LISTEN_ADMIN = 2 };
+
+struct ho_listen {
+	uint8_t kind, tls;
+	uint16_t conf_len;
+	struct sockaddr_storage conf; /* the configured address it matches */
+};
+
+/* HANDSHAKE: a request head part-read (head), not yet upgraded */
+enum { HO_STATE_OPEN = 1, HO_STATE_CLOSING = 2, HO_STATE_HANDSHAKE = 3 };
+
+struct ho_conn {
+	uint8_t state;
+	char id[33];
+	char ip[46];
+	uint16_t port;
+	struct ho_bytes user_agent, origin, path, subprotocol, close_reason;
+	uint16_t close_code;
+	int64_t connected_at_ms, last_activity_ms;
+	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
+	/* CLOCK_MONOTONIC is the machine's, so these mean the same in the
+	 * process that reads them */
+	uint64_t last_activity, opened_mono, ping_sent;
+	uint32_t pings_missed;
+	struct ws_decoder dec; /* ctl NULL: its bytes are in ctl */
+	struct ho_bytes ctl;   /* a control frame's body split across reads */
+	uint8_t msg_open, msg_opcode;
+	struct ho_bytes msg;   /* the message being reassembled */
+	struct ho_bytes out;   /* output not yet written */
+	struct ho_bytes attrs; /* JSON text of the attributes, or absent */
+	struct ho_bytes head;  /* HANDSHAKE: the request read so far */
+	uint8_t has_zs;        /* permessage-deflate, no context takeover */
+	struct deflate_params zp;
+	uint8_t z_level, z_mem_level;
+	uint64_t z_threshold;
+};
+
+size_t ho_frame_header(uint8_t out[HO_HDR_LEN], uint16_t type,
+    const void *payload, size_t len);
+/* 0 with f filled (the version is the caller's to judge), or -1 with
+ * *why_r: not a frame, too long, unknown type. */
+int ho_frame_parse(const uint8_t hdr[HO_HDR_LEN], struct ho_frame *f,
+    const char **why_r);
+int ho_frame_verify(const struct ho_frame *f, const void *payload);
+int ho_listen_encode(struct outbuf *b, const struct ho_listen *l);
+int ho_listen_decode(const uint8_t *p, size_t n, size_t *used_r,
+    struct ho_listen *l, const char **why_r);
+/* Append h as a record; -1 (b unchanged) when out of memory or past
+ * HO_MAX_FRAME. */
+int ho_conn_encode(struct outbuf *b, const struct ho_conn *h);
+/* One record from p: 0 with *used_r bytes taken, or -1 with *why_r.
+ * h's byte strings point into p. */
+int ho_conn_decode(const uint8_t *p, size_t n, size_t *used_r,
+    struct ho_conn *h, const char **why_r);
+/* Append n bytes to b (growing it, up to HO_MAX_FRAME); 0 or -1. */
+int ho_buf_put(struct outbuf *b, const void *p, size_t n);
+int ho_counters_encode(struct outbuf *b, const uint64_t *v, size_t n);
+/* Exactly the payload: values past max are skipped, missing ones 0. */
+int ho_counters_decode(const uint8_t *p, size_t n, uint64_t *v, size_t max,
+    const char **why_r);
+
+/* handover_io.c: the socket pair between the old process and the new */
+
+#define HO_BATCH_FDS 64 /* descriptors one frame carries, at most */
+
+/* The server counters that continue across a hand-over, in this order on
+ * the wire (appended to, never reordered). */
+enum {
+	HOC_OPENED, HOC_CLOSED, HOC_REFUSED, HOC_REAPED, HOC_MSGS_IN,
+	HOC_MSGS_OUT, HOC_BYTES_IN, HOC_BYTES_OUT, HOC_PINGS, HOC_REAPS,
+	HOC_RELOADS_OK, HOC_RELOADS_FAILED, HOC_HANDOVERS_OK,
+	HOC_HANDOVERS_FAILED, HOC_N
+};
+
+/* Both directions' timeout, ms (0 counts as 1). */
+void ho_set_timeout(int fd, uint64_t ms);
+void ho_close_fds(int *fds, size_t n); /* those >= 0 */
+/* One frame, nfds (<= HO_BATCH_FDS) descriptors on its first byte; 0, or
+ * -1 with errno. */
+int ho_send(int fd, uint16_t type, const void *payload, size_t len,
+    const int *fds, size_t nfds);
+/* One frame: f, its payload checked against the CRC (malloc'd, the
+ * caller frees it), the descriptors that came with it (more than maxfds
+ * is an error).  -1 with *why_r and nothing left open. */
+int ho_recv(int fd, struct ho_frame *f, uint8_t **payload_r, int *fds,
+    size_t maxfds, size_t *nfds_r, const char **why_r);
+/* handover.failed, from side "old" or "new". */
+void ho_log_failed(const char *side, pid_t pid, const char *why);
+
+/* handover.c: SIGUSR2, every connection to a new binary (the old
+ * process's side); handover_child.c: the new process's */
+
+#define HANDOVER_ENV "WSPLUGD_HANDOVER_FD" /* set in the new process */
+
+struct handover;
+struct handover_child;
+
+/* The old process: start one (SIGUSR2); stop a running one (shutdown);
+ * log a refusal (e.g. workers > 1). */
+void handover_start(struct wsp_server *srv);
+void handover_stop(struct wsp_server *srv);
+void handover_refuse(struct wsp_server *srv, const char *why);
+/* srv->restart_fallback's default: close 1012 to every connection still
+ * here and leave once they are gone (or after shutdown_timeout). */
+void handover_restart_fallback(struct wsp_server *srv);
+/* The new process: receive the listeners before the server is built
+ * (NULL with errs filled); handover_child_setup is the server_hooks
+ * setup that serves them to listen.c and admin.c; run takes the
+ * connections and returns once GO came (0) or the hand-over is off (-1:
+ * exit without touching any of them). */
+struct handover_child *handover_child_new(int fd, uint64_t timeout_ms,
+    struct wsp_errors *errs);
+void handover_child_setup(struct wsp_server *srv, void *arg);
+int handover_child_run(struct wsp_server *srv);
+void handover_child_free(struct wsp_server *srv);
+/* Best effort: tell the old process why this one will not take over. */
+void handover_child_refuse(int fd, const struct wsp_errors *errs,
+    const char *why);
 
 /* server.c: the server */
 
@@ -1285,6 +1461,7 @@ struct wsp_server {
 	struct event *sweep_staged; /* made by a reload's prepare */
 	struct event *accept_retry;
 	struct event *sig_term, *sig_int, *sig_hup, *sig_usr1, *sig_quit;
+	struct event *sig_usr2;
 	struct event *shutdown_timer;
 	struct conn_path *path; /* cfg->path, as connections share it; made
 	                           on the first upgrade after a change */
@@ -1322,6 +1499,16 @@ struct wsp_server {
 	/* workers > 1, in the worker serving the admin listener: the whole
 	 * daemon's view for /metrics and /healthz */
 	void (*metrics_sum)(struct wsp_server *srv, struct metrics_snap *s);
+	/* hand-over (handover.c): the binary to start and its arguments
+	 * (set by main.c), the one running, and in a new process the
+	 * sockets and connections it is taking */
+	const char *exec_path;
+	char *const *exec_argv;
+	struct handover *handover;
+	struct handover_child *handover_child;
+	/* What the connections that cannot move get once the new process
+	 * serves: handover_restart_fallback unless wired otherwise. */
+	void (*restart_fallback)(struct wsp_server *srv);
 	/* totals for logs and the shutdown summary */
 	uint64_t total_opened, total_closed, total_refused, total_reaped;
 	struct metrics metrics;

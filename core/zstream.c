@@ -177,6 +177,40 @@ zstream_accept(struct wsp_server *srv, const struct http_request *req,
 	return 0;
 }
 
+/* A hand-over's connection (handover.c): only one without context
+ * takeover either way moves, between messages, so its streams are the
+ * fresh ones a new message would take anyway and no memory is reserved. */
+int
+zstream_conn_restore(struct wsp_server *srv, const struct deflate_params *p,
+    unsigned level, unsigned mem_level, size_t threshold,
+    struct zstream_conn **zs_r)
+{
+	struct zstream_pool *pool;
+	struct zstream_conn *z;
+
+	*zs_r = NULL;
+	if (!p->server_no_takeover || !p->client_no_takeover)
+		return -1;
+	if ((pool = zs_pool(srv)) == NULL || (z = calloc(1, sizeof(*z))) ==
+	    NULL)
+		return -1;
+	z->p = *p;
+	z->level = (uint8_t)level;
+	z->mem_level = (uint8_t)mem_level;
+	z->threshold = threshold;
+	z->utf8 = UTF8_ACCEPT;
+	pool->st.conns++;
+	*zs_r = z;
+	return 0;
+}
+
+int
+zstream_conn_movable(const struct zstream_conn *z)
+{
+	return z->p.server_no_takeover && z->p.client_no_takeover &&
+	    !z->rx_open && z->reserved == 0;
+}
+
 /* A stream whose memory goes through the counting allocator. */
 static z_stream *
 zs_stream(struct zstream_pool *pool)

@@ -23,7 +23,8 @@ UNIT_TESTS = \
 	tests/unit/test_trust \
 	tests/unit/test_deflate \
 	tests/unit/test_tls \
-	tests/unit/test_drain
+	tests/unit/test_drain \
+	tests/unit/test_handover_state
 check_PROGRAMS += $(UNIT_TESTS)
 
 tests_unit_test_utf8_SOURCES = tests/unit/test_utf8.c
@@ -96,6 +97,10 @@ tests_unit_test_tls_SOURCES = tests/unit/test_tls.c \
 	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_tls_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_tls_LDADD = $(UNIT_LDADD)
+tests_unit_test_handover_state_SOURCES = tests/unit/test_handover_state.c \
+	tests/unit/suite.c tests/unit/suite.h
+tests_unit_test_handover_state_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_handover_state_LDADD = $(UNIT_LDADD)
 
 # Integration tests: the real daemon on loopback, driven by Python's
 # websockets (Debian's python3-websockets) and raw sockets for the frames
@@ -114,6 +119,17 @@ AM_TESTS_ENVIRONMENT = \
 	    WSPLUGD_BUILDDIR WSPLUGD_BENCH;
 
 
+
+# The daemon as a build that writes another version of the hand-over
+# records: what SIGUSR2 meets on a downgrade across an incompatible change
+# (tests/integration/test_handover.py).  Its own copies of the files the
+# version is compiled into come first, so the library's are not pulled
+# in.
+check_PROGRAMS += tests/wsplugd-handover-v2
+tests_wsplugd_handover_v2_SOURCES = core/main.c core/handover.c \
+	core/handover_child.c core/handover_io.c core/handover_state.c
+tests_wsplugd_handover_v2_CPPFLAGS = $(core_wsplugd_CPPFLAGS) -DHO_VERSION=2
+tests_wsplugd_handover_v2_LDADD = core/libwspcore.la
 
 # Test plugins: shared objects built only for `make check` (-rpath makes
 # libtool build them shared although they are never installed).
@@ -204,6 +220,7 @@ INTEGRATION_FILES = \
 	tests/integration/test_deflate.py \
 	tests/integration/test_echo_conformance.py \
 	tests/integration/test_framing.py \
+	tests/integration/test_handover.py \
 	tests/integration/test_handshake.py \
 	tests/integration/test_hardening.py \
 	tests/integration/test_keepalive.py \

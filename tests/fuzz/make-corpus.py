@@ -369,6 +369,44 @@ def json_read():
     seed("empty", "")
 
 
+def handover():
+    """Hand-over records (core/handover_state.c), written field by field
+    as ho_conn_encode does: little-endian integers, byte strings as a
+    presence byte, a 32-bit length and the bytes."""
+    def u(n, width):
+        return n.to_bytes(width, "little")
+
+    def bs(b):
+        return b"\0" if b is None else b"\1" + u(len(b), 4) + b
+
+    def record(state, close_code=0, ctl=b"abc", in_payload=1, remaining=4,
+               opcode=9):
+        hdr = bytes(14)
+        r = (u(state, 1) + b"0123456789abcdef" * 2 + bs(b"127.0.0.1") +
+             u(4000, 2) + bs(b"ua") + bs(None) + bs(b"/ws") + bs(None) +
+             bs(None) + u(close_code, 2) + u(0, 8) * 2 + u(0, 8) * 4 +
+             u(0, 8) * 3 + u(0, 4) +
+             # the codec: max_message, rsv1_ok, hdr, hlen, opcode, fin,
+             # in_payload, mask, mpos, msg_opcode, msg_compressed, failed,
+             # remaining, msg_len, utf8
+             u(65536, 8) + u(0, 1) + hdr + u(0, 1) + u(opcode, 1) +
+             u(0, 1) + u(in_payload, 1) + bytes(4) + u(0, 1) + u(1, 1) +
+             u(0, 1) + u(0, 1) + u(remaining, 8) + u(5, 8) + u(0, 4) +
+             bs(ctl) + u(1, 1) + u(1, 1) + bs(b"hello") +
+             bs(b"\x81\x01x") + bs(b'{"a":{"k":1}}') + u(0, 1) + bs(None))
+        return u(len(r), 4) + r
+
+    first = record(1)
+    write("handover", "record", first)
+    write("handover", "two-records",
+          first + record(2, close_code=1000, ctl=None, in_payload=0,
+                         remaining=0, opcode=1))
+    # a listener entry: kind, tls, the address's length, sockaddr_in
+    sin = u(2, 2) + struct.pack(">H", 8080) + bytes([127, 0, 0, 1]) + \
+        bytes(8)
+    write("handover", "listen", u(1, 1) + u(0, 1) + u(len(sin), 2) + sin)
+
+
 if __name__ == "__main__":
     codec()
     http()
@@ -376,3 +414,4 @@ if __name__ == "__main__":
     config()
     dispatch()
     json_read()
+    handover()
