@@ -21,7 +21,8 @@ UNIT_TESTS = \
 	tests/unit/test_timers \
 	tests/unit/test_trust \
 	tests/unit/test_deflate \
-	tests/unit/test_tls
+	tests/unit/test_tls \
+	tests/unit/test_bus
 check_PROGRAMS += $(UNIT_TESTS)
 
 tests_unit_test_utf8_SOURCES = tests/unit/test_utf8.c
@@ -41,6 +42,10 @@ tests_unit_test_dispatch_SOURCES = tests/unit/test_dispatch.c \
 	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_dispatch_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_dispatch_LDADD = $(UNIT_LDADD)
+tests_unit_test_bus_SOURCES = tests/unit/test_bus.c \
+	tests/unit/suite.c tests/unit/suite.h
+tests_unit_test_bus_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_bus_LDADD = $(UNIT_LDADD)
 tests_unit_test_json_read_SOURCES = tests/unit/test_json_read.c
 tests_unit_test_json_read_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_json_read_LDADD = $(UNIT_LDADD)
@@ -189,6 +194,7 @@ INTEGRATION_FILES = \
 	tests/integration/test_admin.py \
 	tests/integration/test_bench_smoke.py \
 	tests/integration/test_broadcast.py \
+	tests/integration/test_bus.py \
 	tests/integration/test_discovery.py \
 	tests/integration/test_completion.py \
 	tests/integration/test_deflate.py \

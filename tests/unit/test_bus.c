@@ -1,0 +1,357 @@
+/*
+ * test_bus.c: the local bus's store (offsets, epochs, history limits,
+ * recovery, members by worker) and the frames a worker and its master
+ * exchange.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <CUnit/CUnit.h>
+
+#include "suite.h"
+#include "wsplugd.h"
+
+static const struct bus_limits lim100 = { 100, 300000, 64 * 1024 * 1024 };
+
+static struct bus_store_result
+pub(struct bus_store *st, const char *ch, const char *text, uint64_t now)
+{
+	struct bus_store_result r;
+
+	CU_ASSERT_EQUAL(bus_store_publish(st, ch, text, strlen(text), 0, now,
+	    &r), 0);
+	return r;
+}
+
+struct collect {
+	uint64_t offsets[64];
+	size_t n;
+};
+
+static void
+collect_cb(void *arg, uint64_t offset, const char *data, size_t n)
+{
+	struct collect *c = arg;
+
+	(void)data;
+	(void)n;
+	if (c->n < 64)
+		c->offsets[c->n++] = offset;
+}
+
+static void
+test_offsets_per_channel(void)
+{
+	struct bus_store *st = bus_store_new(&lim100, 1);
+	struct bus_store_result r;
+	char epoch[17];
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+	r = pub(st, "a", "{}", 0);
+	CU_ASSERT_EQUAL(r.offset, 1);
+	CU_ASSERT_EQUAL(strlen(r.epoch), 16);
+	snprintf(epoch, sizeof(epoch), "%s", r.epoch);
+	CU_ASSERT_EQUAL(pub(st, "a", "{}", 0).offset, 2);
+	CU_ASSERT_EQUAL(pub(st, "b", "{}", 0).offset, 1);
+	r = pub(st, "a", "{}", 0);
+	CU_ASSERT_EQUAL(r.offset, 3);
+	CU_ASSERT_STRING_EQUAL(r.epoch, epoch);
+	CU_ASSERT_EQUAL(r.subscribers, 0);
+	/* transient: no offset, nothing kept, no channel made */
+	CU_ASSERT_EQUAL(bus_store_publish(st, "c", "{}", 2, 1, 0, &r), 0);
+	CU_ASSERT_EQUAL(r.offset, 0);
+	bus_store_free(st);
+}
+
+static void
+test_recovery(void)
+{
+	struct bus_store *st = bus_store_new(&lim100, 1);
+	struct bus_store_result r;
+	struct wsp_bus_since since;
+	struct collect c = { { 0 }, 0 };
+	char epoch[17];
+	int i;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+	for (i = 0; i < 10; i++)
+		r = pub(st, "a", "{\"x\":1}", 0);
+	snprintf(epoch, sizeof(epoch), "%s", r.epoch);
+	since.offset = 6;
+	since.epoch = epoch;
+	CU_ASSERT_EQUAL(bus_store_subscribe(st, "a", 0, "c1", &since, &r), 0);
+	CU_ASSERT_TRUE(r.recovered);
+	CU_ASSERT_EQUAL(r.offset, 10);
+	CU_ASSERT_EQUAL(r.subscribers, 1);
+	bus_store_replay(st, "a", since.offset, collect_cb, &c);
+	CU_ASSERT_EQUAL(c.n, 4);
+	CU_ASSERT_EQUAL(c.offsets[0], 7);
+	CU_ASSERT_EQUAL(c.offsets[3], 10);
+	/* at the top: recovered, nothing to replay */
+	since.offset = 10;
+	CU_ASSERT_EQUAL(bus_store_subscribe(st, "a", 0, "c2", &since, &r), 0);
+	CU_ASSERT_TRUE(r.recovered);
+	/* past the top, or another epoch: not recovered */
+	since.offset = 11;
+	CU_ASSERT_EQUAL(bus_store_subscribe(st, "a", 0, "c3", &since, &r), 0);
+	CU_ASSERT_FALSE(r.recovered);
+	since.offset = 5;
+	since.epoch = "0000000000000000";
+	CU_ASSERT_EQUAL(bus_store_subscribe(st, "a", 0, "c4", &since, &r), 0);
+	CU_ASSERT_FALSE(r.recovered);
+	/* subscribing again is no second member */
+	CU_ASSERT_EQUAL(bus_store_subscribe(st, "a", 0, "c4", NULL, &r), 0);
+	CU_ASSERT_EQUAL(r.subscribers, 4);
+	bus_store_free(st);
+}
+
+static void
+test_history_size_and_ttl(void)
+{
+	struct bus_limits lim = { 3, 1000, 64 * 1024 };
+	struct bus_store *st = bus_store_new(&lim, 1);
+	struct bus_store_result r;
+	struct wsp_bus_since since;
+	uint64_t chans, bytes;
+	char epoch[17];
+	int i;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+	CU_ASSERT_EQUAL(bus_store_subscribe(st, "a", 0, "keep", NULL, &r), 0);
+	for (i = 0; i < 5; i++)
+		r = pub(st, "a", "{}", 100);
+	snprintf(epoch, sizeof(epoch), "%s", r.epoch);
+	since.epoch = epoch;
+	since.offset = 1; /* 2 was dropped: 3..5 kept */
+	CU_ASSERT_EQUAL(bus_store_subscribe(st, "a", 0, "x", &since, &r), 0);
+	CU_ASSERT_FALSE(r.recovered);
+	since.offset = 2;
+	CU_ASSERT_EQUAL(bus_store_subscribe(st, "a", 0, "y", &since, &r), 0);
+	CU_ASSERT_TRUE(r.recovered);
+	bus_store_stats(st, &chans, &bytes);
+	CU_ASSERT_EQUAL(chans, 1);
+	CU_ASSERT_TRUE(bytes > 0);
+	/* past the ttl: gone, but the members keep the channel and its
+	 * offsets */
+	bus_store_expire(st, 1099);
+	bus_store_stats(st, &chans, &bytes);
+	CU_ASSERT_TRUE(bytes > 0);
+	bus_store_expire(st, 1100);
+	bus_store_stats(st, &chans, &bytes);
+	CU_ASSERT_EQUAL(bytes, 0);
+	CU_ASSERT_EQUAL(chans, 1);
+	CU_ASSERT_EQUAL(pub(st, "a", "{}", 2000).offset, 6);
+	bus_store_free(st);
+}
+
+static void
+test_empty_channel_forgotten_new_epoch(void)
+{
+	struct bus_limits lim = { 10, 1000, 64 * 1024 };
+	struct bus_store *st = bus_store_new(&lim, 1);
+	struct bus_store_result r;
+	uint64_t chans, bytes;
+	char epoch[17];
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+	r = pub(st, "a", "{}", 0);
+	snprintf(epoch, sizeof(epoch), "%s", r.epoch);
+	bus_store_expire(st, 5000);
+	bus_store_stats(st, &chans, &bytes);
+	CU_ASSERT_EQUAL(chans, 0);
+	r = pub(st, "a", "{}", 6000);
+	CU_ASSERT_EQUAL(r.offset, 1);
+	CU_ASSERT_STRING_NOT_EQUAL(r.epoch, epoch);
+	bus_store_free(st);
+}
+
+static void
+test_memory_cap(void)
+{
+	struct bus_limits lim = { 100, 60000, 1000 };
+	struct bus_store *st = bus_store_new(&lim, 1);
+	struct bus_store_result r;
+	uint64_t chans, bytes;
+	char big[301];
+	int i;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+	memset(big, 'x', 300);
+	big[300] = '\0';
+	for (i = 0; i < 20; i++) {
+		CU_ASSERT_EQUAL(bus_store_subscribe(st, i % 2 ? "a" : "b", 0,
+		    i % 2 ? "ma" : "mb", NULL, &r), 0);
+		pub(st, i % 2 ? "a" : "b", big, 0);
+		bus_store_stats(st, &chans, &bytes);
+		CU_ASSERT_TRUE(bytes <= 1000);
+	}
+	CU_ASSERT_TRUE(bytes > 0);
+	/* one message larger than the whole cap is numbered, not kept */
+	lim.history_memory = 100;
+	bus_store_configure(st, &lim);
+	bus_store_stats(st, &chans, &bytes);
+	CU_ASSERT_EQUAL(bytes, 0);
+	CU_ASSERT_EQUAL(pub(st, "a", big, 0).offset, 11);
+	bus_store_free(st);
+}
+
+static void
+test_members_by_worker(void)
+{
+	struct bus_store *st = bus_store_new(&lim100, 3);
+	struct bus_store_result r;
+	const char *ids[8];
+	uint64_t total;
+	size_t n;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+	CU_ASSERT_EQUAL(bus_store_subscribe(st, "a", 0, "w0a", NULL, &r), 0);
+	CU_ASSERT_EQUAL(bus_store_subscribe(st, "a", 2, "w2a", NULL, &r), 0);
+	CU_ASSERT_EQUAL(bus_store_subscribe(st, "a", 2, "w2b", NULL, &r), 0);
+	CU_ASSERT_EQUAL(bus_store_subscribe(st, "a", 3, "bad", NULL, &r), -1);
+	r = pub(st, "a", "{}", 0);
+	CU_ASSERT_EQUAL(r.subscribers, 3);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r.per_worker);
+	CU_ASSERT_EQUAL(r.per_worker[0], 1);
+	CU_ASSERT_EQUAL(r.per_worker[1], 0);
+	CU_ASSERT_EQUAL(r.per_worker[2], 2);
+	n = bus_store_presence(st, "a", 2, ids, &total);
+	CU_ASSERT_EQUAL(n, 2);
+	CU_ASSERT_EQUAL(total, 3);
+	bus_store_worker_gone(st, 2);
+	r = pub(st, "a", "{}", 0);
+	CU_ASSERT_EQUAL(r.subscribers, 1);
+	CU_ASSERT_EQUAL(r.per_worker[2], 0);
+	/* another worker's member is not this worker's to remove */
+	bus_store_unsubscribe(st, "a", 1, "w0a");
+	CU_ASSERT_EQUAL(pub(st, "a", "{}", 0).subscribers, 1);
+	bus_store_unsubscribe(st, "a", 0, "w0a");
+	CU_ASSERT_EQUAL(pub(st, "a", "{}", 0).subscribers, 0);
+	bus_store_free(st);
+}
+
+static size_t
+encode(const struct bus_frame *f, uint8_t *out)
+{
+	size_t hn = bus_frame_encode_head(f, out);
+
+	memcpy(out + hn, f->data, f->len);
+	return hn + f->len;
+}
+
+static void
+test_frame_round_trip(void)
+{
+	struct bus_frame f, g;
+	uint8_t buf[BUS_FRAME_HEAD_MAX + 64];
+	const char *why = NULL;
+	uint32_t n;
+	size_t len;
+
+	memset(&f, 0, sizeof(f));
+	f.type = BF_SUB;
+	f.flags = BFF_SINCE;
+	f.id = 0xdeadbeef;
+	f.n1 = 1ULL << 40;
+	f.n2 = 7;
+	strcpy(f.channel, "news");
+	strcpy(f.conn, "0123456789abcdef0123456789abcdef");
+	strcpy(f.epoch, "e1");
+	f.data = "{\"a\":1}";
+	f.len = 7;
+	len = encode(&f, buf);
+	CU_ASSERT_EQUAL(bus_frame_length(buf, &n), 0);
+	CU_ASSERT_EQUAL(n, len - BUS_FRAME_PREFIX);
+	CU_ASSERT_EQUAL(bus_frame_decode(buf + BUS_FRAME_PREFIX, n, &g, &why),
+	    0);
+	CU_ASSERT_EQUAL(g.type, BF_SUB);
+	CU_ASSERT_EQUAL(g.flags, BFF_SINCE);
+	CU_ASSERT_EQUAL(g.id, 0xdeadbeef);
+	CU_ASSERT_EQUAL(g.n1, 1ULL << 40);
+	CU_ASSERT_EQUAL(g.n2, 7);
+	CU_ASSERT_STRING_EQUAL(g.channel, "news");
+	CU_ASSERT_STRING_EQUAL(g.conn, f.conn);
+	CU_ASSERT_STRING_EQUAL(g.epoch, "e1");
+	CU_ASSERT_EQUAL(g.len, 7);
+	CU_ASSERT_EQUAL(memcmp(g.data, "{\"a\":1}", 7), 0);
+}
+
+static void
+test_frame_rejects(void)
+{
+	struct bus_frame f, g;
+	uint8_t buf[BUS_FRAME_HEAD_MAX + 64];
+	const char *why = NULL;
+	uint32_t n;
+	size_t len;
+
+	memset(&f, 0, sizeof(f));
+	f.type = BF_PUB;
+	strcpy(f.channel, "abc");
+	len = encode(&f, buf);
+	n = (uint32_t)(len - BUS_FRAME_PREFIX);
+	/* a type out of range */
+	buf[BUS_FRAME_PREFIX] = BF_MAX;
+	CU_ASSERT_EQUAL(bus_frame_decode(buf + BUS_FRAME_PREFIX, n, &g, &why),
+	    -1);
+	buf[BUS_FRAME_PREFIX] = 0;
+	CU_ASSERT_EQUAL(bus_frame_decode(buf + BUS_FRAME_PREFIX, n, &g, &why),
+	    -1);
+	buf[BUS_FRAME_PREFIX] = BF_PUB;
+	/* a channel length past the end */
+	buf[BUS_FRAME_PREFIX + BUS_FRAME_FIXED] = 200;
+	CU_ASSERT_EQUAL(bus_frame_decode(buf + BUS_FRAME_PREFIX, n, &g, &why),
+	    -1);
+	buf[BUS_FRAME_PREFIX + BUS_FRAME_FIXED] = 3;
+	/* a NUL inside a string */
+	buf[BUS_FRAME_PREFIX + BUS_FRAME_FIXED + 2] = '\0';
+	CU_ASSERT_EQUAL(bus_frame_decode(buf + BUS_FRAME_PREFIX, n, &g, &why),
+	    -1);
+	buf[BUS_FRAME_PREFIX + BUS_FRAME_FIXED + 2] = 'b';
+	CU_ASSERT_EQUAL(bus_frame_decode(buf + BUS_FRAME_PREFIX, n, &g, &why),
+	    0);
+	/* too short, too long */
+	CU_ASSERT_EQUAL(bus_frame_decode(buf + BUS_FRAME_PREFIX, 10, &g, &why),
+	    -1);
+	buf[0] = 0x7f;
+	CU_ASSERT_EQUAL(bus_frame_length(buf, &n), -1);
+	memset(buf, 0, 4);
+	CU_ASSERT_EQUAL(bus_frame_length(buf, &n), -1);
+}
+
+static void
+test_channel_names(void)
+{
+	char longname[WSP_BUS_CHANNEL_MAX + 2];
+
+	CU_ASSERT_TRUE(bus_channel_valid("news"));
+	CU_ASSERT_TRUE(bus_channel_valid("caf\xc3\xa9"));
+	CU_ASSERT_FALSE(bus_channel_valid(""));
+	CU_ASSERT_FALSE(bus_channel_valid("a\nb"));
+	CU_ASSERT_FALSE(bus_channel_valid("\xc3"));
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	CU_ASSERT_FALSE(bus_channel_valid(longname));
+	longname[WSP_BUS_CHANNEL_MAX] = '\0';
+	CU_ASSERT_TRUE(bus_channel_valid(longname));
+}
+
+int
+main(void)
+{
+	static const struct suite_test tests[] = {
+		{ "offsets per channel", test_offsets_per_channel },
+		{ "recovery with since", test_recovery },
+		{ "history_size and history_ttl", test_history_size_and_ttl },
+		{ "an empty channel is forgotten: new epoch",
+		    test_empty_channel_forgotten_new_epoch },
+		{ "history_memory", test_memory_cap },
+		{ "members by worker", test_members_by_worker },
+		{ "frame round trip", test_frame_round_trip },
+		{ "frame rejects", test_frame_rejects },
+		{ "channel names", test_channel_names },
+	};
+
+	return suite_run("bus", tests, nitems(tests));
+}
