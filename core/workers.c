@@ -50,6 +50,14 @@
  * all get A (abort).  A worker replaced later forks from the master's
  * configuration, which is the committed one.
  *
+ * The bus: the store of the channels (offsets, epochs, history, every
+ * worker's members) is kept here in the master (bus_local.c's hub), and
+ * each worker talks to it over a second socketpair made with its control
+ * one; see bus_local.c for why this gives each subscriber every message
+ * once and in order.  A dead worker's members leave every channel when it
+ * is reaped; its replacement starts with none.  The master's reload
+ * commit applies the new history limits to the store.
+ *
  * SIGTERM or SIGINT: the master sends SIGTERM to every worker, each drains
  * as a single process does (close 1001, up to shutdown_timeout), and the
  * master exits once the last one is gone: 0, or 1 if one of them did not
