@@ -396,3 +396,13 @@ def test_backend_other_than_local_is_a_config_error(tmp_path):
     line = lines.index("backend = redis") + 1
     assert f"{conf}:{line}: [bus] backend: invalid backend 'redis' " \
         "(expected local)" in res.stderr + res.stdout
+
+
+def test_an_abi_2_plugin_is_refused(tmp_path):
+    conf = tmp_path / "wsplugd.conf"
+    conf.write_text(config(plugins=("ping", "abi2"), plugin_sections={
+        "abi2": {"path": os.path.join(TEST_PLUGINS, "abi2.so")}}))
+    res = run_wsplugd(["-t", "-c", str(conf)])
+    assert res.returncode == 1
+    assert "was built for plugin ABI 2, this wsplugd has ABI 3: rebuild " \
+        "the plugin" in res.stderr + res.stdout
