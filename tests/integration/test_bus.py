@@ -13,6 +13,7 @@ line, each bounded.
 import asyncio
 import json
 import os
+import signal
 import time
 
 import pytest
@@ -410,3 +411,45 @@ def test_an_abi_2_plugin_is_refused(tmp_path):
     assert res.returncode == 1
     assert "was built for plugin ABI 2, this wsplugd has ABI 3: rebuild " \
         "the plugin" in res.stderr + res.stdout
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_reload_applies_history_limits_and_keeps_subscriptions(wsplugd,
+                                                               workers):
+    d = start(wsplugd, workers)
+
+    async def main():
+        subs = await spread(d, workers, 4)
+        for ws, _ in subs:
+            await subscribe(ws, "r")
+            await typed(ws, "subscribed")
+        acks = await history_of(d, "r", 10)
+        for ws, _ in subs:
+            for _ in range(10):
+                await typed(ws, "message")
+        with open(d.conf, "w") as f:
+            f.write(bus_config(workers, bus={"history_size": 2}))
+        mark = d.mark()
+        d.signal(signal.SIGHUP)
+        d.wait_for("reload", start=mark, result="ok", timeout=60 * SLOW,
+                   **({"workers": workers} if workers > 1 else {}))
+        epoch = acks[0]["epoch"]
+        ws, _ = await connect(d)
+        await subscribe(ws, "r", {"offset": 7, "epoch": epoch})
+        assert (await typed(ws, "subscribed"))["recovered"] is False
+        await subscribe(ws, "r2", {"offset": 0, "epoch": "x"})
+        await typed(ws, "subscribed")
+        await ws.close()
+        ws, _ = await connect(d)
+        await subscribe(ws, "r", {"offset": 8, "epoch": epoch})
+        assert [(await typed(ws, "message"))["offset"]
+                for _ in range(2)] == [9, 10]
+        assert (await typed(ws, "subscribed"))["recovered"] is True
+        await ws.close()
+        # the subscriptions made before the reload still deliver
+        await history_of(d, "r", 1)
+        for ws, _ in subs:
+            assert (await typed(ws, "message"))["offset"] == 11
+            await ws.close()
+
+    run(main())
