@@ -509,7 +509,7 @@ pub_done_cb(void *arg, const struct bus_answer *a)
 	if (a->error)
 		log_msg(WSP_LOG_ERROR, "bus.error", "channel %s: publish "
 		    "failed: out of memory", q->channel);
-	if (q->done.pub != NULL && req_enter(q)) {
+	if (req_enter(q)) {
 		memset(&r, 0, sizeof(r));
 		r.channel = q->channel;
 		r.error = a->error;
@@ -544,13 +544,19 @@ bus_publish(struct bus *bus, struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
 	    utf8_validate(UTF8_ACCEPT, (const uint8_t *)text, len) !=
 	    UTF8_ACCEPT)
 		return -1;
+	bus->srv->metrics.bus_published++;
+	if (done == NULL) { /* no answer wanted: none asked of the backend */
+		bus->be.publish(bus->be.be, channel, c != NULL ? c->id : "",
+		    flags, text, len, NULL, NULL);
+		bus_stats_sync(bus);
+		return 0;
+	}
 	/* a closing connection may still publish (a plugin's close says
 	 * goodbye), but has nobody to answer to */
 	if ((q = req_new(bus, REQ_PUB, ctx, c != NULL && c->state == CONN_OPEN ?
 	    c : NULL, channel, arg)) == NULL)
 		return -1;
 	q->done.pub = done;
-	bus->srv->metrics.bus_published++;
 	bus->be.publish(bus->be.be, channel, c != NULL ? c->id : "", flags,
 	    text, len, pub_done_cb, q);
 	return 0;
