@@ -427,6 +427,9 @@ sub_done_cb(void *arg, const struct bus_answer *a)
 		if (!a->recovered && a->offset > m->last)
 			m->last = a->offset;
 		m->req = NULL;
+		q->m = NULL;
+		if (a->error) /* not a member after all */
+			bus_unsubscribe(q->bus, m->cm->conn, q->channel);
 	}
 	q->m = NULL;
 	if (a->error)
