@@ -312,8 +312,9 @@ def test_history_ttl_forgets(wsplugd, workers):
     run(main())
 
 
-def test_history_memory_caps_every_channel(wsplugd):
-    d = start(wsplugd, 1, bus={"history_memory": "4KiB"})
+@pytest.mark.parametrize("workers", [1, 2])
+def test_history_memory_caps_every_channel(wsplugd, workers):
+    d = start(wsplugd, workers, bus={"history_memory": "4KiB"})
 
     async def main():
         pub, _ = await connect(d)
