@@ -43,6 +43,7 @@ tests_unit_test_dispatch_SOURCES = tests/unit/test_dispatch.c \
 tests_unit_test_dispatch_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_dispatch_LDADD = $(UNIT_LDADD)
 tests_unit_test_bus_SOURCES = tests/unit/test_bus.c \
+	tests/unit/fake.c tests/unit/fake.h \
 	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_bus_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_bus_LDADD = $(UNIT_LDADD)

@@ -1,16 +1,19 @@
 /*
  * test_bus.c: the local bus's store (offsets, epochs, history limits,
- * recovery, members by worker) and the frames a worker and its master
- * exchange.
+ * recovery, members by worker), the frames a worker and its master
+ * exchange, and the front (bus.c) over the in-process backend on the
+ * shared in-memory server: what a subscriber's connection is sent.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
+
 #include <CUnit/CUnit.h>
 
+#include "fake.h"
 #include "suite.h"
-#include "wsplugd.h"
 
 static const struct bus_limits lim100 = { 100, 300000, 64 * 1024 * 1024 };
 
@@ -337,6 +340,165 @@ test_channel_names(void)
 	CU_ASSERT_TRUE(bus_channel_valid(longname));
 }
 
+/* The next text message queued on c, or "" when there is none. */
+static const char *
+next_text(struct wsp_conn *c)
+{
+	static char buf[512];
+	uint8_t h[4];
+	size_t n, hl = 2;
+
+	buf[0] = '\0';
+	if (evbuffer_get_length(c->out) < 2)
+		return buf;
+	evbuffer_copyout(c->out, h, 4);
+	CU_ASSERT_EQUAL(h[0], 0x81);
+	n = h[1] & 0x7f;
+	if (n == 126) {
+		n = (size_t)h[2] << 8 | h[3];
+		hl = 4;
+	}
+	CU_ASSERT_FATAL(n < sizeof(buf));
+	evbuffer_drain(c->out, hl);
+	evbuffer_remove(c->out, buf, n);
+	buf[n] = '\0';
+	return buf;
+}
+
+static struct wsp_bus_subscribed last_sub;
+static char last_epoch[WSP_BUS_EPOCH_MAX + 1];
+static int nsub, npub;
+static struct wsp_bus_published last_pub;
+
+static void
+sub_done(void *arg, struct wsp_conn *c, const struct wsp_bus_subscribed *r)
+{
+	(void)arg;
+	(void)c;
+	nsub++;
+	last_sub = *r;
+	snprintf(last_epoch, sizeof(last_epoch), "%s", r->epoch);
+}
+
+static void
+pub_done(void *arg, struct wsp_conn *c, const struct wsp_bus_published *r)
+{
+	(void)arg;
+	(void)c;
+	npub++;
+	last_pub = *r;
+	snprintf(last_epoch, sizeof(last_epoch), "%s", r->epoch);
+}
+
+static const struct wsp_section fsec = { .file = "test.conf", .name = "t",
+    .line = 1 };
+static const struct wsp_plugin fdesc = { .abi = WSPLUGD_PLUGIN_ABI,
+    .name = "t", .version = "1" };
+
+static void
+test_front_delivers(void)
+{
+	static struct wsp_errors errs;
+	struct plugin_set *set;
+	struct wsp_plugin_ctx *ctx;
+	struct wsp_conn *c1, *c2, *c3;
+	struct wsp_bus_since since;
+	char want[256], epoch[WSP_BUS_EPOCH_MAX + 1];
+
+	fake_cfg.bus_history_size = 10;
+	fake_cfg.bus_history_ttl = 60000;
+	fake_cfg.bus_history_memory = 1 << 20;
+	CU_ASSERT_EQUAL_FATAL(fake_init(), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(fake_srv.bus = bus_new(&fake_srv, -1));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(set = fake_set_new());
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx = fake_plugin(set, &fsec, &fdesc,
+	    &errs));
+	c1 = fake_conn_new();
+	c2 = fake_conn_new();
+	c3 = fake_conn_new();
+	CU_ASSERT_FATAL(c1 != NULL && c2 != NULL && c3 != NULL);
+	c2->id[31] = '1';
+	c3->id[31] = '2';
+
+	/* the in-process backend answers before the call returns */
+	CU_ASSERT_EQUAL(bus_subscribe(fake_srv.bus, ctx, c1, "a", NULL,
+	    sub_done, NULL), 0);
+	CU_ASSERT_EQUAL(bus_subscribe(fake_srv.bus, ctx, c2, "a", NULL,
+	    sub_done, NULL), 0);
+	CU_ASSERT_EQUAL(nsub, 2);
+	CU_ASSERT_EQUAL(last_sub.subscribers, 2);
+	CU_ASSERT_FALSE(last_sub.recovered);
+	CU_ASSERT_EQUAL(bus_subscribe(fake_srv.bus, ctx, c1, "", NULL,
+	    sub_done, NULL), -1);
+
+	/* offset and epoch appended; not to the publisher with NOT_SELF */
+	CU_ASSERT_EQUAL(bus_publish(fake_srv.bus, ctx, c1, "a", "{\"m\":1}",
+	    7, WSP_BUS_NOT_SELF, pub_done, NULL), 0);
+	CU_ASSERT_EQUAL(npub, 1);
+	CU_ASSERT_EQUAL(last_pub.offset, 1);
+	CU_ASSERT_EQUAL(last_pub.subscribers, 2);
+	snprintf(epoch, sizeof(epoch), "%s", last_epoch);
+	snprintf(want, sizeof(want), "{\"m\":1,\"offset\":1,\"epoch\":\"%s\"}",
+	    epoch);
+	CU_ASSERT_STRING_EQUAL(next_text(c2), want);
+	CU_ASSERT_STRING_EQUAL(next_text(c1), "");
+	/* an empty object gets no leading comma; transient is as given */
+	CU_ASSERT_EQUAL(bus_publish(fake_srv.bus, ctx, NULL, "a", " {} ", 4,
+	    0, NULL, NULL), 0);
+	snprintf(want, sizeof(want), " {\"offset\":2,\"epoch\":\"%s\"}",
+	    epoch);
+	CU_ASSERT_STRING_EQUAL(next_text(c1), want);
+	CU_ASSERT_STRING_EQUAL(next_text(c2), want);
+	CU_ASSERT_EQUAL(bus_publish(fake_srv.bus, ctx, NULL, "a", "{\"t\":0}",
+	    7, WSP_BUS_TRANSIENT, NULL, NULL), 0);
+	CU_ASSERT_STRING_EQUAL(next_text(c1), "{\"t\":0}");
+	CU_ASSERT_STRING_EQUAL(next_text(c2), "{\"t\":0}");
+	/* only JSON objects of valid UTF-8, only known flags */
+	CU_ASSERT_EQUAL(bus_publish(fake_srv.bus, ctx, NULL, "a", "[1]", 3,
+	    0, NULL, NULL), -1);
+	CU_ASSERT_EQUAL(bus_publish(fake_srv.bus, ctx, NULL, "a", "{\"\xff\"}",
+	    5, 0, NULL, NULL), -1);
+	CU_ASSERT_EQUAL(bus_publish(fake_srv.bus, ctx, NULL, "a", "{}", 2,
+	    0x80, NULL, NULL), -1);
+
+	/* since: the missed ones first, then the answer, recovered */
+	since.offset = 0;
+	since.epoch = epoch;
+	CU_ASSERT_EQUAL(bus_subscribe(fake_srv.bus, ctx, c3, "a", &since,
+	    sub_done, NULL), 0);
+	CU_ASSERT_TRUE(last_sub.recovered);
+	CU_ASSERT_EQUAL(last_sub.offset, 2);
+	snprintf(want, sizeof(want), "{\"m\":1,\"offset\":1,\"epoch\":\"%s\"}",
+	    epoch);
+	CU_ASSERT_STRING_EQUAL(next_text(c3), want);
+	snprintf(want, sizeof(want), " {\"offset\":2,\"epoch\":\"%s\"}",
+	    epoch);
+	CU_ASSERT_STRING_EQUAL(next_text(c3), want);
+	CU_ASSERT_STRING_EQUAL(next_text(c3), "");
+
+	/* channels of a connection; unsubscribe; a closed one leaves */
+	CU_ASSERT_EQUAL(bus_channels(fake_srv.bus, c1, NULL, NULL), 1);
+	CU_ASSERT_EQUAL(bus_unsubscribe(fake_srv.bus, c1, "a"), 1);
+	CU_ASSERT_EQUAL(bus_unsubscribe(fake_srv.bus, c1, "a"), 0);
+	CU_ASSERT_EQUAL(bus_channels(fake_srv.bus, c1, NULL, NULL), 0);
+	bus_conn_closed(fake_srv.bus, c2);
+	CU_ASSERT_EQUAL(bus_publish(fake_srv.bus, ctx, NULL, "a", "{}", 2, 0,
+	    pub_done, NULL), 0);
+	CU_ASSERT_EQUAL(last_pub.subscribers, 1);
+	CU_ASSERT_STRING_EQUAL(next_text(c1), "");
+	CU_ASSERT_STRING_EQUAL(next_text(c2), "");
+	CU_ASSERT_STRING_NOT_EQUAL(next_text(c3), "");
+
+	bus_conn_closed(fake_srv.bus, c1);
+	bus_conn_closed(fake_srv.bus, c3);
+	fake_conn_free(c1);
+	fake_conn_free(c2);
+	fake_conn_free(c3);
+	plugin_set_free(set);
+	fake_srv.plugins = NULL;
+	fake_fini(); /* frees the bus */
+}
+
 int
 main(void)
 {
@@ -351,6 +513,7 @@ main(void)
 		{ "frame round trip", test_frame_round_trip },
 		{ "frame rejects", test_frame_rejects },
 		{ "channel names", test_channel_names },
+		{ "the front over the in-process backend", test_front_delivers },
 	};
 
 	return suite_run("bus", tests, nitems(tests));
