@@ -461,3 +461,52 @@ def test_reload_applies_history_limits_and_keeps_subscriptions(wsplugd,
             await ws.close()
 
     run(main())
+
+
+def test_presence_events_cross_workers(wsplugd):
+    d = start(wsplugd, 2, broadcast={"presence": "yes"})
+
+    async def main():
+        conns = await spread(d, 2, 2)
+        a = next(ws for ws, w in conns if w == 1)
+        b = next(ws for ws, w in conns if w == 2)
+        await subscribe(a, "p")
+        await typed(a, "subscribed")
+        await subscribe(b, "p")
+        await typed(b, "subscribed")
+        await b.send(json.dumps({"type": "whoami"}))
+        bid = None
+        ev = await typed(a, "presence")
+        assert ev["event"] == "join" and ev["channel"] == "p"
+        bid = ev["connectionId"]
+        await typed(b, "whoami")  # b hears nothing of its own join
+        await b.close()
+        ev = await typed(a, "presence")
+        assert ev["event"] == "leave" and ev["connectionId"] == bid
+        for ws, _ in conns:
+            await ws.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_connections_gone_before_their_answers(wsplugd, workers):
+    d = start(wsplugd, workers, broadcast={"presence": "yes"})
+
+    async def main():
+        for i in range(30):
+            ws, _ = await connect(d)
+            await subscribe(ws, "g", id=i)
+            await ws.send(json.dumps({"type": "publish", "channel": "g",
+                                      "data": i, "id": i}))
+            await ws.send(json.dumps({"type": "presence", "channel": "g"}))
+            await ws.close()
+        # the daemon carries on: a last one is answered in full
+        ws, _ = await connect(d)
+        await subscribe(ws, "g")
+        r = await typed(ws, "subscribed")
+        # (the others' leaving may still be on its way from their worker)
+        assert r["subscribers"] >= 1 and r["offset"] == 30
+        await ws.close()
+
+    run(main())
