@@ -206,13 +206,28 @@ subscribed_cb(void *arg, struct wsp_conn *c,
 	pending_free(p);
 }
 
-/* "since": {"offset": N, "epoch": E}; 0, or -1 after an error reply. */
+/* "since": {"offset": N, "epoch": E}, or the flat form the browser
+ * client (clients/js) sends, "since": N beside "epoch": E; 0, or -1
+ * after an error reply. */
 static int
-since_arg(struct broadcast *b, struct wsp_conn *c, json_t *id, json_t *v,
-    struct wsp_bus_since *since_r)
+since_arg(struct broadcast *b, struct wsp_conn *c, json_t *id,
+    const struct wsp_message *m, json_t *v, struct wsp_bus_since *since_r)
 {
 	json_t *o = json_object_get(v, "offset"), *e = json_object_get(v,
 	    "epoch");
+
+	if (json_is_integer(v)) {
+		e = json_object_get(m->json, "epoch");
+		if (json_integer_value(v) >= 0 && (e == NULL ||
+		    (json_is_string(e) && json_string_length(e) <=
+		    WSP_BUS_EPOCH_MAX))) {
+			since_r->offset = (uint64_t)json_integer_value(v);
+			/* no epoch: never the channel's, so not recovered */
+			since_r->epoch = e != NULL ? json_string_value(e) : "";
+			return 0;
+		}
+		o = NULL; /* the error below */
+	}
 
 	if (!json_is_object(v) || !json_is_integer(o) ||
 	    json_integer_value(o) < 0 || !json_is_string(e) ||
@@ -237,7 +252,7 @@ do_subscribe(struct broadcast *b, struct wsp_conn *c,
 	struct pending *p;
 	size_t n;
 
-	if (sv != NULL && since_arg(b, c, id, sv, &since) == -1)
+	if (sv != NULL && since_arg(b, c, id, m, sv, &since) == -1)
 		return;
 	n = b->host->bus_channels(b->ctx, c, find_cb, &f);
 	if (!f.found && n >= b->max_channels) {

@@ -510,3 +510,26 @@ def test_connections_gone_before_their_answers(wsplugd, workers):
         await ws.close()
 
     run(main())
+
+
+def test_since_in_the_browser_clients_flat_form(wsplugd):
+    """clients/js resubscribes with "since": N and "epoch": E beside it."""
+    d = start(wsplugd, 2)
+
+    async def main():
+        acks = await history_of(d, "f", 4)
+        ws, _ = await connect(d)
+        await ws.send(json.dumps({"type": "subscribe", "channel": "f",
+                                  "since": 2, "epoch": acks[0]["epoch"]}))
+        assert [(await typed(ws, "message"))["offset"]
+                for _ in range(2)] == [3, 4]
+        assert (await typed(ws, "subscribed"))["recovered"] is True
+        await ws.send(json.dumps({"type": "subscribe", "channel": "f2",
+                                  "since": 2}))
+        assert (await typed(ws, "subscribed"))["recovered"] is False
+        await ws.send(json.dumps({"type": "subscribe", "channel": "f3",
+                                  "since": 2, "epoch": 5}))
+        assert (await typed(ws, "error"))["code"] == "invalid_since"
+        await ws.close()
+
+    run(main())
