@@ -46,6 +46,7 @@ enum cfg_sec {
 	SEC_ADMIN,
 	SEC_DEFLATE,
 	SEC_TLS,
+	SEC_BUS,
 	SEC_PLUGIN, /* [plugin:NAME]; which one is cfg_parse.plugin */
 	SEC_SKIP,   /* a header already reported as bad: ignore its keys */
 };
@@ -58,6 +59,7 @@ static const char *const cfg_sec_names[] = {
 	[SEC_ADMIN] = "admin",
 	[SEC_DEFLATE] = "deflate",
 	[SEC_TLS] = "tls",
+	[SEC_BUS] = "bus",
 };
 
 enum cfg_type {
@@ -85,6 +87,7 @@ enum cfg_type {
 	T_TLS_VERSION,
 	T_TLS_KTLS,
 	T_TLS_BOOL,    /* [tls] session_tickets, into struct wsp_tls_config */
+	T_BUS_BACKEND, /* [bus] backend: local, the only one built so far */
 };
 
 /* How a bad value of each type is named, and what was expected instead. */
@@ -128,6 +131,7 @@ static const struct {
 	[T_TLS_KTLS] = { "value", "auto or off" },
 	[T_TLS_BOOL] = { "boolean", EXPECT_BOOL },
 	[T_BOOL] = { "boolean", EXPECT_BOOL },
+	[T_BUS_BACKEND] = { "backend", "local" },
 };
 
 struct cfg_key {
@@ -217,6 +221,13 @@ static const struct cfg_key cfg_keys[] = {
 	{ .sec = SEC_TLS, .name = "min_version", .type = T_TLS_VERSION },
 	{ .sec = SEC_TLS, .name = "session_tickets", .type = T_TLS_BOOL },
 	{ .sec = SEC_TLS, .name = "ktls", .type = T_TLS_KTLS },
+	{ .sec = SEC_BUS, .name = "backend", .type = T_BUS_BACKEND },
+	NUM(SEC_BUS, "history_size", T_UINT, bus_history_size, 0, 1000000,
+	    "0..1000000", 0),
+	NUM(SEC_BUS, "history_ttl", T_DURATION, bus_history_ttl, 1000,
+	    7 * MS_DAY, "1s..7d", 0),
+	NUM(SEC_BUS, "history_memory", T_SIZE, bus_history_memory, 0,
+	    64 * GIB, "0B..64GiB", 0),
 };
 
 #define NKEYS nitems(cfg_keys)
@@ -688,6 +699,15 @@ cfg_set(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 	case T_TLS_KTLS:
 	case T_TLS_BOOL:
 		return cfg_set_tls(p, k, value);
+	case T_BUS_BACKEND:
+		/* redis is the next backend (its own issue); until it is
+		 * built, naming it is an error, not a silent local bus */
+		if (strcmp(value, "local") == 0) {
+			cfg->bus_backend = BUS_BACKEND_LOCAL;
+			return 0;
+		}
+		cfg_invalid(p, k, value);
+		return -1;
 	}
 	return -1;
 }
@@ -1134,6 +1154,10 @@ config_load(const char *file, const char *default_plugin_dir,
 	cfg->deflate_context_budget = 64 * MIB;
 	cfg->tls.min_version = 12;
 	cfg->tls.session_tickets = 1;
+	cfg->bus_backend = BUS_BACKEND_LOCAL;
+	cfg->bus_history_size = 100;
+	cfg->bus_history_ttl = 5 * MS_MIN;
+	cfg->bus_history_memory = 64 * MIB;
 
 	if (config_file_read(&p.rd) == 0)
 		cfg_finish(&p);

@@ -288,6 +288,67 @@ h_cfg_error(struct wsp_section *sec, const char *key, const char *fmt, ...)
 		    "[plugin:%s] %s", sec->name, msg);
 }
 
+/* ABI 3: the bus (bus.c), for connections of this process */
+
+static int
+h_bus_subscribe(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
+    const char *channel, const struct wsp_bus_since *since,
+    void (*done)(void *, struct wsp_conn *, const struct wsp_bus_subscribed *),
+    void *arg)
+{
+	if (c == NULL || channel == NULL)
+		return -1;
+	return bus_subscribe(c->srv->bus, ctx, c, channel, since, done, arg);
+}
+
+static int
+h_bus_unsubscribe(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
+    const char *channel)
+{
+	(void)ctx;
+	if (c == NULL || channel == NULL)
+		return -1;
+	return bus_unsubscribe(c->srv->bus, c, channel);
+}
+
+static int
+h_bus_publish(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
+    const char *channel, const char *text, size_t len, unsigned flags,
+    void (*done)(void *, struct wsp_conn *, const struct wsp_bus_published *),
+    void *arg)
+{
+	if (channel == NULL || text == NULL)
+		return -1;
+	if (bus_publish(ctx->srv->bus, ctx, c, channel, text, len, flags, done,
+	    arg) == -1) {
+		log_msg(WSP_LOG_WARN, "plugin.error", "[plugin:%s] bus_publish "
+		    "refused: not a JSON object of valid UTF-8, a bad channel "
+		    "name, or out of memory", ctx->name);
+		return -1;
+	}
+	return 0;
+}
+
+static size_t
+h_bus_channels(struct wsp_plugin_ctx *ctx, const struct wsp_conn *c,
+    void (*fn)(const char *, void *), void *arg)
+{
+	if (c == NULL)
+		return 0;
+	return bus_channels(ctx->srv->bus, c, fn, arg);
+}
+
+static int
+h_bus_presence(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
+    const char *channel, size_t max,
+    void (*done)(void *, struct wsp_conn *, const char *const *, size_t,
+    uint64_t), void *arg)
+{
+	if (channel == NULL)
+		return -1;
+	return bus_presence(ctx->srv->bus, ctx, c, channel, max, done, arg);
+}
+
 const struct wsp_host wsp_host_table = {
 	.abi = WSPLUGD_PLUGIN_ABI,
 	.size = sizeof(struct wsp_host),
@@ -313,4 +374,9 @@ const struct wsp_host wsp_host_table = {
 	.cfg_duration_ms = h_cfg_duration_ms,
 	.cfg_size = h_cfg_size,
 	.cfg_error = h_cfg_error,
+	.bus_subscribe = h_bus_subscribe,
+	.bus_unsubscribe = h_bus_unsubscribe,
+	.bus_publish = h_bus_publish,
+	.bus_channels = h_bus_channels,
+	.bus_presence = h_bus_presence,
 };

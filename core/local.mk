@@ -6,6 +6,9 @@ core_libwspcore_la_SOURCES = \
 	core/admin.c \
 	core/admit.c \
 	core/attrs.c \
+	core/bus.c \
+	core/bus_frame.c \
+	core/bus_local.c \
 	core/clock.c \
 	core/config.c \
 	core/config_file.c \

@@ -251,6 +251,10 @@ metrics_add(struct metrics_snap *sum, const struct metrics_snap *x)
 	a->tls_handshakes += b->tls_handshakes;
 	a->shed[0] += b->shed[0];
 	a->shed[1] += b->shed[1];
+	a->bus_published += b->bus_published;
+	a->bus_delivered += b->bus_delivered;
+	a->bus_channels += b->bus_channels;
+	a->bus_history_bytes += b->bus_history_bytes;
 	for (i = 0; i < METRICS_TLS_FAILS; i++)
 		a->tls_failed[i] += b->tls_failed[i];
 	for (i = 0; i < METRICS_CODES - 1 && b->closed[i].code != 0; i++) {
@@ -284,6 +288,7 @@ metrics_snap_gone(struct metrics_snap *s)
 {
 	s->active = s->pending = s->lingering = 0;
 	s->mem_bytes = 0;
+	s->m.bus_channels = s->m.bus_history_bytes = 0;
 	s->z.conns = s->z.full_conns = 0;
 	s->z.full_bytes = s->z.zlib_bytes = 0;
 }
@@ -398,6 +403,24 @@ render_deflate(struct render *r, const struct metrics_snap *s)
 }
 
 static void
+render_bus(struct render *r, const struct metrics_snap *s)
+{
+	const struct metrics *m = &s->m;
+
+	counter(r, "wsplugd_bus_published_total",
+	    "Messages published on bus channels by plugins.",
+	    m->bus_published);
+	counter(r, "wsplugd_bus_delivered_total",
+	    "Bus messages queued to subscribed connections, replays "
+	    "included.", m->bus_delivered);
+	gauge(r, "wsplugd_bus_channels",
+	    "Bus channels with subscribers or history.", m->bus_channels);
+	gauge(r, "wsplugd_bus_history_bytes",
+	    "Memory held by channel history, against history_memory.",
+	    m->bus_history_bytes);
+}
+
+static void
 render_process(struct render *r, struct wsp_server *srv)
 {
 	const struct plugin_set *set = srv->plugins;
@@ -440,6 +463,7 @@ metrics_render(struct wsp_server *srv, struct evbuffer *out)
 	render_connections(&r, &s);
 	render_traffic(&r, &s);
 	render_deflate(&r, &s);
+	render_bus(&r, &s);
 	render_process(&r, srv);
 	return r.failed ? -1 : 0;
 }

@@ -193,6 +193,8 @@ plugin_unload(struct wsp_plugin_ctx *ctx)
 		plugin_leave(ctx);
 	}
 	timers_cancel_all(ctx);
+	if (ctx->srv != NULL)
+		bus_forget_plugin(ctx->srv->bus, ctx);
 	if (ctx->dl != NULL)
 		dlclose(ctx->dl);
 	if (ctx->memfd != -1)
@@ -631,6 +633,7 @@ plugin_callback_name(uint32_t now)
 		[PLUGIN_CB_UNLOAD] = "unload", [PLUGIN_CB_OPEN] = "open",
 		[PLUGIN_CB_ADOPT] = "adopt", [PLUGIN_CB_CLOSE] = "close",
 		[PLUGIN_CB_MESSAGE] = "message", [PLUGIN_CB_TIMER] = "timer",
+		[PLUGIN_CB_BUS] = "bus",
 	};
 
 	return (now & 0xff) < nitems(names) ? names[now & 0xff] : "";

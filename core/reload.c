@@ -131,6 +131,7 @@ server_reload_commit(struct wsp_server *srv)
 	tls_reload_commit(srv);
 	log_reload_commit(srv->cfg);
 	plugin_reload_commit(srv, &counts);
+	bus_configure(srv->bus, srv->cfg);
 	config_free(old);
 	reload_ok(srv, &counts);
 	/* A lowered max_connections: the excess leaves with a slot. */

@@ -52,6 +52,8 @@ static void
 server_conn_closed(struct wsp_conn *c, uint16_t code)
 {
 	plugin_call_close(c->srv->plugins, c, code);
+	/* after the plugins: their close may still publish on its channels */
+	bus_conn_closed(c->srv->bus, c);
 }
 
 static const struct conn_hooks server_conn_hooks = {
@@ -201,6 +203,8 @@ server_free(struct wsp_server *srv)
 	while ((c = TAILQ_FIRST(&srv->pending)) != NULL)
 		conn_free(c);
 	membudget_fini(&srv->mem);
+	bus_free(srv->bus);
+	srv->bus = NULL;
 	listen_reload_abort(srv);
 	listen_close_all(&srv->listeners);
 	admin_free(srv);
@@ -250,6 +254,7 @@ server_setup(struct wsp_server *srv, struct wsp_config *cfg)
 	memset(srv, 0, sizeof(*srv));
 	srv->cfg = cfg;
 	srv->log_level_override = -1;
+	srv->bus_fd = -1;
 	TAILQ_INIT(&srv->listeners);
 	TAILQ_INIT(&srv->listeners_staged);
 	TAILQ_INIT(&srv->pending);
@@ -294,6 +299,12 @@ server_init(struct wsp_server *srv, struct wsp_config *cfg,
 	membudget_init(&srv->mem, cfg->max_buffer_memory, srv->limits);
 	if (tls_init(srv, errs) == -1)
 		return -1;
+	/* before the plugins, which may subscribe as they load */
+	if ((srv->bus = bus_new(srv, srv->bus_fd)) == NULL) {
+		errors_add(errs, NULL, 0, "cannot start the bus: out of memory");
+		return -1;
+	}
+	srv->bus_fd = -1; /* the bus has it */
 	if ((srv->plugins = plugin_set_build(srv, cfg, NULL, errs)) == NULL)
 		return -1;
 	for (i = 0; i < cfg->nlisten; i++)

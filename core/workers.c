@@ -50,6 +50,14 @@
  * all get A (abort).  A worker replaced later forks from the master's
  * configuration, which is the committed one.
  *
+ * The bus: the store of the channels (offsets, epochs, history, every
+ * worker's members) is kept here in the master (bus_local.c's hub), and
+ * each worker talks to it over a second socketpair made with its control
+ * one; see bus_local.c for why this gives each subscriber every message
+ * once and in order.  A dead worker's members leave every channel when it
+ * is reaped; its replacement starts with none.  The master's reload
+ * commit applies the new history limits to the store.
+ *
  * SIGTERM or SIGINT: the master sends SIGTERM to every worker, each drains
  * as a single process does (close 1001, up to shutdown_timeout), and the
  * master exits once the last one is gone: 0, or 1 if one of them did not
@@ -94,6 +102,8 @@ struct worker_shm {
 	_Atomic int alive;     /* set by the master: ready and not reaped */
 	_Atomic uint32_t seq;  /* odd while snap is being written */
 	struct metrics_snap snap; /* published with each heartbeat */
+	/* the spare slot: the master's bus store, for /metrics */
+	_Atomic uint64_t bus_channels, bus_history_bytes;
 };
 
 struct worker {
@@ -106,6 +116,7 @@ struct worker {
 	unsigned fails;      /* quick deaths in a row */
 	int ctl;             /* the master's end of its control socket */
 	int cfd;             /* the worker's end, in the worker */
+	int bfd;             /* its end of the bus socket, in the worker */
 	struct event *ctl_ev;
 	int asked;           /* a reload's prepare is awaited from it */
 	struct event *respawn;
@@ -146,6 +157,7 @@ static struct master {
 	struct wsp_errors reload_errs; /* which workers failed it */
 	struct event *reload_timer;
 	struct worker *self;  /* in a worker: its own entry */
+	struct bus_hub *hub;  /* the bus's store, in the master */
 } M;
 
 static uint64_t
@@ -203,6 +215,8 @@ worker_metrics_sum(struct wsp_server *srv, struct metrics_snap *s)
 	}
 	s->workers = M.nw;
 	s->workers_alive = alive;
+	s->m.bus_channels = atomic_load(&M.shm[M.nw].bus_channels);
+	s->m.bus_history_bytes = atomic_load(&M.shm[M.nw].bus_history_bytes);
 }
 
 static void
@@ -319,6 +333,8 @@ worker_setup(struct wsp_server *srv, void *arg)
 	srv->worker = w;
 	srv->bind = worker_bind;
 	srv->calls = &w->shm->calls;
+	srv->bus_fd = w->bfd; /* server_init hands it to the bus */
+	w->bfd = -1;
 	srv->admin_off = w->n != 1;
 	if (w->n == 1)
 		srv->metrics_sum = worker_metrics_sum;
@@ -414,6 +430,8 @@ master_free(void)
 	if (M.kill_timer != NULL)
 		event_free(M.kill_timer);
 	M.tick = M.kill_timer = NULL;
+	bus_hub_free(M.hub); /* in a worker: closes the others' sockets */
+	M.hub = NULL;
 	server_free(&M.srv);
 }
 
@@ -422,7 +440,7 @@ worker_spawn(struct worker *w)
 {
 	struct log_line *l;
 	pid_t pid;
-	int sv[2];
+	int sv[2], bsv[2];
 
 	atomic_store(&w->shm->beat, 0);
 	atomic_store(&w->shm->calls.now, 0);
@@ -435,20 +453,36 @@ worker_spawn(struct worker *w)
 		    "socket for worker %d: %s", w->n, strerror(errno));
 		return -1;
 	}
+	/* the bus: frames to and from the store kept here (bus_local.c) */
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, bsv) == -1) {
+		log_msg(WSP_LOG_ERROR, "daemon.error", "cannot make a bus "
+		    "socket for worker %d: %s", w->n, strerror(errno));
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
 	if ((pid = fork()) == -1) {
 		log_msg(WSP_LOG_ERROR, "daemon.error", "cannot fork worker %d: "
 		    "%s", w->n, strerror(errno));
 		close(sv[0]);
 		close(sv[1]);
+		close(bsv[0]);
+		close(bsv[1]);
 		return -1;
 	}
 	if (pid == 0) {
 		close(sv[0]);
+		close(bsv[0]);
+		w->bfd = bsv[1];
 		w->cfd = sv[1];
 		evutil_make_socket_nonblocking(w->cfd);
 		worker_main(w);
 	}
 	close(sv[1]);
+	close(bsv[1]);
+	if (bus_hub_attach(M.hub, (size_t)w->n - 1, bsv[0]) == -1)
+		log_msg(WSP_LOG_ERROR, "bus.error", "cannot watch worker %d's "
+		    "bus socket: out of memory", w->n);
 	w->ctl = sv[0];
 	evutil_make_socket_nonblocking(w->ctl);
 	if ((w->ctl_ev = event_new(M.srv.base, w->ctl, EV_READ | EV_PERSIST,
@@ -593,8 +627,12 @@ master_reload_done(void)
 			master_tell(&M.w[i], ok ? 'C' : 'A');
 	total = metrics_reloaded(&M.srv, ok);
 	if (ok) {
+		struct bus_limits lim;
+
 		old = M.cfg;
 		M.cfg = M.srv.cfg = M.staged; /* replacements start with it */
+		bus_limits_of(M.cfg, &lim);
+		bus_hub_configure(M.hub, &lim);
 		log_reload_commit(M.cfg);
 		config_free(old);
 	} else {
@@ -780,6 +818,8 @@ master_reaped(struct worker *w, int status)
 	}
 	/* every place its connections held in the limits is free again */
 	limits_worker_gone(M.limits, (size_t)w->n - 1);
+	/* and its subscribers leave every channel */
+	bus_hub_detach(M.hub, (size_t)w->n - 1);
 	master_retire_metrics(w);
 	if (!M.draining && !M.starting) {
 		if (lived < WORKER_QUICK_MS)
@@ -866,6 +906,7 @@ static void
 master_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	uint64_t now = workers_now(), beat, wd = M.cfg->worker_watchdog;
+	uint64_t channels, bytes;
 	struct log_line *l;
 	struct worker *w;
 	size_t i, ready = 0;
@@ -902,6 +943,9 @@ master_tick_cb(evutil_socket_t fd, short what, void *arg)
 	 * the workers' total, which notify.c reports as STATUS= (so that
 	 * `systemctl status` shows the daemon's). */
 	M.srv.reg.count = master_active();
+	bus_hub_stats(M.hub, &channels, &bytes);
+	atomic_store(&M.shm[M.nw].bus_channels, channels);
+	atomic_store(&M.shm[M.nw].bus_history_bytes, bytes);
 	if (M.starting && ready == M.nw) {
 		M.starting = 0;
 		log_msg(WSP_LOG_INFO, "master.ready", "%zu workers serving",
@@ -998,6 +1042,7 @@ master_setup(struct wsp_errors *errs)
 	int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD, SIGQUIT,
 	    SIGUSR2 };
 	struct timeval tv = { 0, WORKER_BEAT_MS * 1000 };
+	struct bus_limits lim;
 	struct log_line *l;
 	size_t i, j;
 
@@ -1021,9 +1066,12 @@ master_setup(struct wsp_errors *errs)
 	    NULL || (M.admin_addr = calloc(cfg->nadmin_listen + 1,
 	    sizeof(*M.admin_addr))) == NULL)
 		goto nomem;
+	bus_limits_of(cfg, &lim);
+	if ((M.hub = bus_hub_new(M.srv.base, &lim, M.nw)) == NULL)
+		goto nomem;
 	for (i = 0; i < M.nw; i++) {
 		M.w[i].n = (int)i + 1;
-		M.w[i].ctl = M.w[i].cfd = -1;
+		M.w[i].ctl = M.w[i].cfd = M.w[i].bfd = -1;
 		M.w[i].shm = &M.shm[i];
 		if ((M.w[i].fds = malloc((cfg->nlisten + 1) * sizeof(int))) ==
 		    NULL)

@@ -291,6 +291,8 @@ enum log_target {
 	LOG_TARGET_JOURNAL, /* only when built with libsystemd */
 };
 
+enum { BUS_BACKEND_LOCAL };
+
 struct wsp_listen_addr {
 	struct sockaddr_storage ss;
 	socklen_t sslen;
@@ -390,6 +392,11 @@ struct wsp_config {
 	/* [tls] */
 	struct wsp_tls_config tls;
 	int ntls_listen; /* of listen, those with the tls flag */
+	/* [bus] */
+	int bus_backend;             /* BUS_BACKEND_* */
+	uint64_t bus_history_size;   /* messages kept per channel */
+	uint64_t bus_history_ttl;    /* ms a message stays in history */
+	uint64_t bus_history_memory; /* bytes of history, every channel */
 	/* [plugins] */
 	char *plugin_dir;
 	/* [plugin:NAME], in file order */
@@ -1070,6 +1077,7 @@ struct plugin_type; /* uthash: type -> plugin */
 enum plugin_callback {
 	PLUGIN_CB_NONE, PLUGIN_CB_LOAD, PLUGIN_CB_UNLOAD, PLUGIN_CB_OPEN,
 	PLUGIN_CB_ADOPT, PLUGIN_CB_CLOSE, PLUGIN_CB_MESSAGE, PLUGIN_CB_TIMER,
+	PLUGIN_CB_BUS,
 };
 #define PLUGIN_CALL_NAMES 64 /* ids are reused round-robin past this */
 
@@ -1193,6 +1201,212 @@ void timers_cancel(struct wsp_timer *t);
 /* Before unload: no callback into unmapped code may fire. */
 void timers_cancel_all(struct wsp_plugin_ctx *ctx);
 
+/* bus_frame.c: the frames between a worker and its master's bus store */
+
+#define BUS_FRAME_PREFIX 4   /* the u32 length */
+#define BUS_FRAME_FIXED 22   /* type, flags, id, n1, n2 */
+#define BUS_CONN_ID_MAX 32
+#define BUS_FRAME_HEAD_MAX (BUS_FRAME_PREFIX + BUS_FRAME_FIXED + 3 +       \
+	WSP_BUS_CHANNEL_MAX + BUS_CONN_ID_MAX + WSP_BUS_EPOCH_MAX)
+#define BUS_FRAME_MAX (1024U * 1024 * 1024 + 4096) /* a 1 GiB message */
+
+enum bus_frame_type {
+	/* worker to master */
+	BF_PUB = 1, /* flags: WSP_BUS_*; conn: the publisher; data */
+	BF_SUB,     /* id; conn; flags BFF_SINCE with n1, epoch */
+	BF_UNSUB,   /* conn */
+	BF_PRES,    /* id; n1: at most so many ids */
+	/* master to worker */
+	BF_PUBACK,  /* id; n1 offset, n2 subscribers, epoch; flags BFF_ERR */
+	BF_SUBACK,  /* id; n1 offset, n2 subscribers, epoch, BFF_RECOVERED */
+	BF_MSG,     /* n1 offset (0: transient), epoch, conn: not to it */
+	BF_REPLAY,  /* id; n1 offset, data: one message of history */
+	BF_PRESACK, /* id; n1 total; data: the ids, each followed by '\n' */
+	BF_MAX
+};
+#define BFF_SINCE 0x1
+#define BFF_RECOVERED 0x2
+#define BFF_ERR 0x4
+
+struct bus_frame {
+	uint8_t type, flags;
+	uint32_t id;
+	uint64_t n1, n2;
+	char channel[WSP_BUS_CHANNEL_MAX + 1];
+	char conn[BUS_CONN_ID_MAX + 1];
+	char epoch[WSP_BUS_EPOCH_MAX + 1];
+	const char *data; /* borrowed */
+	size_t len;
+};
+
+/* Bytes of the frame before its payload, the prefix included. */
+size_t bus_frame_head_size(const struct bus_frame *f);
+/* Write that head (the payload, f->len bytes, follows it); its size. */
+size_t bus_frame_encode_head(const struct bus_frame *f,
+    uint8_t out[BUS_FRAME_HEAD_MAX]);
+/* The length a prefix announces: 0, or -1 when no frame is that long. */
+int bus_frame_length(const uint8_t prefix[BUS_FRAME_PREFIX], uint32_t *len_r);
+/* Parse the len bytes after the prefix: 0, or -1 with *why_r. */
+int bus_frame_decode(const uint8_t *buf, size_t len, struct bus_frame *f,
+    const char **why_r);
+
+/* bus_local.c: the local backend's store, and the backend itself in one
+ * process, in a worker (a client of the master) and in the master */
+
+struct bus_limits {
+	uint64_t history_size;   /* messages per channel */
+	uint64_t history_ttl;    /* ms */
+	uint64_t history_memory; /* bytes, every channel */
+};
+
+struct bus_store;
+
+struct bus_store_result {
+	uint64_t offset;      /* publish: the message's; subscribe: the top */
+	const char *epoch;    /* the channel's, valid until the next call */
+	uint64_t subscribers; /* on the channel, every worker */
+	int recovered;        /* subscribe with since */
+	const uint32_t *per_worker; /* members in each worker (publish) */
+};
+
+struct bus_store *bus_store_new(const struct bus_limits *lim,
+    size_t nworkers);
+void bus_store_free(struct bus_store *st);
+void bus_store_configure(struct bus_store *st, const struct bus_limits *lim);
+/* 0, or -1 when out of memory.  now: monotonic ms. */
+int bus_store_publish(struct bus_store *st, const char *channel,
+    const char *data, size_t n, int transient, uint64_t now,
+    struct bus_store_result *r);
+/* Add conn (in worker) to channel; with since, whether every message
+ * after it is still in history (then bus_store_replay sends them). */
+int bus_store_subscribe(struct bus_store *st, const char *channel,
+    size_t worker, const char *conn, const struct wsp_bus_since *since,
+    struct bus_store_result *r);
+void bus_store_replay(struct bus_store *st, const char *channel,
+    uint64_t after, void (*fn)(void *arg, uint64_t offset, const char *data,
+    size_t n), void *arg);
+void bus_store_unsubscribe(struct bus_store *st, const char *channel,
+    size_t worker, const char *conn);
+/* Every member worker had: it died. */
+void bus_store_worker_gone(struct bus_store *st, size_t worker);
+/* Up to max ids into ids_r (borrowed until the next call); the total. */
+size_t bus_store_presence(struct bus_store *st, const char *channel,
+    size_t max, const char **ids_r, uint64_t *total_r);
+/* Drop what is past history_ttl. */
+void bus_store_expire(struct bus_store *st, uint64_t now);
+void bus_store_stats(const struct bus_store *st, uint64_t *channels_r,
+    uint64_t *bytes_r);
+/* "0123456789abcdef": 64 random bits for a new channel's epoch. */
+void bus_epoch_new(char out[17]);
+
+/* The seam between the bus (bus.c) and a backend: see bus.c. */
+struct bus_sink {
+	/* A message for this process's subscribers of channel: offset 0 is
+	 * a transient one; except, when not "", the id of a connection not
+	 * to deliver it to.  data is borrowed. */
+	void (*deliver)(void *arg, const char *channel, uint64_t offset,
+	    const char *epoch, const char *except, const char *data,
+	    size_t n);
+	void *arg;
+};
+
+struct bus_answer {
+	int error;       /* 0 or -1 */
+	int recovered;
+	uint64_t offset;
+	const char *epoch;
+	uint64_t subscribers; /* publish, subscribe; presence: the total */
+	const char *const *ids; /* presence */
+	size_t nids;
+};
+
+typedef void bus_done_fn(void *arg, const struct bus_answer *a);
+typedef void bus_replay_fn(void *arg, uint64_t offset, const char *data,
+    size_t n);
+
+struct bus_backend {
+	const char *name;
+	void *be;
+	/* Limits from [bus]: at start and on a committed reload. */
+	void (*configure)(void *be, const struct bus_limits *lim);
+	/* Deliver data on channel (through the sink, also to this process)
+	 * and answer done (which may be NULL) with its offset. */
+	void (*publish)(void *be, const char *channel, const char *conn,
+	    unsigned flags, const char *data, size_t n, bus_done_fn *done,
+	    void *arg);
+	/* conn joins channel (presence); first: this process had no member
+	 * of it before.  With since, replay gets every message after it
+	 * (only if recovered) before done answers. */
+	void (*subscribe)(void *be, const char *channel, const char *conn,
+	    int first, const struct wsp_bus_since *since,
+	    bus_replay_fn *replay, bus_done_fn *done, void *arg);
+	/* conn leaves channel; last: this process has no member of it now. */
+	void (*unsubscribe)(void *be, const char *channel, const char *conn,
+	    int last);
+	void (*presence)(void *be, const char *channel, size_t max,
+	    bus_done_fn *done, void *arg);
+	/* Channels and history bytes, for /metrics (0, 0: counted
+	 * elsewhere, by the master). */
+	void (*stats)(void *be, uint64_t *channels_r, uint64_t *bytes_r);
+	/* Answers still owed are given with error set. */
+	void (*free)(void *be);
+};
+
+/* One process: the store in it; answers before the call returns. */
+int bus_local_open(struct bus_backend *b, struct event_base *base,
+    const struct bus_limits *lim, const struct bus_sink *sink);
+/* A worker: the store is its master's, across fd (taken over). */
+int bus_local_connect(struct bus_backend *b, struct event_base *base, int fd,
+    const struct bus_sink *sink);
+
+/* The master's side: one store, each worker's socket. */
+struct bus_hub;
+struct bus_hub *bus_hub_new(struct event_base *base,
+    const struct bus_limits *lim, size_t nworkers);
+/* Worker i (0-based) speaks on fd (taken over). */
+int bus_hub_attach(struct bus_hub *h, size_t i, int fd);
+/* Worker i is gone: its socket closes, its members leave. */
+void bus_hub_detach(struct bus_hub *h, size_t i);
+void bus_hub_configure(struct bus_hub *h, const struct bus_limits *lim);
+void bus_hub_stats(struct bus_hub *h, uint64_t *channels_r,
+    uint64_t *bytes_r);
+void bus_hub_free(struct bus_hub *h);
+
+/* bus.c: channels for plugins; subscriptions of this process's
+ * connections, delivery to them, the backend behind */
+
+struct bus;
+
+/* fd != -1: a worker's socket to the master's store (taken over). */
+struct bus *bus_new(struct wsp_server *srv, int fd);
+void bus_free(struct bus *bus);
+/* A committed reload: [bus]'s new limits. */
+void bus_configure(struct bus *bus, const struct wsp_config *cfg);
+void bus_limits_of(const struct wsp_config *cfg, struct bus_limits *lim);
+/* c closed: it leaves every channel, its answers are dropped. */
+void bus_conn_closed(struct bus *bus, struct wsp_conn *c);
+/* ctx is unloaded: its answers are dropped. */
+void bus_forget_plugin(struct bus *bus, struct wsp_plugin_ctx *ctx);
+int bus_subscribe(struct bus *bus, struct wsp_plugin_ctx *ctx,
+    struct wsp_conn *c, const char *channel, const struct wsp_bus_since *since,
+    void (*done)(void *, struct wsp_conn *, const struct wsp_bus_subscribed *),
+    void *arg);
+int bus_unsubscribe(struct bus *bus, struct wsp_conn *c, const char *channel);
+int bus_publish(struct bus *bus, struct wsp_plugin_ctx *ctx,
+    struct wsp_conn *c, const char *channel, const char *text, size_t len,
+    unsigned flags,
+    void (*done)(void *, struct wsp_conn *, const struct wsp_bus_published *),
+    void *arg);
+size_t bus_channels(struct bus *bus, const struct wsp_conn *c,
+    void (*fn)(const char *, void *), void *arg);
+int bus_presence(struct bus *bus, struct wsp_plugin_ctx *ctx,
+    struct wsp_conn *c, const char *channel, size_t max,
+    void (*done)(void *, struct wsp_conn *, const char *const *, size_t,
+    uint64_t), void *arg);
+/* A channel name a plugin may use: 1..WSP_BUS_CHANNEL_MAX bytes of
+ * UTF-8 without control characters. */
+int bus_channel_valid(const char *name);
+
 /* host.c: the function table plugins call (claim excepted: plugin.c) */
 
 extern const struct wsp_host wsp_host_table;
@@ -1212,6 +1426,8 @@ struct metrics {
 	uint64_t refused[METRICS_REASONS]; /* by metrics_refuse_reasons[] */
 	uint64_t tls_handshakes;
 	uint64_t shed[2]; /* max_buffer_memory: output, partial */
+	uint64_t bus_published, bus_delivered; /* counters */
+	uint64_t bus_channels, bus_history_bytes; /* gauges of the store */
 	uint64_t tls_failed[METRICS_TLS_FAILS]; /* by metrics_tls_reasons[] */
 	struct {
 		uint16_t code;
@@ -1494,6 +1710,8 @@ struct wsp_server {
 	int (*bind)(struct wsp_server *srv, const struct wsp_listen_addr *a,
 	    int backlog, char *addr, size_t addrlen);
 	void *worker; /* workers.c's state, in a worker process */
+	struct bus *bus;  /* channels; NULL until server_init */
+	int bus_fd;       /* a worker's socket to its master's bus, or -1 */
 	int admin_off; /* admin.c binds nothing: another process serves it */
 	struct limits *limits; /* workers > 1: the daemon's counts */
 	/* workers > 1, in the worker serving the admin listener: the whole

@@ -24,7 +24,8 @@ UNIT_TESTS = \
 	tests/unit/test_deflate \
 	tests/unit/test_tls \
 	tests/unit/test_drain \
-	tests/unit/test_handover_state
+	tests/unit/test_handover_state \
+	tests/unit/test_bus
 check_PROGRAMS += $(UNIT_TESTS)
 
 tests_unit_test_utf8_SOURCES = tests/unit/test_utf8.c
@@ -44,6 +45,11 @@ tests_unit_test_dispatch_SOURCES = tests/unit/test_dispatch.c \
 	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_dispatch_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_dispatch_LDADD = $(UNIT_LDADD)
+tests_unit_test_bus_SOURCES = tests/unit/test_bus.c \
+	tests/unit/fake.c tests/unit/fake.h \
+	tests/unit/suite.c tests/unit/suite.h
+tests_unit_test_bus_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_bus_LDADD = $(UNIT_LDADD)
 tests_unit_test_json_read_SOURCES = tests/unit/test_json_read.c
 tests_unit_test_json_read_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_json_read_LDADD = $(UNIT_LDADD)
@@ -159,6 +165,10 @@ tests_plugins_worker_la_SOURCES = tests/plugins/worker.c
 tests_plugins_worker_la_CFLAGS = $(PLUGIN_CFLAGS)
 tests_plugins_worker_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 tests_plugins_worker_la_LIBADD = $(JANSSON_LIBS)
+check_LTLIBRARIES += tests/plugins/abi2.la
+tests_plugins_abi2_la_SOURCES = tests/plugins/abi2.c
+tests_plugins_abi2_la_CFLAGS = $(PLUGIN_CFLAGS)
+tests_plugins_abi2_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 tests_plugins_badabi_la_SOURCES = tests/plugins/badabi.c
 tests_plugins_badabi_la_CFLAGS = $(PLUGIN_CFLAGS)
 tests_plugins_badabi_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
@@ -215,6 +225,7 @@ INTEGRATION_FILES = \
 	tests/integration/test_admin.py \
 	tests/integration/test_bench_smoke.py \
 	tests/integration/test_broadcast.py \
+	tests/integration/test_bus.py \
 	tests/integration/test_discovery.py \
 	tests/integration/test_completion.py \
 	tests/integration/test_deflate.py \

@@ -29,7 +29,7 @@ extern "C" {
 #endif
 
 /* Bumped on any incompatible change to this file. */
-#define WSPLUGD_PLUGIN_ABI 2
+#define WSPLUGD_PLUGIN_ABI 3
 
 /* The descriptor's symbol name. */
 #define WSPLUGD_PLUGIN_SYMBOL "wsplugd_plugin"
@@ -46,6 +46,42 @@ struct wsp_conn;    /* a WebSocket connection, owned by the daemon */
 struct wsp_plugin_ctx; /* this plugin's handle in the daemon */
 struct wsp_section; /* this plugin's [plugin:NAME] config section */
 struct wsp_timer;   /* a host-owned timer */
+
+/* The bus (ABI 3).  A channel name is 1 to WSP_BUS_CHANNEL_MAX bytes. */
+#define WSP_BUS_CHANNEL_MAX 128
+#define WSP_BUS_EPOCH_MAX 32
+
+/* Where a subscriber left off: the offset and epoch of the last message
+ * it saw on the channel. */
+struct wsp_bus_since {
+	uint64_t offset;
+	const char *epoch;
+};
+
+/* The answer to a subscribe; strings borrowed for the callback. */
+struct wsp_bus_subscribed {
+	const char *channel;
+	int error;          /* 0, or -1: the bus could not subscribe */
+	int recovered;      /* since was given and every message after it
+	                       follows this answer; 0 otherwise */
+	uint64_t offset;    /* the channel's last offset (0: none yet) */
+	const char *epoch;  /* the channel's epoch */
+	uint64_t subscribers; /* on the channel, every worker, this one
+	                         included */
+};
+
+/* The answer to a publish. */
+struct wsp_bus_published {
+	const char *channel;
+	int error;          /* 0, or -1: not published */
+	uint64_t offset;    /* the message's offset (0 for a transient one) */
+	const char *epoch;
+	uint64_t subscribers; /* it was queued for, every worker */
+};
+
+/* bus_publish flags */
+#define WSP_BUS_TRANSIENT 0x1 /* no offset, not kept in history */
+#define WSP_BUS_NOT_SELF 0x2  /* not delivered to the publishing conn */
 
 enum wsp_log_level {
 	WSP_LOG_DEBUG = 0,
@@ -171,6 +207,57 @@ struct wsp_host {
 	/* Report a plugin-specific problem with key's FILE:LINE. */
 	void (*cfg_error)(struct wsp_section *sec, const char *key,
 	    const char *fmt, ...) WSP_PRINTF(3, 4);
+
+	/* ABI 3: the bus */
+	/* Channels that cross every worker of the daemon: a message
+	 * published on a channel reaches each subscribed connection, in
+	 * whichever worker, exactly once, and every subscriber sees a
+	 * channel's messages in one order.  Subscriptions belong to the
+	 * daemon: they outlive a reload of the plugin and end when the
+	 * connection closes.
+	 *
+	 * Answers come through done callbacks, later or (with one worker)
+	 * before the call returns.  A done is called exactly once while its
+	 * plugin is loaded, with c NULL when the connection closed
+	 * meanwhile (free arg then); a plugin unloaded first never hears
+	 * of it (its unload frees what it still waits for).  Every function
+	 * returns 0 when the request was taken (done will be called), -1
+	 * when refused (bad channel name, closing connection, out of
+	 * memory; done will not be called). */
+
+	/* Subscribe c to channel.  With since (NULL: none), the messages
+	 * after since->offset still in history are delivered to c after the
+	 * answer and before any new one, when since->epoch is the
+	 * channel's: then the answer says recovered.  Subscribing twice is
+	 * not an error (the answer comes again, nothing is replayed). */
+	int (*bus_subscribe)(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
+	    const char *channel, const struct wsp_bus_since *since,
+	    void (*done)(void *arg, struct wsp_conn *c,
+	    const struct wsp_bus_subscribed *r), void *arg);
+	/* 1 when c was subscribed (and is no more), 0 when it was not. */
+	int (*bus_unsubscribe)(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
+	    const char *channel);
+	/* Publish text, a JSON object of len bytes, on channel.  Each
+	 * subscriber receives it with "offset" (1, 2, 3... per channel) and
+	 * "epoch" members added, unless WSP_BUS_TRANSIENT.  c is the
+	 * publisher (NULL: none): WSP_BUS_NOT_SELF skips it, and done (may be
+	 * NULL) gets c NULL if it closes first.  Data is copied. */
+	int (*bus_publish)(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
+	    const char *channel, const char *text, size_t len, unsigned flags,
+	    void (*done)(void *arg, struct wsp_conn *c,
+	    const struct wsp_bus_published *r), void *arg);
+	/* Call fn for each channel c is subscribed to, in this process;
+	 * returns how many there are. */
+	size_t (*bus_channels)(struct wsp_plugin_ctx *ctx,
+	    const struct wsp_conn *c, void (*fn)(const char *channel,
+	    void *arg), void *arg);
+	/* The connection ids subscribed to channel in every worker (at most
+	 * max of them; *total_r says how many there are): a borrowed array
+	 * for done.  c as for bus_publish. */
+	int (*bus_presence)(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
+	    const char *channel, size_t max, void (*done)(void *arg,
+	    struct wsp_conn *c, const char *const *ids, size_t n,
+	    uint64_t total), void *arg);
 };
 
 /*

@@ -1,51 +1,48 @@
 /*
- * broadcast: publish/subscribe channels.
+ * broadcast: publish/subscribe channels, on the daemon's bus.
  *
  *   {"type":"subscribe","channel":"news"}    -> {"type":"subscribed",…}
+ *   {"type":"subscribe","channel":"news","since":{"offset":N,"epoch":E}}
+ *       replays what was published after N, then answers with
+ *       "recovered":true (or false: refetch, the gap is not in history)
  *   {"type":"unsubscribe","channel":"news"}  -> {"type":"unsubscribed",…}
  *   {"type":"publish","channel":"news","data":…}
- *       every subscriber (the publisher too, if subscribed) gets
- *       {"type":"message","channel":"news","data":…,"from":"<conn id>"};
- *       a publish carrying an "id" is acknowledged with
- *       {"type":"published","channel":"news","delivered":N,"id":…}
+ *       every subscriber (the publisher too, if subscribed), in every
+ *       worker, gets {"type":"message","channel":"news","data":…,
+ *       "from":"<conn id>","offset":N,"epoch":E}; a publish carrying an
+ *       "id" is acknowledged with {"type":"published",…,"id":…}
+ *   {"type":"presence","channel":"news"}     -> the connection ids on it
  *
  * With `presence = yes`, subscribers also see
  * {"type":"presence","channel":…,"event":"join"|"leave","connectionId":…}.
  *
- * The channel index lives in this plugin, but a connection's membership is
- * also kept as a daemon-owned attribute ("channels": an array of names).
- * When a new build of the plugin is loaded by a reload, adopt() rebuilds
- * the index from those attributes, so subscriptions survive the reload.
- *
- * A message is serialized once per publish and queued for each subscriber
- * in subscription order; per-connection output is FIFO, so every
- * subscriber sees a channel's messages in publish order.
+ * The channels are the daemon's (the bus, host ABI 3), not this plugin's:
+ * the bus numbers each channel's messages, keeps their history, delivers
+ * each exactly once in publish order to subscribers in every worker, and
+ * keeps a connection's subscriptions across a reload of this plugin.
+ * What the plugin keeps is the answers it still owes: each holds the
+ * request's id, and unload frees those never answered.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include <uthash.h>
 #include <wsplugd/plugin.h>
 
-#define CHANNEL_NAME_MAX 128
+#define PRESENCE_MAX 1000 /* ids in one presence answer */
 
-struct member {
-	UT_hash_handle hh; /* keyed by the connection pointer */
-	struct wsp_conn *conn;
-};
-
-struct channel {
-	UT_hash_handle hh; /* keyed by name */
-	struct member *members;
-	char name[];
+struct pending {
+	struct pending *prev, *next;
+	struct broadcast *b;
+	json_t *id;  /* the request's, or NULL */
+	int joined;  /* a subscribe that adds the connection: announce it */
 };
 
 struct broadcast {
 	const struct wsp_host *host;
 	struct wsp_plugin_ctx *ctx;
-	struct channel *channels;
 	int presence;
 	uint64_t max_channels; /* per connection */
+	struct pending *pending;
 };
 
 static int
@@ -73,27 +70,42 @@ bc_load(struct wsp_plugin_ctx *ctx, const struct wsp_host *host,
 	return 0;
 }
 
-static void
-channel_free(struct broadcast *b, struct channel *ch)
+static struct pending *
+pending_new(struct broadcast *b, json_t *id)
 {
-	struct member *m, *tmp;
+	struct pending *p;
 
-	HASH_ITER(hh, ch->members, m, tmp) {
-		HASH_DEL(ch->members, m);
-		free(m);
-	}
-	HASH_DEL(b->channels, ch);
-	free(ch);
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return NULL;
+	p->b = b;
+	p->id = json_incref(id);
+	p->next = b->pending;
+	if (p->next != NULL)
+		p->next->prev = p;
+	b->pending = p;
+	return p;
+}
+
+static void
+pending_free(struct pending *p)
+{
+	if (p->prev != NULL)
+		p->prev->next = p->next;
+	else
+		p->b->pending = p->next;
+	if (p->next != NULL)
+		p->next->prev = p->prev;
+	json_decref(p->id);
+	free(p);
 }
 
 static void
 bc_unload(void *state)
 {
 	struct broadcast *b = state;
-	struct channel *ch, *tmp;
 
-	HASH_ITER(hh, b->channels, ch, tmp)
-		channel_free(b, ch);
+	while (b->pending != NULL)
+		pending_free(b->pending);
 	free(b);
 }
 
@@ -116,25 +128,10 @@ fail(struct broadcast *b, struct wsp_conn *c, json_t *id, const char *code,
 	    "message", text), id);
 }
 
-/* Send one serialized message to every member of ch; returns the count. */
-static int
-channel_send(struct broadcast *b, struct channel *ch, const char *text,
-    size_t n, struct wsp_conn *except)
-{
-	struct member *m, *tmp;
-	int sent = 0;
-
-	HASH_ITER(hh, ch->members, m, tmp) {
-		if (m->conn == except)
-			continue;
-		if (b->host->send_text(m->conn, text, n) == 0)
-			sent++;
-	}
-	return sent;
-}
-
+/* A presence event for the channel's other subscribers, in every worker:
+ * transient, so it takes no offset and stays out of history. */
 static void
-presence(struct broadcast *b, struct channel *ch, struct wsp_conn *c,
+announce(struct broadcast *b, struct wsp_conn *c, const char *channel,
     const char *event)
 {
 	json_t *msg;
@@ -143,74 +140,14 @@ presence(struct broadcast *b, struct channel *ch, struct wsp_conn *c,
 	if (!b->presence)
 		return;
 	msg = json_pack("{s:s, s:s, s:s, s:s}", "type", "presence", "channel",
-	    ch->name, "event", event, "connectionId", b->host->conn_id(c));
+	    channel, "event", event, "connectionId", b->host->conn_id(c));
 	if (msg == NULL)
 		return;
 	if ((text = json_dumps(msg, JSON_COMPACT)) != NULL)
-		channel_send(b, ch, text, strlen(text), c);
+		b->host->bus_publish(b->ctx, c, channel, text, strlen(text),
+		    WSP_BUS_TRANSIENT | WSP_BUS_NOT_SELF, NULL, NULL);
 	free(text);
 	json_decref(msg);
-}
-
-static struct channel *
-channel_get(struct broadcast *b, const char *name, int create)
-{
-	struct channel *ch;
-	size_t n = strlen(name);
-
-	HASH_FIND(hh, b->channels, name, n, ch);
-	if (ch != NULL || !create)
-		return ch;
-	if ((ch = calloc(1, sizeof(*ch) + n + 1)) == NULL)
-		return NULL;
-	memcpy(ch->name, name, n + 1);
-	HASH_ADD_KEYPTR(hh, b->channels, ch->name, n, ch);
-	return ch;
-}
-
-static int
-member_add(struct channel *ch, struct wsp_conn *c)
-{
-	struct member *m;
-
-	HASH_FIND_PTR(ch->members, &c, m);
-	if (m != NULL)
-		return 0;
-	if ((m = calloc(1, sizeof(*m))) == NULL)
-		return -1;
-	m->conn = c;
-	HASH_ADD_PTR(ch->members, conn, m);
-	return 1;
-}
-
-static void
-member_remove(struct broadcast *b, struct channel *ch, struct wsp_conn *c)
-{
-	struct member *m;
-
-	HASH_FIND_PTR(ch->members, &c, m);
-	if (m == NULL)
-		return;
-	HASH_DEL(ch->members, m);
-	free(m);
-	if (ch->members == NULL)
-		channel_free(b, ch);
-}
-
-/* The connection's membership attribute: an array of channel names. */
-static json_t *
-memberships(struct broadcast *b, struct wsp_conn *c)
-{
-	json_t *a = b->host->attr_get(b->ctx, c, "channels");
-
-	return json_is_array(a) ? a : NULL;
-}
-
-static int
-memberships_set(struct broadcast *b, struct wsp_conn *c, json_t *a)
-{
-	return b->host->attr_set(b->ctx, c, "channels",
-	    json_array_size(a) > 0 ? a : NULL);
 }
 
 static const char *
@@ -219,112 +156,221 @@ channel_arg(struct broadcast *b, struct wsp_conn *c,
 {
 	json_t *ch = json_object_get(m->json, "channel");
 	const char *name = json_string_value(ch);
+	size_t n = name != NULL ? strlen(name) : 0, i;
 
-	if (name == NULL || name[0] == '\0' ||
-	    strlen(name) > CHANNEL_NAME_MAX) {
+	for (i = 0; i < n; i++)
+		if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+			break;
+	if (name == NULL || n == 0 || n > WSP_BUS_CHANNEL_MAX || i < n ||
+	    n != json_string_length(ch)) {
 		fail(b, c, id, "invalid_channel",
 		    "\"channel\" must be a non-empty string of at most 128 "
-		    "bytes");
+		    "bytes without control characters");
 		return NULL;
 	}
 	return name;
 }
 
-static void
-do_subscribe(struct broadcast *b, struct wsp_conn *c, const char *name,
-    json_t *id)
-{
-	json_t *mine = memberships(b, c), *copy;
-	struct channel *ch = channel_get(b, name, 0);
-	int added;
+struct find {
+	const char *name;
+	int found;
+};
 
-	if (ch == NULL && json_array_size(mine) >= b->max_channels) {
+static void
+find_cb(const char *channel, void *arg)
+{
+	struct find *f = arg;
+
+	f->found |= strcmp(channel, f->name) == 0;
+}
+
+static void
+subscribed_cb(void *arg, struct wsp_conn *c,
+    const struct wsp_bus_subscribed *r)
+{
+	struct pending *p = arg;
+	struct broadcast *b = p->b;
+
+	if (c != NULL && r->error)
+		fail(b, c, p->id, "bus_error", "the subscription failed");
+	else if (c != NULL) {
+		if (p->joined)
+			announce(b, c, r->channel, "join");
+		reply(b, c, json_pack("{s:s, s:s, s:I, s:b, s:I, s:s}",
+		    "type", "subscribed", "channel", r->channel,
+		    "subscribers", (json_int_t)r->subscribers,
+		    "recovered", r->recovered,
+		    "offset", (json_int_t)r->offset, "epoch", r->epoch),
+		    p->id);
+	}
+	pending_free(p);
+}
+
+/* "since": {"offset": N, "epoch": E}, or the flat form the browser
+ * client (clients/js) sends, "since": N beside "epoch": E; 0, or -1
+ * after an error reply. */
+static int
+since_arg(struct broadcast *b, struct wsp_conn *c, json_t *id,
+    const struct wsp_message *m, json_t *v, struct wsp_bus_since *since_r)
+{
+	json_t *o = json_object_get(v, "offset"), *e = json_object_get(v,
+	    "epoch");
+
+	if (json_is_integer(v)) {
+		e = json_object_get(m->json, "epoch");
+		if (json_integer_value(v) >= 0 && (e == NULL ||
+		    (json_is_string(e) && json_string_length(e) <=
+		    WSP_BUS_EPOCH_MAX))) {
+			since_r->offset = (uint64_t)json_integer_value(v);
+			/* no epoch: never the channel's, so not recovered */
+			since_r->epoch = e != NULL ? json_string_value(e) : "";
+			return 0;
+		}
+		o = NULL; /* the error below */
+	}
+
+	if (!json_is_object(v) || !json_is_integer(o) ||
+	    json_integer_value(o) < 0 || !json_is_string(e) ||
+	    json_string_length(e) > WSP_BUS_EPOCH_MAX) {
+		fail(b, c, id, "invalid_since", "\"since\" must be "
+		    "{\"offset\": an integer >= 0, \"epoch\": a string of at "
+		    "most 32 bytes}");
+		return -1;
+	}
+	since_r->offset = (uint64_t)json_integer_value(o);
+	since_r->epoch = json_string_value(e);
+	return 0;
+}
+
+static void
+do_subscribe(struct broadcast *b, struct wsp_conn *c,
+    const struct wsp_message *m, const char *name, json_t *id)
+{
+	json_t *sv = json_object_get(m->json, "since");
+	struct wsp_bus_since since;
+	struct find f = { name, 0 };
+	struct pending *p;
+	size_t n;
+
+	if (sv != NULL && since_arg(b, c, id, m, sv, &since) == -1)
+		return;
+	n = b->host->bus_channels(b->ctx, c, find_cb, &f);
+	if (!f.found && n >= b->max_channels) {
 		fail(b, c, id, "too_many_channels",
 		    "subscribed to max_channels channels already");
 		return;
 	}
-	if ((ch = channel_get(b, name, 1)) == NULL)
+	if ((p = pending_new(b, id)) == NULL)
 		return;
-	if ((added = member_add(ch, c)) == -1)
-		return;
-	if (added) {
-		if (json_array_size(mine) >= b->max_channels) {
-			member_remove(b, ch, c);
-			fail(b, c, id, "too_many_channels",
-			    "subscribed to max_channels channels already");
-			return;
-		}
-		copy = mine != NULL ? json_copy(mine) : json_array();
-		json_array_append_new(copy, json_string(name));
-		memberships_set(b, c, copy);
-		json_decref(copy);
-		presence(b, ch, c, "join");
+	p->joined = !f.found;
+	if (b->host->bus_subscribe(b->ctx, c, name, sv != NULL ? &since : NULL,
+	    subscribed_cb, p) == -1) {
+		fail(b, c, id, "bus_error", "the subscription failed");
+		pending_free(p);
 	}
-	reply(b, c, json_pack("{s:s, s:s, s:I}", "type", "subscribed",
-	    "channel", name, "subscribers", (json_int_t)HASH_COUNT(ch->members)),
-	    id);
-}
-
-static void
-forget(struct broadcast *b, struct wsp_conn *c, const char *name)
-{
-	json_t *mine = memberships(b, c), *copy, *v;
-	size_t i;
-
-	if (mine == NULL)
-		return;
-	copy = json_array();
-	json_array_foreach(mine, i, v)
-		if (!json_is_string(v) || strcmp(json_string_value(v), name) != 0)
-			json_array_append(copy, v);
-	memberships_set(b, c, copy);
-	json_decref(copy);
 }
 
 static void
 do_unsubscribe(struct broadcast *b, struct wsp_conn *c, const char *name,
     json_t *id)
 {
-	struct channel *ch = channel_get(b, name, 0);
-	struct member *m = NULL;
+	struct find f = { name, 0 };
 
-	if (ch != NULL)
-		HASH_FIND_PTR(ch->members, &c, m);
-	if (m == NULL) {
+	b->host->bus_channels(b->ctx, c, find_cb, &f);
+	if (!f.found) {
 		fail(b, c, id, "not_subscribed", "not subscribed to that channel");
 		return;
 	}
-	presence(b, ch, c, "leave");
-	member_remove(b, ch, c);
-	forget(b, c, name);
+	announce(b, c, name, "leave");
+	b->host->bus_unsubscribe(b->ctx, c, name);
 	reply(b, c, json_pack("{s:s, s:s}", "type", "unsubscribed", "channel",
 	    name), id);
+}
+
+static void
+published_cb(void *arg, struct wsp_conn *c,
+    const struct wsp_bus_published *r)
+{
+	struct pending *p = arg;
+	struct broadcast *b = p->b;
+
+	if (c != NULL && r->error)
+		fail(b, c, p->id, "bus_error", "the message was not published");
+	else if (c != NULL)
+		reply(b, c, json_pack("{s:s, s:s, s:I, s:I, s:s}", "type",
+		    "published", "channel", r->channel, "delivered",
+		    (json_int_t)r->subscribers, "offset", (json_int_t)r->offset,
+		    "epoch", r->epoch), p->id);
+	pending_free(p);
 }
 
 static void
 do_publish(struct broadcast *b, struct wsp_conn *c,
     const struct wsp_message *m, const char *name, json_t *id)
 {
-	struct channel *ch = channel_get(b, name, 0);
 	json_t *data = json_object_get(m->json, "data"), *msg;
+	struct pending *p = NULL;
 	char *text;
-	int sent = 0;
 
-	if (ch != NULL) {
-		msg = json_pack("{s:s, s:s, s:O?, s:s}", "type", "message",
-		    "channel", name, "data", data, "from", b->host->conn_id(c));
-		if (msg == NULL)
-			return;
-		text = json_dumps(msg, JSON_COMPACT);
-		json_decref(msg);
-		if (text == NULL)
-			return;
-		sent = channel_send(b, ch, text, strlen(text), NULL);
+	msg = json_pack("{s:s, s:s, s:O?, s:s}", "type", "message",
+	    "channel", name, "data", data, "from", b->host->conn_id(c));
+	if (msg == NULL)
+		return;
+	text = json_dumps(msg, JSON_COMPACT);
+	json_decref(msg);
+	if (text == NULL)
+		return;
+	if (id != NULL && (p = pending_new(b, id)) == NULL) {
 		free(text);
+		return;
 	}
-	if (id != NULL)
-		reply(b, c, json_pack("{s:s, s:s, s:i}", "type", "published",
-		    "channel", name, "delivered", sent), id);
+	if (b->host->bus_publish(b->ctx, c, name, text, strlen(text), 0,
+	    p != NULL ? published_cb : NULL, p) == -1) {
+		fail(b, c, id, "bus_error", "the message was not published");
+		if (p != NULL)
+			pending_free(p);
+	}
+	free(text);
+}
+
+static void
+presence_cb(void *arg, struct wsp_conn *c, const char *const *ids, size_t n,
+    uint64_t total)
+{
+	struct pending *p = arg;
+	json_t *a;
+	size_t i;
+
+	if (c != NULL && (a = json_array()) != NULL) {
+		for (i = 0; i < n; i++)
+			json_array_append_new(a, json_string(ids[i]));
+		reply(p->b, c, json_pack("{s:s, s:s?, s:o, s:I}", "type",
+		    "presence", "channel", json_string_value(json_object_get(
+		    p->id, "channel")), "connections", a, "total",
+		    (json_int_t)total), json_object_get(p->id, "id"));
+	}
+	pending_free(p);
+}
+
+static void
+do_presence(struct broadcast *b, struct wsp_conn *c, const char *name,
+    json_t *id)
+{
+	struct pending *p;
+	json_t *ctx;
+
+	/* what the answer needs: the channel and the request's id */
+	if ((ctx = json_pack("{s:s, s:O?}", "channel", name, "id", id)) == NULL)
+		return;
+	p = pending_new(b, ctx);
+	json_decref(ctx);
+	if (p == NULL)
+		return;
+	if (b->host->bus_presence(b->ctx, c, name, PRESENCE_MAX, presence_cb,
+	    p) == -1) {
+		fail(b, c, id, "bus_error", "presence is not available");
+		pending_free(p);
+	}
 }
 
 static void
@@ -337,52 +383,43 @@ bc_message(void *state, struct wsp_conn *c, const struct wsp_message *m)
 	if ((name = channel_arg(b, c, m, id)) == NULL)
 		return;
 	if (strcmp(m->type, "subscribe") == 0)
-		do_subscribe(b, c, name, id);
+		do_subscribe(b, c, m, name, id);
 	else if (strcmp(m->type, "unsubscribe") == 0)
 		do_unsubscribe(b, c, name, id);
+	else if (strcmp(m->type, "presence") == 0)
+		do_presence(b, c, name, id);
 	else
 		do_publish(b, c, m, name, id);
 }
 
-/* A reload brought this build in while c was open: re-enter c in the
- * channels its attribute lists. */
-static void
-bc_adopt(void *state, struct wsp_conn *c)
-{
-	struct broadcast *b = state;
-	json_t *mine = memberships(b, c), *v;
-	struct channel *ch;
-	size_t i;
+struct leave {
+	struct broadcast *b;
+	struct wsp_conn *c;
+};
 
-	json_array_foreach(mine, i, v) {
-		if (!json_is_string(v))
-			continue;
-		if ((ch = channel_get(b, json_string_value(v), 1)) != NULL)
-			member_add(ch, c);
-	}
+static void
+leave_cb(const char *channel, void *arg)
+{
+	struct leave *l = arg;
+
+	announce(l->b, l->c, channel, "leave");
 }
 
+/* c is closing: its subscriptions end with it (the bus drops them after
+ * this); the others hear that it left. */
 static void
 bc_close(void *state, struct wsp_conn *c, uint16_t code)
 {
 	struct broadcast *b = state;
-	json_t *mine = memberships(b, c), *v;
-	struct channel *ch;
-	size_t i;
+	struct leave l = { b, c };
 
 	(void)code;
-	json_array_foreach(mine, i, v) {
-		if (!json_is_string(v))
-			continue;
-		if ((ch = channel_get(b, json_string_value(v), 0)) == NULL)
-			continue;
-		presence(b, ch, c, "leave");
-		member_remove(b, ch, c);
-	}
+	if (b->presence)
+		b->host->bus_channels(b->ctx, c, leave_cb, &l);
 }
 
 static const char *const bc_types[] = { "subscribe", "unsubscribe",
-	"publish", NULL };
+	"publish", "presence", NULL };
 
 WSP_EXPORT const struct wsp_plugin wsplugd_plugin = {
 	.abi = WSPLUGD_PLUGIN_ABI,
@@ -391,7 +428,6 @@ WSP_EXPORT const struct wsp_plugin wsplugd_plugin = {
 	.types = bc_types,
 	.load = bc_load,
 	.unload = bc_unload,
-	.adopt = bc_adopt,
 	.message = bc_message,
 	.close = bc_close,
 };

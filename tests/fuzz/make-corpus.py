@@ -407,6 +407,30 @@ def handover():
     write("handover", "listen", u(1, 1) + u(0, 1) + u(len(sin), 2) + sin)
 
 
+def bus_frame():
+    # a stream of frames as a worker's socket carries them, built by hand
+    def frame(typ, channel=b"", conn=b"", epoch=b"", data=b"", flags=0,
+              ident=0, n1=0, n2=0):
+        body = struct.pack(">BBIQQ", typ, flags, ident, n1, n2)
+        for s in (channel, conn, epoch):
+            body += bytes([len(s)]) + s
+        return struct.pack(">I", len(body) + len(data)) + body + data
+
+    conn = b"0123456789abcdef0123456789abcdef"
+    write("bus_frame", "publish", frame(1, b"news", conn, data=b'{"a":1}'))
+    write("bus_frame", "subscribe-since",
+          frame(2, b"news", conn, b"00112233aabbccdd", flags=1, ident=7,
+                n1=41))
+    write("bus_frame", "message-and-ack",
+          frame(7, b"news", b"", b"00112233aabbccdd", b'{"x":"y"}', n1=42)
+          + frame(5, b"news", epoch=b"00112233aabbccdd", ident=7, n1=42,
+                  n2=3))
+    write("bus_frame", "presence", frame(9, b"room", ident=2, n1=2,
+                                         data=conn + b"\n" + conn + b"\n"))
+    write("bus_frame", "truncated", frame(1, b"news", conn, data=b"{}")[:-5])
+    write("bus_frame", "bad-type", frame(0, b"x") + frame(200, b"x"))
+
+
 if __name__ == "__main__":
     codec()
     http()
@@ -415,3 +439,4 @@ if __name__ == "__main__":
     dispatch()
     json_read()
     handover()
+    bus_frame()

@@ -500,6 +500,32 @@ test_parse_listen(void)
 	}
 }
 
+/* [bus]: defaults, every key, the one backend, bad values. */
+static void
+test_bus_section(void)
+{
+	struct wsp_config *c;
+
+	c = load("[server]\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_EQUAL(c->bus_backend, BUS_BACKEND_LOCAL);
+	CU_ASSERT_EQUAL(c->bus_history_size, 100);
+	CU_ASSERT_EQUAL(c->bus_history_ttl, 5 * MS_MIN);
+	CU_ASSERT_EQUAL(c->bus_history_memory, 64 * MIB);
+	c = load("[bus]\nbackend = local\nhistory_size = 0\n"
+	    "history_ttl = 1h\nhistory_memory = 1MiB\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_EQUAL(c->bus_history_size, 0);
+	CU_ASSERT_EQUAL(c->bus_history_ttl, MS_HOUR);
+	CU_ASSERT_EQUAL(c->bus_history_memory, MIB);
+	expect_one("[bus]\nbackend = redis\n", 2,
+	    "[bus] backend: invalid backend 'redis' (expected local)");
+	expect_one("[bus]\n\nhistory_ttl = 500ms\n", 3,
+	    "[bus] history_ttl: 500ms is out of range (1s..7d)");
+	expect_one("[bus]\nhistory_size = 1000001\n", 2,
+	    "[bus] history_size: 1000001 is out of range (0..1000000)");
+}
+
 /* [deflate]: defaults, every key, and bad values with FILE:LINE. */
 static void
 test_deflate_section(void)
@@ -1393,6 +1419,7 @@ main(void)
 		{ "BOM and CRLF", test_bom_and_crlf },
 		{ "[log] target = journal", test_log_journal },
 		{ "[admin] listen", test_admin_listen },
+		{ "[bus]", test_bus_section },
 		{ "[tls] and listen ... tls", test_tls_keys },
 		{ "shipped wsplugd.conf.in", test_shipped_config },
 	};

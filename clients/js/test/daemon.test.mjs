@@ -559,10 +559,11 @@ test('channels are resubscribed after a reconnect; each message delivered once, 
     sub.reconnect();
     await until(sub, () => sub.rec.resubscribed.length === 1, 15000);
     assert.equal(sub.rec.resubscribed[0].channel, 'room');
-    // Today's broadcast plugin numbers nothing: no offset to resume from,
-    // and no claim of recovery.
-    assert.equal(sub.rec.resubscribed[0].since, null);
-    assert.equal(sub.rec.resubscribed[0].recovered, null);
+    // The broadcast plugin numbers its messages (the daemon's bus): the
+    // client resumes from the last offset it saw, and the daemon says it
+    // recovered everything after it.
+    assert.equal(sub.rec.resubscribed[0].since, 5);
+    assert.equal(sub.rec.resubscribed[0].recovered, true);
     const conn2 = sub.rec.established[1].connectionId;
     await publish(5);
     await until(sub, () => got().length === 10);
