@@ -230,11 +230,11 @@ test_gone_and_draining_upgrade(void)
 	CU_ASSERT(!admit_gone(&fake_cfg, &p));
 
 	fake_srv.draining = 1;
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", 0, request(""),
+	CU_ASSERT_EQUAL(admit_request(&fake_srv, request(""),
 	    &proto, &reason, &why), 503);
 	CU_ASSERT_STRING_EQUAL(reason, "shutting_down");
 	fake_srv.draining = 0;
-	CU_ASSERT_EQUAL(admit_request(&fake_srv, "127.0.0.1", 0, request(""),
+	CU_ASSERT_EQUAL(admit_request(&fake_srv, request(""),
 	    &proto, &reason, &why), 0);
 }
 
