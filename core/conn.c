@@ -13,7 +13,10 @@
  * message, to dispatch.c), closed (the plugins say goodbye) and gone (the
  * shutdown may be done).  Whether a client may connect or upgrade is the
  * handshake policy's, admit.c; this file only parses the request, writes
- * the refusal and lingers.
+ * the refusal and lingers.  What the plugins say before the 101 goes
+ * through the upgrade hook (upgrade.c); when a plugin takes its time the
+ * connection stops reading and waits, under the handshake deadline, for
+ * conn_upgrade_resume, and acts on the answer in its own handler.
  *
  * One text message: conn_event_cb reads it into the server's buffer,
  * conn_feed hands the bytes to ws_codec.c, conn_on_data reassembles the
@@ -86,11 +89,25 @@ conn_schedule_flush(struct wsp_conn *c)
 	event_active(&c->ev, EV_WRITE, 1);
 }
 
+/* Reading again after a plugin's wait (the event was deleted). */
+static void
+conn_wait_end(struct wsp_conn *c)
+{
+	if (!c->upgrade_wait)
+		return;
+	c->upgrade_wait = 0;
+	event_add(&c->ev, NULL);
+}
+
 static void
 conn_leave_handshake(struct wsp_conn *c)
 {
 	if (c->state == CONN_HANDSHAKE)
 		c->srv->nhandshake--;
+	conn_wait_end(c);
+	c->upgrade_ready = 0;
+	if (c->upgrade != NULL)
+		c->srv->conn_hooks.upgrade_end(c);
 }
 
 static const char *
@@ -252,12 +269,13 @@ conn_answered(struct wsp_conn *c)
 	conn_schedule_flush(c);
 }
 
-/* Answer the handshake with an error status and linger-close. */
-void
-conn_refuse(struct wsp_conn *c, int status, const char *reason,
-    const char *why)
+/* Answer the handshake with an error status and linger-close; by names
+ * the plugin that refused, or is NULL. */
+static void
+conn_refuse_by(struct wsp_conn *c, int status, const char *reason,
+    const char *why, const char *by)
 {
-	admit_refused(c->srv, c->ip, c->port, status, reason, why);
+	admit_refused_by(c->srv, c->ip, c->port, status, reason, why, by);
 	if (c->held_conn | c->held_ip)
 		admit_release(c);
 	if (c->ssl != NULL && !c->tls_open) {
@@ -267,7 +285,15 @@ conn_refuse(struct wsp_conn *c, int status, const char *reason,
 		tls_conn_free(c);
 	} else
 		http_response_error(c->out, status, why);
+	/* last: the end of the handshake frees what why and by point to */
 	conn_answered(c);
+}
+
+void
+conn_refuse(struct wsp_conn *c, int status, const char *reason,
+    const char *why)
+{
+	conn_refuse_by(c, status, reason, why, NULL);
 }
 
 /* A GET of the discovery document (http_upgrade.c) is answered, not
@@ -309,6 +335,8 @@ conn_log_open(struct wsp_conn *c)
 	log_str(l, "path", c->path->s);
 	if (c->subprotocol != NULL)
 		log_str(l, "subprotocol", c->subprotocol);
+	if (c->user != NULL)
+		log_str(l, "user", c->user);
 	if (c->ssl != NULL) {
 		log_str(l, "tls", tls_version(c));
 		log_str(l, "cipher", tls_cipher(c));
@@ -340,7 +368,9 @@ conn_upgrade(struct wsp_conn *c, const struct http_request *req,
 		return -1;
 	if ((c->path = conn_path_get(srv, &req->target)) == NULL)
 		return -1;
-	if (proto != NULL && (c->subprotocol = strdup(proto)) == NULL)
+	/* A plugin that took its time had it copied already. */
+	if (proto != NULL && c->subprotocol == NULL &&
+	    (c->subprotocol = strdup(proto)) == NULL)
 		return -1;
 	if (registry_ip_ref(&srv->reg, c->ip) == -1)
 		return -1;
@@ -451,7 +481,66 @@ conn_read_head(struct wsp_conn *c)
 	}
 	/* admitted: with workers > 1 it holds a place from its address */
 	c->held_ip = c->srv->limits != NULL && cfg->max_connections_per_ip > 0;
+	if (c->srv->conn_hooks.upgrade != NULL) {
+		const char *by = NULL;
+
+		status = c->srv->conn_hooks.upgrade(c, &req, c->head, end,
+		    proto, &why, &by);
+		if (status == CONN_UPGRADE_WAIT) {
+			/* The request is parsed again from the head when the
+			 * answer comes; proto may not outlive a reload. */
+			c->head_end = end;
+			if (proto != NULL &&
+			    (c->subprotocol = strdup(proto)) == NULL)
+				return -1;
+			/* Nothing more is read until then: not the frames
+			 * a client pipelines, not its EOF.  The handshake
+			 * deadline still runs. */
+			event_del(&c->ev);
+			c->upgrade_wait = 1;
+			return 0;
+		}
+		if (status != 0) {
+			conn_refuse_by(c, status, "plugin", why, by);
+			return 0;
+		}
+	}
 	return conn_upgrade(c, &req, end, proto);
+}
+
+void
+conn_upgrade_resume(struct wsp_conn *c, int status, const char *why,
+    const char *by)
+{
+	if (c->state != CONN_HANDSHAKE || !c->upgrade_wait)
+		return;
+	c->upgrade_status = status;
+	c->upgrade_why = why;
+	c->upgrade_by = by;
+	c->upgrade_ready = 1;
+	event_active(&c->ev, EV_WRITE, 1);
+}
+
+/* In the connection's own handler: the plugins' late answer. */
+static int
+conn_upgrade_answered(struct wsp_conn *c)
+{
+	struct http_request req;
+	const char *why;
+
+	c->upgrade_ready = 0;
+	conn_wait_end(c);
+	if (c->upgrade_status != 0) {
+		conn_refuse_by(c, c->upgrade_status, "plugin", c->upgrade_why,
+		    c->upgrade_by);
+		return 0;
+	}
+	/* The same head parsed the same way: it cannot fail now. */
+	if (http_request_parse(c->head, c->head_end, &req, &why) != 0) {
+		conn_refuse(c, 500, "other", "internal error");
+		return 0;
+	}
+	return conn_upgrade(c, &req, c->head_end, c->subprotocol);
 }
 
 /* The peer's session is over: unregister, tell the owner (the closed
@@ -492,6 +581,8 @@ conn_end_n(struct wsp_conn *c, uint16_t code, const char *reason,
 		if ((l = log_begin(WSP_LOG_INFO, "ws.close")) != NULL) {
 			log_str(l, "conn", c->id);
 			log_str(l, "ip", c->ip);
+			if (c->user != NULL)
+				log_str(l, "user", c->user);
 			log_uint(l, "code", code);
 			log_strn(l, "reason", reason, reason_len);
 			log_uint(l, "duration_ms",
@@ -834,6 +925,14 @@ conn_event_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	c->flush_pending = 0;
+	if (c->upgrade_ready && c->state == CONN_HANDSHAKE) {
+		c->in_read = 1;
+		rc = conn_upgrade_answered(c);
+		c->in_read = 0;
+		if (rc == -1)
+			goto gone;
+		what &= ~EV_READ;
+	}
 	/* A TLS read that waited for writability is retried on it. */
 	if ((what & EV_READ) || (c->tls_wants_write && (what & EV_WRITE))) {
 		c->in_read = 1;
@@ -980,6 +1079,7 @@ conn_free(struct wsp_conn *c)
 	conn_path_unref(c->path);
 	free(c->subprotocol);
 	free(c->close_reason);
+	free(c->user);
 	attrs_free(c);
 	zstream_conn_free(srv, c->zs);
 	free(c);
@@ -1002,4 +1102,5 @@ conn_info(const struct wsp_conn *c, struct wsp_conn_info *info)
 	info->msgs_out = c->msgs_out;
 	info->bytes_in = c->bytes_in;
 	info->bytes_out = c->bytes_out;
+	info->user = conn_str(c->user);
 }

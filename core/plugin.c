@@ -631,6 +631,8 @@ plugin_callback_name(uint32_t now)
 		[PLUGIN_CB_UNLOAD] = "unload", [PLUGIN_CB_OPEN] = "open",
 		[PLUGIN_CB_ADOPT] = "adopt", [PLUGIN_CB_CLOSE] = "close",
 		[PLUGIN_CB_MESSAGE] = "message", [PLUGIN_CB_TIMER] = "timer",
+		[PLUGIN_CB_UPGRADE] = "upgrade",
+		[PLUGIN_CB_UPGRADE_CANCEL] = "upgrade_cancel",
 	};
 
 	return (now & 0xff) < nitems(names) ? names[now & 0xff] : "";
@@ -724,4 +726,28 @@ plugin_call_message(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
 
 	ctx->desc->message(ctx->state, c, m);
 	plugin_timed_end(ctx, "message", t0);
+}
+
+int
+plugin_call_upgrade(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
+    const struct wsp_upgrade_request *req, const char **reason_r)
+{
+	uint64_t t0 = plugin_timed_begin(ctx, PLUGIN_CB_UPGRADE);
+	int rc;
+
+	rc = ctx->desc->upgrade(ctx->state, c, req, reason_r);
+	plugin_timed_end(ctx, "upgrade", t0);
+	return rc;
+}
+
+void
+plugin_call_upgrade_cancel(struct wsp_plugin_ctx *ctx, struct wsp_conn *c)
+{
+	uint64_t t0;
+
+	if (ctx->desc->upgrade_cancel == NULL)
+		return;
+	t0 = plugin_timed_begin(ctx, PLUGIN_CB_UPGRADE_CANCEL);
+	ctx->desc->upgrade_cancel(ctx->state, c);
+	plugin_timed_end(ctx, "upgrade_cancel", t0);
 }

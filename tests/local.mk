@@ -12,6 +12,7 @@ UNIT_TESTS = \
 	tests/unit/test_config \
 	tests/unit/test_dispatch \
 	tests/unit/test_json_read \
+	tests/unit/test_json_scan \
 	tests/unit/test_json_write \
 	tests/unit/test_registry \
 	tests/unit/test_limits \
@@ -44,6 +45,9 @@ tests_unit_test_dispatch_LDADD = $(UNIT_LDADD)
 tests_unit_test_json_read_SOURCES = tests/unit/test_json_read.c
 tests_unit_test_json_read_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_json_read_LDADD = $(UNIT_LDADD)
+tests_unit_test_json_scan_SOURCES = tests/unit/test_json_scan.c
+tests_unit_test_json_scan_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_json_scan_LDADD = $(UNIT_LDADD)
 tests_unit_test_json_write_SOURCES = tests/unit/test_json_write.c
 tests_unit_test_json_write_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_json_write_LDADD = $(UNIT_LDADD)

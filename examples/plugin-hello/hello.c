@@ -62,7 +62,9 @@ static void
 hello_message(void *state, struct wsp_conn *c, const struct wsp_message *m)
 {
 	struct hello *h = state;
-	const char *name = json_string_value(json_object_get(m->json, "name"));
+	/* The tree is built only when asked for: once per message. */
+	const char *name = json_string_value(json_object_get(
+	    h->host->message_json(m), "name"));
 	char text[128];
 	json_t *reply;
 

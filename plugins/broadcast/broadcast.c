@@ -217,7 +217,8 @@ static const char *
 channel_arg(struct broadcast *b, struct wsp_conn *c,
     const struct wsp_message *m, json_t *id)
 {
-	json_t *ch = json_object_get(m->json, "channel");
+	json_t *ch = json_object_get(b->host->message_json(m),
+	    "channel");
 	const char *name = json_string_value(ch);
 
 	if (name == NULL || name[0] == '\0' ||
@@ -306,7 +307,8 @@ do_publish(struct broadcast *b, struct wsp_conn *c,
     const struct wsp_message *m, const char *name, json_t *id)
 {
 	struct channel *ch = channel_get(b, name, 0);
-	json_t *data = json_object_get(m->json, "data"), *msg;
+	json_t *data = json_object_get(b->host->message_json(m), "data");
+	json_t *msg;
 	char *text;
 	int sent = 0;
 
@@ -331,7 +333,8 @@ static void
 bc_message(void *state, struct wsp_conn *c, const struct wsp_message *m)
 {
 	struct broadcast *b = state;
-	json_t *id = json_object_get(m->json, "id");
+	/* Every request here needs its members: the tree, built once. */
+	json_t *id = json_object_get(b->host->message_json(m), "id");
 	const char *name;
 
 	if ((name = channel_arg(b, c, m, id)) == NULL)
