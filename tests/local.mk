@@ -131,6 +131,11 @@ tests_plugins_closer_la_SOURCES = tests/plugins/closer.c
 tests_plugins_closer_la_CFLAGS = $(PLUGIN_CFLAGS)
 tests_plugins_closer_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 tests_plugins_closer_la_LIBADD = $(JANSSON_LIBS)
+check_LTLIBRARIES += tests/plugins/gate.la
+tests_plugins_gate_la_SOURCES = tests/plugins/gate.c
+tests_plugins_gate_la_CFLAGS = $(PLUGIN_CFLAGS)
+tests_plugins_gate_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+tests_plugins_gate_la_LIBADD = $(JANSSON_LIBS)
 check_LTLIBRARIES += tests/plugins/badabi.la tests/plugins/nodesc.la \
 	tests/plugins/worker.la
 tests_plugins_worker_la_SOURCES = tests/plugins/worker.c
@@ -211,6 +216,7 @@ INTEGRATION_FILES = \
 	tests/integration/test_reload.py \
 	tests/integration/test_smoke.py \
 	tests/integration/test_tls.py \
+	tests/integration/test_upgrade.py \
 	tests/integration/test_utf8_close.py \
 	tests/integration/test_workers.py \
 	tests/integration/tlspki.py
