@@ -535,6 +535,7 @@ plugin_reload_commit(struct wsp_server *srv,
 		ctx = set->plugins[i];
 		if (plugin_set_has(old, ctx)) {
 			counts->kept++;
+			plugin_call_reload(ctx);
 			continue;
 		}
 		counts->loaded++;
@@ -633,6 +634,7 @@ plugin_callback_name(uint32_t now)
 		[PLUGIN_CB_MESSAGE] = "message", [PLUGIN_CB_TIMER] = "timer",
 		[PLUGIN_CB_UPGRADE] = "upgrade",
 		[PLUGIN_CB_UPGRADE_CANCEL] = "upgrade_cancel",
+		[PLUGIN_CB_RELOAD] = "reload",
 	};
 
 	return (now & 0xff) < nitems(names) ? names[now & 0xff] : "";
@@ -738,6 +740,18 @@ plugin_call_upgrade(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
 	rc = ctx->desc->upgrade(ctx->state, c, req, reason_r);
 	plugin_timed_end(ctx, "upgrade", t0);
 	return rc;
+}
+
+void
+plugin_call_reload(struct wsp_plugin_ctx *ctx)
+{
+	uint64_t t0;
+
+	if (ctx->desc->reload == NULL)
+		return;
+	t0 = plugin_timed_begin(ctx, PLUGIN_CB_RELOAD);
+	ctx->desc->reload(ctx->state);
+	plugin_timed_end(ctx, "reload", t0);
 }
 
 void

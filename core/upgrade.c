@@ -43,6 +43,7 @@ struct upgrade_header {
 struct upgrade {
 	struct wsp_conn *c;
 	struct plugin_set *set;     /* whose plugins[] next indexes */
+	unsigned generation;        /* set's: a reload may free it */
 	size_t next;                /* the next plugin to ask */
 	struct wsp_plugin_ctx *waiting; /* deferred; NULL when none */
 	int in_call;                /* inside a plugin's upgrade callback */
@@ -243,6 +244,7 @@ upgrade_begin(struct wsp_conn *c, const struct http_request *req,
 		return 503;
 	}
 	u->set = c->srv->plugins;
+	u->generation = u->set->generation;
 	c->upgrade = u;
 	rc = upgrade_run(u);
 	*why_r = u->why;
@@ -291,8 +293,9 @@ upgrade_answer(struct wsp_plugin_ctx *ctx, struct wsp_conn *c, int status,
 	}
 	/* A reload while it waited: go on in the running set, after the
 	 * plugin that answered (or from the start if it is gone). */
-	if (u->set != c->srv->plugins) {
+	if (u->generation != c->srv->plugins->generation) {
 		u->set = c->srv->plugins;
+		u->generation = u->set->generation;
 		u->next = 0;
 		for (i = 0; i < u->set->nplugins; i++)
 			if (u->set->plugins[i] == ctx)

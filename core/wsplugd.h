@@ -959,7 +959,7 @@ struct plugin_type; /* uthash: type -> plugin */
 enum plugin_callback {
 	PLUGIN_CB_NONE, PLUGIN_CB_LOAD, PLUGIN_CB_UNLOAD, PLUGIN_CB_OPEN,
 	PLUGIN_CB_ADOPT, PLUGIN_CB_CLOSE, PLUGIN_CB_MESSAGE, PLUGIN_CB_TIMER,
-	PLUGIN_CB_UPGRADE, PLUGIN_CB_UPGRADE_CANCEL,
+	PLUGIN_CB_UPGRADE, PLUGIN_CB_UPGRADE_CANCEL, PLUGIN_CB_RELOAD,
 };
 #define PLUGIN_CALL_NAMES 64 /* ids are reused round-robin past this */
 
@@ -1074,6 +1074,7 @@ int plugin_call_upgrade(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
     const struct wsp_upgrade_request *req, const char **reason_r);
 void plugin_call_upgrade_cancel(struct wsp_plugin_ctx *ctx,
     struct wsp_conn *c);
+void plugin_call_reload(struct wsp_plugin_ctx *ctx);
 /* What calls->now names: the plugin (or "") and the callback. */
 const char *plugin_callback_name(uint32_t now);
 const char *plugin_call_plugin(const struct plugin_calls *calls,

@@ -205,6 +205,7 @@ INTEGRATION_FILES = \
 	tests/integration/test_framing.py \
 	tests/integration/test_handshake.py \
 	tests/integration/test_hardening.py \
+	tests/integration/test_jwt.py \
 	tests/integration/test_keepalive.py \
 	tests/integration/test_lifecycle.py \
 	tests/integration/test_limits.py \

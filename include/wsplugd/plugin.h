@@ -276,6 +276,10 @@ struct wsp_plugin {
 	/* A deferred handshake ended before the plugin answered (timeout,
 	 * client gone, shutdown): forget c, which is about to be freed. */
 	void (*upgrade_cancel)(void *state, struct wsp_conn *c);
+	/* A reload (SIGHUP) succeeded and kept this plugin as it was (same
+	 * file, same section): re-read what it loaded from other files,
+	 * such as keys.  It cannot fail the reload; keep what works. */
+	void (*reload)(void *state);
 };
 
 #ifdef __cplusplus

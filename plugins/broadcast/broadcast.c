@@ -12,6 +12,12 @@
  * With `presence = yes`, subscribers also see
  * {"type":"presence","channel":…,"event":"join"|"leave","connectionId":…}.
  *
+ * With `channels_claim = NAME` (and `claims_plugin`, default "jwt"), a
+ * connection may subscribe and publish only to the channels its claim
+ * lists: the attribute NAME the claims plugin kept for it, an array of
+ * channel names in which "{sub}" stands for the connection's user and a
+ * trailing "*" for any rest.  No such attribute: no channel at all.
+ *
  * The channel index lives in this plugin, but a connection's membership is
  * also kept as a daemon-owned attribute ("channels": an array of names).
  * When a new build of the plugin is loaded by a reload, adopt() rebuilds
@@ -21,6 +27,7 @@
  * in subscription order; per-connection output is FIFO, so every
  * subscriber sees a channel's messages in publish order.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +53,8 @@ struct broadcast {
 	struct channel *channels;
 	int presence;
 	uint64_t max_channels; /* per connection */
+	char claim[65];        /* channels_claim, "" when off */
+	char claims_plugin[65];
 };
 
 static int
@@ -55,10 +64,18 @@ bc_load(struct wsp_plugin_ctx *ctx, const struct wsp_host *host,
 	struct broadcast *b;
 	int presence;
 	uint64_t max;
+	const char *claim, *from;
 
 	if (host->cfg_bool(sec, "presence", 0, &presence) == -1 ||
-	    host->cfg_uint(sec, "max_channels", 64, 100000, &max) == -1)
+	    host->cfg_uint(sec, "max_channels", 64, 100000, &max) == -1 ||
+	    host->cfg_string(sec, "channels_claim", "", &claim) == -1 ||
+	    host->cfg_string(sec, "claims_plugin", "jwt", &from) == -1)
 		return -1;
+	if (strlen(claim) > 64 || strlen(from) > 64) {
+		host->cfg_error(sec, strlen(claim) > 64 ? "channels_claim" :
+		    "claims_plugin", "at most 64 bytes");
+		return -1;
+	}
 	if (max == 0) {
 		host->cfg_error(sec, "max_channels", "must be at least 1");
 		return -1;
@@ -69,6 +86,8 @@ bc_load(struct wsp_plugin_ctx *ctx, const struct wsp_host *host,
 	b->ctx = ctx;
 	b->presence = presence;
 	b->max_channels = max;
+	snprintf(b->claim, sizeof(b->claim), "%s", claim);
+	snprintf(b->claims_plugin, sizeof(b->claims_plugin), "%s", from);
 	*state_r = b;
 	return 0;
 }
@@ -213,6 +232,45 @@ memberships_set(struct broadcast *b, struct wsp_conn *c, json_t *a)
 	    json_array_size(a) > 0 ? a : NULL);
 }
 
+/* Does pattern allow name for user?  "{sub}" is the user, a final "*"
+ * any rest. */
+static int
+channel_allowed_by(const char *pat, const char *name, const char *user)
+{
+	size_t ul = user != NULL ? strlen(user) : 0;
+
+	while (*pat != '\0') {
+		if (pat[0] == '*' && pat[1] == '\0')
+			return 1;
+		if (strncmp(pat, "{sub}", 5) == 0) {
+			if (user == NULL || strncmp(name, user, ul) != 0)
+				return 0;
+			name += ul;
+			pat += 5;
+			continue;
+		}
+		if (*pat++ != *name++)
+			return 0;
+	}
+	return *name == '\0';
+}
+
+static int
+channel_allowed(struct broadcast *b, struct wsp_conn *c, const char *name)
+{
+	json_t *list, *v;
+	size_t i;
+
+	if (b->claim[0] == '\0')
+		return 1;
+	list = b->host->attr_read(c, b->claims_plugin, b->claim);
+	json_array_foreach(list, i, v)
+		if (json_is_string(v) && channel_allowed_by(json_string_value(v),
+		    name, b->host->conn_user(c)))
+			return 1;
+	return 0;
+}
+
 static const char *
 channel_arg(struct broadcast *b, struct wsp_conn *c,
     const struct wsp_message *m, json_t *id)
@@ -226,6 +284,13 @@ channel_arg(struct broadcast *b, struct wsp_conn *c,
 		fail(b, c, id, "invalid_channel",
 		    "\"channel\" must be a non-empty string of at most 128 "
 		    "bytes");
+		return NULL;
+	}
+	/* unsubscribing is always allowed: a claim may have shrunk */
+	if (strcmp(m->type, "unsubscribe") != 0 &&
+	    !channel_allowed(b, c, name)) {
+		fail(b, c, id, "forbidden_channel",
+		    "this connection's claims do not allow that channel");
 		return NULL;
 	}
 	return name;
