@@ -489,7 +489,6 @@ conn_read_head(struct wsp_conn *c)
 		if (status == CONN_UPGRADE_WAIT) {
 			/* The request is parsed again from the head when the
 			 * answer comes; proto may not outlive a reload. */
-			c->head_end = end;
 			if (proto != NULL &&
 			    (c->subprotocol = strdup(proto)) == NULL)
 				return -1;
@@ -509,14 +508,10 @@ conn_read_head(struct wsp_conn *c)
 }
 
 void
-conn_upgrade_resume(struct wsp_conn *c, int status, const char *why,
-    const char *by)
+conn_upgrade_resume(struct wsp_conn *c)
 {
 	if (c->state != CONN_HANDSHAKE || !c->upgrade_wait)
 		return;
-	c->upgrade_status = status;
-	c->upgrade_why = why;
-	c->upgrade_by = by;
 	c->upgrade_ready = 1;
 	event_active(&c->ev, EV_WRITE, 1);
 }
@@ -526,21 +521,23 @@ static int
 conn_upgrade_answered(struct wsp_conn *c)
 {
 	struct http_request req;
-	const char *why;
+	const char *why = NULL, *by = NULL;
+	size_t end = 0;
+	int status;
 
 	c->upgrade_ready = 0;
 	conn_wait_end(c);
-	if (c->upgrade_status != 0) {
-		conn_refuse_by(c, c->upgrade_status, "plugin", c->upgrade_why,
-		    c->upgrade_by);
+	status = c->srv->conn_hooks.upgrade_result(c, &end, &why, &by);
+	if (status != 0) {
+		conn_refuse_by(c, status, "plugin", why, by);
 		return 0;
 	}
 	/* The same head parsed the same way: it cannot fail now. */
-	if (http_request_parse(c->head, c->head_end, &req, &why) != 0) {
+	if (http_request_parse(c->head, end, &req, &why) != 0) {
 		conn_refuse(c, 500, "other", "internal error");
 		return 0;
 	}
-	return conn_upgrade(c, &req, c->head_end, c->subprotocol);
+	return conn_upgrade(c, &req, end, c->subprotocol);
 }
 
 /* The peer's session is over: unregister, tell the owner (the closed

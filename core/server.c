@@ -55,6 +55,7 @@ static const struct conn_hooks server_conn_hooks = {
 	.closed = server_conn_closed,
 	.gone = server_maybe_done,
 	.upgrade = upgrade_begin,
+	.upgrade_result = upgrade_result,
 	.upgrade_end = upgrade_end,
 };
 

@@ -21,9 +21,9 @@
  * plugin still deciding then is told by its upgrade_cancel callback, so it
  * never answers for a connection that is gone.
  *
- * The answer reaches conn.c through conn_upgrade_resume, which acts in
- * the connection's own handler: a plugin's host call never frees or
- * upgrades a connection under its feet.
+ * The answer is kept here; conn_upgrade_resume has conn.c fetch it
+ * (upgrade_result) and act on it in the connection's own handler: a
+ * plugin's host call never frees or upgrades a connection under its feet.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +47,8 @@ struct upgrade {
 	size_t next;                /* the next plugin to ask */
 	struct wsp_plugin_ctx *waiting; /* deferred; NULL when none */
 	int in_call;                /* inside a plugin's upgrade callback */
+	int status;                 /* the answer, once there is one */
+	size_t head_len;
 	struct wsp_upgrade_request req;
 	struct upgrade_header *hdrs;
 	size_t nhdrs;
@@ -140,6 +142,7 @@ upgrade_new(struct wsp_conn *c, const struct http_request *req,
 	if (u == NULL)
 		return NULL;
 	u->c = c;
+	u->head_len = head_len;
 	memcpy(u->text, head, head_len);
 	u->text[head_len] = '\0';
 	p = u->text + head_len + 1;
@@ -287,8 +290,8 @@ upgrade_answer(struct wsp_plugin_ctx *ctx, struct wsp_conn *c, int status,
 	}
 	u->waiting = NULL;
 	if (status != WSP_UPGRADE_ACCEPT) {
-		rc = upgrade_refusal(u, ctx, status, reason);
-		conn_upgrade_resume(c, rc, u->why, u->by);
+		u->status = upgrade_refusal(u, ctx, status, reason);
+		conn_upgrade_resume(c);
 		return 0;
 	}
 	/* A reload while it waited: go on in the running set, after the
@@ -302,9 +305,25 @@ upgrade_answer(struct wsp_plugin_ctx *ctx, struct wsp_conn *c, int status,
 				u->next = i + 1;
 	}
 	rc = upgrade_run(u);
-	if (rc != CONN_UPGRADE_WAIT)
-		conn_upgrade_resume(c, rc, u->why, u->by);
+	if (rc != CONN_UPGRADE_WAIT) {
+		u->status = rc;
+		conn_upgrade_resume(c);
+	}
 	return 0;
+}
+
+int
+upgrade_result(struct wsp_conn *c, size_t *head_len_r, const char **why_r,
+    const char **by_r)
+{
+	struct upgrade *u = c->upgrade;
+
+	if (u == NULL)
+		return 500; /* cannot happen: resumed without a record */
+	*head_len_r = u->head_len;
+	*why_r = u->why;
+	*by_r = u->by;
+	return u->status;
 }
 
 const char *

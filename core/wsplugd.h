@@ -644,6 +644,11 @@ struct conn_hooks {
 	int (*upgrade)(struct wsp_conn *c, const struct http_request *req,
 	    const char *head, size_t head_len, const char *proto,
 	    const char **why_r, const char **by_r);
+	/* After conn_upgrade_resume: the answer (0 or the status to refuse
+	 * with, *why_r and *by_r borrowed until upgrade_end) and the length
+	 * of the request head, which was given to upgrade. */
+	int (*upgrade_result)(struct wsp_conn *c, size_t *head_len_r,
+	    const char **why_r, const char **by_r);
 	/* The handshake is over, whatever its end, for a connection whose
 	 * c->upgrade is set: drop it (and tell a plugin still deciding). */
 	void (*upgrade_end)(struct wsp_conn *c);
@@ -717,11 +722,10 @@ struct wsp_conn {
 	struct zstream_conn *zs; /* permessage-deflate, when negotiated */
 	char *close_reason; /* ours, for the close log line; only once closing */
 	char *user; /* set by a plugin, for logs and /connections */
-	/* Only during the handshake, while plugins decide (upgrade.c's): */
+	/* Only during the handshake, while plugins decide: upgrade.c's,
+	 * which also keeps the answer (conn_hooks.upgrade_result), so an
+	 * established connection pays one pointer for it. */
 	struct upgrade *upgrade;
-	size_t head_end;        /* the request head's length */
-	int upgrade_status;     /* the answer: 0 upgrade, else refuse */
-	const char *upgrade_why, *upgrade_by; /* borrowed from upgrade */
 };
 
 int conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
@@ -745,11 +749,9 @@ void conn_expire_linger(struct wsp_conn *c);
 void conn_reap(struct wsp_conn *c, uint64_t idle_ms);
 void conn_info(const struct wsp_conn *c, struct wsp_conn_info *info);
 void conn_path_unref(struct conn_path *p);
-/* The answer to a CONN_UPGRADE_WAIT: 0 upgrades, a status refuses with
- * why (by: the plugin's name); both borrowed until upgrade_end.  Acted
- * on in the connection's own handler, never inside the caller. */
-void conn_upgrade_resume(struct wsp_conn *c, int status, const char *why,
-    const char *by);
+/* The answer to a CONN_UPGRADE_WAIT is ready (upgrade_result): acted on
+ * in the connection's own handler, never inside the caller. */
+void conn_upgrade_resume(struct wsp_conn *c);
 
 /* tls.c: TLS on the connection's own descriptor, at conn.c's I/O seams */
 
@@ -1087,6 +1089,8 @@ struct upgrade;
 /* conn_hooks.upgrade and .upgrade_end (server.c sets them). */
 int upgrade_begin(struct wsp_conn *c, const struct http_request *req,
     const char *head, size_t head_len, const char *proto,
+    const char **why_r, const char **by_r);
+int upgrade_result(struct wsp_conn *c, size_t *head_len_r,
     const char **why_r, const char **by_r);
 void upgrade_end(struct wsp_conn *c);
 /* Host table entries answered here (server.c puts them in plugin_host). */

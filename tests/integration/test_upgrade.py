@@ -122,9 +122,12 @@ def test_no_user_is_null(wsplugd):
 def test_refusal_status_reason_log_and_metric(wsplugd):
     d = start(wsplugd)
     before = refused_plugin(d)
+    lines = {401: "HTTP/1.1 401 Unauthorized", 403: "HTTP/1.1 403 Forbidden",
+             429: "HTTP/1.1 429 Too Many Requests"}
     for code in (401, 403, 429):
         status, text, _ = handshake(d, f"gate=refuse-{code}")
         assert status == code, text
+        assert text.startswith(lines[code] + "\r\n"), text
         assert "gate says no" in text
         d.wait_for("ws.refuse", status=code, reason="plugin", plugin="gate",
                    detail="gate says no")
