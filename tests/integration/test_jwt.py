@@ -260,8 +260,11 @@ def test_expiry_warning_then_close_4001(wsplugd, tmp_path):
 
 
 def test_refresh_before_expiry(wsplugd, tmp_path):
-    d = start(wsplugd, tmp_path, leeway="0s", expiry_warning="1s")
-    exp = int(time.time()) + 3
+    # the refreshes must fit between the warning and the end, also when
+    # the daemon runs under valgrind
+    window = int(2 * SLOW)
+    d = start(wsplugd, tmp_path, leeway="0s", expiry_warning=f"{window}s")
+    exp = int(time.time()) + 1 + window
 
     async def main():
         async with ws_connect(d.url + "?token=" + hs(exp=exp)) as ws:
