@@ -77,6 +77,10 @@ conn_set_events(struct wsp_conn *c, int want_write)
 	event_del(&c->ev);
 	event_assign(&c->ev, c->srv->base, c->fd, evs, conn_event_cb, c);
 	c->want_write = !!want_write;
+	/* Waiting on a plugin: not a byte is read until it answers
+	 * (conn_wait_end adds the event again). */
+	if (c->upgrade_wait)
+		return 0;
 	return event_add(&c->ev, NULL);
 }
 
@@ -426,6 +430,8 @@ conn_read_head(struct wsp_conn *c)
 	ssize_t n;
 	int status;
 
+	if (c->upgrade_wait)
+		return 0; /* the request is read; a plugin decides on it */
 	if (c->ssl != NULL && !c->tls_open) {
 		switch (tls_accept(c)) {
 		case TLS_AGAIN:

@@ -240,3 +240,44 @@ def test_shutdown_while_deferred(wsplugd):
     assert d.stop() == 0
     assert d.find("plugin.log", plugin="gate", msg="gate: cancelled")
     s.close()
+
+
+def test_deferred_over_tls_with_pipelined_frames(wsplugd, tmp_path):
+    """A TLS client that sends a frame right behind its request while a
+    plugin takes its time: nothing is read meanwhile, and after the late
+    yes the 101, the greeting and the answer to the pipelined ping come
+    in order."""
+    import ssl
+    from rawws import build_frame
+    from tlspki import PKI
+    pki = PKI(tmp_path / "pki")
+    sections = {"gate": {"path": GATE}}
+    d = wsplugd(config(plugins=["connection_established", "ping", "gate"],
+                       plugin_sections=sections,
+                       server={"listen": "127.0.0.1:0 tls"},
+                       extra=pki.tls_section("ec.pem", "ec.key")))
+    ctx = pki.client_context()
+    raw = socket.create_connection(("127.0.0.1", d.port), timeout=10 * SLOW)
+    s = ctx.wrap_socket(raw, server_hostname="localhost")
+    try:
+        s.sendall(b"GET /ws?gate=later-300&user=tls HTTP/1.1\r\nHost: x\r\n"
+                  b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  b"Sec-WebSocket-Version: 13\r\n\r\n" +
+                  build_frame(0x1, b'{"type":"ping","id":"early"}'))
+        data = b""
+        deadline = time.monotonic() + 10 * SLOW
+        while data.count(b"pong") < 1 and time.monotonic() < deadline:
+            try:
+                chunk = s.recv(4096)
+            except (ssl.SSLError, socket.timeout):
+                break
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    assert data.startswith(b"HTTP/1.1 101 ")
+    assert data.index(b"connection_established") < data.index(b'"pong"')
+    assert b'"id":"early"' in data
+    d.wait_for("ws.open", user="tls")
