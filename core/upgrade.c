@@ -127,6 +127,17 @@ upgrade_split_headers(struct upgrade *u, char *head, size_t len)
 	return 0;
 }
 
+static const char *
+upgrade_header(const struct upgrade *u, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < u->nhdrs; i++)
+		if (strcasecmp(u->hdrs[i].name, name) == 0)
+			return u->hdrs[i].value;
+	return NULL;
+}
+
 static struct upgrade *
 upgrade_new(struct wsp_conn *c, const struct http_request *req,
     const char *head, size_t head_len, const char *proto)
@@ -159,8 +170,8 @@ upgrade_new(struct wsp_conn *c, const struct http_request *req,
 		free(u);
 		return NULL;
 	}
-	u->req.origin = upgrade_request_header(c, "Origin");
-	u->req.user_agent = upgrade_request_header(c, "User-Agent");
+	u->req.origin = upgrade_header(u, "Origin");
+	u->req.user_agent = upgrade_header(u, "User-Agent");
 	if (u->req.origin == NULL)
 		u->req.origin = "";
 	if (u->req.user_agent == NULL)
@@ -330,12 +341,8 @@ const char *
 upgrade_request_header(const struct wsp_conn *c, const char *name)
 {
 	const struct upgrade *u = c == NULL ? NULL : c->upgrade;
-	size_t i;
 
 	if (u == NULL || name == NULL)
 		return NULL;
-	for (i = 0; i < u->nhdrs; i++)
-		if (strcasecmp(u->hdrs[i].name, name) == 0)
-			return u->hdrs[i].value;
-	return NULL;
+	return upgrade_header(u, name);
 }

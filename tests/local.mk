@@ -19,6 +19,7 @@ UNIT_TESTS = \
 	tests/unit/test_metrics \
 	tests/unit/test_admit \
 	tests/unit/test_attrs \
+	tests/unit/test_upgrade \
 	tests/unit/test_timers \
 	tests/unit/test_trust \
 	tests/unit/test_deflate \
@@ -73,6 +74,11 @@ tests_unit_test_attrs_SOURCES = tests/unit/test_attrs.c \
 	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_attrs_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_attrs_LDADD = $(UNIT_LDADD)
+tests_unit_test_upgrade_SOURCES = tests/unit/test_upgrade.c \
+	tests/unit/fake.c tests/unit/fake.h \
+	tests/unit/suite.c tests/unit/suite.h
+tests_unit_test_upgrade_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_upgrade_LDADD = $(UNIT_LDADD)
 tests_unit_test_timers_SOURCES = tests/unit/test_timers.c \
 	tests/unit/fake.c tests/unit/fake.h \
 	tests/unit/suite.c tests/unit/suite.h

@@ -573,9 +573,12 @@ session_arm(struct jwtp *j, struct wsp_conn *c)
 	if (!json_is_number(exp))
 		return;
 	end = (int64_t)(json_number_value(exp) * 1000.0);
-	if (end - (int64_t)j->warn_ms > now)
+	/* A token already inside the warning window is told at once. */
+	if (end > now)
 		s->warn = j->host->timer_add(j->ctx,
-		    (uint64_t)(end - (int64_t)j->warn_ms - now), 0, warn_cb, s);
+		    end - (int64_t)j->warn_ms > now ?
+		    (uint64_t)(end - (int64_t)j->warn_ms - now) : 0, 0,
+		    warn_cb, s);
 	s->end = j->host->timer_add(j->ctx, end > now ?
 	    (uint64_t)(end - now) : 0, 0, end_cb, s);
 }

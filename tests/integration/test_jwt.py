@@ -264,7 +264,7 @@ def test_refresh_before_expiry(wsplugd, tmp_path):
     # the daemon runs under valgrind
     window = int(2 * SLOW)
     d = start(wsplugd, tmp_path, leeway="0s", expiry_warning=f"{window}s")
-    exp = int(time.time()) + 1 + window
+    exp = int(time.time()) + 2 + window
 
     async def main():
         async with ws_connect(d.url + "?token=" + hs(exp=exp)) as ws:
@@ -317,3 +317,15 @@ def test_broadcast_channels_by_claim(wsplugd, tmp_path):
                    "user.erin": "forbidden_channel",
                    "room.42": "subscribed", "secret": "forbidden_channel",
                    "publish secret": "forbidden_channel"}
+
+
+def test_token_inside_the_warning_window_is_told_at_once(wsplugd, tmp_path):
+    d = start(wsplugd, tmp_path, expiry_warning="60s")
+    exp = int(time.time()) + 30
+
+    async def main():
+        async with ws_connect(d.url + "?token=" + hs(exp=exp)) as ws:
+            await ws.recv()
+            return json.loads(await asyncio.wait_for(ws.recv(), 5 * SLOW))
+    assert asyncio.run(main()) == {"type": "token_expiring",
+                                   "expires_at": exp * 1000}

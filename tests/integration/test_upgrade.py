@@ -80,6 +80,7 @@ def test_accept_names_the_user_everywhere(wsplugd):
 
     async def main():
         async with ws_connect(d.url + "?user=alice&gate=accept",
+                              origin="https://app.example",
                               extra_headers={"X-Role": "admin"}) as ws:
             hello = json.loads(await ws.recv())
             assert hello["type"] == "connection_established"
@@ -100,6 +101,7 @@ def test_accept_names_the_user_everywhere(wsplugd):
     ev = d.wait_for("plugin.log", plugin="gate")
     assert "GET /ws from 127.0.0.1" in ev["msg"]
     assert "query='user=alice&gate=accept'" in ev["msg"]
+    assert "origin='https://app.example'" in ev["msg"]
 
 
 def test_no_user_is_null(wsplugd):
