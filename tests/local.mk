@@ -137,7 +137,10 @@ tests_plugins_closer_la_SOURCES = tests/plugins/closer.c
 tests_plugins_closer_la_CFLAGS = $(PLUGIN_CFLAGS)
 tests_plugins_closer_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 tests_plugins_closer_la_LIBADD = $(JANSSON_LIBS)
-check_LTLIBRARIES += tests/plugins/gate.la
+check_LTLIBRARIES += tests/plugins/gate.la tests/plugins/abi2.la
+tests_plugins_abi2_la_SOURCES = tests/plugins/badabi.c
+tests_plugins_abi2_la_CFLAGS = $(PLUGIN_CFLAGS) -DBADABI=2
+tests_plugins_abi2_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 tests_plugins_gate_la_SOURCES = tests/plugins/gate.c
 tests_plugins_gate_la_CFLAGS = $(PLUGIN_CFLAGS)
 tests_plugins_gate_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)

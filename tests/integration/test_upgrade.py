@@ -13,7 +13,7 @@ import os
 import socket
 import time
 
-from harness import SLOW, config, ws_connect
+from harness import SLOW, config, run_wsplugd, ws_connect
 from test_admin import admin_port, request
 
 TEST_PLUGINS = os.environ.get("WSPLUGD_TEST_PLUGIN_DIR",
@@ -283,3 +283,14 @@ def test_deferred_over_tls_with_pipelined_frames(wsplugd, tmp_path):
     assert data.index(b"connection_established") < data.index(b'"pong"')
     assert b'"id":"early"' in data
     d.wait_for("ws.open", user="tls")
+
+
+def test_a_plugin_built_for_abi_2_is_refused_clearly(tmp_path):
+    conf = tmp_path / "abi2.conf"
+    conf.write_text(config(plugins=["ping", "abi2"], plugin_sections={
+        "abi2": {"path": os.path.join(TEST_PLUGINS, "abi2.so")}}))
+    r = run_wsplugd(["-t", "-c", str(conf)])
+    assert r.returncode == 1
+    assert "[plugin:abi2]" in r.stderr + r.stdout
+    assert "was built for plugin ABI 2, this wsplugd has ABI 3: rebuild " \
+        "the plugin" in r.stderr + r.stdout
