@@ -40,9 +40,9 @@ plugins-remove-so:
 plugin_LTLIBRARIES += plugins/jwt.la
 plugins_jwt_la_SOURCES = plugins/jwt/jwt.c plugins/jwt/token.c \
 	plugins/jwt/token.h
-plugins_jwt_la_CFLAGS = $(PLUGIN_CFLAGS) $(LIBJWT_CFLAGS)
+plugins_jwt_la_CFLAGS = $(PLUGIN_CFLAGS) $(LIBJWT_CFLAGS) $(LIBCRYPTO_CFLAGS)
 plugins_jwt_la_LDFLAGS = $(PLUGIN_LDFLAGS)
-plugins_jwt_la_LIBADD = $(JANSSON_LIBS) $(LIBJWT_LIBS)
+plugins_jwt_la_LIBADD = $(JANSSON_LIBS) $(LIBJWT_LIBS) $(LIBCRYPTO_LIBS)
 
 plugin_LTLIBRARIES += plugins/broadcast.la
 plugins_broadcast_la_SOURCES = plugins/broadcast/broadcast.c

@@ -6,8 +6,9 @@
  * Sec-WebSocket-Protocol shaped like a token (browsers cannot set other
  * headers on a WebSocket).  Its header is read first (token.c) to pick the
  * key by algorithm: HS256/384/512 verify with hmac_key, RS256 and ES256
- * with public_key (PEM); "none" and anything not listed in `algorithms`
- * are refused, so a token cannot choose a weaker check than configured.
+ * with public_key (PEM) or jwks; "none" and anything not listed in
+ * `algorithms` are refused, so a token cannot choose a weaker check than
+ * configured.
  * libjwt then checks the signature; exp, nbf, iss and aud are checked
  * here with `leeway`.  Refusals are 401 with a short reason.
  *
@@ -20,6 +21,11 @@
  * the end, and close 4001 at it.  {"type":"refresh","token":"..."} with a
  * valid token for the same sub moves both.
  *
+ * Public keys may also come as a JWKS file (RFC 7517: {"keys":[...]},
+ * RSA and P-256 keys), each turned into a PEM here with OpenSSL, because
+ * libjwt takes PEM; a token's "kid" picks among them, and without one
+ * each key of the right type is tried.
+ *
  * Key files are read at load and again on every reload (SIGHUP): a
  * rotated key takes effect then, and a file that no longer reads is
  * logged and the keys in use are kept.
@@ -30,6 +36,12 @@
 #include <string.h>
 
 #include <jwt.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/pem.h>
 #include <uthash.h>
 
 #include <wsplugd/plugin.h>
@@ -50,6 +62,19 @@ struct key {
 	size_t n;
 };
 
+/* A JWKS entry, as the PEM libjwt verifies with. */
+struct jwk {
+	char kid[128];
+	int ec; /* P-256 for ES256, else RSA for RS256 */
+	struct key pem;
+};
+
+struct keys {
+	struct key hmac, pub;
+	struct jwk *jwk;
+	size_t njwk;
+};
+
 /* One open connection's timers, by connection. */
 struct session {
 	struct wsp_conn *c;
@@ -61,8 +86,8 @@ struct session {
 struct jwtp {
 	const struct wsp_host *host;
 	struct wsp_plugin_ctx *ctx;
-	char *hmac_path, *pubkey_path;
-	struct key hmac, pubkey;
+	char *hmac_path, *pubkey_path, *jwks_path;
+	struct keys keys;
 	unsigned algs; /* bit per jwt_alg_t */
 	char *issuer, *audience;
 	uint64_t leeway_ms, warn_ms;
@@ -119,24 +144,166 @@ key_free(struct key *k)
 	memset(k, 0, sizeof(*k));
 }
 
-/* Both key files, into fresh keys: -1 (why_r, which_r) when one fails. */
-static int
-keys_read(struct jwtp *j, struct key *hmac, struct key *pub,
-    const char **which_r, const char **why_r)
+static void
+keys_free(struct keys *ks)
 {
-	memset(hmac, 0, sizeof(*hmac));
-	memset(pub, 0, sizeof(*pub));
-	if (j->hmac_path != NULL && key_read(j->hmac_path, hmac, why_r) == -1) {
-		*which_r = "hmac_key";
+	size_t i;
+
+	key_free(&ks->hmac);
+	key_free(&ks->pub);
+	for (i = 0; i < ks->njwk; i++)
+		key_free(&ks->jwk[i].pem);
+	free(ks->jwk);
+	memset(ks, 0, sizeof(*ks));
+}
+
+/* A base64url member of a JWK as a big number, or NULL. */
+static BIGNUM *
+jwk_bn(json_t *k, const char *name, unsigned char *buf, size_t size,
+    long *n_r)
+{
+	const char *s = json_string_value(json_object_get(k, name));
+	long n;
+
+	if (s == NULL || (n = jwt_b64url_decode(s, strlen(s), buf, size)) <= 0)
+		return NULL;
+	if (n_r != NULL)
+		*n_r = n;
+	return BN_bin2bn(buf, (int)n, NULL);
+}
+
+/* One JWK (RSA, or EC on P-256) as a PEM public key: 0, or -1 with
+ * *why_r; 1 for a key of another type, skipped. */
+static int
+jwk_pem(json_t *k, struct jwk *out, const char **why_r)
+{
+	const char *kty = json_string_value(json_object_get(k, "kty"));
+	const char *kid = json_string_value(json_object_get(k, "kid"));
+	const char *crv, *x, *y;
+	unsigned char buf[1024], pt[65];
+	OSSL_PARAM_BLD *bld = NULL;
+	OSSL_PARAM *params = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
+	EVP_PKEY *pkey = NULL;
+	BIGNUM *n = NULL, *e = NULL;
+	BIO *bio = NULL;
+	char *pem;
+	long len;
+	int rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	*why_r = "a JWK that is not a usable RSA or P-256 public key";
+	if (kty == NULL || (kid != NULL && strlen(kid) >= sizeof(out->kid)))
+		return -1;
+	if (strcmp(kty, "RSA") != 0 && strcmp(kty, "EC") != 0)
+		return 1;
+	if (kid != NULL)
+		strcpy(out->kid, kid);
+	if ((bld = OSSL_PARAM_BLD_new()) == NULL)
+		goto done;
+	if (strcmp(kty, "RSA") == 0) {
+		if ((n = jwk_bn(k, "n", buf, sizeof(buf), NULL)) == NULL ||
+		    (e = jwk_bn(k, "e", buf, sizeof(buf), NULL)) == NULL ||
+		    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
+		    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
+			goto done;
+	} else {
+		out->ec = 1;
+		crv = json_string_value(json_object_get(k, "crv"));
+		x = json_string_value(json_object_get(k, "x"));
+		y = json_string_value(json_object_get(k, "y"));
+		/* the uncompressed point: 04 || x || y, 32 bytes each */
+		pt[0] = 4;
+		if (crv == NULL || strcmp(crv, "P-256") != 0 || x == NULL ||
+		    y == NULL || jwt_b64url_decode(x, strlen(x), pt + 1, 32) !=
+		    32 || jwt_b64url_decode(y, strlen(y), pt + 33, 32) != 32 ||
+		    !OSSL_PARAM_BLD_push_utf8_string(bld,
+		    OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) ||
+		    !OSSL_PARAM_BLD_push_octet_string(bld,
+		    OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt)))
+			goto done;
+	}
+	if ((params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
+	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, out->ec ? "EC" : "RSA",
+	    NULL)) == NULL || EVP_PKEY_fromdata_init(ctx) <= 0 ||
+	    EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0 ||
+	    (bio = BIO_new(BIO_s_mem())) == NULL ||
+	    !PEM_write_bio_PUBKEY(bio, pkey) ||
+	    (len = BIO_get_mem_data(bio, &pem)) <= 0 ||
+	    (out->pem.p = malloc((size_t)len + 1)) == NULL)
+		goto done;
+	memcpy(out->pem.p, pem, (size_t)len);
+	out->pem.p[len] = '\0';
+	out->pem.n = (size_t)len;
+	rc = 0;
+done:
+	BIO_free(bio);
+	EVP_PKEY_free(pkey);
+	EVP_PKEY_CTX_free(ctx);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	BN_free(n);
+	BN_free(e);
+	return rc;
+}
+
+static int
+jwks_read(const char *path, struct keys *ks, const char **why_r)
+{
+	json_t *doc, *keys, *k;
+	json_error_t err;
+	size_t i;
+	int rc;
+
+	if ((doc = json_load_file(path, 0, &err)) == NULL) {
+		*why_r = "not JSON";
 		return -1;
 	}
-	if (j->pubkey_path != NULL &&
-	    key_read(j->pubkey_path, pub, why_r) == -1) {
-		key_free(hmac);
-		*which_r = "public_key";
+	keys = json_object_get(doc, "keys");
+	if (!json_is_array(keys) || json_array_size(keys) == 0 ||
+	    (ks->jwk = calloc(json_array_size(keys), sizeof(*ks->jwk))) ==
+	    NULL) {
+		json_decref(doc);
+		*why_r = "no \"keys\" array";
+		return -1;
+	}
+	json_array_foreach(keys, i, k) {
+		if ((rc = jwk_pem(k, &ks->jwk[ks->njwk], why_r)) == -1) {
+			json_decref(doc);
+			return -1;
+		}
+		if (rc == 0)
+			ks->njwk++;
+	}
+	json_decref(doc);
+	if (ks->njwk == 0) {
+		*why_r = "no RSA or P-256 key";
 		return -1;
 	}
 	return 0;
+}
+
+/* Every key file, into fresh keys: -1 (why_r, which_r) when one fails. */
+static int
+keys_read(struct jwtp *j, struct keys *ks, const char **which_r,
+    const char **why_r)
+{
+	memset(ks, 0, sizeof(*ks));
+	*which_r = "hmac_key";
+	if (j->hmac_path != NULL && key_read(j->hmac_path, &ks->hmac,
+	    why_r) == -1)
+		goto fail;
+	*which_r = "public_key";
+	if (j->pubkey_path != NULL && key_read(j->pubkey_path, &ks->pub,
+	    why_r) == -1)
+		goto fail;
+	*which_r = "jwks";
+	if (j->jwks_path != NULL && jwks_read(j->jwks_path, ks, why_r) == -1)
+		goto fail;
+	return 0;
+fail:
+	keys_free(ks);
+	return -1;
 }
 
 static char *
@@ -174,7 +341,8 @@ jwt_load(struct wsp_plugin_ctx *ctx, const struct wsp_host *host,
     struct wsp_section *sec, void **state_r)
 {
 	struct jwtp *j;
-	const char *hmac, *pub, *algs, *iss, *aud, *qp, *cookie, *claims;
+	const char *hmac, *pub, *jwks, *algs, *iss, *aud, *qp, *cookie;
+	const char *claims;
 	const char *which, *why;
 	char **names = NULL;
 	size_t nnames = 0, i, a;
@@ -186,6 +354,7 @@ jwt_load(struct wsp_plugin_ctx *ctx, const struct wsp_host *host,
 	j->ctx = ctx;
 	if (host->cfg_string(sec, "hmac_key", NULL, &hmac) == -1 ||
 	    host->cfg_string(sec, "public_key", NULL, &pub) == -1 ||
+	    host->cfg_string(sec, "jwks", NULL, &jwks) == -1 ||
 	    host->cfg_string(sec, "algorithms", NULL, &algs) == -1 ||
 	    host->cfg_string(sec, "issuer", NULL, &iss) == -1 ||
 	    host->cfg_string(sec, "audience", NULL, &aud) == -1 ||
@@ -199,13 +368,16 @@ jwt_load(struct wsp_plugin_ctx *ctx, const struct wsp_host *host,
 	    host->cfg_duration_ms(sec, "expiry_warning", 60000, &j->warn_ms) ==
 	    -1)
 		goto done;
-	if (hmac == NULL && pub == NULL) {
+	if (hmac == NULL && pub == NULL && jwks == NULL) {
 		host->cfg_error(sec, NULL, "needs hmac_key, public_key or "
-		    "both");
+		    "jwks");
 		goto done;
 	}
 	j->hmac_path = dup_or_null(hmac);
 	j->pubkey_path = dup_or_null(pub);
+	j->jwks_path = dup_or_null(jwks);
+	if (pub == NULL)
+		pub = jwks; /* either checks RS256 and ES256 */
 	j->issuer = dup_or_null(iss);
 	j->audience = dup_or_null(aud);
 	j->query_param = dup_or_null(qp);
@@ -240,12 +412,12 @@ jwt_load(struct wsp_plugin_ctx *ctx, const struct wsp_host *host,
 			    (strncmp(names[i], "HS", 2) != 0 && pub == NULL)) {
 				host->cfg_error(sec, "algorithms", "%.16s needs "
 				    "%s", names[i], names[i][0] == 'H' ?
-				    "hmac_key" : "public_key");
+				    "hmac_key" : "public_key or jwks");
 				goto done;
 			}
 		}
 	}
-	if (keys_read(j, &j->hmac, &j->pubkey, &which, &why) == -1) {
+	if (keys_read(j, &j->keys, &which, &why) == -1) {
 		host->cfg_error(sec, which, "cannot read the key: %s", why);
 		goto done;
 	}
@@ -283,10 +455,10 @@ jwt_unload(void *state)
 		HASH_DEL(j->sessions, s);
 		free(s);
 	}
-	key_free(&j->hmac);
-	key_free(&j->pubkey);
+	keys_free(&j->keys);
 	free(j->hmac_path);
 	free(j->pubkey_path);
+	free(j->jwks_path);
 	free(j->issuer);
 	free(j->audience);
 	free(j->query_param);
@@ -302,18 +474,16 @@ static void
 jwt_reload(void *state)
 {
 	struct jwtp *j = state;
-	struct key hmac, pub;
+	struct keys ks;
 	const char *which, *why;
 
-	if (keys_read(j, &hmac, &pub, &which, &why) == -1) {
+	if (keys_read(j, &ks, &which, &why) == -1) {
 		j->host->log(j->ctx, WSP_LOG_ERROR, NULL, "%s: cannot read "
 		    "the key (%s): keeping the keys in use", which, why);
 		return;
 	}
-	key_free(&j->hmac);
-	key_free(&j->pubkey);
-	j->hmac = hmac;
-	j->pubkey = pub;
+	keys_free(&j->keys);
+	j->keys = ks;
 	j->host->log(j->ctx, WSP_LOG_INFO, NULL, "keys reloaded");
 }
 
@@ -331,6 +501,43 @@ aud_matches(json_t *aud, const char *want)
 	return 0;
 }
 
+static jwt_t *
+decode_with(char *tok, jwt_alg_t alg, const struct key *k)
+{
+	jwt_t *jwt = NULL;
+
+	if (k->p == NULL)
+		return NULL;
+	if (jwt_decode(&jwt, tok, k->p, (int)k->n) != 0 || jwt == NULL)
+		return NULL;
+	if (jwt_get_alg(jwt) != alg) {
+		jwt_free(jwt);
+		return NULL;
+	}
+	return jwt;
+}
+
+/* The token verified by the key its algorithm (and kid) picks. */
+static jwt_t *
+token_decode(struct jwtp *j, char *tok, jwt_alg_t alg, const char *kid)
+{
+	jwt_t *jwt;
+	size_t i;
+
+	if (alg <= JWT_ALG_HS512)
+		return decode_with(tok, alg, &j->keys.hmac);
+	if ((jwt = decode_with(tok, alg, &j->keys.pub)) != NULL)
+		return jwt;
+	for (i = 0; i < j->keys.njwk; i++) {
+		if (j->keys.jwk[i].ec != (alg == JWT_ALG_ES256) ||
+		    (kid[0] != '\0' && strcmp(kid, j->keys.jwk[i].kid) != 0))
+			continue;
+		if ((jwt = decode_with(tok, alg, &j->keys.jwk[i].pem)) != NULL)
+			return jwt;
+	}
+	return NULL;
+}
+
 /* A token's claims when it is valid now, else NULL with *why_r. */
 static json_t *
 token_verify(struct jwtp *j, const char *tok, size_t len, const char **why_r)
@@ -338,7 +545,6 @@ token_verify(struct jwtp *j, const char *tok, size_t len, const char **why_r)
 	struct jwt_head h;
 	jwt_alg_t alg;
 	jwt_t *jwt = NULL;
-	const struct key *k;
 	char *text = NULL, *copy;
 	json_t *claims = NULL, *v;
 	double now = (double)j->host->now_ms(j->ctx) / 1000.0;
@@ -356,13 +562,11 @@ token_verify(struct jwtp *j, const char *tok, size_t len, const char **why_r)
 		*why_r = "token algorithm not accepted";
 		return NULL;
 	}
-	k = alg <= JWT_ALG_HS512 ? &j->hmac : &j->pubkey;
 	if ((copy = strndup(tok, len)) == NULL) {
 		*why_r = "out of memory";
 		return NULL;
 	}
-	if (jwt_decode(&jwt, copy, k->p, (int)k->n) != 0 || jwt == NULL ||
-	    jwt_get_alg(jwt) != alg) {
+	if ((jwt = token_decode(j, copy, alg, h.kid)) == NULL) {
 		*why_r = "bad token signature";
 		goto fail;
 	}

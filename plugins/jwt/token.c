@@ -32,8 +32,8 @@ b64url_value(unsigned char ch)
 
 /* Decode n base64url characters (no padding) into out (size bytes): the
  * length, or -1 on a bad character, a bad length or no room. */
-static long
-b64url_decode(const char *s, size_t n, unsigned char *out, size_t size)
+long
+jwt_b64url_decode(const char *s, size_t n, unsigned char *out, size_t size)
 {
 	unsigned long acc = 0;
 	size_t i, o = 0;
@@ -95,7 +95,7 @@ jwt_token_head(const char *tok, size_t len, struct jwt_head *h,
 		*why_r = "malformed token";
 		return -1;
 	}
-	if ((n = b64url_decode(tok, (size_t)(d1 - tok), buf,
+	if ((n = jwt_b64url_decode(tok, (size_t)(d1 - tok), buf,
 	    sizeof(buf))) < 0) {
 		*why_r = "malformed token header";
 		return -1;

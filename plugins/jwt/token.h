@@ -21,6 +21,10 @@ struct jwt_head {
  * "kid"); else -1 with *why_r a static reason. */
 int jwt_token_head(const char *tok, size_t len, struct jwt_head *h,
     const char **why_r);
+/* Decode n base64url characters (no padding) into out (size bytes): the
+ * length, or -1 on a bad character, a bad length or no room. */
+long jwt_b64url_decode(const char *s, size_t n, unsigned char *out,
+    size_t size);
 /* Does s (n bytes) look like a token at all: base64url with two dots? */
 int jwt_token_shaped(const char *s, size_t n);
 

@@ -329,3 +329,53 @@ def test_token_inside_the_warning_window_is_told_at_once(wsplugd, tmp_path):
             return json.loads(await asyncio.wait_for(ws.recv(), 5 * SLOW))
     assert asyncio.run(main()) == {"type": "token_expiring",
                                    "expires_at": exp * 1000}
+
+
+def jwk(pub_pem, kid):
+    from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+    key = serialization.load_pem_public_key(pub_pem)
+    algo = RSAAlgorithm if isinstance(key, rsa.RSAPublicKey) else ECAlgorithm
+    k = json.loads(algo.to_jwk(key))
+    k["kid"] = kid
+    return k
+
+
+def test_jwks_keys_by_kid_and_rotation(wsplugd, tmp_path, keys):
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [
+        {"kty": "oct", "k": "c2VjcmV0", "kid": "skipped"},
+        jwk(keys["rsa"][1], "r1"), jwk(keys["ec"][1], "e1")]}))
+    d = start(wsplugd, tmp_path, jwks=jwks)
+
+    def tok(key, alg, kid=None):
+        return pyjwt.encode(claims(), key, algorithm=alg,
+                            headers={"kid": kid} if kid else None)
+    assert upgrade(d, tok(keys["rsa"][0], "RS256", "r1"))[0] == 101
+    assert upgrade(d, tok(keys["ec"][0], "ES256", "e1"))[0] == 101
+    # without a kid every key of the type is tried
+    assert upgrade(d, tok(keys["ec"][0], "ES256"))[0] == 101
+    # a kid names one key: the other's signature does not pass
+    assert upgrade(d, tok(keys["rsa"][0], "RS256", "e1"))[0] == 401
+    assert upgrade(d, tok(keys["rsa"][0], "RS256", "nope"))[0] == 401
+    assert upgrade(d, tok(keys["rsa2"][0], "RS256", "r1"))[0] == 401
+    # rotation: the new set is read on SIGHUP
+    jwks.write_text(json.dumps({"keys": [jwk(keys["rsa2"][1], "r2")]}))
+    mark = d.mark()
+    d.signal(signal.SIGHUP)
+    d.wait_for("plugin.log", start=mark, plugin="jwt", msg="keys reloaded")
+    assert upgrade(d, tok(keys["rsa2"][0], "RS256", "r2"))[0] == 101
+    assert upgrade(d, tok(keys["rsa"][0], "RS256", "r1"))[0] == 401
+
+
+def test_jwks_that_does_not_read_fails_the_load(tmp_path):
+    from harness import run_wsplugd
+    (tmp_path / "secret").write_bytes(SECRET)
+    (tmp_path / "jwks.json").write_text('{"keys": [{"kty": "RSA", '
+                                        '"n": "!!", "e": "AQAB"}]}')
+    conf = tmp_path / "c.conf"
+    conf.write_text(config(plugins=["jwt"], plugin_sections={"jwt": {
+        "jwks": tmp_path / "jwks.json"}}))
+    r = run_wsplugd(["-t", "-c", str(conf)])
+    assert r.returncode == 1
+    assert "jwks: cannot read the key: a JWK that is not a usable RSA " \
+        "or P-256 public key" in r.stdout + r.stderr
