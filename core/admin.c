@@ -247,6 +247,8 @@ json_conn(struct evbuffer *b, const struct wsp_conn *c)
 	json_str(b, c->path != NULL ? c->path->s : NULL);
 	evbuffer_add(b, ",\"subprotocol\":", 15);
 	json_str(b, c->subprotocol);
+	evbuffer_add(b, ",\"user\":", 8);
+	json_str(b, c->user);
 	evbuffer_add(b, ",\"tls\":", 7);
 	json_str(b, tls_version(c));
 	evbuffer_add(b, ",\"cipher\":", 10);

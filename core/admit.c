@@ -221,6 +221,13 @@ void
 admit_refused(struct wsp_server *srv, const char *ip, uint16_t port,
     int status, const char *reason, const char *why)
 {
+	admit_refused_by(srv, ip, port, status, reason, why, NULL);
+}
+
+void
+admit_refused_by(struct wsp_server *srv, const char *ip, uint16_t port,
+    int status, const char *reason, const char *why, const char *by)
+{
 	struct log_line *l;
 
 	srv->total_refused++;
@@ -230,6 +237,8 @@ admit_refused(struct wsp_server *srv, const char *ip, uint16_t port,
 		log_uint(l, "port", port);
 		log_int(l, "status", status);
 		log_str(l, "reason", reason);
+		if (by != NULL)
+			log_str(l, "plugin", by);
 		log_str(l, "detail", why);
 		log_end(l);
 	}

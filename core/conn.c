@@ -18,7 +18,10 @@
  * message, to dispatch.c), closed (the plugins say goodbye) and gone (the
  * shutdown may be done).  Whether a client may connect or upgrade is the
  * handshake policy's, admit.c; this file only parses the request, writes
- * the refusal and lingers.
+ * the refusal and lingers.  What the plugins say before the 101 goes
+ * through the upgrade hook (upgrade.c); when a plugin takes its time the
+ * connection stops reading and waits, under the handshake deadline, for
+ * conn_upgrade_resume, and acts on the answer in its own handler.
  *
  * One text message: conn_event_cb reads it into the server's buffer,
  * conn_feed hands the bytes to ws_codec.c, conn_on_data reassembles the
@@ -101,6 +104,10 @@ conn_set_events(struct wsp_conn *c, int want_write)
 	event_del(&c->ev);
 	event_assign(&c->ev, c->srv->base, c->fd, evs, conn_event_cb, c);
 	c->want_write = !!want_write;
+	/* Waiting on a plugin: not a byte is read until it answers
+	 * (conn_wait_end adds the event again). */
+	if (c->upgrade_wait)
+		return 0;
 	return event_add(&c->ev, NULL);
 }
 
@@ -111,6 +118,25 @@ conn_schedule_flush(struct wsp_conn *c)
 		return; /* the running handler writes on its way out */
 	c->flush_pending = 1;
 	event_active(&c->ev, EV_WRITE, 1);
+}
+
+/* Reading again after a plugin's wait (the event was deleted). */
+static void
+conn_wait_end(struct wsp_conn *c)
+{
+	if (!c->upgrade_wait)
+		return;
+	c->upgrade_wait = 0;
+	event_add(&c->ev, NULL);
+}
+
+static void
+conn_leave_handshake(struct wsp_conn *c)
+{
+	conn_wait_end(c);
+	c->upgrade_ready = 0;
+	if (c->upgrade != NULL)
+		c->srv->conn_hooks.upgrade_end(c);
 }
 
 static const char *
@@ -266,6 +292,7 @@ conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
 static void
 conn_answered(struct wsp_conn *c)
 {
+	conn_leave_handshake(c);
 	c->state = CONN_LINGER;
 	free(c->head);
 	c->head = NULL;
@@ -273,14 +300,15 @@ conn_answered(struct wsp_conn *c)
 	conn_schedule_flush(c);
 }
 
-/* Answer the handshake with an error status and linger-close. */
-void
-conn_refuse(struct wsp_conn *c, int status, const char *reason,
-    const char *why)
+/* Answer the handshake with an error status and linger-close; by names
+ * the plugin that refused, or is NULL. */
+static void
+conn_refuse_by(struct wsp_conn *c, int status, const char *reason,
+    const char *why, const char *by)
 {
 	/* The places it holds are kept until conn_free: a lingering socket
 	 * counts toward the limits. */
-	admit_refused(c->srv, c->ip, c->port, status, reason, why);
+	admit_refused_by(c->srv, c->ip, c->port, status, reason, why, by);
 	if (c->ssl != NULL && !c->tls_open) {
 		/* No TLS session to answer in: a plain close. */
 		if (strcmp(reason, "handshake_timeout") == 0)
@@ -294,7 +322,15 @@ conn_refuse(struct wsp_conn *c, int status, const char *reason,
 		    SLOTS_REFUSAL_MS)));
 	else
 		http_response_error(c->out, status, why);
+	/* last: the end of the handshake frees what why and by point to */
 	conn_answered(c);
+}
+
+void
+conn_refuse(struct wsp_conn *c, int status, const char *reason,
+    const char *why)
+{
+	conn_refuse_by(c, status, reason, why, NULL);
 }
 
 /* A GET of the discovery document (http_upgrade.c) is answered, not
@@ -336,6 +372,8 @@ conn_log_open(struct wsp_conn *c)
 	log_str(l, "path", c->path->s);
 	if (c->subprotocol != NULL)
 		log_str(l, "subprotocol", c->subprotocol);
+	if (c->user != NULL)
+		log_str(l, "user", c->user);
 	if (c->ssl != NULL) {
 		log_str(l, "tls", tls_version(c));
 		log_str(l, "cipher", tls_cipher(c));
@@ -367,7 +405,9 @@ conn_upgrade(struct wsp_conn *c, const struct http_request *req,
 		return -1;
 	if ((c->path = conn_path_get(srv, &req->target)) == NULL)
 		return -1;
-	if (proto != NULL && (c->subprotocol = strdup(proto)) == NULL)
+	/* A plugin that took its time had it copied already. */
+	if (proto != NULL && c->subprotocol == NULL &&
+	    (c->subprotocol = strdup(proto)) == NULL)
 		return -1;
 
 	/* permessage-deflate seam: zstream.c negotiates */
@@ -385,6 +425,7 @@ conn_upgrade(struct wsp_conn *c, const struct http_request *req,
 	c->last_activity_ms = c->connected_at_ms;
 	c->opened_mono = clock_mono_ms();
 	slots_opened(&srv->slots, c->opened_mono); /* the accept rate */
+	conn_leave_handshake(c);
 	c->state = CONN_OPEN;
 	TAILQ_REMOVE(&srv->pending, c, link);
 	srv->npending--;
@@ -425,6 +466,8 @@ conn_read_head(struct wsp_conn *c)
 	ssize_t n;
 	int status;
 
+	if (c->upgrade_wait)
+		return 0; /* the request is read; a plugin decides on it */
 	if (c->ssl != NULL && !c->tls_open) {
 		switch (tls_accept(c)) {
 		case TLS_AGAIN:
@@ -483,7 +526,63 @@ conn_read_head(struct wsp_conn *c)
 		conn_refuse(c, status, reason, why);
 		return 0;
 	}
+	if (c->srv->conn_hooks.upgrade != NULL) {
+		const char *by = NULL;
+
+		status = c->srv->conn_hooks.upgrade(c, &req, c->head, end,
+		    proto, &why, &by);
+		if (status == CONN_UPGRADE_WAIT) {
+			/* The request is parsed again from the head when the
+			 * answer comes; proto may not outlive a reload. */
+			if (proto != NULL &&
+			    (c->subprotocol = strdup(proto)) == NULL)
+				return -1;
+			/* Nothing more is read until then: not the frames
+			 * a client pipelines, not its EOF.  The handshake
+			 * deadline still runs. */
+			event_del(&c->ev);
+			c->upgrade_wait = 1;
+			return 0;
+		}
+		if (status != 0) {
+			conn_refuse_by(c, status, "plugin", why, by);
+			return 0;
+		}
+	}
 	return conn_upgrade(c, &req, end, proto);
+}
+
+void
+conn_upgrade_resume(struct wsp_conn *c)
+{
+	if (c->state != CONN_HANDSHAKE || !c->upgrade_wait)
+		return;
+	c->upgrade_ready = 1;
+	event_active(&c->ev, EV_WRITE, 1);
+}
+
+/* In the connection's own handler: the plugins' late answer. */
+static int
+conn_upgrade_answered(struct wsp_conn *c)
+{
+	struct http_request req;
+	const char *why = NULL, *by = NULL;
+	size_t end = 0;
+	int status;
+
+	c->upgrade_ready = 0;
+	conn_wait_end(c);
+	status = c->srv->conn_hooks.upgrade_result(c, &end, &why, &by);
+	if (status != 0) {
+		conn_refuse_by(c, status, "plugin", why, by);
+		return 0;
+	}
+	/* The same head parsed the same way: it cannot fail now. */
+	if (http_request_parse(c->head, end, &req, &why) != 0) {
+		conn_refuse(c, 500, "other", "internal error");
+		return 0;
+	}
+	return conn_upgrade(c, &req, end, c->subprotocol);
 }
 
 /* The peer's session is over: unregister, tell the owner (the closed
@@ -520,6 +619,8 @@ conn_end_n(struct wsp_conn *c, uint16_t code, const char *reason,
 		if ((l = log_begin(WSP_LOG_INFO, "ws.close")) != NULL) {
 			log_str(l, "conn", c->id);
 			log_str(l, "ip", c->ip);
+			if (c->user != NULL)
+				log_str(l, "user", c->user);
 			log_uint(l, "code", code);
 			log_strn(l, "reason", reason, reason_len);
 			log_uint(l, "duration_ms",
@@ -1131,6 +1232,14 @@ conn_event_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	c->flush_pending = 0;
+	if (c->upgrade_ready && c->state == CONN_HANDSHAKE) {
+		c->in_read = 1;
+		rc = conn_upgrade_answered(c);
+		c->in_read = 0;
+		if (rc == -1)
+			goto gone;
+		what &= ~EV_READ;
+	}
 	/* A TLS read that waited for writability is retried on it. */
 	if ((what & EV_READ) || (c->tls_wants_write && (what & EV_WRITE))) {
 		c->in_read = 1;
@@ -1248,6 +1357,7 @@ conn_free(struct wsp_conn *c)
 		conn_end(c, WS_CLOSE_ABNORMAL, "connection dropped");
 	membudget_set(&srv->mem, &c->mem, 0);
 	c->mem_tracked = 0;
+	conn_leave_handshake(c);
 	admit_release(c); /* the one place the limits' counts go down */
 	dq_remove(c);
 	TAILQ_REMOVE(&srv->pending, c, link);
@@ -1264,6 +1374,7 @@ conn_free(struct wsp_conn *c)
 	conn_path_unref(c->path);
 	free(c->subprotocol);
 	free(c->close_reason);
+	free(c->user);
 	attrs_free(c);
 	zstream_conn_free(srv, c->zs);
 	free(c);
@@ -1331,6 +1442,7 @@ conn_release(struct wsp_conn *c)
 	if (c->registered)
 		registry_remove(&srv->reg, c);
 	else {
+		conn_leave_handshake(c);
 		TAILQ_REMOVE(&srv->pending, c, link);
 		srv->npending--;
 	}
@@ -1372,4 +1484,5 @@ conn_info(const struct wsp_conn *c, struct wsp_conn_info *info)
 	info->msgs_out = c->msgs_out;
 	info->bytes_in = c->bytes_in;
 	info->bytes_out = c->bytes_out;
+	info->user = conn_str(c->user);
 }

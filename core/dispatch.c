@@ -3,8 +3,13 @@
  *
  * conn.c hands every complete message to the server's message hook, which
  * server.c points here.  Text messages are JSON objects routed by their
- * "type" string; the JSON is
- * parsed once here and lent to the plugin.  A plugin that claimed "*" gets
+ * "type" string.  The type and the "id" are read from the text without a
+ * tree (json_scan.c); the plugin gets the text, and the tree only if it
+ * asks (host.c's message_json), built once.  Text the scan declines --
+ * invalid JSON, no type, an escaped type -- takes the old path: the tree
+ * is built here, so every error answer stays exactly what jansson says,
+ * and a message delivered that way lends the tree it already has.
+ * A plugin that claimed "*" gets
  * everything no other plugin claims, raw: binary messages, text that is not
  * JSON or has an unknown type.  When nothing but a catch-all is loaded the
  * parse is skipped entirely, which is what an echo relay wants.
@@ -18,6 +23,7 @@
  * host table (host.c), which queues the reply on the connection (conn.c).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "wsplugd.h"
@@ -62,7 +68,7 @@ ascii_only(char *text)
 /* The error names the type, cut to 64 bytes on a UTF-8 boundary so the
  * reply stays valid JSON whatever the client sent. */
 static void
-unknown_type(struct wsp_conn *c, json_t *msg, const char *type)
+unknown_type(struct wsp_conn *c, json_t *id, const char *type)
 {
 	char shown[68];
 	size_t n = strlen(type);
@@ -74,7 +80,7 @@ unknown_type(struct wsp_conn *c, json_t *msg, const char *type)
 	}
 	memcpy(shown, type, n);
 	shown[n] = '\0';
-	dispatch_error(c, "unknown_type", json_object_get(msg, "id"),
+	dispatch_error(c, "unknown_type", id,
 	    "no handler for type \"%s\"%s", shown,
 	    n < strlen(type) ? " (truncated)" : "");
 }
@@ -83,15 +89,57 @@ static void
 deliver_raw(struct plugin_set *set, struct wsp_conn *c, uint8_t opcode,
     const uint8_t *data, size_t len)
 {
-	struct wsp_message m = {
-		.type = NULL,
-		.json = NULL,
-		.data = data,
-		.len = len,
-		.binary = opcode == WS_OP_BINARY,
-	};
+	struct dispatch_msg d;
 
-	plugin_call_message(set->catch_all, c, &m);
+	memset(&d, 0, sizeof(d));
+	d.magic = DISPATCH_MSG_MAGIC;
+	d.m.data = data;
+	d.m.len = len;
+	d.m.binary = opcode == WS_OP_BINARY;
+	plugin_call_message(set->catch_all, c, &d.m);
+	json_decref(d.tree);
+}
+
+/* The common case: a message the scan read.  1 when it was handled, 0
+ * when it takes the tree path (a type too long for the buffer). */
+static int
+dispatch_scanned(struct plugin_set *set, struct wsp_conn *c, uint8_t opcode,
+    uint8_t *data, size_t len, const struct json_scan *sc)
+{
+	struct dispatch_msg d;
+	struct wsp_plugin_ctx *to;
+	json_t *id;
+
+	if (sc->type_len >= sizeof(d.type))
+		return 0;
+	/* Field by field: this runs for every message, and the type buffer
+	 * needs no zeroing. */
+	memcpy(d.type, sc->type, sc->type_len);
+	d.type[sc->type_len] = '\0';
+	if ((to = plugin_set_lookup(set, d.type)) == NULL) {
+		if (set->catch_all != NULL) {
+			deliver_raw(set, c, opcode, data, len);
+			return 1;
+		}
+		/* rare: the id's own small tree, for the error reply */
+		id = sc->id == NULL ? NULL :
+		    json_loadb(sc->id, sc->id_len, JSON_DECODE_ANY, NULL);
+		unknown_type(c, id, d.type);
+		json_decref(id);
+		return 1;
+	}
+	d.magic = DISPATCH_MSG_MAGIC;
+	d.tried = 0;
+	d.tree = NULL;
+	d.m.type = d.type;
+	d.m.data = data;
+	d.m.len = len;
+	d.m.binary = 0;
+	d.m.id = sc->id;
+	d.m.id_len = sc->id_len;
+	plugin_call_message(to, c, &d.m);
+	json_decref(d.tree);
+	return 1;
 }
 
 void
@@ -100,9 +148,11 @@ dispatch_message(struct wsp_server *srv, struct wsp_conn *c, uint8_t opcode,
 {
 	struct plugin_set *set = srv->plugins;
 	struct wsp_plugin_ctx *to;
-	struct wsp_message m;
+	struct dispatch_msg d;
+	struct json_scan sc;
 	json_error_t err;
-	json_t *msg, *type;
+	json_t *msg, *type, *id;
+	char *id_text;
 
 	if (opcode == WS_OP_BINARY) {
 		if (set->catch_all != NULL)
@@ -116,6 +166,9 @@ dispatch_message(struct wsp_server *srv, struct wsp_conn *c, uint8_t opcode,
 		deliver_raw(set, c, opcode, data, len);
 		return;
 	}
+	if (json_scan((const char *)data, len, &sc) == 0 &&
+	    dispatch_scanned(set, c, opcode, data, len, &sc))
+		return;
 	/* The codec validated UTF-8 already, but the parser checks again;
 	 * both its paths bound nesting depth, so hostile input cannot
 	 * exhaust the stack. */
@@ -149,15 +202,30 @@ dispatch_message(struct wsp_server *srv, struct wsp_conn *c, uint8_t opcode,
 		if (set->catch_all != NULL)
 			deliver_raw(set, c, opcode, data, len);
 		else
-			unknown_type(c, msg, json_string_value(type));
+			unknown_type(c, json_object_get(msg, "id"),
+			    json_string_value(type));
 		json_decref(msg);
 		return;
 	}
-	m.type = json_string_value(type);
-	m.json = msg;
-	m.data = data;
-	m.len = len;
-	m.binary = 0;
-	plugin_call_message(to, c, &m);
+	/* The scan declined a message a plugin takes (an escaped type, an
+	 * exponent somewhere): its id as text, from the tree. */
+	id_text = NULL;
+	if ((id = json_object_get(msg, "id")) != NULL &&
+	    (id_text = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY)) ==
+	    NULL) {
+		json_decref(msg);
+		return;
+	}
+	memset(&d, 0, sizeof(d));
+	d.magic = DISPATCH_MSG_MAGIC;
+	d.m.type = json_string_value(type);
+	d.m.data = data;
+	d.m.len = len;
+	d.m.id = id_text;
+	d.m.id_len = id_text != NULL ? strlen(id_text) : 0;
+	d.tree = msg;
+	d.tried = 1;
+	plugin_call_message(to, c, &d.m);
 	json_decref(msg);
+	free(id_text);
 }

@@ -179,6 +179,78 @@ h_log(struct wsp_plugin_ctx *ctx, enum wsp_log_level level,
 	log_end(l);
 }
 
+/* Users show in logs and /connections: valid UTF-8 without control
+ * characters, and short. */
+#define HOST_USER_MAX 255
+
+static int
+h_set_user(struct wsp_conn *c, const char *user)
+{
+	size_t n, i;
+	char *copy;
+
+	if (user == NULL) {
+		free(c->user);
+		c->user = NULL;
+		return 0;
+	}
+	n = strlen(user);
+	for (i = 0; i < n; i++)
+		if ((unsigned char)user[i] < 0x20 || user[i] == 0x7f)
+			break;
+	if (n > HOST_USER_MAX || i < n || utf8_validate(UTF8_ACCEPT,
+	    (const uint8_t *)user, n) != UTF8_ACCEPT) {
+		log_msg(WSP_LOG_WARN, "plugin.error", "set_user refused: not "
+		    "printable UTF-8 of at most %d bytes (conn %s)",
+		    HOST_USER_MAX, c->id[0] != '\0' ? c->id : c->ip);
+		return -1;
+	}
+	if ((copy = strdup(user)) == NULL)
+		return -1;
+	free(c->user);
+	c->user = copy;
+	return 0;
+}
+
+static const char *
+h_conn_user(const struct wsp_conn *c)
+{
+	return c->user;
+}
+
+static json_t *
+h_attr_read(const struct wsp_conn *c, const char *plugin, const char *key)
+{
+	if (plugin == NULL || key == NULL)
+		return NULL;
+	return attrs_get(c, plugin, key);
+}
+
+/* The tree of a message dispatch.c lent (struct dispatch_msg): built on
+ * the first call, freed by dispatch.c after the callback. */
+static json_t *
+h_message_json(const struct wsp_message *msg)
+{
+	struct dispatch_msg *d;
+
+	if (msg == NULL)
+		return NULL;
+	/* The plugin holds a const view of dispatch.c's own mutable
+	 * struct; memcpy drops the qualifier without a cast. */
+	memcpy(&d, &msg, sizeof(d));
+	if (d->magic != DISPATCH_MSG_MAGIC)
+		return NULL;
+	if (!d->tried && !msg->binary) {
+		d->tried = 1;
+		d->tree = json_read(msg->data, msg->len, NULL);
+		if (d->tree != NULL && !json_is_object(d->tree)) {
+			json_decref(d->tree);
+			d->tree = NULL;
+		}
+	}
+	return d->tree;
+}
+
 static struct wsp_kv *
 section_find(struct wsp_section *sec, const char *key)
 {
@@ -379,4 +451,11 @@ const struct wsp_host wsp_host_table = {
 	.bus_publish = h_bus_publish,
 	.bus_channels = h_bus_channels,
 	.bus_presence = h_bus_presence,
+	/* ABI 3: the handshake and JSON */
+	.message_json = h_message_json,
+	.upgrade_answer = NULL, /* answered by upgrade.c (server.c) */
+	.set_user = h_set_user,
+	.conn_user = h_conn_user,
+	.request_header = NULL, /* answered by upgrade.c (server.c) */
+	.attr_read = h_attr_read,
 };

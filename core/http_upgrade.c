@@ -657,6 +657,10 @@ http_status_text(int status)
 		return "OK";
 	case 400:
 		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 402:
+		return "Payment Required";
 	case 403:
 		return "Forbidden";
 	case 404:
@@ -665,18 +669,30 @@ http_status_text(int status)
 		return "Method Not Allowed";
 	case 408:
 		return "Request Timeout";
+	case 409:
+		return "Conflict";
 	case 410:
 		return "Gone";
 	case 421:
 		return "Misdirected Request";
 	case 426:
 		return "Upgrade Required";
+	case 429:
+		return "Too Many Requests";
 	case 431:
 		return "Request Header Fields Too Large";
+	case 451:
+		return "Unavailable For Legal Reasons";
 	case 500:
 		return "Internal Server Error";
+	case 501:
+		return "Not Implemented";
+	case 502:
+		return "Bad Gateway";
 	case 503:
 		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
 	}
 	return "Error";
 }

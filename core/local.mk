@@ -27,6 +27,7 @@ core_libwspcore_la_SOURCES = \
 	core/json_write.c \
 	core/http_upgrade.c \
 	core/json_read.c \
+	core/json_scan.c \
 	core/keepalive.c \
 	core/limits.c \
 	core/listen.c \
@@ -42,6 +43,7 @@ core_libwspcore_la_SOURCES = \
 	core/slots.c \
 	core/timers.c \
 	core/trust.c \
+	core/upgrade.c \
 	core/tls.c \
 	core/utf8.c \
 	core/workers.c \

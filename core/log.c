@@ -48,11 +48,13 @@
  *   admin.stop        addr
  *   admin.request     method path status ip (debug)
  *   admin.timeout     ip port timeout_ms (the deadline from accept)
- *   ws.open           conn ip port ua origin path subprotocol active
- *   ws.close          conn ip code reason duration_ms msgs_in msgs_out
- *                     bytes_in bytes_out active
- *   ws.refuse         ip port status reason detail (reason as counted in
- *                     wsplugd_handshakes_refused_total)
+ *   ws.open           conn ip port ua origin path subprotocol user active
+ *   ws.close          conn ip user code reason duration_ms msgs_in
+ *                     msgs_out bytes_in bytes_out active (user: when a
+ *                     plugin named one)
+ *   ws.refuse         ip port status reason plugin detail (reason as
+ *                     counted in wsplugd_handshakes_refused_total; plugin
+ *                     when reason=plugin)
  *   ws.error          conn ip code reason (a protocol violation)
  *   ws.slow_consumer  conn ip limit
  *   ws.ping, ws.pong  conn, rtt_ms (debug)

@@ -23,7 +23,7 @@ const char *const metrics_refuse_reasons[METRICS_REASONS] = {
 	"bad_request", "not_found", "method", "version", "origin",
 	"max_connections", "max_connections_per_ip", "header_too_large",
 	"handshake_timeout", "shutting_down", "tls_on_plain_port",
-	"plain_on_tls_port", "gone", "other",
+	"plain_on_tls_port", "gone", "plugin", "other",
 };
 
 /* Why a TLS handshake failed; the last is "other". */

@@ -537,6 +537,7 @@ plugin_reload_commit(struct wsp_server *srv,
 		ctx = set->plugins[i];
 		if (plugin_set_has(old, ctx)) {
 			counts->kept++;
+			plugin_call_reload(ctx);
 			continue;
 		}
 		counts->loaded++;
@@ -634,6 +635,9 @@ plugin_callback_name(uint32_t now)
 		[PLUGIN_CB_ADOPT] = "adopt", [PLUGIN_CB_CLOSE] = "close",
 		[PLUGIN_CB_MESSAGE] = "message", [PLUGIN_CB_TIMER] = "timer",
 		[PLUGIN_CB_BUS] = "bus",
+		[PLUGIN_CB_UPGRADE] = "upgrade",
+		[PLUGIN_CB_UPGRADE_CANCEL] = "upgrade_cancel",
+		[PLUGIN_CB_RELOAD] = "reload",
 	};
 
 	return (now & 0xff) < nitems(names) ? names[now & 0xff] : "";
@@ -727,4 +731,40 @@ plugin_call_message(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
 
 	ctx->desc->message(ctx->state, c, m);
 	plugin_timed_end(ctx, "message", t0);
+}
+
+int
+plugin_call_upgrade(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
+    const struct wsp_upgrade_request *req, const char **reason_r)
+{
+	uint64_t t0 = plugin_timed_begin(ctx, PLUGIN_CB_UPGRADE);
+	int rc;
+
+	rc = ctx->desc->upgrade(ctx->state, c, req, reason_r);
+	plugin_timed_end(ctx, "upgrade", t0);
+	return rc;
+}
+
+void
+plugin_call_reload(struct wsp_plugin_ctx *ctx)
+{
+	uint64_t t0;
+
+	if (ctx->desc->reload == NULL)
+		return;
+	t0 = plugin_timed_begin(ctx, PLUGIN_CB_RELOAD);
+	ctx->desc->reload(ctx->state);
+	plugin_timed_end(ctx, "reload", t0);
+}
+
+void
+plugin_call_upgrade_cancel(struct wsp_plugin_ctx *ctx, struct wsp_conn *c)
+{
+	uint64_t t0;
+
+	if (ctx->desc->upgrade_cancel == NULL)
+		return;
+	t0 = plugin_timed_begin(ctx, PLUGIN_CB_UPGRADE_CANCEL);
+	ctx->desc->upgrade_cancel(ctx->state, c);
+	plugin_timed_end(ctx, "upgrade_cancel", t0);
 }

@@ -7,8 +7,8 @@
  * This is the top of the core: it wires the lower files to the upper ones
  * with hooks, so that each of them only calls down.  listen.c hands an
  * accepted socket to on_accept (conn.c); a connection reports through
- * conn_hooks (opened, closed: the plugins; message: dispatch.c; gone: the
- * shutdown below); the keepalive sweep hands an idle connection to
+ * conn_hooks (opened, closed: the plugins; message: dispatch.c; upgrade:
+ * the plugins' say before the 101, upgrade.c; gone: the shutdown below); the keepalive sweep hands an idle connection to
  * sweep_expire (conn.c's reap); plugins get the host table (host.c)
  * through plugin.c.  SIGHUP goes to server_reload (reload.c), which runs
  * every module's prepare, then its commit or its abort.  Shutdown on
@@ -61,6 +61,9 @@ static const struct conn_hooks server_conn_hooks = {
 	.message = dispatch_message,
 	.closed = server_conn_closed,
 	.gone = server_maybe_done,
+	.upgrade = upgrade_begin,
+	.upgrade_result = upgrade_result,
+	.upgrade_end = upgrade_end,
 };
 
 void
@@ -264,7 +267,12 @@ server_setup(struct wsp_server *srv, struct wsp_config *cfg)
 	srv->started_wall_ms = clock_wall_ms();
 	srv->rbuf_size = READ_BUFFER_SIZE;
 	srv->calls = &srv->calls_own;
-	srv->host = &wsp_host_table;
+	/* host.c's table, with the handshake's entries, which upgrade.c
+	 * answers since they ask plugins again */
+	srv->host_table = wsp_host_table;
+	srv->host_table.upgrade_answer = upgrade_answer;
+	srv->host_table.request_header = upgrade_request_header;
+	srv->host = &srv->host_table;
 	srv->conn_hooks = server_conn_hooks;
 	srv->on_accept = conn_accept;
 	srv->sweep_expire = conn_reap;

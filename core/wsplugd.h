@@ -719,6 +719,22 @@ struct conn_hooks {
 	void (*closed)(struct wsp_conn *c, uint16_t code);
 	/* a connection was freed */
 	void (*gone)(struct wsp_server *srv);
+	/* A valid request the policy admitted, before the 101 (head is the
+	 * request head, head_len bytes; proto the subprotocol chosen or
+	 * NULL): 0 to upgrade now, CONN_UPGRADE_WAIT when the answer comes
+	 * later through conn_upgrade_resume, or an HTTP status to refuse
+	 * with (*why_r and *by_r borrowed until upgrade_end).  May be NULL. */
+	int (*upgrade)(struct wsp_conn *c, const struct http_request *req,
+	    const char *head, size_t head_len, const char *proto,
+	    const char **why_r, const char **by_r);
+	/* After conn_upgrade_resume: the answer (0 or the status to refuse
+	 * with, *why_r and *by_r borrowed until upgrade_end) and the length
+	 * of the request head, which was given to upgrade. */
+	int (*upgrade_result)(struct wsp_conn *c, size_t *head_len_r,
+	    const char **why_r, const char **by_r);
+	/* The handshake is over, whatever its end, for a connection whose
+	 * c->upgrade is set: drop it (and tell a plugin still deciding). */
+	void (*upgrade_end)(struct wsp_conn *c);
 };
 
 /* Why a doomed connection is ended. */
@@ -727,6 +743,8 @@ enum conn_doom {
 	CONN_DOOM_OUTPUT,  /* shed for max_buffer_memory, its output: 1008 */
 	CONN_DOOM_PARTIAL, /* shed, its partial message: 1009 */
 };
+
+#define CONN_UPGRADE_WAIT 1
 
 enum conn_state {
 	CONN_HANDSHAKE, /* reading the request head */
@@ -763,6 +781,8 @@ struct wsp_conn {
 	unsigned tls_peeked : 1;   /* the first byte was a TLS record */
 	unsigned tls_open : 1;     /* the TLS handshake is done */
 	unsigned tls_wants_write : 1; /* a TLS read waits for writability */
+	unsigned upgrade_wait : 1; /* a plugin decides: not reading */
+	unsigned upgrade_ready : 1; /* it decided: act in the handler */
 	uint8_t msg_opcode;
 	uint8_t doom;              /* enum conn_doom, while doomed */
 	uint16_t close_code;       /* for the close log line */
@@ -798,6 +818,11 @@ struct wsp_conn {
 	json_t *attrs; /* { plugin: { key: value } }, created on first use */
 	struct zstream_conn *zs; /* permessage-deflate, when negotiated */
 	char *close_reason; /* ours, for the close log line; only once closing */
+	char *user; /* set by a plugin, for logs and /connections */
+	/* Only during the handshake, while plugins decide: upgrade.c's,
+	 * which also keeps the answer (conn_hooks.upgrade_result), so an
+	 * established connection pays one pointer for it. */
+	struct upgrade *upgrade;
 };
 
 int conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
@@ -835,6 +860,9 @@ void conn_path_unref(struct conn_path *p);
 void conn_mem_shed(struct wsp_server *srv);
 /* workers > 1: shed what another worker asked this one to (heartbeat). */
 void conn_mem_poll(struct wsp_server *srv);
+/* The answer to a CONN_UPGRADE_WAIT is ready (upgrade_result): acted on
+ * in the connection's own handler, never inside the caller. */
+void conn_upgrade_resume(struct wsp_conn *c);
 
 /* tls.c: TLS on the connection's own descriptor, at conn.c's I/O seams */
 
@@ -945,6 +973,9 @@ const char *admit_reason(int status);
 /* Count, label and log (ws.refuse) a refusal. */
 void admit_refused(struct wsp_server *srv, const char *ip, uint16_t port,
     int status, const char *reason, const char *why);
+/* The same, naming the plugin that refused (by, or NULL). */
+void admit_refused_by(struct wsp_server *srv, const char *ip, uint16_t port,
+    int status, const char *reason, const char *why, const char *by);
 
 /* limits.c: connection limits shared by worker processes */
 
@@ -1043,6 +1074,19 @@ int json_write(struct outbuf *b, const json_t *v);
 
 /* dispatch.c: routing a complete message to its plugin */
 
+#define DISPATCH_TYPE_MAX 256 /* longer types take the tree path */
+#define DISPATCH_MSG_MAGIC 0x6d736733u
+
+/* A message as dispatch.c lends it: the plugin's view first, so that
+ * host.c's message_json finds the rest from the pointer the plugin has. */
+struct dispatch_msg {
+	struct wsp_message m;
+	uint32_t magic; /* DISPATCH_MSG_MAGIC: m is one of ours */
+	int tried;      /* the tree was built, or failed to be */
+	json_t *tree;   /* owned: dispatch.c frees it after the call */
+	char type[DISPATCH_TYPE_MAX];
+};
+
 /* Borrowed: data is valid only for the call; it may be modified. */
 void dispatch_message(struct wsp_server *srv, struct wsp_conn *c,
     uint8_t opcode, uint8_t *data, size_t len);
@@ -1056,6 +1100,22 @@ void dispatch_error(struct wsp_conn *c, const char *code, json_t *id,
 json_t *json_read(const char *buf, size_t len, json_error_t *err);
 /* The fast path alone: NULL when it declines the input (for tests). */
 json_t *json_read_fast(const char *buf, size_t len);
+
+/* json_scan.c: a message's "type" and "id" without a tree */
+
+struct json_scan {
+	const char *type;  /* the type string's bytes, in the text; no NUL */
+	size_t type_len;
+	const char *id;    /* the "id" value's JSON text, or NULL */
+	size_t id_len;
+	/* private */
+	int type_seen, type_escaped;
+};
+
+/* 0 when buf is a JSON object jansson would take whole, with a top-level
+ * "type" string without escapes (out filled); -1 when the scan declines,
+ * and the tree must be built to answer (out zeroed).  Reads buf only. */
+int json_scan(const char *buf, size_t len, struct json_scan *out);
 
 /* attrs.c: per-connection attributes, { plugin: { key: value } } */
 
@@ -1077,7 +1137,8 @@ struct plugin_type; /* uthash: type -> plugin */
 enum plugin_callback {
 	PLUGIN_CB_NONE, PLUGIN_CB_LOAD, PLUGIN_CB_UNLOAD, PLUGIN_CB_OPEN,
 	PLUGIN_CB_ADOPT, PLUGIN_CB_CLOSE, PLUGIN_CB_MESSAGE, PLUGIN_CB_TIMER,
-	PLUGIN_CB_BUS,
+	PLUGIN_CB_BUS, PLUGIN_CB_UPGRADE, PLUGIN_CB_UPGRADE_CANCEL,
+	PLUGIN_CB_RELOAD,
 };
 #define PLUGIN_CALL_NAMES 64 /* ids are reused round-robin past this */
 
@@ -1188,10 +1249,32 @@ void plugin_call_close(struct plugin_set *set, struct wsp_conn *c,
     uint16_t code);
 void plugin_call_message(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
     const struct wsp_message *m);
+int plugin_call_upgrade(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
+    const struct wsp_upgrade_request *req, const char **reason_r);
+void plugin_call_upgrade_cancel(struct wsp_plugin_ctx *ctx,
+    struct wsp_conn *c);
+void plugin_call_reload(struct wsp_plugin_ctx *ctx);
 /* What calls->now names: the plugin (or "") and the callback. */
 const char *plugin_callback_name(uint32_t now);
 const char *plugin_call_plugin(const struct plugin_calls *calls,
     uint32_t now);
+
+/* upgrade.c: the plugins' say before the 101 */
+
+struct upgrade;
+
+/* conn_hooks.upgrade and .upgrade_end (server.c sets them). */
+int upgrade_begin(struct wsp_conn *c, const struct http_request *req,
+    const char *head, size_t head_len, const char *proto,
+    const char **why_r, const char **by_r);
+int upgrade_result(struct wsp_conn *c, size_t *head_len_r,
+    const char **why_r, const char **by_r);
+void upgrade_end(struct wsp_conn *c);
+/* Host table entries answered here (server.c puts them in plugin_host). */
+int upgrade_answer(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
+    int status, const char *reason);
+const char *upgrade_request_header(const struct wsp_conn *c,
+    const char *name);
 
 /* timers.c: a plugin's timers, listed on its context */
 
@@ -1415,7 +1498,7 @@ int host_send_json(struct wsp_conn *c, const json_t *msg);
 /* metrics.c: counters for the operator */
 
 #define METRICS_CODES 32
-#define METRICS_REASONS 14
+#define METRICS_REASONS 15
 #define METRICS_TLS_FAILS 5
 
 struct metrics {
@@ -1698,7 +1781,8 @@ struct wsp_server {
 	struct ssl_ctx_st *tls_ctx;        /* NULL without [tls] certificate */
 	struct ssl_ctx_st *tls_ctx_staged; /* built by a reload's prepare */
 	/* Set by server_setup: the upper files lower ones report to. */
-	const struct wsp_host *host; /* host.c's, for plugin.c */
+	const struct wsp_host *host; /* host_table, for plugin.c */
+	struct wsp_host host_table;  /* host.c's, and upgrade.c's entries */
 	struct wsp_host plugin_host; /* what plugins get: *host, claim
 	                                answered by plugin.c */
 	struct conn_hooks conn_hooks;

@@ -1,6 +1,7 @@
 # Hand-written mdoc pages, linted by `make check`.
 dist_man_MANS = man/wsplugd.8 man/wsplugd.conf.5 man/wsplugd-plugin.7 \
-	man/wsplugd-echo.7 man/wsplugd-broadcast.7 man/wsplugd-bench.1
+	man/wsplugd-echo.7 man/wsplugd-broadcast.7 man/wsplugd-jwt.7 \
+	man/wsplugd-bench.1
 
 # mandoc -Tlint and man --warnings on every page.  The script finds the
 # pages next to itself (dirname "$0"), so it works in VPATH builds without

@@ -35,6 +35,15 @@ plugins-remove-so:
 	done
 .PHONY: plugins-remove-la plugins-remove-so
 
+# jwt links Debian's libjwt for the signature; token.c, its first look at
+# a token, is also compiled alone into tests/fuzz/fuzz_jwt_token.
+plugin_LTLIBRARIES += plugins/jwt.la
+plugins_jwt_la_SOURCES = plugins/jwt/jwt.c plugins/jwt/token.c \
+	plugins/jwt/token.h
+plugins_jwt_la_CFLAGS = $(PLUGIN_CFLAGS) $(LIBJWT_CFLAGS) $(LIBCRYPTO_CFLAGS)
+plugins_jwt_la_LDFLAGS = $(PLUGIN_LDFLAGS)
+plugins_jwt_la_LIBADD = $(JANSSON_LIBS) $(LIBJWT_LIBS) $(LIBCRYPTO_LIBS)
+
 plugin_LTLIBRARIES += plugins/broadcast.la
 plugins_broadcast_la_SOURCES = plugins/broadcast/broadcast.c
 plugins_broadcast_la_CFLAGS = $(PLUGIN_CFLAGS)

@@ -12,6 +12,7 @@ UNIT_TESTS = \
 	tests/unit/test_config \
 	tests/unit/test_dispatch \
 	tests/unit/test_json_read \
+	tests/unit/test_json_scan \
 	tests/unit/test_json_write \
 	tests/unit/test_registry \
 	tests/unit/test_limits \
@@ -19,6 +20,7 @@ UNIT_TESTS = \
 	tests/unit/test_metrics \
 	tests/unit/test_admit \
 	tests/unit/test_attrs \
+	tests/unit/test_upgrade \
 	tests/unit/test_timers \
 	tests/unit/test_trust \
 	tests/unit/test_deflate \
@@ -53,6 +55,9 @@ tests_unit_test_bus_LDADD = $(UNIT_LDADD)
 tests_unit_test_json_read_SOURCES = tests/unit/test_json_read.c
 tests_unit_test_json_read_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_json_read_LDADD = $(UNIT_LDADD)
+tests_unit_test_json_scan_SOURCES = tests/unit/test_json_scan.c
+tests_unit_test_json_scan_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_json_scan_LDADD = $(UNIT_LDADD)
 tests_unit_test_json_write_SOURCES = tests/unit/test_json_write.c
 tests_unit_test_json_write_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_json_write_LDADD = $(UNIT_LDADD)
@@ -86,6 +91,11 @@ tests_unit_test_attrs_SOURCES = tests/unit/test_attrs.c \
 	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_attrs_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_attrs_LDADD = $(UNIT_LDADD)
+tests_unit_test_upgrade_SOURCES = tests/unit/test_upgrade.c \
+	tests/unit/fake.c tests/unit/fake.h \
+	tests/unit/suite.c tests/unit/suite.h
+tests_unit_test_upgrade_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_upgrade_LDADD = $(UNIT_LDADD)
 tests_unit_test_timers_SOURCES = tests/unit/test_timers.c \
 	tests/unit/fake.c tests/unit/fake.h \
 	tests/unit/suite.c tests/unit/suite.h
@@ -159,16 +169,20 @@ tests_plugins_closer_la_SOURCES = tests/plugins/closer.c
 tests_plugins_closer_la_CFLAGS = $(PLUGIN_CFLAGS)
 tests_plugins_closer_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 tests_plugins_closer_la_LIBADD = $(JANSSON_LIBS)
+check_LTLIBRARIES += tests/plugins/gate.la tests/plugins/abi2.la
+tests_plugins_abi2_la_SOURCES = tests/plugins/badabi.c
+tests_plugins_abi2_la_CFLAGS = $(PLUGIN_CFLAGS) -DBADABI=2
+tests_plugins_abi2_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+tests_plugins_gate_la_SOURCES = tests/plugins/gate.c
+tests_plugins_gate_la_CFLAGS = $(PLUGIN_CFLAGS)
+tests_plugins_gate_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+tests_plugins_gate_la_LIBADD = $(JANSSON_LIBS)
 check_LTLIBRARIES += tests/plugins/badabi.la tests/plugins/nodesc.la \
 	tests/plugins/worker.la
 tests_plugins_worker_la_SOURCES = tests/plugins/worker.c
 tests_plugins_worker_la_CFLAGS = $(PLUGIN_CFLAGS)
 tests_plugins_worker_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 tests_plugins_worker_la_LIBADD = $(JANSSON_LIBS)
-check_LTLIBRARIES += tests/plugins/abi2.la
-tests_plugins_abi2_la_SOURCES = tests/plugins/abi2.c
-tests_plugins_abi2_la_CFLAGS = $(PLUGIN_CFLAGS)
-tests_plugins_abi2_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 tests_plugins_badabi_la_SOURCES = tests/plugins/badabi.c
 tests_plugins_badabi_la_CFLAGS = $(PLUGIN_CFLAGS)
 tests_plugins_badabi_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
@@ -234,6 +248,7 @@ INTEGRATION_FILES = \
 	tests/integration/test_handover.py \
 	tests/integration/test_handshake.py \
 	tests/integration/test_hardening.py \
+	tests/integration/test_jwt.py \
 	tests/integration/test_keepalive.py \
 	tests/integration/test_lifecycle.py \
 	tests/integration/test_limits.py \
@@ -248,6 +263,7 @@ INTEGRATION_FILES = \
 	tests/integration/test_restart.py \
 	tests/integration/test_smoke.py \
 	tests/integration/test_tls.py \
+	tests/integration/test_upgrade.py \
 	tests/integration/test_utf8_close.py \
 	tests/integration/test_workers.py \
 	tests/integration/tlspki.py

@@ -8,6 +8,12 @@
  *   [plugin:hello]
  *   greeting = Hello
  *
+ * A client may also be named before it is upgraded, in its URL: with
+ * /ws?name=Ada the upgrade callback makes "Ada" the connection's user (as
+ * the logs and /connections show it) and the default name of its hellos;
+ * a name over 32 bytes is refused with 400.  Real plugins check tokens
+ * there (see the jwt plugin).
+ *
  * with hello.so installed in the daemon's plugin directory,
  * `pkg-config --variable=plugindir wsplugd-plugin` (or named with a
  * path = key in the section).
@@ -62,18 +68,46 @@ static void
 hello_message(void *state, struct wsp_conn *c, const struct wsp_message *m)
 {
 	struct hello *h = state;
-	const char *name = json_string_value(json_object_get(m->json, "name"));
+	/* The tree is built only when asked for: once per message. */
+	const char *name = json_string_value(json_object_get(
+	    h->host->message_json(m), "name"));
+	const char *user = h->host->conn_user(c);
 	char text[128];
 	json_t *reply;
 
-	snprintf(text, sizeof(text), "%s, %.40s!", h->greeting,
-	    name != NULL ? name : "world");
+	if (name == NULL)
+		name = user != NULL ? user : "world";
+	snprintf(text, sizeof(text), "%s, %.40s!", h->greeting, name);
 	reply = json_pack("{s:s, s:s, s:s}", "type", "hello", "greeting", text,
 	    "connectionId", h->host->conn_id(c));
 	if (reply == NULL)
 		return;
 	h->host->send_json(c, reply);
 	json_decref(reply);
+}
+
+/* Before the 101: ?name=NAME in the query names the connection's user. */
+static int
+hello_upgrade(void *state, struct wsp_conn *c,
+    const struct wsp_upgrade_request *req, const char **reason_r)
+{
+	struct hello *h = state;
+	const char *p = strstr(req->query, "name=");
+	char name[33];
+	size_t n;
+
+	if (p == NULL || (p != req->query && p[-1] != '&'))
+		return WSP_UPGRADE_ACCEPT;
+	p += 5;
+	if ((n = strcspn(p, "&")) >= sizeof(name)) {
+		*reason_r = "name too long";
+		return 400;
+	}
+	memcpy(name, p, n);
+	name[n] = '\0';
+	if (n > 0)
+		h->host->set_user(c, name);
+	return WSP_UPGRADE_ACCEPT;
 }
 
 static const char *const hello_types[] = { "hello", NULL };
@@ -86,4 +120,5 @@ WSP_EXPORT const struct wsp_plugin wsplugd_plugin = {
 	.load = hello_load,
 	.unload = hello_unload,
 	.message = hello_message,
+	.upgrade = hello_upgrade,
 };

@@ -12,6 +12,11 @@
  * opaque.  Message payloads and connection metadata are borrowed: valid until
  * the callback that received them returns.
  *
+ * ABI 3: a message arrives as its text with its "type" and "id" read
+ * from it; the jansson tree is built only when the plugin asks for it
+ * (message_json), once per message.  A plugin may decide on a client
+ * before it is upgraded (the upgrade callback) and name its user.
+ *
  * All callbacks run on the daemon's event loop thread.  A callback must not
  * block; one that runs longer than the configured threshold is logged as
  * slow with the plugin's name.
@@ -102,13 +107,19 @@ enum wsp_close_code {
 	WSP_CLOSE_INTERNAL_ERROR = 1011,
 };
 
-/* One message as delivered to a plugin; everything in it is borrowed. */
+/* One message as delivered to a plugin; everything in it is borrowed.
+ * The JSON tree is not built unless host->message_json(msg) is called,
+ * with this very pointer. */
 struct wsp_message {
 	const char *type; /* the "type" string; NULL for raw deliveries */
-	json_t *json;     /* the parsed object; NULL for raw deliveries */
-	const void *data; /* the payload as received */
+	const void *data; /* the payload as received: the JSON text */
 	size_t len;
 	int binary; /* 1 for a binary message (raw deliveries only) */
+	/* The top-level "id" member's value as JSON text (a string keeps
+	 * its quotes), ready to paste into a reply; NULL when none (and
+	 * for raw deliveries). */
+	const char *id;
+	size_t id_len;
 };
 
 /* A snapshot of a connection's registry entry; strings are borrowed. */
@@ -124,7 +135,31 @@ struct wsp_conn_info {
 	int64_t last_activity_ms;
 	uint64_t msgs_in, msgs_out;
 	uint64_t bytes_in, bytes_out;
+	const char *user;        /* set by a plugin (set_user), "" when none */
 };
+
+/*
+ * What an upgrade callback is shown of the client's request, before the
+ * 101.  Strings are NUL-terminated and borrowed until the plugin answers
+ * (the callback's return or upgrade_answer); other headers, cookies
+ * among them, through host->request_header.
+ */
+struct wsp_upgrade_request {
+	const char *method;      /* "GET" */
+	const char *target;      /* the request target as sent */
+	const char *path;        /* the target up to '?' */
+	const char *query;       /* after '?', not decoded; "" when none */
+	const char *ip;          /* client address, numeric */
+	uint16_t port;
+	const char *subprotocol; /* the one negotiated, "" when none */
+	const char *origin;      /* "" when the client sent none */
+	const char *user_agent;  /* "" when the client sent none */
+};
+
+/* An upgrade callback's answer: accept, defer (answer later with
+ * host->upgrade_answer), or an HTTP status from 400 to 599 to refuse. */
+#define WSP_UPGRADE_ACCEPT 0
+#define WSP_UPGRADE_DEFER 1
 
 /*
  * The host table.  `abi` and `size` let a plugin check what it was given.
@@ -258,6 +293,34 @@ struct wsp_host {
 	    const char *channel, size_t max, void (*done)(void *arg,
 	    struct wsp_conn *c, const char *const *ids, size_t n,
 	    uint64_t total), void *arg);
+	/* ABI 3: the handshake and JSON */
+
+	/* The message's JSON tree, built on the first call and kept until
+	 * the message callback returns (borrowed: do not decref).  msg must
+	 * be the pointer the callback was given.  NULL when the text is not
+	 * a JSON object (raw deliveries) or memory runs out. */
+	json_t *(*message_json)(const struct wsp_message *msg);
+	/* A deferred upgrade's answer: 0 accepts (the next plugin with an
+	 * upgrade callback is asked), 400..599 refuses with reason (at most
+	 * 123 bytes are kept).  Only for a connection this plugin deferred
+	 * and whose upgrade_cancel has not been called; -1 otherwise. */
+	int (*upgrade_answer)(struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
+	    int status, const char *reason);
+	/* The connection's user, shown in logs, /connections and conn_info;
+	 * a copy is kept (UTF-8, at most 255 bytes; NULL clears).  Any time
+	 * from the upgrade callback on. */
+	int (*set_user)(struct wsp_conn *c, const char *user);
+	/* NULL when no plugin set one. */
+	const char *(*conn_user)(const struct wsp_conn *c);
+	/* A request header's value (the first of that name, matched without
+	 * regard to case), during the handshake only: from the upgrade
+	 * callback until the last plugin answered.  NULL when absent. */
+	const char *(*request_header)(const struct wsp_conn *c,
+	    const char *name);
+	/* Another plugin's attribute (borrowed, read only), or NULL: how
+	 * plugins share what one learned, say a token's claims. */
+	json_t *(*attr_read)(const struct wsp_conn *c, const char *plugin,
+	    const char *key);
 };
 
 /*
@@ -286,6 +349,23 @@ struct wsp_plugin {
 	    const struct wsp_message *msg);
 	/* c is going away; code is the close code (1006 when none). */
 	void (*close)(void *state, struct wsp_conn *c, uint16_t code);
+
+	/* ABI 3.  A client asks to upgrade: before the 101, in load order,
+	 * every plugin with this callback must accept.  Return
+	 * WSP_UPGRADE_ACCEPT, an HTTP status 400..599 to refuse (with
+	 * *reason_r a short text for the response and the log, copied),
+	 * or WSP_UPGRADE_DEFER and answer later with host->upgrade_answer,
+	 * within the server's handshake_timeout (else the client gets 408).
+	 * set_user and attr_set may be called on c from here on. */
+	int (*upgrade)(void *state, struct wsp_conn *c,
+	    const struct wsp_upgrade_request *req, const char **reason_r);
+	/* A deferred handshake ended before the plugin answered (timeout,
+	 * client gone, shutdown): forget c, which is about to be freed. */
+	void (*upgrade_cancel)(void *state, struct wsp_conn *c);
+	/* A reload (SIGHUP) succeeded and kept this plugin as it was (same
+	 * file, same section): re-read what it loaded from other files,
+	 * such as keys.  It cannot fail the reload; keep what works. */
+	void (*reload)(void *state);
 };
 
 #ifdef __cplusplus

@@ -16,6 +16,12 @@
  * With `presence = yes`, subscribers also see
  * {"type":"presence","channel":…,"event":"join"|"leave","connectionId":…}.
  *
+ * With `channels_claim = NAME` (and `claims_plugin`, default "jwt"), a
+ * connection may subscribe and publish only to the channels its claim
+ * lists: the attribute NAME the claims plugin kept for it, an array of
+ * channel names in which "{sub}" stands for the connection's user and a
+ * trailing "*" for any rest.  No such attribute: no channel at all.
+ *
  * The channels are the daemon's (the bus, host ABI 3), not this plugin's:
  * the bus numbers each channel's messages, keeps their history, delivers
  * each exactly once in publish order to subscribers in every worker, and
@@ -23,6 +29,7 @@
  * What the plugin keeps is the answers it still owes: each holds the
  * request's id, and unload frees those never answered.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +50,8 @@ struct broadcast {
 	int presence;
 	uint64_t max_channels; /* per connection */
 	struct pending *pending;
+	char claim[65];        /* channels_claim, "" when off */
+	char claims_plugin[65];
 };
 
 static int
@@ -52,10 +61,18 @@ bc_load(struct wsp_plugin_ctx *ctx, const struct wsp_host *host,
 	struct broadcast *b;
 	int presence;
 	uint64_t max;
+	const char *claim, *from;
 
 	if (host->cfg_bool(sec, "presence", 0, &presence) == -1 ||
-	    host->cfg_uint(sec, "max_channels", 64, 100000, &max) == -1)
+	    host->cfg_uint(sec, "max_channels", 64, 100000, &max) == -1 ||
+	    host->cfg_string(sec, "channels_claim", "", &claim) == -1 ||
+	    host->cfg_string(sec, "claims_plugin", "jwt", &from) == -1)
 		return -1;
+	if (strlen(claim) > 64 || strlen(from) > 64) {
+		host->cfg_error(sec, strlen(claim) > 64 ? "channels_claim" :
+		    "claims_plugin", "at most 64 bytes");
+		return -1;
+	}
 	if (max == 0) {
 		host->cfg_error(sec, "max_channels", "must be at least 1");
 		return -1;
@@ -66,6 +83,8 @@ bc_load(struct wsp_plugin_ctx *ctx, const struct wsp_host *host,
 	b->ctx = ctx;
 	b->presence = presence;
 	b->max_channels = max;
+	snprintf(b->claim, sizeof(b->claim), "%s", claim);
+	snprintf(b->claims_plugin, sizeof(b->claims_plugin), "%s", from);
 	*state_r = b;
 	return 0;
 }
@@ -150,11 +169,51 @@ announce(struct broadcast *b, struct wsp_conn *c, const char *channel,
 	json_decref(msg);
 }
 
+/* Does pattern allow name for user?  "{sub}" is the user, a final "*"
+ * any rest. */
+static int
+channel_allowed_by(const char *pat, const char *name, const char *user)
+{
+	size_t ul = user != NULL ? strlen(user) : 0;
+
+	while (*pat != '\0') {
+		if (pat[0] == '*' && pat[1] == '\0')
+			return 1;
+		if (strncmp(pat, "{sub}", 5) == 0) {
+			if (user == NULL || strncmp(name, user, ul) != 0)
+				return 0;
+			name += ul;
+			pat += 5;
+			continue;
+		}
+		if (*pat++ != *name++)
+			return 0;
+	}
+	return *name == '\0';
+}
+
+static int
+channel_allowed(struct broadcast *b, struct wsp_conn *c, const char *name)
+{
+	json_t *list, *v;
+	size_t i;
+
+	if (b->claim[0] == '\0')
+		return 1;
+	list = b->host->attr_read(c, b->claims_plugin, b->claim);
+	json_array_foreach(list, i, v)
+		if (json_is_string(v) && channel_allowed_by(json_string_value(v),
+		    name, b->host->conn_user(c)))
+			return 1;
+	return 0;
+}
+
 static const char *
 channel_arg(struct broadcast *b, struct wsp_conn *c,
     const struct wsp_message *m, json_t *id)
 {
-	json_t *ch = json_object_get(m->json, "channel");
+	json_t *ch = json_object_get(b->host->message_json(m),
+	    "channel");
 	const char *name = json_string_value(ch);
 	size_t n = name != NULL ? strlen(name) : 0, i;
 
@@ -166,6 +225,13 @@ channel_arg(struct broadcast *b, struct wsp_conn *c,
 		fail(b, c, id, "invalid_channel",
 		    "\"channel\" must be a non-empty string of at most 128 "
 		    "bytes without control characters");
+		return NULL;
+	}
+	/* unsubscribing is always allowed: a claim may have shrunk */
+	if (strcmp(m->type, "unsubscribe") != 0 &&
+	    !channel_allowed(b, c, name)) {
+		fail(b, c, id, "forbidden_channel",
+		    "this connection's claims do not allow that channel");
 		return NULL;
 	}
 	return name;
@@ -217,7 +283,7 @@ since_arg(struct broadcast *b, struct wsp_conn *c, json_t *id,
 	    "epoch");
 
 	if (json_is_integer(v)) {
-		e = json_object_get(m->json, "epoch");
+		e = json_object_get(b->host->message_json(m), "epoch");
 		if (json_integer_value(v) >= 0 && (e == NULL ||
 		    (json_is_string(e) && json_string_length(e) <=
 		    WSP_BUS_EPOCH_MAX))) {
@@ -246,7 +312,7 @@ static void
 do_subscribe(struct broadcast *b, struct wsp_conn *c,
     const struct wsp_message *m, const char *name, json_t *id)
 {
-	json_t *sv = json_object_get(m->json, "since");
+	json_t *sv = json_object_get(b->host->message_json(m), "since");
 	struct wsp_bus_since since;
 	struct find f = { name, 0 };
 	struct pending *p;
@@ -308,7 +374,7 @@ static void
 do_publish(struct broadcast *b, struct wsp_conn *c,
     const struct wsp_message *m, const char *name, json_t *id)
 {
-	json_t *data = json_object_get(m->json, "data"), *msg;
+	json_t *data = json_object_get(b->host->message_json(m), "data"), *msg;
 	struct pending *p = NULL;
 	char *text;
 
@@ -377,7 +443,8 @@ static void
 bc_message(void *state, struct wsp_conn *c, const struct wsp_message *m)
 {
 	struct broadcast *b = state;
-	json_t *id = json_object_get(m->json, "id");
+	/* Every request here needs its members: the tree, built once. */
+	json_t *id = json_object_get(b->host->message_json(m), "id");
 	const char *name;
 
 	if ((name = channel_arg(b, c, m, id)) == NULL)

@@ -6,9 +6,12 @@
  * this connection carries, so a front end can quote it in a bug report and
  * the operator can grep for it.
  *
- * The greeting is one object built at load and updated in place for each
- * connection, as the ping plugin does with its pong.
+ * The greeting is written as text on the stack: the id is 32 hex digits
+ * and the timestamp a number, so there is nothing to escape, and no JSON
+ * tree is built or serialized per connection, as ping does with its pong.
  */
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <wsplugd/plugin.h>
@@ -16,11 +19,7 @@
 struct greeter {
 	const struct wsp_host *host;
 	struct wsp_plugin_ctx *ctx;
-	json_t *msg;
-	json_t *id, *timestamp; /* msg's, borrowed */
 };
-
-static void greeter_unload(void *);
 
 static int
 greeter_load(struct wsp_plugin_ctx *ctx, const struct wsp_host *host,
@@ -33,14 +32,6 @@ greeter_load(struct wsp_plugin_ctx *ctx, const struct wsp_host *host,
 		return -1;
 	g->host = host;
 	g->ctx = ctx;
-	g->msg = json_pack("{s:s, s:s, s:I}", "type", "connection_established",
-	    "connectionId", "", "timestamp", (json_int_t)0);
-	if (g->msg == NULL) {
-		greeter_unload(g);
-		return -1;
-	}
-	g->id = json_object_get(g->msg, "connectionId");
-	g->timestamp = json_object_get(g->msg, "timestamp");
 	*state_r = g;
 	return 0;
 }
@@ -48,22 +39,21 @@ greeter_load(struct wsp_plugin_ctx *ctx, const struct wsp_host *host,
 static void
 greeter_unload(void *state)
 {
-	struct greeter *g = state;
-
-	json_decref(g->msg);
-	free(g);
+	free(state);
 }
 
 static void
 greeter_open(void *state, struct wsp_conn *c)
 {
 	struct greeter *g = state;
+	char text[128];
+	int n;
 
-	/* Ids are 32 hex digits: no UTF-8 check needed. */
-	if (json_string_set_nocheck(g->id, g->host->conn_id(c)) == -1)
-		return;
-	json_integer_set(g->timestamp, (json_int_t)g->host->now_ms(g->ctx));
-	g->host->send_json(c, g->msg);
+	n = snprintf(text, sizeof(text), "{\"type\":\"connection_established\","
+	    "\"connectionId\":\"%s\",\"timestamp\":%" PRId64 "}",
+	    g->host->conn_id(c), g->host->now_ms(g->ctx));
+	if (n > 0 && (size_t)n < sizeof(text))
+		g->host->send_text(c, text, (size_t)n);
 }
 
 WSP_EXPORT const struct wsp_plugin wsplugd_plugin = {

@@ -5,22 +5,25 @@
  * cannot send protocol pings.  The ping's "id", when present, is echoed so
  * a client can match replies and measure round trips.
  *
- * Every client sends these, so the reply is one object built at load and
- * updated in place: no allocation and no format parsing per ping.  The
- * daemon is single-threaded, and send_json serializes before it returns.
+ * Every client sends these, so the reply is written as text: the daemon
+ * hands over the id as the JSON text it read, which is pasted in as is,
+ * and no JSON tree is built for either message.  Replies with a short id
+ * are formatted on the stack; only a huge id costs an allocation.
  */
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <wsplugd/plugin.h>
+
+/* {"type":"pong","timestamp":-9223372036854775808,"id":} */
+#define PONG_OVERHEAD 64
 
 struct ping {
 	const struct wsp_host *host;
 	struct wsp_plugin_ctx *ctx;
-	json_t *reply;     /* {"type":"pong","timestamp":…[,"id":…]} */
-	json_t *timestamp; /* the reply's, borrowed */
 };
-
-static void ping_unload(void *);
 
 static int
 ping_load(struct wsp_plugin_ctx *ctx, const struct wsp_host *host,
@@ -33,13 +36,6 @@ ping_load(struct wsp_plugin_ctx *ctx, const struct wsp_host *host,
 		return -1;
 	p->host = host;
 	p->ctx = ctx;
-	p->reply = json_pack("{s:s, s:I}", "type", "pong", "timestamp",
-	    (json_int_t)0);
-	if (p->reply == NULL) {
-		ping_unload(p);
-		return -1;
-	}
-	p->timestamp = json_object_get(p->reply, "timestamp");
 	*state_r = p;
 	return 0;
 }
@@ -47,26 +43,32 @@ ping_load(struct wsp_plugin_ctx *ctx, const struct wsp_host *host,
 static void
 ping_unload(void *state)
 {
-	struct ping *p = state;
-
-	json_decref(p->reply);
-	free(p);
+	free(state);
 }
 
 static void
 ping_message(void *state, struct wsp_conn *c, const struct wsp_message *m)
 {
 	struct ping *p = state;
-	json_t *id;
+	char stack[256], *out = stack;
+	size_t need = PONG_OVERHEAD + m->id_len, n;
+	int64_t now = p->host->now_ms(p->ctx);
 
-	json_integer_set(p->timestamp, (json_int_t)p->host->now_ms(p->ctx));
-	/* The id stays in the reply until the next ping without one: a
-	 * reference to a value, not to the message it came from. */
-	if ((id = json_object_get(m->json, "id")) != NULL)
-		json_object_set(p->reply, "id", id);
-	else
-		json_object_del(p->reply, "id");
-	p->host->send_json(c, p->reply);
+	if (need > sizeof(stack) && (out = malloc(need)) == NULL)
+		return;
+	if (m->id == NULL)
+		n = (size_t)snprintf(out, need, "{\"type\":\"pong\","
+		    "\"timestamp\":%" PRId64 "}", now);
+	else {
+		n = (size_t)snprintf(out, need, "{\"type\":\"pong\","
+		    "\"timestamp\":%" PRId64 ",\"id\":", now);
+		memcpy(out + n, m->id, m->id_len);
+		n += m->id_len;
+		out[n++] = '}';
+	}
+	p->host->send_text(c, out, n);
+	if (out != stack)
+		free(out);
 	p->host->log(p->ctx, WSP_LOG_DEBUG, c, "pong sent");
 }
 

@@ -63,13 +63,25 @@ record(void *state, struct wsp_conn *c, const struct wsp_message *m)
 	seen.calls++;
 	seen.to = state;
 	seen.had_type = m->type != NULL;
-	seen.had_json = m->json != NULL;
+	seen.had_json = 0;
 	if (m->type != NULL) {
+		json_t *j = wsp_host_table.message_json(m), *id;
+
+		seen.had_json = j != NULL;
 		CHECK(strlen(m->type) < sizeof(seen.type), "type length");
 		strcpy(seen.type, m->type);
-		CHECK(json_is_object(m->json) && json_string_value(
-		    json_object_get(m->json, "type")) == m->type,
+		CHECK(json_is_object(j) && strcmp(json_string_value(
+		    json_object_get(j, "type")), m->type) == 0,
 		    "type not the parsed object's");
+		/* the id text is the tree's id, or absent with it */
+		id = m->id == NULL ? NULL : json_loadb(m->id, m->id_len,
+		    JSON_DECODE_ANY, NULL);
+		CHECK((m->id == NULL) == (json_object_get(j, "id") == NULL),
+		    "id present in one and not the other");
+		CHECK(m->id == NULL || json_equal(id, json_object_get(j, "id")),
+		    "id text %.*s is not the tree's id", (int)m->id_len, m->id);
+		json_decref(id);
+		CHECK(wsp_host_table.message_json(m) == j, "tree built twice");
 	}
 	seen.binary = m->binary;
 	seen.data = m->data;

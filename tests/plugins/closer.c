@@ -24,9 +24,9 @@ closer_load(struct wsp_plugin_ctx *ctx, const struct wsp_host *h,
 static void
 closer_message(void *state, struct wsp_conn *c, const struct wsp_message *m)
 {
-	json_t *code = json_object_get(m->json, "code");
-	const char *reason = json_string_value(json_object_get(m->json,
-	    "reason"));
+	json_t *j = host->message_json(m);
+	json_t *code = json_object_get(j, "code");
+	const char *reason = json_string_value(json_object_get(j, "reason"));
 	json_int_t n = json_integer_value(code);
 	json_t *reply;
 

@@ -127,8 +127,8 @@ timers_message(void *state, struct wsp_conn *c, const struct wsp_message *m)
 	json_t *reply;
 
 	if (m->type[0] == 's') {
-		json_int_t ms = json_integer_value(json_object_get(m->json,
-		    "ms"));
+		json_int_t ms = json_integer_value(json_object_get(
+		    t->host->message_json(m), "ms"));
 		struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
 
 		nanosleep(&ts, NULL);

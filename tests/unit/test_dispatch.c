@@ -23,7 +23,8 @@ static struct wsp_section sec_raw = { .file = "test.conf", .name = "raw",
 static struct {
 	int calls;
 	char type[256];
-	int had_json, binary;
+	int had_json, prebuilt, binary, has_id;
+	char id[256];
 	char data[4096];
 	size_t len;
 	struct wsp_plugin_ctx *to;
@@ -37,7 +38,14 @@ record(void *state, struct wsp_conn *c, const struct wsp_message *m)
 	seen.to = state;
 	snprintf(seen.type, sizeof(seen.type), "%s",
 	    m->type == NULL ? "(raw)" : m->type);
-	seen.had_json = m->json != NULL;
+	/* Whether dispatch built the tree before the call (it should only
+	 * when the scan declined), then whether a typed message has one. */
+	seen.prebuilt = ((const struct dispatch_msg *)(const void *)m)->tried;
+	seen.had_json = m->type != NULL &&
+	    wsp_host_table.message_json(m) != NULL;
+	snprintf(seen.id, sizeof(seen.id), "%.*s", (int)m->id_len,
+	    m->id != NULL ? m->id : "");
+	seen.has_id = m->id != NULL;
 	seen.binary = m->binary;
 	seen.len = m->len < sizeof(seen.data) ? m->len : sizeof(seen.data);
 	memcpy(seen.data, m->data, seen.len);
@@ -225,6 +233,37 @@ test_routes_claimed_type_with_json(void)
 	set_free(set);
 }
 
+/* The tree is built only when the plugin asks; the id comes as text. */
+static void
+test_tree_on_demand_and_id_text(void)
+{
+	struct plugin_set *set = set_new();
+	struct wsp_conn *c = conn_new();
+	struct wsp_plugin_ctx *rec = ctx_new(set, &sec_rec);
+
+	memset(&seen, 0, sizeof(seen));
+	CU_ASSERT_EQUAL(plugin_claim(rec, "greet"), 0);
+	CU_ASSERT_PTR_NULL(roundtrip(c,
+	    "{\"id\": {\"k\": [1, \"x\"]} ,\"type\":\"greet\"}"));
+	CU_ASSERT_FALSE(seen.prebuilt);
+	CU_ASSERT_TRUE(seen.had_json);
+	CU_ASSERT_TRUE(seen.has_id);
+	CU_ASSERT_STRING_EQUAL(seen.id, "{\"k\": [1, \"x\"]}");
+	CU_ASSERT_PTR_NULL(roundtrip(c, "{\"type\":\"greet\"}"));
+	CU_ASSERT_FALSE(seen.prebuilt);
+	CU_ASSERT_FALSE(seen.has_id);
+	/* What the scan declines but a plugin takes: the tree is built
+	 * first, and the id is its compact text. */
+	CU_ASSERT_PTR_NULL(roundtrip(c,
+	    "{\"type\":\"gr\\u0065et\",\"id\":[1e2, \"a\"]}"));
+	CU_ASSERT_EQUAL(seen.calls, 3);
+	CU_ASSERT_TRUE(seen.prebuilt);
+	CU_ASSERT_STRING_EQUAL(seen.type, "greet");
+	CU_ASSERT_STRING_EQUAL(seen.id, "[100.0,\"a\"]");
+	fake_conn_free(c);
+	set_free(set);
+}
+
 static void
 test_binary_without_catch_all_closes_1003(void)
 {
@@ -378,6 +417,8 @@ main(void)
 		    test_unknown_type_cut_on_utf8_boundary },
 		{ "a claimed type reaches its plugin with JSON",
 		    test_routes_claimed_type_with_json },
+		{ "the tree on demand, the id as text",
+		    test_tree_on_demand_and_id_text },
 		{ "binary without a catch-all closes 1003",
 		    test_binary_without_catch_all_closes_1003 },
 		{ "a lone catch-all gets everything raw",

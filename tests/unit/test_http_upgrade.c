@@ -960,6 +960,10 @@ test_status_text(void)
 	    "Request Header Fields Too Large");
 	CU_ASSERT_STRING_EQUAL(http_status_text(500), "Internal Server Error");
 	CU_ASSERT_STRING_EQUAL(http_status_text(503), "Service Unavailable");
+	/* what a plugin's upgrade callback refuses with */
+	CU_ASSERT_STRING_EQUAL(http_status_text(401), "Unauthorized");
+	CU_ASSERT_STRING_EQUAL(http_status_text(429), "Too Many Requests");
+	CU_ASSERT_STRING_EQUAL(http_status_text(504), "Gateway Timeout");
 	CU_ASSERT_STRING_EQUAL(http_status_text(0), "Error");
 	CU_ASSERT_STRING_EQUAL(http_status_text(418), "Error");
 	CU_ASSERT_STRING_EQUAL(http_status_text(-1), "Error");
