@@ -450,8 +450,9 @@ sub_done_cb(void *arg, const struct bus_answer *a)
 	req_free(q);
 }
 
-int
-bus_subscribe(struct bus *bus, struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
+/* A subscribe; ctx NULL: nobody answered (bus_adopt). */
+static int
+bus_join(struct bus *bus, struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
     const char *channel, const struct wsp_bus_since *since,
     void (*done)(void *, struct wsp_conn *, const struct wsp_bus_subscribed *),
     void *arg)
@@ -460,7 +461,7 @@ bus_subscribe(struct bus *bus, struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
 	struct bus_req *q;
 	int first = 0;
 
-	if (bus == NULL || c->state != CONN_OPEN || done == NULL ||
+	if (bus == NULL || c->state != CONN_OPEN ||
 	    !bus_channel_valid(channel) || (since != NULL &&
 	    (since->epoch == NULL || strlen(since->epoch) > WSP_BUS_EPOCH_MAX)))
 		return -1;
@@ -483,6 +484,27 @@ bus_subscribe(struct bus *bus, struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
 	bus->be.subscribe(bus->be.be, channel, c->id, first, since,
 	    sub_replay_cb, sub_done_cb, q);
 	return 0;
+}
+
+int
+bus_subscribe(struct bus *bus, struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
+    const char *channel, const struct wsp_bus_since *since,
+    void (*done)(void *, struct wsp_conn *, const struct wsp_bus_subscribed *),
+    void *arg)
+{
+	if (done == NULL)
+		return -1;
+	return bus_join(bus, ctx, c, channel, since, done, arg);
+}
+
+int
+bus_adopt(struct bus *bus, struct wsp_conn *c, const char *channel)
+{
+	if (bus != NULL && member_find(bus, c, channel) != NULL)
+		return 0;
+	/* live from the backend's answer on, as any subscribe without
+	 * since: the history stayed in the old process */
+	return bus_join(bus, NULL, c, channel, NULL, NULL, NULL);
 }
 
 int

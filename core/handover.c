@@ -169,13 +169,28 @@ ho_unmovable(const struct wsp_conn *c)
 	return NULL;
 }
 
+struct ho_subs_arg {
+	struct outbuf b;
+	int failed;
+};
+
+static void
+ho_subs_cb(const char *channel, void *arg)
+{
+	struct ho_subs_arg *a = arg;
+
+	if (ho_subs_add(&a->b, channel) == -1)
+		a->failed = 1;
+}
+
 /* c's record onto b; -1 when it cannot be written (then it stays). */
 static int
 ho_encode(struct wsp_conn *c, struct outbuf *b)
 {
+	struct ho_subs_arg subs = { { NULL, 0, 0 }, 0 };
 	struct ho_conn h;
 	char *attrs = NULL;
-	size_t olen;
+	size_t olen, nsubs;
 	int rc;
 
 	memset(&h, 0, sizeof(h));
@@ -238,6 +253,20 @@ ho_encode(struct wsp_conn *c, struct outbuf *b)
 		h.attrs.p = (const uint8_t *)attrs;
 		h.attrs.n = strlen(attrs);
 	}
+	/* its channels, joined again on the other side */
+	nsubs = c->state == CONN_OPEN ? bus_channels(c->srv->bus, c, NULL,
+	    NULL) : 0;
+	if (nsubs > 0) {
+		if (nsubs <= HO_MAX_SUBS)
+			bus_channels(c->srv->bus, c, ho_subs_cb, &subs);
+		if (nsubs > HO_MAX_SUBS || subs.failed) {
+			free(subs.b.p);
+			free(attrs);
+			return -1;
+		}
+		h.subs.p = (const uint8_t *)subs.b.p;
+		h.subs.n = subs.b.len;
+	}
 	if (c->zs != NULL) {
 		h.has_zs = 1;
 		h.zp = c->zs->p;
@@ -246,6 +275,7 @@ ho_encode(struct wsp_conn *c, struct outbuf *b)
 		h.z_threshold = c->zs->threshold;
 	}
 	rc = ho_conn_encode(b, &h);
+	free(subs.b.p);
 	free(attrs);
 	return rc;
 }

@@ -10,8 +10,10 @@
  * sent back as FAIL.  Then it answers READY and receives the connections:
  * each record is checked (handover_state.c) and rebuilt as an open,
  * registered connection with no event yet (conn_adopt), so nothing is
- * read or written while the old process still owns them.  Every plugin's
- * adopt() sees every connection, ADOPTED goes back, and on GO the
+ * read or written while the old process still owns them, and joins its
+ * bus channels again (bus_adopt; their history stays behind, so each
+ * starts a new epoch here).  Every plugin's adopt() sees every
+ * connection, ADOPTED goes back, and on GO the
  * connections are watched and the loop may start.  Anything wrong before
  * GO: the connections are forgotten untouched (conn_release) and the
  * process exits 1 without a word to any client; the old one still has
@@ -237,9 +239,10 @@ static int
 ho_adopt_one(struct wsp_server *srv, const struct ho_conn *h, int fd,
     struct wsp_conn **c_r, const char **why_r)
 {
+	char name[WSP_BUS_CHANNEL_MAX + 1];
 	struct wsp_conn *c;
 	json_error_t jerr;
-	size_t cap;
+	size_t cap, off;
 
 	if (h->state == HO_STATE_HANDSHAKE)
 		return ho_adopt_handshake(srv, h, fd, c_r, why_r);
@@ -320,6 +323,16 @@ ho_adopt_one(struct wsp_server *srv, const struct ho_conn *h, int fd,
 		dq_push(&srv->dq_closing, c);
 	else if (srv->cfg->ping_interval > 0)
 		dq_push(&srv->dq_ping, c);
+	/* back on its channels, before any plugin hears of it: the plugin
+	 * that subscribed it finds them through bus_channels as before */
+	off = 0;
+	while (c->state == CONN_OPEN && ho_subs_next(&h->subs, &off, name))
+		if (bus_adopt(srv->bus, c, name) == -1) {
+			*why_r = "cannot join a bus channel again";
+			bus_conn_closed(srv->bus, c);
+			conn_release(c);
+			return -1;
+		}
 	*c_r = c;
 	return 0;
 nomem:
@@ -405,10 +418,11 @@ ho_child_abandon(struct wsp_server *srv, struct handover_child *hc)
 {
 	size_t i;
 
-	for (i = 0; i < hc->nconns; i++)
+	for (i = 0; i < hc->nconns; i++) {
+		bus_conn_closed(srv->bus, hc->conns[i]); /* no dangling member */
 		conn_release(hc->conns[i]);
+	}
 	hc->nconns = 0;
-	(void)srv;
 }
 
 int

@@ -3,7 +3,9 @@
  *
  * A hand-over (handover.c) moves every connection to a freshly started
  * binary.  The descriptors cross by SCM_RIGHTS; everything else a
- * connection is — its id, counters, metadata, attributes, the frame the
+ * connection is — its id, counters, metadata, attributes, its bus
+ * channels (not their history: a channel starts a new epoch in the new
+ * process), the frame the
  * codec is half-way through, the message being reassembled, the output
  * not yet written, its keepalive position and its deflate parameters — is
  * written here into frames and read back by the other process.
@@ -361,6 +363,7 @@ ho_conn_encode(struct outbuf *b, const struct ho_conn *h)
 	rc |= ho_put_bytes(b, &h->msg);
 	rc |= ho_put_bytes(b, &h->out);
 	rc |= ho_put_bytes(b, &h->attrs);
+	rc |= ho_put_bytes(b, &h->subs);
 	rc |= ho_put_bytes(b, &h->head);
 	rc |= ho_put_u8(b, h->has_zs);
 	if (h->has_zs) {
@@ -408,6 +411,57 @@ ho_valid_ip(const char *ip, size_t n)
 		if (strchr("0123456789abcdefABCDEF.:", ip[i]) == NULL ||
 		    ip[i] == '\0')
 			return 0;
+	return 1;
+}
+
+/* Channel names as bus.c would take them (bus_channel_valid), no more
+ * than HO_MAX_SUBS, the list ending with the last. */
+static int
+ho_valid_subs(const struct ho_bytes *s)
+{
+	size_t off = 0, count = 0, n, i;
+	const uint8_t *name;
+
+	while (off < s->n) {
+		n = s->p[off++];
+		if (n == 0 || n > WSP_BUS_CHANNEL_MAX || n > s->n - off ||
+		    ++count > HO_MAX_SUBS)
+			return 0;
+		name = s->p + off;
+		if (utf8_validate(UTF8_ACCEPT, name, n) != UTF8_ACCEPT)
+			return 0;
+		for (i = 0; i < n; i++)
+			if (name[i] < 0x20 || name[i] == 0x7f)
+				return 0;
+		off += n;
+	}
+	return 1;
+}
+
+int
+ho_subs_add(struct outbuf *b, const char *channel)
+{
+	size_t n = strlen(channel);
+
+	if (n == 0 || n > WSP_BUS_CHANNEL_MAX)
+		return -1;
+	if (ho_put_u8(b, n) == -1)
+		return -1;
+	return ho_put(b, channel, n);
+}
+
+int
+ho_subs_next(const struct ho_bytes *s, size_t *off,
+    char name[WSP_BUS_CHANNEL_MAX + 1])
+{
+	size_t n;
+
+	if (s->p == NULL || *off >= s->n)
+		return 0;
+	n = s->p[(*off)++];
+	memcpy(name, s->p + *off, n);
+	name[n] = '\0';
+	*off += n;
 	return 1;
 }
 
@@ -517,6 +571,8 @@ ho_conn_decode(const uint8_t *p, size_t n, size_t *used_r,
 	ho_get_bytes(&rec, &h->msg, 0, 0, "bad message");
 	ho_get_bytes(&rec, &h->out, 0, 0, "bad output");
 	ho_get_bytes(&rec, &h->attrs, 0, 1, "bad attributes");
+	ho_get_bytes(&rec, &h->subs, HO_MAX_SUBS * (1 + WSP_BUS_CHANNEL_MAX),
+	    0, "bad bus subscriptions");
 	ho_get_bytes(&rec, &h->head, HO_MAX_HEAD, 0, "bad request head");
 	h->has_zs = ho_get_u8(&rec);
 	if (h->has_zs == 1) {
@@ -543,8 +599,10 @@ ho_conn_decode(const uint8_t *p, size_t n, size_t *used_r,
 		why = "bad connection state";
 	else if ((h->head.p != NULL && h->state != HO_STATE_HANDSHAKE) ||
 	    (h->state == HO_STATE_HANDSHAKE && (h->has_zs || h->msg_open ||
-	    h->out.n > 0 || h->attrs.p != NULL)))
+	    h->out.n > 0 || h->attrs.p != NULL || h->subs.p != NULL)))
 		why = "bad handshake state";
+	else if (!ho_valid_subs(&h->subs))
+		why = "bad bus subscriptions";
 	else if (!ho_valid_id(h->id))
 		why = "bad connection id";
 	else if (h->path.p == NULL)

@@ -1474,6 +1474,9 @@ int bus_subscribe(struct bus *bus, struct wsp_plugin_ctx *ctx,
     struct wsp_conn *c, const char *channel, const struct wsp_bus_since *since,
     void (*done)(void *, struct wsp_conn *, const struct wsp_bus_subscribed *),
     void *arg);
+/* A connection handed over (handover_child.c) joins channel again, as a
+ * live member, answering no plugin; 0 or -1. */
+int bus_adopt(struct bus *bus, struct wsp_conn *c, const char *channel);
 int bus_unsubscribe(struct bus *bus, struct wsp_conn *c, const char *channel);
 int bus_publish(struct bus *bus, struct wsp_plugin_ctx *ctx,
     struct wsp_conn *c, const char *channel, const char *text, size_t len,
@@ -1596,6 +1599,9 @@ void notify_free(struct wsp_server *srv);
 #endif
 #define HO_HDR_LEN 16
 #define HO_MAX_FRAME (256 * 1024 * 1024)
+/* Bus channels one connection takes along, at most: one with more stays
+ * with the old process. */
+#define HO_MAX_SUBS 4096
 
 enum ho_type {
 	HO_T_LISTEN = 1, /* old -> new: the listeners (their fds attached) */
@@ -1649,6 +1655,9 @@ struct ho_conn {
 	struct ho_bytes msg;   /* the message being reassembled */
 	struct ho_bytes out;   /* output not yet written */
 	struct ho_bytes attrs; /* JSON text of the attributes, or absent */
+	/* its bus channels (OPEN), each a length byte and the name, at most
+	 * HO_MAX_SUBS of them; absent: none */
+	struct ho_bytes subs;
 	struct ho_bytes head;  /* HANDSHAKE: the request read so far */
 	uint8_t has_zs;        /* permessage-deflate, no context takeover */
 	struct deflate_params zp;
@@ -1673,6 +1682,13 @@ int ho_conn_encode(struct outbuf *b, const struct ho_conn *h);
  * h's byte strings point into p. */
 int ho_conn_decode(const uint8_t *p, size_t n, size_t *used_r,
     struct ho_conn *h, const char **why_r);
+/* Append channel (1..WSP_BUS_CHANNEL_MAX bytes) to a subs list in b;
+ * 0 or -1. */
+int ho_subs_add(struct outbuf *b, const char *channel);
+/* The next channel of a decoded (so checked) subs list from *off, into
+ * name; 1, or 0 at the end. */
+int ho_subs_next(const struct ho_bytes *s, size_t *off,
+    char name[WSP_BUS_CHANNEL_MAX + 1]);
 /* Append n bytes to b (growing it, up to HO_MAX_FRAME); 0 or -1. */
 int ho_buf_put(struct outbuf *b, const void *p, size_t n);
 int ho_counters_encode(struct outbuf *b, const uint64_t *v, size_t n);

@@ -380,7 +380,7 @@ def handover():
         return b"\0" if b is None else b"\1" + u(len(b), 4) + b
 
     def record(state, close_code=0, ctl=b"abc", in_payload=1, remaining=4,
-               opcode=9):
+               opcode=9, subs=b"\x04news\x05r\xc3\xa9le"):
         hdr = bytes(14)
         r = (u(state, 1) + b"0123456789abcdef" * 2 + bs(b"127.0.0.1") +
              u(4000, 2) + bs(b"ua") + bs(None) + bs(b"/ws") + bs(None) +
@@ -393,7 +393,9 @@ def handover():
              u(0, 1) + u(in_payload, 1) + bytes(4) + u(0, 1) + u(1, 1) +
              u(0, 1) + u(0, 1) + u(remaining, 8) + u(5, 8) + u(0, 4) +
              bs(ctl) + u(1, 1) + u(1, 1) + bs(b"hello") +
-             bs(b"\x81\x01x") + bs(b'{"a":{"k":1}}') + u(0, 1) + bs(None))
+             bs(b"\x81\x01x") + bs(b'{"a":{"k":1}}') +
+             # the bus channels: a length byte and the name, each
+             bs(subs) + u(0, 1) + bs(None))
         return u(len(r), 4) + r
 
     first = record(1)

@@ -527,8 +527,9 @@ def test_unknown_version_falls_back_to_1012(upgradable):
 
 
 def test_broadcast_subscriptions_survive(upgradable):
-    """The broadcast plugin's subscriptions are attributes: they travel
-    with the connection and adopt() rebuilds the channels."""
+    """A connection's bus channels travel with its record and the new
+    process subscribes it again, so the broadcast plugin's subscribers
+    keep receiving without a word."""
     u = upgradable()
     with open(u.conf, "a") as f:
         f.write("\n[plugin:broadcast]\n")

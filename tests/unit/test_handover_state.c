@@ -66,7 +66,10 @@ sample(struct ho_conn *h)
 	h->msg = bytes("hello");
 	h->out.p = out;
 	h->out.n = sizeof(out);
-	h->attrs = bytes("{\"broadcast\":{\"channels\":[\"news\"]}}");
+	h->attrs = bytes("{\"app\":{\"k\":1}}");
+	/* bus channels "news" and "r\xc3\xa9sum\xc3\xa9" (UTF-8) */
+	h->subs.p = (const uint8_t *)"\x04news\x08r\xc3\xa9sum\xc3\xa9";
+	h->subs.n = 14;
 	h->has_zs = 1;
 	h->zp.server_no_takeover = 1;
 	h->zp.client_no_takeover = 1;
@@ -127,6 +130,7 @@ test_conn_round_trip(void)
 	CU_ASSERT(same_bytes(&out.msg, &in.msg));
 	CU_ASSERT(same_bytes(&out.out, &in.out));
 	CU_ASSERT(same_bytes(&out.attrs, &in.attrs));
+	CU_ASSERT(same_bytes(&out.subs, &in.subs));
 	CU_ASSERT_EQUAL(out.has_zs, 1);
 	CU_ASSERT_EQUAL(out.zp.client_wbits, 12);
 	CU_ASSERT_EQUAL(out.z_threshold, 64);
@@ -228,6 +232,47 @@ static void ch_limit(struct ho_conn *h)
 }
 static void ch_zs(struct ho_conn *h) { h->zp.server_wbits = 16; }
 static void ch_opcode(struct ho_conn *h) { h->dec.opcode = 3; }
+static void ch_subs_empty(struct ho_conn *h)
+{
+	h->subs.p = (const uint8_t *)"\x04news\x00"; /* a 0-byte name */
+	h->subs.n = 6;
+}
+static void ch_subs_short(struct ho_conn *h)
+{
+	h->subs.p = (const uint8_t *)"\x05news"; /* past the list's end */
+	h->subs.n = 5;
+}
+static void ch_subs_ctl(struct ho_conn *h)
+{
+	h->subs.p = (const uint8_t *)"\x02a\n"; /* bus.c would refuse it */
+	h->subs.n = 3;
+}
+static void ch_subs_utf8(struct ho_conn *h)
+{
+	h->subs.p = (const uint8_t *)"\x02a\xc3"; /* a truncated sequence */
+	h->subs.n = 3;
+}
+static void ch_subs_long(struct ho_conn *h)
+{
+	static uint8_t p[1 + WSP_BUS_CHANNEL_MAX + 1];
+
+	memset(p, 'a', sizeof(p));
+	p[0] = WSP_BUS_CHANNEL_MAX + 1;
+	h->subs.p = p;
+	h->subs.n = sizeof(p);
+}
+static void ch_subs_many(struct ho_conn *h)
+{
+	static uint8_t p[2 * (HO_MAX_SUBS + 1)];
+	size_t i;
+
+	for (i = 0; i < HO_MAX_SUBS + 1; i++) {
+		p[2 * i] = 1;
+		p[2 * i + 1] = 'a';
+	}
+	h->subs.p = p;
+	h->subs.n = sizeof(p);
+}
 
 static void
 test_conn_refused(void)
@@ -245,6 +290,12 @@ test_conn_refused(void)
 	expect_refused(ch_limit, "message past its limit");
 	expect_refused(ch_zs, "bad deflate parameters");
 	expect_refused(ch_opcode, "bad codec opcode");
+	expect_refused(ch_subs_empty, "bad bus subscriptions");
+	expect_refused(ch_subs_short, "bad bus subscriptions");
+	expect_refused(ch_subs_ctl, "bad bus subscriptions");
+	expect_refused(ch_subs_utf8, "bad bus subscriptions");
+	expect_refused(ch_subs_long, "bad bus subscriptions");
+	expect_refused(ch_subs_many, "bad bus subscriptions");
 }
 
 /* A record whose length claims more than the buffer, or less than its
@@ -310,6 +361,67 @@ test_handshake(void)
 	    &why), -1);
 	CU_ASSERT_STRING_EQUAL(why, "bad handshake state");
 	free(b.p);
+	/* bus channels before the upgrade: refused */
+	b.p = NULL;
+	b.len = b.cap = 0;
+	memset(&in, 0, sizeof(in));
+	in.state = HO_STATE_HANDSHAKE;
+	memset(in.id, '0', 32);
+	strcpy(in.ip, "127.0.0.1");
+	in.path = bytes("");
+	in.head = bytes("GET");
+	in.subs = bytes("\x04news");
+	CU_ASSERT_EQUAL_FATAL(ho_conn_encode(&b, &in), 0);
+	CU_ASSERT_EQUAL(ho_conn_decode((uint8_t *)b.p, b.len, &used, &out,
+	    &why), -1);
+	CU_ASSERT_STRING_EQUAL(why, "bad handshake state");
+	free(b.p);
+}
+
+/* A channel list as handover.c writes it and handover_child.c reads it
+ * back, through a record. */
+static void
+test_subs(void)
+{
+	struct outbuf l = { NULL, 0, 0 }, b = { NULL, 0, 0 };
+	char name[WSP_BUS_CHANNEL_MAX + 1], longest[WSP_BUS_CHANNEL_MAX + 2];
+	struct ho_conn in, out;
+	const char *why = NULL;
+	size_t used, off = 0;
+
+	memset(longest, 'c', sizeof(longest) - 1);
+	longest[WSP_BUS_CHANNEL_MAX + 1] = '\0';
+	CU_ASSERT_EQUAL(ho_subs_add(&l, ""), -1);
+	CU_ASSERT_EQUAL(ho_subs_add(&l, longest), -1);
+	CU_ASSERT_EQUAL(l.len, 0);
+	longest[WSP_BUS_CHANNEL_MAX] = '\0';
+	CU_ASSERT_EQUAL_FATAL(ho_subs_add(&l, "news"), 0);
+	CU_ASSERT_EQUAL_FATAL(ho_subs_add(&l, longest), 0);
+	sample(&in);
+	in.subs.p = (const uint8_t *)l.p;
+	in.subs.n = l.len;
+	CU_ASSERT_EQUAL_FATAL(ho_conn_encode(&b, &in), 0);
+	CU_ASSERT_EQUAL_FATAL(ho_conn_decode((uint8_t *)b.p, b.len, &used,
+	    &out, &why), 0);
+	CU_ASSERT_EQUAL_FATAL(ho_subs_next(&out.subs, &off, name), 1);
+	CU_ASSERT_STRING_EQUAL(name, "news");
+	CU_ASSERT_EQUAL_FATAL(ho_subs_next(&out.subs, &off, name), 1);
+	CU_ASSERT_STRING_EQUAL(name, longest);
+	CU_ASSERT_EQUAL(ho_subs_next(&out.subs, &off, name), 0);
+	/* none: absent, and nothing to walk */
+	free(b.p);
+	b.p = NULL;
+	b.len = b.cap = 0;
+	in.subs.p = NULL;
+	in.subs.n = 0;
+	CU_ASSERT_EQUAL_FATAL(ho_conn_encode(&b, &in), 0);
+	CU_ASSERT_EQUAL_FATAL(ho_conn_decode((uint8_t *)b.p, b.len, &used,
+	    &out, &why), 0);
+	CU_ASSERT_PTR_NULL(out.subs.p);
+	off = 0;
+	CU_ASSERT_EQUAL(ho_subs_next(&out.subs, &off, name), 0);
+	free(b.p);
+	free(l.p);
 }
 
 static void
@@ -429,6 +541,7 @@ main(void)
 		{ "impossible states are refused", test_conn_refused },
 		{ "a record's length must match", test_conn_length },
 		{ "a handshake in progress", test_handshake },
+		{ "bus channels travel, bounded", test_subs },
 		{ "frames: magic, version, type, length, CRC", test_frame },
 		{ "listener entries", test_listen },
 		{ "server counters, more or fewer", test_counters },
