@@ -418,7 +418,11 @@ jwt_load(struct wsp_plugin_ctx *ctx, const struct wsp_host *host,
 		}
 	}
 	if (keys_read(j, &j->keys, &which, &why) == -1) {
-		host->cfg_error(sec, which, "cannot read the key: %s", why);
+		/* the path too: -t is where an operator learns which file */
+		host->cfg_error(sec, which, "cannot read %s: %s",
+		    strcmp(which, "hmac_key") == 0 ? j->hmac_path :
+		    strcmp(which, "public_key") == 0 ? j->pubkey_path :
+		    j->jwks_path, why);
 		goto done;
 	}
 	*state_r = j;

@@ -377,5 +377,5 @@ def test_jwks_that_does_not_read_fails_the_load(tmp_path):
         "jwks": tmp_path / "jwks.json"}}))
     r = run_wsplugd(["-t", "-c", str(conf)])
     assert r.returncode == 1
-    assert "jwks: cannot read the key: a JWK that is not a usable RSA " \
-        "or P-256 public key" in r.stdout + r.stderr
+    assert f"jwks: cannot read {tmp_path / 'jwks.json'}: a JWK that is " \
+        "not a usable RSA or P-256 public key" in r.stdout + r.stderr

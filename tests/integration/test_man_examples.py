@@ -27,7 +27,8 @@ SECTION = re.compile(r"^\s*\[(server|keepalive|log|admin|plugins|deflate|"
 # Blocks that name what only the operator or the reader has: the errors
 # -t reports must all be about these.
 OPERATOR_FILES = ("/etc/wsplugd/cert.pem", "/etc/wsplugd/key.pem",
-                  "hello.so")
+                  "hello.so", "/etc/wsplugd/jwt.secret",
+                  "/etc/wsplugd/jwt.pem", "/etc/wsplugd/jwks.json")
 
 
 def unroff(line):
