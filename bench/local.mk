@@ -4,8 +4,9 @@
 # libwebsockets-dev and npm are benchmark dependencies only.
 bin_PROGRAMS = bench/wsplugd-bench
 bench_wsplugd_bench_SOURCES = bench/wsplugd-bench.c
-bench_wsplugd_bench_CPPFLAGS = $(AM_CPPFLAGS) $(LIBCRYPTO_CFLAGS) $(ZLIB_CFLAGS)
-bench_wsplugd_bench_LDADD = $(LIBCRYPTO_LIBS) $(ZLIB_LIBS)
+bench_wsplugd_bench_CPPFLAGS = $(AM_CPPFLAGS) $(LIBSSL_CFLAGS) \
+	$(LIBCRYPTO_CFLAGS) $(ZLIB_CFLAGS)
+bench_wsplugd_bench_LDADD = $(LIBSSL_LIBS) $(LIBCRYPTO_LIBS) $(ZLIB_LIBS)
 
 EXTRA_DIST += bench/run bench/README.md bench/deflate-figures \
 	bench/peers/node-ws/server.js bench/peers/node-ws/package.json \

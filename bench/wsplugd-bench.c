@@ -40,6 +40,15 @@
  * realistic JSON member (a book of prices and sizes that change with
  * every message) to about N bytes.
  *
+ * With -L the connections are wss://: TLS 1.3 from OpenSSL on the same
+ * non-blocking sockets (SSL_connect, SSL_read, SSL_write; no BIO pair, no
+ * extra copy), with ALPN http/1.1 as browsers send it.  The server's
+ * certificate is not checked unless -K names a CA file to check it with.
+ * Session resumption is off (no session cache, no tickets kept), so every
+ * handshake is a full one, which is what CPU per handshake must measure;
+ * the connections that were resumed anyway are counted (tls_resumed=).
+ * The wire bytes reported are the WebSocket bytes, before encryption.
+ *
  * With -x PID the server's CPU time (utime + stime from /proc/PID/stat) is
  * sampled at the start and end of the measured interval, and in idle mode
  * its VmRSS before the first connection and after the last.
@@ -67,8 +76,11 @@
 #include <unistd.h>
 #include <sys/random.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <zlib.h>
 
 #ifndef PACKAGE_VERSION
@@ -93,16 +105,18 @@ enum err_kind {
 	E_REPLY,     /* a message that is not the expected reply */
 	E_CLOSED,    /* the server closed or reset the connection */
 	E_TIMEOUT,   /* no answer within -T */
+	E_TLS,       /* -L: the TLS handshake or a TLS record */
 	E_NKIND
 };
 
 static const char *const err_names[E_NKIND] = {
-	"connect", "handshake", "frame", "reply", "closed", "timeout",
+	"connect", "handshake", "frame", "reply", "closed", "timeout", "tls",
 };
 
 enum cstate {
 	C_FREE,       /* no socket */
 	C_CONNECTING, /* connect() in progress */
+	C_TLS,        /* -L: the TLS handshake */
 	C_UPGRADING,  /* request sent, reading the 101 */
 	C_GREETING,   /* waiting for connection_established */
 	C_OPEN,
@@ -124,6 +138,7 @@ enum phase {
 
 struct conn {
 	int fd;
+	SSL *ssl; /* -L; NULL for plain */
 	enum cstate state;
 	uint32_t events; /* registered with epoll */
 	unsigned idx;
@@ -177,6 +192,8 @@ struct options {
 	double gap_limit; /* ms: ping reports connections waiting longer */
 	int deflate; /* -z: offer permessage-deflate */
 	unsigned pad; /* -S: ping size in bytes, 0 for the bare ping */
+	int tls; /* -L: wss:// */
+	const char *ca_file; /* -K: check the server's certificate */
 };
 
 static struct options opt = {
@@ -239,6 +256,10 @@ static uint64_t n_deflate;         /* connections that negotiated it */
 static uint8_t *zbuf;              /* -z: compressed or inflated message */
 static size_t zbuf_cap;
 static long rss0_kib = -1, rss1_kib = -1;
+static SSL_CTX *tls_ctx;          /* -L */
+static uint64_t n_tls, n_tls_resumed; /* TLS handshakes done, resumed */
+static char tls_agreed[96] = "-"; /* version/cipher of the first */
+static char io_err[256];          /* why io_read or io_write failed */
 
 /* ---- small helpers ------------------------------------------------ */
 
@@ -784,6 +805,128 @@ type_is(const struct jreply *r, const char *t)
 	    memcmp(r->type, t, n) == 0;
 }
 
+/* ---- I/O, plain or TLS ------------------------------------------- */
+
+/* OpenSSL's reason for a failed call, or the system's, into io_err. */
+static void
+tls_reason(struct conn *c, int r, const char *what)
+{
+	int e = SSL_get_error(c->ssl, r);
+	unsigned long code = ERR_peek_last_error();
+	char buf[200];
+
+	if (code != 0) {
+		ERR_error_string_n(code, buf, sizeof(buf));
+		snprintf(io_err, sizeof(io_err), "%s: %s", what, buf);
+	} else if (e == SSL_ERROR_SYSCALL && errno != 0)
+		snprintf(io_err, sizeof(io_err), "%s: %s", what,
+		    strerror(errno));
+	else
+		snprintf(io_err, sizeof(io_err), "%s: the peer closed the "
+		    "connection (SSL error %d)", what, e);
+	ERR_clear_error();
+}
+
+/* read(2) or SSL_read, as read(2) answers: -1 with EAGAIN for nothing yet,
+ * 0 at the end, -1 with io_err otherwise.  Over TLS it takes every record
+ * that has arrived (up to n bytes), so a burst of pongs costs one pass
+ * through the frame parser, as one read(2) of them does. */
+static ssize_t
+io_read(struct conn *c, uint8_t *p, size_t n)
+{
+	size_t got = 0;
+	ssize_t r;
+	int e;
+
+	if (c->ssl == NULL) {
+		r = read(c->fd, p, n);
+		if (r == -1 && errno != EAGAIN && errno != EINTR)
+			snprintf(io_err, sizeof(io_err), "read: %s",
+			    strerror(errno));
+		return r;
+	}
+	while (got < n) {
+		ERR_clear_error();
+		r = SSL_read(c->ssl, p + got, (int)(n - got < INT_MAX ?
+		    n - got : INT_MAX));
+		if (r > 0) {
+			got += (size_t)r;
+			continue;
+		}
+		e = SSL_get_error(c->ssl, (int)r);
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+			break;
+		if (got > 0)
+			break; /* the end or the error again on the next call */
+		if (e == SSL_ERROR_ZERO_RETURN)
+			return 0; /* close_notify, or an EOF without it */
+		tls_reason(c, (int)r, "SSL_read");
+		errno = EPROTO;
+		return -1;
+	}
+	if (got == 0) {
+		errno = EAGAIN;
+		return -1;
+	}
+	return (ssize_t)got;
+}
+
+/* write(2) or SSL_write, answering as io_read does. */
+static ssize_t
+io_write(struct conn *c, const uint8_t *p, size_t n)
+{
+	ssize_t r;
+	int e;
+
+	if (c->ssl == NULL) {
+		r = write(c->fd, p, n);
+		if (r == -1 && errno != EAGAIN && errno != EINTR)
+			snprintf(io_err, sizeof(io_err), "write: %s",
+			    strerror(errno));
+		return r;
+	}
+	ERR_clear_error();
+	r = SSL_write(c->ssl, p, (int)(n < INT_MAX ? n : INT_MAX));
+	if (r > 0)
+		return r;
+	e = SSL_get_error(c->ssl, (int)r);
+	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+		errno = EAGAIN;
+		return -1;
+	}
+	tls_reason(c, (int)r, "SSL_write");
+	errno = EPROTO;
+	return -1;
+}
+
+/* The client context: TLS 1.3, ALPN http/1.1 and no resumption. */
+static void
+tls_setup(void)
+{
+	static const unsigned char alpn[] = "\x08http/1.1";
+
+	if ((tls_ctx = SSL_CTX_new(TLS_client_method())) == NULL)
+		die("SSL_CTX_new failed");
+	SSL_CTX_set_min_proto_version(tls_ctx, TLS1_3_VERSION);
+	/* Moving: the output buffer may be reallocated between a write
+	 * that wanted more room and its retry. */
+	SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_options(tls_ctx, SSL_OP_NO_TICKET |
+	    SSL_OP_IGNORE_UNEXPECTED_EOF);
+	SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
+	if (SSL_CTX_set_alpn_protos(tls_ctx, alpn, sizeof(alpn) - 1) != 0)
+		die("SSL_CTX_set_alpn_protos failed");
+	if (opt.ca_file != NULL) {
+		if (SSL_CTX_load_verify_locations(tls_ctx, opt.ca_file,
+		    NULL) != 1)
+			die("-K %s: cannot load the CA certificate",
+			    opt.ca_file);
+		SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, NULL);
+	} else
+		SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+}
+
 /* ---- output ------------------------------------------------------- */
 
 static void
@@ -960,13 +1103,14 @@ conn_flush(struct conn *c)
 	ssize_t n;
 
 	while (c->out_off < c->out_len) {
-		n = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
+		n = io_write(c, c->out + c->out_off, c->out_len - c->out_off);
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN)
 				break;
-			conn_fail(c, E_CLOSED, "write: %s", strerror(errno));
+			conn_fail(c, c->ssl != NULL && errno == EPROTO ? E_TLS :
+			    E_CLOSED, "%s", io_err);
 			return -1;
 		}
 		c->out_off += (size_t)n;
@@ -991,6 +1135,12 @@ conn_release(struct conn *c)
 	if (c->state == C_OPEN || c->state == C_CLOSING)
 		n_open--;
 	epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	if (c->ssl != NULL) {
+		/* Our close_notify went out with the close handshake (see
+		 * deliver); a failed connection gets none. */
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+	}
 	close(c->fd);
 	c->fd = -1;
 	c->state = C_FREE;
@@ -1075,13 +1225,14 @@ conn_start(struct conn *c)
 }
 
 /* The request, once the socket is connected. */
+static void tls_handshake(struct conn *c);
+static void request(struct conn *c);
+
 static void
 conn_connected(struct conn *c)
 {
 	int err = 0;
 	socklen_t len = sizeof(err);
-	uint8_t *p;
-	int n;
 
 	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
 		err = errno;
@@ -1089,6 +1240,64 @@ conn_connected(struct conn *c)
 		conn_fail(c, E_CONNECT, "connect: %s", strerror(err));
 		return;
 	}
+	if (tls_ctx != NULL) {
+		if ((c->ssl = SSL_new(tls_ctx)) == NULL ||
+		    SSL_set_fd(c->ssl, c->fd) != 1)
+			die("SSL_new failed");
+		if (inet_pton(AF_INET, opt.host, &(struct in_addr){ 0 }) != 1 &&
+		    inet_pton(AF_INET6, opt.host,
+		    &(struct in6_addr){ { { 0 } } }) != 1) {
+			SSL_set_tlsext_host_name(c->ssl, opt.host);
+			if (opt.ca_file != NULL)
+				SSL_set1_host(c->ssl, opt.host);
+		} else if (opt.ca_file != NULL)
+			X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl),
+			    opt.host);
+		SSL_set_connect_state(c->ssl);
+		c->state = C_TLS;
+		tls_handshake(c);
+		return;
+	}
+	request(c);
+}
+
+/* Drive the TLS handshake on; the request once it is done. */
+static void
+tls_handshake(struct conn *c)
+{
+	int r, e;
+
+	ERR_clear_error();
+	r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		n_tls++;
+		if (SSL_session_reused(c->ssl))
+			n_tls_resumed++;
+		if (n_tls == 1)
+			snprintf(tls_agreed, sizeof(tls_agreed), "%s/%s",
+			    SSL_get_version(c->ssl),
+			    SSL_get_cipher_name(c->ssl));
+		request(c);
+		return;
+	}
+	e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ)
+		ep_set(c, EPOLLIN);
+	else if (e == SSL_ERROR_WANT_WRITE)
+		ep_set(c, EPOLLIN | EPOLLOUT);
+	else {
+		tls_reason(c, r, "TLS handshake");
+		conn_fail(c, E_TLS, "%s", io_err);
+	}
+}
+
+/* The upgrade request, once the socket (and TLS) is up. */
+static void
+request(struct conn *c)
+{
+	uint8_t *p;
+	int n;
+
 	p = out_reserve(c, MAX_HEAD);
 	n = snprintf((char *)p, MAX_HEAD,
 	    "GET %s HTTP/1.1\r\n"
@@ -1461,6 +1670,14 @@ frame(struct conn *c, int fin, uint8_t op, const uint8_t *p, size_t n,
 		}
 		n_open--;
 		c->state = C_WAIT_EOF;
+		/* Over TLS our close_notify says the same again to the TLS
+		 * layer: libwebsockets waits for it before it ends the
+		 * connection. */
+		if (c->ssl != NULL) {
+			ERR_clear_error();
+			if (SSL_shutdown(c->ssl) < 0)
+				ERR_clear_error();
+		}
 		return;
 	}
 }
@@ -1564,7 +1781,7 @@ conn_readable(struct conn *c, uint64_t now)
 		c->in = NULL;
 		c->in_len = 0;
 	}
-	n = read(c->fd, rbuf + have, RBUF_SIZE - have);
+	n = io_read(c, rbuf + have, RBUF_SIZE - have);
 	if (n == -1) {
 		if (errno == EAGAIN || errno == EINTR) {
 			if (have > 0) {
@@ -1574,7 +1791,8 @@ conn_readable(struct conn *c, uint64_t now)
 			}
 			return;
 		}
-		conn_fail(c, E_CLOSED, "read: %s", strerror(errno));
+		conn_fail(c, c->ssl != NULL && errno == EPROTO ? E_TLS :
+		    E_CLOSED, "%s", io_err);
 		return;
 	}
 	if (n == 0) {
@@ -1943,9 +2161,11 @@ check_deadlines(uint64_t now)
 			conn_fail(c, E_TIMEOUT, "no answer in %.1f s (%s)",
 			    opt.timeout,
 			    c->state == C_CONNECTING ? "connecting" :
+			    c->state == C_TLS ? "in the TLS handshake" :
 			    c->state == C_UPGRADING ? "waiting for the 101" :
 			    c->state == C_GREETING ? "waiting for the greeting"
-			    : "closing");
+			    : c->state == C_CLOSING ? "waiting for the close"
+			    : "waiting for the server to end the connection");
 		else if (c->state == C_OPEN && c->inflight > 0 &&
 		    now > c->ring_ts[c->ring_head] &&
 		    now - c->ring_ts[c->ring_head] > limit)
@@ -1975,7 +2195,8 @@ usage(FILE *f)
 	    "                     [-w seconds] [-T seconds] [-s seconds] "
 	    "[-x pid] [-b range]\n"
 	    "                     [-g ms] [-A user-agent] [-U length] [-S size] "
-	    "[-G] [-n] [-z] [-V] [-H]\n"
+	    "[-G] [-n] [-z]\n"
+	    "                     [-L] [-K ca-file] [-V] [-H]\n"
 	    "  -m mode   ping (default), handshake or idle\n"
 	    "  -h host   server address (127.0.0.1); -p port (8080); "
 	    "-P path (/ws)\n"
@@ -2000,6 +2221,9 @@ usage(FILE *f)
 	    "  -n        accept pongs without checking their id\n"
 	    "  -z        offer permessage-deflate; compress when accepted\n"
 	    "  -S n      ping: pad each ping with JSON to about n bytes\n"
+	    "  -L        wss://: TLS 1.3, every handshake a full one, the "
+	    "certificate\n"
+	    "            not checked; -K ca-file checks it (and implies -L)\n"
 	    "  -V        print the version; -H this help\n");
 }
 
@@ -2119,13 +2343,18 @@ report(void)
 	    srv_cpu1 - srv_cpu0 : -1;
 	double cli = cli_cpu1 - cli_cpu0;
 	uint64_t err = errors_total();
-	char errs[256];
+	char errs[512];
 	size_t off = 0;
 	int i;
 
 	for (i = 0; i < E_NKIND; i++)
 		off += (size_t)snprintf(errs + off, sizeof(errs) - off,
 		    " err_%s=%" PRIu64, err_names[i], errors[i]);
+	/* Over TLS: what was agreed, and proof that no handshake was a
+	 * resumption. */
+	snprintf(errs + off, sizeof(errs) - off, " tls=%s tls_handshakes=%"
+	    PRIu64 " tls_resumed=%" PRIu64, opt.tls ? tls_agreed : "off",
+	    n_tls, n_tls_resumed);
 
 	switch (opt.mode) {
 	case MODE_PING: {
@@ -2228,7 +2457,7 @@ main(int argc, char *argv[])
 	uint64_t now, last_scan = 0;
 	int ch, n, i;
 
-	while ((ch = getopt(argc, argv, "m:h:p:P:c:d:C:t:w:T:s:x:b:g:A:U:S:GnzVH"))
+	while ((ch = getopt(argc, argv, "m:h:p:P:c:d:C:t:w:T:s:x:b:g:A:U:S:K:GnzLVH"))
 	    != -1) {
 		switch (ch) {
 		case 'm':
@@ -2275,6 +2504,8 @@ main(int argc, char *argv[])
 		case 'G': opt.greeting = 0; break;
 		case 'n': opt.check_id = 0; break;
 		case 'z': opt.deflate = 1; break;
+		case 'L': opt.tls = 1; break;
+		case 'K': opt.ca_file = optarg; opt.tls = 1; break;
 		case 'S':
 			opt.pad = (unsigned)num_arg(optarg, 0, 60000, ch);
 			break;
@@ -2303,6 +2534,8 @@ main(int argc, char *argv[])
 	if (opt.mode != MODE_IDLE && opt.duration <= 0)
 		die("-t: ping and handshake need a duration above 0");
 	nconns = opt.conns;
+	if (opt.tls)
+		tls_setup();
 	setup();
 
 	memset(&sa, 0, sizeof(sa));
@@ -2338,6 +2571,10 @@ main(int argc, char *argv[])
 				if (evs[i].events & (EPOLLOUT | EPOLLERR |
 				    EPOLLHUP))
 					conn_connected(c);
+				continue;
+			}
+			if (c->state == C_TLS) {
+				tls_handshake(c);
 				continue;
 			}
 			/* Each connection's own clock reading: a batch of

@@ -19,7 +19,8 @@ import time
 
 import pytest
 
-from harness import SLOW
+from harness import SLOW, config
+from tlspki import PKI
 
 BENCH = os.environ.get("WSPLUGD_BENCH", "bench/wsplugd-bench")
 # Short keepalive, so the idle run has protocol pings to answer.
@@ -70,7 +71,7 @@ def bench_acting(args, act, expect_rc=0):
 def no_errors(kv):
     assert kv["errors"] == "0", kv["_stderr"]
     for k in ("connect", "handshake", "frame", "reply", "closed",
-              "timeout"):
+              "timeout", "tls"):
         assert kv[f"err_{k}"] == "0"
 
 
@@ -173,6 +174,78 @@ def test_handshake_mode(wsplugd):
     assert all(c["code"] == "1000" for c in closes)
     ips = {c["ip"] for c in closes}
     assert "127.0.0.1" not in ips and len(ips) > 1
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return PKI(tmp_path_factory.mktemp("pki"))
+
+
+def tls_daemon(wsplugd, pki, listen="127.0.0.1:0 tls"):
+    """A daemon serving wss:// with the test CA's ECDSA P-256 leaf, the
+    [tls] keys otherwise at their defaults (session tickets on)."""
+    return wsplugd(config(server={"listen": listen}, log=INFO,
+                          extra=pki.tls_section("ec.pem", "ec.key")))
+
+
+def test_ping_mode_over_tls(wsplugd, pki):
+    """bench/run's TLS per-message row: -K checks the certificate against
+    the test CA, TLS 1.3 is what was agreed, every connection a full
+    handshake, and the daemon served it all over TLS."""
+    d = tls_daemon(wsplugd, pki)
+    kv = bench("-m", "ping", "-p", str(d.port), "-c", "4", "-d", "16",
+               "-t", "1", "-w", "0.2", "-K", pki.path("ca.pem"),
+               "-x", str(d.proc.pid))
+    no_errors(kv)
+    assert kv["tls"].startswith("TLSv1.3/TLS_"), kv
+    assert kv["tls_handshakes"] == "4" and kv["tls_resumed"] == "0"
+    msgs = int(kv["msgs"])
+    assert msgs > 0 and float(kv["msgs_per_s"]) > 0
+    assert 0 < float(kv["p50_us"]) <= float(kv["p99_us"])
+    # What went over the wire is WebSocket bytes before encryption: the
+    # same frames as in the clear.
+    assert float(kv["wire_out_per_msg"]) > 0
+    server_cpu(kv, "msgs")
+    opens = d.wait_count("ws.open", 4)
+    assert all(o["tls"] == "TLSv1.3" for o in opens)
+    closes = d.wait_count("ws.close", 4)
+    assert all(c["code"] == "1000" for c in closes)
+    assert sum(int(c["msgs_in"]) for c in closes) >= msgs
+
+
+def test_handshake_mode_over_tls(wsplugd, pki):
+    """bench/run's CPU per full handshake: no handshake is a resumption
+    though the daemon hands out session tickets, and every one counted
+    is a wss:// session closed with 1000."""
+    d = tls_daemon(wsplugd, pki)
+    kv = bench("-m", "handshake", "-p", str(d.port), "-c", "4", "-t", "1",
+               "-w", "0.2", "-L", "-x", str(d.proc.pid))
+    no_errors(kv)
+    n = int(kv["handshakes"])
+    assert n > 0 and float(kv["handshakes_per_s"]) > 0
+    assert kv["tls"].startswith("TLSv1.3/") and kv["tls_resumed"] == "0"
+    assert int(kv["tls_handshakes"]) >= n
+    server_cpu(kv, "handshakes")
+    closes = d.wait_count("ws.close", n)
+    assert all(c["code"] == "1000" for c in closes)
+    opens = d.find_all("ws.open")
+    assert len(opens) >= n and all(o["tls"] == "TLSv1.3" for o in opens)
+
+
+def test_tls_errors_are_counted(wsplugd, pki):
+    """A certificate the CA file does not vouch for, and TLS to a plain
+    port, are TLS errors, exit 1, and not a measurement."""
+    d = tls_daemon(wsplugd, pki)
+    # A leaf is no CA: nothing signed the daemon's certificate here.
+    kv = bench("-m", "ping", "-p", str(d.port), "-c", "2", "-t", "0.5",
+               "-w", "0", "-K", pki.path("soon.pem"), expect_rc=1)
+    assert kv["err_tls"] == "2" and kv["msgs"] == "0", kv
+    assert "certificate verify failed" in kv["_stderr"]
+    plain = wsplugd(log=INFO)
+    kv = bench("-m", "ping", "-p", str(plain.port), "-c", "2", "-t", "0.5",
+               "-w", "0", "-L", expect_rc=1)
+    assert kv["err_tls"] == "2" and kv["tls_handshakes"] == "0", kv
+    assert "TLS handshake" in kv["_stderr"]
 
 
 def test_idle_mode_answers_server_pings(wsplugd):

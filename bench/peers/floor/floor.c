@@ -12,7 +12,15 @@
  * and nothing else: the request head is read into the shared buffer.  Since the pong is fixed it carries no id:
  * wsplugd-bench checks it with -n.
  *
- *   floor PORT          listens on 127.0.0.1:PORT
+ * Over TLS it is what a minimal OpenSSL server costs: SSL_read and
+ * SSL_write on the same non-blocking sockets (as openssl s_server does,
+ * without its BIO stack), TLS 1.3 only, no session tickets (bench/run
+ * measures full handshakes), every record that has arrived read in one
+ * go and all the pongs for them written with one SSL_write.
+ *
+ *   floor PORT              listens on 127.0.0.1:PORT
+ *   floor PORT CERT KEY     the same over TLS, with this PEM certificate
+ *                           and key
  */
 #include <sys/epoll.h>
 #include <sys/resource.h>
@@ -31,8 +39,10 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
 
 #define GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define MAX_HEAD 4096
@@ -40,6 +50,8 @@
 
 struct conn {
 	int fd;
+	SSL *ssl;       /* TLS; NULL for plain */
+	int want_write; /* TLS: the last call waits for writability */
 	int open;       /* upgraded */
 	char *head;     /* a request head cut by a read, until it is whole */
 	size_t head_len;
@@ -63,10 +75,77 @@ static int epfd;
 static uint8_t rbuf[RBUF];
 static uint8_t obuf[RBUF];
 static struct conn *all;
+static SSL_CTX *ctx; /* TLS; NULL for plain */
+
+static void
+set_events(struct conn *c, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = c };
+
+	epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* read(2), or every TLS record there is (up to n bytes): as read(2)
+ * answers, -1 with EAGAIN for nothing yet, 0 at the end. */
+static ssize_t
+io_read(struct conn *c, uint8_t *p, size_t n)
+{
+	size_t got = 0;
+	int r, e;
+
+	if (c->ssl == NULL)
+		return read(c->fd, p, n);
+	while (got < n) {
+		r = SSL_read(c->ssl, p + got, (int)(n - got));
+		if (r > 0) {
+			got += (size_t)r;
+			continue;
+		}
+		e = SSL_get_error(c->ssl, r);
+		if (e == SSL_ERROR_WANT_WRITE && !c->want_write) {
+			/* a handshake flight the socket did not take */
+			c->want_write = 1;
+			set_events(c, EPOLLIN | EPOLLOUT);
+		}
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+			break;
+		ERR_clear_error();
+		if (got > 0)
+			break;
+		if (e == SSL_ERROR_ZERO_RETURN)
+			return 0;
+		errno = EPROTO;
+		return -1;
+	}
+	if (got == 0) {
+		errno = EAGAIN;
+		return -1;
+	}
+	return (ssize_t)got;
+}
+
+/* write(2) or SSL_write, answering as io_read does. */
+static ssize_t
+io_write(struct conn *c, const uint8_t *p, size_t n)
+{
+	int r, e;
+
+	if (c->ssl == NULL)
+		return write(c->fd, p, n);
+	r = SSL_write(c->ssl, p, (int)n);
+	if (r > 0)
+		return r;
+	e = SSL_get_error(c->ssl, r);
+	ERR_clear_error();
+	errno = e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ?
+	    EAGAIN : EPROTO;
+	return -1;
+}
 
 static void
 conn_free(struct conn *c)
 {
+	SSL_free(c->ssl);
 	close(c->fd);
 	if (c->prev != NULL)
 		c->prev->next = c->next;
@@ -87,7 +166,7 @@ conn_write(struct conn *c, const uint8_t *p, size_t n)
 	ssize_t w = 0;
 
 	if (c->pend_len == 0) {
-		w = write(c->fd, p, n);
+		w = io_write(c, p, n);
 		if (w == -1) {
 			if (errno != EAGAIN)
 				return -1;
@@ -110,8 +189,16 @@ static int
 conn_flush(struct conn *c)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
-	ssize_t w = write(c->fd, c->pend, c->pend_len);
+	ssize_t w;
 
+	if (c->pend_len == 0) {
+		/* TLS: a handshake flight waited for room; the read goes
+		 * on from where it stopped. */
+		c->want_write = 0;
+		epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+		return 0;
+	}
+	w = io_write(c, c->pend, c->pend_len);
 	if (w == -1)
 		return errno == EAGAIN ? 0 : -1;
 	memmove(c->pend, c->pend + w, c->pend_len - (size_t)w);
@@ -139,7 +226,8 @@ handshake(struct conn *c)
 	head = (char *)rbuf;
 	if (c->head_len > 0)
 		memcpy(head, c->head, c->head_len);
-	n = read(c->fd, head + c->head_len, MAX_HEAD - c->head_len);
+	n = io_read(c, (uint8_t *)head + c->head_len,
+	    MAX_HEAD - c->head_len);
 	if (n <= 0)
 		return n == -1 && errno == EAGAIN ? 0 : -1;
 	c->head_len += (size_t)n;
@@ -178,7 +266,7 @@ handshake(struct conn *c)
 static int
 frames(struct conn *c)
 {
-	ssize_t n = read(c->fd, rbuf, sizeof(rbuf));
+	ssize_t n = io_read(c, rbuf, sizeof(rbuf));
 	size_t i = 0, len, out = 0, need;
 	uint8_t op, l7;
 
@@ -212,6 +300,8 @@ frames(struct conn *c)
 		c->hlen = 0;
 		if (op == 0x8) {
 			conn_write(c, close_1000, sizeof(close_1000));
+			if (c->ssl != NULL)
+				SSL_shutdown(c->ssl); /* close_notify */
 			shutdown(c->fd, SHUT_WR);
 			return 0; /* the peer's EOF ends it */
 		}
@@ -245,6 +335,15 @@ listener(int lfd)
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		c->fd = fd;
+		if (ctx != NULL) {
+			if ((c->ssl = SSL_new(ctx)) == NULL) {
+				close(fd);
+				free(c);
+				continue;
+			}
+			SSL_set_fd(c->ssl, fd);
+			SSL_set_accept_state(c->ssl);
+		}
 		c->next = all;
 		if (all != NULL)
 			all->prev = c;
@@ -266,9 +365,26 @@ main(int argc, char *argv[])
 	int lfd, tfd, n, i;
 	uint64_t ticks;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: floor PORT\n");
+	if (argc != 2 && argc != 4) {
+		fprintf(stderr, "usage: floor PORT [CERT KEY]\n");
 		return 2;
+	}
+	if (argc == 4) {
+		ctx = SSL_CTX_new(TLS_server_method());
+		if (ctx == NULL ||
+		    SSL_CTX_use_certificate_chain_file(ctx, argv[2]) != 1 ||
+		    SSL_CTX_use_PrivateKey_file(ctx, argv[3],
+		    SSL_FILETYPE_PEM) != 1) {
+			ERR_print_errors_fp(stderr);
+			return 1;
+		}
+		SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET |
+		    SSL_OP_IGNORE_UNEXPECTED_EOF);
+		SSL_CTX_set_num_tickets(ctx, 0);
+		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+		SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+		    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	}
 	signal(SIGPIPE, SIG_IGN);
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
@@ -299,14 +415,14 @@ main(int argc, char *argv[])
 	timerfd_settime(tfd, 0, &its, NULL);
 	ev.data.ptr = &tfd;
 	epoll_ctl(epfd, EPOLL_CTL_ADD, tfd, &ev);
-	printf("listening 127.0.0.1:%s\n", argv[1]);
+	printf("listening 127.0.0.1:%s%s\n", argv[1], ctx ? " tls" : "");
 	fflush(stdout);
 
 	for (;;) {
 		n = epoll_wait(epfd, evs, 256, -1);
 		for (i = 0; i < n; i++) {
 			struct conn *c = evs[i].data.ptr;
-			int rc = 0;
+			int rc = 0, ww;
 
 			if (c == NULL) {
 				listener(lfd);
@@ -325,10 +441,11 @@ main(int argc, char *argv[])
 						    sizeof(ping_frame));
 				continue;
 			}
+			ww = c->want_write;
 			if (evs[i].events & EPOLLOUT)
 				rc = conn_flush(c);
-			if (rc == 0 && (evs[i].events & (EPOLLIN | EPOLLHUP |
-			    EPOLLERR)))
+			if (rc == 0 && ((evs[i].events & (EPOLLIN | EPOLLHUP |
+			    EPOLLERR)) || (ww && !c->want_write)))
 				rc = c->open ? frames(c) : handshake(c);
 			if (rc == -1)
 				conn_free(c);

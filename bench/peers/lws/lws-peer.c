@@ -11,6 +11,10 @@
  * their id, address, user agent and start time.
  *
  *   lws-peer PORT       listens on 127.0.0.1:PORT, path /ws
+ *   lws-peer PORT CERT KEY
+ *                       the same over TLS (wss://), with this PEM
+ *                       certificate and key and the library's TLS
+ *                       defaults otherwise
  */
 #include <sys/random.h>
 #include <sys/resource.h>
@@ -273,8 +277,8 @@ main(int argc, char *argv[])
 	struct lws_context_creation_info info;
 	struct rlimit rl;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: lws-peer PORT\n");
+	if (argc != 2 && argc != 4) {
+		fprintf(stderr, "usage: lws-peer PORT [CERT KEY]\n");
 		return 2;
 	}
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
@@ -292,11 +296,17 @@ main(int argc, char *argv[])
 	info.retry_and_idle_policy = &keepalive;
 	info.options = LWS_SERVER_OPTION_DISABLE_IPV6 |
 	    LWS_SERVER_OPTION_VALIDATE_UTF8;
+	if (argc == 4) {
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		info.ssl_cert_filepath = argv[2];
+		info.ssl_private_key_filepath = argv[3];
+	}
 	if ((context = lws_create_context(&info)) == NULL) {
 		fprintf(stderr, "lws-peer: lws_create_context failed\n");
 		return 1;
 	}
-	printf("listening 127.0.0.1:%d\n", info.port);
+	printf("listening 127.0.0.1:%d%s\n", info.port, argc == 4 ? " tls" :
+	    "");
 	fflush(stdout);
 	while (!interrupted)
 		if (lws_service(context, 0) < 0)

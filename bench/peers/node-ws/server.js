@@ -6,16 +6,33 @@
 // daemon it keeps a registry of its connections with their metadata.
 //
 //   node server.js PORT        listens on 127.0.0.1:PORT, path /ws
+//   node server.js PORT CERT KEY
+//                              the same over TLS (wss://), as a Node.js
+//                              application serves it: ws on an https
+//                              server, with this PEM certificate and key
 
 const crypto = require('crypto');
+const fs = require('fs');
+const https = require('https');
 const { WebSocketServer } = require('ws');
 
 const port = Number(process.argv[2] || 8080);
 const registry = new Map();
 
+let tls = null;
+if (process.argv.length > 4) {
+  // TLS 1.3 as the other servers are measured; Node's session tickets
+  // stay on (its default), but the load generator never resumes.
+  tls = https.createServer({
+    cert: fs.readFileSync(process.argv[3]),
+    key: fs.readFileSync(process.argv[4]),
+    minVersion: 'TLSv1.3',
+    ALPNProtocols: ['http/1.1'],
+  });
+}
+
 const wss = new WebSocketServer({
-  host: '127.0.0.1',
-  port,
+  ...(tls ? { server: tls } : { host: '127.0.0.1', port }),
   path: '/ws',
   perMessageDeflate: false,
   maxPayload: 1024 * 1024,
@@ -95,13 +112,17 @@ const heartbeat = setInterval(() => {
 }, 25000);
 
 wss.on('listening', () => {
-  process.stdout.write(`listening 127.0.0.1:${port}\n`);
+  process.stdout.write(`listening 127.0.0.1:${port}${tls ? ' tls' : ''}\n`);
 });
+if (tls) tls.listen(port, '127.0.0.1');
 
 function stop() {
   clearInterval(heartbeat);
   for (const ws of wss.clients) ws.terminate();
-  wss.close(() => process.exit(0));
+  wss.close(() => {
+    if (tls) tls.close(() => process.exit(0));
+    else process.exit(0);
+  });
 }
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
