@@ -19,7 +19,7 @@
  * shutdown may be done).  Whether a client may connect or upgrade is the
  * handshake policy's, admit.c; this file only parses the request, writes
  * the refusal and lingers.  What the plugins say before the 101 goes
- * through the upgrade hook (upgrade.c); when a plugin takes its time the
+ * through the vet hooks (upgrade.c); when a plugin takes its time the
  * connection stops reading and waits, under the handshake deadline, for
  * conn_upgrade_resume, and acts on the answer in its own handler.
  *
@@ -135,8 +135,8 @@ conn_leave_handshake(struct wsp_conn *c)
 {
 	conn_wait_end(c);
 	c->upgrade_ready = 0;
-	if (c->upgrade != NULL)
-		c->srv->conn_hooks.upgrade_end(c);
+	if (c->vetting != NULL)
+		c->srv->conn_hooks.vet_end(c);
 }
 
 static const char *
@@ -526,10 +526,10 @@ conn_read_head(struct wsp_conn *c)
 		conn_refuse(c, status, reason, why);
 		return 0;
 	}
-	if (c->srv->conn_hooks.upgrade != NULL) {
+	if (c->srv->conn_hooks.vet != NULL) {
 		const char *by = NULL;
 
-		status = c->srv->conn_hooks.upgrade(c, &req, c->head, end,
+		status = c->srv->conn_hooks.vet(c, &req, c->head, end,
 		    proto, &why, &by);
 		if (status == CONN_UPGRADE_WAIT) {
 			/* The request is parsed again from the head when the
@@ -572,7 +572,7 @@ conn_upgrade_answered(struct wsp_conn *c)
 
 	c->upgrade_ready = 0;
 	conn_wait_end(c);
-	status = c->srv->conn_hooks.upgrade_result(c, &end, &why, &by);
+	status = c->srv->conn_hooks.vet_result(c, &end, &why, &by);
 	if (status != 0) {
 		conn_refuse_by(c, status, "plugin", why, by);
 		return 0;

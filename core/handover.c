@@ -353,7 +353,7 @@ handover_restart_fallback(struct wsp_server *srv)
 	if (srv->shutdown_timer == NULL ||
 	    evtimer_add(srv->shutdown_timer, &tv) == -1)
 		event_base_loopbreak(srv->base);
-	server_maybe_done(srv);
+	srv->conn_hooks.gone(srv); /* server_maybe_done, as conn_free's */
 }
 
 /*

@@ -193,8 +193,8 @@ plugin_unload(struct wsp_plugin_ctx *ctx)
 		plugin_leave(ctx);
 	}
 	timers_cancel_all(ctx);
-	if (ctx->srv != NULL)
-		bus_forget_plugin(ctx->srv->bus, ctx);
+	if (ctx->srv != NULL && ctx->srv->plugin_forget != NULL)
+		ctx->srv->plugin_forget(ctx->srv, ctx);
 	if (ctx->dl != NULL)
 		dlclose(ctx->dl);
 	if (ctx->memfd != -1)

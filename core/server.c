@@ -61,9 +61,9 @@ static const struct conn_hooks server_conn_hooks = {
 	.message = dispatch_message,
 	.closed = server_conn_closed,
 	.gone = server_maybe_done,
-	.upgrade = upgrade_begin,
-	.upgrade_result = upgrade_result,
-	.upgrade_end = upgrade_end,
+	.vet = upgrade_begin,
+	.vet_result = upgrade_result,
+	.vet_end = upgrade_end,
 };
 
 void
@@ -239,6 +239,14 @@ server_free(struct wsp_server *srv)
 	}
 }
 
+/* An unloaded plugin's pending bus answers go with it (plugin.c's hook:
+ * the bus is above the plugin table). */
+static void
+server_plugin_forget(struct wsp_server *srv, struct wsp_plugin_ctx *ctx)
+{
+	bus_forget_plugin(srv->bus, ctx);
+}
+
 /* The hand-over's fallback (handover.c), for the connections that could
  * not move or for all of them when the new binary reads another record
  * version: the graceful restart of drain.c, closes spread over
@@ -277,6 +285,7 @@ server_setup(struct wsp_server *srv, struct wsp_config *cfg)
 	srv->on_accept = conn_accept;
 	srv->sweep_expire = conn_reap;
 	srv->restart_fallback = server_restart_fallback;
+	srv->plugin_forget = server_plugin_forget;
 	if ((srv->base = event_base_new()) == NULL ||
 	    (srv->rbuf = malloc(srv->rbuf_size)) == NULL ||
 	    dq_init(&srv->dq_handshake, srv->base, "handshake",

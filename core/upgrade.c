@@ -259,7 +259,7 @@ upgrade_begin(struct wsp_conn *c, const struct http_request *req,
 	}
 	u->set = c->srv->plugins;
 	u->generation = u->set->generation;
-	c->upgrade = u;
+	c->vetting = u;
 	rc = upgrade_run(u);
 	*why_r = u->why;
 	*by_r = u->by;
@@ -269,12 +269,12 @@ upgrade_begin(struct wsp_conn *c, const struct http_request *req,
 void
 upgrade_end(struct wsp_conn *c)
 {
-	struct upgrade *u = c->upgrade;
+	struct upgrade *u = c->vetting;
 	struct wsp_plugin_ctx *ctx;
 
 	if (u == NULL)
 		return;
-	c->upgrade = NULL;
+	c->vetting = NULL;
 	/* A plugin still deciding forgets c -- unless a reload unloaded it
 	 * meanwhile, and there is no code left to call. */
 	if ((ctx = u->waiting) != NULL) {
@@ -289,7 +289,7 @@ int
 upgrade_answer(struct wsp_plugin_ctx *ctx, struct wsp_conn *c, int status,
     const char *reason)
 {
-	struct upgrade *u = c == NULL ? NULL : c->upgrade;
+	struct upgrade *u = c == NULL ? NULL : c->vetting;
 	size_t i;
 	int rc;
 
@@ -327,7 +327,7 @@ int
 upgrade_result(struct wsp_conn *c, size_t *head_len_r, const char **why_r,
     const char **by_r)
 {
-	struct upgrade *u = c->upgrade;
+	struct upgrade *u = c->vetting;
 
 	if (u == NULL)
 		return 500; /* cannot happen: resumed without a record */
@@ -340,7 +340,7 @@ upgrade_result(struct wsp_conn *c, size_t *head_len_r, const char **why_r,
 const char *
 upgrade_request_header(const struct wsp_conn *c, const char *name)
 {
-	const struct upgrade *u = c == NULL ? NULL : c->upgrade;
+	const struct upgrade *u = c == NULL ? NULL : c->vetting;
 
 	if (u == NULL || name == NULL)
 		return NULL;

@@ -723,18 +723,19 @@ struct conn_hooks {
 	 * request head, head_len bytes; proto the subprotocol chosen or
 	 * NULL): 0 to upgrade now, CONN_UPGRADE_WAIT when the answer comes
 	 * later through conn_upgrade_resume, or an HTTP status to refuse
-	 * with (*why_r and *by_r borrowed until upgrade_end).  May be NULL. */
-	int (*upgrade)(struct wsp_conn *c, const struct http_request *req,
+	 * with (*why_r and *by_r borrowed until vet_end).  May be NULL.
+	 * (The plugins' vetting of a handshake: upgrade.c, set by server.c.) */
+	int (*vet)(struct wsp_conn *c, const struct http_request *req,
 	    const char *head, size_t head_len, const char *proto,
 	    const char **why_r, const char **by_r);
 	/* After conn_upgrade_resume: the answer (0 or the status to refuse
-	 * with, *why_r and *by_r borrowed until upgrade_end) and the length
-	 * of the request head, which was given to upgrade. */
-	int (*upgrade_result)(struct wsp_conn *c, size_t *head_len_r,
+	 * with, *why_r and *by_r borrowed until vet_end) and the length
+	 * of the request head, which was given to vet. */
+	int (*vet_result)(struct wsp_conn *c, size_t *head_len_r,
 	    const char **why_r, const char **by_r);
 	/* The handshake is over, whatever its end, for a connection whose
-	 * c->upgrade is set: drop it (and tell a plugin still deciding). */
-	void (*upgrade_end)(struct wsp_conn *c);
+	 * c->vetting is set: drop it (and tell a plugin still deciding). */
+	void (*vet_end)(struct wsp_conn *c);
 };
 
 /* Why a doomed connection is ended. */
@@ -820,9 +821,9 @@ struct wsp_conn {
 	char *close_reason; /* ours, for the close log line; only once closing */
 	char *user; /* set by a plugin, for logs and /connections */
 	/* Only during the handshake, while plugins decide: upgrade.c's,
-	 * which also keeps the answer (conn_hooks.upgrade_result), so an
+	 * which also keeps the answer (conn_hooks.vet_result), so an
 	 * established connection pays one pointer for it. */
-	struct upgrade *upgrade;
+	struct upgrade *vetting;
 };
 
 int conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
@@ -1263,7 +1264,7 @@ const char *plugin_call_plugin(const struct plugin_calls *calls,
 
 struct upgrade;
 
-/* conn_hooks.upgrade and .upgrade_end (server.c sets them). */
+/* conn_hooks.vet, .vet_result and .vet_end (server.c sets them). */
 int upgrade_begin(struct wsp_conn *c, const struct http_request *req,
     const char *head, size_t head_len, const char *proto,
     const char **why_r, const char **by_r);
@@ -1827,6 +1828,11 @@ struct wsp_server {
 	/* What the connections that cannot move get once the new process
 	 * serves: handover_restart_fallback unless wired otherwise. */
 	void (*restart_fallback)(struct wsp_server *srv);
+	/* A plugin is being unloaded: whatever lower layers still hold for
+	 * it (the bus's pending answers) is dropped.  plugin.c calls it;
+	 * server.c points it at the bus, which plugin.c may not call. */
+	void (*plugin_forget)(struct wsp_server *srv,
+	    struct wsp_plugin_ctx *ctx);
 	/* totals for logs and the shutdown summary */
 	uint64_t total_opened, total_closed, total_refused, total_reaped;
 	struct metrics metrics;

@@ -145,7 +145,7 @@ test_no_callback_no_record(void)
 
 	setup(&f, &plain, NULL);
 	CU_ASSERT_EQUAL(begin(&f, &why, &by), 0);
-	CU_ASSERT_PTR_NULL(f.c->upgrade);
+	CU_ASSERT_PTR_NULL(f.c->vetting);
 	teardown(&f);
 }
 
@@ -174,7 +174,7 @@ test_what_a_plugin_is_shown(void)
 	CU_ASSERT_PTR_NULL(p.absent);
 	/* only during the handshake */
 	upgrade_end(f.c);
-	CU_ASSERT_PTR_NULL(f.c->upgrade);
+	CU_ASSERT_PTR_NULL(f.c->vetting);
 	CU_ASSERT_PTR_NULL(fake_srv.host->request_header(f.c, "Cookie"));
 	CU_ASSERT_EQUAL(p.cancelled[0], 0);
 	teardown(&f);
