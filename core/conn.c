@@ -1348,21 +1348,19 @@ conn_reap(struct wsp_conn *c, uint64_t idle_ms)
 	conn_free(c);
 }
 
-void
-conn_free(struct wsp_conn *c)
+/* What every end of a connection frees, once it has left the registry or
+ * the pending list: its places, its deadlines, its descriptor and memory. */
+static void
+conn_destroy(struct wsp_conn *c)
 {
 	struct wsp_server *srv = c->srv;
 
-	if (c->registered)
-		conn_end(c, WS_CLOSE_ABNORMAL, "connection dropped");
 	membudget_set(&srv->mem, &c->mem, 0);
 	c->mem_tracked = 0;
-	conn_leave_handshake(c);
 	admit_release(c); /* the one place the limits' counts go down */
 	dq_remove(c);
-	TAILQ_REMOVE(&srv->pending, c, link);
-	srv->npending--;
-	event_del(&c->ev);
+	if (event_initialized(&c->ev))
+		event_del(&c->ev);
 	evbuffer_free(c->out);
 	tls_conn_free(c);
 	close(c->fd);
@@ -1378,6 +1376,19 @@ conn_free(struct wsp_conn *c)
 	attrs_free(c);
 	zstream_conn_free(srv, c->zs);
 	free(c);
+}
+
+void
+conn_free(struct wsp_conn *c)
+{
+	struct wsp_server *srv = c->srv;
+
+	if (c->registered)
+		conn_end(c, WS_CLOSE_ABNORMAL, "connection dropped");
+	conn_leave_handshake(c);
+	TAILQ_REMOVE(&srv->pending, c, link);
+	srv->npending--;
+	conn_destroy(c);
 	srv->conn_hooks.gone(srv);
 }
 
@@ -1446,26 +1457,7 @@ conn_release(struct wsp_conn *c)
 		TAILQ_REMOVE(&srv->pending, c, link);
 		srv->npending--;
 	}
-	membudget_set(&srv->mem, &c->mem, 0);
-	c->mem_tracked = 0;
-	admit_release(c);
-	dq_remove(c);
-	if (event_initialized(&c->ev))
-		event_del(&c->ev);
-	evbuffer_free(c->out);
-	tls_conn_free(c);
-	close(c->fd);
-	ws_decoder_fini(&c->dec);
-	free(c->head);
-	free(c->msg);
-	free(c->user_agent);
-	free(c->origin);
-	conn_path_unref(c->path);
-	free(c->subprotocol);
-	free(c->close_reason);
-	attrs_free(c);
-	zstream_conn_free(srv, c->zs);
-	free(c);
+	conn_destroy(c);
 }
 
 void

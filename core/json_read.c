@@ -61,29 +61,6 @@ skip_space(struct reader *r)
 		r->p++;
 }
 
-/* \uXXXX's digits at p; -1 unless four hex digits are there. */
-static long
-read_hex4(const unsigned char *p, const unsigned char *end)
-{
-	long v = 0;
-	int i;
-
-	if (end - p < 4)
-		return -1;
-	for (i = 0; i < 4; i++) {
-		v <<= 4;
-		if (p[i] >= '0' && p[i] <= '9')
-			v |= p[i] - '0';
-		else if (p[i] >= 'a' && p[i] <= 'f')
-			v |= p[i] - 'a' + 10;
-		else if (p[i] >= 'A' && p[i] <= 'F')
-			v |= p[i] - 'A' + 10;
-		else
-			return -1;
-	}
-	return v;
-}
-
 static size_t
 utf8_put(char *t, long cp)
 {
@@ -165,7 +142,7 @@ read_escaped(struct reader *r, const unsigned char *start,
 			*t++ = '\t';
 			break;
 		case 'u':
-			if ((cp = read_hex4(p, r->end)) <= 0 ||
+			if ((cp = utf8_hex4(p, r->end)) <= 0 ||
 			    (cp >= 0xDC00 && cp <= 0xDFFF))
 				return -1;
 			p += 4;
@@ -173,7 +150,7 @@ read_escaped(struct reader *r, const unsigned char *start,
 				if (r->end - p < 6 || p[0] != '\\' ||
 				    p[1] != 'u')
 					return -1;
-				lo = read_hex4(p + 2, r->end);
+				lo = utf8_hex4(p + 2, r->end);
 				if (lo < 0xDC00 || lo > 0xDFFF)
 					return -1;
 				p += 6;

@@ -55,29 +55,6 @@ scan_peek(const struct scanner *s)
 	return s->p < s->end ? *s->p : -1;
 }
 
-/* Four hex digits at p, or -1. */
-static long
-scan_hex4(const unsigned char *p, const unsigned char *end)
-{
-	long v = 0;
-	int i;
-
-	if (end - p < 4)
-		return -1;
-	for (i = 0; i < 4; i++) {
-		v <<= 4;
-		if (p[i] >= '0' && p[i] <= '9')
-			v |= p[i] - '0';
-		else if (p[i] >= 'a' && p[i] <= 'f')
-			v |= p[i] - 'a' + 10;
-		else if (p[i] >= 'A' && p[i] <= 'F')
-			v |= p[i] - 'A' + 10;
-		else
-			return -1;
-	}
-	return v;
-}
-
 /* A string at s->p (its opening quote).  On success the bytes between the
  * quotes are [*b_r, *e_r) and *escaped_r says whether any escape is among
  * them.  -1 for anything jansson refuses or json_read.c would decline. */
@@ -117,7 +94,7 @@ scan_string(struct scanner *s, const unsigned char **b_r,
 		case 'u':
 			/* \u0000 needs JSON_ALLOW_NUL; a low surrogate
 			 * must follow a high one */
-			if ((cp = scan_hex4(p, s->end)) <= 0 ||
+			if ((cp = utf8_hex4(p, s->end)) <= 0 ||
 			    (cp >= 0xDC00 && cp <= 0xDFFF))
 				return -1;
 			p += 4;
@@ -125,7 +102,7 @@ scan_string(struct scanner *s, const unsigned char **b_r,
 				if (s->end - p < 6 || p[0] != '\\' ||
 				    p[1] != 'u')
 					return -1;
-				lo = scan_hex4(p + 2, s->end);
+				lo = utf8_hex4(p + 2, s->end);
 				if (lo < 0xDC00 || lo > 0xDFFF)
 					return -1;
 				p += 6;

@@ -62,6 +62,9 @@ uint32_t utf8_validate(uint32_t state, const uint8_t *p, size_t n);
 /* Length of the character at p (n > 0): 1..4 valid, 0 invalid (replace a
  * byte), -1 a valid start cut short by n (drop the rest). */
 int utf8_char_len(const uint8_t *p, size_t n);
+/* The value of the four hex digits at p (a JSON string's u-escape), or
+ * -1 unless four are there before end. */
+long utf8_hex4(const unsigned char *p, const unsigned char *end);
 
 /* ws_codec.c: RFC 6455 framing, sans-IO: bytes in, events out */
 
