@@ -7,8 +7,9 @@
  * This is the top of the core: it wires the lower files to the upper ones
  * with hooks, so that each of them only calls down.  listen.c hands an
  * accepted socket to on_accept (conn.c); a connection reports through
- * conn_hooks (opened, closed: the plugins; message: dispatch.c; upgrade:
- * the plugins' say before the 101, upgrade.c; gone: the shutdown below); the keepalive sweep hands an idle connection to
+ * conn_hooks (opened, closed: the plugins; message: dispatch.c; vet: the
+ * plugins' say before the 101, upgrade.c; gone: the shutdown below); the
+ * keepalive sweep hands an idle connection to
  * sweep_expire (conn.c's reap); plugins get the host table (host.c)
  * through plugin.c.  SIGHUP goes to server_reload (reload.c), which runs
  * every module's prepare, then its commit or its abort.  Shutdown on
