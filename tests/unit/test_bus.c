@@ -239,7 +239,8 @@ encode(const struct bus_frame *f, uint8_t *out)
 {
 	size_t hn = bus_frame_encode_head(f, out);
 
-	memcpy(out + hn, f->data, f->len);
+	if (f->len > 0) /* data may be NULL then */
+		memcpy(out + hn, f->data, f->len);
 	return hn + f->len;
 }
 
