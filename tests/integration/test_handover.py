@@ -127,7 +127,9 @@ class Upgradable:
         done = self.d.wait_for("handover.done", start=mark, timeout=30)
         self.d.wait_for("handover.adopted", start=mark, timeout=30)
         old, self.pid = self.pid, int(done["pid"])
-        deadline = time.monotonic() + 10 * SLOW
+        # Connections that cannot move leave by the graceful restart:
+        # spread over restart_spread (10 s), then their close handshakes.
+        deadline = time.monotonic() + 30 * SLOW
         while alive(old) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert not alive(old), "the old process did not exit"
