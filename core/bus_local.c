@@ -600,6 +600,18 @@ inproc_free(void *be)
 	free(b);
 }
 
+/* The in-process backend's table; bus_local_open fills in be. */
+static const struct bus_backend inproc_ops = {
+	.name = "local",
+	.configure = inproc_configure,
+	.publish = inproc_publish,
+	.subscribe = inproc_subscribe,
+	.unsubscribe = inproc_unsubscribe,
+	.presence = inproc_presence,
+	.stats = inproc_stats,
+	.free = inproc_free,
+};
+
 int
 bus_local_open(struct bus_backend *bk, struct event_base *base,
     const struct bus_limits *lim, const struct bus_sink *sink)
@@ -616,16 +628,8 @@ bus_local_open(struct bus_backend *bk, struct event_base *base,
 		inproc_free(b);
 		return -1;
 	}
-	memset(bk, 0, sizeof(*bk));
-	bk->name = "local";
+	*bk = inproc_ops;
 	bk->be = b;
-	bk->configure = inproc_configure;
-	bk->publish = inproc_publish;
-	bk->subscribe = inproc_subscribe;
-	bk->unsubscribe = inproc_unsubscribe;
-	bk->presence = inproc_presence;
-	bk->stats = inproc_stats;
-	bk->free = inproc_free;
 	return 0;
 }
 
@@ -960,6 +964,18 @@ remote_free(void *be)
 	free(b);
 }
 
+/* The master's backend's table; bus_local_connect fills in be. */
+static const struct bus_backend remote_ops = {
+	.name = "local",
+	.configure = remote_configure,
+	.publish = remote_publish,
+	.subscribe = remote_subscribe,
+	.unsubscribe = remote_unsubscribe,
+	.presence = remote_presence,
+	.stats = remote_stats,
+	.free = remote_free,
+};
+
 int
 bus_local_connect(struct bus_backend *bk, struct event_base *base, int fd,
     const struct bus_sink *sink)
@@ -981,16 +997,8 @@ bus_local_connect(struct bus_backend *bk, struct event_base *base, int fd,
 	}
 	bufferevent_setcb(b->bev, remote_read_cb, NULL, remote_event_cb, b);
 	bufferevent_enable(b->bev, EV_READ | EV_WRITE);
-	memset(bk, 0, sizeof(*bk));
-	bk->name = "local";
+	*bk = remote_ops;
 	bk->be = b;
-	bk->configure = remote_configure;
-	bk->publish = remote_publish;
-	bk->subscribe = remote_subscribe;
-	bk->unsubscribe = remote_unsubscribe;
-	bk->presence = remote_presence;
-	bk->stats = remote_stats;
-	bk->free = remote_free;
 	return 0;
 }
 
