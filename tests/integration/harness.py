@@ -12,6 +12,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -229,6 +230,24 @@ class Daemon:
         CLIENT_SSL[url] = self.client_ssl
         return url
 
+
+
+def http_status(sock, timeout):
+    """The status code of the HTTP response on sock, or None when the
+    server closes or stays silent for timeout seconds."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while b"\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except (socket.timeout, ConnectionResetError):
+        pass
+    if not data.startswith(b"HTTP/1.1 "):
+        return None
+    return int(data.split()[1])
 
 def run_wsplugd(args, timeout=20):
     """Run wsplugd once (-t, -V, ...) under the wrapper; the result has

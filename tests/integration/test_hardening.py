@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from harness import SLOW, WRAPPER, Daemon, config
+from harness import SLOW, WRAPPER, Daemon, config, http_status
 
 
 def admin_port(d, start=0):
@@ -26,24 +26,6 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def read_status(sock, timeout):
-    """The status code of the HTTP response on sock, or None when the
-    server closes or stays silent."""
-    sock.settimeout(timeout)
-    data = b""
-    try:
-        while b"\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-    except (socket.timeout, ConnectionResetError):
-        pass
-    if not data.startswith(b"HTTP/1.1 "):
-        return None
-    return int(data.split()[1])
 
 
 # -- descriptors ------------------------------------------------------------
@@ -86,7 +68,7 @@ def test_descriptor_exhaustion_with_an_admin_scrape(tmp_path):
                 try:
                     s.sendall(b"GET /metrics HTTP/1.1\r\nHost: "
                               b"127.0.0.1:%d\r\n\r\n" % aport)
-                    statuses.append(read_status(s, 1))
+                    statuses.append(http_status(s, 1))
                 finally:
                     s.close()
 
@@ -104,12 +86,12 @@ def test_descriptor_exhaustion_with_an_admin_scrape(tmp_path):
         # A WebSocket client over the limit is answered too.
         with socket.create_connection(("127.0.0.1", d.port)) as s:
             s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert read_status(s, 5 * SLOW) == 503
+            assert http_status(s, 5 * SLOW) == 503
             s.settimeout(5 * SLOW)
             while s.recv(4096):
                 pass
         # The clients that waited in the queue were answered as well.
-        answered = sum(read_status(s, 0.05) == 503 for s in idle)
+        answered = sum(http_status(s, 0.05) == 503 for s in idle)
         assert answered >= 20, answered
         with d.cond:
             errors = [e for e in d.events[mark:]
@@ -246,21 +228,6 @@ def test_refused_connection_flood(tmp_path, max_conns):
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def status_of(sock, timeout):
-    """The status of an HTTP response on sock, None when silent."""
-    sock.settimeout(timeout)
-    data = b""
-    try:
-        while b"\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-    except (socket.timeout, ConnectionResetError):
-        pass
-    return int(data.split()[1]) if data.startswith(b"HTTP/1.1 ") else None
-
-
 def test_idle_handshakes_count_toward_the_per_ip_limit_across_workers(
         wsplugd):
     """With workers = 2, 30 or more connections from one address that
@@ -287,20 +254,20 @@ def test_idle_handshakes_count_toward_the_per_ip_limit_across_workers(
             refused = d.wait_count("ws.refuse", len(idle) - 10,
                                    reason="max_connections_per_ip")
         assert {e["worker"] for e in refused} == {"1", "2"}, refused
-        statuses = [status_of(s, 0.2 * SLOW) for s in idle]
+        statuses = [http_status(s, 0.2 * SLOW) for s in idle]
         assert statuses.count(503) == len(idle) - 10, statuses
         assert statuses.count(None) == 10, statuses
         assert len(refused) == len(idle) - 10
         held = [s for s, st in zip(idle, statuses) if st is None]
         for s in held:
             s.sendall(upgrade_request(d.port))
-        assert [status_of(s, 5 * SLOW) for s in held] == [101] * 10
+        assert [http_status(s, 5 * SLOW) for s in held] == [101] * 10
         # another address has its own count
         with socket.socket() as s:
             s.bind(("127.0.0.2", 0))
             s.connect(("127.0.0.1", d.port))
             s.sendall(upgrade_request(d.port))
-            assert status_of(s, 5 * SLOW) == 101
+            assert http_status(s, 5 * SLOW) == 101
     finally:
         for s in idle:
             s.close()
@@ -351,10 +318,10 @@ def test_admin_connections_are_capped(wsplugd):
         s = socket.create_connection(("127.0.0.1", port))
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
                   % port)
-        assert read_status(s, 1) is None
+        assert http_status(s, 1) is None
         # ... until a slot is free.
         idle.pop().close()
-        assert read_status(s, 5 * SLOW) == 200
+        assert http_status(s, 5 * SLOW) == 200
         s.close()
     finally:
         for s in idle:

@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 import websockets
 
-from harness import SLOW, ws_connect
+from harness import SLOW, http_status, ws_connect
 from rawws import Raw, close_body
 
 
@@ -222,24 +222,6 @@ def upgrade_request(port):
             % (port, key))
 
 
-def status_of(sock, timeout):
-    """The status of the HTTP response on sock, or None when the server
-    stays silent (or closes without one) for timeout seconds."""
-    sock.settimeout(timeout)
-    data = b""
-    try:
-        while b"\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-    except (socket.timeout, ConnectionResetError):
-        pass
-    if not data.startswith(b"HTTP/1.1 "):
-        return None
-    return int(data.split()[1])
-
-
 def upgrade_status(port, local="127.0.0.1"):
     """A whole upgrade from local: the status it got (then closed)."""
     with raw_client(port, local) as s:
@@ -247,7 +229,7 @@ def upgrade_status(port, local="127.0.0.1"):
             s.sendall(upgrade_request(port))
         except (BrokenPipeError, ConnectionResetError):
             pass  # refused at accept, before the request: still answered
-        return status_of(s, 5 * SLOW)
+        return http_status(s, 5 * SLOW)
 
 
 def test_refused_socket_counts_for_a_short_linger_only(wsplugd):
@@ -285,7 +267,7 @@ def test_idle_handshakes_from_one_address_do_not_take_every_place(wsplugd):
     try:
         d.wait_count("ws.refuse", 40, reason="max_connections_per_ip",
                      timeout=5)
-        statuses = [status_of(s, 0.2 * SLOW) for s in idle]
+        statuses = [http_status(s, 0.2 * SLOW) for s in idle]
         assert statuses.count(503) == 40, statuses
         assert statuses.count(None) == 10, statuses
         assert upgrade_status(d.port, "127.0.0.2") == 101
@@ -293,7 +275,7 @@ def test_idle_handshakes_from_one_address_do_not_take_every_place(wsplugd):
         held = [s for s, st in zip(idle, statuses) if st is None]
         for s in held:
             s.sendall(upgrade_request(d.port))
-        assert [status_of(s, 5 * SLOW) for s in held] == [101] * 10
+        assert [http_status(s, 5 * SLOW) for s in held] == [101] * 10
         # From one address, still no more than 10 at once.
         assert upgrade_status(d.port) == 503
     finally:
@@ -407,7 +389,7 @@ def test_every_path_gives_its_place_back_once(wsplugd, workers):
 
     def handshake_timeout():
         with raw_client(d.port) as s:
-            assert status_of(s, 5 * SLOW) == 408
+            assert http_status(s, 5 * SLOW) == 408
 
     def gone_mid_request():
         with raw_client(d.port) as s:
@@ -434,7 +416,7 @@ def test_every_path_gives_its_place_back_once(wsplugd, workers):
         wait_fds(d, base)
         with raw_client(d.port) as s:
             s.sendall(upgrade_request(d.port))
-            assert status_of(s, 5 * SLOW) == 101, path.__name__
+            assert http_status(s, 5 * SLOW) == 101, path.__name__
             with raw_client(d.port) as t:
-                assert status_of(t, 5 * SLOW) == 503, path.__name__
+                assert http_status(t, 5 * SLOW) == 503, path.__name__
         wait_fds(d, base)
