@@ -33,13 +33,15 @@ check_PROGRAMS += $(UNIT_TESTS)
 tests_unit_test_utf8_SOURCES = tests/unit/test_utf8.c
 tests_unit_test_utf8_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_utf8_LDADD = $(UNIT_LDADD)
-tests_unit_test_codec_SOURCES = tests/unit/test_codec.c
+tests_unit_test_codec_SOURCES = tests/unit/test_codec.c \
+	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_codec_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_codec_LDADD = $(UNIT_LDADD)
 tests_unit_test_http_upgrade_SOURCES = tests/unit/test_http_upgrade.c
 tests_unit_test_http_upgrade_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_http_upgrade_LDADD = $(UNIT_LDADD)
-tests_unit_test_config_SOURCES = tests/unit/test_config.c
+tests_unit_test_config_SOURCES = tests/unit/test_config.c \
+	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_config_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_config_LDADD = $(UNIT_LDADD)
 tests_unit_test_dispatch_SOURCES = tests/unit/test_dispatch.c \
@@ -52,10 +54,12 @@ tests_unit_test_bus_SOURCES = tests/unit/test_bus.c \
 	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_bus_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_bus_LDADD = $(UNIT_LDADD)
-tests_unit_test_json_read_SOURCES = tests/unit/test_json_read.c
+tests_unit_test_json_read_SOURCES = tests/unit/test_json_read.c \
+	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_json_read_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_json_read_LDADD = $(UNIT_LDADD)
-tests_unit_test_json_scan_SOURCES = tests/unit/test_json_scan.c
+tests_unit_test_json_scan_SOURCES = tests/unit/test_json_scan.c \
+	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_json_scan_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_json_scan_LDADD = $(UNIT_LDADD)
 tests_unit_test_json_write_SOURCES = tests/unit/test_json_write.c

@@ -24,6 +24,7 @@
 #include <CUnit/Basic.h>
 
 #include "wsplugd.h"
+#include "suite.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -1717,10 +1718,7 @@ test_rsv1(void)
 int
 main(void)
 {
-	static const struct {
-		const char *name;
-		CU_TestFunc fn;
-	} tests[] = {
+	static const struct suite_test tests[] = {
 		{ "RFC 6455 examples", test_rfc_examples },
 		{ "every opcode", test_every_opcode },
 		{ "7, 16 and 64-bit lengths", test_lengths },
@@ -1742,27 +1740,6 @@ main(void)
 		{ "chunking oracle", test_chunking_oracle },
 		{ "RSV1 for permessage-deflate", test_rsv1 },
 	};
-	CU_pSuite s;
-	unsigned failures;
-	size_t i;
-
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	s = CU_add_suite("ws_codec", NULL, NULL);
-	if (s == NULL) {
-		CU_cleanup_registry();
-		return 1;
-	}
-	for (i = 0; i < NELEM(tests); i++) {
-		if (CU_add_test(s, tests[i].name, tests[i].fn) == NULL) {
-			CU_cleanup_registry();
-			return 1;
-		}
-	}
 	rng_seed(0x636f646563ULL);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures();
-	CU_cleanup_registry();
-	return failures ? 1 : 0;
+	return suite_run("ws_codec", tests, nitems(tests));
 }

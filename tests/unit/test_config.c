@@ -22,6 +22,7 @@
 #include <CUnit/Basic.h>
 
 #include "wsplugd.h"
+#include "suite.h"
 
 #ifndef SRCDIR
 #define SRCDIR "."
@@ -1393,10 +1394,7 @@ test_shipped_config(void)
 int
 main(void)
 {
-	static const struct {
-		const char *name;
-		CU_TestFunc fn;
-	} tests[] = {
+	static const struct suite_test tests[] = {
 		{ "defaults", test_defaults },
 		{ "every key", test_every_key },
 		{ "[deflate]", test_deflate_section },
@@ -1423,24 +1421,5 @@ main(void)
 		{ "[tls] and listen ... tls", test_tls_keys },
 		{ "shipped wsplugd.conf.in", test_shipped_config },
 	};
-	CU_pSuite suite;
-	unsigned failures;
-	size_t i;
-
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	if ((suite = CU_add_suite("config", NULL, NULL)) == NULL)
-		goto fail;
-	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-		if (CU_add_test(suite, tests[i].name, tests[i].fn) == NULL)
-			goto fail;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures();
-	CU_cleanup_registry();
-	return failures != 0 ? 1 : 0;
-
-fail:
-	CU_cleanup_registry();
-	return 1;
+	return suite_run("config", tests, nitems(tests));
 }

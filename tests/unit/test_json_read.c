@@ -17,6 +17,7 @@
 #include <CUnit/Basic.h>
 
 #include "wsplugd.h"
+#include "suite.h"
 
 enum path { FAST, SLOW, EITHER };
 
@@ -372,10 +373,7 @@ test_mutations(void)
 int
 main(void)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct suite_test tests[] = {
 		{ "typical messages take the fast path",
 		    test_fast_path_is_taken },
 		{ "tricky inputs: jansson's answer", test_tricky_inputs_match_jansson },
@@ -384,23 +382,5 @@ main(void)
 		{ "a NULL error pointer", test_null_error },
 		{ "seeded mutations", test_mutations },
 	};
-	CU_pSuite s;
-	unsigned failures;
-	size_t i;
-	int rc = 1;
-
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	if ((s = CU_add_suite("json_read", NULL, NULL)) == NULL)
-		goto done;
-	for (i = 0; i < nitems(tests); i++)
-		if (CU_add_test(s, tests[i].name, tests[i].fn) == NULL)
-			goto done;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures();
-	rc = failures ? 1 : 0;
-done:
-	CU_cleanup_registry();
-	return rc;
+	return suite_run("json_read", tests, nitems(tests));
 }

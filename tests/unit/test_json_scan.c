@@ -15,6 +15,7 @@
 #include <CUnit/Basic.h>
 
 #include "wsplugd.h"
+#include "suite.h"
 
 /* 1 when the scan's answer agrees with jansson's tree for s. */
 static int
@@ -261,10 +262,7 @@ test_mutations(void)
 int
 main(void)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct suite_test tests[] = {
 		{ "typical messages: type and id", test_typical_messages },
 		{ "a repeated key: the last wins", test_duplicates_last_wins },
 		{ "declines what routing cannot use",
@@ -277,23 +275,5 @@ main(void)
 		{ "reads only its input", test_reads_only_its_input },
 		{ "seeded mutations agree with jansson", test_mutations },
 	};
-	CU_pSuite s;
-	unsigned failures;
-	size_t i;
-	int rc = 1;
-
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	if ((s = CU_add_suite("json_scan", NULL, NULL)) == NULL)
-		goto done;
-	for (i = 0; i < nitems(tests); i++)
-		if (CU_add_test(s, tests[i].name, tests[i].fn) == NULL)
-			goto done;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures();
-	rc = failures ? 1 : 0;
-done:
-	CU_cleanup_registry();
-	return rc;
+	return suite_run("json_scan", tests, nitems(tests));
 }
