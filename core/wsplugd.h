@@ -1581,6 +1581,23 @@ void admin_reload_abort(struct wsp_server *srv);
 int admin_socket(struct wsp_server *srv, size_t i,
     struct sockaddr_storage *conf, socklen_t *len);
 void admin_free(struct wsp_server *srv);
+/* workers > 1: one worker's part of /connections.  lines holds a line
+ * per connection, oldest first: its connected_at_ms, a space, its JSON
+ * object, '\n'. */
+struct conns_part {
+	int worker;        /* 1..workers */
+	int answered;      /* 0: not running, or no answer in time */
+	uint64_t active;   /* its connections, listed or not */
+	const char *lines; /* borrowed for the callback */
+	size_t len;
+};
+typedef void conns_done_fn(void *arg, const struct conns_part *parts,
+    size_t n);
+/* This process's lines (as struct conns_part's), at most limit of them and
+ * ADMIN_LINES_MAX bytes; how many were written. */
+#define ADMIN_LINES_MAX (8U * 1024 * 1024)
+size_t admin_conns_lines(struct wsp_server *srv, uint64_t limit,
+    struct evbuffer *out);
 
 /* notify.c: sd_notify(3) to systemd; every call is a no-op without
  * libsystemd or when NOTIFY_SOCKET is unset */
@@ -1821,6 +1838,11 @@ struct wsp_server {
 	/* workers > 1, in the worker serving the admin listener: the whole
 	 * daemon's view for /metrics and /healthz */
 	void (*metrics_sum)(struct wsp_server *srv, struct metrics_snap *s);
+	/* and /connections: every worker's lines; done is called once
+	 * (each part answered or not), unless cancelled with its arg first */
+	int (*conns_gather)(struct wsp_server *srv, uint64_t limit,
+	    conns_done_fn *done, void *arg);
+	void (*conns_cancel)(struct wsp_server *srv, void *arg);
 	/* hand-over (handover.c): the binary to start and its arguments
 	 * (set by main.c), the one running, and in a new process the
 	 * sockets and connections it is taking */

@@ -696,3 +696,89 @@ def test_tls_deflate_and_limits_across_workers(wsplugd, tmp_path):
                reason="max_connections") == 0
     assert one(s, "wsplugd_deflate_connections") == 6
     assert one(s, "wsplugd_connections_active") == 6
+
+
+def worker_pids(d, n):
+    """The pid of each worker now serving, by number."""
+    pids = {}
+    for e in d.find_all("worker.start"):
+        pids[int(e["worker"])] = int(e["pid"])
+    assert sorted(pids) == list(range(1, n + 1)), pids
+    return pids
+
+
+def timed(fn, *a):
+    t = time.monotonic()
+    r = fn(*a)
+    return r, time.monotonic() - t
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_connections_lists_every_workers_connections(wsplugd, n):
+    from test_admin import admin_port, request
+    d = start(wsplugd, n)
+    port = admin_port(d)
+
+    def get(query=""):
+        status, headers, body = request(d, "/connections" + query, port=port)
+        assert status == 200 and headers["content-type"] == \
+            "application/json"
+        return json.loads(body)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+
+        def off(fn, *a):
+            return loop.run_in_executor(None, fn, *a)
+
+        conns = []
+        while len({w for _, w, _ in conns}) < n or len(conns) < 6 * n:
+            conns.append(await connect(d))
+            assert len(conns) < 400
+        # the client's port is the connection's: which worker holds it
+        by_port = {ws.local_address[1]: w for ws, w, _ in conns}
+        doc, took = await off(timed, get, "?limit=10000")
+        assert doc["active"] == len(conns) and doc["workers"] == n
+        assert doc["missing"] == [] and doc["truncated"] is False
+        listed = doc["connections"]
+        assert {c["port"]: c["worker"] for c in listed} == by_port
+        assert list(listed[0])[0] == "worker"
+        stamps = [c["connected_at_ms"] for c in listed]
+        assert stamps == sorted(stamps)  # oldest first, across workers
+        print(f"/connections, {n} workers, {len(listed)} entries: "
+              f"{took * 1000:.1f} ms")
+        # at most limit, the oldest of every worker's
+        few = await off(get, "?limit=3")
+        assert few["active"] == len(conns) and few["truncated"] is True
+        assert [c["connected_at_ms"] for c in few["connections"]] == \
+            stamps[:3]
+
+        # a stopped worker: the answer comes within a second or so,
+        # naming it missing, with every other worker's connections
+        victim = worker_pids(d, n)[2]
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            doc, took = await off(timed, get, "?limit=10000")
+            # a client that leaves while the workers are asked: the
+            # daemon forgets its request (and serves the next one)
+            raw = await asyncio.open_connection("127.0.0.1", port)
+            raw[1].write(b"GET /connections HTTP/1.1\r\nHost: 127.0.0.1:"
+                         + str(port).encode() + b"\r\n\r\n")
+            await raw[1].drain()
+            raw[1].close()
+        finally:
+            os.kill(victim, signal.SIGCONT)
+        assert 0.9 <= took < 1.0 * SLOW + 2, took
+        assert doc["missing"] == [2] and doc["truncated"] is True
+        assert {c["worker"] for c in doc["connections"]} == \
+            set(range(1, n + 1)) - {2}
+        assert doc["active"] == sum(1 for w in by_port.values() if w != 2)
+        print(f"/connections with worker 2 stopped: {took * 1000:.0f} ms")
+        await asyncio.sleep(1.2 * SLOW)  # its late answer is dropped
+        doc = await off(get, "?limit=10000")
+        assert doc["missing"] == [] and doc["active"] == len(conns)
+        for ws, _, _ in conns:
+            await ws.close()
+
+    run(main())
+    assert not d.find_all("daemon.error")
