@@ -107,6 +107,7 @@ struct worker_shm {
 	struct metrics_snap snap; /* published with each heartbeat */
 	/* the spare slot: the master's bus store, for /metrics */
 	_Atomic uint64_t bus_channels, bus_history_bytes;
+	_Atomic uint64_t backlogged; /* workers replaced for their backlog */
 };
 
 struct worker {
@@ -222,6 +223,7 @@ worker_metrics_sum(struct wsp_server *srv, struct metrics_snap *s)
 	s->workers_alive = alive;
 	s->m.bus_channels = atomic_load(&M.shm[M.nw].bus_channels);
 	s->m.bus_history_bytes = atomic_load(&M.shm[M.nw].bus_history_bytes);
+	s->workers_backlogged = atomic_load(&M.shm[M.nw].backlogged);
 }
 
 static void
@@ -1379,6 +1381,33 @@ master_tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* The bus hub holds more for worker i than its budget: the worker is not
+ * reading (stopped, stuck, or slower than the traffic).  It is replaced,
+ * as the watchdog would, so that the master's memory stays bounded and its
+ * clients resume from history on a worker that keeps up (bus_local.c). */
+static void
+master_backlog(void *arg, size_t i, size_t queued, uint64_t budget)
+{
+	struct worker *w = &M.w[i];
+	struct log_line *l;
+
+	(void)arg;
+	if (w->pid <= 0)
+		return;
+	if ((l = log_begin(WSP_LOG_ERROR, "worker.backlog")) != NULL) {
+		log_int(l, "worker", w->n);
+		log_int(l, "pid", w->pid);
+		log_uint(l, "bytes", queued);
+		log_uint(l, "budget", budget);
+		log_str(l, "msg", "the worker does not read its bus messages: "
+		    "replacing it");
+		log_end(l);
+	}
+	atomic_fetch_add(&M.shm[M.nw].backlogged, 1);
+	kill(w->pid, SIGKILL);
+	w->ready = 0; /* the watchdog need not kill it too */
+}
+
 static void
 master_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -1492,6 +1521,7 @@ master_setup(struct wsp_errors *errs)
 	bus_limits_of(cfg, &lim);
 	if ((M.hub = bus_hub_new(M.srv.base, &lim, M.nw)) == NULL)
 		goto nomem;
+	bus_hub_on_overflow(M.hub, master_backlog, NULL);
 	for (i = 0; i < M.nw; i++) {
 		M.w[i].n = (int)i + 1;
 		M.w[i].ctl = M.w[i].cfd = M.w[i].bfd = -1;

@@ -1454,6 +1454,12 @@ struct bus_hub *bus_hub_new(struct event_base *base,
 int bus_hub_attach(struct bus_hub *h, size_t i, int fd);
 /* Worker i is gone: its socket closes, its members leave. */
 void bus_hub_detach(struct bus_hub *h, size_t i);
+/* Worker i's socket holds queued bytes, past budget (BUS_HUB_BACKLOG and
+ * history_memory): it is sent nothing more until it is attached again. */
+#define BUS_HUB_BACKLOG (64U * 1024 * 1024)
+typedef void bus_overflow_fn(void *arg, size_t i, size_t queued,
+    uint64_t budget);
+void bus_hub_on_overflow(struct bus_hub *h, bus_overflow_fn *fn, void *arg);
 void bus_hub_configure(struct bus_hub *h, const struct bus_limits *lim);
 void bus_hub_stats(struct bus_hub *h, uint64_t *channels_r,
     uint64_t *bytes_r);
@@ -1547,6 +1553,7 @@ struct metrics_snap {
 	uint64_t active, pending, opened;
 	uint64_t lingering; /* refused or closed, not yet close(2)d */
 	uint64_t workers, workers_alive; /* 0, 0 with one process */
+	uint64_t workers_backlogged; /* replaced for their bus backlog */
 	uint64_t mem_bytes, mem_limit;   /* max_buffer_memory: used, limit */
 	struct zstream_stats z; /* permessage-deflate's gauges and counts */
 };

@@ -782,3 +782,101 @@ def test_connections_lists_every_workers_connections(wsplugd, n):
 
     run(main())
     assert not d.find_all("daemon.error")
+
+
+def test_worker_that_stops_reading_the_bus_is_replaced(wsplugd):
+    """A stopped worker: the master holds at most its bus budget for it
+    (64 MiB; history_memory is 0 here), logs worker.backlog, replaces it,
+    and every other subscriber keeps receiving, in order."""
+    from test_admin import vm_kib
+    from test_bus import connect as bus_connect, typed
+    d = wsplugd(text=config(
+        plugins=("broadcast", "worker"),
+        server={"workers": 2, "worker_watchdog": 0},
+        log={"level": "info"},
+        plugin_sections={"worker": {"path": WORKER_SO}},
+        extra="\n[bus]\nhistory_size = 0\nhistory_memory = 0B\n"))
+    d.wait_for("master.ready", timeout=30)
+    master = d.proc.pid
+    size = 200 * 1024
+    count = 1000  # about 200 MiB through the master, 3 times the budget
+
+    async def main():
+        conns = []
+        while {1, 2} - {w for _, w in conns}:
+            conns.append(await bus_connect(d))
+            assert len(conns) < 200
+        sub1 = next(ws for ws, w in conns if w == 1)
+        sub2 = next(ws for ws, w in conns if w == 2)
+        pub = sub1  # on a worker that keeps reading; it gets its own
+        for ws in (sub1, sub2):
+            await ws.send(json.dumps({"type": "subscribe",
+                                      "channel": "load"}))
+            await typed(ws, "subscribed")
+        victim = worker_pids(d, 2)[2]
+        rss0 = vm_kib(master, "VmRSS")
+        peak = rss0
+        got = []
+        mark = d.mark()
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            async def reader():
+                while len(got) < count:
+                    m = json.loads(await asyncio.wait_for(sub1.recv(),
+                                                          30 * SLOW))
+                    if m["type"] == "message":
+                        got.append((m["data"]["i"], m["offset"]))
+
+            task = asyncio.create_task(reader())
+            blob = "x" * size
+            for i in range(count):
+                # at most 32 ahead of the subscriber that keeps up
+                while i - len(got) > 32:
+                    await asyncio.sleep(0.001)
+                    assert not task.done(), task.exception()
+                await pub.send(json.dumps({"type": "publish",
+                                           "channel": "load",
+                                           "data": {"i": i, "b": blob}}))
+                if i % 20 == 0:
+                    peak = max(peak, vm_kib(master, "VmRSS"))
+            await task
+            peak = max(peak, vm_kib(master, "VmRSS"))
+        finally:
+            try:
+                os.kill(victim, signal.SIGCONT)
+            except ProcessLookupError:
+                pass  # replaced already, as it should be
+        loop = asyncio.get_running_loop()
+        ev = await loop.run_in_executor(None, lambda: d.wait_for(
+            "worker.backlog", start=mark, worker=2, pid=victim))
+        ex = await loop.run_in_executor(None, lambda: d.wait_for(
+            "worker.exit", start=mark, worker=2, pid=victim))
+        await loop.run_in_executor(None, lambda: d.wait_for(
+            "worker.ready", start=mark, worker=2))
+        closed = False
+        try:
+            while True:
+                await asyncio.wait_for(sub2.recv(), 10 * SLOW)
+        except websockets.ConnectionClosed:
+            closed = True
+        for ws, _ in conns:
+            await ws.close()
+        return got, ev, ex, rss0, peak, closed
+
+    got, ev, ex, rss0, peak, closed = run(main(), timeout=300)
+    # the subscriber on worker 1 got every message, once, in order
+    assert [i for i, _ in got] == list(range(count))
+    offsets = [o for _, o in got]
+    assert offsets == list(range(offsets[0], offsets[0] + count))
+    assert ex["signal"] == "KILL"
+    assert closed  # the stopped worker's clients went with it
+    budget = int(ev["budget"])
+    assert budget == 64 * 1024 * 1024 and int(ev["bytes"]) > budget
+    grown = (peak - rss0) * 1024
+    print(f"master RSS {rss0} KiB before, peak {peak} KiB: "
+          f"+{grown / 2**20:.1f} MiB for {count * size / 2**20:.0f} MiB "
+          f"published with worker 2 stopped")
+    assert grown < budget + 48 * 2**20, grown
+    from test_admin import request
+    body = request(d, "/metrics")[2].decode()
+    assert "wsplugd_workers_backlogged_total 1" in body.splitlines()
