@@ -294,42 +294,9 @@ worker_bind(struct wsp_server *srv, const struct wsp_listen_addr *a,
  * with R from id active len and len bytes of lines (admin.c's), which the
  * master passes on to worker `from` as R worker id active len lines.  The
  * master keeps nothing: an answer that comes after the gather gave up on
- * it finds no gather and is dropped.
+ * it finds no gather and is dropped.  ctl_msg.c cuts the messages.
  */
-#define CTL_G_LEN 9    /* G u32 id, u32 limit */
-#define CTL_L_LEN 13   /* L u32 from, u32 id, u32 limit */
-#define CTL_X_LEN 9    /* X u32 worker, u32 id */
-#define CTL_R_LEN 21   /* R u32 from|worker, u32 id, u64 active, u32 len */
-#define CTL_R_MAX (ADMIN_LINES_MAX + 64 * 1024) /* a line past the mark */
 #define WORKER_LIST_WAIT_MS 1000 /* a worker silent this long is missing */
-
-static void
-ctl_put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t
-ctl_get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	    (uint32_t)p[2] << 8 | p[3];
-}
-
-static void
-ctl_put_r(uint8_t h[CTL_R_LEN], uint32_t who, uint32_t id, uint64_t active,
-    uint32_t len)
-{
-	h[0] = 'R';
-	ctl_put32(h + 1, who);
-	ctl_put32(h + 5, id);
-	ctl_put32(h + 9, (uint32_t)(active >> 32));
-	ctl_put32(h + 13, (uint32_t)active);
-	ctl_put32(h + 17, len);
-}
 
 /* One /connections request of worker 1's admin listener. */
 struct gather {
@@ -532,34 +499,15 @@ worker_ctl_write_cb(evutil_socket_t fd, short what, void *arg)
 		event_del(&M.ctl_wev);
 }
 
-/* One whole message at the head of in: its length, 0 while incomplete,
- * or -1 for a byte that starts none. */
+/* The whole message at the head of in (ctl_msg_len). */
 static ssize_t
 worker_ctl_len(struct evbuffer *in)
 {
 	uint8_t h[CTL_R_LEN];
-	size_t have = evbuffer_get_length(in), need;
-	uint32_t len;
+	size_t have = evbuffer_get_length(in);
 
 	evbuffer_copyout(in, h, have < sizeof(h) ? have : sizeof(h));
-	switch (h[0]) {
-	case 'P':
-	case 'C':
-	case 'A':
-		return 1;
-	case 'L':
-		return have >= CTL_L_LEN ? CTL_L_LEN : 0;
-	case 'X':
-		return have >= CTL_X_LEN ? CTL_X_LEN : 0;
-	case 'R':
-		if (have < CTL_R_LEN)
-			return 0;
-		if ((len = ctl_get32(h + 17)) > CTL_R_MAX)
-			return -1;
-		need = CTL_R_LEN + (size_t)len;
-		return have >= need ? (ssize_t)need : 0;
-	}
-	return -1;
+	return ctl_msg_len(h, have, CTL_TO_WORKER);
 }
 
 static void
@@ -1070,35 +1018,34 @@ master_ctl_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	struct worker *w = arg;
 	uint8_t m[CTL_R_LEN];
-	size_t have, len;
+	size_t have;
+	ssize_t n;
 
 	while ((have = evbuffer_get_length(in)) > 0 && w->ctl_bev != NULL) {
 		evbuffer_copyout(in, m, have < sizeof(m) ? have : sizeof(m));
+		if ((n = ctl_msg_len(m, have, CTL_TO_MASTER)) == 0)
+			return; /* the rest is on its way */
+		if (n == -1) {
+			log_msg(WSP_LOG_ERROR, "daemon.error", "worker %d sent a "
+			    "control message the master does not know: "
+			    "ignored", w->n);
+			evbuffer_drain(in, have);
+			return;
+		}
 		switch (m[0]) {
 		case 'p':
 		case 'f':
 			evbuffer_drain(in, 1);
 			master_answered(w, m[0] == 'p');
-			continue;
+			break;
 		case 'G':
-			if (have < CTL_G_LEN)
-				return;
 			master_gather(w, m);
 			evbuffer_drain(in, CTL_G_LEN);
-			continue;
+			break;
 		case 'R':
-			if (have < CTL_R_LEN)
-				return;
-			if ((len = ctl_get32(m + 17)) > CTL_R_MAX)
-				break;
-			if (have < CTL_R_LEN + len)
-				return;
-			master_relay(w, in, m, len);
-			continue;
+			master_relay(w, in, m, (size_t)n - CTL_R_LEN);
+			break;
 		}
-		log_msg(WSP_LOG_ERROR, "daemon.error", "worker %d sent a "
-		    "control message the master does not know: ignored", w->n);
-		evbuffer_drain(in, have);
 	}
 }
 

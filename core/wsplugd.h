@@ -1588,6 +1588,24 @@ void admin_reload_abort(struct wsp_server *srv);
 int admin_socket(struct wsp_server *srv, size_t i,
     struct sockaddr_storage *conf, socklen_t *len);
 void admin_free(struct wsp_server *srv);
+/* ctl_msg.c: the messages on a worker's control socket */
+
+#define CTL_G_LEN 9    /* G u32 id, u32 limit */
+#define CTL_L_LEN 13   /* L u32 from, u32 id, u32 limit */
+#define CTL_X_LEN 9    /* X u32 worker, u32 id */
+#define CTL_R_LEN 21   /* R u32 who, u32 id, u64 active, u32 len */
+#define CTL_R_MAX (ADMIN_LINES_MAX + 64 * 1024) /* a line past the mark */
+#define CTL_TO_MASTER "pfGR"
+#define CTL_TO_WORKER "PCALXR"
+
+void ctl_put32(uint8_t *p, uint32_t v);
+uint32_t ctl_get32(const uint8_t *p);
+void ctl_put_r(uint8_t h[CTL_R_LEN], uint32_t who, uint32_t id,
+    uint64_t active, uint32_t len);
+/* The length of the whole message at p, 0 while fewer than that are
+ * there, -1 for a letter not in kinds or a length past CTL_R_MAX. */
+ssize_t ctl_msg_len(const uint8_t *p, size_t have, const char *kinds);
+
 /* workers > 1: one worker's part of /connections.  lines holds a line
  * per connection, oldest first: its connected_at_ms, a space, its JSON
  * object, '\n'. */
