@@ -876,7 +876,9 @@ def test_worker_that_stops_reading_the_bus_is_replaced(wsplugd):
     print(f"master RSS {rss0} KiB before, peak {peak} KiB: "
           f"+{grown / 2**20:.1f} MiB for {count * size / 2**20:.0f} MiB "
           f"published with worker 2 stopped")
-    assert grown < budget + 48 * 2**20, grown
+    from test_admin import sanitized
+    if not sanitized():  # ASan's quarantine holds what was freed
+        assert grown < budget + 48 * 2**20, grown
     from test_admin import request
     body = request(d, "/metrics")[2].decode()
     assert "wsplugd_workers_backlogged_total 1" in body.splitlines()
