@@ -598,6 +598,9 @@ worker_setup(struct wsp_server *srv, void *arg)
 		srv->metrics_sum = worker_metrics_sum;
 		srv->conns_gather = worker_conns_gather;
 		srv->conns_cancel = worker_conns_cancel;
+		/* a replacement's ids differ from its predecessor's, whose
+		 * late answers may still come */
+		gather_next = (uint32_t)getpid() << 12;
 	}
 	M.wsrv = srv;
 	srv->limits = M.limits;
