@@ -777,6 +777,15 @@ def test_connections_lists_every_workers_connections(wsplugd, n):
         await asyncio.sleep(1.2 * SLOW)  # its late answer is dropped
         doc = await off(get, "?limit=10000")
         assert doc["missing"] == [] and doc["active"] == len(conns)
+        # worker 1 dies: its replacement serves the admin listener and
+        # lists everyone's that are left
+        mark = d.mark()
+        os.kill(worker_pids(d, n)[1], signal.SIGKILL)
+        await off(lambda: d.wait_for("worker.ready", start=mark, worker=1))
+        doc = await off(get, "?limit=10000")
+        assert doc["missing"] == []
+        assert {c["port"] for c in doc["connections"]} == \
+            {p for p, w in by_port.items() if w != 1}
         for ws, _, _ in conns:
             await ws.close()
 
