@@ -28,7 +28,8 @@
  * publishes its counts into its slot with every heartbeat (a seqlock,
  * so at most WORKER_BEAT_MS old), the master keeps a dead worker's
  * counters in a spare slot, and worker 1 adds them all to its own;
- * /healthz says how many workers are alive.  /connections lists every
+ * /healthz says how many workers are alive (their loop turned within
+ * WORKER_STALE_MS).  /connections lists every
  * worker's: worker 1 asks the others over their control sockets, through
  * the master, and waits at most WORKER_LIST_WAIT_MS for them.
  *
@@ -98,6 +99,10 @@
 #define LISTEN_BACKLOG 511
 #define ADMIN_BACKLOG 64
 #define WORKER_RELOAD_WAIT_S 60 /* a worker's prepare answers within */
+/* A worker whose loop has not turned for this long is not counted alive
+ * (/healthz, wsplugd_workers_alive) until it turns again: 20 heartbeats,
+ * so a busy machine does not make a healthy worker flap. */
+#define WORKER_STALE_MS 2000
 
 struct worker_shm {
 	_Atomic uint64_t beat; /* monotonic ms of its last timer; 0: starting */
@@ -1300,7 +1305,10 @@ master_tick_cb(evutil_socket_t fd, short what, void *arg)
 			w->beat_changed = now;
 			w->ready = 1;
 			atomic_store(&w->shm->alive, 1);
-		} else if (w->ready && wd > 0 && now - w->beat_changed > wd &&
+		}
+		if (w->ready && now - w->beat_changed > WORKER_STALE_MS)
+			atomic_store(&w->shm->alive, 0);
+		if (w->ready && wd > 0 && now - w->beat_changed > wd &&
 		    !M.draining) {
 			if ((l = log_begin(WSP_LOG_ERROR, "worker.watchdog")) !=
 			    NULL) {

@@ -713,6 +713,17 @@ def timed(fn, *a):
     return r, time.monotonic() - t
 
 
+def healthz_until(d, port, want, timeout=10):
+    from test_admin import request
+    deadline = time.monotonic() + timeout * SLOW
+    while True:
+        status, _, body = request(d, "/healthz", port=port)
+        if status == 200 and body.decode().strip() == want:
+            return
+        assert time.monotonic() < deadline, body
+        time.sleep(0.1)
+
+
 @pytest.mark.parametrize("n", [2, 4])
 def test_connections_lists_every_workers_connections(wsplugd, n):
     from test_admin import admin_port, request
@@ -766,8 +777,12 @@ def test_connections_lists_every_workers_connections(wsplugd, n):
                          + str(port).encode() + b"\r\n\r\n")
             await raw[1].drain()
             raw[1].close()
+            # past 2 s without a turn of its loop it is not alive
+            await off(healthz_until, d, port, f"ok: {n - 1} of {n} "
+                      "workers alive")
         finally:
             os.kill(victim, signal.SIGCONT)
+        await off(healthz_until, d, port, f"ok: {n} of {n} workers alive")
         assert 0.9 <= took < 1.0 * SLOW + 2, took
         assert doc["missing"] == [2] and doc["truncated"] is True
         assert {c["worker"] for c in doc["connections"]} == \
