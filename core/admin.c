@@ -7,7 +7,15 @@
  *   GET /metrics      the counters in the Prometheus text format (metrics.c)
  *   GET /connections  the registry as JSON, at most ?limit=N (default 100,
  *                     at most 10000) entries, so 100,000 connections never
- *                     make an unbounded response
+ *                     make an unbounded response; with workers > 1 every
+ *                     worker's, oldest first, each entry naming its worker
+ *
+ * With workers > 1 the worker serving this listener asks the others for
+ * their connections through its master (srv->conns_gather, workers.c) and
+ * answers once every one has, or after a second without the silent ones,
+ * which the answer names as "missing": a stopped worker delays the page,
+ * it does not hang it.  Each worker sends at most limit entries and
+ * ADMIN_LINES_MAX bytes, so the answer is bounded by workers times that.
  *
  * HTTP is libevent's evhttp on the daemon's own event loop, so a handler
  * reads the server's state between two events with no locking.  HEAD is
@@ -85,8 +93,19 @@ struct admin_conn {
 };
 TAILQ_HEAD(admin_conns, admin_conn);
 
+/* A /connections request waiting for the other workers. */
+struct admin_wait {
+	TAILQ_ENTRY(admin_wait) entry;
+	struct admin *ad;
+	struct evhttp_request *req;
+	struct evhttp_connection *evcon; /* closing it cancels the wait */
+	uint64_t limit;
+};
+TAILQ_HEAD(admin_waits, admin_wait);
+
 struct admin {
 	struct wsp_server *srv;
+	struct admin_waits waits;
 	struct evhttp *http;
 	struct admin_socks socks;  /* serving, committed */
 	struct admin_socks staged; /* bound by a reload not yet committed */
@@ -296,6 +315,106 @@ connections_limit(const char *query, uint64_t *limit_r, const char **why_r)
 	return rv;
 }
 
+size_t
+admin_conns_lines(struct wsp_server *srv, uint64_t limit,
+    struct evbuffer *out)
+{
+	const struct wsp_conn *c;
+	size_t n = 0, start = evbuffer_get_length(out);
+
+	TAILQ_FOREACH(c, &srv->reg.conns, link) {
+		if (n == limit ||
+		    evbuffer_get_length(out) - start >= ADMIN_LINES_MAX)
+			break;
+		evbuffer_add_printf(out, "%lld ", (long long)c->connected_at_ms);
+		json_conn(out, c);
+		evbuffer_add(out, "\n", 1);
+		n++;
+	}
+	return n;
+}
+
+/* The leading connected_at_ms of a part's next line. */
+static long long
+part_ms(const struct conns_part *p, size_t at)
+{
+	long long v = 0;
+
+	for (; at < p->len && p->lines[at] >= '0' && p->lines[at] <= '9'; at++)
+		v = v * 10 + (p->lines[at] - '0');
+	return v;
+}
+
+/* The workers' parts merged oldest first, each entry given "worker". */
+static void
+admin_conns_done(void *arg, const struct conns_part *parts, size_t n)
+{
+	struct admin_wait *w = arg;
+	struct evhttp_request *req = w->req;
+	struct evbuffer *b;
+	uint64_t active = 0, listed = 0;
+	size_t *at, i, best;
+	const char *line, *sp, *nl;
+	int missing = 0;
+
+	TAILQ_REMOVE(&w->ad->waits, w, entry);
+	if ((at = calloc(n + 1, sizeof(*at))) == NULL) {
+		admin_text(req, "/connections", 500, "out of memory");
+		free(w);
+		return;
+	}
+	b = evhttp_request_get_output_buffer(req);
+	for (i = 0; i < n; i++)
+		active += parts[i].answered ? parts[i].active : 0;
+	evbuffer_add_printf(b, "{\"active\":%llu,\"workers\":%zu,"
+	    "\"missing\":[", (unsigned long long)active, n);
+	for (i = 0; i < n; i++)
+		if (!parts[i].answered)
+			evbuffer_add_printf(b, "%s%d", missing++ ? "," : "",
+			    parts[i].worker);
+	evbuffer_add(b, "],\"connections\":[", 17);
+	while (listed < w->limit) {
+		best = n;
+		for (i = 0; i < n; i++)
+			if (parts[i].answered && at[i] < parts[i].len &&
+			    (best == n || part_ms(&parts[i], at[i]) <
+			    part_ms(&parts[best], at[best])))
+				best = i;
+		if (best == n)
+			break;
+		line = parts[best].lines + at[best];
+		nl = memchr(line, '\n', parts[best].len - at[best]);
+		sp = memchr(line, ' ', parts[best].len - at[best]);
+		if (nl == NULL || sp == NULL || sp > nl || sp[1] != '{') {
+			at[best] = parts[best].len; /* cannot be: both ours */
+			continue;
+		}
+		evbuffer_add_printf(b, "%s{\"worker\":%d,", listed++ ? "," : "",
+		    parts[best].worker);
+		evbuffer_add(b, sp + 2, (size_t)(nl - sp - 2));
+		at[best] = (size_t)(nl - parts[best].lines) + 1;
+	}
+	evbuffer_add_printf(b, "],\"truncated\":%s}\n",
+	    active > listed || missing > 0 ? "true" : "false");
+	free(at);
+	admin_send(req, "/connections", 200, TYPE_JSON);
+	free(w);
+}
+
+/* The client went away (or timed out) before the workers answered. */
+static void
+admin_waits_cancel(struct admin *ad, struct evhttp_connection *evcon)
+{
+	struct admin_wait *w, *next;
+
+	TAILQ_FOREACH_SAFE(w, &ad->waits, entry, next)
+		if (evcon == NULL || w->evcon == evcon) {
+			TAILQ_REMOVE(&ad->waits, w, entry);
+			ad->srv->conns_cancel(ad->srv, w);
+			free(w);
+		}
+}
+
 /* Oldest first, as the registry keeps them: O(limit), not O(active). */
 static void
 admin_connections(struct admin *ad, struct evhttp_request *req,
@@ -306,9 +425,27 @@ admin_connections(struct admin *ad, struct evhttp_request *req,
 	const struct wsp_conn *c;
 	const char *why = NULL;
 	uint64_t limit, n = 0;
+	struct admin_wait *w;
 
 	if (connections_limit(query, &limit, &why) == -1) {
 		admin_text(req, path, 400, why);
+		return;
+	}
+	if (srv->conns_gather != NULL) { /* workers > 1 */
+		if ((w = calloc(1, sizeof(*w))) == NULL) {
+			admin_text(req, path, 500, "out of memory");
+			return;
+		}
+		w->ad = ad;
+		w->req = req;
+		w->evcon = evhttp_request_get_connection(req);
+		w->limit = limit;
+		TAILQ_INSERT_TAIL(&ad->waits, w, entry);
+		if (srv->conns_gather(srv, limit, admin_conns_done, w) == -1) {
+			TAILQ_REMOVE(&ad->waits, w, entry);
+			free(w);
+			admin_text(req, path, 500, "out of memory");
+		}
 		return;
 	}
 	evbuffer_add_printf(b, "{\"active\":%zu,\"connections\":[",
@@ -565,8 +702,11 @@ admin_conn_free(struct admin_conn *ac)
 static void
 admin_conn_closed_cb(struct evhttp_connection *evcon, void *arg)
 {
+	struct admin_conn *ac = arg;
+
 	evhttp_connection_set_closecb(evcon, NULL, NULL);
-	admin_conn_free(arg);
+	admin_waits_cancel(ac->ad, evcon);
+	admin_conn_free(ac);
 }
 
 static void
@@ -612,6 +752,7 @@ admin_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		log_end(l);
 	}
 	evhttp_connection_set_closecb(evcon, NULL, NULL);
+	admin_waits_cancel(ac->ad, evcon);
 	evhttp_connection_free(evcon);
 	admin_conn_free(ac);
 }
@@ -731,6 +872,7 @@ admin_init(struct wsp_server *srv, struct wsp_errors *errs)
 	TAILQ_INIT(&ad->socks);
 	TAILQ_INIT(&ad->staged);
 	TAILQ_INIT(&ad->conns);
+	TAILQ_INIT(&ad->waits);
 	srv->admin = ad;
 	admin_running = ad;
 	/* Every method reaches the handler, which answers 405 itself:
@@ -834,6 +976,7 @@ admin_free(struct wsp_server *srv)
 
 	if (ad == NULL)
 		return;
+	admin_waits_cancel(ad, NULL); /* their requests go with evhttp */
 	admin_close_all(ad, &ad->staged);
 	admin_close_all(ad, &ad->socks);
 	evhttp_free(ad->http); /* and every admin connection still open */

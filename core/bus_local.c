@@ -42,9 +42,18 @@
  * A worker that dies loses its members (the master drops them); a new
  * worker starts with none.  If the master goes away, a worker's pending
  * answers fail (bus.error) and the worker stops as its control socket
- * tells it to.  The master's output to a worker is not bounded here: a
- * worker that stops reading stops turning its loop, and the watchdog
- * replaces it.
+ * tells it to.
+ *
+ * The master's output to a worker is bounded: a worker that stops reading
+ * (stopped, stuck in a plugin, or too slow for the traffic) would
+ * otherwise make the master hold every message for it until the watchdog
+ * acts, or forever if its loop still turns.  Past BUS_HUB_BACKLOG bytes
+ * queued for it, plus history_memory (a whole replay may legitimately
+ * wait in the socket), the hub writes it nothing more and tells its owner
+ * (bus_hub_on_overflow), which replaces the worker: its clients reconnect
+ * and resume their channels from history with "since", where dropping
+ * messages silently would break the promise of every message once, in
+ * order, and a new kind of message would be one every client must learn.
  */
 #include <sys/random.h>
 
@@ -1010,10 +1019,13 @@ struct hub_worker {
 	struct bus_hub *h;
 	size_t i;
 	struct bufferevent *bev;
+	int over; /* past its backlog: written nothing until replaced */
 };
 
 struct bus_hub {
 	struct bus_store *st;
+	bus_overflow_fn *overflow;
+	void *overflow_arg;
 	struct event_base *base;
 	struct hub_worker *w;
 	size_t nw;
@@ -1040,6 +1052,28 @@ hub_answer(struct hub_worker *w, uint8_t type, const struct bus_frame *q,
 		frame_send(w->bev, &f);
 }
 
+/* May w be sent one more message?  Not once its socket holds more than
+ * its budget: then its owner is told, once. */
+static int
+hub_room(struct hub_worker *w)
+{
+	size_t queued = evbuffer_get_length(bufferevent_get_output(w->bev));
+	uint64_t budget = BUS_HUB_BACKLOG + w->h->st->lim.history_memory;
+
+	if (w->over)
+		return 0;
+	if (queued <= budget)
+		return 1;
+	w->over = 1;
+	if (w->h->overflow != NULL)
+		w->h->overflow(w->h->overflow_arg, w->i, queued, budget);
+	else
+		log_msg(WSP_LOG_ERROR, "bus.error", "worker %zu's bus socket "
+		    "holds %zu bytes: it gets no more messages", w->i + 1,
+		    queued);
+	return 0;
+}
+
 static void
 hub_publish(struct hub_worker *w, const struct bus_frame *q)
 {
@@ -1062,7 +1096,8 @@ hub_publish(struct hub_worker *w, const struct bus_frame *q)
 		/* once to each worker with members: its subscribers each
 		 * get it from there */
 		for (j = 0; j < h->nw; j++)
-			if (r.per_worker[j] > 0 && h->w[j].bev != NULL)
+			if (r.per_worker[j] > 0 && h->w[j].bev != NULL &&
+			    hub_room(&h->w[j]))
 				frame_send(h->w[j].bev, &f);
 	}
 	if (q->id != 0)
@@ -1235,6 +1270,7 @@ bus_hub_attach(struct bus_hub *h, size_t i, int fd)
 
 	if (w->bev != NULL)
 		hub_drop(w, NULL);
+	w->over = 0;
 	evutil_make_socket_nonblocking(fd);
 	if ((w->bev = bufferevent_socket_new(h->base, fd,
 	    BEV_OPT_CLOSE_ON_FREE)) == NULL) {
@@ -1251,6 +1287,13 @@ bus_hub_detach(struct bus_hub *h, size_t i)
 {
 	if (h != NULL && i < h->nw)
 		hub_drop(&h->w[i], NULL);
+}
+
+void
+bus_hub_on_overflow(struct bus_hub *h, bus_overflow_fn *fn, void *arg)
+{
+	h->overflow = fn;
+	h->overflow_arg = arg;
 }
 
 void

@@ -14,6 +14,7 @@ core_libwspcore_la_SOURCES = \
 	core/config_file.c \
 	core/config_value.c \
 	core/conn.c \
+	core/ctl_msg.c \
 	core/deflate.c \
 	core/dispatch.c \
 	core/drain.c \

@@ -304,6 +304,10 @@ render_connections(struct render *r, const struct metrics_snap *s)
 		    s->workers);
 		gauge(r, "wsplugd_workers_alive",
 		    "Worker processes running and serving.", s->workers_alive);
+		counter(r, "wsplugd_workers_backlogged_total",
+		    "Workers replaced because the master held more bus "
+		    "messages for them than their budget.",
+		    s->workers_backlogged);
 	}
 	gauge(r, "wsplugd_connections_active",
 	    "WebSocket connections open now.", s->active);

@@ -28,8 +28,10 @@
  * publishes its counts into its slot with every heartbeat (a seqlock,
  * so at most WORKER_BEAT_MS old), the master keeps a dead worker's
  * counters in a spare slot, and worker 1 adds them all to its own;
- * /healthz says how many workers are alive.  /connections lists worker
- * 1's connections only, for now.
+ * /healthz says how many workers are alive (their loop turned within
+ * WORKER_STALE_MS).  /connections lists every
+ * worker's: worker 1 asks the others over their control sockets, through
+ * the master, and waits at most WORKER_LIST_WAIT_MS for them.
  *
  * Crashes and stalls: each worker has a slot in memory shared with the
  * master (an anonymous MAP_SHARED mapping made before the first fork): a
@@ -83,6 +85,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "wsplugd.h"
@@ -95,6 +99,10 @@
 #define LISTEN_BACKLOG 511
 #define ADMIN_BACKLOG 64
 #define WORKER_RELOAD_WAIT_S 60 /* a worker's prepare answers within */
+/* A worker whose loop has not turned for this long is not counted alive
+ * (/healthz, wsplugd_workers_alive) until it turns again: 20 heartbeats,
+ * so a busy machine does not make a healthy worker flap. */
+#define WORKER_STALE_MS 2000
 
 struct worker_shm {
 	_Atomic uint64_t beat; /* monotonic ms of its last timer; 0: starting */
@@ -104,6 +112,7 @@ struct worker_shm {
 	struct metrics_snap snap; /* published with each heartbeat */
 	/* the spare slot: the master's bus store, for /metrics */
 	_Atomic uint64_t bus_channels, bus_history_bytes;
+	_Atomic uint64_t backlogged; /* workers replaced for their backlog */
 };
 
 struct worker {
@@ -117,7 +126,7 @@ struct worker {
 	int ctl;             /* the master's end of its control socket */
 	int cfd;             /* the worker's end, in the worker */
 	int bfd;             /* its end of the bus socket, in the worker */
-	struct event *ctl_ev;
+	struct bufferevent *ctl_bev; /* on ctl, in the master */
 	int asked;           /* a reload's prepare is awaited from it */
 	struct event *respawn;
 	struct worker_shm *shm;
@@ -149,6 +158,8 @@ static struct master {
 	struct event *sig[7], *tick, *kill_timer;
 	struct event beat_ev; /* in a worker: its heartbeat */
 	struct event ctl_ev;  /* in a worker: the master's words */
+	struct event ctl_wev; /* in a worker: ctl_out waits to be written */
+	struct evbuffer *ctl_in, *ctl_out;
 	struct wsp_server *wsrv; /* in a worker: its server */
 	/* a reload in the master: the configuration every worker prepares */
 	struct wsp_config *staged;
@@ -217,6 +228,7 @@ worker_metrics_sum(struct wsp_server *srv, struct metrics_snap *s)
 	s->workers_alive = alive;
 	s->m.bus_channels = atomic_load(&M.shm[M.nw].bus_channels);
 	s->m.bus_history_bytes = atomic_load(&M.shm[M.nw].bus_history_bytes);
+	s->workers_backlogged = atomic_load(&M.shm[M.nw].backlogged);
 }
 
 static void
@@ -276,51 +288,302 @@ worker_bind(struct wsp_server *srv, const struct wsp_listen_addr *a,
 }
 
 /*
- * The control socket: one byte each way.  The master says P (prepare a
- * reload of the file), C (commit it) or A (abort it); a worker answers a
- * P with p (prepared) or f (failed, its errors logged by itself).
+ * The control socket.  The master says P (prepare a reload of the file),
+ * C (commit it) or A (abort it); a worker answers a P with p (prepared) or
+ * f (failed, its errors logged by itself): one byte each.
+ *
+ * /connections crosses it too, in messages with fixed big-endian fields:
+ * the worker serving the admin listener says G id limit (gather); the
+ * master says L from id limit to every other running worker (list) and
+ * X worker id back for each that is not running; a worker answers an L
+ * with R from id active len and len bytes of lines (admin.c's), which the
+ * master passes on to worker `from` as R worker id active len lines.  The
+ * master keeps nothing: an answer that comes after the gather gave up on
+ * it finds no gather and is dropped.  ctl_msg.c cuts the messages.
  */
+#define WORKER_LIST_WAIT_MS 1000 /* a worker silent this long is missing */
+
+/* One /connections request of worker 1's admin listener. */
+struct gather {
+	TAILQ_ENTRY(gather) entry;
+	uint32_t id;
+	conns_done_fn *done;
+	void *arg;
+	size_t waiting;
+	struct event *timer;
+	struct conns_part *parts;  /* one per worker */
+	struct evbuffer **bufs;
+	uint8_t *settled;          /* answered, or said not running */
+};
+static TAILQ_HEAD(, gather) gathers = TAILQ_HEAD_INITIALIZER(gathers);
+static uint32_t gather_next;
+
+static void
+gather_free(struct gather *g)
+{
+	size_t i;
+
+	TAILQ_REMOVE(&gathers, g, entry);
+	if (g->timer != NULL)
+		event_free(g->timer);
+	for (i = 0; g->bufs != NULL && i < M.nw; i++)
+		if (g->bufs[i] != NULL)
+			evbuffer_free(g->bufs[i]);
+	free(g->bufs);
+	free(g->settled);
+	free(g->parts);
+	free(g);
+}
+
+static void
+gather_finish(struct gather *g)
+{
+	size_t i;
+
+	for (i = 0; i < M.nw; i++) {
+		g->parts[i].len = evbuffer_get_length(g->bufs[i]);
+		g->parts[i].lines = (const char *)evbuffer_pullup(g->bufs[i],
+		    -1);
+		if (g->parts[i].lines == NULL)
+			g->parts[i].len = 0;
+	}
+	g->done(g->arg, g->parts, M.nw);
+	gather_free(g);
+}
+
+static void
+gather_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	gather_finish(arg); /* the silent ones stay unanswered: missing */
+}
+
+static struct gather *
+gather_find(uint32_t id)
+{
+	struct gather *g;
+
+	TAILQ_FOREACH(g, &gathers, entry)
+		if (g->id == id)
+			return g;
+	return NULL;
+}
+
+/* An answer (or X: not running) for part worker of gather id. */
+static void
+gather_part(uint32_t id, uint32_t worker, int answered, uint64_t active,
+    struct evbuffer *in, size_t len)
+{
+	struct gather *g = gather_find(id);
+	struct conns_part *p;
+
+	if (g == NULL || worker < 1 || worker > M.nw ||
+	    g->settled[worker - 1]) {
+		evbuffer_drain(in, len); /* too late, or stray */
+		return;
+	}
+	p = &g->parts[worker - 1];
+	p->answered = answered;
+	p->active = active;
+	if (evbuffer_remove_buffer(in, g->bufs[worker - 1], len) != (int)len)
+		evbuffer_drain(in, len);
+	g->settled[worker - 1] = 1;
+	if (--g->waiting == 0)
+		gather_finish(g);
+}
+
+static void
+worker_ctl_send(const void *p, size_t n)
+{
+	if (evbuffer_add(M.ctl_out, p, n) == -1)
+		log_msg(WSP_LOG_ERROR, "daemon.error", "cannot answer the "
+		    "master: out of memory");
+	/* at once if the socket takes it, as the master does */
+	evbuffer_write(M.ctl_out, M.self->cfd);
+	if (evbuffer_get_length(M.ctl_out) > 0)
+		event_add(&M.ctl_wev, NULL);
+}
+
+/* srv->conns_gather, in worker 1. */
+static int
+worker_conns_gather(struct wsp_server *srv, uint64_t limit,
+    conns_done_fn *done, void *arg)
+{
+	struct worker *me = srv->worker;
+	struct timeval tv = { WORKER_LIST_WAIT_MS / 1000,
+	    (WORKER_LIST_WAIT_MS % 1000) * 1000 };
+	uint8_t m[CTL_G_LEN];
+	struct gather *g;
+	size_t i;
+
+	if ((g = calloc(1, sizeof(*g))) == NULL)
+		return -1;
+	TAILQ_INSERT_TAIL(&gathers, g, entry);
+	if ((g->parts = calloc(M.nw, sizeof(*g->parts))) == NULL ||
+	    (g->bufs = calloc(M.nw, sizeof(*g->bufs))) == NULL ||
+	    (g->settled = calloc(M.nw, 1)) == NULL ||
+	    (g->timer = evtimer_new(srv->base, gather_timeout_cb, g)) ==
+	    NULL) {
+		gather_free(g);
+		return -1;
+	}
+	for (i = 0; i < M.nw; i++) {
+		g->parts[i].worker = (int)i + 1;
+		if ((g->bufs[i] = evbuffer_new()) == NULL) {
+			gather_free(g);
+			return -1;
+		}
+	}
+	if (++gather_next == 0)
+		gather_next = 1;
+	g->id = gather_next;
+	g->done = done;
+	g->arg = arg;
+	g->waiting = M.nw - 1;
+	g->parts[me->n - 1].answered = 1;
+	g->settled[me->n - 1] = 1;
+	g->parts[me->n - 1].active = srv->reg.count;
+	admin_conns_lines(srv, limit, g->bufs[me->n - 1]);
+	if (g->waiting == 0) {
+		gather_finish(g);
+		return 0;
+	}
+	m[0] = 'G';
+	ctl_put32(m + 1, g->id);
+	ctl_put32(m + 5, (uint32_t)limit);
+	worker_ctl_send(m, sizeof(m));
+	evtimer_add(g->timer, &tv);
+	return 0;
+}
+
+/* srv->conns_cancel: the admin client went away. */
+static void
+worker_conns_cancel(struct wsp_server *srv, void *arg)
+{
+	struct gather *g, *next;
+
+	(void)srv;
+	TAILQ_FOREACH_SAFE(g, &gathers, entry, next)
+		if (g->arg == arg)
+			gather_free(g);
+}
+
+/* L: this worker's lines for worker `from`'s gather id. */
+static void
+worker_list(struct wsp_server *srv, const uint8_t *m)
+{
+	struct evbuffer *b = evbuffer_new();
+	uint8_t h[CTL_R_LEN];
+	size_t len;
+
+	if (b == NULL)
+		return; /* the gather calls this worker missing */
+	admin_conns_lines(srv, ctl_get32(m + 9), b);
+	len = evbuffer_get_length(b);
+	ctl_put_r(h, ctl_get32(m + 1), ctl_get32(m + 5), srv->reg.count,
+	    (uint32_t)len);
+	if (evbuffer_add(M.ctl_out, h, sizeof(h)) == 0 &&
+	    evbuffer_add_buffer(M.ctl_out, b) == 0)
+		event_add(&M.ctl_wev, NULL);
+	evbuffer_free(b);
+}
+
+static void
+worker_ctl_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	if (evbuffer_write(M.ctl_out, fd) == -1 && errno != EAGAIN &&
+	    errno != EINTR) {
+		evbuffer_drain(M.ctl_out, evbuffer_get_length(M.ctl_out));
+		log_msg(WSP_LOG_ERROR, "daemon.error", "cannot write to the "
+		    "master: %s", strerror(errno));
+	}
+	if (evbuffer_get_length(M.ctl_out) == 0)
+		event_del(&M.ctl_wev);
+}
+
+/* The whole message at the head of in (ctl_msg_len). */
+static ssize_t
+worker_ctl_len(struct evbuffer *in)
+{
+	uint8_t h[CTL_R_LEN];
+	size_t have = evbuffer_get_length(in);
+
+	evbuffer_copyout(in, h, have < sizeof(h) ? have : sizeof(h));
+	return ctl_msg_len(h, have, CTL_TO_WORKER);
+}
+
 static void
 worker_ctl_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct wsp_server *srv = arg;
+	struct evbuffer *in = M.ctl_in;
 	struct log_line *l;
+	uint8_t m[CTL_R_LEN];
 	ssize_t n;
-	char b, r;
+	int rd;
+	char r;
 
 	(void)what;
-	if ((n = read(fd, &b, 1)) == -1 && (errno == EAGAIN || errno == EINTR))
+	if ((rd = evbuffer_read(in, fd, -1)) == -1 && (errno == EAGAIN ||
+	    errno == EINTR))
 		return;
-	if (n <= 0) { /* the master is gone: stop as on SIGTERM */
+	if (rd <= 0) { /* the master is gone: stop as on SIGTERM */
 		event_del(&M.ctl_ev);
+		event_del(&M.ctl_wev);
 		log_msg(WSP_LOG_ERROR, "daemon.shutdown", "the master is gone");
 		kill(getpid(), SIGTERM);
 		return;
 	}
-	switch (b) {
-	case 'P':
-		r = srv->cfg_staged == NULL && !srv->draining &&
-		    server_reload_prepare(srv) == 0 ? 'p' : 'f';
-		if (write(fd, &r, 1) != 1)
-			log_msg(WSP_LOG_ERROR, "daemon.error", "cannot answer "
-			    "the master: %s", strerror(errno));
-		break;
-	case 'C':
-		if (srv->cfg_staged != NULL)
-			server_reload_commit(srv);
-		break;
-	case 'A':
-		if (srv->cfg_staged == NULL)
-			break;
-		server_reload_abort(srv);
-		if ((l = log_begin(WSP_LOG_WARN, "reload")) != NULL) {
-			log_str(l, "result", "aborted");
-			log_str(l, "msg", "another worker failed to prepare: "
-			    "the running configuration and plugins are "
-			    "unchanged");
-			log_end(l);
+	while (evbuffer_get_length(in) > 0 && (n = worker_ctl_len(in)) != 0) {
+		if (n == -1) {
+			log_msg(WSP_LOG_ERROR, "daemon.error", "the master sent "
+			    "a message this worker does not know: ignored");
+			evbuffer_drain(in, evbuffer_get_length(in));
+			return;
 		}
-		break;
+		evbuffer_copyout(in, m, (size_t)n < sizeof(m) ? (size_t)n :
+		    sizeof(m));
+		switch (m[0]) {
+		case 'P':
+			r = srv->cfg_staged == NULL && !srv->draining &&
+			    server_reload_prepare(srv) == 0 ? 'p' : 'f';
+			worker_ctl_send(&r, 1);
+			break;
+		case 'C':
+			if (srv->cfg_staged != NULL)
+				server_reload_commit(srv);
+			break;
+		case 'A':
+			if (srv->cfg_staged == NULL)
+				break;
+			server_reload_abort(srv);
+			if ((l = log_begin(WSP_LOG_WARN, "reload")) != NULL) {
+				log_str(l, "result", "aborted");
+				log_str(l, "msg", "another worker failed to "
+				    "prepare: the running configuration and "
+				    "plugins are unchanged");
+				log_end(l);
+			}
+			break;
+		case 'L':
+			worker_list(srv, m);
+			break;
+		case 'X':
+			evbuffer_drain(in, CTL_X_LEN);
+			gather_part(ctl_get32(m + 5), ctl_get32(m + 1), 0, 0,
+			    in, 0);
+			continue;
+		case 'R':
+			evbuffer_drain(in, CTL_R_LEN);
+			gather_part(ctl_get32(m + 5), ctl_get32(m + 1), 1,
+			    (uint64_t)ctl_get32(m + 9) << 32 |
+			    ctl_get32(m + 13), in, (size_t)n - CTL_R_LEN);
+			continue;
+		}
+		evbuffer_drain(in, (size_t)n);
 	}
 }
 
@@ -336,8 +599,14 @@ worker_setup(struct wsp_server *srv, void *arg)
 	srv->bus_fd = w->bfd; /* server_init hands it to the bus */
 	w->bfd = -1;
 	srv->admin_off = w->n != 1;
-	if (w->n == 1)
+	if (w->n == 1) {
 		srv->metrics_sum = worker_metrics_sum;
+		srv->conns_gather = worker_conns_gather;
+		srv->conns_cancel = worker_conns_cancel;
+		/* a replacement's ids differ from its predecessor's, whose
+		 * late answers may still come */
+		gather_next = (uint32_t)getpid() << 12;
+	}
 	M.wsrv = srv;
 	srv->limits = M.limits;
 	limits_set_worker(M.limits, (size_t)w->n - 1);
@@ -345,12 +614,24 @@ worker_setup(struct wsp_server *srv, void *arg)
 	event_add(&M.beat_ev, &tv);
 	event_assign(&M.ctl_ev, srv->base, w->cfd, EV_READ | EV_PERSIST,
 	    worker_ctl_cb, srv);
-	event_add(&M.ctl_ev, NULL);
+	event_assign(&M.ctl_wev, srv->base, w->cfd, EV_WRITE | EV_PERSIST,
+	    worker_ctl_write_cb, NULL);
+	if (M.ctl_in == NULL)
+		M.ctl_in = evbuffer_new();
+	if (M.ctl_out == NULL)
+		M.ctl_out = evbuffer_new();
+	if (M.ctl_in == NULL || M.ctl_out == NULL)
+		log_msg(WSP_LOG_ERROR, "daemon.error", "cannot read the "
+		    "master's control socket: out of memory");
+	else
+		event_add(&M.ctl_ev, NULL);
 }
 
 static void master_free(void);
 static void master_close_sockets(void);
-static void master_ctl_cb(evutil_socket_t, short, void *);
+static void master_ctl_close(struct worker *);
+static void master_ctl_cb(struct bufferevent *, void *);
+static void master_ctl_event_cb(struct bufferevent *, short, void *);
 
 /* The child side of a fork: drop the master's loop and every socket that
  * is not this worker's, then serve. */
@@ -367,10 +648,7 @@ worker_main(struct worker *w)
 	 * its events be deleted without touching the master's epoll set. */
 	event_reinit(M.srv.base);
 	for (i = 0; i < M.nw; i++)
-		if (M.w[i].ctl != -1) {
-			close(M.w[i].ctl);
-			M.w[i].ctl = -1;
-		}
+		master_ctl_close(&M.w[i]); /* its events first, then the fd */
 	for (i = 0; i < M.nw; i++)
 		for (j = 0; M.w[i].fds != NULL && j < M.nlisten; j++)
 			if (&M.w[i] != w && M.w[i].fds[j] != -1) {
@@ -391,6 +669,10 @@ worker_main(struct worker *w)
 	log_set_worker(w->n);
 	rc = M.serve(&M.cfg, M.file, M.level, &hooks);
 	close(w->cfd);
+	if (M.ctl_in != NULL)
+		evbuffer_free(M.ctl_in);
+	if (M.ctl_out != NULL)
+		evbuffer_free(M.ctl_out);
 	config_free(M.cfg); /* the one in force: a reload may have replaced it */
 	master_close_sockets(); /* what is left of the master's tables */
 	log_fini();
@@ -417,9 +699,9 @@ master_free(void)
 			event_free(M.w[i].respawn);
 			M.w[i].respawn = NULL;
 		}
-		if (M.w[i].ctl_ev != NULL) {
-			event_free(M.w[i].ctl_ev);
-			M.w[i].ctl_ev = NULL;
+		if (M.w[i].ctl_bev != NULL) {
+			bufferevent_free(M.w[i].ctl_bev);
+			M.w[i].ctl_bev = NULL;
 		}
 	}
 	if (M.reload_timer != NULL)
@@ -485,10 +767,15 @@ worker_spawn(struct worker *w)
 		    "bus socket: out of memory", w->n);
 	w->ctl = sv[0];
 	evutil_make_socket_nonblocking(w->ctl);
-	if ((w->ctl_ev = event_new(M.srv.base, w->ctl, EV_READ | EV_PERSIST,
-	    master_ctl_cb, w)) == NULL || event_add(w->ctl_ev, NULL) == -1)
+	if ((w->ctl_bev = bufferevent_socket_new(M.srv.base, w->ctl, 0)) ==
+	    NULL)
 		log_msg(WSP_LOG_ERROR, "daemon.error", "cannot watch worker "
 		    "%d's control socket: out of memory", w->n);
+	else {
+		bufferevent_setcb(w->ctl_bev, master_ctl_cb, NULL,
+		    master_ctl_event_cb, w);
+		bufferevent_enable(w->ctl_bev, EV_READ | EV_WRITE);
+	}
 	w->pid = pid;
 	M.alive++;
 	if ((l = log_begin(WSP_LOG_INFO, "worker.start")) != NULL) {
@@ -593,20 +880,38 @@ master_retire_metrics(struct worker *w)
 static void
 master_ctl_close(struct worker *w)
 {
-	if (w->ctl_ev != NULL)
-		event_free(w->ctl_ev);
+	if (w->ctl_bev != NULL)
+		bufferevent_free(w->ctl_bev);
 	if (w->ctl != -1)
 		close(w->ctl);
-	w->ctl_ev = NULL;
+	w->ctl_bev = NULL;
 	w->ctl = -1;
+}
+
+/* Into the socket now when nothing waits before it, not on the loop's
+ * next turn: a reload's commit is in the socket before the master logs
+ * the reload done.  What the socket does not take, the bufferevent
+ * writes later (its output buffer can be drained by it alone). */
+static void
+master_ctl_write(struct worker *w, const void *p, size_t n)
+{
+	ssize_t k = 0;
+
+	if (w->ctl_bev == NULL)
+		return;
+	if (evbuffer_get_length(bufferevent_get_output(w->ctl_bev)) == 0 &&
+	    (k = write(w->ctl, p, n)) == -1)
+		k = 0; /* EAGAIN, or an error its event will report */
+	if ((size_t)k < n && bufferevent_write(w->ctl_bev,
+	    (const char *)p + k, n - (size_t)k) == -1)
+		log_msg(WSP_LOG_ERROR, "daemon.error", "cannot write to worker "
+		    "%d's control socket: out of memory", w->n);
 }
 
 static void
 master_tell(struct worker *w, char b)
 {
-	if (w->ctl != -1 && write(w->ctl, &b, 1) != 1)
-		log_msg(WSP_LOG_ERROR, "daemon.error", "cannot write to worker "
-		    "%d's control socket: %s", w->n, strerror(errno));
+	master_ctl_write(w, &b, 1);
 }
 
 /* Every worker asked has answered (or died): all commit, or all abort. */
@@ -668,22 +973,97 @@ master_answered(struct worker *w, int ok)
 		master_reload_done();
 }
 
+/* G from w: every other worker is asked for its list (L), and w is told
+ * at once of those not running (X). */
 static void
-master_ctl_cb(evutil_socket_t fd, short what, void *arg)
+master_gather(struct worker *w, const uint8_t *m)
 {
-	struct worker *w = arg;
-	ssize_t n;
-	char b;
+	uint8_t l[CTL_L_LEN], x[CTL_X_LEN];
+	size_t i;
 
-	(void)what;
-	if ((n = read(fd, &b, 1)) == -1 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n <= 0) { /* it is dying: SIGCHLD will say how */
-		master_ctl_close(w);
+	l[0] = 'L';
+	ctl_put32(l + 1, (uint32_t)w->n);
+	memcpy(l + 5, m + 1, 8); /* id, limit */
+	x[0] = 'X';
+	memcpy(x + 5, m + 1, 4);
+	for (i = 0; i < M.nw; i++) {
+		if (&M.w[i] == w)
+			continue;
+		if (M.w[i].pid > 0 && M.w[i].ctl_bev != NULL)
+			master_ctl_write(&M.w[i], l, sizeof(l));
+		else {
+			ctl_put32(x + 1, (uint32_t)M.w[i].n);
+			master_ctl_write(w, x, sizeof(x));
+		}
+	}
+}
+
+/* R from w for worker `from`: passed on with w's number instead. */
+static void
+master_relay(struct worker *w, struct evbuffer *in, const uint8_t *m,
+    size_t len)
+{
+	uint32_t from = ctl_get32(m + 1);
+	struct worker *to = from >= 1 && from <= M.nw ? &M.w[from - 1] : NULL;
+	uint8_t h[CTL_R_LEN];
+
+	evbuffer_drain(in, CTL_R_LEN);
+	if (to == NULL || to->ctl_bev == NULL) {
+		evbuffer_drain(in, len);
 		return;
 	}
-	if (b == 'p' || b == 'f')
-		master_answered(w, b == 'p');
+	memcpy(h, m, sizeof(h));
+	ctl_put32(h + 1, (uint32_t)w->n);
+	master_ctl_write(to, h, sizeof(h));
+	if (evbuffer_remove_buffer(in, bufferevent_get_output(to->ctl_bev),
+	    len) != (int)len)
+		evbuffer_drain(in, len);
+}
+
+static void
+master_ctl_cb(struct bufferevent *bev, void *arg)
+{
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct worker *w = arg;
+	uint8_t m[CTL_R_LEN];
+	size_t have;
+	ssize_t n;
+
+	while ((have = evbuffer_get_length(in)) > 0 && w->ctl_bev != NULL) {
+		evbuffer_copyout(in, m, have < sizeof(m) ? have : sizeof(m));
+		if ((n = ctl_msg_len(m, have, CTL_TO_MASTER)) == 0)
+			return; /* the rest is on its way */
+		if (n == -1) {
+			log_msg(WSP_LOG_ERROR, "daemon.error", "worker %d sent a "
+			    "control message the master does not know: "
+			    "ignored", w->n);
+			evbuffer_drain(in, have);
+			return;
+		}
+		switch (m[0]) {
+		case 'p':
+		case 'f':
+			evbuffer_drain(in, 1);
+			master_answered(w, m[0] == 'p');
+			break;
+		case 'G':
+			master_gather(w, m);
+			evbuffer_drain(in, CTL_G_LEN);
+			break;
+		case 'R':
+			master_relay(w, in, m, (size_t)n - CTL_R_LEN);
+			break;
+		}
+	}
+}
+
+static void
+master_ctl_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	/* it is dying: SIGCHLD will say how */
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		master_ctl_close(arg);
 }
 
 static void
@@ -925,7 +1305,10 @@ master_tick_cb(evutil_socket_t fd, short what, void *arg)
 			w->beat_changed = now;
 			w->ready = 1;
 			atomic_store(&w->shm->alive, 1);
-		} else if (w->ready && wd > 0 && now - w->beat_changed > wd &&
+		}
+		if (w->ready && now - w->beat_changed > WORKER_STALE_MS)
+			atomic_store(&w->shm->alive, 0);
+		if (w->ready && wd > 0 && now - w->beat_changed > wd &&
 		    !M.draining) {
 			if ((l = log_begin(WSP_LOG_ERROR, "worker.watchdog")) !=
 			    NULL) {
@@ -954,6 +1337,33 @@ master_tick_cb(evutil_socket_t fd, short what, void *arg)
 			log_msg(WSP_LOG_WARN, "notify.error", "cannot set up "
 			    "systemd notification: out of memory");
 	}
+}
+
+/* The bus hub holds more for worker i than its budget: the worker is not
+ * reading (stopped, stuck, or slower than the traffic).  It is replaced,
+ * as the watchdog would, so that the master's memory stays bounded and its
+ * clients resume from history on a worker that keeps up (bus_local.c). */
+static void
+master_backlog(void *arg, size_t i, size_t queued, uint64_t budget)
+{
+	struct worker *w = &M.w[i];
+	struct log_line *l;
+
+	(void)arg;
+	if (w->pid <= 0)
+		return;
+	if ((l = log_begin(WSP_LOG_ERROR, "worker.backlog")) != NULL) {
+		log_int(l, "worker", w->n);
+		log_int(l, "pid", w->pid);
+		log_uint(l, "bytes", queued);
+		log_uint(l, "budget", budget);
+		log_str(l, "msg", "the worker does not read its bus messages: "
+		    "replacing it");
+		log_end(l);
+	}
+	atomic_fetch_add(&M.shm[M.nw].backlogged, 1);
+	kill(w->pid, SIGKILL);
+	w->ready = 0; /* the watchdog need not kill it too */
 }
 
 static void
@@ -1069,6 +1479,7 @@ master_setup(struct wsp_errors *errs)
 	bus_limits_of(cfg, &lim);
 	if ((M.hub = bus_hub_new(M.srv.base, &lim, M.nw)) == NULL)
 		goto nomem;
+	bus_hub_on_overflow(M.hub, master_backlog, NULL);
 	for (i = 0; i < M.nw; i++) {
 		M.w[i].n = (int)i + 1;
 		M.w[i].ctl = M.w[i].cfd = M.w[i].bfd = -1;

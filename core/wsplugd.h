@@ -1454,6 +1454,12 @@ struct bus_hub *bus_hub_new(struct event_base *base,
 int bus_hub_attach(struct bus_hub *h, size_t i, int fd);
 /* Worker i is gone: its socket closes, its members leave. */
 void bus_hub_detach(struct bus_hub *h, size_t i);
+/* Worker i's socket holds queued bytes, past budget (BUS_HUB_BACKLOG and
+ * history_memory): it is sent nothing more until it is attached again. */
+#define BUS_HUB_BACKLOG (64U * 1024 * 1024)
+typedef void bus_overflow_fn(void *arg, size_t i, size_t queued,
+    uint64_t budget);
+void bus_hub_on_overflow(struct bus_hub *h, bus_overflow_fn *fn, void *arg);
 void bus_hub_configure(struct bus_hub *h, const struct bus_limits *lim);
 void bus_hub_stats(struct bus_hub *h, uint64_t *channels_r,
     uint64_t *bytes_r);
@@ -1547,6 +1553,7 @@ struct metrics_snap {
 	uint64_t active, pending, opened;
 	uint64_t lingering; /* refused or closed, not yet close(2)d */
 	uint64_t workers, workers_alive; /* 0, 0 with one process */
+	uint64_t workers_backlogged; /* replaced for their bus backlog */
 	uint64_t mem_bytes, mem_limit;   /* max_buffer_memory: used, limit */
 	struct zstream_stats z; /* permessage-deflate's gauges and counts */
 };
@@ -1581,6 +1588,41 @@ void admin_reload_abort(struct wsp_server *srv);
 int admin_socket(struct wsp_server *srv, size_t i,
     struct sockaddr_storage *conf, socklen_t *len);
 void admin_free(struct wsp_server *srv);
+/* ctl_msg.c: the messages on a worker's control socket */
+
+#define CTL_G_LEN 9    /* G u32 id, u32 limit */
+#define CTL_L_LEN 13   /* L u32 from, u32 id, u32 limit */
+#define CTL_X_LEN 9    /* X u32 worker, u32 id */
+#define CTL_R_LEN 21   /* R u32 who, u32 id, u64 active, u32 len */
+#define CTL_R_MAX (ADMIN_LINES_MAX + 64 * 1024) /* a line past the mark */
+#define CTL_TO_MASTER "pfGR"
+#define CTL_TO_WORKER "PCALXR"
+
+void ctl_put32(uint8_t *p, uint32_t v);
+uint32_t ctl_get32(const uint8_t *p);
+void ctl_put_r(uint8_t h[CTL_R_LEN], uint32_t who, uint32_t id,
+    uint64_t active, uint32_t len);
+/* The length of the whole message at p, 0 while fewer than that are
+ * there, -1 for a letter not in kinds or a length past CTL_R_MAX. */
+ssize_t ctl_msg_len(const uint8_t *p, size_t have, const char *kinds);
+
+/* workers > 1: one worker's part of /connections.  lines holds a line
+ * per connection, oldest first: its connected_at_ms, a space, its JSON
+ * object, '\n'. */
+struct conns_part {
+	int worker;        /* 1..workers */
+	int answered;      /* 0: not running, or no answer in time */
+	uint64_t active;   /* its connections, listed or not */
+	const char *lines; /* borrowed for the callback */
+	size_t len;
+};
+typedef void conns_done_fn(void *arg, const struct conns_part *parts,
+    size_t n);
+/* This process's lines (as struct conns_part's), at most limit of them and
+ * ADMIN_LINES_MAX bytes; how many were written. */
+#define ADMIN_LINES_MAX (8U * 1024 * 1024)
+size_t admin_conns_lines(struct wsp_server *srv, uint64_t limit,
+    struct evbuffer *out);
 
 /* notify.c: sd_notify(3) to systemd; every call is a no-op without
  * libsystemd or when NOTIFY_SOCKET is unset */
@@ -1821,6 +1863,11 @@ struct wsp_server {
 	/* workers > 1, in the worker serving the admin listener: the whole
 	 * daemon's view for /metrics and /healthz */
 	void (*metrics_sum)(struct wsp_server *srv, struct metrics_snap *s);
+	/* and /connections: every worker's lines; done is called once
+	 * (each part answered or not), unless cancelled with its arg first */
+	int (*conns_gather)(struct wsp_server *srv, uint64_t limit,
+	    conns_done_fn *done, void *arg);
+	void (*conns_cancel)(struct wsp_server *srv, void *arg);
 	/* hand-over (handover.c): the binary to start and its arguments
 	 * (set by main.c), the one running, and in a new process the
 	 * sockets and connections it is taking */

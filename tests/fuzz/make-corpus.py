@@ -433,6 +433,21 @@ def bus_frame():
     write("bus_frame", "bad-type", frame(0, b"x") + frame(200, b"x"))
 
 
+
+def ctl_msg():
+    # a worker's control socket, each way (core/ctl_msg.c)
+    line = b'1796476959035 {"id":"a"}\n'
+    write("ctl_msg", "reload", b"PpCAf")
+    write("ctl_msg", "gather", b"G" + struct.pack(">II", 7, 100)
+          + b"L" + struct.pack(">III", 1, 7, 100)
+          + b"X" + struct.pack(">II", 3, 7))
+    write("ctl_msg", "answer", b"R" + struct.pack(">IIQI", 2, 7, 1,
+                                                  len(line)) + line)
+    write("ctl_msg", "truncated", b"R" + struct.pack(">IIQI", 2, 7, 1, 99))
+    write("ctl_msg", "too-long", b"R" + struct.pack(">IIQI", 2, 7, 1,
+                                                    0xffffffff))
+
+
 if __name__ == "__main__":
     codec()
     http()
@@ -442,3 +457,4 @@ if __name__ == "__main__":
     json_read()
     handover()
     bus_frame()
+    ctl_msg()

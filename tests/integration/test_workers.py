@@ -696,3 +696,213 @@ def test_tls_deflate_and_limits_across_workers(wsplugd, tmp_path):
                reason="max_connections") == 0
     assert one(s, "wsplugd_deflate_connections") == 6
     assert one(s, "wsplugd_connections_active") == 6
+
+
+def worker_pids(d, n):
+    """The pid of each worker now serving, by number."""
+    pids = {}
+    for e in d.find_all("worker.start"):
+        pids[int(e["worker"])] = int(e["pid"])
+    assert sorted(pids) == list(range(1, n + 1)), pids
+    return pids
+
+
+def timed(fn, *a):
+    t = time.monotonic()
+    r = fn(*a)
+    return r, time.monotonic() - t
+
+
+def healthz_until(d, port, want, timeout=10):
+    from test_admin import request
+    deadline = time.monotonic() + timeout * SLOW
+    while True:
+        status, _, body = request(d, "/healthz", port=port)
+        if status == 200 and body.decode().strip() == want:
+            return
+        assert time.monotonic() < deadline, body
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_connections_lists_every_workers_connections(wsplugd, n):
+    from test_admin import admin_port, request
+    d = start(wsplugd, n)
+    port = admin_port(d)
+
+    def get(query=""):
+        status, headers, body = request(d, "/connections" + query, port=port)
+        assert status == 200 and headers["content-type"] == \
+            "application/json"
+        return json.loads(body)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+
+        def off(fn, *a):
+            return loop.run_in_executor(None, fn, *a)
+
+        conns = []
+        while len({w for _, w, _ in conns}) < n or len(conns) < 6 * n:
+            conns.append(await connect(d))
+            assert len(conns) < 400
+        # the client's port is the connection's: which worker holds it
+        by_port = {ws.local_address[1]: w for ws, w, _ in conns}
+        doc, took = await off(timed, get, "?limit=10000")
+        assert doc["active"] == len(conns) and doc["workers"] == n
+        assert doc["missing"] == [] and doc["truncated"] is False
+        listed = doc["connections"]
+        assert {c["port"]: c["worker"] for c in listed} == by_port
+        assert list(listed[0])[0] == "worker"
+        stamps = [c["connected_at_ms"] for c in listed]
+        assert stamps == sorted(stamps)  # oldest first, across workers
+        print(f"/connections, {n} workers, {len(listed)} entries: "
+              f"{took * 1000:.1f} ms")
+        # at most limit, the oldest of every worker's
+        few = await off(get, "?limit=3")
+        assert few["active"] == len(conns) and few["truncated"] is True
+        assert [c["connected_at_ms"] for c in few["connections"]] == \
+            stamps[:3]
+
+        # a stopped worker: the answer comes within a second or so,
+        # naming it missing, with every other worker's connections
+        victim = worker_pids(d, n)[2]
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            doc, took = await off(timed, get, "?limit=10000")
+            # a client that leaves while the workers are asked: the
+            # daemon forgets its request (and serves the next one)
+            raw = await asyncio.open_connection("127.0.0.1", port)
+            raw[1].write(b"GET /connections HTTP/1.1\r\nHost: 127.0.0.1:"
+                         + str(port).encode() + b"\r\n\r\n")
+            await raw[1].drain()
+            raw[1].close()
+            # past 2 s without a turn of its loop it is not alive
+            await off(healthz_until, d, port, f"ok: {n - 1} of {n} "
+                      "workers alive")
+        finally:
+            os.kill(victim, signal.SIGCONT)
+        await off(healthz_until, d, port, f"ok: {n} of {n} workers alive")
+        assert 0.9 <= took < 1.0 * SLOW + 2, took
+        assert doc["missing"] == [2] and doc["truncated"] is True
+        assert {c["worker"] for c in doc["connections"]} == \
+            set(range(1, n + 1)) - {2}
+        assert doc["active"] == sum(1 for w in by_port.values() if w != 2)
+        print(f"/connections with worker 2 stopped: {took * 1000:.0f} ms")
+        await asyncio.sleep(1.2 * SLOW)  # its late answer is dropped
+        doc = await off(get, "?limit=10000")
+        assert doc["missing"] == [] and doc["active"] == len(conns)
+        # worker 1 dies: its replacement serves the admin listener and
+        # lists everyone's that are left
+        mark = d.mark()
+        os.kill(worker_pids(d, n)[1], signal.SIGKILL)
+        await off(lambda: d.wait_for("worker.ready", start=mark, worker=1))
+        doc = await off(get, "?limit=10000")
+        assert doc["missing"] == []
+        assert {c["port"] for c in doc["connections"]} == \
+            {p for p, w in by_port.items() if w != 1}
+        for ws, _, _ in conns:
+            await ws.close()
+
+    run(main())
+    assert not d.find_all("daemon.error")
+
+
+def test_worker_that_stops_reading_the_bus_is_replaced(wsplugd):
+    """A stopped worker: the master holds at most its bus budget for it
+    (64 MiB; history_memory is 0 here), logs worker.backlog, replaces it,
+    and every other subscriber keeps receiving, in order."""
+    from test_admin import vm_kib
+    from test_bus import connect as bus_connect, typed
+    d = wsplugd(text=config(
+        plugins=("broadcast", "worker"),
+        server={"workers": 2, "worker_watchdog": 0},
+        log={"level": "info"},
+        plugin_sections={"worker": {"path": WORKER_SO}},
+        extra="\n[bus]\nhistory_size = 0\nhistory_memory = 0B\n"))
+    d.wait_for("master.ready", timeout=30)
+    master = d.proc.pid
+    size = 200 * 1024
+    count = 1000  # about 200 MiB through the master, 3 times the budget
+
+    async def main():
+        conns = []
+        while {1, 2} - {w for _, w in conns}:
+            conns.append(await bus_connect(d))
+            assert len(conns) < 200
+        sub1 = next(ws for ws, w in conns if w == 1)
+        sub2 = next(ws for ws, w in conns if w == 2)
+        pub = sub1  # on a worker that keeps reading; it gets its own
+        for ws in (sub1, sub2):
+            await ws.send(json.dumps({"type": "subscribe",
+                                      "channel": "load"}))
+            await typed(ws, "subscribed")
+        victim = worker_pids(d, 2)[2]
+        rss0 = vm_kib(master, "VmRSS")
+        peak = rss0
+        got = []
+        mark = d.mark()
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            async def reader():
+                while len(got) < count:
+                    m = json.loads(await asyncio.wait_for(sub1.recv(),
+                                                          30 * SLOW))
+                    if m["type"] == "message":
+                        got.append((m["data"]["i"], m["offset"]))
+
+            task = asyncio.create_task(reader())
+            blob = "x" * size
+            for i in range(count):
+                # at most 32 ahead of the subscriber that keeps up
+                while i - len(got) > 32:
+                    await asyncio.sleep(0.001)
+                    assert not task.done(), task.exception()
+                await pub.send(json.dumps({"type": "publish",
+                                           "channel": "load",
+                                           "data": {"i": i, "b": blob}}))
+                if i % 20 == 0:
+                    peak = max(peak, vm_kib(master, "VmRSS"))
+            await task
+            peak = max(peak, vm_kib(master, "VmRSS"))
+        finally:
+            try:
+                os.kill(victim, signal.SIGCONT)
+            except ProcessLookupError:
+                pass  # replaced already, as it should be
+        loop = asyncio.get_running_loop()
+        ev = await loop.run_in_executor(None, lambda: d.wait_for(
+            "worker.backlog", start=mark, worker=2, pid=victim))
+        ex = await loop.run_in_executor(None, lambda: d.wait_for(
+            "worker.exit", start=mark, worker=2, pid=victim))
+        await loop.run_in_executor(None, lambda: d.wait_for(
+            "worker.ready", start=mark, worker=2))
+        closed = False
+        try:
+            while True:
+                await asyncio.wait_for(sub2.recv(), 10 * SLOW)
+        except websockets.ConnectionClosed:
+            closed = True
+        for ws, _ in conns:
+            await ws.close()
+        return got, ev, ex, rss0, peak, closed
+
+    got, ev, ex, rss0, peak, closed = run(main(), timeout=300)
+    # the subscriber on worker 1 got every message, once, in order
+    assert [i for i, _ in got] == list(range(count))
+    offsets = [o for _, o in got]
+    assert offsets == list(range(offsets[0], offsets[0] + count))
+    assert ex["signal"] == "KILL"
+    assert closed  # the stopped worker's clients went with it
+    budget = int(ev["budget"])
+    assert budget == 64 * 1024 * 1024 and int(ev["bytes"]) > budget
+    grown = (peak - rss0) * 1024
+    print(f"master RSS {rss0} KiB before, peak {peak} KiB: "
+          f"+{grown / 2**20:.1f} MiB for {count * size / 2**20:.0f} MiB "
+          f"published with worker 2 stopped")
+    from test_admin import sanitized
+    if not sanitized():  # ASan's quarantine holds what was freed
+        assert grown < budget + 48 * 2**20, grown
+    from test_admin import request
+    body = request(d, "/metrics")[2].decode()
+    assert "wsplugd_workers_backlogged_total 1" in body.splitlines()

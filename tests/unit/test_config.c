@@ -172,6 +172,8 @@ test_defaults(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
 	CU_ASSERT(nerrors(0));
 	CU_ASSERT_STRING_EQUAL(cfg->file, t_path);
+	CU_ASSERT_EQUAL(cfg->workers, 1); /* the shipped file says auto */
+	CU_ASSERT_EQUAL(cfg->workers_line, 0);
 	CU_ASSERT_EQUAL_FATAL(cfg->nlisten, 1);
 	CU_ASSERT_STRING_EQUAL(cfg->listen[0].text, "127.0.0.1:8080");
 	CU_ASSERT_EQUAL(cfg->listen[0].ss.ss_family, AF_INET);
@@ -1379,6 +1381,11 @@ test_shipped_config(void)
 	CU_ASSERT_STRING_EQUAL(cfg->plugin_dir, dir);
 	CU_ASSERT_EQUAL(cfg->ping_interval, 25000);
 	CU_ASSERT_EQUAL(cfg->idle_timeout, 60000);
+	/* workers = auto: one per online CPU, where the built-in is 1 */
+	CU_ASSERT_NOT_EQUAL(cfg->workers_line, 0);
+	CU_ASSERT_EQUAL(cfg->workers, (uint64_t)(sysconf(_SC_NPROCESSORS_ONLN)
+	    > CONFIG_MAX_WORKERS ? CONFIG_MAX_WORKERS :
+	    sysconf(_SC_NPROCESSORS_ONLN)));
 	CU_ASSERT_EQUAL_FATAL(cfg->nplugins, 2);
 	CU_ASSERT_STRING_EQUAL(cfg->plugins[0].name, "connection_established");
 	CU_ASSERT_EQUAL(cfg->plugins[0].enabled, 1);
