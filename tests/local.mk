@@ -240,6 +240,7 @@ INTEGRATION_FILES = \
 	tests/integration/test_bench_smoke.py \
 	tests/integration/test_broadcast.py \
 	tests/integration/test_bus.py \
+	tests/integration/test_redis.py \
 	tests/integration/test_discovery.py \
 	tests/integration/test_completion.py \
 	tests/integration/test_deflate.py \
