@@ -27,7 +27,8 @@ UNIT_TESTS = \
 	tests/unit/test_tls \
 	tests/unit/test_drain \
 	tests/unit/test_handover_state \
-	tests/unit/test_bus
+	tests/unit/test_bus \
+	tests/unit/test_bus_redis
 check_PROGRAMS += $(UNIT_TESTS)
 
 tests_unit_test_utf8_SOURCES = tests/unit/test_utf8.c
@@ -52,6 +53,9 @@ tests_unit_test_bus_SOURCES = tests/unit/test_bus.c \
 	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_bus_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_bus_LDADD = $(UNIT_LDADD)
+tests_unit_test_bus_redis_SOURCES = tests/unit/test_bus_redis.c
+tests_unit_test_bus_redis_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_bus_redis_LDADD = $(UNIT_LDADD)
 tests_unit_test_json_read_SOURCES = tests/unit/test_json_read.c
 tests_unit_test_json_read_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_json_read_LDADD = $(UNIT_LDADD)

@@ -543,9 +543,12 @@ test_bus_section(void)
 	    "socket path");
 	expect_one("[server]\nworkers = 2\n[bus]\nbackend = redis\n"
 	    "redis = /run/r.sock\n", 4,
-	    "[bus] backend = redis needs [server] workers = 1 (2 given)");
+	    "[bus] backend = redis needs [server] workers = 1 (2 given): "
+	    "run one daemon per core on the same Redis instead");
 	expect_one("[bus]\nredis = ::1:6379\n", 2,
-	    "[bus] redis: invalid address '::1:6379'");
+	    "[bus] redis: invalid address '::1:6379' (expected host:port, "
+	    "[v6addr]:port or an absolute unix socket path, e.g. "
+	    "127.0.0.1:6379)");
 	expect_one("[bus]\nredis_presence_ttl = 1s\n", 2,
 	    "[bus] redis_presence_ttl: 1s is out of range (3s..1h)");
 	expect_one("[bus]\n\nhistory_ttl = 500ms\n", 3,
