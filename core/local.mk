@@ -38,6 +38,7 @@ core_libwspcore_la_SOURCES = \
 	core/notify.c \
 	core/plugin.c \
 	core/privdrop.c \
+	core/redis_proto.c \
 	core/registry.c \
 	core/reload.c \
 	core/server.c \
