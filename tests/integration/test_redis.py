@@ -480,3 +480,42 @@ def test_redis_needs_an_address_and_one_worker(tmp_path):
     assert r.returncode != 0
     assert f"{conf}:5: [bus] backend = redis needs [server] workers = 1" \
         in r.stderr, r.stderr
+
+
+def test_reload_with_new_redis_settings_connects_again(wsplugd, redis,
+                                                       tmp_path):
+    r = redis()
+    conf = tmp_path / "live.conf"
+    conf.write_text(node_config(r, bus={"redis_prefix": "one:"}))
+    d = wsplugd(path=conf)
+    d.wait_for("bus.redis_up", timeout=10)
+
+    async def first():
+        ws = await connect(d)
+        await subscribe(ws, "k")
+        await typed(ws, "subscribed")
+        return ws
+
+    async def pub_and_see(ws, expect_gap):
+        if expect_gap:
+            assert (await typed(ws, "gap"))["channel"] == "k"
+        await publish_acked(d, "k", 1)
+        m = await typed(ws, "message")
+        assert m["offset"] == 1
+        await ws.close()
+
+    async def scenario():
+        ws = await first()
+        await publish_acked(d, "k", 1)
+        assert (await typed(ws, "message"))["offset"] == 1
+        conf.write_text(node_config(r, bus={"redis_prefix": "two:"}))
+        mark = d.mark()
+        d.signal(signal.SIGHUP)
+        d.wait_for("bus.redis_down", timeout=10, start=mark)
+        d.wait_for("bus.redis_up", timeout=10, start=mark)
+        # the subscriber is told, and goes on under the new keys
+        await pub_and_see(ws, True)
+
+    run(scenario())
+    assert r.cli("EXISTS", "two:m:k") == "1"
+    assert r.cli("EXISTS", "one:m:k") == "1"
