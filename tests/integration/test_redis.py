@@ -519,3 +519,14 @@ def test_reload_with_new_redis_settings_connects_again(wsplugd, redis,
     run(scenario())
     assert r.cli("EXISTS", "two:m:k") == "1"
     assert r.cli("EXISTS", "one:m:k") == "1"
+
+
+def test_no_answer_within_redis_timeout_is_a_loss(wsplugd, redis):
+    r = redis()
+    d = node(wsplugd, r, bus={"redis_timeout": "300ms"})
+    mark = d.mark()
+    # Redis stops answering (every client paused) for longer than that
+    r.cli("CLIENT", "PAUSE", 2500, "ALL")
+    ev = d.wait_for("bus.redis_down", timeout=10, start=mark)
+    assert "redis_timeout" in ev["msg"] or "timed out" in ev["msg"], ev
+    d.wait_for("bus.redis_up", timeout=15, start=mark)
