@@ -49,7 +49,8 @@
  * doubling up to 1 s, each delay less a random part of up to a half
  * (so that nodes do not come back in step); bus.redis_up when both
  * connections are up again, after AUTH, SELECT and the script loads.  On
- * a loss every local member is told {"type":"gap"} (the sink's gap), as
+ * a loss every local member is told {"type":"gap"} (the sink's gap), and
+ * again when Redis is back (then a subscribe with since can recover), as
  * it is when a channel's epoch changes under it or its offsets jump.
  * While Redis is away a publish is delivered to this node's members at
  * once (without offset: it has none yet) and queued, up to redis_queue
@@ -1121,9 +1122,16 @@ redis_up(struct bus_redis *b)
 	log_msg(WSP_LOG_INFO, "bus.redis_up", "Redis at %s: connected, "
 	    "node %s, %zu channels here, %zu bytes queued", b->addr, b->node,
 	    b->nchans, b->queued);
-	HASH_ITER(hh, b->chans, ch, tmp)
-		if (ch->nconns > 0 && ch->sub == SUB_NONE)
+	/* Members here since the loss (or since before the first
+	 * connect) are told again: now a subscribe with since can recover,
+	 * and any offset goes (Redis may be back under new epochs). */
+	HASH_ITER(hh, b->chans, ch, tmp) {
+		if (ch->nconns == 0)
+			continue;
+		b->sink.gap(b->sink.arg, ch->name);
+		if (ch->sub == SUB_NONE)
 			chan_subscribe(b, ch);
+	}
 	presence_refresh(b);
 	while ((q = TAILQ_FIRST(&b->queue)) != NULL) {
 		TAILQ_REMOVE(&b->queue, q, entry);
