@@ -27,7 +27,7 @@
  * this process: deliver(channel, offset, epoch, except, data).  Every
  * answer is a callback, even where the backend is synchronous (the local
  * one in a single process answers before the call returns): a backend that
- * goes over a socket (to the master, or to Redis, bus_redis.c's to be)
+ * goes over a socket (to the master, or to Redis: bus_redis.c)
  * plugs in without a second path here.
  *
  * Ordering and exactly once: the backend gives each process one copy of a
