@@ -27,7 +27,7 @@
  * this process: deliver(channel, offset, epoch, except, data).  Every
  * answer is a callback, even where the backend is synchronous (the local
  * one in a single process answers before the call returns): a backend that
- * goes over a socket (to the master, or to Redis, bus_redis.c's to be)
+ * goes over a socket (to the master, or to Redis: bus_redis.c)
  * plugs in without a second path here.
  *
  * Ordering and exactly once: the backend gives each process one copy of a
@@ -226,6 +226,35 @@ bus_deliver(void *arg, const char *channel, uint64_t offset,
 	}
 }
 
+/* The sink's gap: members that may have missed messages are told so,
+ * and take whatever offset comes next (a new epoch starts again at 1). */
+static void
+bus_gap(void *arg, const char *channel)
+{
+	struct bus *bus = arg;
+	struct bus_member *m, *next;
+	struct bus_chan *ch;
+	json_t *v;
+
+	HASH_FIND(hh, bus->chans, channel, strlen(channel), ch);
+	if (ch == NULL)
+		return;
+	v = json_pack("{s:s, s:s}", "type", "gap", "channel", channel);
+	bus->out.len = 0;
+	if (v == NULL || json_write(&bus->out, v) == -1) {
+		json_decref(v);
+		log_msg(WSP_LOG_ERROR, "bus.error", "channel %s: cannot tell "
+		    "its subscribers of a gap: out of memory", channel);
+		return;
+	}
+	json_decref(v);
+	TAILQ_FOREACH_SAFE(m, &ch->members, in_chan, next) {
+		m->last = 0;
+		if (m->req == NULL)
+			conn_send_text(m->cm->conn, bus->out.p, bus->out.len);
+	}
+}
+
 struct bus *
 bus_new(struct wsp_server *srv, int fd)
 {
@@ -242,10 +271,14 @@ bus_new(struct wsp_server *srv, int fd)
 	bus->srv = srv;
 	TAILQ_INIT(&bus->reqs);
 	sink.deliver = bus_deliver;
+	sink.gap = bus_gap;
 	sink.arg = bus;
 	bus_limits_of(srv->cfg, &lim);
-	/* [bus] backend = local is the only one so far (config.c) */
-	if (fd != -1)
+	/* with redis, workers = 1 (config.c): no master's store */
+	if (srv->cfg->bus_backend == BUS_BACKEND_REDIS)
+		rc = bus_redis_open(&bus->be, srv->base, srv->cfg, &lim, &sink,
+		    &srv->metrics);
+	else if (fd != -1)
 		rc = bus_local_connect(&bus->be, srv->base, fd, &sink);
 	else
 		rc = bus_local_open(&bus->be, srv->base, &lim, &sink);
@@ -265,6 +298,15 @@ bus_configure(struct bus *bus, const struct wsp_config *cfg)
 		return;
 	bus_limits_of(cfg, &lim);
 	bus->be.configure(bus->be.be, &lim);
+	if (strcmp(bus->be.name, "redis") == 0) {
+		if (cfg->bus_backend == BUS_BACKEND_REDIS)
+			bus_redis_reconfigure(bus->be.be, cfg);
+		else
+			log_msg(WSP_LOG_WARN, "bus.restart_needed", "[bus] "
+			    "backend changed: it takes effect on a restart");
+	} else if (cfg->bus_backend != BUS_BACKEND_LOCAL)
+		log_msg(WSP_LOG_WARN, "bus.restart_needed", "[bus] backend "
+		    "changed: it takes effect on a restart");
 	bus_stats_sync(bus);
 }
 
@@ -533,7 +575,8 @@ pub_done_cb(void *arg, const struct bus_answer *a)
 
 	if (a->error)
 		log_msg(WSP_LOG_ERROR, "bus.error", "channel %s: publish "
-		    "failed: out of memory", q->channel);
+		    "failed (out of memory, or refused by the backend)",
+		    q->channel);
 	if (req_enter(q)) {
 		memset(&r, 0, sizeof(r));
 		r.channel = q->channel;

@@ -87,7 +87,10 @@ enum cfg_type {
 	T_TLS_VERSION,
 	T_TLS_KTLS,
 	T_TLS_BOOL,    /* [tls] session_tickets, into struct wsp_tls_config */
-	T_BUS_BACKEND, /* [bus] backend: local, the only one built so far */
+	T_BUS_BACKEND, /* [bus] backend: local or redis */
+	T_BUS_REDIS,   /* [bus] redis: host:port or /unix/path */
+	T_BUS_STRING,  /* [bus] redis_user, redis_prefix */
+	T_BUS_PASSFILE, /* [bus] redis_password_file: read at load */
 };
 
 /* How a bad value of each type is named, and what was expected instead. */
@@ -131,7 +134,14 @@ static const struct {
 	[T_TLS_KTLS] = { "value", "auto or off" },
 	[T_TLS_BOOL] = { "boolean", EXPECT_BOOL },
 	[T_BOOL] = { "boolean", EXPECT_BOOL },
-	[T_BUS_BACKEND] = { "backend", "local" },
+	[T_BUS_BACKEND] = { "backend", "local or redis" },
+	[T_BUS_REDIS] = { "address", "host:port, [v6addr]:port or an "
+	    "absolute unix socket path, e.g. 127.0.0.1:6379" },
+	[T_BUS_STRING] = { "value", "1..128 printable ASCII characters "
+	    "without spaces" },
+	[T_BUS_PASSFILE] = { "file", "an absolute path, or one relative to "
+	    "the configuration file, of a readable file whose first line is "
+	    "the password" },
 };
 
 struct cfg_key {
@@ -228,6 +238,21 @@ static const struct cfg_key cfg_keys[] = {
 	    7 * MS_DAY, "1s..7d", 0),
 	NUM(SEC_BUS, "history_memory", T_SIZE, bus_history_memory, 0,
 	    64 * GIB, "0B..64GiB", 0),
+	{ .sec = SEC_BUS, .name = "redis", .type = T_BUS_REDIS },
+	{ .sec = SEC_BUS, .name = "redis_user", .type = T_BUS_STRING,
+	  .off = offsetof(struct wsp_config, bus_redis_user) },
+	{ .sec = SEC_BUS, .name = "redis_password_file",
+	  .type = T_BUS_PASSFILE },
+	NUM(SEC_BUS, "redis_db", T_UINT, bus_redis_db, 0, 65535, "0..65535",
+	    0),
+	{ .sec = SEC_BUS, .name = "redis_prefix", .type = T_BUS_STRING,
+	  .off = offsetof(struct wsp_config, bus_redis_prefix) },
+	NUM(SEC_BUS, "redis_timeout", T_DURATION, bus_redis_timeout, 100,
+	    MS_MIN, "100ms..1m", 0),
+	NUM(SEC_BUS, "redis_presence_ttl", T_DURATION, bus_redis_presence_ttl,
+	    3 * MS_SEC, MS_HOUR, "3s..1h", 0),
+	NUM(SEC_BUS, "redis_queue", T_SIZE, bus_redis_queue, 0, GIB,
+	    "0B..1GiB", 0),
 };
 
 #define NKEYS nitems(cfg_keys)
@@ -252,6 +277,8 @@ struct cfg_parse {
 	struct cfg_plugin_lines *plines; /* parallel to cfg->plugins */
 };
 
+static int cfg_set_redis(struct cfg_parse *p, const struct cfg_key *k,
+    const char *value);
 static void cfg_error(struct cfg_parse *, int, const char *, ...)
     WSP_PRINTFLIKE(3, 4);
 
@@ -700,16 +727,89 @@ cfg_set(struct cfg_parse *p, const struct cfg_key *k, const char *value)
 	case T_TLS_BOOL:
 		return cfg_set_tls(p, k, value);
 	case T_BUS_BACKEND:
-		/* redis is the next backend (its own issue); until it is
-		 * built, naming it is an error, not a silent local bus */
+		cfg->bus_backend_line = p->rd.lineno;
 		if (strcmp(value, "local") == 0) {
 			cfg->bus_backend = BUS_BACKEND_LOCAL;
 			return 0;
 		}
+		if (strcmp(value, "redis") == 0) {
+			cfg->bus_backend = BUS_BACKEND_REDIS;
+			return 0;
+		}
 		cfg_invalid(p, k, value);
 		return -1;
+	case T_BUS_REDIS:
+	case T_BUS_STRING:
+	case T_BUS_PASSFILE:
+		return cfg_set_redis(p, k, value);
 	}
 	return -1;
+}
+
+/* [bus] redis, redis_user, redis_prefix, redis_password_file. */
+static int
+cfg_set_redis(struct cfg_parse *p, const struct cfg_key *k, const char *value)
+{
+	struct wsp_config *cfg = p->cfg;
+	char **slot, *path, line[256];
+	size_t n = strlen(value), i;
+	FILE *f;
+
+	switch (k->type) {
+	case T_BUS_REDIS:
+		if (redis_addr_parse(value, NULL, 0, NULL) == -1) {
+			cfg_invalid(p, k, value);
+			return -1;
+		}
+		slot = &cfg->bus_redis;
+		break;
+	case T_BUS_STRING:
+		for (i = 0; i < n; i++)
+			if (value[i] <= 0x20 || value[i] >= 0x7f)
+				break;
+		if (n == 0 || n > 128 || i < n) {
+			cfg_invalid(p, k, value);
+			return -1;
+		}
+		slot = (char **)(void *)((char *)cfg + k->off);
+		break;
+	default: /* T_BUS_PASSFILE: read now, before privileges drop */
+		if ((path = path_resolve(p, value)) == NULL) {
+			cfg_nomem(p);
+			return -1;
+		}
+		f = fopen(path, "re");
+		if (f == NULL || fgets(line, sizeof(line), f) == NULL) {
+			cfg_error(p, p->rd.lineno, "[bus] redis_password_file: "
+			    "cannot read %s: %s", path, f == NULL ?
+			    strerror(errno) : "empty");
+			if (f != NULL)
+				fclose(f);
+			free(path);
+			return -1;
+		}
+		fclose(f);
+		free(path);
+		line[strcspn(line, "\r\n")] = '\0';
+		if (line[0] == '\0') {
+			cfg_error(p, p->rd.lineno, "[bus] redis_password_file: "
+			    "its first line is empty");
+			return -1;
+		}
+		free(cfg->bus_redis_password);
+		if ((cfg->bus_redis_password = strdup(line)) == NULL) {
+			cfg_nomem(p);
+			return -1;
+		}
+		explicit_bzero(line, sizeof(line));
+		return 0;
+	}
+	free(*slot);
+	if ((*slot = strdup(value)) == NULL) {
+		cfg_nomem(p);
+		return -1;
+	}
+	return 0;
 }
 
 static size_t
@@ -1158,11 +1258,25 @@ config_load(const char *file, const char *default_plugin_dir,
 	cfg->bus_history_size = 100;
 	cfg->bus_history_ttl = 5 * MS_MIN;
 	cfg->bus_history_memory = 64 * MIB;
+	cfg->bus_redis_timeout = 2 * MS_SEC;
+	cfg->bus_redis_presence_ttl = 30 * MS_SEC;
+	cfg->bus_redis_queue = 1 * MIB;
 
 	if (config_file_read(&p.rd) == 0)
 		cfg_finish(&p);
 	if (!p.rd.failed && cfg->group != NULL && cfg->user == NULL)
 		cfg_error(&p, 0, "[server] group is set but user is not");
+	if (!p.rd.failed && cfg->bus_backend == BUS_BACKEND_REDIS &&
+	    cfg->bus_redis == NULL)
+		cfg_error(&p, cfg->bus_backend_line, "[bus] backend = redis "
+		    "needs [bus] redis = host:port or a unix socket path");
+	/* the Redis backend runs in a single process only, for now */
+	if (!p.rd.failed && cfg->bus_backend == BUS_BACKEND_REDIS &&
+	    cfg->workers > 1)
+		cfg_error(&p, cfg->bus_backend_line, "[bus] backend = redis "
+		    "needs [server] workers = 1 (%llu given): run one daemon "
+		    "per core on the same Redis instead",
+		    (unsigned long long)cfg->workers);
 	for (size_t g = 0; !p.rd.failed && g < cfg->ngone; g++)
 		if (strcmp(cfg->gone[g], cfg->path) == 0)
 			cfg_error(&p, cfg->gone_line, "[server] gone: %s is the "
@@ -1212,6 +1326,14 @@ config_free(struct wsp_config *cfg)
 	free(cfg->tls.ciphers);
 	free(cfg->tls.ciphersuites);
 	free(cfg->tls.ocsp_staple);
+	free(cfg->bus_redis);
+	free(cfg->bus_redis_user);
+	free(cfg->bus_redis_prefix);
+	if (cfg->bus_redis_password != NULL) {
+		explicit_bzero(cfg->bus_redis_password,
+		    strlen(cfg->bus_redis_password));
+		free(cfg->bus_redis_password);
+	}
 	free(cfg->plugin_dir);
 	for (i = 0; i < cfg->nplugins; i++) {
 		sec = &cfg->plugins[i];

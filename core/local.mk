@@ -9,6 +9,7 @@ core_libwspcore_la_SOURCES = \
 	core/bus.c \
 	core/bus_frame.c \
 	core/bus_local.c \
+	core/bus_redis.c \
 	core/clock.c \
 	core/config.c \
 	core/config_file.c \
@@ -38,6 +39,7 @@ core_libwspcore_la_SOURCES = \
 	core/notify.c \
 	core/plugin.c \
 	core/privdrop.c \
+	core/redis_proto.c \
 	core/registry.c \
 	core/reload.c \
 	core/server.c \
@@ -52,9 +54,9 @@ core_libwspcore_la_SOURCES = \
 	core/zstream.c
 core_libwspcore_la_CPPFLAGS = $(AM_CPPFLAGS) $(LIBEVENT_CFLAGS) \
 	$(JANSSON_CFLAGS) $(INIH_CFLAGS) $(LIBCRYPTO_CFLAGS) $(LIBSSL_CFLAGS) \
-	$(SYSTEMD_CFLAGS) $(ZLIB_CFLAGS)
+	$(SYSTEMD_CFLAGS) $(ZLIB_CFLAGS) $(HIREDIS_CFLAGS)
 core_libwspcore_la_LIBADD = $(LIBEVENT_LIBS) $(JANSSON_LIBS) $(INIH_LIBS) \
-	$(LIBCRYPTO_LIBS) $(LIBSSL_LIBS) $(SYSTEMD_LIBS) $(ZLIB_LIBS)
+	$(LIBCRYPTO_LIBS) $(LIBSSL_LIBS) $(SYSTEMD_LIBS) $(ZLIB_LIBS) $(HIREDIS_LIBS)
 
 sbin_PROGRAMS += core/wsplugd
 core_wsplugd_SOURCES = core/main.c

@@ -255,6 +255,13 @@ metrics_add(struct metrics_snap *sum, const struct metrics_snap *x)
 	a->bus_delivered += b->bus_delivered;
 	a->bus_channels += b->bus_channels;
 	a->bus_history_bytes += b->bus_history_bytes;
+	a->redis_state += b->redis_state;
+	a->redis_reconnects += b->redis_reconnects;
+	a->redis_published += b->redis_published;
+	a->redis_delivered += b->redis_delivered;
+	a->redis_dropped += b->redis_dropped;
+	a->redis_replayed += b->redis_replayed;
+	a->redis_rtt_us += b->redis_rtt_us;
 	for (i = 0; i < METRICS_TLS_FAILS; i++)
 		a->tls_failed[i] += b->tls_failed[i];
 	for (i = 0; i < METRICS_CODES - 1 && b->closed[i].code != 0; i++) {
@@ -422,6 +429,30 @@ render_bus(struct render *r, const struct metrics_snap *s)
 	gauge(r, "wsplugd_bus_history_bytes",
 	    "Memory held by channel history, against history_memory.",
 	    m->bus_history_bytes);
+	/* [bus] backend = redis; all 0 with the local one */
+	gauge(r, "wsplugd_redis_state",
+	    "1 while the Redis bus backend is connected, else 0.",
+	    m->redis_state);
+	counter(r, "wsplugd_redis_reconnects_total",
+	    "Times the Redis connections came back after a loss.",
+	    m->redis_reconnects);
+	counter(r, "wsplugd_redis_published_total",
+	    "Messages this node published on Redis.", m->redis_published);
+	counter(r, "wsplugd_redis_delivered_total",
+	    "Messages this node received from Redis for its subscribers.",
+	    m->redis_delivered);
+	counter(r, "wsplugd_redis_dropped_total",
+	    "Publishes refused: Redis away past redis_queue, or an error.",
+	    m->redis_dropped);
+	counter(r, "wsplugd_redis_replayed_total",
+	    "Messages replayed from Redis history to a subscribe with since.",
+	    m->redis_replayed);
+	/* kept in microseconds, shown in seconds */
+	family(r, "wsplugd_redis_roundtrip_seconds", "gauge",
+	    "Round trip of the last PING to Redis.");
+	emit(r, "wsplugd_redis_roundtrip_seconds %llu.%06llu\n",
+	    (unsigned long long)(m->redis_rtt_us / 1000000),
+	    (unsigned long long)(m->redis_rtt_us % 1000000));
 }
 
 static void

@@ -294,7 +294,7 @@ enum log_target {
 	LOG_TARGET_JOURNAL, /* only when built with libsystemd */
 };
 
-enum { BUS_BACKEND_LOCAL };
+enum { BUS_BACKEND_LOCAL, BUS_BACKEND_REDIS };
 
 struct wsp_listen_addr {
 	struct sockaddr_storage ss;
@@ -400,6 +400,15 @@ struct wsp_config {
 	uint64_t bus_history_size;   /* messages kept per channel */
 	uint64_t bus_history_ttl;    /* ms a message stays in history */
 	uint64_t bus_history_memory; /* bytes of history, every channel */
+	int bus_backend_line;        /* of backend, 0 for the default */
+	char *bus_redis;             /* host:port or /unix/path */
+	char *bus_redis_user;        /* NULL: AUTH with the password only */
+	char *bus_redis_password;    /* redis_password_file's first line */
+	char *bus_redis_prefix;      /* NULL: "wsplugd:" */
+	uint64_t bus_redis_db;
+	uint64_t bus_redis_timeout;      /* ms: connect, and a command */
+	uint64_t bus_redis_presence_ttl; /* ms */
+	uint64_t bus_redis_queue;        /* bytes held while Redis is away */
 	/* [plugins] */
 	char *plugin_dir;
 	/* [plugin:NAME], in file order */
@@ -1394,6 +1403,10 @@ struct bus_sink {
 	void (*deliver)(void *arg, const char *channel, uint64_t offset,
 	    const char *epoch, const char *except, const char *data,
 	    size_t n);
+	/* This process's members of channel may have missed messages (the
+	 * backend lost its peers, or the channel's epoch changed): tell
+	 * them, and take any offset from here on. */
+	void (*gap)(void *arg, const char *channel);
 	void *arg;
 };
 
@@ -1465,6 +1478,33 @@ void bus_hub_stats(struct bus_hub *h, uint64_t *channels_r,
     uint64_t *bytes_r);
 void bus_hub_free(struct bus_hub *h);
 
+/* bus_redis.c: the Redis backend, for several daemons on one Redis */
+struct metrics;
+int bus_redis_open(struct bus_backend *b, struct event_base *base,
+    const struct wsp_config *cfg, const struct bus_limits *lim,
+    const struct bus_sink *sink, struct metrics *m);
+/* [bus] redis, redis_* changed on a reload: connect again with them. */
+void bus_redis_reconfigure(void *be, const struct wsp_config *cfg);
+/* "host:port", "[v6]:port" or "/unix/path": 0, and (if host is not
+ * NULL) the host or path in host and the port (0 for a path) in
+ * *port_r; -1 if malformed. */
+int redis_addr_parse(const char *text, char *host, size_t hostsz,
+    int *port_r);
+/* A message as the publish script puts it on a channel's pub/sub name:
+ * "W1 OFFSET EPOCH ORIGIN FLAG EXCEPT\n" and the data; FLAG is q
+ * (queued: ORIGIN delivered it itself already) or -, EXCEPT a connection
+ * id of ORIGIN's or -. */
+struct bus_redis_msg {
+	uint64_t offset;
+	char epoch[WSP_BUS_EPOCH_MAX + 1];
+	char origin[17];
+	int queued;
+	char except[BUS_CONN_ID_MAX + 1]; /* "" for none */
+	const char *data;                 /* in the parsed buffer */
+	size_t len;
+};
+int bus_redis_msg_parse(const char *p, size_t n, struct bus_redis_msg *m);
+
 /* bus.c: channels for plugins; subscriptions of this process's
  * connections, delivery to them, the backend behind */
 
@@ -1524,6 +1564,11 @@ struct metrics {
 	uint64_t shed[2]; /* max_buffer_memory: output, partial */
 	uint64_t bus_published, bus_delivered; /* counters */
 	uint64_t bus_channels, bus_history_bytes; /* gauges of the store */
+	/* [bus] backend = redis (bus_redis.c) */
+	uint64_t redis_state; /* gauge: 1 connected, 0 not */
+	uint64_t redis_reconnects, redis_published, redis_delivered;
+	uint64_t redis_dropped, redis_replayed; /* counters */
+	uint64_t redis_rtt_us; /* gauge: the last PING's round trip */
 	uint64_t tls_failed[METRICS_TLS_FAILS]; /* by metrics_tls_reasons[] */
 	struct {
 		uint16_t code;

@@ -27,7 +27,8 @@ UNIT_TESTS = \
 	tests/unit/test_tls \
 	tests/unit/test_drain \
 	tests/unit/test_handover_state \
-	tests/unit/test_bus
+	tests/unit/test_bus \
+	tests/unit/test_bus_redis
 check_PROGRAMS += $(UNIT_TESTS)
 
 tests_unit_test_utf8_SOURCES = tests/unit/test_utf8.c
@@ -54,6 +55,9 @@ tests_unit_test_bus_SOURCES = tests/unit/test_bus.c \
 	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_bus_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_bus_LDADD = $(UNIT_LDADD)
+tests_unit_test_bus_redis_SOURCES = tests/unit/test_bus_redis.c
+tests_unit_test_bus_redis_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_bus_redis_LDADD = $(UNIT_LDADD)
 tests_unit_test_json_read_SOURCES = tests/unit/test_json_read.c \
 	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_json_read_CPPFLAGS = $(UNIT_CPPFLAGS)
@@ -244,6 +248,7 @@ INTEGRATION_FILES = \
 	tests/integration/test_bench_smoke.py \
 	tests/integration/test_broadcast.py \
 	tests/integration/test_bus.py \
+	tests/integration/test_redis.py \
 	tests/integration/test_discovery.py \
 	tests/integration/test_completion.py \
 	tests/integration/test_deflate.py \

@@ -433,7 +433,6 @@ def bus_frame():
     write("bus_frame", "bad-type", frame(0, b"x") + frame(200, b"x"))
 
 
-
 def ctl_msg():
     # a worker's control socket, each way (core/ctl_msg.c)
     line = b'1796476959035 {"id":"a"}\n'
@@ -448,6 +447,17 @@ def ctl_msg():
                                                     0xffffffff))
 
 
+def redis_msg():
+    # what the Redis backend's publish script PUBLISHes
+    write("redis_msg", "message",
+          b"W1 42 00112233aabbccdd 0123456789abcdef - -\n{\"a\":1}")
+    write("redis_msg", "queued-except",
+          b"W1 7 00112233aabbccdd 0123456789abcdef q "
+          b"0123456789abcdef0123456789abcdef\n{}")
+    write("redis_msg", "transient", b"W1 0 e n - -\n{\"x\":\"\\n\"}")
+    write("redis_msg", "bad-flag", b"W1 1 e n x -\n{}")
+
+
 if __name__ == "__main__":
     codec()
     http()
@@ -458,3 +468,4 @@ if __name__ == "__main__":
     handover()
     bus_frame()
     ctl_msg()
+    redis_msg()

@@ -503,7 +503,7 @@ test_parse_listen(void)
 	}
 }
 
-/* [bus]: defaults, every key, the one backend, bad values. */
+/* [bus]: defaults, every key, both backends, bad values. */
 static void
 test_bus_section(void)
 {
@@ -521,8 +521,39 @@ test_bus_section(void)
 	CU_ASSERT_EQUAL(c->bus_history_size, 0);
 	CU_ASSERT_EQUAL(c->bus_history_ttl, MS_HOUR);
 	CU_ASSERT_EQUAL(c->bus_history_memory, MIB);
+	CU_ASSERT_EQUAL(c->bus_redis_timeout, 2 * MS_SEC);
+	CU_ASSERT_EQUAL(c->bus_redis_presence_ttl, 30 * MS_SEC);
+	CU_ASSERT_EQUAL(c->bus_redis_queue, MIB);
+	CU_ASSERT_PTR_NULL(c->bus_redis_prefix);
+	c = load("[bus]\nbackend = redis\nredis = [::1]:6380\n"
+	    "redis_user = u\nredis_db = 7\nredis_prefix = x:\n"
+	    "redis_timeout = 1s\nredis_presence_ttl = 9s\n"
+	    "redis_queue = 0B\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_EQUAL(c->bus_backend, BUS_BACKEND_REDIS);
+	CU_ASSERT_STRING_EQUAL(c->bus_redis, "[::1]:6380");
+	CU_ASSERT_STRING_EQUAL(c->bus_redis_user, "u");
+	CU_ASSERT_STRING_EQUAL(c->bus_redis_prefix, "x:");
+	CU_ASSERT_EQUAL(c->bus_redis_db, 7);
+	CU_ASSERT_EQUAL(c->bus_redis_timeout, MS_SEC);
+	CU_ASSERT_EQUAL(c->bus_redis_presence_ttl, 9 * MS_SEC);
+	CU_ASSERT_EQUAL(c->bus_redis_queue, 0);
+	expect_one("[bus]\nbackend = memcached\n", 2,
+	    "[bus] backend: invalid backend 'memcached' (expected local or "
+	    "redis)");
 	expect_one("[bus]\nbackend = redis\n", 2,
-	    "[bus] backend: invalid backend 'redis' (expected local)");
+	    "[bus] backend = redis needs [bus] redis = host:port or a unix "
+	    "socket path");
+	expect_one("[server]\nworkers = 2\n[bus]\nbackend = redis\n"
+	    "redis = /run/r.sock\n", 4,
+	    "[bus] backend = redis needs [server] workers = 1 (2 given): "
+	    "run one daemon per core on the same Redis instead");
+	expect_one("[bus]\nredis = ::1:6379\n", 2,
+	    "[bus] redis: invalid address '::1:6379' (expected host:port, "
+	    "[v6addr]:port or an absolute unix socket path, e.g. "
+	    "127.0.0.1:6379)");
+	expect_one("[bus]\nredis_presence_ttl = 1s\n", 2,
+	    "[bus] redis_presence_ttl: 1s is out of range (3s..1h)");
 	expect_one("[bus]\n\nhistory_ttl = 500ms\n", 3,
 	    "[bus] history_ttl: 500ms is out of range (1s..7d)");
 	expect_one("[bus]\nhistory_size = 1000001\n", 2,

@@ -1,0 +1,536 @@
+"""The Redis backend of the bus: channels across daemons on one Redis.
+
+Each test starts its own redis-server on a unix socket in a fresh
+directory, persistence off, and two or three wsplugd nodes with
+[bus] backend = redis, driven through the broadcast plugin.  Checked: a
+message published on any node reaches every subscriber on every node
+exactly once and in one order; since recovers across nodes; history_size,
+FLUSHALL (a new epoch) and a lost Redis say recovered false or gap;
+presence spans the nodes; AUTH with an ACL user and a password file; bad
+[bus] redis keys are FILE:LINE errors.  Every wait is bounded.
+"""
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+import websockets
+
+from harness import SLOW, config, run_wsplugd
+
+REDIS = shutil.which("redis-server")
+pytestmark = pytest.mark.skipif(
+    REDIS is None, reason="redis-server is not installed (install-deps test)")
+
+
+class Redis:
+    """A private redis-server on a unix socket, killed at the end."""
+
+    def __init__(self, args=(), auth=None):
+        # a short directory: a unix socket path has 108 bytes at most
+        self.dir = tempfile.mkdtemp(prefix="wspr")
+        self.sock = os.path.join(self.dir, "r.sock")
+        self.args = list(args)
+        self.auth = auth  # (user, password) for redis-cli
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [REDIS, "--port", "0", "--unixsocket", self.sock,
+             "--save", "", "--appendonly", "no", "--dir", self.dir] +
+            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10 * SLOW
+        while self.cli("PING", check=False) != "PONG":
+            assert self.proc.poll() is None, "redis-server exited"
+            assert time.monotonic() < deadline, "redis-server never ready"
+            time.sleep(0.05)
+        return self
+
+    def cli(self, *cmd, check=True):
+        auth = self.auth
+        extra = ["--user", auth[0], "--pass", auth[1]] if auth else []
+        r = subprocess.run(["redis-cli", "-s", self.sock] + extra +
+                           [str(c) for c in cmd], capture_output=True,
+                           text=True, timeout=10)
+        if check:
+            assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        if os.path.exists(self.sock):
+            os.unlink(self.sock)
+
+    def cleanup(self):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def redis():
+    started = []
+
+    def start(args=(), auth=None):
+        r = Redis(args, auth)
+        started.append(r)
+        return r.start()
+
+    yield start
+    for r in started:
+        r.cleanup()
+
+
+def node_config(r, bus=None, workers=1):
+    bus = {"backend": "redis", "redis": r.sock if r else "/nonexistent",
+           **(bus or {})}
+    extra = "\n[bus]\n" + "".join(f"{k} = {v}\n" for k, v in bus.items())
+    return config(plugins=("broadcast",),
+                  server={"workers": workers, "max_connections": 2000},
+                  log={"level": "info"}, extra=extra)
+
+
+def node(wsplugd, r, up=True, **kw):
+    d = wsplugd(text=node_config(r, **kw))
+    if up:
+        d.wait_for("bus.redis_up", timeout=10)
+    return d
+
+
+def run(coro, timeout=120):
+    return asyncio.run(asyncio.wait_for(coro, timeout=timeout * SLOW))
+
+
+async def recv(ws, timeout=20):
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout * SLOW))
+
+
+async def typed(ws, want, timeout=20):
+    m = await recv(ws, timeout)
+    assert m["type"] == want, m
+    return m
+
+
+async def connect(d):
+    return await websockets.connect(d.url, open_timeout=30 * SLOW,
+                                    close_timeout=10 * SLOW,
+                                    ping_interval=None, max_queue=None)
+
+
+async def subscribe(ws, channel, since=None):
+    msg = {"type": "subscribe", "channel": channel}
+    if since is not None:
+        msg["since"] = since
+    await ws.send(json.dumps(msg))
+
+
+async def publish(ws, channel, data, id=None):
+    msg = {"type": "publish", "channel": channel, "data": data}
+    if id is not None:
+        msg["id"] = id
+    await ws.send(json.dumps(msg))
+
+
+async def publish_acked(d, channel, n, start=0):
+    pub = await connect(d)
+    acks = []
+    for i in range(start, start + n):
+        await publish(pub, channel, i, id=i)
+        acks.append(await typed(pub, "published"))
+    await pub.close()
+    return acks
+
+
+def test_cross_node_every_subscriber_once_in_one_order(wsplugd, redis):
+    r = redis()
+    nodes = [node(wsplugd, r) for _ in range(3)]
+    per_node, per_publisher = 100, 30
+
+    async def main():
+        subs = []
+        for d in nodes:
+            for _ in range(per_node):
+                ws = await connect(d)
+                await subscribe(ws, "news")
+                subs.append(ws)
+        for ws in subs:
+            a = await typed(ws, "subscribed")
+            assert a["offset"] == 0
+        pubs = [await connect(d) for d in nodes]
+
+        async def pub(ws, k):
+            for i in range(per_publisher):
+                await publish(ws, "news", {"p": k, "i": i})
+        await asyncio.gather(*[pub(ws, k) for k, ws in enumerate(pubs)])
+        total = per_publisher * len(pubs)
+
+        async def drain(ws):
+            got = []
+            for _ in range(total):
+                m = await typed(ws, "message")
+                got.append((m["offset"], m["epoch"], m["data"]["p"],
+                            m["data"]["i"]))
+            return got
+        results = await asyncio.gather(*[drain(ws) for ws in subs])
+        first = results[0]
+        assert [o for o, _, _, _ in first] == list(range(1, total + 1))
+        assert len({e for _, e, _, _ in first}) == 1
+        for k in range(len(pubs)):
+            assert [i for _, _, p, i in first if p == k] == \
+                list(range(per_publisher))
+        for got in results:
+            assert got == first
+        # nothing more: a presence probe comes back before anything
+        for ws in subs[::50]:
+            await ws.send(json.dumps({"type": "presence",
+                                      "channel": "news"}))
+            p = await typed(ws, "presence")
+            assert p["total"] == len(subs)
+        for ws in subs + pubs:
+            await ws.close()
+
+    run(main())
+
+
+def test_since_recovers_across_nodes_then_live(wsplugd, redis):
+    r = redis()
+    a, b, c = (node(wsplugd, r) for _ in range(3))
+
+    async def main():
+        ws = await connect(a)
+        await subscribe(ws, "feed")
+        await typed(ws, "subscribed")
+        await publish_acked(b, "feed", 3)
+        seen = [await typed(ws, "message") for _ in range(3)]
+        last = seen[-1]
+        assert last["offset"] == 3
+        await ws.close()
+        await publish_acked(b, "feed", 100, start=3)  # missed meanwhile
+        ws = await connect(c)
+        await subscribe(ws, "feed", {"offset": last["offset"],
+                                     "epoch": last["epoch"]})
+        got = [await typed(ws, "message") for _ in range(100)]
+        assert [m["offset"] for m in got] == list(range(4, 104))
+        assert [m["data"] for m in got] == list(range(3, 103))
+        ans = await typed(ws, "subscribed")
+        assert ans["recovered"] is True and ans["offset"] == 103
+        assert ans["epoch"] == last["epoch"]
+        await publish_acked(a, "feed", 1, start=103)
+        m = await typed(ws, "message")
+        assert m["offset"] == 104 and m["data"] == 103
+        await ws.close()
+
+    run(main())
+
+
+def test_past_history_size_and_after_flushall_not_recovered(wsplugd, redis):
+    r = redis()
+    a = node(wsplugd, r, bus={"history_size": 10})
+    b = node(wsplugd, r, bus={"history_size": 10})
+
+    async def main():
+        acks = await publish_acked(a, "feed", 25)
+        epoch = acks[0]["epoch"]
+        ws = await connect(b)
+        await subscribe(ws, "feed", {"offset": 5, "epoch": epoch})
+        ans = await typed(ws, "subscribed")  # no replay before it
+        assert ans["recovered"] is False and ans["offset"] == 25
+        await ws.close()
+        ws = await connect(b)  # the last 10 are kept
+        await subscribe(ws, "feed", {"offset": 15, "epoch": epoch})
+        got = [await typed(ws, "message") for _ in range(10)]
+        assert [m["offset"] for m in got] == list(range(16, 26))
+        assert (await typed(ws, "subscribed"))["recovered"] is True
+        # Redis flushed: a new epoch, offsets from 1, the live
+        # subscriber is told of the gap before the first new message
+        r.cli("FLUSHALL")
+        await publish_acked(a, "feed", 1, start=100)
+        assert (await typed(ws, "gap"))["channel"] == "feed"
+        m = await typed(ws, "message")
+        assert m["offset"] == 1 and m["epoch"] != epoch and m["data"] == 100
+        await ws.close()
+        ws = await connect(a)
+        await subscribe(ws, "feed", {"offset": 20, "epoch": epoch})
+        ans = await typed(ws, "subscribed")
+        assert ans["recovered"] is False and ans["epoch"] == m["epoch"]
+        await ws.close()
+
+    run(main())
+
+
+def test_presence_spans_nodes_and_expires(wsplugd, redis):
+    r = redis()
+    a, b = node(wsplugd, r), node(wsplugd, r)
+
+    async def main():
+        subs = [await connect(d) for d in (a, a, b)]
+        for ws in subs:
+            await subscribe(ws, "room")
+            await typed(ws, "subscribed")
+        probe = await connect(b)
+        await probe.send(json.dumps({"type": "presence", "channel": "room"}))
+        p = await typed(probe, "presence")
+        assert p["total"] == 3 and len(p["connections"]) == 3
+        assert len({c.split(":")[0] for c in p["connections"]}) == 2
+        await subs[0].close()
+        await asyncio.sleep(0.2)
+        await probe.send(json.dumps({"type": "presence", "channel": "room"}))
+        assert (await typed(probe, "presence"))["total"] == 2
+        for ws in subs[1:] + [probe]:
+            await ws.close()
+
+    run(main())
+    # a node that dies without leaving: its members expire in Redis
+    r.cli("ZADD", "wsplugd:p:ghost", 1, "deadbeefdeadbeef:1")
+
+    async def ghost():
+        probe = await connect(a)
+        await probe.send(json.dumps({"type": "presence",
+                                     "channel": "ghost"}))
+        assert (await typed(probe, "presence"))["total"] == 0
+        await probe.close()
+
+    run(ghost())
+
+
+def test_redis_down_at_start_then_killed_and_restarted(wsplugd, redis):
+    r = redis()
+    r.kill()  # not there when the nodes start
+    a = node(wsplugd, r, up=False, bus={"redis_queue": "2KiB"})
+    a.wait_for("bus.redis_down", timeout=10)
+
+    async def main():
+        # local delivery works without Redis; the queue is bounded
+        sa, pa = await connect(a), await connect(a)
+        await subscribe(sa, "c")
+        ans = await typed(sa, "subscribed")
+        assert ans["recovered"] is False
+        await publish(pa, "c", "early", id=1)
+        assert (await typed(pa, "published"))["offset"] == 0
+        assert (await typed(sa, "message"))["data"] == "early"
+        await publish(pa, "c", "x" * 3000, id=2)
+        e = await typed(pa, "error")
+        assert e["code"] == "bus_error" and e["id"] == 2
+
+        # Redis comes: the queued message is published there, once
+        mark_a = a.mark()
+        r.start()
+        a.wait_for("bus.redis_up", timeout=10, start=mark_a)
+        # told again when Redis is back: since can recover from now on
+        assert (await typed(sa, "gap"))["channel"] == "c"
+        b = node(wsplugd, r)
+        sb = await connect(b)
+        deadline = time.monotonic() + 10 * SLOW
+        while not r.cli("HGET", "wsplugd:m:c", "epoch"):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        epoch = r.cli("HGET", "wsplugd:m:c", "epoch")
+        await subscribe(sb, "c", {"offset": 0, "epoch": epoch})
+        m = await typed(sb, "message")
+        assert m["data"] == "early" and m["offset"] == 1
+        assert (await typed(sb, "subscribed"))["recovered"] is True
+
+        # under load: a publisher on each node while Redis is killed
+        stop = asyncio.Event()
+        sent = {a: 0, b: 0}
+
+        async def load(d, ws):
+            while not stop.is_set():
+                await publish(ws, "c", {"n": sent[d]})
+                sent[d] += 1
+                await asyncio.sleep(0.005)
+        pb = await connect(b)
+        tasks = [asyncio.create_task(load(a, pa)),
+                 asyncio.create_task(load(b, pb))]
+        await asyncio.sleep(0.3)
+        mark_a, mark_b = a.mark(), b.mark()
+        r.kill()
+        a.wait_for("bus.redis_down", timeout=10, start=mark_a)
+        b.wait_for("bus.redis_down", timeout=10, start=mark_b)
+
+        async def until_gap(ws):
+            while True:
+                m = await recv(ws)
+                if m["type"] == "gap":
+                    return m
+                assert m["type"] in ("message", "published"), m
+        assert (await until_gap(sa))["channel"] == "c"
+        assert (await until_gap(sb))["channel"] == "c"
+        # local delivery continues: a's own publishes reach sa, unnumbered
+        while True:
+            m = await typed(sa, "message")
+            if "offset" not in m:
+                break
+        stop.set()
+        await asyncio.gather(*tasks)
+        # drain what is left before Redis is back
+        await asyncio.sleep(0.3)
+        for ws in (sa, sb, pa, pb):
+            while True:
+                try:
+                    await asyncio.wait_for(ws.recv(), 0.3)
+                except asyncio.TimeoutError:
+                    break
+        mark_a, mark_b = a.mark(), b.mark()
+        r.start()
+        back = time.monotonic()
+        a.wait_for("bus.redis_up", timeout=10, start=mark_a)
+        b.wait_for("bus.redis_up", timeout=10, start=mark_b)
+        # across nodes within 2 s of Redis being back
+        while True:
+            await publish(pb, "c", "after", id=99)
+            while True:
+                m = await recv(pb)
+                if m.get("id") == 99:
+                    break
+            try:
+                while True:
+                    m = await asyncio.wait_for(sa.recv(), 0.2)
+                    if json.loads(m).get("data") == "after":
+                        break
+                break
+            except asyncio.TimeoutError:
+                assert time.monotonic() - back < 2 * SLOW, \
+                    "cross-node delivery did not resume within 2 s"
+        assert time.monotonic() - back < 2 * SLOW
+        for ws in (sa, sb, pa, pb):
+            await ws.close()
+
+    run(main())
+    s = metrics(a)
+    assert s["wsplugd_redis_state"] == 1
+    assert s["wsplugd_redis_reconnects_total"] >= 1
+    assert s["wsplugd_redis_dropped_total"] >= 1
+
+
+def metrics(d):
+    import urllib.request
+    ev = d.find("admin.start")
+    url = f"http://{ev['addr']}/metrics"
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("wsplugd_redis_"):
+            k, v = line.split()
+            out[k] = float(v)
+    return out
+
+
+def test_acl_user_and_password_file(wsplugd, redis, tmp_path):
+    r = redis(["--user", "default", "off", "--user", "alice", "on",
+               ">s3cret", "~*", "&*", "+@all"], auth=("alice", "s3cret"))
+    pw = tmp_path / "redis.pw"
+    pw.write_text("s3cret\n")
+    pw.chmod(0o600)
+    a = node(wsplugd, r, bus={"redis_user": "alice",
+                              "redis_password_file": str(pw),
+                              "redis_db": 3, "redis_prefix": "t1:"})
+
+    async def main():
+        acks = await publish_acked(a, "k", 1)
+        assert acks[0]["offset"] == 1
+
+    run(main())
+    keys = r.cli("-n", 3, "KEYS", "t1:*")
+    assert "t1:m:k" in keys.split()
+    bad = tmp_path / "bad.pw"
+    bad.write_text("wrong\n")
+    d = node(wsplugd, r, up=False, bus={"redis_user": "alice",
+                                        "redis_password_file": str(bad)})
+    ev = d.wait_for("bus.redis_down", timeout=10)
+    assert "WRONGPASS" in ev["msg"] or "invalid" in ev["msg"], ev
+
+
+@pytest.mark.parametrize("line,want", [
+    ("redis = nonsense", "[bus] redis: invalid address 'nonsense'"),
+    ("redis = 127.0.0.1:0", "[bus] redis: invalid address"),
+    ("redis_timeout = 5ms", "[bus] redis_timeout: 5ms is out of range"),
+    ("redis_password_file = /nonexistent/pw",
+     "[bus] redis_password_file: cannot read /nonexistent/pw"),
+    ("redis_prefix = a b", "[bus] redis_prefix: invalid value 'a b'"),
+    ("redis_db = x", "[bus] redis_db: invalid number 'x'"),
+    ("backend = memcached", "[bus] backend: invalid backend 'memcached'"),
+])
+def test_bad_redis_keys_are_file_line_errors(tmp_path, line, want):
+    conf = tmp_path / "w.conf"
+    rest = "" if line.startswith("backend") else "backend = redis\n"
+    rest += "" if line.startswith("redis =") else "redis = 127.0.0.1:6379\n"
+    conf.write_text("[server]\nlisten = 127.0.0.1:0\n[bus]\n" + line +
+                    "\n" + rest)
+    r = run_wsplugd(["-t", "-c", str(conf)])
+    assert r.returncode != 0
+    assert f"{conf}:4: {want}" in r.stderr, r.stderr
+
+
+def test_redis_needs_an_address_and_one_worker(tmp_path):
+    conf = tmp_path / "w.conf"
+    conf.write_text("[server]\nlisten = 127.0.0.1:0\n[bus]\n"
+                    "backend = redis\n")
+    r = run_wsplugd(["-t", "-c", str(conf)])
+    assert r.returncode != 0
+    assert f"{conf}:4: [bus] backend = redis needs [bus] redis" in r.stderr
+    conf.write_text("[server]\nlisten = 127.0.0.1:0\nworkers = 2\n[bus]\n"
+                    "backend = redis\nredis = /run/redis.sock\n")
+    r = run_wsplugd(["-t", "-c", str(conf)])
+    assert r.returncode != 0
+    assert f"{conf}:5: [bus] backend = redis needs [server] workers = 1" \
+        in r.stderr, r.stderr
+
+
+def test_reload_with_new_redis_settings_connects_again(wsplugd, redis,
+                                                       tmp_path):
+    r = redis()
+    conf = tmp_path / "live.conf"
+    conf.write_text(node_config(r, bus={"redis_prefix": "one:"}))
+    d = wsplugd(path=conf)
+    d.wait_for("bus.redis_up", timeout=10)
+
+    async def first():
+        ws = await connect(d)
+        await subscribe(ws, "k")
+        await typed(ws, "subscribed")
+        return ws
+
+    async def pub_and_see(ws, expect_gap):
+        await publish_acked(d, "k", 1)
+        gaps = 0
+        while (m := await recv(ws))["type"] == "gap":
+            gaps += 1
+        assert m["type"] == "message" and m["offset"] == 1
+        # told at the loss, and again once connected anew
+        assert gaps == (2 if expect_gap else 0)
+        await ws.close()
+
+    async def scenario():
+        ws = await first()
+        await publish_acked(d, "k", 1)
+        assert (await typed(ws, "message"))["offset"] == 1
+        conf.write_text(node_config(r, bus={"redis_prefix": "two:"}))
+        mark = d.mark()
+        d.signal(signal.SIGHUP)
+        d.wait_for("bus.redis_down", timeout=10, start=mark)
+        d.wait_for("bus.redis_up", timeout=10, start=mark)
+        # the subscriber is told, and goes on under the new keys
+        await pub_and_see(ws, True)
+
+    run(scenario())
+    assert r.cli("EXISTS", "two:m:k") == "1"
+    assert r.cli("EXISTS", "one:m:k") == "1"
+
+
+def test_no_answer_within_redis_timeout_is_a_loss(wsplugd, redis):
+    r = redis()
+    d = node(wsplugd, r, bus={"redis_timeout": "300ms"})
+    mark = d.mark()
+    # Redis stops answering (every client paused) for longer than that
+    r.cli("CLIENT", "PAUSE", 2500, "ALL")
+    ev = d.wait_for("bus.redis_down", timeout=10, start=mark)
+    assert "redis_timeout" in ev["msg"] or "timed out" in ev["msg"], ev
+    d.wait_for("bus.redis_up", timeout=15, start=mark)
