@@ -1,5 +1,6 @@
 # The load generator, installed as wsplugd-bench(1), and `make bench`, the
-# comparison with the Node.js ws, Bun and libwebsockets peers (bench/README.md).
+# comparison with the Node.js ws, Bun and libwebsockets peers
+# (bench/README.md).
 # The peers are built by bench/run when it runs, not by the main build:
 # libwebsockets-dev and npm are benchmark dependencies only.
 bin_PROGRAMS = bench/wsplugd-bench
