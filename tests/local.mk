@@ -144,7 +144,7 @@ AM_TESTS_ENVIRONMENT = \
 check_PROGRAMS += tests/wsplugd-handover-v2
 tests_wsplugd_handover_v2_SOURCES = core/main.c core/handover.c \
 	core/handover_child.c core/handover_io.c core/handover_state.c
-tests_wsplugd_handover_v2_CPPFLAGS = $(core_wsplugd_CPPFLAGS) -DHO_VERSION=2
+tests_wsplugd_handover_v2_CPPFLAGS = $(core_wsplugd_CPPFLAGS) -DHO_VERSION=1
 tests_wsplugd_handover_v2_LDADD = core/libwspcore.la
 
 # Test plugins: shared objects built only for `make check` (-rpath makes
