@@ -1620,6 +1620,16 @@ void notify_stopping(struct wsp_server *srv);
 void notify_mainpid(struct wsp_server *srv, long pid); /* MAINPID= */
 void notify_free(struct wsp_server *srv);
 
+/* histstore.c: the bus's history in systemd's fd store */
+struct histstore;
+/* Before any plugin: the history systemd hands back, if any. */
+void histstore_restore(struct wsp_server *srv);
+/* Before the loop: a memfd of our own in the store, rewritten at most
+ * once a second; 0, or -1 out of memory. */
+int histstore_start(struct wsp_server *srv);
+/* Its last write (a clean exit), before the bus goes. */
+void histstore_free(struct wsp_server *srv);
+
 /* handover_state.c: a connection's state as bytes for the process that
  * takes over: framed, versioned, CRC-checked, bounded; pure and fuzzed */
 
@@ -1825,6 +1835,7 @@ struct wsp_server {
 	int64_t started_wall_ms; /* for process_start_time_seconds */
 	struct admin *admin;
 	struct notify *notify;
+	struct histstore *histstore; /* histstore.c, under systemd */
 	struct ssl_ctx_st *tls_ctx;        /* NULL without [tls] certificate */
 	struct ssl_ctx_st *tls_ctx_staged; /* built by a reload's prepare */
 	/* Set by server_setup: the upper files lower ones report to. */

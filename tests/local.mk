@@ -247,6 +247,7 @@ INTEGRATION_FILES = \
 	tests/integration/test_framing.py \
 	tests/integration/test_handover.py \
 	tests/integration/test_handshake.py \
+	tests/integration/test_history_store.py \
 	tests/integration/test_hardening.py \
 	tests/integration/test_jwt.py \
 	tests/integration/test_keepalive.py \
