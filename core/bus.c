@@ -545,7 +545,7 @@ bus_adopt(struct bus *bus, struct wsp_conn *c, const char *channel)
 	if (bus != NULL && member_find(bus, c, channel) != NULL)
 		return 0;
 	/* live from the backend's answer on, as any subscribe without
-	 * since: the history stayed in the old process */
+	 * since: the history, if any, came before (bus_history_load) */
 	return bus_join(bus, NULL, c, channel, NULL, NULL, NULL);
 }
 
@@ -742,4 +742,36 @@ bus_free(struct bus *bus)
 		req_free(q);
 	free(bus->out.p);
 	free(bus);
+}
+
+int
+bus_history_save(struct bus *bus, struct outbuf *b)
+{
+	if (bus == NULL || bus->be.save == NULL)
+		return 0;
+	return bus->be.save(bus->be.be, b) == -1 ? -1 : 1;
+}
+
+int
+bus_history_load(struct bus *bus, const uint8_t *p, size_t n, int keep_empty,
+    const char **why_r)
+{
+	int rc;
+
+	if (bus == NULL || bus->be.load == NULL) {
+		*why_r = "this bus keeps no history here";
+		return -1;
+	}
+	rc = bus->be.load(bus->be.be, p, n, keep_empty, why_r);
+	bus_stats_sync(bus);
+	return rc;
+}
+
+void
+bus_history_settled(struct bus *bus)
+{
+	if (bus == NULL || bus->be.sweep == NULL)
+		return;
+	bus->be.sweep(bus->be.be);
+	bus_stats_sync(bus);
 }

@@ -68,6 +68,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <uthash.h>
+#include <zlib.h>
 
 #include "wsplugd.h"
 
@@ -95,8 +96,9 @@ struct smember {
 
 struct schan {
 	UT_hash_handle hh; /* keyed by name */
-	TAILQ_HEAD(, hentry) hist;
+	TAILQ_HEAD(hhead, hentry) hist;
 	size_t nhist;
+	uint64_t index; /* bus_store_save's numbering */
 	uint64_t top; /* the last offset given */
 	char epoch[17];
 	struct smember *members;
@@ -457,6 +459,336 @@ bus_store_stats(const struct bus_store *st, uint64_t *channels_r,
 	*bytes_r = st->bytes;
 }
 
+/*
+ * The store as bytes, for the process that comes after this one: a
+ * hand-over's successor (handover.c) or, under systemd, this daemon
+ * started again after a crash (histstore.c).  Members are not in it (a
+ * successor adopts its connections again; after a crash there are
+ * none); every channel is, with its epoch and its last offset, so that
+ * offsets continue and a client's since finds the same epoch.
+ *
+ *   header   magic "WSBH", version, 0, payload length, CRC-32 of payload
+ *   payload  u32 channels; each: u8 name length, name, 16 epoch digits,
+ *            u64 top
+ *            u32 messages, oldest first (the store's own order); each:
+ *            u32 channel index, u64 offset, u64 age in ms, u32 length,
+ *            the message
+ *
+ * Little-endian.  The reader trusts nothing: the CRC, every length
+ * against what is left, names as bus.c takes them, epochs as 16 hex
+ * digits, offsets rising within a channel and never past its top, no
+ * name twice, nothing after the last message.  What it accepts is then
+ * cut to this process's limits (history_size, history_ttl,
+ * history_memory) as a publish would.
+ */
+
+#define BH_MAGIC 0x48425357u /* "WSBH" as little-endian bytes */
+#define BH_VERSION 1
+
+static int
+bh_put(struct outbuf *b, const void *p, size_t n)
+{
+	size_t cap;
+	char *q;
+
+	if (n > BUS_HISTORY_MAX || b->len > BUS_HISTORY_MAX - n)
+		return -1;
+	if (b->len + n > b->cap) {
+		cap = b->cap == 0 ? 4096 : b->cap;
+		while (cap < b->len + n)
+			cap *= 2;
+		if ((q = realloc(b->p, cap)) == NULL)
+			return -1;
+		b->p = q;
+		b->cap = cap;
+	}
+	if (n > 0)
+		memcpy(b->p + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+static int
+bh_put_uint(struct outbuf *b, uint64_t v, size_t width)
+{
+	uint8_t x[8];
+	size_t i;
+
+	for (i = 0; i < width; i++)
+		x[i] = (uint8_t)(v >> (8 * i));
+	return bh_put(b, x, width);
+}
+
+static void
+bh_set_u32(char *p, uint32_t v)
+{
+	size_t i;
+
+	for (i = 0; i < 4; i++)
+		p[i] = (char)(uint8_t)(v >> (8 * i));
+}
+
+int
+bus_store_save(struct bus_store *st, uint64_t now, struct outbuf *b)
+{
+	struct schan *ch, *tmp;
+	struct hentry *e;
+	size_t start = b->len, len;
+	uint64_t i = 0, nent = 0;
+	uint32_t crc;
+	int rc = 0;
+
+	rc |= bh_put_uint(b, BH_MAGIC, 4);
+	rc |= bh_put_uint(b, BH_VERSION, 2);
+	rc |= bh_put_uint(b, 0, 2);
+	rc |= bh_put_uint(b, 0, 8); /* length and CRC, filled in below */
+	rc |= bh_put_uint(b, st->nchans, 4);
+	/* a channel's index is its place in this walk */
+	HASH_ITER(hh, st->chans, ch, tmp) {
+		size_t n = strlen(ch->name);
+
+		ch->index = i++;
+		rc |= bh_put_uint(b, n, 1);
+		rc |= bh_put(b, ch->name, n);
+		rc |= bh_put(b, ch->epoch, 16);
+		rc |= bh_put_uint(b, ch->top, 8);
+	}
+	TAILQ_FOREACH(e, &st->all, all)
+		nent++;
+	rc |= bh_put_uint(b, nent, 4);
+	TAILQ_FOREACH(e, &st->all, all) {
+		rc |= bh_put_uint(b, e->ch->index, 4);
+		rc |= bh_put_uint(b, e->offset, 8);
+		rc |= bh_put_uint(b, e->at < now ? now - e->at : 0, 8);
+		rc |= bh_put_uint(b, e->n, 4);
+		rc |= bh_put(b, e->data, e->n);
+	}
+	if (rc != 0 || b->len - start - 16 > UINT32_MAX) {
+		b->len = start;
+		return -1;
+	}
+	len = b->len - start - 16;
+	crc = (uint32_t)crc32(0L, Z_NULL, 0);
+	if (len > 0)
+		crc = (uint32_t)crc32(crc, (const Bytef *)b->p + start + 16,
+		    (uInt)len);
+	bh_set_u32(b->p + start + 8, (uint32_t)len);
+	bh_set_u32(b->p + start + 12, crc);
+	return 0;
+}
+
+struct bh_rd {
+	const uint8_t *p;
+	size_t n;
+	const char *why;
+};
+
+static uint64_t
+bh_get(struct bh_rd *r, size_t width)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	if (r->why != NULL)
+		return 0;
+	if (r->n < width) {
+		r->why = "truncated";
+		return 0;
+	}
+	for (i = 0; i < width; i++)
+		v |= (uint64_t)r->p[i] << (8 * i);
+	r->p += width;
+	r->n -= width;
+	return v;
+}
+
+static const uint8_t *
+bh_take(struct bh_rd *r, size_t n)
+{
+	const uint8_t *p = r->p;
+
+	if (r->why != NULL)
+		return NULL;
+	if (r->n < n) {
+		r->why = "truncated";
+		return NULL;
+	}
+	r->p += n;
+	r->n -= n;
+	return p;
+}
+
+/* Everything goes: the store is as bus_store_new left it. */
+static void
+store_clear(struct bus_store *st)
+{
+	struct schan *ch, *tmp;
+	struct hentry *e;
+
+	while ((e = TAILQ_FIRST(&st->all)) != NULL)
+		hentry_drop(st, e);
+	HASH_ITER(hh, st->chans, ch, tmp)
+		schan_free(st, ch);
+}
+
+static int
+bh_valid_name(const uint8_t *p, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || n > WSP_BUS_CHANNEL_MAX ||
+	    utf8_validate(UTF8_ACCEPT, p, n) != UTF8_ACCEPT)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (p[i] < 0x20 || p[i] == 0x7f)
+			return 0;
+	return 1;
+}
+
+static int
+bh_valid_epoch(const uint8_t *p)
+{
+	size_t i;
+
+	for (i = 0; i < 16; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') ||
+		    (p[i] >= 'a' && p[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+int
+bus_store_load(struct bus_store *st, const uint8_t *p, size_t n,
+    uint64_t now, const char **why_r)
+{
+	struct bh_rd r = { p, n, NULL };
+	struct schan **chans = NULL, *ch, *tmp;
+	struct hentry *e, *last;
+	const uint8_t *name, *epoch, *data;
+	uint64_t offset, age, nchans, nent, i, idx, top;
+	uint32_t len, crc, size;
+	char buf[WSP_BUS_CHANNEL_MAX + 1];
+
+	if (st->nchans != 0 || !TAILQ_EMPTY(&st->all)) {
+		*why_r = "the store is not empty";
+		return -1;
+	}
+	if (bh_get(&r, 4) != BH_MAGIC) {
+		*why_r = r.why != NULL ? r.why : "not a bus history (bad magic)";
+		return -1;
+	}
+	if (bh_get(&r, 2) != BH_VERSION || bh_get(&r, 2) != 0) {
+		*why_r = r.why != NULL ? r.why : "a bus history of another version";
+		return -1;
+	}
+	len = (uint32_t)bh_get(&r, 4);
+	crc = (uint32_t)bh_get(&r, 4);
+	if (r.why == NULL && len != r.n)
+		r.why = "length differs from the bytes given";
+	if (r.why == NULL && (uint32_t)crc32(crc32(0L, Z_NULL, 0),
+	    (const Bytef *)r.p, (uInt)r.n) != crc)
+		r.why = "CRC mismatch";
+	nchans = bh_get(&r, 4);
+	/* each channel takes 26 bytes at least: a count past that lies */
+	if (r.why == NULL && nchans > r.n / 26)
+		r.why = "more channels than bytes";
+	if (r.why == NULL && nchans > 0 &&
+	    (chans = calloc(nchans, sizeof(*chans))) == NULL)
+		r.why = "out of memory";
+	for (i = 0; i < nchans && r.why == NULL; i++) {
+		size = (uint32_t)bh_get(&r, 1);
+		name = bh_take(&r, size);
+		epoch = bh_take(&r, 16);
+		top = bh_get(&r, 8);
+		if (r.why != NULL)
+			break;
+		if (!bh_valid_name(name, size)) {
+			r.why = "bad channel name";
+			break;
+		}
+		if (!bh_valid_epoch(epoch)) {
+			r.why = "bad epoch";
+			break;
+		}
+		memcpy(buf, name, size);
+		buf[size] = '\0';
+		if (schan_get(st, buf, 0) != NULL) {
+			r.why = "a channel twice";
+			break;
+		}
+		if ((ch = schan_get(st, buf, 1)) == NULL) {
+			r.why = "out of memory";
+			break;
+		}
+		memcpy(ch->epoch, epoch, 16);
+		ch->epoch[16] = '\0';
+		ch->top = top;
+		chans[i] = ch;
+	}
+	nent = bh_get(&r, 4);
+	for (i = 0; i < nent && r.why == NULL; i++) {
+		idx = bh_get(&r, 4);
+		offset = bh_get(&r, 8);
+		age = bh_get(&r, 8);
+		size = (uint32_t)bh_get(&r, 4);
+		data = bh_take(&r, size);
+		if (r.why != NULL)
+			break;
+		if (idx >= nchans) {
+			r.why = "a message of no channel";
+			break;
+		}
+		ch = chans[idx];
+		last = TAILQ_LAST(&ch->hist, hhead);
+		if (offset == 0 || offset > ch->top ||
+		    (last != NULL && offset <= last->offset)) {
+			r.why = "bad message offset";
+			break;
+		}
+		if ((e = malloc(sizeof(*e) + size)) == NULL) {
+			r.why = "out of memory";
+			break;
+		}
+		e->ch = ch;
+		e->offset = offset;
+		e->at = age < now ? now - age : 0;
+		e->n = size;
+		if (size > 0)
+			memcpy(e->data, data, size);
+		TAILQ_INSERT_TAIL(&st->all, e, all);
+		TAILQ_INSERT_TAIL(&ch->hist, e, in_chan);
+		ch->nhist++;
+		st->bytes += sizeof(*e) + size;
+	}
+	if (r.why == NULL && r.n != 0)
+		r.why = "bytes after the last message";
+	free(chans);
+	if (r.why != NULL) {
+		store_clear(st);
+		*why_r = r.why;
+		return -1;
+	}
+	/* this process's limits, which may be smaller than the writer's;
+	 * channels without history stay for their members to come back */
+	HASH_ITER(hh, st->chans, ch, tmp)
+		while (ch->nhist > st->lim.history_size)
+			hentry_drop(st, TAILQ_FIRST(&ch->hist));
+	while ((e = TAILQ_FIRST(&st->all)) != NULL &&
+	    (st->bytes > st->lim.history_memory ||
+	    e->at + st->lim.history_ttl <= now))
+		hentry_drop(st, e);
+	return 0;
+}
+
+void
+bus_store_sweep(struct bus_store *st)
+{
+	struct schan *ch, *tmp;
+
+	HASH_ITER(hh, st->chans, ch, tmp)
+		schan_maybe_free(st, ch);
+}
+
 /* presence's answer: room for max ids */
 static const char **
 store_ids(struct bus_store *st, size_t max)
@@ -598,6 +930,35 @@ inproc_stats(void *be, uint64_t *channels_r, uint64_t *bytes_r)
 	bus_store_stats(b->st, channels_r, bytes_r);
 }
 
+static int
+inproc_save(void *be, struct outbuf *b)
+{
+	struct bus_inproc *bi = be;
+
+	return bus_store_save(bi->st, clock_mono_ms(), b);
+}
+
+static int
+inproc_load(void *be, const uint8_t *p, size_t n, int keep_empty,
+    const char **why_r)
+{
+	struct bus_inproc *b = be;
+
+	if (bus_store_load(b->st, p, n, clock_mono_ms(), why_r) == -1)
+		return -1;
+	if (!keep_empty)
+		bus_store_sweep(b->st);
+	return 0;
+}
+
+static void
+inproc_sweep(void *be)
+{
+	struct bus_inproc *b = be;
+
+	bus_store_sweep(b->st);
+}
+
 static void
 inproc_free(void *be)
 {
@@ -618,6 +979,9 @@ static const struct bus_backend inproc_ops = {
 	.unsubscribe = inproc_unsubscribe,
 	.presence = inproc_presence,
 	.stats = inproc_stats,
+	.save = inproc_save,
+	.load = inproc_load,
+	.sweep = inproc_sweep,
 	.free = inproc_free,
 };
 

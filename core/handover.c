@@ -11,6 +11,8 @@
  *   (serving all along)                    loaded, listeners from LISTEN
  *                            <-----------  READY (its version) or FAIL
  *   --- from here the old loop stops: nothing is read or written ---
+ *   HISTORY: the local bus's ----------->  channels, epochs, offsets,
+ *   channels and messages                  messages (bus_history_load)
  *   CONNS: 64 fds + records  ----------->  each connection rebuilt, not
  *   ... END: counters        ----------->  served yet; plugins' adopt
  *                            <-----------  ADOPTED (a count)
@@ -391,7 +393,7 @@ handover_transfer(struct handover *h, uint16_t version)
 	uint64_t elapsed = clock_mono_ms() - h->started;
 	uint8_t *payload = NULL;
 	size_t nfds = 0, nb = 0, i, nrecv;
-	int fds[HO_BATCH_FDS], all = version == HO_VERSION;
+	int fds[HO_BATCH_FDS], all = version == HO_VERSION, rc;
 	const char *why = NULL;
 	char buf[256];
 	uint32_t adopted;
@@ -409,6 +411,23 @@ handover_transfer(struct handover *h, uint16_t version)
 	    sizeof(*moved))) == NULL) {
 		why = "out of memory";
 		goto fail;
+	}
+	/* The bus's history first, so that the channels the connections
+	 * join again already have their epoch and offsets.  Without it
+	 * (out of memory) the hand-over still goes on: losing history is
+	 * what a restart does anyway, losing the connections is not. */
+	if (all && (rc = bus_history_save(srv->bus, &b)) != 0) {
+		if (rc == -1)
+			log_msg(WSP_LOG_WARN, "handover.history", "cannot "
+			    "write the bus history: channels start a new "
+			    "epoch");
+		else if (ho_send(h->fd, HO_T_HISTORY, b.p, b.len, NULL,
+		    0) == -1) {
+			why = errno == EAGAIN ? "timed out" :
+			    "cannot send the bus history";
+			goto fail;
+		}
+		b.len = 0;
 	}
 	if (ho_buf_put(&b, "\0\0\0\0", 4) == -1) {
 		why = "out of memory";

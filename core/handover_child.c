@@ -11,8 +11,11 @@
  * each record is checked (handover_state.c) and rebuilt as an open,
  * registered connection with no event yet (conn_adopt), so nothing is
  * read or written while the old process still owns them, and joins its
- * bus channels again (bus_adopt; their history stays behind, so each
- * starts a new epoch here).  Every plugin's adopt() sees every
+ * bus channels again (bus_adopt).  Before the first connection comes the
+ * local bus's history (HO_T_HISTORY), so the channels keep their epoch
+ * and offsets here and a client's since still recovers; a history this
+ * process refuses costs only that (channels start a new epoch), never
+ * the hand-over.  Every plugin's adopt() sees every
  * connection, ADOPTED goes back, and on GO the
  * connections are watched and the loop may start.  Anything wrong before
  * GO: the connections are forgotten untouched (conn_release) and the
@@ -49,6 +52,7 @@ struct handover_child {
 	struct wsp_conn **conns;
 	size_t nconns, cap;
 	uint64_t counters[HOC_N];
+	int history; /* HO_T_HISTORY came */
 };
 
 static void
@@ -458,10 +462,28 @@ handover_child_run(struct wsp_server *srv)
 				goto fail;
 			}
 			break;
+		case HO_T_HISTORY:
+			/* before any connection joins its channels, once */
+			if (f.version != HO_VERSION || hc->nconns > 0 ||
+			    hc->history) {
+				ho_close_fds(fds, nfds);
+				why = "unexpected bus history";
+				goto fail;
+			}
+			hc->history = 1;
+			if (bus_history_load(srv->bus, payload, f.len, 1,
+			    &why) == -1)
+				log_msg(WSP_LOG_WARN, "handover.history",
+				    "bus history refused, channels start a "
+				    "new epoch: %s", why);
+			why = NULL;
+			break;
 		case HO_T_END:
 			if (f.version == HO_VERSION && ho_counters_decode(
 			    payload, f.len, hc->counters, HOC_N, &why) == -1)
 				goto fail;
+			/* channels no connection came back to go now */
+			bus_history_settled(srv->bus);
 			done = 1;
 			break;
 		default:

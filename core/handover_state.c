@@ -4,8 +4,8 @@
  * A hand-over (handover.c) moves every connection to a freshly started
  * binary.  The descriptors cross by SCM_RIGHTS; everything else a
  * connection is — its id, counters, metadata, attributes, its bus
- * channels (not their history: a channel starts a new epoch in the new
- * process), the frame the
+ * channels (their history travels on its own, in bus_local.c's format),
+ * the frame the
  * codec is half-way through, the message being reassembled, the output
  * not yet written, its keepalive position and its deflate parameters — is
  * written here into frames and read back by the other process.

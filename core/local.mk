@@ -25,6 +25,7 @@ core_libwspcore_la_SOURCES = \
 	core/handover_child.c \
 	core/handover_io.c \
 	core/handover_state.c \
+	core/histstore.c \
 	core/host.c \
 	core/json_write.c \
 	core/http_upgrade.c \

@@ -192,6 +192,9 @@ serve(struct wsp_config **cfgp, const char *file, int level,
 		log_str(l, "path", cfg->path);
 		log_end(l);
 	}
+	if (histstore_start(&srv) == -1)
+		log_msg(WSP_LOG_WARN, "history.store", "cannot keep the bus "
+		    "history for systemd: out of memory");
 	if (notify_start(&srv) == -1)
 		log_msg(WSP_LOG_WARN, "notify.error", "cannot set up systemd "
 		    "notification: out of memory");

@@ -207,6 +207,7 @@ server_free(struct wsp_server *srv)
 	while ((c = TAILQ_FIRST(&srv->pending)) != NULL)
 		conn_free(c);
 	membudget_fini(&srv->mem);
+	histstore_free(srv);
 	bus_free(srv->bus);
 	srv->bus = NULL;
 	listen_reload_abort(srv);
@@ -323,6 +324,7 @@ server_init(struct wsp_server *srv, struct wsp_config *cfg,
 		return -1;
 	}
 	srv->bus_fd = -1; /* the bus has it */
+	histstore_restore(srv); /* into the empty store, before plugins */
 	if ((srv->plugins = plugin_set_build(srv, cfg, NULL, errs)) == NULL)
 		return -1;
 	for (i = 0; i < cfg->nlisten; i++)

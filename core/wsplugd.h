@@ -1392,6 +1392,16 @@ size_t bus_store_presence(struct bus_store *st, const char *channel,
 void bus_store_expire(struct bus_store *st, uint64_t now);
 void bus_store_stats(const struct bus_store *st, uint64_t *channels_r,
     uint64_t *bytes_r);
+/* The store as bytes (versioned, CRC-checked, at most BUS_HISTORY_MAX),
+ * appended to b: 0, or -1 (b as it was). */
+#define BUS_HISTORY_MAX (256u * 1024 * 1024)
+int bus_store_save(struct bus_store *st, uint64_t now, struct outbuf *b);
+/* Those bytes into a store with nothing yet, cut to its limits: 0, or -1
+ * with *why_r and the store left empty. */
+int bus_store_load(struct bus_store *st, const uint8_t *p, size_t n,
+    uint64_t now, const char **why_r);
+/* Forget the channels with neither history nor members. */
+void bus_store_sweep(struct bus_store *st);
 /* "0123456789abcdef": 64 random bits for a new channel's epoch. */
 void bus_epoch_new(char out[17]);
 
@@ -1448,6 +1458,14 @@ struct bus_backend {
 	/* Channels and history bytes, for /metrics (0, 0: counted
 	 * elsewhere, by the master). */
 	void (*stats)(void *be, uint64_t *channels_r, uint64_t *bytes_r);
+	/* The history as bus_store_save's bytes, appended to b; load reads
+	 * them into a store with nothing yet (keep_empty: channels without
+	 * history wait for their members, until sweep).  NULL: this backend
+	 * keeps no history in this process (a worker's, Redis). */
+	int (*save)(void *be, struct outbuf *b);
+	int (*load)(void *be, const uint8_t *p, size_t n, int keep_empty,
+	    const char **why_r);
+	void (*sweep)(void *be);
 	/* Answers still owed are given with error set. */
 	void (*free)(void *be);
 };
@@ -1539,6 +1557,14 @@ int bus_presence(struct bus *bus, struct wsp_plugin_ctx *ctx,
     struct wsp_conn *c, const char *channel, size_t max,
     void (*done)(void *, struct wsp_conn *, const char *const *, size_t,
     uint64_t), void *arg);
+/* The backend's history for a successor (appended to b): 1, 0 when the
+ * backend keeps none here, -1 on failure. */
+int bus_history_save(struct bus *bus, struct outbuf *b);
+/* Read back before any member joins: 0, or -1 with *why_r (nothing
+ * kept).  keep_empty: see struct bus_backend; bus_history_settled ends it. */
+int bus_history_load(struct bus *bus, const uint8_t *p, size_t n,
+    int keep_empty, const char **why_r);
+void bus_history_settled(struct bus *bus);
 /* A channel name a plugin may use: 1..WSP_BUS_CHANNEL_MAX bytes of
  * UTF-8 without control characters. */
 int bus_channel_valid(const char *name);
@@ -1681,12 +1707,22 @@ void notify_stopping(struct wsp_server *srv);
 void notify_mainpid(struct wsp_server *srv, long pid); /* MAINPID= */
 void notify_free(struct wsp_server *srv);
 
+/* histstore.c: the bus's history in systemd's fd store */
+struct histstore;
+/* Before any plugin: the history systemd hands back, if any. */
+void histstore_restore(struct wsp_server *srv);
+/* Before the loop: a memfd of our own in the store, rewritten at most
+ * once a second; 0, or -1 out of memory. */
+int histstore_start(struct wsp_server *srv);
+/* Its last write (a clean exit), before the bus goes. */
+void histstore_free(struct wsp_server *srv);
+
 /* handover_state.c: a connection's state as bytes for the process that
  * takes over: framed, versioned, CRC-checked, bounded; pure and fuzzed */
 
 #define HO_MAGIC 0x4f485357u /* "WSHO" as little-endian bytes */
 #ifndef HO_VERSION /* a test build speaks another to test the fallback */
-#define HO_VERSION 1 /* of the connection records and counters */
+#define HO_VERSION 2 /* of the records, counters and history (2: history) */
 #endif
 #define HO_HDR_LEN 16
 #define HO_MAX_FRAME (256 * 1024 * 1024)
@@ -1702,7 +1738,8 @@ enum ho_type {
 	HO_T_END,        /* old -> new: the server's counters, no more conns */
 	HO_T_ADOPTED,    /* new -> old: every connection taken (a count) */
 	HO_T_GO,         /* old -> new: serve; the old one leaves */
-	HO_T_LAST = HO_T_GO,
+	HO_T_HISTORY,    /* old -> new, before CONNS: the bus's history */
+	HO_T_LAST = HO_T_HISTORY,
 };
 
 struct ho_frame {
@@ -1885,6 +1922,7 @@ struct wsp_server {
 	int64_t started_wall_ms; /* for process_start_time_seconds */
 	struct admin *admin;
 	struct notify *notify;
+	struct histstore *histstore; /* histstore.c, under systemd */
 	struct ssl_ctx_st *tls_ctx;        /* NULL without [tls] certificate */
 	struct ssl_ctx_st *tls_ctx_staged; /* built by a reload's prepare */
 	/* Set by server_setup: the upper files lower ones report to. */

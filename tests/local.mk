@@ -152,7 +152,7 @@ AM_TESTS_ENVIRONMENT = \
 check_PROGRAMS += tests/wsplugd-handover-v2
 tests_wsplugd_handover_v2_SOURCES = core/main.c core/handover.c \
 	core/handover_child.c core/handover_io.c core/handover_state.c
-tests_wsplugd_handover_v2_CPPFLAGS = $(core_wsplugd_CPPFLAGS) -DHO_VERSION=2
+tests_wsplugd_handover_v2_CPPFLAGS = $(core_wsplugd_CPPFLAGS) -DHO_VERSION=1
 tests_wsplugd_handover_v2_LDADD = core/libwspcore.la
 
 # Test plugins: shared objects built only for `make check` (-rpath makes
@@ -256,6 +256,7 @@ INTEGRATION_FILES = \
 	tests/integration/test_framing.py \
 	tests/integration/test_handover.py \
 	tests/integration/test_handshake.py \
+	tests/integration/test_history_store.py \
 	tests/integration/test_hardening.py \
 	tests/integration/test_jwt.py \
 	tests/integration/test_keepalive.py \

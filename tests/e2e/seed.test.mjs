@@ -14,7 +14,10 @@
 // is down it backs off
 // instead of storming; that while the page is hidden or offline it makes
 // no attempt and resumes with one; and that a daemon gone silent is
-// noticed by the client's ping and replaced, one socket at a time.
+// noticed by the client's ping and replaced, one socket at a time; and
+// that a page whose socket is cut for two seconds while its channel is
+// published to sees every message once, in order (resubscribed with
+// since, from the daemon's history).
 // The first of these runs once more over wss://, on a certificate the test
 // makes.
 //
@@ -28,6 +31,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { connect as tcpConnect, createServer as createTcpServer } from 'node:net';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -382,6 +386,103 @@ test('SIGTERM closes with 1001; the restarted daemon gets one reconnection',
     await demo.page.close();
     await d2.waitFor('ws.close', { conn: id2, active: 0 });
     await stopDaemon(d2);
+  });
+
+// A TCP relay between the page and the daemon that the test can cut:
+// every relayed connection is dropped at once (both sides), and for ms
+// every new one is closed as soon as it arrives, as a network outage
+// does to a browser: the page sees 1006, the daemon a vanished client.
+function cuttableProxy(target) {
+  const socks = new Set();
+  let downUntil = 0;
+  const server = createTcpServer((c) => {
+    if (performance.now() < downUntil) {
+      c.destroy();
+      return;
+    }
+    const u = tcpConnect(target, '127.0.0.1');
+    socks.add(c);
+    socks.add(u);
+    const end = () => {
+      c.destroy();
+      u.destroy();
+      socks.delete(c);
+      socks.delete(u);
+    };
+    for (const s of [c, u]) {
+      s.on('error', end);
+      s.on('close', end);
+    }
+    c.pipe(u);
+    u.pipe(c);
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve({
+      port: server.address().port,
+      cut(ms) {
+        downUntil = performance.now() + ms;
+        for (const s of socks) s.destroy();
+      },
+      get down() { return performance.now() < downUntil; },
+      close: () => new Promise((r) => server.close(r)),
+    }));
+  });
+}
+
+test('a socket cut for 2 s while messages are published: each seen once, in order',
+  { timeout: 60000 * SLOW }, async (t) => {
+    // The page subscribes through a relay the test cuts; a second page,
+    // straight to the daemon, publishes all along.  What was published
+    // while the page was away comes back when its client resubscribes
+    // with since (the daemon's history), so the application sees every
+    // message exactly once and in order, with nothing of its own to do.
+    const d = await startDaemon({
+      extra: '\n[plugin:broadcast]\n\n[bus]\nbackend = local\n',
+    });
+    const proxy = await cuttableProxy(d.port);
+    t.after(() => proxy.close());
+    const demo = await openDemo(proxy.port, PAGE);
+    const pub = await openDemo(d.port, PAGE);
+    await pageUntil(demo, () => window.demo.record.established.length > 0);
+    await pageUntil(pub, () => window.demo.record.established.length > 0);
+    await demo.page.evaluate(async () => {
+      window.feed = [];
+      window.demo.client.addEventListener('message', (e) => {
+        if (e.detail.type === 'message' && e.detail.channel === 'feed') {
+          window.feed.push(e.detail.data);
+        }
+      });
+      await window.demo.client.subscribe('feed');
+    });
+    const publish = (i) => pub.page.evaluate(
+      (k) => window.demo.client.publish('feed', k, { ack: true }), i);
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+    const N = 40; // 100 ms apart: 1 s before the cut, 2 s during, 1 s after
+    let during = 0;
+    for (let i = 0; i < N; i++) {
+      if (i === 10) proxy.cut(2000 * SLOW);
+      if (proxy.down) during++;
+      const ack = await publish(i);
+      assert.equal(ack.type, 'published');
+      assert.equal(ack.offset, i + 1);
+      await sleep(100);
+    }
+    assert.ok(during >= 10, `only ${during} messages published during the cut`);
+    const rec = await pageUntil(demo, (n) => window.feed.length >= n, N, 20000);
+    await sleep(300); // a duplicate would come right behind
+    const feed = await demo.page.evaluate(() => window.feed);
+    assert.deepEqual(feed, [...Array(N).keys()], 'every message once, in order');
+    assert.ok(rec.opens.length >= 2, 'the page reconnected');
+    for (const c of rec.closes) assert.equal(c.code, 1006);
+    assertOneAtATime(rec);
+    assert.deepEqual(demo.errors, []);
+    t.diagnostic(`${during} published during the cut; page reconnected ` +
+      `after ${rec.attempts.length - 1} attempt(s)`);
+    await demo.page.close();
+    await pub.page.close();
+    await stopDaemon(d);
   });
 
 test('without /ws the page makes exactly one attempt and reports: the seed bug, caught',

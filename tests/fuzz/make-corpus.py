@@ -11,6 +11,7 @@ working corpora the runner builds elsewhere.
 """
 import os
 import struct
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
@@ -458,6 +459,34 @@ def redis_msg():
     write("redis_msg", "bad-flag", b"W1 1 e n x -\n{}")
 
 
+def bus_history():
+    """The local bus's history (bus_store_save in core/bus_local.c),
+    written field by field: a header with the payload's length and CRC,
+    the channels, the messages.  The harness's first byte: odd, as is."""
+    def u(n, width):
+        return n.to_bytes(width, "little")
+
+    def blob(chans, msgs):
+        body = u(len(chans), 4)
+        for name, epoch, top in chans:
+            body += u(len(name), 1) + name + epoch + u(top, 8)
+        body += u(len(msgs), 4)
+        for idx, offset, age, data in msgs:
+            body += u(idx, 4) + u(offset, 8) + u(age, 8) + u(len(data), 4)
+            body += data
+        head = u(0x48425357, 4) + u(1, 2) + u(0, 2) + u(len(body), 4)
+        return head + u(zlib.crc32(body), 4) + body
+
+    two = blob([(b"news", b"00112233aabbccdd", 3),
+                (b"r\xc3\xa9le", b"ffeeddccbbaa9988", 1),
+                (b"members-only", b"0123456789abcdef", 0)],
+               [(0, 2, 900, b'{"a":1}'), (1, 1, 800, b'"x"'),
+                (0, 3, 10, b"")])
+    write("bus_history", "channels", b"\1" + two)
+    write("bus_history", "empty", b"\1" + blob([], []))
+    write("bus_history", "fix-crc", b"\0" + two[:-3])
+
+
 if __name__ == "__main__":
     codec()
     http()
@@ -469,3 +498,4 @@ if __name__ == "__main__":
     bus_frame()
     ctl_msg()
     redis_msg()
+    bus_history()

@@ -557,6 +557,77 @@ def test_broadcast_subscriptions_survive(upgradable):
     asyncio.run(run())
 
 
+def test_channel_history_survives(upgradable):
+    """The local bus's history travels with the hand-over: a client that
+    left before it comes back with since to the new process and gets
+    exactly what it missed (recovered), under the same epoch; a
+    subscriber kept across it sees the offsets continue."""
+    u = upgradable()
+    with open(u.conf, "a") as f:
+        f.write("\n[plugin:broadcast]\n")
+    u.d.signal(signal.SIGHUP)
+    u.d.wait_for("reload", result="ok")
+
+    async def sub(ws, since=None):
+        msg = {"type": "subscribe", "channel": "feed"}
+        if since is not None:
+            msg["since"] = since
+        await ws.send(json.dumps(msg))
+
+    async def recv(ws):
+        return json.loads(await asyncio.wait_for(ws.recv(), 10 * SLOW))
+
+    async def publish(pub, n, first):
+        for i in range(first, first + n):
+            await pub.send(json.dumps({"type": "publish", "channel": "feed",
+                                       "data": i, "id": i}))
+            r = await recv(pub)
+            assert r["type"] == "published" and r["offset"] == i + 1, r
+
+    async def run():
+        async with harness.ws_connect(u.d.url, compression=None) as pub, \
+                harness.ws_connect(u.d.url, compression=None) as stay:
+            await recv(pub)
+            await recv(stay)
+            await sub(stay)
+            assert (await recv(stay))["type"] == "subscribed"
+            async with harness.ws_connect(u.d.url,
+                                          compression=None) as away:
+                await recv(away)
+                await sub(away)
+                assert (await recv(away))["type"] == "subscribed"
+                await publish(pub, 5, 0)
+                seen = [await recv(away) for _ in range(5)]
+                assert [m["offset"] for m in seen] == [1, 2, 3, 4, 5]
+            last = seen[-1]
+            await publish(pub, 5, 5)  # missed by the one away
+            got = [await recv(stay) for _ in range(10)]
+            assert [m["offset"] for m in got] == list(range(1, 11))
+            await asyncio.get_running_loop().run_in_executor(
+                None, u.handover)
+            async with harness.ws_connect(u.d.url,
+                                          compression=None) as back:
+                await recv(back)
+                await sub(back, {"offset": last["offset"],
+                                 "epoch": last["epoch"]})
+                missed = [await recv(back) for _ in range(5)]
+                assert [m["type"] for m in missed] == ["message"] * 5
+                assert [m["offset"] for m in missed] == [6, 7, 8, 9, 10]
+                assert [m["data"] for m in missed] == [5, 6, 7, 8, 9]
+                assert {m["epoch"] for m in missed} == {last["epoch"]}
+                r = await recv(back)
+                assert r["type"] == "subscribed", r
+                assert r["recovered"] is True and r["offset"] == 10, r
+                # offsets continue, on the kept subscriber as on the new
+                await publish(pub, 1, 10)
+                for ws in (stay, back):
+                    m = await recv(ws)
+                    assert m["offset"] == 11, m
+                    assert m["epoch"] == last["epoch"], m
+
+    asyncio.run(run())
+
+
 def test_systemd_follows_the_new_main_process(upgradable, tmp_path,
                                               monkeypatch):
     """Under systemd (Type=notify, NotifyAccess=main, a watchdog): the old

@@ -500,6 +500,110 @@ test_front_delivers(void)
 	fake_fini(); /* frees the bus */
 }
 
+/* The store as bytes and back: same epochs, offsets and messages; a
+ * damaged copy refused whole; the reader's limits applied. */
+static void
+test_history_save_load(void)
+{
+	struct bus_store *a = bus_store_new(&lim100, 1), *b;
+	struct bus_store_result r, ra;
+	struct bus_limits two = { 2, 300000, 64 * 1024 * 1024 };
+	struct outbuf out = { NULL, 0, 0 };
+	struct wsp_bus_since since;
+	struct collect c = { { 0 }, 0 };
+	const char *why = NULL;
+	char epoch[17];
+	uint64_t chans, bytes;
+	size_t i;
+
+	pub(a, "x", "1", 1000);
+	pub(a, "y", "one", 1000);
+	pub(a, "x", "22", 1001);
+	ra = pub(a, "x", "333", 1002);
+	snprintf(epoch, sizeof(epoch), "%s", ra.epoch);
+	CU_ASSERT_EQUAL(bus_store_subscribe(a, "members-only", 0, "c", NULL,
+	    &r), 0);
+	CU_ASSERT_EQUAL(bus_store_save(a, 2000, &out), 0);
+
+	b = bus_store_new(&lim100, 1);
+	CU_ASSERT_EQUAL(bus_store_load(b, (const uint8_t *)out.p, out.len,
+	    5000, &why), 0);
+	bus_store_stats(b, &chans, &bytes);
+	CU_ASSERT_EQUAL(chans, 3);
+	since.offset = 1;
+	since.epoch = epoch;
+	CU_ASSERT_EQUAL(bus_store_subscribe(b, "x", 0, "c1", &since, &r), 0);
+	CU_ASSERT_TRUE(r.recovered);
+	CU_ASSERT_EQUAL(r.offset, 3);
+	CU_ASSERT_STRING_EQUAL(r.epoch, epoch);
+	bus_store_replay(b, "x", 1, collect_cb, &c);
+	CU_ASSERT_EQUAL(c.n, 2);
+	CU_ASSERT_EQUAL(c.offsets[0], 2);
+	CU_ASSERT_EQUAL(c.offsets[1], 3);
+	r = pub(b, "x", "4444", 5001);
+	CU_ASSERT_EQUAL(r.offset, 4);
+	CU_ASSERT_STRING_EQUAL(r.epoch, epoch);
+	/* not into a store that has something */
+	CU_ASSERT_EQUAL(bus_store_load(b, (const uint8_t *)out.p, out.len,
+	    5000, &why), -1);
+	bus_store_free(b);
+
+	/* the channel kept for its members goes with the sweep */
+	b = bus_store_new(&lim100, 1);
+	CU_ASSERT_EQUAL(bus_store_load(b, (const uint8_t *)out.p, out.len,
+	    5000, &why), 0);
+	bus_store_sweep(b);
+	bus_store_stats(b, &chans, &bytes);
+	CU_ASSERT_EQUAL(chans, 2);
+	bus_store_free(b);
+
+	/* every byte flipped, every length cut: refused, the store empty */
+	for (i = 0; i < out.len; i++) {
+		b = bus_store_new(&lim100, 1);
+		out.p[i] ^= 0x20;
+		CU_ASSERT_EQUAL(bus_store_load(b, (const uint8_t *)out.p,
+		    out.len, 5000, &why), -1);
+		out.p[i] ^= 0x20;
+		CU_ASSERT_EQUAL(bus_store_load(b, (const uint8_t *)out.p, i,
+		    5000, &why), -1);
+		bus_store_stats(b, &chans, &bytes);
+		CU_ASSERT_EQUAL(chans + bytes, 0);
+		bus_store_free(b);
+	}
+
+	/* the reader's limits: two per channel, and the ttl by age */
+	b = bus_store_new(&two, 1);
+	CU_ASSERT_EQUAL(bus_store_load(b, (const uint8_t *)out.p, out.len,
+	    5000, &why), 0);
+	since.offset = 0;
+	CU_ASSERT_EQUAL(bus_store_subscribe(b, "x", 0, "c1", &since, &r), 0);
+	CU_ASSERT_FALSE(r.recovered);
+	since.offset = 1;
+	CU_ASSERT_EQUAL(bus_store_subscribe(b, "x", 0, "c1", &since, &r), 0);
+	CU_ASSERT_TRUE(r.recovered);
+	bus_store_free(b);
+	two.history_size = 100;
+	two.history_ttl = 1500; /* the oldest was 1000 ms old when saved */
+	b = bus_store_new(&two, 1);
+	CU_ASSERT_EQUAL(bus_store_load(b, (const uint8_t *)out.p, out.len,
+	    500, &why), 0);
+	bus_store_sweep(b);
+	bus_store_stats(b, &chans, &bytes);
+	CU_ASSERT_EQUAL(chans, 2);
+	bus_store_free(b);
+	two.history_ttl = 500; /* ages travel: every message is past it */
+	b = bus_store_new(&two, 1);
+	CU_ASSERT_EQUAL(bus_store_load(b, (const uint8_t *)out.p, out.len,
+	    100000, &why), 0);
+	bus_store_sweep(b);
+	bus_store_stats(b, &chans, &bytes);
+	CU_ASSERT_EQUAL(chans + bytes, 0);
+	bus_store_free(b);
+
+	free(out.p);
+	bus_store_free(a);
+}
+
 int
 main(void)
 {
@@ -515,6 +619,7 @@ main(void)
 		{ "frame rejects", test_frame_rejects },
 		{ "channel names", test_channel_names },
 		{ "the front over the in-process backend", test_front_delivers },
+		{ "history saved and loaded", test_history_save_load },
 	};
 
 	return suite_run("bus", tests, nitems(tests));
