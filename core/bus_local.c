@@ -485,49 +485,6 @@ bus_store_stats(const struct bus_store *st, uint64_t *channels_r,
 #define BH_MAGIC 0x48425357u /* "WSBH" as little-endian bytes */
 #define BH_VERSION 1
 
-static int
-bh_put(struct outbuf *b, const void *p, size_t n)
-{
-	size_t cap;
-	char *q;
-
-	if (n > BUS_HISTORY_MAX || b->len > BUS_HISTORY_MAX - n)
-		return -1;
-	if (b->len + n > b->cap) {
-		cap = b->cap == 0 ? 4096 : b->cap;
-		while (cap < b->len + n)
-			cap *= 2;
-		if ((q = realloc(b->p, cap)) == NULL)
-			return -1;
-		b->p = q;
-		b->cap = cap;
-	}
-	if (n > 0)
-		memcpy(b->p + b->len, p, n);
-	b->len += n;
-	return 0;
-}
-
-static int
-bh_put_uint(struct outbuf *b, uint64_t v, size_t width)
-{
-	uint8_t x[8];
-	size_t i;
-
-	for (i = 0; i < width; i++)
-		x[i] = (uint8_t)(v >> (8 * i));
-	return bh_put(b, x, width);
-}
-
-static void
-bh_set_u32(char *p, uint32_t v)
-{
-	size_t i;
-
-	for (i = 0; i < 4; i++)
-		p[i] = (char)(uint8_t)(v >> (8 * i));
-}
-
 int
 bus_store_save(struct bus_store *st, uint64_t now, struct outbuf *b)
 {
@@ -538,32 +495,34 @@ bus_store_save(struct bus_store *st, uint64_t now, struct outbuf *b)
 	uint32_t crc;
 	int rc = 0;
 
-	rc |= bh_put_uint(b, BH_MAGIC, 4);
-	rc |= bh_put_uint(b, BH_VERSION, 2);
-	rc |= bh_put_uint(b, 0, 2);
-	rc |= bh_put_uint(b, 0, 8); /* length and CRC, filled in below */
-	rc |= bh_put_uint(b, st->nchans, 4);
+	rc |= outbuf_put_le(b, BH_MAGIC, 4);
+	rc |= outbuf_put_le(b, BH_VERSION, 2);
+	rc |= outbuf_put_le(b, 0, 2);
+	rc |= outbuf_put_le(b, 0, 8); /* length and CRC, filled in below */
+	rc |= outbuf_put_le(b, st->nchans, 4);
 	/* a channel's index is its place in this walk */
 	HASH_ITER(hh, st->chans, ch, tmp) {
 		size_t n = strlen(ch->name);
 
 		ch->index = i++;
-		rc |= bh_put_uint(b, n, 1);
-		rc |= bh_put(b, ch->name, n);
-		rc |= bh_put(b, ch->epoch, 16);
-		rc |= bh_put_uint(b, ch->top, 8);
+		rc |= outbuf_put_le(b, n, 1);
+		rc |= outbuf_put(b, ch->name, n);
+		rc |= outbuf_put(b, ch->epoch, 16);
+		rc |= outbuf_put_le(b, ch->top, 8);
 	}
 	TAILQ_FOREACH(e, &st->all, all)
 		nent++;
-	rc |= bh_put_uint(b, nent, 4);
+	rc |= outbuf_put_le(b, nent, 4);
 	TAILQ_FOREACH(e, &st->all, all) {
-		rc |= bh_put_uint(b, e->ch->index, 4);
-		rc |= bh_put_uint(b, e->offset, 8);
-		rc |= bh_put_uint(b, e->at < now ? now - e->at : 0, 8);
-		rc |= bh_put_uint(b, e->n, 4);
-		rc |= bh_put(b, e->data, e->n);
+		rc |= outbuf_put_le(b, e->ch->index, 4);
+		rc |= outbuf_put_le(b, e->offset, 8);
+		rc |= outbuf_put_le(b, e->at < now ? now - e->at : 0, 8);
+		rc |= outbuf_put_le(b, e->n, 4);
+		rc |= outbuf_put(b, e->data, e->n);
+		if (b->len - start > BUS_HISTORY_MAX)
+			break; /* history_memory may be larger: fail early */
 	}
-	if (rc != 0 || b->len - start - 16 > UINT32_MAX) {
+	if (rc != 0 || b->len - start > BUS_HISTORY_MAX) {
 		b->len = start;
 		return -1;
 	}
@@ -572,50 +531,9 @@ bus_store_save(struct bus_store *st, uint64_t now, struct outbuf *b)
 	if (len > 0)
 		crc = (uint32_t)crc32(crc, (const Bytef *)b->p + start + 16,
 		    (uInt)len);
-	bh_set_u32(b->p + start + 8, (uint32_t)len);
-	bh_set_u32(b->p + start + 12, crc);
+	outbuf_set_le(b->p + start + 8, len, 4);
+	outbuf_set_le(b->p + start + 12, crc, 4);
 	return 0;
-}
-
-struct bh_rd {
-	const uint8_t *p;
-	size_t n;
-	const char *why;
-};
-
-static uint64_t
-bh_get(struct bh_rd *r, size_t width)
-{
-	uint64_t v = 0;
-	size_t i;
-
-	if (r->why != NULL)
-		return 0;
-	if (r->n < width) {
-		r->why = "truncated";
-		return 0;
-	}
-	for (i = 0; i < width; i++)
-		v |= (uint64_t)r->p[i] << (8 * i);
-	r->p += width;
-	r->n -= width;
-	return v;
-}
-
-static const uint8_t *
-bh_take(struct bh_rd *r, size_t n)
-{
-	const uint8_t *p = r->p;
-
-	if (r->why != NULL)
-		return NULL;
-	if (r->n < n) {
-		r->why = "truncated";
-		return NULL;
-	}
-	r->p += n;
-	r->n -= n;
-	return p;
 }
 
 /* Everything goes: the store is as bus_store_new left it. */
@@ -661,7 +579,7 @@ int
 bus_store_load(struct bus_store *st, const uint8_t *p, size_t n,
     uint64_t now, const char **why_r)
 {
-	struct bh_rd r = { p, n, NULL };
+	struct le_rd r = { p, n, NULL };
 	struct schan **chans = NULL, *ch, *tmp;
 	struct hentry *e, *last;
 	const uint8_t *name, *epoch, *data;
@@ -673,22 +591,22 @@ bus_store_load(struct bus_store *st, const uint8_t *p, size_t n,
 		*why_r = "the store is not empty";
 		return -1;
 	}
-	if (bh_get(&r, 4) != BH_MAGIC) {
+	if (le_get(&r, 4) != BH_MAGIC) {
 		*why_r = r.why != NULL ? r.why : "not a bus history (bad magic)";
 		return -1;
 	}
-	if (bh_get(&r, 2) != BH_VERSION || bh_get(&r, 2) != 0) {
+	if (le_get(&r, 2) != BH_VERSION || le_get(&r, 2) != 0) {
 		*why_r = r.why != NULL ? r.why : "a bus history of another version";
 		return -1;
 	}
-	len = (uint32_t)bh_get(&r, 4);
-	crc = (uint32_t)bh_get(&r, 4);
+	len = (uint32_t)le_get(&r, 4);
+	crc = (uint32_t)le_get(&r, 4);
 	if (r.why == NULL && len != r.n)
 		r.why = "length differs from the bytes given";
 	if (r.why == NULL && (uint32_t)crc32(crc32(0L, Z_NULL, 0),
 	    (const Bytef *)r.p, (uInt)r.n) != crc)
 		r.why = "CRC mismatch";
-	nchans = bh_get(&r, 4);
+	nchans = le_get(&r, 4);
 	/* each channel takes 26 bytes at least: a count past that lies */
 	if (r.why == NULL && nchans > r.n / 26)
 		r.why = "more channels than bytes";
@@ -696,10 +614,10 @@ bus_store_load(struct bus_store *st, const uint8_t *p, size_t n,
 	    (chans = calloc(nchans, sizeof(*chans))) == NULL)
 		r.why = "out of memory";
 	for (i = 0; i < nchans && r.why == NULL; i++) {
-		size = (uint32_t)bh_get(&r, 1);
-		name = bh_take(&r, size);
-		epoch = bh_take(&r, 16);
-		top = bh_get(&r, 8);
+		size = (uint32_t)le_get(&r, 1);
+		name = le_take(&r, size);
+		epoch = le_take(&r, 16);
+		top = le_get(&r, 8);
 		if (r.why != NULL)
 			break;
 		if (!bh_valid_name(name, size)) {
@@ -725,13 +643,13 @@ bus_store_load(struct bus_store *st, const uint8_t *p, size_t n,
 		ch->top = top;
 		chans[i] = ch;
 	}
-	nent = bh_get(&r, 4);
+	nent = le_get(&r, 4);
 	for (i = 0; i < nent && r.why == NULL; i++) {
-		idx = bh_get(&r, 4);
-		offset = bh_get(&r, 8);
-		age = bh_get(&r, 8);
-		size = (uint32_t)bh_get(&r, 4);
-		data = bh_take(&r, size);
+		idx = le_get(&r, 4);
+		offset = le_get(&r, 8);
+		age = le_get(&r, 8);
+		size = (uint32_t)le_get(&r, 4);
+		data = le_take(&r, size);
 		if (r.why != NULL)
 			break;
 		if (idx >= nchans) {

@@ -43,47 +43,23 @@
 #define HO_MAX_REASON (WS_MAX_CONTROL - 2)
 #define HO_MAX_HEAD (64 * 1024) /* max_header_size's ceiling */
 
-/* Writing: a growable buffer (the caller's outbuf). */
-
-static int
-ho_grow(struct outbuf *b, size_t n)
-{
-	size_t cap;
-	char *p;
-
-	if (n > HO_MAX_FRAME || b->len > HO_MAX_FRAME - n)
-		return -1;
-	if (b->len + n <= b->cap)
-		return 0;
-	cap = b->cap == 0 ? 4096 : b->cap;
-	while (cap < b->len + n)
-		cap *= 2;
-	if ((p = realloc(b->p, cap)) == NULL)
-		return -1;
-	b->p = p;
-	b->cap = cap;
-	return 0;
-}
+/* Writing: into the caller's outbuf (outbuf.c), never past what the peer
+ * takes as one frame. */
 
 static int
 ho_put(struct outbuf *b, const void *p, size_t n)
 {
-	if (ho_grow(b, n) == -1)
+	if (n > HO_MAX_FRAME || b->len > HO_MAX_FRAME - n)
 		return -1;
-	if (n > 0)
-		memcpy(b->p + b->len, p, n);
-	b->len += n;
-	return 0;
+	return outbuf_put(b, p, n);
 }
 
 static int
 ho_put_u64(struct outbuf *b, uint64_t v, size_t width)
 {
 	uint8_t x[8];
-	size_t i;
 
-	for (i = 0; i < width; i++)
-		x[i] = (uint8_t)(v >> (8 * i));
+	outbuf_set_le(x, v, width);
 	return ho_put(b, x, width);
 }
 
@@ -111,51 +87,17 @@ ho_buf_put(struct outbuf *b, const void *p, size_t n)
 	return ho_put(b, p, n);
 }
 
-/* Reading: a cursor that fails for good on the first short read. */
+/* Reading: outbuf.c's cursor, in the widths the records use. */
 
-struct ho_rd {
-	const uint8_t *p;
-	size_t n;
-	const char *why;
-};
-
-static int
-ho_fail(struct ho_rd *r, const char *why)
-{
-	if (r->why == NULL)
-		r->why = why;
-	r->n = 0;
-	return -1;
-}
-
-static uint64_t
-ho_get_u64(struct ho_rd *r, size_t width)
-{
-	uint64_t v = 0;
-	size_t i;
-
-	if (r->why != NULL)
-		return 0;
-	if (r->n < width) {
-		ho_fail(r, "truncated");
-		return 0;
-	}
-	for (i = 0; i < width; i++)
-		v |= (uint64_t)r->p[i] << (8 * i);
-	r->p += width;
-	r->n -= width;
-	return v;
-}
-
-#define ho_get_u8(r) ((uint8_t)ho_get_u64((r), 1))
-#define ho_get_u16(r) ((uint16_t)ho_get_u64((r), 2))
-#define ho_get_u32(r) ((uint32_t)ho_get_u64((r), 4))
+#define ho_get_u8(r) ((uint8_t)le_get((r), 1))
+#define ho_get_u16(r) ((uint16_t)le_get((r), 2))
+#define ho_get_u32(r) ((uint32_t)le_get((r), 4))
 
 static void
-ho_get_raw(struct ho_rd *r, void *out, size_t n)
+ho_get_raw(struct le_rd *r, void *out, size_t n)
 {
 	if (r->why != NULL || r->n < n) {
-		ho_fail(r, "truncated");
+		le_fail(r, "truncated");
 		memset(out, 0, n);
 		return;
 	}
@@ -167,7 +109,7 @@ ho_get_raw(struct ho_rd *r, void *out, size_t n)
 /* A byte string of at most max bytes (0: what is left), pointing into the
  * buffer; text (no NUL, for C strings made from it) when text is set. */
 static void
-ho_get_bytes(struct ho_rd *r, struct ho_bytes *s, size_t max, int text,
+ho_get_bytes(struct le_rd *r, struct ho_bytes *s, size_t max, int text,
     const char *what)
 {
 	uint8_t present;
@@ -179,18 +121,18 @@ ho_get_bytes(struct ho_rd *r, struct ho_bytes *s, size_t max, int text,
 	if (r->why != NULL || present == 0)
 		return;
 	if (present != 1) {
-		ho_fail(r, what);
+		le_fail(r, what);
 		return;
 	}
 	n = ho_get_u32(r);
 	if (r->why != NULL)
 		return;
 	if ((max > 0 && n > max) || n > r->n) {
-		ho_fail(r, what);
+		le_fail(r, what);
 		return;
 	}
 	if (text && n > 0 && memchr(r->p, '\0', n) != NULL) {
-		ho_fail(r, what);
+		le_fail(r, what);
 		return;
 	}
 	s->p = r->p;
@@ -231,7 +173,7 @@ int
 ho_frame_parse(const uint8_t hdr[HO_HDR_LEN], struct ho_frame *f,
     const char **why_r)
 {
-	struct ho_rd r = { hdr, HO_HDR_LEN, NULL };
+	struct le_rd r = { hdr, HO_HDR_LEN, NULL };
 
 	if (ho_get_u32(&r) != HO_MAGIC) {
 		*why_r = "not a hand-over frame (bad magic)";
@@ -279,7 +221,7 @@ int
 ho_listen_decode(const uint8_t *p, size_t n, size_t *used_r,
     struct ho_listen *l, const char **why_r)
 {
-	struct ho_rd r = { p, n, NULL };
+	struct le_rd r = { p, n, NULL };
 
 	memset(l, 0, sizeof(*l));
 	l->kind = ho_get_u8(&r);
@@ -287,14 +229,14 @@ ho_listen_decode(const uint8_t *p, size_t n, size_t *used_r,
 	l->conf_len = ho_get_u16(&r);
 	if (r.why == NULL && (l->conf_len < sizeof(sa_family_t) ||
 	    l->conf_len > sizeof(l->conf)))
-		ho_fail(&r, "bad listener address length");
+		le_fail(&r, "bad listener address length");
 	if (r.why == NULL)
 		ho_get_raw(&r, &l->conf, l->conf_len);
 	if (r.why == NULL && l->kind != HO_LISTEN_WS &&
 	    l->kind != HO_LISTEN_ADMIN)
-		ho_fail(&r, "bad listener kind");
+		le_fail(&r, "bad listener kind");
 	if (r.why == NULL && l->tls > 1)
-		ho_fail(&r, "bad listener tls flag");
+		le_fail(&r, "bad listener tls flag");
 	if (r.why != NULL) {
 		*why_r = r.why;
 		return -1;
@@ -502,7 +444,7 @@ int
 ho_conn_decode(const uint8_t *p, size_t n, size_t *used_r,
     struct ho_conn *h, const char **why_r)
 {
-	struct ho_rd r = { p, n, NULL }, rec;
+	struct le_rd r = { p, n, NULL }, rec;
 	struct ws_decoder *d = &h->dec;
 	struct ho_bytes ip;
 	uint32_t len;
@@ -511,7 +453,7 @@ ho_conn_decode(const uint8_t *p, size_t n, size_t *used_r,
 	memset(h, 0, sizeof(*h));
 	len = ho_get_u32(&r);
 	if (r.why == NULL && len > r.n)
-		ho_fail(&r, "record longer than its frame");
+		le_fail(&r, "record longer than its frame");
 	if (r.why != NULL) {
 		*why_r = r.why;
 		return -1;
@@ -525,7 +467,7 @@ ho_conn_decode(const uint8_t *p, size_t n, size_t *used_r,
 	ho_get_bytes(&rec, &ip, sizeof(h->ip) - 1, 1, "bad address");
 	if (rec.why == NULL) {
 		if (ip.p == NULL || !ho_valid_ip((const char *)ip.p, ip.n))
-			ho_fail(&rec, "bad address");
+			le_fail(&rec, "bad address");
 		else {
 			memcpy(h->ip, ip.p, ip.n);
 			h->ip[ip.n] = '\0';
@@ -539,17 +481,17 @@ ho_conn_decode(const uint8_t *p, size_t n, size_t *used_r,
 	ho_get_bytes(&rec, &h->close_reason, HO_MAX_REASON, 1,
 	    "bad close reason");
 	h->close_code = ho_get_u16(&rec);
-	h->connected_at_ms = (int64_t)ho_get_u64(&rec, 8);
-	h->last_activity_ms = (int64_t)ho_get_u64(&rec, 8);
-	h->msgs_in = ho_get_u64(&rec, 8);
-	h->msgs_out = ho_get_u64(&rec, 8);
-	h->bytes_in = ho_get_u64(&rec, 8);
-	h->bytes_out = ho_get_u64(&rec, 8);
-	h->last_activity = ho_get_u64(&rec, 8);
-	h->opened_mono = ho_get_u64(&rec, 8);
-	h->ping_sent = ho_get_u64(&rec, 8);
+	h->connected_at_ms = (int64_t)le_get(&rec, 8);
+	h->last_activity_ms = (int64_t)le_get(&rec, 8);
+	h->msgs_in = le_get(&rec, 8);
+	h->msgs_out = le_get(&rec, 8);
+	h->bytes_in = le_get(&rec, 8);
+	h->bytes_out = le_get(&rec, 8);
+	h->last_activity = le_get(&rec, 8);
+	h->opened_mono = le_get(&rec, 8);
+	h->ping_sent = le_get(&rec, 8);
 	h->pings_missed = ho_get_u32(&rec);
-	d->max_message = ho_get_u64(&rec, 8);
+	d->max_message = le_get(&rec, 8);
 	d->rsv1_ok = ho_get_u8(&rec);
 	ho_get_raw(&rec, d->hdr, WS_MAX_HEADER);
 	d->hlen = ho_get_u8(&rec);
@@ -561,8 +503,8 @@ ho_conn_decode(const uint8_t *p, size_t n, size_t *used_r,
 	d->msg_opcode = ho_get_u8(&rec);
 	d->msg_compressed = ho_get_u8(&rec);
 	d->failed = ho_get_u8(&rec);
-	d->remaining = ho_get_u64(&rec, 8);
-	d->msg_len = ho_get_u64(&rec, 8);
+	d->remaining = le_get(&rec, 8);
+	d->msg_len = le_get(&rec, 8);
 	d->utf8 = ho_get_u32(&rec);
 	ho_get_bytes(&rec, &h->ctl, WS_MAX_CONTROL, 0, "bad control frame");
 	d->ctl_len = (uint8_t)h->ctl.n;
@@ -584,10 +526,10 @@ ho_conn_decode(const uint8_t *p, size_t n, size_t *used_r,
 		h->zp.answer_client_wbits = ho_get_u8(&rec);
 		h->z_level = ho_get_u8(&rec);
 		h->z_mem_level = ho_get_u8(&rec);
-		h->z_threshold = ho_get_u64(&rec, 8);
+		h->z_threshold = le_get(&rec, 8);
 	}
 	if (rec.why == NULL && rec.n != 0)
-		ho_fail(&rec, "record longer than its fields");
+		le_fail(&rec, "record longer than its fields");
 	if (rec.why != NULL) {
 		*why_r = rec.why;
 		return -1;
@@ -651,15 +593,15 @@ int
 ho_counters_decode(const uint8_t *p, size_t n, uint64_t *v, size_t max,
     const char **why_r)
 {
-	struct ho_rd r = { p, n, NULL };
+	struct le_rd r = { p, n, NULL };
 	uint32_t count, i;
 
 	memset(v, 0, max * sizeof(*v));
 	count = ho_get_u32(&r);
 	if (r.why == NULL && (count > r.n / 8 || r.n != (size_t)count * 8))
-		ho_fail(&r, "bad counter list");
+		le_fail(&r, "bad counter list");
 	for (i = 0; i < count && r.why == NULL; i++) {
-		uint64_t x = ho_get_u64(&r, 8);
+		uint64_t x = le_get(&r, 8);
 
 		if (i < max)
 			v[i] = x;

@@ -31,30 +31,13 @@ static const char escapes[256] = {
 	[0x1e] = 'u', [0x1f] = 'u', ['"'] = '"', ['\\'] = '\\',
 };
 
-static int
-grow(struct outbuf *b, size_t n)
-{
-	size_t cap;
-	char *p;
-
-	if (n > SIZE_MAX / 2 - b->len)
-		return -1;
-	for (cap = b->cap > 0 ? b->cap : 256; cap - b->len < n; cap *= 2)
-		;
-	if ((p = realloc(b->p, cap)) == NULL)
-		return -1;
-	b->p = p;
-	b->cap = cap;
-	return 0;
-}
-
 /* The common case inline, the rare one out of line. */
 static inline int
 reserve(struct outbuf *b, size_t n)
 {
 	if (b->cap - b->len >= n)
 		return 0;
-	return grow(b, n);
+	return outbuf_grow(b, n);
 }
 
 static inline int

@@ -28,6 +28,7 @@ core_libwspcore_la_SOURCES = \
 	core/histstore.c \
 	core/host.c \
 	core/json_write.c \
+	core/outbuf.c \
 	core/http_upgrade.c \
 	core/json_read.c \
 	core/json_scan.c \

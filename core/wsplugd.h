@@ -1074,12 +1074,33 @@ void listen_free(struct listener *li);
 void listen_close_all(struct listener_list *l);
 void listen_pause(struct wsp_server *srv, int pause);
 
-/* json_write.c: compact JSON text, as json_dumps(JSON_COMPACT) writes it */
+/* outbuf.c: a growing byte buffer; little-endian records in and out */
 
 struct outbuf {
 	char *p;
 	size_t len, cap;
 };
+
+/* Room for n more bytes: 0, or -1 with b unchanged. */
+int outbuf_grow(struct outbuf *b, size_t n);
+int outbuf_put(struct outbuf *b, const void *p, size_t n);
+/* v's low width (1..8) bytes, least significant first. */
+int outbuf_put_le(struct outbuf *b, uint64_t v, size_t width);
+void outbuf_set_le(void *at, uint64_t v, size_t width);
+
+/* A reading cursor: after its first failure every read gives 0 or NULL,
+ * and why keeps the first reason. */
+struct le_rd {
+	const uint8_t *p;
+	size_t n;
+	const char *why;
+};
+
+int le_fail(struct le_rd *r, const char *why); /* always -1 */
+uint64_t le_get(struct le_rd *r, size_t width);
+const uint8_t *le_take(struct le_rd *r, size_t n);
+
+/* json_write.c: compact JSON text, as json_dumps(JSON_COMPACT) writes it */
 
 /* Append v's text to b; -1 (b unchanged) on allocation failure or a
  * tree over 2048 levels deep (which a cycle is). */
