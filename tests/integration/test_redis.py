@@ -7,7 +7,10 @@ message published on any node reaches every subscriber on every node
 exactly once and in one order; since recovers across nodes; history_size,
 FLUSHALL (a new epoch) and a lost Redis say recovered false or gap;
 presence spans the nodes; AUTH with an ACL user and a password file; bad
-[bus] redis keys are FILE:LINE errors.  Every wait is bounded.
+[bus] redis keys are FILE:LINE errors.  With workers = 2 each worker is a
+node of its own: the test plugin `worker` says which worker took a
+client, so that subscribers and publishers are spread over every worker
+of every node.  Every wait is bounded.
 """
 
 import asyncio
@@ -105,6 +108,8 @@ def node_config(r, bus=None, workers=1):
 
 def node(wsplugd, r, up=True, workers=1, **kw):
     d = wsplugd(text=node_config(r, workers=workers, **kw))
+    if workers > 1:
+        d.wait_for("master.ready", timeout=30)
     if up:  # each worker is a node of its own on Redis
         d.wait_count("bus.redis_up", workers, timeout=10)
     return d
@@ -799,3 +804,72 @@ def test_workers_reload_keeps_the_backend(wsplugd, redis, tmp_path):
         return await publish_acked(d, "k", 1)
     assert run(main())[0]["offset"] == 1
     assert r.cli("EXISTS", "two:m:k") == "1"
+
+
+def test_workers_a_killed_worker_leaves_presence_and_comes_back(wsplugd,
+                                                                 redis):
+    """A worker killed with SIGKILL cannot leave its channels: its members
+    drop out of presence within redis_presence_ttl, the other workers'
+    subscribers keep receiving, and its replacement is a new node that
+    receives too.  /metrics counts both workers connected."""
+    raise_nofile(1000)
+    r = redis()
+    a = node(wsplugd, r, workers=2, bus={"redis_presence_ttl": "3s"})
+    b = node(wsplugd, r, workers=2)
+
+    async def presence(ws):
+        await ws.send(json.dumps({"type": "presence", "channel": "room"}))
+        return await typed(ws, "presence")
+
+    async def main():
+        groups = await spread([a, b], 3)
+        every = [ws for v in groups.values() for ws in v]
+        for ws in every:
+            await subscribe(ws, "room")
+        for ws in every:
+            await typed(ws, "subscribed")
+        probe = groups[(1, 1)][0]
+        assert (await presence(probe))["total"] == len(every)
+        _, pid = await whoami(groups[(0, 2)][0])
+        mark = a.mark()
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        a.wait_for("worker.exit", start=mark, worker=2)
+        a.wait_for("bus.redis_up", timeout=15, start=mark, worker=2)
+        left = [ws for k, v in groups.items() if k != (0, 2) for ws in v]
+        while (p := await presence(probe))["total"] != len(left):
+            assert time.monotonic() - killed < 8 * SLOW, p
+            await asyncio.sleep(0.2)
+        # the rest go on; the new worker 2 of a is a node that receives
+        new = None
+        for _ in range(200):
+            ws = await connect(a)
+            if (await whoami(ws))[0] == 2:
+                new = ws
+                break
+            await ws.close()
+        assert new is not None, "no connection reached the new worker"
+        await subscribe(new, "room")
+        await typed(new, "subscribed")
+        acks = await publish_acked(b, "room", 1)
+        for ws in left + [new]:
+            m = await typed(ws, "message")
+            assert m["offset"] == acks[0]["offset"]
+        p = await presence(new)
+        assert p["total"] == len(left) + 1
+        assert len({c.split(":")[0] for c in p["connections"]}) == 4
+        for ws in left + [new]:
+            await ws.close()
+
+    run(main())
+    # each worker publishes its figures on its heartbeat: poll, bounded
+    deadline = time.monotonic() + 10 * SLOW
+    while (s := metrics(a))["wsplugd_redis_state"] != 2:
+        assert time.monotonic() < deadline, s
+        time.sleep(0.1)
+    assert s["wsplugd_redis_published_total"] == 0  # b published
+    while (s := metrics(b))["wsplugd_redis_published_total"] != 1:
+        assert time.monotonic() < deadline, s
+        time.sleep(0.1)
+    assert s["wsplugd_redis_state"] == 2
+    assert s["wsplugd_redis_delivered_total"] >= 1
