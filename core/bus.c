@@ -274,12 +274,13 @@ bus_new(struct wsp_server *srv, int fd)
 	sink.gap = bus_gap;
 	sink.arg = bus;
 	bus_limits_of(srv->cfg, &lim);
-	/* with redis, workers = 1 (config.c): no master's store */
-	if (srv->cfg->bus_backend == BUS_BACKEND_REDIS)
+	/* a worker given the master's store uses it (its master chose the
+	 * backend at start); with Redis, every process is its own node */
+	if (fd != -1)
+		rc = bus_local_connect(&bus->be, srv->base, fd, &sink);
+	else if (srv->cfg->bus_backend == BUS_BACKEND_REDIS)
 		rc = bus_redis_open(&bus->be, srv->base, srv->cfg, &lim, &sink,
 		    &srv->metrics);
-	else if (fd != -1)
-		rc = bus_local_connect(&bus->be, srv->base, fd, &sink);
 	else
 		rc = bus_local_open(&bus->be, srv->base, &lim, &sink);
 	if (rc == -1) {

@@ -60,11 +60,20 @@
  * goes live when Redis is back.  A command without an answer within
  * redis_timeout (a PING every second watches) counts as a loss.
  *
- * Where it runs: with workers = 1 only, in the one process (config.c
- * refuses workers > 1 with backend = redis): several daemons on one
- * Redis already spread the load over cores, and a backend in every
- * worker or in the master would need the master's hop or one Redis
- * subscription per worker; either is a next step, not this file's.
+ * Where it runs: in every process that serves clients, each a node of
+ * its own.  With workers > 1 each worker opens this backend after the
+ * fork (bus.c; the master keeps no store then, workers.c), so it has
+ * its own two connections and its own random node id: Redis sends each
+ * worker a message once for all its members, in the one order Redis ran
+ * the publishes, and presence members NODE:CONN stay unique without the
+ * connection ids being unique across workers.  The price is 2 Redis
+ * connections and one SUBSCRIBE per channel per worker, not per daemon;
+ * the master's hop it saves would cost a copy and a wake-up per message.
+ * While Redis is away a publish reaches at once only its own worker's
+ * members: the other workers are nodes like any other and get the gap.
+ * A reload's new redis keys are applied by each worker at its commit;
+ * with workers > 1 a reload may not change the backend (workers.c), so
+ * a replaced worker always joins the bus the others are on.
  * Sharded pub/sub (Redis Cluster) is a next step too: the keys of a
  * channel would need one hash tag.
  */

@@ -1270,13 +1270,6 @@ config_load(const char *file, const char *default_plugin_dir,
 	    cfg->bus_redis == NULL)
 		cfg_error(&p, cfg->bus_backend_line, "[bus] backend = redis "
 		    "needs [bus] redis = host:port or a unix socket path");
-	/* the Redis backend runs in a single process only, for now */
-	if (!p.rd.failed && cfg->bus_backend == BUS_BACKEND_REDIS &&
-	    cfg->workers > 1)
-		cfg_error(&p, cfg->bus_backend_line, "[bus] backend = redis "
-		    "needs [server] workers = 1 (%llu given): run one daemon "
-		    "per core on the same Redis instead",
-		    (unsigned long long)cfg->workers);
 	for (size_t g = 0; !p.rd.failed && g < cfg->ngone; g++)
 		if (strcmp(cfg->gone[g], cfg->path) == 0)
 			cfg_error(&p, cfg->gone_line, "[server] gone: %s is the "

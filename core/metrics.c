@@ -261,7 +261,9 @@ metrics_add(struct metrics_snap *sum, const struct metrics_snap *x)
 	a->redis_delivered += b->redis_delivered;
 	a->redis_dropped += b->redis_dropped;
 	a->redis_replayed += b->redis_replayed;
-	a->redis_rtt_us += b->redis_rtt_us;
+	/* each worker has its own connections: the slowest one's */
+	if (b->redis_rtt_us > a->redis_rtt_us)
+		a->redis_rtt_us = b->redis_rtt_us;
 	for (i = 0; i < METRICS_TLS_FAILS; i++)
 		a->tls_failed[i] += b->tls_failed[i];
 	for (i = 0; i < METRICS_CODES - 1 && b->closed[i].code != 0; i++) {
@@ -296,6 +298,7 @@ metrics_snap_gone(struct metrics_snap *s)
 	s->active = s->pending = s->lingering = 0;
 	s->mem_bytes = 0;
 	s->m.bus_channels = s->m.bus_history_bytes = 0;
+	s->m.redis_state = s->m.redis_rtt_us = 0;
 	s->z.conns = s->z.full_conns = 0;
 	s->z.full_bytes = s->z.zlib_bytes = 0;
 }
@@ -431,7 +434,7 @@ render_bus(struct render *r, const struct metrics_snap *s)
 	    m->bus_history_bytes);
 	/* [bus] backend = redis; all 0 with the local one */
 	gauge(r, "wsplugd_redis_state",
-	    "1 while the Redis bus backend is connected, else 0.",
+	    "Processes connected to Redis (1 per worker), else 0.",
 	    m->redis_state);
 	counter(r, "wsplugd_redis_reconnects_total",
 	    "Times the Redis connections came back after a loss.",

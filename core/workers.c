@@ -58,7 +58,10 @@
  * one; see bus_local.c for why this gives each subscriber every message
  * once and in order.  A dead worker's members leave every channel when it
  * is reaped; its replacement starts with none.  The master's reload
- * commit applies the new history limits to the store.
+ * commit applies the new history limits to the store.  With [bus]
+ * backend = redis (chosen at start; a reload may not change it) there
+ * is no socketpair: each worker is a node of its own on Redis
+ * (bus_redis.c), and the store here stays empty.
  *
  * SIGTERM or SIGINT: the master sends SIGTERM to every worker, each drains
  * as a single process does (close 1001, up to shutdown_timeout), and the
@@ -169,6 +172,7 @@ static struct master {
 	struct event *reload_timer;
 	struct worker *self;  /* in a worker: its own entry */
 	struct bus_hub *hub;  /* the bus's store, in the master */
+	int bus_redis;        /* [bus] backend = redis at start: no hub */
 } M;
 
 static uint64_t
@@ -226,8 +230,11 @@ worker_metrics_sum(struct wsp_server *srv, struct metrics_snap *s)
 	}
 	s->workers = M.nw;
 	s->workers_alive = alive;
-	s->m.bus_channels = atomic_load(&M.shm[M.nw].bus_channels);
-	s->m.bus_history_bytes = atomic_load(&M.shm[M.nw].bus_history_bytes);
+	if (!M.bus_redis) { /* the master's store; with Redis, the sum */
+		s->m.bus_channels = atomic_load(&M.shm[M.nw].bus_channels);
+		s->m.bus_history_bytes =
+		    atomic_load(&M.shm[M.nw].bus_history_bytes);
+	}
 	s->workers_backlogged = atomic_load(&M.shm[M.nw].backlogged);
 }
 
@@ -735,8 +742,11 @@ worker_spawn(struct worker *w)
 		    "socket for worker %d: %s", w->n, strerror(errno));
 		return -1;
 	}
-	/* the bus: frames to and from the store kept here (bus_local.c) */
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, bsv) == -1) {
+	/* the bus: frames to and from the store kept here (bus_local.c);
+	 * with Redis, each worker talks to Redis itself (bus_redis.c) */
+	bsv[0] = bsv[1] = -1;
+	if (!M.bus_redis &&
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, bsv) == -1) {
 		log_msg(WSP_LOG_ERROR, "daemon.error", "cannot make a bus "
 		    "socket for worker %d: %s", w->n, strerror(errno));
 		close(sv[0]);
@@ -748,21 +758,26 @@ worker_spawn(struct worker *w)
 		    "%s", w->n, strerror(errno));
 		close(sv[0]);
 		close(sv[1]);
-		close(bsv[0]);
-		close(bsv[1]);
+		if (bsv[0] != -1) {
+			close(bsv[0]);
+			close(bsv[1]);
+		}
 		return -1;
 	}
 	if (pid == 0) {
 		close(sv[0]);
-		close(bsv[0]);
+		if (bsv[0] != -1)
+			close(bsv[0]);
 		w->bfd = bsv[1];
 		w->cfd = sv[1];
 		evutil_make_socket_nonblocking(w->cfd);
 		worker_main(w);
 	}
 	close(sv[1]);
-	close(bsv[1]);
-	if (bus_hub_attach(M.hub, (size_t)w->n - 1, bsv[0]) == -1)
+	if (bsv[0] != -1)
+		close(bsv[1]);
+	if (bsv[0] != -1 &&
+	    bus_hub_attach(M.hub, (size_t)w->n - 1, bsv[0]) == -1)
 		log_msg(WSP_LOG_ERROR, "bus.error", "cannot watch worker %d's "
 		    "bus socket: out of memory", w->n);
 	w->ctl = sv[0];
@@ -1109,6 +1124,14 @@ master_reload_check(const struct wsp_config *cfg, struct wsp_errors *errs)
 		    "workers: %llu, but %zu are running: a reload does not "
 		    "change the number of workers (restart the daemon)",
 		    (unsigned long long)cfg->workers, M.nw);
+	/* the workers' bus is the master's store or Redis from the start,
+	 * and a replacement must join the same one */
+	if ((cfg->bus_backend == BUS_BACKEND_REDIS) != M.bus_redis)
+		errors_add(errs, cfg->file, cfg->bus_backend_line, "[bus] "
+		    "backend: %s, but the workers run with %s: a reload does "
+		    "not change the bus backend (restart the daemon)",
+		    M.bus_redis ? "local" : "redis",
+		    M.bus_redis ? "redis" : "local");
 	master_same_addrs(cfg, "[server]", M.lconf, M.nlisten, cfg->listen,
 	    cfg->nlisten, errs);
 	master_same_addrs(cfg, "[admin]", M.aconf, M.saved_nadmin,
@@ -1477,6 +1500,7 @@ master_setup(struct wsp_errors *errs)
 	    sizeof(*M.admin_addr))) == NULL)
 		goto nomem;
 	bus_limits_of(cfg, &lim);
+	M.bus_redis = cfg->bus_backend == BUS_BACKEND_REDIS;
 	if ((M.hub = bus_hub_new(M.srv.base, &lim, M.nw)) == NULL)
 		goto nomem;
 	bus_hub_on_overflow(M.hub, master_backlog, NULL);
