@@ -12,10 +12,12 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -221,6 +223,54 @@ def test_fanout_mode_catches_undelivered_messages(wsplugd):
     assert kv["nodes"] == "2" and kv["subscribed"] == "6"
     assert int(kv["err_timeout"]) >= 1, kv["_stderr"]
     assert "not delivered to every subscriber" in kv["_stderr"]
+
+
+@pytest.fixture
+def redis_socket():
+    """A private redis-server on a unix socket, persistence off, as
+    bench/run starts one on a loopback port; its socket's path."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not installed (install-deps test)")
+    d = tempfile.mkdtemp(prefix="wsbr")  # a unix socket path is short
+    sock = os.path.join(d, "r.sock")
+    proc = subprocess.Popen([exe, "--port", "0", "--unixsocket", sock,
+                             "--save", "", "--appendonly", "no", "--dir", d],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10 * SLOW
+        while not os.path.exists(sock):
+            assert proc.poll() is None, "redis-server exited"
+            assert time.monotonic() < deadline, "redis-server never ready"
+            time.sleep(0.05)
+        yield sock
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_fanout_mode_over_two_nodes_on_redis(wsplugd, redis_socket):
+    """bench/run's Redis fan-out: the subscribers spread over two daemons
+    on one Redis, the publisher on the first; every subscriber of both
+    gets every message once and in order."""
+    nodes = []
+    for _ in range(2):
+        d = wsplugd(plugins=FANOUT, log=INFO,
+                    extra=f"\n[bus]\nbackend = redis\nredis = "
+                    f"{redis_socket}\n")
+        d.wait_for("bus.redis_up", timeout=10)
+        nodes.append(d)
+    a, b = nodes
+    kv = bench("-m", "fanout", "-p", f"{a.port},{b.port}", "-c", "10",
+               "-d", "4", "-t", "1", "-w", "0.2", "-s", "0.3")
+    no_errors(kv)
+    assert kv["nodes"] == "2" and kv["subscribed"] == "10"
+    assert int(kv["msgs"]) > 0
+    # 1 publisher and 5 subscribers on the first, 5 on the second.
+    assert len(a.wait_count("ws.close", 6)) == 6
+    assert len(b.wait_count("ws.close", 5)) == 5
 
 
 @pytest.fixture(scope="module")
