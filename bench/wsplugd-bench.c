@@ -30,6 +30,18 @@
  *   idle       N connections opened and held while the server's memory is
  *              measured, answering the server's protocol pings; at the end
  *              every one is pinged once to prove it still answers.
+ *   fanout     N subscribers of one channel of the broadcast plugin and
+ *              one publisher keeping D messages in flight: a message is in
+ *              flight until every subscriber has it.  Deliveries per second
+ *              and the latency from the publish's write to each delivery's
+ *              read.  Done here, not in a script, because this process can
+ *              keep 1,000 subscribers reading at the server's rate; and as
+ *              publisher and subscribers share its clock, the payload is
+ *              just the message's number and the publish times stay here.
+ *              Each subscriber must receive 1, 2, 3... exactly once and in
+ *              order.  With -p PORT,PORT... (several nodes on one bus) the
+ *              subscribers are spread over the ports in turn; the
+ *              publisher uses the first.
  *
  * With -z the client offers permessage-deflate (RFC 7692) as browsers do
  * ("permessage-deflate; client_max_window_bits") and, when the server
@@ -95,7 +107,7 @@
 #define JSON_MAX_DEPTH 32
 #define PRINTFLIKE(f, a) __attribute__((format(printf, f, a)))
 
-enum mode { MODE_PING, MODE_HANDSHAKE, MODE_IDLE };
+enum mode { MODE_PING, MODE_HANDSHAKE, MODE_IDLE, MODE_FANOUT };
 
 /* What went wrong, for the counters and the key=value line. */
 enum err_kind {
@@ -164,6 +176,8 @@ struct conn {
 	int znct_in, znct_out; /* reset after each message */
 	int zcwb; /* the window we may compress with */
 	uint8_t msg_z; /* the message being reassembled had RSV1 */
+	unsigned dsti; /* which of -p's ports */
+	uint64_t fan_next; /* fanout: the message number expected next */
 };
 
 /* Log-linear histogram of nanoseconds: values below 128 exact, above that
@@ -223,9 +237,12 @@ static int epfd;
 static uint8_t *rbuf;
 static struct conn *conns;
 static unsigned nconns;
-static struct sockaddr_storage dst;
-static socklen_t dst_len;
-static char host_header[300];
+#define MAX_DST 16
+static struct sockaddr_storage dsts[MAX_DST];
+static socklen_t dst_lens[MAX_DST];
+static char host_headers[MAX_DST][300];
+static unsigned ndst;
+#define dst (dsts[0])
 static char *ua_value;
 static uint32_t src_next;
 static enum phase phase;
@@ -250,6 +267,13 @@ static unsigned n_idle_target;
 static int ready; /* idle: the ready line is out */
 static int probe_done; /* idle: the first connection came and went */
 static struct histogram hist;
+/* fanout: subscribers whose subscription was answered; per message in
+ * flight (the publisher's ring slot), the subscribers that have it;
+ * messages every subscriber had, all and in the window */
+static unsigned n_subscribed;
+static unsigned *fan_count;
+static uint64_t n_fan_done, n_fan_measured;
+#define FAN_CHANNEL "bench"
 static double srv_cpu0, srv_cpu1, cli_cpu0, cli_cpu1;
 static uint64_t wire_in, wire_out; /* bytes read and written, measured */
 static uint64_t n_deflate;         /* connections that negotiated it */
@@ -544,6 +568,8 @@ struct jreply {
 	size_t type_len;
 	int has_id;
 	uint64_t id;
+	int has_data; /* fanout: "data" as an integer */
+	uint64_t data;
 };
 
 struct jparse {
@@ -649,7 +675,10 @@ j_number(struct jparse *j, struct jreply *top, int want_id)
 		while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
 			j->p++;
 	}
-	if (want_id && integer && !neg) {
+	if (want_id == 2 && integer && !neg) {
+		top->has_data = 1;
+		top->data = v;
+	} else if (want_id && integer && !neg) {
 		top->has_id = 1;
 		top->id = v;
 	}
@@ -712,8 +741,9 @@ j_object(struct jparse *j, struct jreply *top)
 				return -1;
 			top->type = v;
 			top->type_len = vn;
-		} else if (j_value(j, top,
-		    top != NULL && kn == 2 && memcmp(k, "id", 2) == 0) == -1)
+		} else if (j_value(j, top, top == NULL ? 0 :
+		    kn == 2 && memcmp(k, "id", 2) == 0 ? 1 :
+		    kn == 4 && memcmp(k, "data", 4) == 0 ? 2 : 0) == -1)
 			return -1;
 		switch (j_after_member(j, '}')) {
 		case 1:
@@ -1181,7 +1211,7 @@ conn_start(struct conn *c)
 	n_started++;
 	c->t_start = now_ns();
 	c->deadline = c->t_start + (uint64_t)(opt.timeout * 1e9);
-	c->fd = socket(dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	c->fd = socket(dsts[c->dsti].ss_family, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0);
 	if (c->fd == -1) {
 		conn_fail_early(c, E_CONNECT, "socket: %s", strerror(errno));
@@ -1212,7 +1242,8 @@ conn_start(struct conn *c)
 	if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) == -1)
 		die("epoll_ctl: %s", strerror(errno));
 	c->events = EPOLLOUT;
-	if (connect(c->fd, (struct sockaddr *)&dst, dst_len) == -1 &&
+	if (connect(c->fd, (struct sockaddr *)&dsts[c->dsti],
+	    dst_lens[c->dsti]) == -1 &&
 	    errno != EINPROGRESS) {
 		conn_fail(c, E_CONNECT, "connect: %s", strerror(errno));
 		return;
@@ -1308,7 +1339,7 @@ request(struct conn *c)
 	    "Sec-WebSocket-Version: 13\r\n"
 	    "%s"
 	    "User-Agent: %s\r\n"
-	    "\r\n", opt.path, host_header, c->key,
+	    "\r\n", opt.path, host_headers[c->dsti], c->key,
 	    opt.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
 	    "client_max_window_bits\r\n" : "", ua_value);
 	if (n < 0 || n >= MAX_HEAD)
@@ -1847,11 +1878,91 @@ conn_readable(struct conn *c, uint64_t now)
 
 /* ---- modes -------------------------------------------------------- */
 
+/* fanout: publish until opt.depth messages are in flight, each numbered
+ * (next_id) and timed in the publisher's ring. */
+static void
+fan_publish(uint64_t now)
+{
+	struct conn *c = &conns[0];
+	char text[96];
+	unsigned slot;
+	int n;
+
+	if (c->state != C_OPEN)
+		return;
+	while (c->inflight < opt.depth) {
+		slot = (c->ring_head + c->inflight) % opt.depth;
+		n = snprintf(text, sizeof(text), "{\"type\":\"publish\","
+		    "\"channel\":\"" FAN_CHANNEL "\",\"data\":%" PRIu64 "}",
+		    next_id);
+		c->ring_id[slot] = next_id++;
+		c->ring_ts[slot] = now;
+		fan_count[slot] = 0;
+		c->inflight++;
+		frame_queue(c, 0x1, text, (size_t)n);
+	}
+	conn_flush(c);
+}
+
+/* fanout: a subscriber's message; every subscriber must have 1, 2, 3...
+ * exactly once and in order. */
+static void
+fan_message(struct conn *c, const struct jreply *r, uint64_t now)
+{
+	struct conn *pub = &conns[0];
+	unsigned slot;
+
+	if (!type_is(r, "message") || !r->has_data) {
+		conn_fail(c, E_REPLY, "expected a message with an integer "
+		    "data, got type \"%.*s\"", (int)r->type_len,
+		    r->type != NULL ? r->type : "");
+		return;
+	}
+	if (r->data != c->fan_next) {
+		conn_fail(c, E_REPLY, "message %" PRIu64 ", expected %" PRIu64
+		    " (lost, repeated or out of order)", r->data, c->fan_next);
+		return;
+	}
+	c->fan_next++;
+	if (pub->inflight == 0 || r->data < pub->ring_id[pub->ring_head] ||
+	    r->data >= pub->ring_id[pub->ring_head] + pub->inflight) {
+		conn_fail(c, E_REPLY, "message %" PRIu64 " was not in flight",
+		    r->data);
+		return;
+	}
+	slot = (pub->ring_head + (unsigned)(r->data -
+	    pub->ring_id[pub->ring_head])) % opt.depth;
+	if (phase == P_MEASURE) {
+		n_msgs++;
+		h_record(&hist, now - pub->ring_ts[slot]);
+	}
+	n_replies++;
+	/* Each subscriber gets them in order, so the oldest completes
+	 * first. */
+	if (++fan_count[slot] == opt.conns && slot == pub->ring_head) {
+		pub->ring_head = (slot + 1) % opt.depth;
+		pub->inflight--;
+		n_fan_done++;
+		if (phase == P_MEASURE)
+			n_fan_measured++;
+	}
+}
+
 static void
 mode_open(struct conn *c)
 {
+	static const char sub[] = "{\"type\":\"subscribe\",\"channel\":\""
+	    FAN_CHANNEL "\",\"id\":1}";
 
 	switch (opt.mode) {
+	case MODE_FANOUT:
+		if (c->idx == 0)
+			return; /* the publisher starts once all subscribed */
+		c->ring_id[c->ring_head] = 1;
+		c->ring_ts[c->ring_head] = now_ns();
+		c->inflight = 1;
+		frame_queue(c, 0x1, sub, sizeof(sub) - 1);
+		return;
 	case MODE_PING:
 		return; /* the load starts when every one is open */
 	case MODE_HANDSHAKE:
@@ -1869,6 +1980,24 @@ mode_reply(struct conn *c, const struct jreply *r, uint64_t now)
 {
 	unsigned slot = c->ring_head;
 
+	if (opt.mode == MODE_FANOUT) {
+		if (c->idx == 0)
+			conn_fail(c, E_REPLY, "the publisher got type \"%.*s\"",
+			    (int)r->type_len, r->type != NULL ? r->type : "");
+		else if (c->inflight == 0)
+			fan_message(c, r, now);
+		else if (!type_is(r, "subscribed") || !r->has_id ||
+		    r->id != 1)
+			conn_fail(c, E_REPLY, "expected subscribed with id 1, "
+			    "got type \"%.*s\"", (int)r->type_len,
+			    r->type != NULL ? r->type : "");
+		else {
+			c->inflight = 0;
+			c->deadline = 0;
+			n_subscribed++;
+		}
+		return;
+	}
 	if (!type_is(r, "pong")) {
 		conn_fail(c, E_REPLY, "expected a pong, got type \"%.*s\"",
 		    (int)r->type_len, r->type != NULL ? r->type : "");
@@ -1913,6 +2042,7 @@ mode_reply(struct conn *c, const struct jreply *r, uint64_t now)
 			n_verified++;
 		return;
 	case MODE_HANDSHAKE:
+	case MODE_FANOUT:
 		return;
 	}
 }
@@ -1960,7 +2090,7 @@ measure_begin(uint64_t now)
 	cli_cpu0 = cpu_self();
 	if (opt.server_pid > 0)
 		srv_cpu0 = cpu_of(opt.server_pid);
-	if (opt.mode != MODE_PING)
+	if (opt.mode != MODE_PING && opt.mode != MODE_FANOUT)
 		return;
 	for (i = 0; i < nconns; i++)
 		if (conns[i].state == C_OPEN) {
@@ -2061,6 +2191,44 @@ advance(uint64_t now)
 			if (pending == 0)
 				close_all();
 		}
+		break;
+	case MODE_FANOUT:
+		/* A lost connection would leave its messages in flight
+		 * forever: the run ends (with errors, so exit 1). */
+		if (n_failed > 0 && phase != P_CLOSE && phase != P_DONE) {
+			if (phase == P_MEASURE)
+				measure_end(now);
+			/* Those still on their way in are given up. */
+			for (i = 0; i < nconns; i++)
+				if (conns[i].state != C_FREE &&
+				    conns[i].state != C_OPEN &&
+				    conns[i].state != C_CLOSING &&
+				    conns[i].state != C_WAIT_EOF)
+					conn_release(&conns[i]);
+			close_all();
+			break;
+		}
+		if (phase == P_RAMP && n_subscribed == opt.conns &&
+		    conns[0].state == C_OPEN) {
+			/* Let every node's subscription reach the bus (on
+			 * Redis, the node's SUBSCRIBE) before publishing. */
+			phase = P_HOLD;
+			phase_end = now + (uint64_t)(opt.settle * 1e9);
+		}
+		if (phase == P_HOLD && now >= phase_end) {
+			phase = P_WARMUP;
+			phase_end = now + (uint64_t)(opt.warmup * 1e9);
+		}
+		if (phase == P_WARMUP && (now >= phase_end || got_signal))
+			measure_begin(now);
+		if (phase == P_MEASURE && (now >= phase_end || got_signal)) {
+			measure_end(now);
+			phase = P_DRAIN;
+		}
+		if (phase == P_WARMUP || phase == P_MEASURE)
+			fan_publish(now);
+		if (phase == P_DRAIN && conns[0].inflight == 0)
+			close_all();
 		break;
 	case MODE_HANDSHAKE:
 		if (phase == P_RAMP) {
@@ -2169,9 +2337,12 @@ check_deadlines(uint64_t now)
 		else if (c->state == C_OPEN && c->inflight > 0 &&
 		    now > c->ring_ts[c->ring_head] &&
 		    now - c->ring_ts[c->ring_head] > limit)
-			conn_fail(c, E_TIMEOUT, "no pong for id %" PRIu64
-			    " in %.1f s", c->ring_id[c->ring_head],
-			    opt.timeout);
+			conn_fail(c, E_TIMEOUT, opt.mode == MODE_FANOUT ?
+			    (c->idx == 0 ? "message %" PRIu64 " not delivered "
+			    "to every subscriber in %.1f s" : "no answer to "
+			    "subscribe (id %" PRIu64 ") in %.1f s") :
+			    "no pong for id %" PRIu64 " in %.1f s",
+			    c->ring_id[c->ring_head], opt.timeout);
 	}
 }
 
@@ -2188,8 +2359,9 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: wsplugd-bench [-m ping|handshake|idle] [-h host] [-p port] "
-	    "[-P path]\n"
+	    "usage: wsplugd-bench [-m ping|handshake|idle|fanout] [-h host] "
+	    "[-p port[,port...]]\n"
+	    "                     [-P path]\n"
 	    "                     [-c connections] [-d depth] [-C concurrency] "
 	    "[-t seconds]\n"
 	    "                     [-w seconds] [-T seconds] [-s seconds] "
@@ -2197,12 +2369,18 @@ usage(FILE *f)
 	    "                     [-g ms] [-A user-agent] [-U length] [-S size] "
 	    "[-G] [-n] [-z]\n"
 	    "                     [-L] [-K ca-file] [-V] [-H]\n"
-	    "  -m mode   ping (default), handshake or idle\n"
+	    "  -m mode   ping (default), handshake, idle or fanout\n"
 	    "  -h host   server address (127.0.0.1); -p port (8080); "
 	    "-P path (/ws)\n"
+	    "            several ports: connections spread over them in "
+	    "turn\n"
 	    "  -c n      connections: ping 100, handshake 50 at a time, "
-	    "idle 1000\n"
-	    "  -d n      ping: messages in flight per connection (1)\n"
+	    "idle 1000,\n"
+	    "            fanout 1000 subscribers (and one publisher)\n"
+	    "  -d n      ping: messages in flight per connection (1); "
+	    "fanout: messages\n"
+	    "            published and not yet delivered to every "
+	    "subscriber (1)\n"
 	    "  -g ms     ping: count connections that waited longer for a "
 	    "reply (50)\n"
 	    "  -C n      idle: handshakes in progress at once (256)\n"
@@ -2210,7 +2388,9 @@ usage(FILE *f)
 	    "SIGINT\n"
 	    "  -w s      warm-up seconds before measuring (1)\n"
 	    "  -T s      longest wait for any answer (10)\n"
-	    "  -s s      idle: settle time before reading the RSS (1)\n"
+	    "  -s s      idle: settle time before reading the RSS (1); "
+	    "fanout: between\n"
+	    "            the last subscription and the first publish\n"
 	    "  -x pid    sample this server process's CPU time and RSS\n"
 	    "  -b range  source addresses, e.g. 127.0.0.2-127.0.0.255 "
 	    "(default for a\n"
@@ -2278,18 +2458,35 @@ setup(void)
 				  .ai_flags = AI_NUMERICSERV };
 	struct addrinfo *ai;
 	struct rlimit rl;
+	const char *p, *comma;
 	size_t n;
 	int rc;
 	unsigned i;
 
-	if ((rc = getaddrinfo(opt.host, opt.port, &hints, &ai)) != 0)
-		die("%s:%s: %s", opt.host, opt.port, gai_strerror(rc));
-	memcpy(&dst, ai->ai_addr, ai->ai_addrlen);
-	dst_len = ai->ai_addrlen;
-	freeaddrinfo(ai);
-	snprintf(host_header, sizeof(host_header),
-	    dst.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", opt.host,
-	    opt.port);
+	/* -p PORT,PORT...: the same host, several servers (nodes). */
+	for (p = opt.port; ; p = comma + 1) {
+		char port[16];
+
+		comma = strchr(p, ',');
+		n = comma != NULL ? (size_t)(comma - p) : strlen(p);
+		if (n == 0 || n >= sizeof(port))
+			die("-p: bad port list \"%s\"", opt.port);
+		if (ndst == MAX_DST)
+			die("-p: at most %d ports", MAX_DST);
+		memcpy(port, p, n);
+		port[n] = '\0';
+		if ((rc = getaddrinfo(opt.host, port, &hints, &ai)) != 0)
+			die("%s:%s: %s", opt.host, port, gai_strerror(rc));
+		memcpy(&dsts[ndst], ai->ai_addr, ai->ai_addrlen);
+		dst_lens[ndst] = ai->ai_addrlen;
+		freeaddrinfo(ai);
+		snprintf(host_headers[ndst], sizeof(host_headers[ndst]),
+		    dsts[ndst].ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s",
+		    opt.host, port);
+		ndst++;
+		if (comma == NULL)
+			break;
+	}
 
 	if (!opt.src_set && dst.ss_family == AF_INET &&
 	    opt.mode != MODE_PING &&
@@ -2323,6 +2520,9 @@ setup(void)
 	if ((epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
 		die("epoll_create1: %s", strerror(errno));
 	rbuf = xrealloc(NULL, RBUF_SIZE);
+	fan_count = calloc(opt.depth, sizeof(*fan_count));
+	if (fan_count == NULL)
+		die("out of memory");
 	conns = calloc(nconns, sizeof(*conns));
 	if (conns == NULL)
 		die("out of memory");
@@ -2330,6 +2530,11 @@ setup(void)
 		conns[i].fd = -1;
 		conns[i].idx = i;
 		conns[i].state = C_FREE;
+		/* fanout: the publisher (0) on the first port, subscribers
+		 * spread over all of them in turn */
+		conns[i].dsti = opt.mode != MODE_FANOUT ? i % ndst :
+		    i == 0 ? 0 : (i - 1) % ndst;
+		conns[i].fan_next = 1;
 		conns[i].ring_id = xrealloc(NULL, opt.depth * sizeof(uint64_t));
 		conns[i].ring_ts = xrealloc(NULL, opt.depth * sizeof(uint64_t));
 	}
@@ -2427,6 +2632,35 @@ report(void)
 		    opt.greeting, err, errs);
 		break;
 	}
+	case MODE_FANOUT: {
+		double rate = secs > 0 ? (double)n_msgs / secs : 0;
+		double per = srv >= 0 && n_msgs > 0 ? srv * 1e6 / (double)n_msgs
+		    : -1;
+
+		printf("fanout: %u subscribers over %u port(s), 1 publisher, "
+		    "%u in flight, %.2f s: %.0f deliveries/s (%.0f "
+		    "messages/s), publish to delivery p50 %.3f ms p99 %.3f ms "
+		    "max %.3f ms", opt.conns, ndst, opt.depth, secs, rate,
+		    secs > 0 ? (double)n_fan_measured / secs : 0,
+		    h_percentile(&hist, 50) / 1e6,
+		    h_percentile(&hist, 99) / 1e6, hist.max / 1e6);
+		if (per >= 0)
+			printf(", server CPU %.3f us/delivery", per);
+		printf(", errors %" PRIu64 "\n", err);
+		printf("mode=fanout conns=%u nodes=%u depth=%u seconds=%.3f "
+		    "msgs=%" PRIu64 " msgs_per_s=%.0f deliveries_per_s=%.0f "
+		    "published_per_s=%.0f p50_us=%.1f p99_us=%.1f "
+		    "p999_us=%.1f max_us=%.1f server_cpu_s=%.3f "
+		    "server_cpu_us_per_msg=%.4f client_cpu_s=%.3f "
+		    "subscribed=%u errors=%" PRIu64 "%s\n", opt.conns, ndst,
+		    opt.depth, secs, n_msgs, rate, rate,
+		    secs > 0 ? (double)n_fan_measured / secs : 0,
+		    h_percentile(&hist, 50) / 1e3,
+		    h_percentile(&hist, 99) / 1e3,
+		    h_percentile(&hist, 99.9) / 1e3, hist.max / 1e3, srv, per,
+		    cli, n_subscribed, err, errs);
+		break;
+	}
 	case MODE_IDLE: {
 		double per = rss0_kib >= 0 && rss1_kib >= 0 && n_idle_target > 0
 		    ? (double)(rss1_kib - rss0_kib) / n_idle_target : -1;
@@ -2467,6 +2701,8 @@ main(int argc, char *argv[])
 				opt.mode = MODE_HANDSHAKE;
 			else if (strcmp(optarg, "idle") == 0)
 				opt.mode = MODE_IDLE;
+			else if (strcmp(optarg, "fanout") == 0)
+				opt.mode = MODE_FANOUT;
 			else
 				die("-m: unknown mode \"%s\"", optarg);
 			break;
@@ -2529,11 +2765,12 @@ main(int argc, char *argv[])
 		    opt.mode == MODE_HANDSHAKE ? 50 : 1000;
 	if (opt.concurrency == 0)
 		opt.concurrency = 256;
-	if (opt.mode != MODE_PING)
+	if (opt.mode != MODE_PING && opt.mode != MODE_FANOUT)
 		opt.depth = 1;
 	if (opt.mode != MODE_IDLE && opt.duration <= 0)
-		die("-t: ping and handshake need a duration above 0");
-	nconns = opt.conns;
+		die("-t: ping, handshake and fanout need a duration above 0");
+	/* fanout: the subscribers and the publisher */
+	nconns = opt.conns + (opt.mode == MODE_FANOUT);
 	if (opt.tls)
 		tls_setup();
 	setup();
@@ -2552,7 +2789,7 @@ main(int argc, char *argv[])
 			    (long)opt.server_pid, (long)opt.server_pid);
 	}
 	phase = opt.mode == MODE_IDLE ? P_PROBE : P_RAMP;
-	if (opt.mode == MODE_PING)
+	if (opt.mode == MODE_PING || opt.mode == MODE_FANOUT)
 		for (i = 0; i < (int)nconns; i++)
 			conn_start(&conns[i]);
 	now = now_ns();

@@ -1,6 +1,8 @@
 """wsplugd-bench, the load generator of bench/, works: each mode for about
 a second against the real daemon with no error and numbers that make
-sense, and a server that breaks the protocol is caught, not measured.
+sense (the fan-out of one publisher to many subscribers, through the
+broadcast plugin, too), and a server that breaks the protocol is caught,
+not measured.
 
 Throughput is not judged here (never a timed unit test: DESIGN.md
 "Performance budget"); bench/run does that.  These only show that the
@@ -10,10 +12,12 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -174,6 +178,99 @@ def test_handshake_mode(wsplugd):
     assert all(c["code"] == "1000" for c in closes)
     ips = {c["ip"] for c in closes}
     assert "127.0.0.1" not in ips and len(ips) > 1
+
+
+FANOUT = ("connection_established", "broadcast")
+
+
+def test_fanout_mode(wsplugd):
+    """-m fanout: every subscriber got every message once and in order
+    (else a reply error), the deliveries counted are the messages
+    completed times the subscribers, and the daemon did that work."""
+    d = wsplugd(plugins=FANOUT, log=INFO)
+    kv = bench("-m", "fanout", "-p", str(d.port), "-c", "20", "-d", "4",
+               "-t", "1", "-w", "0.2", "-s", "0.1", "-x", str(d.proc.pid))
+    no_errors(kv)
+    assert kv["mode"] == "fanout" and kv["nodes"] == "1"
+    assert kv["subscribed"] == "20" and kv["depth"] == "4"
+    msgs, secs = int(kv["msgs"]), float(kv["seconds"])
+    published = float(kv["published_per_s"]) * secs
+    assert msgs > 0 and published > 0
+    # Deliveries in the window against messages completed in it: apart
+    # only by the messages in flight at either edge.
+    assert abs(msgs - published * 20) <= 2 * 4 * 20
+    assert float(kv["deliveries_per_s"]) == pytest.approx(msgs / secs,
+                                                          rel=0.01)
+    p50, p99, mx = (float(kv[k]) for k in ("p50_us", "p99_us", "max_us"))
+    assert 0 < p50 <= p99 <= mx * 1.02
+    server_cpu(kv, "msgs")
+    # 20 subscribers and the publisher, each closed cleanly; the
+    # subscribers between them were sent at least every delivery.
+    closes = d.wait_count("ws.close", 21)
+    assert all(c["code"] == "1000" for c in closes)
+    assert sum(int(c["msgs_out"]) for c in closes) >= msgs
+
+
+def test_fanout_mode_catches_undelivered_messages(wsplugd):
+    """Two daemons, each with its own local bus, given as two nodes: the
+    second one's subscribers never see a message, and that is an error
+    (the publisher's message times out), not a slower figure."""
+    a = wsplugd(plugins=FANOUT, log=INFO)
+    b = wsplugd(plugins=FANOUT, log=INFO)
+    kv = bench("-m", "fanout", "-p", f"{a.port},{b.port}", "-c", "6", "-d",
+               "2", "-t", "1", "-w", "0.2", "-s", "0.1", "-T", "1",
+               expect_rc=1)
+    assert kv["nodes"] == "2" and kv["subscribed"] == "6"
+    assert int(kv["err_timeout"]) >= 1, kv["_stderr"]
+    assert "not delivered to every subscriber" in kv["_stderr"]
+
+
+@pytest.fixture
+def redis_socket():
+    """A private redis-server on a unix socket, persistence off, as
+    bench/run starts one on a loopback port; its socket's path."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not installed (install-deps test)")
+    d = tempfile.mkdtemp(prefix="wsbr")  # a unix socket path is short
+    sock = os.path.join(d, "r.sock")
+    proc = subprocess.Popen([exe, "--port", "0", "--unixsocket", sock,
+                             "--save", "", "--appendonly", "no", "--dir", d],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10 * SLOW
+        while not os.path.exists(sock):
+            assert proc.poll() is None, "redis-server exited"
+            assert time.monotonic() < deadline, "redis-server never ready"
+            time.sleep(0.05)
+        yield sock
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_fanout_mode_over_two_nodes_on_redis(wsplugd, redis_socket):
+    """bench/run's Redis fan-out: the subscribers spread over two daemons
+    on one Redis, the publisher on the first; every subscriber of both
+    gets every message once and in order."""
+    nodes = []
+    for _ in range(2):
+        d = wsplugd(plugins=FANOUT, log=INFO,
+                    extra=f"\n[bus]\nbackend = redis\nredis = "
+                    f"{redis_socket}\n")
+        d.wait_for("bus.redis_up", timeout=10)
+        nodes.append(d)
+    a, b = nodes
+    kv = bench("-m", "fanout", "-p", f"{a.port},{b.port}", "-c", "10",
+               "-d", "4", "-t", "1", "-w", "0.2", "-s", "0.3")
+    no_errors(kv)
+    assert kv["nodes"] == "2" and kv["subscribed"] == "10"
+    assert int(kv["msgs"]) > 0
+    # 1 publisher and 5 subscribers on the first, 5 on the second.
+    assert len(a.wait_count("ws.close", 6)) == 6
+    assert len(b.wait_count("ws.close", 5)) == 5
 
 
 @pytest.fixture(scope="module")
