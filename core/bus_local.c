@@ -1667,6 +1667,28 @@ bus_hub_configure(struct bus_hub *h, const struct bus_limits *lim)
 		bus_store_configure(h->st, lim);
 }
 
+int
+bus_hub_save(struct bus_hub *h, struct outbuf *b)
+{
+	return bus_store_save(h->st, clock_mono_ms(), b);
+}
+
+/* keep_empty: the channels of the connections on their way keep their
+ * epoch until the new workers have joined them (bus_hub_sweep). */
+int
+bus_hub_load(struct bus_hub *h, const uint8_t *p, size_t n,
+    const char **why_r)
+{
+	return bus_store_load(h->st, p, n, clock_mono_ms(), why_r);
+}
+
+void
+bus_hub_sweep(struct bus_hub *h)
+{
+	if (h != NULL)
+		bus_store_sweep(h->st);
+}
+
 void
 bus_hub_stats(struct bus_hub *h, uint64_t *channels_r, uint64_t *bytes_r)
 {

@@ -485,13 +485,6 @@ def test_refused_while_one_runs(upgradable):
     u.d.wait_for("handover.failed", start=mark, timeout=10)
 
 
-def test_refused_with_workers(wsplugd):
-    d = wsplugd(server={"workers": 2}, log={"level": "info"}, wait=False)
-    d.wait_for("master.ready", timeout=30)
-    d.signal(signal.SIGUSR2)
-    d.wait_for("handover.refused")
-
-
 def test_unknown_version_falls_back_to_1012(upgradable):
     """A new binary that writes another version of the records (a
     downgrade across an incompatible change) still takes the listeners;
