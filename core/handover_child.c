@@ -511,7 +511,7 @@ handover_child_run(struct wsp_server *srv)
 	uint8_t *payload = NULL, cnt[4];
 	uint64_t t0 = clock_mono_ms();
 	const char *why = NULL;
-	int fds[HO_BATCH_FDS], done = 0, tell = 0;
+	int fds[HO_BATCH_FDS], done = 0, tell = 0, bfd;
 	size_t nfds, i, j;
 
 	if (ho_send(hc->fd, HO_T_READY, NULL, 0, NULL, 0) == -1) {
@@ -566,6 +566,14 @@ handover_child_run(struct wsp_server *srv)
 		}
 		free(payload);
 		payload = NULL;
+	}
+	/* With workers, the store is the new master's: every connection
+	 * is a member of its channels again (its subscribe answered)
+	 * before ADOPTED, so that nothing published after GO misses it. */
+	if (bus_pump(srv->bus, 2, &bfd) == -1) {
+		why = "the bus did not take the connections' channels back";
+		tell = 1;
+		goto fail;
 	}
 	/* Plugins know the connections before anything is said on them
 	 * (not the handshakes: they will be opened). */

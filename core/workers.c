@@ -78,6 +78,7 @@
 #include <netinet/in.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,7 +139,7 @@ struct worker {
 	int hub_fd;          /* new master: its bus socket, attached to the
 	                      * hub once the old master's history is in */
 	int ho_state;        /* old master: 1 channel given, 2 READY,
-	                      * 3 ADOPTED */
+	                      * 3 PAUSED, 4 ADOPTED */
 	struct event *ho_ev; /* old master: hom readable */
 };
 
@@ -184,8 +185,8 @@ static struct master {
 	struct {
 		pid_t pid;
 		int fd;
-		struct event *ev, *timer;
-		size_t nready, nadopted;
+		struct event *ev, *timer, *quiet;
+		size_t nready, npaused, nadopted;
 		uint64_t moved, started;
 	} ho;
 	/* in a new master: the old master's channel, until GO */
@@ -654,6 +655,68 @@ worker_ho_await(void *arg)
 	return f.type == HO_T_GO ? 0 : -1;
 }
 
+/*
+ * HO_T_PAUSE: from here this worker's loop stands still until its
+ * transfer is done or called off.  Its bus frames go to the master first
+ * (a publish, a subscribe), then it says PAUSED and keeps reading what
+ * the master sends (deliveries, answers: written to its connections'
+ * output, which moves with them) until the master, with every worker
+ * paused and nothing left in flight on any bus socket, says TRANSFER.
+ * So a message published before the pause reaches every subscriber
+ * here, and one published after it reaches them through the new master:
+ * once each, in order.
+ */
+static void
+worker_ho_pause(struct wsp_server *srv)
+{
+	struct pollfd p[2];
+	struct ho_frame f;
+	uint8_t *payload = NULL;
+	const char *why = NULL;
+	uint64_t end = workers_now() + srv->cfg->handover_timeout, now;
+	size_t nfds;
+	int bfd = -1, fds[1], n;
+
+	if (srv->handover == NULL)
+		return; /* it failed already, and said so */
+	if (bus_pump(srv->bus, 1, &bfd) == -1)
+		bfd = -1;
+	worker_ho_report(NULL, HO_T_PAUSED, 0, NULL);
+	for (;;) {
+		now = workers_now();
+		p[0].fd = M.self->how;
+		p[0].events = POLLIN;
+		p[1].fd = bfd;
+		p[1].events = POLLIN;
+		p[0].revents = p[1].revents = 0;
+		n = now < end ? poll(p, bfd >= 0 ? 2 : 1, (int)(end - now)) : 0;
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			worker_ho_report(NULL, HO_T_FAIL, 0, "no word from "
+			    "the master within handover_timeout");
+			handover_peer_abort(srv);
+			return;
+		}
+		if (bfd >= 0 && p[1].revents != 0 &&
+		    bus_pump(srv->bus, 0, &bfd) == -1)
+			bfd = -1;
+		if (p[0].revents == 0)
+			continue;
+		if (ho_recv(M.self->how, &f, &payload, fds, 0, &nfds,
+		    &why) == -1 || f.type != HO_T_TRANSFER) {
+			free(payload);
+			handover_peer_abort(srv);
+			return;
+		}
+		free(payload);
+		if (bfd >= 0)
+			bus_pump(srv->bus, 0, &bfd);
+		handover_peer_transfer(srv);
+		return;
+	}
+}
+
 static void
 worker_ho_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -677,8 +740,8 @@ worker_ho_cb(evutil_socket_t fd, short what, void *arg)
 		else
 			worker_ho_report(NULL, HO_T_FAIL, 0, "no channel");
 		return;
-	case HO_T_TRANSFER:
-		handover_peer_transfer(srv);
+	case HO_T_PAUSE:
+		worker_ho_pause(srv);
 		break;
 	case HO_T_ABORT:
 		handover_peer_abort(srv);
@@ -1611,12 +1674,14 @@ master_ho_clear(void)
 		event_free(M.ho.ev);
 	if (M.ho.timer != NULL)
 		event_free(M.ho.timer);
+	if (M.ho.quiet != NULL)
+		event_free(M.ho.quiet);
 	if (M.ho.fd != -1)
 		close(M.ho.fd);
-	M.ho.ev = M.ho.timer = NULL;
+	M.ho.ev = M.ho.timer = M.ho.quiet = NULL;
 	M.ho.fd = -1;
 	M.ho.pid = 0;
-	M.ho.nready = M.ho.nadopted = 0;
+	M.ho.nready = M.ho.npaused = M.ho.nadopted = 0;
 	M.ho.moved = 0;
 }
 
@@ -1660,13 +1725,37 @@ master_ho_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	master_ho_fail("no answer within handover_timeout");
 }
 
-/* Every old worker's successor is READY: the store's history to the new
- * master, then every worker transfers at once. */
+/* Every worker paused and no bus frame in flight: the store's history
+ * (final now) to the new master, then every worker transfers at once. */
+static void master_ho_transfer(void);
+
+static void
+master_ho_quiet_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	master_ho_transfer();
+}
+
 static void
 master_ho_transfer(void)
 {
 	struct outbuf b = { NULL, 0, 0 };
 	size_t i;
+
+	if (!bus_hub_idle(M.hub)) {
+		struct timeval tv = { 0, 1000 };
+
+		/* the loop moves the bytes; look again in a moment */
+		if (M.ho.quiet == NULL && (M.ho.quiet = evtimer_new(
+		    M.srv.base, master_ho_quiet_cb, NULL)) == NULL) {
+			master_ho_fail("out of memory");
+			return;
+		}
+		evtimer_add(M.ho.quiet, &tv);
+		return;
+	}
 
 	if (bus_hub_save(M.hub, &b) == -1)
 		log_msg(WSP_LOG_WARN, "handover.history", "cannot write the "
@@ -1748,7 +1837,7 @@ master_ho_worker_cb(evutil_socket_t fd, short what, void *arg)
 	uint8_t *payload = NULL;
 	const char *why = NULL;
 	char buf[512];
-	size_t nfds;
+	size_t nfds, i;
 	int fds[1];
 
 	(void)what;
@@ -1760,9 +1849,15 @@ master_ho_worker_cb(evutil_socket_t fd, short what, void *arg)
 	if (f.type == HO_T_READY && w->ho_state == 1) {
 		w->ho_state = 2;
 		if (++M.ho.nready == M.nw)
-			master_ho_transfer();
-	} else if (f.type == HO_T_ADOPTED && w->ho_state == 2 && f.len == 4) {
+			for (i = 0; i < M.nw; i++)
+				ho_send(M.w[i].hom, HO_T_PAUSE, NULL, 0, NULL,
+				    0);
+	} else if (f.type == HO_T_PAUSED && w->ho_state == 2) {
 		w->ho_state = 3;
+		if (++M.ho.npaused == M.nw)
+			master_ho_transfer();
+	} else if (f.type == HO_T_ADOPTED && w->ho_state == 3 && f.len == 4) {
+		w->ho_state = 4;
 		M.ho.moved += (uint32_t)payload[0] |
 		    (uint32_t)payload[1] << 8 | (uint32_t)payload[2] << 16 |
 		    (uint32_t)payload[3] << 24;

@@ -1466,6 +1466,13 @@ struct bus_backend {
 	int (*load)(void *be, const uint8_t *p, size_t n, int keep_empty,
 	    const char **why_r);
 	void (*sweep)(void *be);
+	/* A worker's hand-over (workers.c), the loop standing still: flush
+	 * (1) writes every frame still queued for the store; 2 also waits
+	 * until every request has its answer; 0: every frame come in so
+	 * far is read and acted on (deliveries, answers).
+	 * *fd_r: the socket, for poll.  0, or -1 (the store is gone).  NULL:
+	 * nothing queued anywhere but in this process. */
+	int (*pump)(void *be, int flush, int *fd_r);
 	/* Answers still owed are given with error set. */
 	void (*free)(void *be);
 };
@@ -1498,6 +1505,8 @@ int bus_hub_save(struct bus_hub *h, struct outbuf *b);
 int bus_hub_load(struct bus_hub *h, const uint8_t *p, size_t n,
     const char **why_r);
 void bus_hub_sweep(struct bus_hub *h);
+/* 1 when nothing waits in either direction on any worker's socket. */
+int bus_hub_idle(struct bus_hub *h);
 void bus_hub_stats(struct bus_hub *h, uint64_t *channels_r,
     uint64_t *bytes_r);
 void bus_hub_free(struct bus_hub *h);
@@ -1571,6 +1580,9 @@ int bus_history_save(struct bus *bus, struct outbuf *b);
 int bus_history_load(struct bus *bus, const uint8_t *p, size_t n,
     int keep_empty, const char **why_r);
 void bus_history_settled(struct bus *bus);
+/* The backend's pump (struct bus_backend); 0 with *fd_r -1 when it has
+ * none. */
+int bus_pump(struct bus *bus, int flush, int *fd_r);
 /* A channel name a plugin may use: 1..WSP_BUS_CHANNEL_MAX bytes of
  * UTF-8 without control characters. */
 int bus_channel_valid(const char *name);
@@ -1747,9 +1759,11 @@ enum ho_type {
 	HO_T_HISTORY,    /* old -> new, before CONNS: the bus's history */
 	/* between a master and its workers (workers.c), same binary: */
 	HO_T_PEER,       /* master -> worker: its successor's channel (fd) */
-	HO_T_TRANSFER,   /* master -> worker: every successor is READY */
+	HO_T_TRANSFER,   /* master -> worker: the bus is quiet, transfer */
 	HO_T_ABORT,      /* master -> worker: called off */
-	HO_T_LAST = HO_T_ABORT,
+	HO_T_PAUSE,      /* master -> worker: every successor is READY */
+	HO_T_PAUSED,     /* worker -> master: stopped, its bus frames sent */
+	HO_T_LAST = HO_T_PAUSED,
 };
 
 struct ho_frame {

@@ -61,7 +61,7 @@ class Feed:
         try:
             while not self.stopping:
                 await self.pub.send(json.dumps({
-                    "type": "publish", "channel": "feed", "data": i}))
+                    "type": "publish", "channel": "feed", "data": i, "id": i}))
                 r = json.loads(await asyncio.wait_for(self.pub.recv(),
                                                       20 * SLOW))
                 if r.get("type") != "published":
@@ -87,8 +87,10 @@ class Feed:
         self.stopping = True
         await self.tasks[-1]
         # every published message reaches every subscriber
-        await until(lambda: all(len(g) >= self.published
-                                for g in self.got), 30)
+        deadline = time.monotonic() + 10 * SLOW
+        while (time.monotonic() < deadline and
+               any(len(g) < self.published for g in self.got)):
+            await asyncio.sleep(0.05)
         for ws in self.subs + [self.pub]:
             await ws.close()
         await asyncio.gather(*self.tasks[:-1])
@@ -150,7 +152,14 @@ def test_workers_hand_over_every_connection(upgradable, n):
             assert u.served_version() == version
             assert ids <= u.connection_ids()
             await until(lambda: p.answered >= before + 2 * CLIENTS, 60)
-            await until(lambda: feed.published >= pub + 20, 30)
+            try:
+                await until(lambda: feed.published >= pub + 20, 30)
+            except AssertionError:
+                with d.cond:
+                    tail = "\n".join(d.lines[-60:])
+                raise AssertionError(f"the publisher stalled at "
+                                     f"{feed.published} {feed.errors}:"
+                                     f"\n{tail}")
             assert p.errors == [], p.errors[:5]
             assert feed.errors == [], feed.errors[:5]
         await feed.close()
