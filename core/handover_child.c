@@ -226,6 +226,17 @@ handover_child_group(const struct handover_child *hc)
 	return most;
 }
 
+/* Listening sockets passed and not taken. */
+size_t
+handover_child_left(const struct handover_child *hc)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < hc->nsocks; i++)
+		n += hc->socks[i].fd >= 0 && hc->socks[i].l.kind == HO_LISTEN_WS;
+	return n;
+}
+
 int
 handover_child_fd(const struct handover_child *hc)
 {

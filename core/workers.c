@@ -2052,9 +2052,20 @@ master_bind_group(const struct wsp_listen_addr *a, size_t li,
 	for (k = 0; k < M.nw; k++) {
 		/* a hand-over's: the old master's socket of worker k */
 		if ((fd = handover_child_take(M.hc, a, LISTEN_BACKLOG, addr,
-		    sizeof(addr))) == -1 && errno == ENOENT)
+		    sizeof(addr))) == -1 && errno == ENOENT) {
+			if (M.hc != NULL) {
+				/* worker k's connections come from the old
+				 * worker k, with its sockets: all of them */
+				errors_add(errs, M.cfg->file, a->line, "listen "
+				    "%s: not an address of the running daemon: "
+				    "with workers > 1 a hand-over keeps the "
+				    "listen addresses (restart the daemon)",
+				    a->text);
+				return -1;
+			}
 			fd = listen_bind(&at, LISTEN_BACKLOG, 1, addr,
 			    sizeof(addr));
+		}
 		if (fd == -1) {
 			errors_add(errs, M.cfg->file, a->line, "listen %s: %s",
 			    a->text, strerror(errno));
@@ -2148,6 +2159,12 @@ master_setup(struct wsp_errors *errs)
 			errors_add(errs, cfg->file, cfg->admin_listen[i].line,
 			    "[admin] listen %s: %s", cfg->admin_listen[i].text,
 			    strerror(errno));
+	if (errs->n == 0 && M.hc != NULL && handover_child_left(M.hc) > 0)
+		errors_add(errs, cfg->file, cfg->nlisten > 0 ?
+		    cfg->listen[0].line : 0, "[server] listen: the running "
+		    "daemon listens on an address this configuration drops: "
+		    "with workers > 1 a hand-over keeps the listen addresses "
+		    "(restart the daemon)");
 	if (errs->n > 0)
 		return -1;
 	for (i = 0; i < nitems(sigs); i++)

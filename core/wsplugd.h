@@ -1930,6 +1930,7 @@ struct handover_child *handover_child_peer(int fd, uint64_t timeout_ms,
 int handover_child_take(struct handover_child *hc,
     const struct wsp_listen_addr *a, int backlog, char *addr, size_t addrlen);
 size_t handover_child_group(const struct handover_child *hc);
+size_t handover_child_left(const struct handover_child *hc);
 int handover_child_fd(const struct handover_child *hc);
 void handover_child_done(struct handover_child *hc);
 int handover_child_run(struct wsp_server *srv);

@@ -179,20 +179,21 @@ def test_workers_hand_over_every_connection(upgradable, n):
           f"{SUBSCRIBERS} subscribers, {published} messages each")
 
 
-@pytest.mark.parametrize("kind", ["config", "workers", "one", "crash",
-                                  "hang"])
+@pytest.mark.parametrize("kind", ["config", "workers", "one", "listen",
+                                  "crash", "hang"])
 def test_workers_failed_hand_over_keeps_every_connection(upgradable, kind):
     """A new binary that refuses the configuration, one whose
-    configuration has another worker count (3, or 1), one that crashes,
-    one that hangs: the old daemon keeps every connection, and a good
-    one then takes them all."""
+    configuration has another worker count (3, or 1) or another listen
+    address, one that crashes, one that hangs: the old daemon keeps every
+    connection, and a good one then takes them all."""
     raise_nofile()
     u = workers_daemon(upgradable, 2, **({"handover_timeout": "1s"}
                                            if kind == "hang" else {}))
     u.d.wait_for("master.ready", timeout=30)
     good = open(u.binary, "rb").read()
     why = {"config": "refused", "workers": "number of workers",
-           "one": "worker count", "crash": "died of",
+           "one": "worker count", "listen": "keeps the listen addresses",
+           "crash": "died of",
            "hang": "no answer within handover_timeout"}[kind]
     if kind == "config":
         with open(u.conf, "a") as f:
@@ -201,6 +202,11 @@ def test_workers_failed_hand_over_keeps_every_connection(upgradable, kind):
         with open(u.conf, "w") as f:
             f.write(u.text.replace("workers = 2", "workers = 3"
                                    if kind == "workers" else "workers = 1"))
+    elif kind == "listen":
+        assert "listen = 127.0.0.1:0" in u.text
+        with open(u.conf, "w") as f:
+            f.write(u.text.replace("listen = 127.0.0.1:0",
+                                   "listen = 127.0.0.2:0", 1))
     elif kind == "crash":
         install(u.binary, b"#!/bin/sh\nkill -SEGV $$\n")
     else:
