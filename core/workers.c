@@ -645,11 +645,9 @@ worker_ho_await(void *arg)
 	struct ho_frame f;
 	uint8_t *payload = NULL;
 	const char *why = NULL;
-	size_t nfds;
-	int fds[1];
 
 	(void)arg;
-	if (ho_recv(M.self->how, &f, &payload, fds, 0, &nfds, &why) == -1)
+	if (ho_recv_plain(M.self->how, &f, &payload, &why) == -1)
 		return -1;
 	free(payload);
 	return f.type == HO_T_GO ? 0 : -1;
@@ -674,8 +672,7 @@ worker_ho_pause(struct wsp_server *srv)
 	uint8_t *payload = NULL;
 	const char *why = NULL;
 	uint64_t end = workers_now() + srv->cfg->handover_timeout, now;
-	size_t nfds;
-	int bfd = -1, fds[1], n;
+	int bfd = -1, n;
 
 	if (srv->handover == NULL)
 		return; /* it failed already, and said so */
@@ -703,8 +700,8 @@ worker_ho_pause(struct wsp_server *srv)
 			bfd = -1;
 		if (p[0].revents == 0)
 			continue;
-		if (ho_recv(M.self->how, &f, &payload, fds, 0, &nfds,
-		    &why) == -1 || f.type != HO_T_TRANSFER) {
+		if (ho_recv_plain(M.self->how, &f, &payload, &why) == -1 ||
+		    f.type != HO_T_TRANSFER) {
 			free(payload);
 			handover_peer_abort(srv);
 			return;
@@ -1837,11 +1834,10 @@ master_ho_worker_cb(evutil_socket_t fd, short what, void *arg)
 	uint8_t *payload = NULL;
 	const char *why = NULL;
 	char buf[512];
-	size_t nfds, i;
-	int fds[1];
+	size_t i;
 
 	(void)what;
-	if (ho_recv(fd, &f, &payload, fds, 0, &nfds, &why) == -1) {
+	if (ho_recv_plain(fd, &f, &payload, &why) == -1) {
 		snprintf(buf, sizeof(buf), "worker %d: %s", w->n, why);
 		master_ho_fail(buf);
 		return;
@@ -2223,12 +2219,11 @@ master_hc_cb(evutil_socket_t fd, short what, void *arg)
 	struct ho_frame f;
 	uint8_t *payload = NULL;
 	const char *why = NULL;
-	size_t nfds, i;
-	int fds[1];
+	size_t i;
 
 	(void)what;
 	(void)arg;
-	if (ho_recv(fd, &f, &payload, fds, 0, &nfds, &why) == -1 ||
+	if (ho_recv_plain(fd, &f, &payload, &why) == -1 ||
 	    (f.type != HO_T_HISTORY && f.type != HO_T_GO &&
 	    f.type != HO_T_END) ||
 	    (f.type == HO_T_END && ho_counters_decode(payload, f.len, v,

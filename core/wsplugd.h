@@ -1873,6 +1873,9 @@ int ho_send(int fd, uint16_t type, const void *payload, size_t len,
  * is an error).  -1 with *why_r and nothing left open. */
 int ho_recv(int fd, struct ho_frame *f, uint8_t **payload_r, int *fds,
     size_t maxfds, size_t *nfds_r, const char **why_r);
+/* ho_recv of a frame without descriptors. */
+int ho_recv_plain(int fd, struct ho_frame *f, uint8_t **payload_r,
+    const char **why_r);
 /* handover.failed, from side "old" or "new". */
 void ho_log_failed(const char *side, pid_t pid, const char *why);
 

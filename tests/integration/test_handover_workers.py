@@ -11,16 +11,16 @@ the old daemon with every connection.  Every wait is bounded.
 
 import asyncio
 import json
-import os
-import signal
 import time
 
 import pytest
 
 import harness
 from harness import SLOW, WRAPPER
-from test_handover import (Pingers, alive, install, patched, raise_nofile,
-                           until, upgradable)  # noqa: F401 (fixture)
+from test_handover import (Pingers, alive, fail_then_recover, install,
+                           patched, raise_nofile, refused_while_one_runs,
+                           until,
+                           upgradable)  # noqa: F401 (fixture)
 
 CLIENTS = 50 if WRAPPER else 200
 SUBSCRIBERS = 10 if WRAPPER else 20
@@ -212,27 +212,7 @@ def test_workers_failed_hand_over_keeps_every_connection(upgradable, kind):
     else:
         install(u.binary, b"#!/bin/sh\nexec sleep 60\n")
 
-    async def run():
-        p = Pingers(u.d.url, 40)
-        await p.open()
-        ids = set(p.ids)
-        await asyncio.get_running_loop().run_in_executor(
-            None, u.failed_handover, why)
-        before = p.answered
-        await until(lambda: p.answered >= before + 80, 30)
-        assert ids <= u.connection_ids()
-        assert p.errors == [], p.errors[:5]
-        install(u.binary, good)
-        with open(u.conf, "w") as f:
-            f.write(u.text)
-        await asyncio.get_running_loop().run_in_executor(None, u.handover)
-        before = p.answered
-        await until(lambda: p.answered >= before + 80, 30)
-        assert ids <= u.connection_ids()
-        await p.close()
-        assert p.errors == [], p.errors[:5]
-
-    asyncio.run(run())
+    asyncio.run(fail_then_recover(u, why, good, 40))
     m = u.get("/metrics")
     assert 'wsplugd_handovers_total{result="failed"} 1' in m
     assert 'wsplugd_handovers_total{result="ok"} 1' in m
@@ -261,15 +241,5 @@ def test_one_process_to_workers_refused(upgradable):
 def test_workers_hand_over_refused_while_one_runs(upgradable):
     u = workers_daemon(upgradable, 2, handover_timeout="2s")
     u.d.wait_for("master.ready", timeout=30)
-    install(u.binary, b"#!/bin/sh\nexec sleep 60\n")
-    mark = u.d.mark()
-    os.kill(u.pid, signal.SIGUSR2)
-    u.d.wait_for("handover.start", start=mark)
-    os.kill(u.pid, signal.SIGUSR2)
-    u.d.wait_for("handover.refused", start=mark,
-                 why="a hand-over is already running")
-    u.d.wait_for("handover.failed", start=mark, timeout=10)
-    deadline = time.monotonic() + 10 * SLOW
-    while time.monotonic() < deadline and not alive(u.pid):
-        time.sleep(0.05)
+    refused_while_one_runs(u)
     assert alive(u.pid)
