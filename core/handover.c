@@ -43,6 +43,14 @@
  * the new binary's start, configuration and plugin loading happen while
  * the old one still serves.
  *
+ * With workers > 1 each worker runs this side too, on a channel its
+ * master passes it (handover_peer_start): the peer is the new master's
+ * worker of the same number, already started, so there is no exec and no
+ * LISTEN (both masters hold the sockets), and the master stands between
+ * READY and the transfer, and between ADOPTED and GO (struct
+ * handover_peer), so that every worker transfers at once and none says
+ * GO unless every one can: workers.c says why and how.
+ *
  * This file is the old process's side; the new process's is
  * handover_child.c, the channel between them handover_io.c and the
  * records handover_state.c.

@@ -21,6 +21,12 @@
  * GO: the connections are forgotten untouched (conn_release) and the
  * process exits 1 without a word to any client; the old one still has
  * them all.
+ *
+ * With workers > 1 the new master takes the listeners
+ * (handover_child_take, the k-th socket of an address for worker k) and
+ * each new worker runs the rest on its own channel (handover_child_peer):
+ * no history (the store is the master's), and its channels' subscribes
+ * answered by the new master before ADOPTED.
  */
 #include <sys/socket.h>
 

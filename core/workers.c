@@ -60,6 +60,12 @@
  * is reaped; its replacement starts with none.  The master's reload
  * commit applies the new history limits to the store.
  *
+ * SIGUSR2, the hand-over to a new binary: every worker's connections go
+ * to the new master's worker of the same number, all or nothing; see
+ * master_handover below for the steps and why the bus is quieted first.
+ * The worker count and the listen addresses cannot change in one, since
+ * a worker's connections and its socket of each group go together.
+ *
  * SIGTERM or SIGINT: the master sends SIGTERM to every worker, each drains
  * as a single process does (close 1001, up to shutdown_timeout), and the
  * master exits once the last one is gone: 0, or 1 if one of them did not
@@ -1632,13 +1638,25 @@ master_backlog(void *arg, size_t i, size_t queued, uint64_t budget)
  *   every group, worker order   checked whole; the
  *   (and the admin's)           worker count must match
  *                          <--  READY + a_i (i < N)      b_i (forked)
- *   a_i to old worker i (HO_T_PEER); it waits for READY on it
- *   every worker READY: HISTORY, the store's --> loaded, then the new
- *   workers' bus sockets are read; TRANSFER to every old worker, each
- *   runs handover.c's transfer (CONNS, END) to its successor, which
- *   adopts and answers ADOPTED; each old worker reports it and waits
- *   all ADOPTED: MAINPID=, GO --> READY=1 once its workers turn
+ *   a_i to old worker i (HO_T_PEER); it waits for READY on it, serving
+ *   every worker READY: PAUSE to each; each stops, writes out its bus
+ *   frames, says PAUSED and goes on reading the bus (deliveries and
+ *   answers into its connections' output, which moves with them)
+ *   all PAUSED and no byte in flight on any bus socket (bus_hub_idle):
+ *   HISTORY, the store's, final --> loaded, then the new workers' bus
+ *   now                              sockets are read
+ *   TRANSFER to every old worker, each runs handover.c's transfer
+ *   (CONNS, END) to its successor, which adopts, has its channels'
+ *   subscribes answered and says ADOPTED; each old worker reports it
+ *   and waits
+ *   all ADOPTED: counters, MAINPID=, GO --> READY=1 once its workers turn
  *   GO to every old worker, each says GO to its successor and leaves
+ *
+ * Why the pause: a message the master wrote to a worker that has stopped
+ * would be lost with the moved connections, and one published after the
+ * history was saved would be missing from the new master's.  With every
+ * worker stopped and the bus sockets empty, each message was delivered by
+ * the old daemon or will be by the new one, never both, never neither.
  *
  * Anything else (a FAIL, an exit, a worker's failure, handover_timeout):
  * ABORT to every old worker, which carries on serving; the new master is
