@@ -125,6 +125,7 @@ def test_workers_hand_over_every_connection(upgradable, n):
     d = u.d
     d.wait_for("master.ready", timeout=30)
     pids = [u.pid]
+    figures = []
 
     async def run():
         p = Pingers(d.url, CLIENTS)
@@ -148,6 +149,10 @@ def test_workers_hand_over_every_connection(upgradable, n):
             while adopted(d, mark) < n and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             assert adopted(d, mark) == n
+            with d.cond:
+                pause = max(int(ev["pause_us"]) for ev in d.events[mark:]
+                            if ev.get("event") == "handover.moved")
+            figures.append((int(done["took_ms"]), pause / 1000))
             d.wait_for("master.ready", start=mark, timeout=30)
             assert u.served_version() == version
             assert ids <= u.connection_ids()
@@ -167,16 +172,18 @@ def test_workers_hand_over_every_connection(upgradable, n):
         assert p.errors == [], p.errors[:5]
         assert feed.errors == [], feed.errors[:5]
         feed.check()
-        return feed.published
+        return feed.published, p.longest
 
-    published = asyncio.run(run())
+    published, longest = asyncio.run(run())
     assert len(set(pids)) == HANDOVERS + 1
     m = u.get("/metrics")
     assert f'wsplugd_handovers_total{{result="ok"}} {HANDOVERS}' in m
     # none of the moved connections was closed by a process
     assert len(d.find_all("ws.close")) == CLIENTS + SUBSCRIBERS + 1
     print(f"\n{n} workers, {HANDOVERS} hand-overs: {CLIENTS} pingers, "
-          f"{SUBSCRIBERS} subscribers, {published} messages each")
+          f"{SUBSCRIBERS} subscribers, {published} messages each; "
+          f"took_ms/longest worker pause_ms {figures}; longest ping round "
+          f"trip {longest * 1000:.1f} ms")
 
 
 @pytest.mark.parametrize("kind", ["config", "workers", "one", "listen",
