@@ -163,7 +163,9 @@ handover_fail(struct handover *h, const char *why)
 		h->srv->metrics.handovers_failed++; /* else the master counts */
 	else if (!h->aborted)
 		h->peer->report(h->peer->arg, HO_T_FAIL, 0, why);
-	ho_log_failed("old", h->pid > 0 ? h->pid : getpid(), why);
+	/* called off by its master, which says why */
+	if (!h->aborted)
+		ho_log_failed("old", h->pid > 0 ? h->pid : getpid(), why);
 	handover_free(h);
 }
 

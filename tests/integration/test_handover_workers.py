@@ -11,6 +11,7 @@ the old daemon with every connection.  Every wait is bounded.
 
 import asyncio
 import json
+import os
 import time
 
 import pytest
@@ -250,3 +251,67 @@ def test_workers_hand_over_refused_while_one_runs(upgradable):
     u.d.wait_for("master.ready", timeout=30)
     refused_while_one_runs(u)
     assert alive(u.pid)
+
+
+def test_one_stuck_worker_calls_off_every_worker(upgradable):
+    """One worker stuck in a plugin never answers its part: past
+    handover_timeout the whole hand-over is called off, the other worker,
+    whose successor was ready, carries on with every connection, and once
+    the watchdog has replaced the stuck one a hand-over goes through."""
+    worker_so = os.path.join(os.environ.get("WSPLUGD_TEST_PLUGIN_DIR",
+                                            "tests/plugins/.libs"),
+                             "worker.so")
+    u = upgradable(server={"workers": 2, "handover_timeout": "1s",
+                           "worker_watchdog": "3s"},
+                   extra=f"\n[plugin:worker]\npath = {worker_so}\n")
+    d = u.d
+    d.wait_for("master.ready", timeout=30)
+
+    async def whoami(ws):
+        await ws.send(json.dumps({"type": "whoami"}))
+        while True:
+            r = json.loads(await asyncio.wait_for(ws.recv(), 10 * SLOW))
+            if r.get("type") == "whoami":
+                return r["worker"]
+
+    async def ping(ws, k):
+        await ws.send(json.dumps({"type": "ping", "id": k}))
+        r = json.loads(await asyncio.wait_for(ws.recv(), 10 * SLOW))
+        assert r == {"type": "pong", "id": k} or (
+            r.get("type") == "pong" and r.get("id") == k), r
+
+    async def run():
+        socks = {"1": [], "2": []}
+        ids = {}
+        for _ in range(40):
+            ws = await harness.ws_connect(d.url, compression=None)
+            hello = json.loads(await ws.recv())
+            w = await whoami(ws)
+            socks[w].append(ws)
+            ids[ws] = hello["connectionId"]
+            if socks["1"] and socks["2"] and len(ids) >= 20:
+                break
+        assert socks["1"] and socks["2"]
+        stuck, kept = socks["1"], socks["2"]
+        await stuck[0].send(json.dumps({"type": "hang"}))
+        await asyncio.sleep(0.2)
+        await asyncio.get_running_loop().run_in_executor(
+            None, u.failed_handover, "handover_timeout")
+        for k, ws in enumerate(kept):
+            await ping(ws, k)
+        # the watchdog replaces the stuck worker (its clients are lost)
+        d.wait_for("worker.watchdog", timeout=30)
+        mark = d.mark()
+        d.wait_for("worker.ready", start=mark, worker=1, timeout=30)
+        # the master counts it ready on its next tick (100 ms)
+        await asyncio.sleep(0.5)
+        await asyncio.get_running_loop().run_in_executor(None, u.handover)
+        for k, ws in enumerate(kept):
+            await ping(ws, 100 + k)
+        assert {ids[ws] for ws in kept} <= u.connection_ids()
+        for ws in kept:
+            await ws.close()
+        for ws in stuck:
+            await ws.close()
+
+    asyncio.run(run())
