@@ -768,6 +768,15 @@ bus_history_load(struct bus *bus, const uint8_t *p, size_t n, int keep_empty,
 	return rc;
 }
 
+int
+bus_pump(struct bus *bus, int flush, int *fd_r)
+{
+	*fd_r = -1;
+	if (bus == NULL || bus->be.pump == NULL)
+		return 0;
+	return bus->be.pump(bus->be.be, flush, fd_r);
+}
+
 void
 bus_history_settled(struct bus *bus)
 {

@@ -55,7 +55,10 @@
  * messages silently would break the promise of every message once, in
  * order, and a new kind of message would be one every client must learn.
  */
+#include <sys/ioctl.h>
 #include <sys/random.h>
+
+#include <poll.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -1255,6 +1258,62 @@ remote_free(void *be)
 	free(b);
 }
 
+/*
+ * A worker's hand-over: the loop stands still, so the bufferevent does
+ * not move the bytes; this does, through the buffers the bufferevent
+ * keeps frozen at the end it moves itself.  Flushing blocks (a second
+ * at most without progress): the master reads all along.
+ */
+static int
+remote_pump(void *be, int flush, int *fd_r)
+{
+	struct bus_remote *b = be;
+	struct evbuffer *buf;
+	struct pollfd p;
+	int fd, n, rc = 0;
+
+	if (b->bev == NULL)
+		return -1;
+	*fd_r = fd = bufferevent_getfd(b->bev);
+	if (flush == 2) {
+		/* settle: sent, and every request answered (a connection
+		 * adopted is a member from its subscribe's answer on) */
+		if (remote_pump(be, 1, fd_r) == -1)
+			return -1;
+		while (!TAILQ_EMPTY(&b->reqs)) {
+			p.fd = fd;
+			p.events = POLLIN;
+			if (poll(&p, 1, 5000) <= 0 ||
+			    remote_pump(be, 0, fd_r) == -1)
+				return -1;
+		}
+		return 0;
+	}
+	if (flush) {
+		buf = bufferevent_get_output(b->bev);
+		evbuffer_unfreeze(buf, 1);
+		while (evbuffer_get_length(buf) > 0 && rc == 0) {
+			if (evbuffer_write(buf, fd) >= 0)
+				continue;
+			if (errno != EAGAIN && errno != EINTR)
+				rc = -1;
+			p.fd = fd;
+			p.events = POLLOUT;
+			if (rc == 0 && poll(&p, 1, 1000) <= 0)
+				rc = -1;
+		}
+		evbuffer_freeze(buf, 1);
+		return rc;
+	}
+	buf = bufferevent_get_input(b->bev);
+	evbuffer_unfreeze(buf, 0);
+	while ((n = evbuffer_read(buf, fd, -1)) > 0)
+		;
+	evbuffer_freeze(buf, 0);
+	remote_read_cb(b->bev, b);
+	return n == 0 ? -1 : 0; /* 0 read: the master is gone */
+}
+
 /* The master's backend's table; bus_local_connect fills in be. */
 static const struct bus_backend remote_ops = {
 	.name = "local",
@@ -1264,6 +1323,7 @@ static const struct bus_backend remote_ops = {
 	.unsubscribe = remote_unsubscribe,
 	.presence = remote_presence,
 	.stats = remote_stats,
+	.pump = remote_pump,
 	.free = remote_free,
 };
 
@@ -1583,6 +1643,46 @@ bus_hub_configure(struct bus_hub *h, const struct bus_limits *lim)
 {
 	if (h != NULL)
 		bus_store_configure(h->st, lim);
+}
+
+int
+bus_hub_save(struct bus_hub *h, struct outbuf *b)
+{
+	return bus_store_save(h->st, clock_mono_ms(), b);
+}
+
+/* keep_empty: the channels of the connections on their way keep their
+ * epoch until the new workers have joined them (bus_hub_sweep). */
+int
+bus_hub_load(struct bus_hub *h, const uint8_t *p, size_t n,
+    const char **why_r)
+{
+	return bus_store_load(h->st, p, n, clock_mono_ms(), why_r);
+}
+
+void
+bus_hub_sweep(struct bus_hub *h)
+{
+	if (h != NULL)
+		bus_store_sweep(h->st);
+}
+
+int
+bus_hub_idle(struct bus_hub *h)
+{
+	struct bufferevent *bev;
+	size_t i;
+	int n;
+
+	for (i = 0; i < h->nw; i++) {
+		if ((bev = h->w[i].bev) == NULL)
+			continue;
+		if (evbuffer_get_length(bufferevent_get_input(bev)) > 0 ||
+		    evbuffer_get_length(bufferevent_get_output(bev)) > 0 ||
+		    ioctl(bufferevent_getfd(bev), FIONREAD, &n) == -1 || n > 0)
+			return 0;
+	}
+	return 1;
 }
 
 void

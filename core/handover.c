@@ -43,6 +43,14 @@
  * the new binary's start, configuration and plugin loading happen while
  * the old one still serves.
  *
+ * With workers > 1 each worker runs this side too, on a channel its
+ * master passes it (handover_peer_start): the peer is the new master's
+ * worker of the same number, already started, so there is no exec and no
+ * LISTEN (both masters hold the sockets), and the master stands between
+ * READY and the transfer, and between ADOPTED and GO (struct
+ * handover_peer), so that every worker transfers at once and none says
+ * GO unless every one can: workers.c says why and how.
+ *
  * This file is the old process's side; the new process's is
  * handover_child.c, the channel between them handover_io.c and the
  * records handover_state.c.
@@ -70,11 +78,17 @@
 /* The old process's side, while a hand-over runs. */
 struct handover {
 	struct wsp_server *srv;
-	pid_t pid;
+	pid_t pid;           /* 0: a worker's successor, its master's child */
 	int fd;
 	struct event *ev;    /* fd readable: READY, FAIL or EOF */
 	struct event *timer; /* handover_timeout */
 	uint64_t started;    /* monotonic ms */
+	/* A worker's hand-over (handover_peer_start): its master decides
+	 * when it transfers and whether it may say GO. */
+	const struct handover_peer *peer;
+	uint16_t version;    /* the successor's, from its READY */
+	int ready;           /* READY came, the transfer waits for the master */
+	int aborted;         /* called off by the master: nothing to report */
 };
 
 static uint64_t
@@ -145,8 +159,13 @@ handover_fail(struct handover *h, const char *why)
 			}
 		}
 	}
-	h->srv->metrics.handovers_failed++;
-	ho_log_failed("old", h->pid, why);
+	if (h->peer == NULL)
+		h->srv->metrics.handovers_failed++; /* else the master counts */
+	else if (!h->aborted)
+		h->peer->report(h->peer->arg, HO_T_FAIL, 0, why);
+	/* called off by its master, which says why */
+	if (!h->aborted)
+		ho_log_failed("old", h->pid > 0 ? h->pid : getpid(), why);
 	handover_free(h);
 }
 
@@ -491,15 +510,32 @@ handover_transfer(struct handover *h, uint16_t version)
 		why = "the new process adopted another count of connections";
 		goto fail;
 	}
-	notify_mainpid(srv, (long)h->pid);
+	/* A worker waits here for every other one: GO only when all of
+	 * them have had every connection adopted (workers.c). */
+	if (h->peer != NULL) {
+		h->peer->report(h->peer->arg, HO_T_ADOPTED, adopted, NULL);
+		if (h->peer->await(h->peer->arg) != 0) {
+			h->aborted = 1;
+			why = "called off by the master: another worker's "
+			    "hand-over failed";
+			goto fail;
+		}
+	} else
+		notify_mainpid(srv, (long)h->pid);
 	if (ho_send(h->fd, HO_T_GO, NULL, 0, NULL, 0) == -1) {
 		why = "cannot send GO";
 		goto fail;
 	}
-	/* From here the new process serves them: forget, never close. */
-	srv->metrics.handovers_ok++;
-	if ((l = log_begin(WSP_LOG_INFO, "handover.done")) != NULL) {
-		log_int(l, "pid", h->pid);
+	/* From here the new process serves them: forget, never close.
+	 * With workers the master counts the hand-over, once. */
+	if (h->peer == NULL)
+		srv->metrics.handovers_ok++;
+	/* a worker's share is handover.moved; its master logs the
+	 * hand-over's handover.done once every worker has said GO */
+	if ((l = h->peer != NULL ? log_begin(WSP_LOG_INFO, "handover.moved") :
+	    log_begin(WSP_LOG_INFO, "handover.done")) != NULL) {
+		if (h->peer == NULL)
+			log_int(l, "pid", h->pid);
 		log_uint(l, "moved", nmoved);
 		log_uint(l, "restarted", nkept);
 		log_uint(l, "pause_us", ho_now_us() - t0);
@@ -550,6 +586,14 @@ ho_read_cb(evutil_socket_t fd, short what, void *arg)
 	switch (f.type) {
 	case HO_T_READY:
 		free(payload);
+		if (h->peer != NULL && !h->ready) {
+			/* the master says when: every worker at once */
+			h->ready = 1;
+			h->version = f.version;
+			event_del(h->ev);
+			h->peer->report(h->peer->arg, HO_T_READY, 0, NULL);
+			return;
+		}
 		handover_transfer(h, f.version);
 		return;
 	case HO_T_FAIL:
@@ -564,8 +608,8 @@ ho_read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static int
-ho_listen_add(struct outbuf *b, int *fds, size_t *n, uint8_t kind,
+int
+handover_listen_add(struct outbuf *b, int *fds, size_t *n, uint8_t kind,
     uint8_t tls, const struct sockaddr_storage *conf, socklen_t len, int fd)
 {
 	struct ho_listen l;
@@ -583,6 +627,67 @@ ho_listen_add(struct outbuf *b, int *fds, size_t *n, uint8_t kind,
 	return 0;
 }
 
+/*
+ * The new binary, started with one end of a socket pair as its
+ * HANDOVER_ENV: the single process's successor here, a master's in
+ * workers.c.  0 with *fd_r (ours, blocking, close-on-exec) and *pid_r,
+ * or -1 with errno.
+ */
+int
+handover_exec(const char *path, char *const argv[], int *fd_r, pid_t *pid_r)
+{
+	int sv[2], e;
+	char env[32];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1)
+		return -1;
+	if ((pid = fork()) == -1) {
+		e = errno;
+		close(sv[0]);
+		close(sv[1]);
+		errno = e;
+		return -1;
+	}
+	if (pid == 0) {
+		/* The child of a single-threaded process: setenv is safe
+		 * here, and exec replaces everything else. */
+		fcntl(sv[1], F_SETFD, 0);
+		snprintf(env, sizeof(env), "%d", sv[1]);
+		setenv(HANDOVER_ENV, env, 1);
+		/* systemd's watchdog is meant for the main process, which
+		 * this one becomes (MAINPID=): sd_watchdog_enabled() checks
+		 * WATCHDOG_PID against getpid(). */
+		if (getenv("WATCHDOG_PID") != NULL) {
+			snprintf(env, sizeof(env), "%ld", (long)getpid());
+			setenv("WATCHDOG_PID", env, 1);
+		}
+		execv(path, argv);
+		_exit(127);
+	}
+	close(sv[1]);
+	*fd_r = sv[0];
+	*pid_r = pid;
+	return 0;
+}
+
+static int
+ho_watch(struct handover *h)
+{
+	struct wsp_server *srv = h->srv;
+	struct timeval tv;
+
+	ho_set_timeout(h->fd, srv->cfg->handover_timeout);
+	tv.tv_sec = (time_t)(srv->cfg->handover_timeout / 1000);
+	tv.tv_usec = (suseconds_t)(srv->cfg->handover_timeout % 1000) * 1000;
+	if ((h->ev = event_new(srv->base, h->fd, EV_READ | EV_PERSIST,
+	    ho_read_cb, h)) == NULL || event_add(h->ev, NULL) == -1 ||
+	    (h->timer = evtimer_new(srv->base, ho_timeout_cb, h)) == NULL ||
+	    evtimer_add(h->timer, &tv) == -1)
+		return -1;
+	return 0;
+}
+
 void
 handover_start(struct wsp_server *srv)
 {
@@ -590,12 +695,10 @@ handover_start(struct wsp_server *srv)
 	struct outbuf b = { NULL, 0, 0 };
 	struct listener *li;
 	struct sockaddr_storage ss;
-	struct timeval tv;
 	struct log_line *l;
 	socklen_t sl;
 	size_t nfds = 0, i;
-	int sv[2] = { -1, -1 }, fds[HO_BATCH_FDS], fd;
-	char env[32];
+	int fds[HO_BATCH_FDS], fd;
 	pid_t pid;
 
 	if (srv->handover != NULL) {
@@ -611,50 +714,26 @@ handover_start(struct wsp_server *srv)
 		return;
 	}
 	TAILQ_FOREACH(li, &srv->listeners, entry)
-		if (ho_listen_add(&b, fds, &nfds, HO_LISTEN_WS,
+		if (handover_listen_add(&b, fds, &nfds, HO_LISTEN_WS,
 		    (uint8_t)li->tls, &li->conf, li->conf_len,
 		    evconnlistener_get_fd(li->lev)) == -1)
 			goto nomem;
 	for (i = 0; (fd = admin_socket(srv, i, &ss, &sl)) != -1; i++)
-		if (ho_listen_add(&b, fds, &nfds, HO_LISTEN_ADMIN, 0, &ss, sl,
-		    fd) == -1)
+		if (handover_listen_add(&b, fds, &nfds, HO_LISTEN_ADMIN, 0,
+		    &ss, sl, fd) == -1)
 			goto nomem;
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		goto nomem;
 	h->srv = srv;
 	h->fd = -1;
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
-		ho_refuse(strerror(errno));
-		free(h);
-		free(b.p);
-		return;
-	}
-	h->fd = sv[0];
 	srv->handover = h;
 	h->started = clock_mono_ms();
-	if ((pid = fork()) == -1) {
-		close(sv[1]);
+	if (handover_exec(srv->exec_path, srv->exec_argv, &h->fd,
+	    &pid) == -1) {
 		free(b.p);
 		handover_fail(h, strerror(errno));
 		return;
 	}
-	if (pid == 0) {
-		/* The child of a single-threaded process: setenv is safe
-		 * here, and exec replaces everything else. */
-		fcntl(sv[1], F_SETFD, 0);
-		snprintf(env, sizeof(env), "%d", sv[1]);
-		setenv(HANDOVER_ENV, env, 1);
-		/* systemd's watchdog is meant for the main process, which
-		 * this one becomes (MAINPID=): sd_watchdog_enabled() checks
-		 * WATCHDOG_PID against getpid(). */
-		if (getenv("WATCHDOG_PID") != NULL) {
-			snprintf(env, sizeof(env), "%ld", (long)getpid());
-			setenv("WATCHDOG_PID", env, 1);
-		}
-		execv(srv->exec_path, srv->exec_argv);
-		_exit(127);
-	}
-	close(sv[1]);
 	h->pid = pid;
 	if ((l = log_begin(WSP_LOG_INFO, "handover.start")) != NULL) {
 		log_str(l, "binary", srv->exec_path);
@@ -663,23 +742,71 @@ handover_start(struct wsp_server *srv)
 		log_end(l);
 	}
 	ho_set_timeout(h->fd, srv->cfg->handover_timeout);
-	tv.tv_sec = (time_t)(srv->cfg->handover_timeout / 1000);
-	tv.tv_usec = (suseconds_t)(srv->cfg->handover_timeout % 1000) * 1000;
 	if (ho_send(h->fd, HO_T_LISTEN, b.p, b.len, fds, nfds) == -1) {
 		free(b.p);
 		handover_fail(h, "cannot pass the listeners on");
 		return;
 	}
 	free(b.p);
-	if ((h->ev = event_new(srv->base, h->fd, EV_READ | EV_PERSIST,
-	    ho_read_cb, h)) == NULL || event_add(h->ev, NULL) == -1 ||
-	    (h->timer = evtimer_new(srv->base, ho_timeout_cb, h)) == NULL ||
-	    evtimer_add(h->timer, &tv) == -1)
+	if (ho_watch(h) == -1)
 		handover_fail(h, "out of memory");
 	return;
 nomem:
 	free(b.p);
 	ho_refuse("out of memory, or too many listeners");
+}
+
+/*
+ * A worker's hand-over (workers > 1): fd is the channel to its successor,
+ * a worker of the new master, which the old master passed on.  The steps
+ * are the single process's, without the exec and the listeners (each
+ * side's master has them); peer's report and await put the master between
+ * READY and the transfer, and between ADOPTED and GO.
+ */
+void
+handover_peer_start(struct wsp_server *srv, int fd,
+    const struct handover_peer *peer)
+{
+	struct handover *h;
+
+	if (srv->handover != NULL || srv->draining ||
+	    (h = calloc(1, sizeof(*h))) == NULL) {
+		close(fd);
+		peer->report(peer->arg, HO_T_FAIL, 0, srv->draining ?
+		    "a worker is shutting down" : srv->handover != NULL ?
+		    "a hand-over is already running" : "out of memory");
+		return;
+	}
+	h->srv = srv;
+	h->fd = fd;
+	h->peer = peer;
+	h->started = clock_mono_ms();
+	srv->handover = h;
+	if (ho_watch(h) == -1)
+		handover_fail(h, "out of memory");
+}
+
+/* Every worker's successor is ready: the transfer, now. */
+void
+handover_peer_transfer(struct wsp_server *srv)
+{
+	struct handover *h = srv->handover;
+
+	if (h == NULL || h->peer == NULL || !h->ready)
+		return;
+	handover_transfer(h, h->version);
+}
+
+/* The master calls it off before the transfer. */
+void
+handover_peer_abort(struct wsp_server *srv)
+{
+	struct handover *h = srv->handover;
+
+	if (h == NULL || h->peer == NULL)
+		return;
+	h->aborted = 1;
+	handover_fail(h, "called off by the master");
 }
 
 void

@@ -21,6 +21,12 @@
  * GO: the connections are forgotten untouched (conn_release) and the
  * process exits 1 without a word to any client; the old one still has
  * them all.
+ *
+ * With workers > 1 the new master takes the listeners
+ * (handover_child_take, the k-th socket of an address for worker k) and
+ * each new worker runs the rest on its own channel (handover_child_peer):
+ * no history (the store is the master's), and its channels' subscribes
+ * answered by the new master before ADOPTED.
  */
 #include <sys/socket.h>
 
@@ -53,6 +59,7 @@ struct handover_child {
 	size_t nconns, cap;
 	uint64_t counters[HOC_N];
 	int history; /* HO_T_HISTORY came */
+	int counts;  /* this process counts the hand-over (not workers 2..N) */
 };
 
 static void
@@ -114,6 +121,7 @@ handover_child_new(int fd, uint64_t timeout_ms, struct wsp_errors *errs)
 		return NULL;
 	}
 	hc->fd = fd;
+	hc->counts = 1;
 	fcntl(fd, F_SETFD, FD_CLOEXEC);
 	ho_set_timeout(fd, timeout_ms);
 	if (ho_recv(fd, &f, &payload, fds, HO_BATCH_FDS, &nfds, &why) == -1)
@@ -151,13 +159,35 @@ fail:
 	return NULL;
 }
 
-/* srv->bind in the new process: the old one's socket for an address it
- * had, a new one for an address the configuration adds. */
-static int
-ho_bind(struct wsp_server *srv, const struct wsp_listen_addr *a, int backlog,
-    char *addr, size_t addrlen)
+/*
+ * A new worker (workers > 1, workers.c): its listeners are its master's,
+ * so nothing comes before READY on fd; the records that follow are the
+ * single process's.
+ */
+struct handover_child *
+handover_child_peer(int fd, uint64_t timeout_ms, int counts)
 {
-	struct handover_child *hc = srv->handover_child;
+	struct handover_child *hc;
+
+	if ((hc = calloc(1, sizeof(*hc))) == NULL) {
+		close(fd);
+		return NULL;
+	}
+	hc->fd = fd;
+	hc->peer_version = HO_VERSION;
+	hc->counts = counts;
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	ho_set_timeout(fd, timeout_ms);
+	return hc;
+}
+
+/* The first socket passed for a not taken yet: passed in the old
+ * master's worker order, so the k-th call gets worker k's socket of a
+ * SO_REUSEPORT group. */
+int
+handover_child_take(struct handover_child *hc,
+    const struct wsp_listen_addr *a, int backlog, char *addr, size_t addrlen)
+{
 	struct ho_inherit *s;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
@@ -177,6 +207,66 @@ ho_bind(struct wsp_server *srv, const struct wsp_listen_addr *a, int backlog,
 		s->fd = -1;
 		return fd;
 	}
+	errno = ENOENT;
+	return -1;
+}
+
+/* How many sockets of one SO_REUSEPORT group came: the old daemon's
+ * workers (1 for a single process, 0 without a [server] listen). */
+size_t
+handover_child_group(const struct handover_child *hc)
+{
+	size_t i, j, n, most = 0;
+
+	for (i = 0; i < hc->nsocks; i++) {
+		if (hc->socks[i].l.kind != HO_LISTEN_WS)
+			continue;
+		for (n = 0, j = 0; j < hc->nsocks; j++)
+			n += hc->socks[j].l.kind == HO_LISTEN_WS &&
+			    hc->socks[j].l.conf_len == hc->socks[i].l.conf_len &&
+			    memcmp(&hc->socks[j].l.conf, &hc->socks[i].l.conf,
+			    hc->socks[i].l.conf_len) == 0;
+		if (n > most)
+			most = n;
+	}
+	return most;
+}
+
+/* Listening sockets passed and not taken. */
+size_t
+handover_child_left(const struct handover_child *hc)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < hc->nsocks; i++)
+		n += hc->socks[i].fd >= 0 && hc->socks[i].l.kind == HO_LISTEN_WS;
+	return n;
+}
+
+int
+handover_child_fd(const struct handover_child *hc)
+{
+	return hc->fd;
+}
+
+/* The new master's: the channel and the sockets no one took. */
+void
+handover_child_done(struct handover_child *hc)
+{
+	ho_child_free(hc);
+}
+
+/* srv->bind in the new process: the old one's socket for an address it
+ * had, a new one for an address the configuration adds. */
+static int
+ho_bind(struct wsp_server *srv, const struct wsp_listen_addr *a, int backlog,
+    char *addr, size_t addrlen)
+{
+	int fd;
+
+	if ((fd = handover_child_take(srv->handover_child, a, backlog, addr,
+	    addrlen)) != -1 || errno != ENOENT)
+		return fd;
 	return listen_bind(a, backlog, 0, addr, addrlen);
 }
 
@@ -398,7 +488,7 @@ fail:
 }
 
 static void
-ho_child_counters(struct wsp_server *srv, const uint64_t *v)
+ho_child_counters(struct wsp_server *srv, const uint64_t *v, int counts)
 {
 	srv->total_opened += v[HOC_OPENED];
 	srv->total_closed += v[HOC_CLOSED];
@@ -412,7 +502,7 @@ ho_child_counters(struct wsp_server *srv, const uint64_t *v)
 	srv->metrics.reaps += v[HOC_REAPS];
 	srv->metrics.reloads_ok += v[HOC_RELOADS_OK];
 	srv->metrics.reloads_failed += v[HOC_RELOADS_FAILED];
-	srv->metrics.handovers_ok += v[HOC_HANDOVERS_OK] + 1;
+	srv->metrics.handovers_ok += v[HOC_HANDOVERS_OK] + (uint64_t)counts;
 	srv->metrics.handovers_failed += v[HOC_HANDOVERS_FAILED];
 }
 
@@ -438,7 +528,7 @@ handover_child_run(struct wsp_server *srv)
 	uint8_t *payload = NULL, cnt[4];
 	uint64_t t0 = clock_mono_ms();
 	const char *why = NULL;
-	int fds[HO_BATCH_FDS], done = 0, tell = 0;
+	int fds[HO_BATCH_FDS], done = 0, tell = 0, bfd;
 	size_t nfds, i, j;
 
 	if (ho_send(hc->fd, HO_T_READY, NULL, 0, NULL, 0) == -1) {
@@ -494,6 +584,14 @@ handover_child_run(struct wsp_server *srv)
 		free(payload);
 		payload = NULL;
 	}
+	/* With workers, the store is the new master's: every connection
+	 * is a member of its channels again (its subscribe answered)
+	 * before ADOPTED, so that nothing published after GO misses it. */
+	if (bus_pump(srv->bus, 2, &bfd) == -1) {
+		why = "the bus did not take the connections' channels back";
+		tell = 1;
+		goto fail;
+	}
 	/* Plugins know the connections before anything is said on them
 	 * (not the handshakes: they will be opened). */
 	for (i = 0; i < hc->nconns; i++)
@@ -522,7 +620,7 @@ handover_child_run(struct wsp_server *srv)
 			log_msg(WSP_LOG_ERROR, "handover.error", "cannot "
 			    "watch an adopted connection: %s",
 			    strerror(errno));
-	ho_child_counters(srv, hc->counters);
+	ho_child_counters(srv, hc->counters, hc->counts);
 	if ((l = log_begin(WSP_LOG_INFO, "handover.adopted")) != NULL) {
 		log_uint(l, "connections", hc->nconns);
 		log_uint(l, "took_ms", clock_mono_ms() - t0);

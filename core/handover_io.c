@@ -216,3 +216,14 @@ ho_log_failed(const char *side, pid_t pid, const char *why)
 		log_str(l, "msg", "every connection stays with this process");
 	log_end(l);
 }
+
+/* A frame that carries no descriptor: the master's and its workers' words. */
+int
+ho_recv_plain(int fd, struct ho_frame *f, uint8_t **payload_r,
+    const char **why_r)
+{
+	size_t nfds;
+	int fds[1];
+
+	return ho_recv(fd, f, payload_r, fds, 0, &nfds, why_r);
+}

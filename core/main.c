@@ -132,6 +132,18 @@ serve(struct wsp_config **cfgp, const char *file, int level,
 			errors_clear(&errs);
 			return 1;
 		}
+		/* A master's sockets, one per worker: one process cannot
+		 * take them all (wsplugd(8): the worker count stays). */
+		if (handover_child_group(hc) > 1) {
+			handover_child_refuse(ho_fd, NULL, "the running daemon "
+			    "has workers > 1, the new configuration one: the "
+			    "worker count cannot change in a hand-over");
+			log_msg(WSP_LOG_ERROR, "handover.failed", "the running "
+			    "daemon has %zu workers, the new configuration 1",
+			    handover_child_group(hc));
+			handover_child_done(hc);
+			return 1;
+		}
 		ho_hooks.setup = handover_child_setup;
 		ho_hooks.arg = hc;
 		hooks = &ho_hooks;
@@ -323,13 +335,22 @@ main(int argc, char *argv[])
 	}
 	signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an error code */
 	raise_nofile(cfg);
-	if (cfg->workers > 1 && handover_fd >= 0) {
-		handover_child_refuse(handover_fd, NULL, "the new "
-		    "configuration has workers > 1");
-		fprintf(stderr, "%s: hand-over refused: workers > 1\n", file);
-	} else if (cfg->workers > 1)
-		rc = workers_run(&cfg, file, level, PLUGINDIR, serve);
-	else
+	if (cfg->workers > 1) {
+		struct workers_exec ex = { exec_path[0] != '\0' ? exec_path :
+		    NULL, exec_argv, NULL };
+
+		/* Started by a hand-over: the master takes the old one's
+		 * sockets (workers.c); its workers, the connections. */
+		if (handover_fd >= 0 && (ex.hc = handover_child_new(
+		    handover_fd, cfg->handover_timeout, &errs)) == NULL) {
+			for (i = 0; i < errs.n; i++)
+				log_msg(WSP_LOG_ERROR, "handover.failed", "%s",
+				    errs.msg[i]);
+			goto done;
+		}
+		handover_fd = -1;
+		rc = workers_run(&cfg, file, level, PLUGINDIR, serve, &ex);
+	} else
 		rc = serve(&cfg, file, level, NULL);
 done:
 	config_free(cfg);

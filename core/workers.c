@@ -63,6 +63,12 @@
  * is no socketpair: each worker is a node of its own on Redis
  * (bus_redis.c), and the store here stays empty.
  *
+ * SIGUSR2, the hand-over to a new binary: every worker's connections go
+ * to the new master's worker of the same number, all or nothing; see
+ * master_handover below for the steps and why the bus is quieted first.
+ * The worker count and the listen addresses cannot change in one, since
+ * a worker's connections and its socket of each group go together.
+ *
  * SIGTERM or SIGINT: the master sends SIGTERM to every worker, each drains
  * as a single process does (close 1001, up to shutdown_timeout), and the
  * master exits once the last one is gone: 0, or 1 if one of them did not
@@ -81,6 +87,7 @@
 #include <netinet/in.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,6 +140,16 @@ struct worker {
 	int asked;           /* a reload's prepare is awaited from it */
 	struct event *respawn;
 	struct worker_shm *shm;
+	/* hand-over: a third socket pair, frames of handover_io.c */
+	int hom;             /* the master's end */
+	int how;             /* the worker's end, in the worker */
+	int succ;            /* new master: its predecessor's channel, for
+	                      * its first start only */
+	int hub_fd;          /* new master: its bus socket, attached to the
+	                      * hub once the old master's history is in */
+	int ho_state;        /* old master: 1 channel given, 2 READY,
+	                      * 3 PAUSED, 4 ADOPTED */
+	struct event *ho_ev; /* old master: hom readable */
 };
 
 static struct master {
@@ -173,6 +190,21 @@ static struct master {
 	struct worker *self;  /* in a worker: its own entry */
 	struct bus_hub *hub;  /* the bus's store, in the master */
 	int bus_redis;        /* [bus] backend = redis at start: no hub */
+	const struct workers_exec *ex; /* SIGUSR2's binary */
+	/* a hand-over, in the old master: the new master and the steps */
+	struct {
+		pid_t pid;
+		int fd;
+		struct event *ev, *timer, *quiet;
+		size_t nready, npaused, nadopted;
+		uint64_t moved, started;
+	} ho;
+	/* in a new master: the old master's channel, until GO */
+	struct handover_child *hc;
+	struct event *hc_ev;
+	int hub_wait;         /* the old master's history has not come yet */
+	struct event ho_wev;  /* in a worker: its hand-over socket */
+	struct handover_peer peer;
 } M;
 
 static uint64_t
@@ -594,6 +626,140 @@ worker_ctl_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/*
+ * The hand-over, in a worker: the master passes it the channel to its
+ * successor (HO_T_PEER) and says when to transfer (HO_T_TRANSFER), to
+ * say GO (HO_T_GO) or to give up (HO_T_ABORT); the worker tells it each
+ * step (handover.c's handover_peer).  Frames of handover_io.c on the
+ * third socket pair, blocking with handover_timeout.
+ */
+static void
+worker_ho_report(void *arg, uint16_t type, uint32_t count, const char *why)
+{
+	uint8_t c[4];
+
+	(void)arg;
+	if (type == HO_T_FAIL) {
+		ho_send(M.self->how, type, why, strlen(why), NULL, 0);
+		return;
+	}
+	c[0] = (uint8_t)count;
+	c[1] = (uint8_t)(count >> 8);
+	c[2] = (uint8_t)(count >> 16);
+	c[3] = (uint8_t)(count >> 24);
+	ho_send(M.self->how, type, c, 4, NULL, 0);
+}
+
+/* Between ADOPTED and GO, the loop standing still: GO (0), or anything
+ * else, the master gone or silent past handover_timeout (-1). */
+static int
+worker_ho_await(void *arg)
+{
+	struct ho_frame f;
+	uint8_t *payload = NULL;
+	const char *why = NULL;
+
+	(void)arg;
+	if (ho_recv_plain(M.self->how, &f, &payload, &why) == -1)
+		return -1;
+	free(payload);
+	return f.type == HO_T_GO ? 0 : -1;
+}
+
+/*
+ * HO_T_PAUSE: from here this worker's loop stands still until its
+ * transfer is done or called off.  Its bus frames go to the master first
+ * (a publish, a subscribe), then it says PAUSED and keeps reading what
+ * the master sends (deliveries, answers: written to its connections'
+ * output, which moves with them) until the master, with every worker
+ * paused and nothing left in flight on any bus socket, says TRANSFER.
+ * So a message published before the pause reaches every subscriber
+ * here, and one published after it reaches them through the new master:
+ * once each, in order.
+ */
+static void
+worker_ho_pause(struct wsp_server *srv)
+{
+	struct pollfd p[2];
+	struct ho_frame f;
+	uint8_t *payload = NULL;
+	const char *why = NULL;
+	uint64_t end = workers_now() + srv->cfg->handover_timeout, now;
+	int bfd = -1, n;
+
+	if (srv->handover == NULL)
+		return; /* it failed already, and said so */
+	if (bus_pump(srv->bus, 1, &bfd) == -1)
+		bfd = -1;
+	worker_ho_report(NULL, HO_T_PAUSED, 0, NULL);
+	for (;;) {
+		now = workers_now();
+		p[0].fd = M.self->how;
+		p[0].events = POLLIN;
+		p[1].fd = bfd;
+		p[1].events = POLLIN;
+		p[0].revents = p[1].revents = 0;
+		n = now < end ? poll(p, bfd >= 0 ? 2 : 1, (int)(end - now)) : 0;
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			worker_ho_report(NULL, HO_T_FAIL, 0, "no word from "
+			    "the master within handover_timeout");
+			handover_peer_abort(srv);
+			return;
+		}
+		if (bfd >= 0 && p[1].revents != 0 &&
+		    bus_pump(srv->bus, 0, &bfd) == -1)
+			bfd = -1;
+		if (p[0].revents == 0)
+			continue;
+		if (ho_recv_plain(M.self->how, &f, &payload, &why) == -1 ||
+		    f.type != HO_T_TRANSFER) {
+			free(payload);
+			handover_peer_abort(srv);
+			return;
+		}
+		free(payload);
+		if (bfd >= 0)
+			bus_pump(srv->bus, 0, &bfd);
+		handover_peer_transfer(srv);
+		return;
+	}
+}
+
+static void
+worker_ho_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct wsp_server *srv = arg;
+	struct ho_frame f;
+	uint8_t *payload = NULL;
+	const char *why = NULL;
+	size_t nfds = 0;
+	int fds[1];
+
+	(void)what;
+	if (ho_recv(fd, &f, &payload, fds, 1, &nfds, &why) == -1) {
+		event_del(&M.ho_wev); /* the master is gone: ctl says so */
+		return;
+	}
+	free(payload);
+	switch (f.type) {
+	case HO_T_PEER:
+		if (nfds == 1)
+			handover_peer_start(srv, fds[0], &M.peer);
+		else
+			worker_ho_report(NULL, HO_T_FAIL, 0, "no channel");
+		return;
+	case HO_T_PAUSE:
+		worker_ho_pause(srv);
+		break;
+	case HO_T_ABORT:
+		handover_peer_abort(srv);
+		break;
+	}
+	ho_close_fds(fds, nfds);
+}
+
 static void
 worker_setup(struct wsp_server *srv, void *arg)
 {
@@ -632,9 +798,33 @@ worker_setup(struct wsp_server *srv, void *arg)
 		    "master's control socket: out of memory");
 	else
 		event_add(&M.ctl_ev, NULL);
+	M.peer.report = worker_ho_report;
+	M.peer.await = worker_ho_await;
+	ho_set_timeout(w->how, srv->cfg->handover_timeout);
+	event_assign(&M.ho_wev, srv->base, w->how, EV_READ | EV_PERSIST,
+	    worker_ho_cb, srv);
+	event_add(&M.ho_wev, NULL);
+	/* A new master's worker: its predecessor's connections first
+	 * (main.c's serve runs handover_child_run before the loop); the
+	 * first worker alone counts the hand-over. */
+	if (w->succ != -1) {
+		srv->handover_child = handover_child_peer(w->succ,
+		    srv->cfg->handover_timeout, w->n == 1);
+		w->succ = -1;
+		if (srv->handover_child == NULL) {
+			/* serving anew would take what is queued for the
+			 * old one: the old daemon keeps everything */
+			log_msg(WSP_LOG_ERROR, "handover.failed", "worker %d: "
+			    "out of memory", w->n);
+			log_detach();
+			_exit(1);
+		}
+	}
 }
 
 static void master_free(void);
+static void master_ho_fail(const char *why);
+static void master_ho_clear(void);
 static void master_close_sockets(void);
 static void master_ctl_close(struct worker *);
 static void master_ctl_cb(struct bufferevent *, void *);
@@ -654,8 +844,21 @@ worker_main(struct worker *w)
 	/* The loop is shared with the master until reinit: only then may
 	 * its events be deleted without touching the master's epoll set. */
 	event_reinit(M.srv.base);
-	for (i = 0; i < M.nw; i++)
+	for (i = 0; i < M.nw; i++) {
 		master_ctl_close(&M.w[i]); /* its events first, then the fd */
+		/* the other workers' hand-over and bus ends, and this one's
+		 * master end: only the master may hold them */
+		if (M.w[i].hom != -1)
+			close(M.w[i].hom);
+		M.w[i].hom = -1;
+		if (&M.w[i] != w && M.w[i].succ != -1) {
+			close(M.w[i].succ);
+			M.w[i].succ = -1;
+		}
+		if (M.w[i].hub_fd != -1)
+			close(M.w[i].hub_fd);
+		M.w[i].hub_fd = -1;
+	}
 	for (i = 0; i < M.nw; i++)
 		for (j = 0; M.w[i].fds != NULL && j < M.nlisten; j++)
 			if (&M.w[i] != w && M.w[i].fds[j] != -1) {
@@ -676,6 +879,7 @@ worker_main(struct worker *w)
 	log_set_worker(w->n);
 	rc = M.serve(&M.cfg, M.file, M.level, &hooks);
 	close(w->cfd);
+	close(w->how);
 	if (M.ctl_in != NULL)
 		evbuffer_free(M.ctl_in);
 	if (M.ctl_out != NULL)
@@ -721,6 +925,15 @@ master_free(void)
 	M.tick = M.kill_timer = NULL;
 	bus_hub_free(M.hub); /* in a worker: closes the others' sockets */
 	M.hub = NULL;
+	/* a hand-over's channels: in a worker, the master's alone */
+	M.ho.pid = 0;
+	master_ho_clear();
+	if (M.hc_ev != NULL)
+		event_free(M.hc_ev);
+	M.hc_ev = NULL;
+	if (M.hc != NULL)
+		handover_child_done(M.hc);
+	M.hc = NULL;
 	server_free(&M.srv);
 }
 
@@ -729,7 +942,7 @@ worker_spawn(struct worker *w)
 {
 	struct log_line *l;
 	pid_t pid;
-	int sv[2], bsv[2];
+	int sv[2], bsv[2], hsv[2];
 
 	atomic_store(&w->shm->beat, 0);
 	atomic_store(&w->shm->calls.now, 0);
@@ -753,6 +966,18 @@ worker_spawn(struct worker *w)
 		close(sv[1]);
 		return -1;
 	}
+	/* the hand-over's (SIGUSR2): blocking, with handover_timeout */
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, hsv) == -1) {
+		log_msg(WSP_LOG_ERROR, "daemon.error", "cannot make a hand-over "
+		    "socket for worker %d: %s", w->n, strerror(errno));
+		close(sv[0]);
+		close(sv[1]);
+		if (bsv[0] != -1) {
+			close(bsv[0]);
+			close(bsv[1]);
+		}
+		return -1;
+	}
 	if ((pid = fork()) == -1) {
 		log_msg(WSP_LOG_ERROR, "daemon.error", "cannot fork worker %d: "
 		    "%s", w->n, strerror(errno));
@@ -762,22 +987,38 @@ worker_spawn(struct worker *w)
 			close(bsv[0]);
 			close(bsv[1]);
 		}
+		close(hsv[0]);
+		close(hsv[1]);
 		return -1;
 	}
 	if (pid == 0) {
 		close(sv[0]);
 		if (bsv[0] != -1)
 			close(bsv[0]);
+		close(hsv[0]);
 		w->bfd = bsv[1];
 		w->cfd = sv[1];
+		w->how = hsv[1];
 		evutil_make_socket_nonblocking(w->cfd);
 		worker_main(w);
 	}
 	close(sv[1]);
 	if (bsv[0] != -1)
 		close(bsv[1]);
-	if (bsv[0] != -1 &&
-	    bus_hub_attach(M.hub, (size_t)w->n - 1, bsv[0]) == -1)
+	close(hsv[1]);
+	if (w->hom != -1)
+		close(w->hom);
+	w->hom = hsv[0];
+	ho_set_timeout(w->hom, M.cfg->handover_timeout);
+	if (w->succ != -1) { /* the worker has it now */
+		close(w->succ);
+		w->succ = -1;
+	}
+	if (bsv[0] == -1) /* Redis: no store here */
+		;
+	else if (M.hub_wait) /* the old master's history first */
+		w->hub_fd = bsv[0];
+	else if (bus_hub_attach(M.hub, (size_t)w->n - 1, bsv[0]) == -1)
 		log_msg(WSP_LOG_ERROR, "bus.error", "cannot watch worker %d's "
 		    "bus socket: out of memory", w->n);
 	w->ctl = sv[0];
@@ -838,6 +1079,7 @@ master_drain(void)
 	struct timeval tv = { (time_t)(ms / 1000),
 	    (suseconds_t)(ms % 1000) * 1000 };
 
+	master_ho_fail("the daemon is stopping");
 	M.draining = 1;
 	notify_stopping(&M.srv);
 	log_msg(WSP_LOG_INFO, "daemon.shutdown", "stopping %zu workers",
@@ -862,6 +1104,7 @@ master_restart(void)
 	struct timeval tv = { (time_t)(ms / 1000),
 	    (suseconds_t)(ms % 1000) * 1000 };
 
+	master_ho_fail("the daemon is restarting");
 	M.draining = 1;
 	notify_stopping(&M.srv);
 	log_msg(WSP_LOG_INFO, "daemon.restart", "restarting %zu workers "
@@ -1149,9 +1392,10 @@ master_reload(void)
 	struct log_line *l;
 	size_t i;
 
-	if (M.draining || M.reloading) {
+	if (M.draining || M.reloading || M.ho.fd != -1) {
 		log_msg(WSP_LOG_WARN, "reload", "SIGHUP ignored while %s",
-		    M.draining ? "shutting down" : "a reload is under way");
+		    M.draining ? "shutting down" : M.reloading ?
+		    "a reload is under way" : "a hand-over is under way");
 		return;
 	}
 	log_msg(WSP_LOG_INFO, "reload", "SIGHUP: reloading %s", M.file);
@@ -1215,6 +1459,12 @@ master_reaped(struct worker *w, int status)
 	w->pid = 0;
 	M.alive--;
 	master_ctl_close(w);
+	if (w->ho_state > 0) {
+		char why[64];
+
+		snprintf(why, sizeof(why), "worker %d died", w->n);
+		master_ho_fail(why);
+	}
 	if (w->asked) {
 		errors_add(&M.reload_errs, NULL, 0, "worker %d died", w->n);
 		master_answered(w, 0);
@@ -1283,12 +1533,27 @@ master_sigchld(void)
 	size_t i;
 	int status;
 
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (M.ho.pid > 0 && pid == M.ho.pid) {
+			char why[128];
+
+			M.ho.pid = 0;
+			if (WIFSIGNALED(status))
+				snprintf(why, sizeof(why), "the new master died "
+				    "of %s", strsignal(WTERMSIG(status)));
+			else
+				snprintf(why, sizeof(why), "the new master "
+				    "exited with status %d",
+				    WEXITSTATUS(status));
+			master_ho_fail(why);
+			continue;
+		}
 		for (i = 0; i < M.nw; i++)
 			if (M.w[i].pid == pid) {
 				master_reaped(&M.w[i], status);
 				break;
 			}
+	}
 }
 
 static size_t
@@ -1352,7 +1617,8 @@ master_tick_cb(evutil_socket_t fd, short what, void *arg)
 	bus_hub_stats(M.hub, &channels, &bytes);
 	atomic_store(&M.shm[M.nw].bus_channels, channels);
 	atomic_store(&M.shm[M.nw].bus_history_bytes, bytes);
-	if (M.starting && ready == M.nw) {
+	/* started by a hand-over: not before GO */
+	if (M.starting && ready == M.nw && M.hc == NULL) {
 		M.starting = 0;
 		log_msg(WSP_LOG_INFO, "master.ready", "%zu workers serving",
 		    M.nw);
@@ -1387,6 +1653,387 @@ master_backlog(void *arg, size_t i, size_t queued, uint64_t budget)
 	atomic_fetch_add(&M.shm[M.nw].backlogged, 1);
 	kill(w->pid, SIGKILL);
 	w->ready = 0; /* the watchdog need not kill it too */
+}
+
+/*
+ * The hand-over (SIGUSR2), in the old master.  Every connection of every
+ * worker moves, all or nothing:
+ *
+ *   old master                  new master (exec)        new worker i
+ *   LISTEN: every socket of --> takes them, config
+ *   every group, worker order   checked whole; the
+ *   (and the admin's)           worker count must match
+ *                          <--  READY + a_i (i < N)      b_i (forked)
+ *   a_i to old worker i (HO_T_PEER); it waits for READY on it, serving
+ *   every worker READY: PAUSE to each; each stops, writes out its bus
+ *   frames, says PAUSED and goes on reading the bus (deliveries and
+ *   answers into its connections' output, which moves with them)
+ *   all PAUSED and no byte in flight on any bus socket (bus_hub_idle):
+ *   HISTORY, the store's, final --> loaded, then the new workers' bus
+ *   now                              sockets are read
+ *   TRANSFER to every old worker, each runs handover.c's transfer
+ *   (CONNS, END) to its successor, which adopts, has its channels'
+ *   subscribes answered and says ADOPTED; each old worker reports it
+ *   and waits
+ *   all ADOPTED: counters, MAINPID=, GO --> READY=1 once its workers turn
+ *   GO to every old worker, each says GO to its successor and leaves
+ *
+ * Why the pause: a message the master wrote to a worker that has stopped
+ * would be lost with the moved connections, and one published after the
+ * history was saved would be missing from the new master's.  With every
+ * worker stopped and the bus sockets empty, each message was delivered by
+ * the old daemon or will be by the new one, never both, never neither.
+ *
+ * Anything else (a FAIL, an exit, a worker's failure, handover_timeout):
+ * ABORT to every old worker, which carries on serving; the new master is
+ * killed; its workers, who touched nothing, see their channel close and
+ * exit without a word to any client.
+ */
+static void
+master_ho_count_failed(void)
+{
+	struct metrics_snap sum;
+
+	/* in the spare slot, which /metrics adds (workers count nothing) */
+	shm_read(&M.shm[M.nw], &sum);
+	sum.m.handovers_failed++;
+	shm_publish(&M.shm[M.nw], &sum);
+}
+
+static void
+master_ho_clear(void)
+{
+	size_t i;
+
+	for (i = 0; M.w != NULL && i < M.nw; i++) {
+		if (M.w[i].ho_ev != NULL)
+			event_free(M.w[i].ho_ev);
+		M.w[i].ho_ev = NULL;
+		M.w[i].ho_state = 0;
+	}
+	if (M.ho.ev != NULL)
+		event_free(M.ho.ev);
+	if (M.ho.timer != NULL)
+		event_free(M.ho.timer);
+	if (M.ho.quiet != NULL)
+		event_free(M.ho.quiet);
+	if (M.ho.fd != -1)
+		close(M.ho.fd);
+	M.ho.ev = M.ho.timer = M.ho.quiet = NULL;
+	M.ho.fd = -1;
+	M.ho.pid = 0;
+	M.ho.nready = M.ho.npaused = M.ho.nadopted = 0;
+	M.ho.moved = 0;
+}
+
+static void
+master_ho_fail(const char *why)
+{
+	char buf[384];
+	size_t i;
+	int st = 0;
+
+	if (M.ho.fd == -1 && M.ho.pid == 0)
+		return;
+	for (i = 0; i < M.nw; i++)
+		if (M.w[i].ho_state > 0 && M.w[i].pid > 0)
+			ho_send(M.w[i].hom, HO_T_ABORT, NULL, 0, NULL, 0);
+	if (M.ho.pid > 0) {
+		kill(M.ho.pid, SIGKILL);
+		if (waitpid(M.ho.pid, &st, 0) != M.ho.pid)
+			;
+		else if (WIFEXITED(st) && WEXITSTATUS(st) != 0) {
+			snprintf(buf, sizeof(buf), "%s (it exited with status "
+			    "%d)", why, WEXITSTATUS(st));
+			why = buf;
+		} else if (WIFSIGNALED(st) && WTERMSIG(st) != SIGKILL) {
+			snprintf(buf, sizeof(buf), "%s (it died of %s)", why,
+			    strsignal(WTERMSIG(st)));
+			why = buf;
+		}
+	}
+	master_ho_count_failed();
+	ho_log_failed("old", M.ho.pid, why);
+	master_ho_clear();
+}
+
+static void
+master_ho_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	master_ho_fail("no answer within handover_timeout");
+}
+
+/* Every worker paused and no bus frame in flight: the store's history
+ * (final now) to the new master, then every worker transfers at once. */
+static void master_ho_transfer(void);
+
+static void
+master_ho_quiet_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	master_ho_transfer();
+}
+
+static void
+master_ho_transfer(void)
+{
+	struct outbuf b = { NULL, 0, 0 };
+	size_t i;
+
+	if (!bus_hub_idle(M.hub)) {
+		struct timeval tv = { 0, 1000 };
+
+		/* the loop moves the bytes; look again in a moment */
+		if (M.ho.quiet == NULL && (M.ho.quiet = evtimer_new(
+		    M.srv.base, master_ho_quiet_cb, NULL)) == NULL) {
+			master_ho_fail("out of memory");
+			return;
+		}
+		evtimer_add(M.ho.quiet, &tv);
+		return;
+	}
+
+	if (bus_hub_save(M.hub, &b) == -1)
+		log_msg(WSP_LOG_WARN, "handover.history", "cannot write the "
+		    "bus history: channels start a new epoch");
+	if (ho_send(M.ho.fd, HO_T_HISTORY, b.p, b.len, NULL, 0) == -1) {
+		free(b.p);
+		master_ho_fail("cannot send the bus history");
+		return;
+	}
+	free(b.p);
+	for (i = 0; i < M.nw; i++)
+		if (ho_send(M.w[i].hom, HO_T_TRANSFER, NULL, 0, NULL, 0) ==
+		    -1) {
+			master_ho_fail("cannot reach a worker");
+			return;
+		}
+}
+
+/* Every connection adopted: GO, everywhere; this master leaves once
+ * its workers have. */
+static void
+master_ho_commit(void)
+{
+	struct outbuf b = { NULL, 0, 0 };
+	struct metrics_snap dead;
+	struct log_line *l;
+	uint64_t v[HOC_N];
+	size_t i;
+	pid_t pid = M.ho.pid;
+
+	/* what the spare slot carries on (workers that died, hand-overs
+	 * that failed) goes on in the new master's */
+	shm_read(&M.shm[M.nw], &dead);
+	memset(v, 0, sizeof(v));
+	v[HOC_OPENED] = dead.opened;
+	v[HOC_MSGS_IN] = dead.m.msgs_in;
+	v[HOC_MSGS_OUT] = dead.m.msgs_out;
+	v[HOC_BYTES_IN] = dead.m.bytes_in;
+	v[HOC_BYTES_OUT] = dead.m.bytes_out;
+	v[HOC_PINGS] = dead.m.pings;
+	v[HOC_REAPS] = dead.m.reaps;
+	v[HOC_RELOADS_OK] = dead.m.reloads_ok;
+	v[HOC_RELOADS_FAILED] = dead.m.reloads_failed;
+	v[HOC_HANDOVERS_OK] = dead.m.handovers_ok;
+	v[HOC_HANDOVERS_FAILED] = dead.m.handovers_failed;
+	if (ho_counters_encode(&b, v, HOC_N) == -1 ||
+	    ho_send(M.ho.fd, HO_T_END, b.p, b.len, NULL, 0) == -1) {
+		free(b.p);
+		master_ho_fail("cannot send the counters to the new master");
+		return;
+	}
+	free(b.p);
+	notify_mainpid(&M.srv, (long)pid);
+	if (ho_send(M.ho.fd, HO_T_GO, NULL, 0, NULL, 0) == -1) {
+		master_ho_fail("cannot send GO to the new master");
+		return;
+	}
+	for (i = 0; i < M.nw; i++)
+		ho_send(M.w[i].hom, HO_T_GO, NULL, 0, NULL, 0);
+	if ((l = log_begin(WSP_LOG_INFO, "handover.done")) != NULL) {
+		log_int(l, "pid", pid);
+		log_uint(l, "workers", M.nw);
+		log_uint(l, "moved", M.ho.moved);
+		log_uint(l, "took_ms", workers_now() - M.ho.started);
+		log_end(l);
+	}
+	M.ho.pid = 0; /* its own now: never killed from here */
+	master_ho_clear();
+	M.draining = 1; /* no worker replaced: they leave */
+	if (M.alive == 0)
+		event_base_loopbreak(M.srv.base);
+}
+
+static void
+master_ho_worker_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct ho_frame f;
+	uint8_t *payload = NULL;
+	const char *why = NULL;
+	char buf[512];
+	size_t i;
+
+	(void)what;
+	if (ho_recv_plain(fd, &f, &payload, &why) == -1) {
+		snprintf(buf, sizeof(buf), "worker %d: %s", w->n, why);
+		master_ho_fail(buf);
+		return;
+	}
+	if (f.type == HO_T_READY && w->ho_state == 1) {
+		w->ho_state = 2;
+		if (++M.ho.nready == M.nw)
+			for (i = 0; i < M.nw; i++)
+				ho_send(M.w[i].hom, HO_T_PAUSE, NULL, 0, NULL,
+				    0);
+	} else if (f.type == HO_T_PAUSED && w->ho_state == 2) {
+		w->ho_state = 3;
+		if (++M.ho.npaused == M.nw)
+			master_ho_transfer();
+	} else if (f.type == HO_T_ADOPTED && w->ho_state == 3 && f.len == 4) {
+		w->ho_state = 4;
+		M.ho.moved += (uint32_t)payload[0] |
+		    (uint32_t)payload[1] << 8 | (uint32_t)payload[2] << 16 |
+		    (uint32_t)payload[3] << 24;
+		if (++M.ho.nadopted == M.nw)
+			master_ho_commit();
+	} else {
+		snprintf(buf, sizeof(buf), "worker %d: %.*s", w->n,
+		    f.type == HO_T_FAIL ? (int)(f.len < 400 ? f.len : 400) :
+		    20, f.type == HO_T_FAIL ? (const char *)payload :
+		    "unexpected frame");
+		master_ho_fail(buf);
+	}
+	free(payload);
+}
+
+/* The new master's READY, with each new worker's channel, or its FAIL. */
+static void
+master_ho_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ho_frame f;
+	uint8_t *payload = NULL;
+	const char *why = NULL;
+	char buf[512];
+	size_t nfds = 0, i;
+	int fds[HO_BATCH_FDS];
+
+	(void)what;
+	(void)arg;
+	if (ho_recv(fd, &f, &payload, fds, HO_BATCH_FDS, &nfds, &why) == -1) {
+		master_ho_fail(why);
+		return;
+	}
+	if (f.type == HO_T_FAIL) {
+		snprintf(buf, sizeof(buf), "the new process refused: %.*s",
+		    (int)(f.len < 400 ? f.len : 400), (const char *)payload);
+		free(payload);
+		master_ho_fail(buf);
+		return;
+	}
+	free(payload);
+	if (f.type != HO_T_READY || nfds != M.nw) {
+		ho_close_fds(fds, nfds);
+		master_ho_fail(f.type != HO_T_READY ? "unexpected frame from "
+		    "the new process" : "the new master has another number "
+		    "of workers");
+		return;
+	}
+	for (i = 0; i < M.nw; i++) {
+		if (M.w[i].pid <= 0 || ho_send(M.w[i].hom, HO_T_PEER, NULL, 0,
+		    &fds[i], 1) == -1 || (M.w[i].ho_ev = event_new(M.srv.base,
+		    M.w[i].hom, EV_READ | EV_PERSIST, master_ho_worker_cb,
+		    &M.w[i])) == NULL || event_add(M.w[i].ho_ev, NULL) == -1) {
+			ho_close_fds(fds, nfds);
+			snprintf(buf, sizeof(buf), "cannot reach worker %d",
+			    M.w[i].n);
+			master_ho_fail(buf);
+			return;
+		}
+		M.w[i].ho_state = 1;
+		close(fds[i]);
+		fds[i] = -1;
+	}
+}
+
+static void
+master_handover(void)
+{
+	struct outbuf b = { NULL, 0, 0 };
+	struct timeval tv;
+	struct log_line *l;
+	size_t nfds = 0, i, j;
+	int fds[HO_BATCH_FDS];
+	const char *why = NULL;
+
+	if (M.ho.fd != -1)
+		why = "a hand-over is already running";
+	else if (M.draining)
+		why = "shutting down";
+	else if (M.starting || M.reloading)
+		why = M.starting ? "the workers are starting" :
+		    "a reload is under way";
+	else if (M.ex == NULL || M.ex->path == NULL)
+		why = "the daemon's own path is not known";
+	for (i = 0; why == NULL && i < M.nw; i++)
+		if (M.w[i].pid <= 0 || !M.w[i].ready)
+			why = "a worker is not running";
+	/* every socket of every group, in worker order (the new master
+	 * gives worker k the k-th of each address), then the admin's */
+	for (i = 0; why == NULL && i < M.nw; i++)
+		for (j = 0; why == NULL && j < M.nlisten; j++)
+			if (handover_listen_add(&b, fds, &nfds, HO_LISTEN_WS,
+			    (uint8_t)M.lconf[j].tls, &M.lconf[j].ss,
+			    M.lconf[j].sslen, M.w[i].fds[j]) == -1)
+				why = "out of memory, or too many listeners";
+	for (i = 0; why == NULL && i < M.saved_nadmin; i++)
+		if (M.admin_fds[i] != -1 && handover_listen_add(&b, fds,
+		    &nfds, HO_LISTEN_ADMIN, 0, &M.aconf[i].ss,
+		    M.aconf[i].sslen, M.admin_fds[i]) == -1)
+			why = "out of memory, or too many listeners";
+	if (why != NULL) {
+		free(b.p);
+		handover_refuse(&M.srv, why);
+		return;
+	}
+	M.ho.started = workers_now();
+	if (handover_exec(M.ex->path, M.ex->argv, &M.ho.fd, &M.ho.pid) ==
+	    -1) {
+		free(b.p);
+		M.ho.fd = -1;
+		M.ho.pid = 0;
+		master_ho_count_failed();
+		ho_log_failed("old", getpid(), strerror(errno));
+		return;
+	}
+	if ((l = log_begin(WSP_LOG_INFO, "handover.start")) != NULL) {
+		log_str(l, "binary", M.ex->path);
+		log_int(l, "pid", M.ho.pid);
+		log_uint(l, "workers", M.nw);
+		log_uint(l, "connections", master_active());
+		log_end(l);
+	}
+	ho_set_timeout(M.ho.fd, M.cfg->handover_timeout);
+	if (ho_send(M.ho.fd, HO_T_LISTEN, b.p, b.len, fds, nfds) == -1) {
+		free(b.p);
+		master_ho_fail("cannot pass the listeners on");
+		return;
+	}
+	free(b.p);
+	tv.tv_sec = (time_t)(M.cfg->handover_timeout / 1000);
+	tv.tv_usec = (suseconds_t)(M.cfg->handover_timeout % 1000) * 1000;
+	if ((M.ho.ev = event_new(M.srv.base, M.ho.fd, EV_READ | EV_PERSIST,
+	    master_ho_read_cb, NULL)) == NULL ||
+	    event_add(M.ho.ev, NULL) == -1 ||
+	    (M.ho.timer = evtimer_new(M.srv.base, master_ho_timeout_cb,
+	    NULL)) == NULL || evtimer_add(M.ho.timer, &tv) == -1)
+		master_ho_fail("out of memory");
 }
 
 static void
@@ -1424,10 +2071,7 @@ master_signal_cb(evutil_socket_t sig, short what, void *arg)
 		master_signal_workers(SIGUSR1);
 		break;
 	case SIGUSR2:
-		/* Each worker would have to hand its connections to its
-		 * successor: not yet, so say so rather than drop them. */
-		handover_refuse(&M.srv, "workers > 1: hand-over needs one "
-		    "process; restart the daemon instead");
+		master_handover();
 		break;
 	}
 }
@@ -1446,8 +2090,23 @@ master_bind_group(const struct wsp_listen_addr *a, size_t li,
 	int fd;
 
 	for (k = 0; k < M.nw; k++) {
-		if ((fd = listen_bind(&at, LISTEN_BACKLOG, 1, addr,
-		    sizeof(addr))) == -1) {
+		/* a hand-over's: the old master's socket of worker k */
+		if ((fd = handover_child_take(M.hc, a, LISTEN_BACKLOG, addr,
+		    sizeof(addr))) == -1 && errno == ENOENT) {
+			if (M.hc != NULL) {
+				/* worker k's connections come from the old
+				 * worker k, with its sockets: all of them */
+				errors_add(errs, M.cfg->file, a->line, "listen "
+				    "%s: not an address of the running daemon: "
+				    "with workers > 1 a hand-over keeps the "
+				    "listen addresses (restart the daemon)",
+				    a->text);
+				return -1;
+			}
+			fd = listen_bind(&at, LISTEN_BACKLOG, 1, addr,
+			    sizeof(addr));
+		}
+		if (fd == -1) {
 			errors_add(errs, M.cfg->file, a->line, "listen %s: %s",
 			    a->text, strerror(errno));
 			return -1;
@@ -1507,6 +2166,7 @@ master_setup(struct wsp_errors *errs)
 	for (i = 0; i < M.nw; i++) {
 		M.w[i].n = (int)i + 1;
 		M.w[i].ctl = M.w[i].cfd = M.w[i].bfd = -1;
+		M.w[i].hom = M.w[i].how = M.w[i].succ = M.w[i].hub_fd = -1;
 		M.w[i].shm = &M.shm[i];
 		if ((M.w[i].fds = malloc((cfg->nlisten + 1) * sizeof(int))) ==
 		    NULL)
@@ -1531,12 +2191,21 @@ master_setup(struct wsp_errors *errs)
 		}
 	}
 	for (i = 0; i < cfg->nadmin_listen; i++)
-		if ((M.admin_fds[i] = listen_bind(&cfg->admin_listen[i],
+		if (((M.admin_fds[i] = handover_child_take(M.hc,
+		    &cfg->admin_listen[i], ADMIN_BACKLOG, M.admin_addr[i],
+		    sizeof(M.admin_addr[i]))) == -1 && errno == ENOENT &&
+		    (M.admin_fds[i] = listen_bind(&cfg->admin_listen[i],
 		    ADMIN_BACKLOG, 0, M.admin_addr[i],
-		    sizeof(M.admin_addr[i]))) == -1)
+		    sizeof(M.admin_addr[i]))) == -1) || M.admin_fds[i] == -1)
 			errors_add(errs, cfg->file, cfg->admin_listen[i].line,
 			    "[admin] listen %s: %s", cfg->admin_listen[i].text,
 			    strerror(errno));
+	if (errs->n == 0 && M.hc != NULL && handover_child_left(M.hc) > 0)
+		errors_add(errs, cfg->file, cfg->nlisten > 0 ?
+		    cfg->listen[0].line : 0, "[server] listen: the running "
+		    "daemon listens on an address this configuration drops: "
+		    "with workers > 1 a hand-over keeps the listen addresses "
+		    "(restart the daemon)");
 	if (errs->n > 0)
 		return -1;
 	for (i = 0; i < nitems(sigs); i++)
@@ -1578,9 +2247,125 @@ master_close_sockets(void)
 	limits_free(M.limits);
 }
 
+/*
+ * The hand-over, in the new master (started by an old one's SIGUSR2):
+ * its sockets were taken from the old master's (master_setup); now one
+ * socket pair per worker, a_i to the old master (READY), b_i to new
+ * worker i; then it waits for HISTORY (the bus store, loaded before any
+ * new worker's bus socket is read, so that channels keep their epoch and
+ * offsets) and GO, after which the workers' loops turn and READY=1 goes
+ * to systemd.  An old master that goes away before GO: exit 1.
+ */
+static void
+master_hc_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct metrics_snap sum;
+	uint64_t v[HOC_N];
+	struct ho_frame f;
+	uint8_t *payload = NULL;
+	const char *why = NULL;
+	size_t i;
+
+	(void)what;
+	(void)arg;
+	if (ho_recv_plain(fd, &f, &payload, &why) == -1 ||
+	    (f.type != HO_T_HISTORY && f.type != HO_T_GO &&
+	    f.type != HO_T_END) ||
+	    (f.type == HO_T_END && ho_counters_decode(payload, f.len, v,
+	    HOC_N, &why) == -1) ||
+	    (f.type == HO_T_HISTORY && !M.hub_wait) ||
+	    (f.type == HO_T_GO && M.hub_wait)) {
+		free(payload);
+		ho_log_failed("new", getpid(), why != NULL ? why :
+		    "unexpected frame from the old master");
+		event_del(M.hc_ev);
+		M.failed = 1;
+		master_drain();
+		return;
+	}
+	if (f.type == HO_T_HISTORY) {
+		if (f.len > 0 && bus_hub_load(M.hub, payload, f.len,
+		    &why) == -1)
+			log_msg(WSP_LOG_WARN, "handover.history", "bus history "
+			    "refused, channels start a new epoch: %s", why);
+		M.hub_wait = 0;
+		for (i = 0; i < M.nw; i++)
+			if (M.w[i].hub_fd != -1) {
+				if (bus_hub_attach(M.hub, i, M.w[i].hub_fd) ==
+				    -1)
+					log_msg(WSP_LOG_ERROR, "bus.error",
+					    "cannot watch worker %d's bus "
+					    "socket: out of memory", M.w[i].n);
+				M.w[i].hub_fd = -1;
+			}
+		free(payload);
+		return;
+	}
+	free(payload);
+	if (f.type == HO_T_END) {
+		shm_read(&M.shm[M.nw], &sum);
+		sum.opened += v[HOC_OPENED];
+		sum.m.msgs_in += v[HOC_MSGS_IN];
+		sum.m.msgs_out += v[HOC_MSGS_OUT];
+		sum.m.bytes_in += v[HOC_BYTES_IN];
+		sum.m.bytes_out += v[HOC_BYTES_OUT];
+		sum.m.pings += v[HOC_PINGS];
+		sum.m.reaps += v[HOC_REAPS];
+		sum.m.reloads_ok += v[HOC_RELOADS_OK];
+		sum.m.reloads_failed += v[HOC_RELOADS_FAILED];
+		sum.m.handovers_ok += v[HOC_HANDOVERS_OK];
+		sum.m.handovers_failed += v[HOC_HANDOVERS_FAILED];
+		shm_publish(&M.shm[M.nw], &sum);
+		return;
+	}
+	/* GO: the channels no connection came back to go now */
+	bus_hub_sweep(M.hub);
+	event_free(M.hc_ev);
+	M.hc_ev = NULL;
+	handover_child_done(M.hc);
+	M.hc = NULL;
+}
+
+/* 0, or -1 (FAIL said, logged). */
+static int
+master_hc_start(void)
+{
+	int a[HO_BATCH_FDS], sv[2], fd = handover_child_fd(M.hc);
+	size_t i, n = 0;
+
+	for (i = 0; i < M.nw && i < HO_BATCH_FDS; i++) {
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+		    sv) == -1)
+			goto fail;
+		a[n++] = sv[0];
+		M.w[i].succ = sv[1];
+	}
+	if (n != M.nw) {
+		errno = EMFILE;
+		goto fail;
+	}
+	M.hub_wait = 1;
+	/* a_i go before any fork, so that no new worker holds one: its
+	 * old worker closing it is what tells it the hand-over is off */
+	if (ho_send(fd, HO_T_READY, NULL, 0, a, n) == -1)
+		goto fail;
+	ho_close_fds(a, n);
+	if ((M.hc_ev = event_new(M.srv.base, fd, EV_READ | EV_PERSIST,
+	    master_hc_cb, NULL)) == NULL || event_add(M.hc_ev, NULL) == -1) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return 0;
+fail:
+	ho_close_fds(a, n);
+	handover_child_refuse(fd, NULL, strerror(errno));
+	return -1;
+}
+
 int
 workers_run(struct wsp_config **cfgp, const char *file, int level,
-    const char *plugin_dir, workers_serve_fn *serve)
+    const char *plugin_dir, workers_serve_fn *serve,
+    const struct workers_exec *ex)
 {
 	struct wsp_errors errs = { NULL, 0 };
 	struct log_line *l;
@@ -1592,6 +2377,24 @@ workers_run(struct wsp_config **cfgp, const char *file, int level,
 	M.file = file;
 	M.level = level;
 	M.serve = serve;
+	M.ex = ex;
+	M.hc = ex->hc;
+	M.ho.fd = -1;
+	/* A hand-over keeps each worker's connections with its successor:
+	 * the worker count cannot change in one (wsplugd(8)). */
+	if (M.hc != NULL && handover_child_group(M.hc) != M.cfg->workers) {
+		errors_add(&errs, M.cfg->file, M.cfg->workers_line, "[server] "
+		    "workers: %llu, but the running daemon has %zu: a "
+		    "hand-over does not change the number of workers "
+		    "(restart the daemon)",
+		    (unsigned long long)M.cfg->workers,
+		    handover_child_group(M.hc));
+		handover_child_refuse(handover_child_fd(M.hc), &errs, NULL);
+		ho_log_failed("new", getpid(), errs.msg[0]);
+		errors_clear(&errs);
+		handover_child_done(M.hc);
+		return 1;
+	}
 	if (server_setup(&M.srv, M.cfg) == -1) {
 		errors_add(&errs, NULL, 0, "cannot initialise: out of memory");
 		goto fail;
@@ -1611,6 +2414,10 @@ workers_run(struct wsp_config **cfgp, const char *file, int level,
 	 * respawned, starts as that user. */
 	if (privdrop_apply(M.cfg, &errs) == -1)
 		goto fail;
+	if (M.hc != NULL && master_hc_start() == -1) {
+		ho_log_failed("new", getpid(), strerror(errno));
+		goto fail;
+	}
 	M.starting = 1;
 	for (i = 0; i < M.nw; i++)
 		if (worker_spawn(&M.w[i]) == -1) {
@@ -1627,9 +2434,25 @@ workers_run(struct wsp_config **cfgp, const char *file, int level,
 	    "every worker has stopped");
 	log_end(l);
 fail:
+	if (M.hc != NULL && errs.n > 0) /* before the first fork */
+		handover_child_refuse(handover_child_fd(M.hc), &errs, NULL);
 	for (i = 0; i < errs.n; i++)
 		log_msg(WSP_LOG_ERROR, "config.error", "%s", errs.msg[i]);
 	errors_clear(&errs);
+	if (M.hc_ev != NULL)
+		event_free(M.hc_ev);
+	M.hc_ev = NULL;
+	if (M.hc != NULL)
+		handover_child_done(M.hc);
+	M.hc = NULL;
+	for (i = 0; M.w != NULL && i < M.nw; i++) {
+		if (M.w[i].hom != -1)
+			close(M.w[i].hom);
+		if (M.w[i].succ != -1)
+			close(M.w[i].succ);
+		if (M.w[i].hub_fd != -1)
+			close(M.w[i].hub_fd);
+	}
 	if (M.staged != NULL) { /* stopped in the middle of a reload */
 		log_reload_abort();
 		config_free(M.staged);

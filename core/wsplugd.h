@@ -1487,6 +1487,13 @@ struct bus_backend {
 	int (*load)(void *be, const uint8_t *p, size_t n, int keep_empty,
 	    const char **why_r);
 	void (*sweep)(void *be);
+	/* A worker's hand-over (workers.c), the loop standing still: flush
+	 * (1) writes every frame still queued for the store; 2 also waits
+	 * until every request has its answer; 0: every frame come in so
+	 * far is read and acted on (deliveries, answers).
+	 * *fd_r: the socket, for poll.  0, or -1 (the store is gone).  NULL:
+	 * nothing queued anywhere but in this process. */
+	int (*pump)(void *be, int flush, int *fd_r);
 	/* Answers still owed are given with error set. */
 	void (*free)(void *be);
 };
@@ -1513,6 +1520,14 @@ typedef void bus_overflow_fn(void *arg, size_t i, size_t queued,
     uint64_t budget);
 void bus_hub_on_overflow(struct bus_hub *h, bus_overflow_fn *fn, void *arg);
 void bus_hub_configure(struct bus_hub *h, const struct bus_limits *lim);
+/* The store's history for a new master (bus_store_save's bytes), and
+ * loaded there before any worker is attached; 0 or -1. */
+int bus_hub_save(struct bus_hub *h, struct outbuf *b);
+int bus_hub_load(struct bus_hub *h, const uint8_t *p, size_t n,
+    const char **why_r);
+void bus_hub_sweep(struct bus_hub *h);
+/* 1 when nothing waits in either direction on any worker's socket. */
+int bus_hub_idle(struct bus_hub *h);
 void bus_hub_stats(struct bus_hub *h, uint64_t *channels_r,
     uint64_t *bytes_r);
 void bus_hub_free(struct bus_hub *h);
@@ -1586,6 +1601,9 @@ int bus_history_save(struct bus *bus, struct outbuf *b);
 int bus_history_load(struct bus *bus, const uint8_t *p, size_t n,
     int keep_empty, const char **why_r);
 void bus_history_settled(struct bus *bus);
+/* The backend's pump (struct bus_backend); 0 with *fd_r -1 when it has
+ * none. */
+int bus_pump(struct bus *bus, int flush, int *fd_r);
 /* A channel name a plugin may use: 1..WSP_BUS_CHANNEL_MAX bytes of
  * UTF-8 without control characters. */
 int bus_channel_valid(const char *name);
@@ -1760,7 +1778,13 @@ enum ho_type {
 	HO_T_ADOPTED,    /* new -> old: every connection taken (a count) */
 	HO_T_GO,         /* old -> new: serve; the old one leaves */
 	HO_T_HISTORY,    /* old -> new, before CONNS: the bus's history */
-	HO_T_LAST = HO_T_HISTORY,
+	/* between a master and its workers (workers.c), same binary: */
+	HO_T_PEER,       /* master -> worker: its successor's channel (fd) */
+	HO_T_TRANSFER,   /* master -> worker: the bus is quiet, transfer */
+	HO_T_ABORT,      /* master -> worker: called off */
+	HO_T_PAUSE,      /* master -> worker: every successor is READY */
+	HO_T_PAUSED,     /* worker -> master: stopped, its bus frames sent */
+	HO_T_LAST = HO_T_PAUSED,
 };
 
 struct ho_frame {
@@ -1870,6 +1894,9 @@ int ho_send(int fd, uint16_t type, const void *payload, size_t len,
  * is an error).  -1 with *why_r and nothing left open. */
 int ho_recv(int fd, struct ho_frame *f, uint8_t **payload_r, int *fds,
     size_t maxfds, size_t *nfds_r, const char **why_r);
+/* ho_recv of a frame without descriptors. */
+int ho_recv_plain(int fd, struct ho_frame *f, uint8_t **payload_r,
+    const char **why_r);
 /* handover.failed, from side "old" or "new". */
 void ho_log_failed(const char *side, pid_t pid, const char *why);
 
@@ -1889,6 +1916,26 @@ void handover_refuse(struct wsp_server *srv, const char *why);
 /* srv->restart_fallback's default: close 1012 to every connection still
  * here and leave once they are gone (or after shutdown_timeout). */
 void handover_restart_fallback(struct wsp_server *srv);
+/* Fork and exec path with HANDOVER_ENV set: 0 with our end and its pid,
+ * or -1 with errno. */
+int handover_exec(const char *path, char *const argv[], int *fd_r,
+    pid_t *pid_r);
+/* One listener's entry onto a LISTEN frame (its fd onto fds). */
+int handover_listen_add(struct outbuf *b, int *fds, size_t *n, uint8_t kind,
+    uint8_t tls, const struct sockaddr_storage *conf, socklen_t len, int fd);
+/* A worker's hand-over to its successor (workers > 1): its master is told
+ * each step (HO_T_READY, HO_T_ADOPTED with the count, HO_T_FAIL with why)
+ * and await blocks until it says GO (0) or calls it off (-1). */
+struct handover_peer {
+	void (*report)(void *arg, uint16_t type, uint32_t count,
+	    const char *why);
+	int (*await)(void *arg);
+	void *arg;
+};
+void handover_peer_start(struct wsp_server *srv, int fd,
+    const struct handover_peer *peer);
+void handover_peer_transfer(struct wsp_server *srv);
+void handover_peer_abort(struct wsp_server *srv);
 /* The new process: receive the listeners before the server is built
  * (NULL with errs filled); handover_child_setup is the server_hooks
  * setup that serves them to listen.c and admin.c; run takes the
@@ -1897,6 +1944,19 @@ void handover_restart_fallback(struct wsp_server *srv);
 struct handover_child *handover_child_new(int fd, uint64_t timeout_ms,
     struct wsp_errors *errs);
 void handover_child_setup(struct wsp_server *srv, void *arg);
+/* A new worker's side (workers > 1): no listeners come (its master has
+ * them); counts: it carries the hand-over in wsplugd_handovers_total. */
+struct handover_child *handover_child_peer(int fd, uint64_t timeout_ms,
+    int counts);
+/* The new master: the k-th socket passed for a (k from 0), or -1 with
+ * errno ENOENT; the most sockets passed for one address (the old
+ * daemon's worker count). */
+int handover_child_take(struct handover_child *hc,
+    const struct wsp_listen_addr *a, int backlog, char *addr, size_t addrlen);
+size_t handover_child_group(const struct handover_child *hc);
+size_t handover_child_left(const struct handover_child *hc);
+int handover_child_fd(const struct handover_child *hc);
+void handover_child_done(struct handover_child *hc);
 int handover_child_run(struct wsp_server *srv);
 void handover_child_free(struct wsp_server *srv);
 /* Best effort: tell the old process why this one will not take over. */
@@ -2029,8 +2089,16 @@ typedef int workers_serve_fn(struct wsp_config **cfgp, const char *file,
     int level, const struct server_hooks *hooks);
 /* The master: bind, fork cfg->workers workers that each call serve,
  * supervise them, and return the exit status once they are gone. */
+/* What SIGUSR2 starts (main.c's), and in a master started by a hand-over
+ * the old master's sockets (hc, taken over, or NULL). */
+struct workers_exec {
+	const char *path;
+	char *const *argv;
+	struct handover_child *hc;
+};
 int workers_run(struct wsp_config **cfgp, const char *file, int level,
-    const char *plugin_dir, workers_serve_fn *serve);
+    const char *plugin_dir, workers_serve_fn *serve,
+    const struct workers_exec *ex);
 
 /* reload.c */
 void server_reload(struct wsp_server *srv); /* prepare, then commit */

@@ -260,6 +260,7 @@ INTEGRATION_FILES = \
 	tests/integration/test_echo_conformance.py \
 	tests/integration/test_framing.py \
 	tests/integration/test_handover.py \
+	tests/integration/test_handover_workers.py \
 	tests/integration/test_handshake.py \
 	tests/integration/test_history_store.py \
 	tests/integration/test_hardening.py \

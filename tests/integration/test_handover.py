@@ -424,6 +424,32 @@ def test_context_takeover_gets_1012(upgradable):
     asyncio.run(run())
 
 
+async def fail_then_recover(u, why, good, n=50):
+    """Clients ping through a failed hand-over (its handover.failed why
+    has why in it) and keep their ids; then the good binary and the
+    original configuration hand over.  Returns handover.failed."""
+    p = Pingers(u.d.url, n)
+    await p.open()
+    ids = set(p.ids)
+    ev = await asyncio.get_running_loop().run_in_executor(
+        None, u.failed_handover, why)
+    before = p.answered
+    await until(lambda: p.answered >= before + 2 * n, 30)
+    assert u.connection_ids() == ids
+    assert p.errors == [], p.errors[:5]
+    # fixed: the next SIGUSR2 hands over
+    install(u.binary, good)
+    with open(u.conf, "w") as f:
+        f.write(u.text)
+    await asyncio.get_running_loop().run_in_executor(None, u.handover)
+    before = p.answered
+    await until(lambda: p.answered >= before + 2 * n, 30)
+    assert u.connection_ids() == ids
+    await p.close()
+    assert p.errors == [], p.errors[:5]
+    return ev
+
+
 @pytest.mark.parametrize("kind", ["crash", "config", "hang"])
 def test_failed_new_binary_keeps_every_connection(upgradable, kind):
     """A new binary that crashes at start, one that refuses the
@@ -444,29 +470,7 @@ def test_failed_new_binary_keeps_every_connection(upgradable, kind):
             f.write("\n[server]\nno_such_key = 1\n")
         why = "refused"
 
-    async def run():
-        p = Pingers(u.d.url, 50)
-        await p.open()
-        ids = set(p.ids)
-        ev = await asyncio.get_running_loop().run_in_executor(
-            None, u.failed_handover, why)
-        before = p.answered
-        await until(lambda: p.answered >= before + 100, 30)
-        assert u.connection_ids() == ids
-        assert p.errors == [], p.errors[:5]
-        # fixed: the next SIGUSR2 hands over
-        install(u.binary, good)
-        with open(u.conf, "w") as f:
-            f.write(u.text)
-        await asyncio.get_running_loop().run_in_executor(None, u.handover)
-        before = p.answered
-        await until(lambda: p.answered >= before + 100, 30)
-        assert u.connection_ids() == ids
-        await p.close()
-        assert p.errors == [], p.errors[:5]
-        return ev
-
-    ev = asyncio.run(run())
+    ev = asyncio.run(fail_then_recover(u, why, good))
     m = u.get("/metrics")
     assert 'wsplugd_handovers_total{result="failed"} 1' in m
     assert 'wsplugd_handovers_total{result="ok"} 1' in m
@@ -474,7 +478,12 @@ def test_failed_new_binary_keeps_every_connection(upgradable, kind):
 
 
 def test_refused_while_one_runs(upgradable):
-    u = upgradable(server={"handover_timeout": "2s"})
+    refused_while_one_runs(upgradable(server={"handover_timeout": "2s"}))
+
+
+def refused_while_one_runs(u):
+    """A second SIGUSR2 while a new binary hangs: refused, and the first
+    fails on its own."""
     install(u.binary, b"#!/bin/sh\nexec sleep 60\n")
     mark = u.d.mark()
     os.kill(u.pid, signal.SIGUSR2)
@@ -483,13 +492,6 @@ def test_refused_while_one_runs(upgradable):
     u.d.wait_for("handover.refused", start=mark,
                  why="a hand-over is already running")
     u.d.wait_for("handover.failed", start=mark, timeout=10)
-
-
-def test_refused_with_workers(wsplugd):
-    d = wsplugd(server={"workers": 2}, log={"level": "info"}, wait=False)
-    d.wait_for("master.ready", timeout=30)
-    d.signal(signal.SIGUSR2)
-    d.wait_for("handover.refused")
 
 
 def test_unknown_version_falls_back_to_1012(upgradable):

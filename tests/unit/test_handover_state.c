@@ -439,11 +439,15 @@ test_frame(void)
 	CU_ASSERT_EQUAL(f.type, HO_T_CONNS);
 	CU_ASSERT_EQUAL(f.len, sizeof(payload));
 	CU_ASSERT_EQUAL(ho_frame_verify(&f, payload), 0);
-	/* the bus's history is a frame of its own, the last type known */
+	/* the bus's history is a frame of its own */
 	ho_frame_header(hdr, HO_T_HISTORY, payload, sizeof(payload));
 	CU_ASSERT_EQUAL_FATAL(ho_frame_parse(hdr, &f, &why), 0);
 	CU_ASSERT_EQUAL(f.type, HO_T_HISTORY);
-	ho_frame_header(hdr, HO_T_HISTORY + 1, payload, sizeof(payload));
+	/* the workers' frames come last; one past them is unknown */
+	ho_frame_header(hdr, HO_T_LAST, payload, sizeof(payload));
+	CU_ASSERT_EQUAL_FATAL(ho_frame_parse(hdr, &f, &why), 0);
+	CU_ASSERT_EQUAL(f.type, HO_T_PAUSED);
+	ho_frame_header(hdr, HO_T_LAST + 1, payload, sizeof(payload));
 	CU_ASSERT_EQUAL(ho_frame_parse(hdr, &f, &why), -1);
 	ho_frame_header(hdr, HO_T_CONNS, payload, sizeof(payload));
 	CU_ASSERT_EQUAL_FATAL(ho_frame_parse(hdr, &f, &why), 0);
