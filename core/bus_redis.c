@@ -60,6 +60,15 @@
  * goes live when Redis is back.  A command without an answer within
  * redis_timeout (a PING every second watches) counts as a loss.
  *
+ * Until the first attempt has succeeded or failed (at most redis_timeout,
+ * the connect usually takes a millisecond), nothing is answered locally:
+ * publishes wait in the queue and subscribes in their channel's
+ * waiting list, and go to Redis in order once it is up, so that a node
+ * that has just started, above all a new process taking over from an
+ * old one (a hand-over), gives every message its offset and replays
+ * what its adopted members missed.  If that attempt fails they are
+ * answered as in any outage.
+ *
  * Where it runs: in every process that serves clients, each a node of
  * its own.  With workers > 1 each worker opens this backend after the
  * fork (bus.c; the master keeps no store then, workers.c), so it has
@@ -482,14 +491,42 @@ pub_send(struct bus_redis *b, struct rreq *q)
 	return script_send(b, S_PUB, q->retried, pub_cb, q, 3, argv, len, 13);
 }
 
+/* Before the first attempt's end (see the top): nothing is answered
+ * here, Redis will. */
+static int
+redis_starting(const struct bus_redis *b)
+{
+	return !b->was_up && !b->down_logged;
+}
+
+/* A queued publish while Redis is away: here at once, the other nodes
+ * when Redis is back (flag q: this node skips it then). */
+static void
+pub_away(struct bus_redis *b, struct rreq *q)
+{
+	struct rchan *ch = rchan_get(b, q->channel, 0);
+	struct bus_answer a;
+	bus_done_fn *done = q->done;
+
+	if (ch != NULL && ch->nconns > 0)
+		b->sink.deliver(b->sink.arg, q->channel, 0, "",
+		    (q->flags & WSP_BUS_NOT_SELF) ? q->conn : "", q->data,
+		    q->n);
+	memset(&a, 0, sizeof(a));
+	a.epoch = "";
+	a.subscribers = ch != NULL ? ch->nconns : 0;
+	q->kind = K_QPUB;
+	q->done = NULL;
+	if (done != NULL)
+		done(q->arg, &a);
+}
+
 static void
 bus_redis_publish(void *be, const char *channel, const char *conn,
     unsigned flags, const char *data, size_t n, bus_done_fn *done, void *arg)
 {
 	struct bus_redis *b = be;
-	struct rchan *ch;
 	struct rreq *q;
-	struct bus_answer a;
 
 	if ((q = calloc(1, sizeof(*q))) == NULL ||
 	    (q->data = malloc(n + 1)) == NULL) {
@@ -517,26 +554,16 @@ bus_redis_publish(void *be, const char *channel, const char *conn,
 		req_free(q);
 		return;
 	}
-	/* away: here at once, the other nodes when Redis is back */
 	if (b->queued + n > b->queue_max) {
 		b->m->redis_dropped++;
 		answer_error(done, arg);
 		req_free(q);
 		return;
 	}
-	ch = rchan_get(b, channel, 0);
-	if (ch != NULL && ch->nconns > 0)
-		b->sink.deliver(b->sink.arg, channel, 0, "",
-		    (flags & WSP_BUS_NOT_SELF) ? conn : "", data, n);
-	memset(&a, 0, sizeof(a));
-	a.epoch = "";
-	a.subscribers = ch != NULL ? ch->nconns : 0;
-	q->kind = K_QPUB;
-	q->done = NULL;
 	TAILQ_INSERT_TAIL(&b->queue, q, entry);
 	b->queued += n;
-	if (done != NULL)
-		done(arg, &a);
+	if (!redis_starting(b))
+		pub_away(b, q);
 }
 
 /*
@@ -821,7 +848,7 @@ bus_redis_subscribe(void *be, const char *channel, const char *conn,
 		snprintf(q->since_epoch, sizeof(q->since_epoch), "%s",
 		    since->epoch != NULL ? since->epoch : "");
 	}
-	if (b->state != R_UP) {
+	if (b->state != R_UP && !redis_starting(b)) {
 		sub_answer_local(b, q);
 		req_free(q);
 		return;
@@ -831,7 +858,7 @@ bus_redis_subscribe(void *be, const char *channel, const char *conn,
 		return;
 	}
 	TAILQ_INSERT_TAIL(&ch->waiting, q, entry);
-	if (ch->sub == SUB_NONE)
+	if (ch->sub == SUB_NONE && b->state == R_UP)
 		chan_subscribe(b, ch);
 }
 
@@ -1074,6 +1101,7 @@ redis_lost(struct bus_redis *b, const char *why)
 {
 	struct rchan *ch, *tmp;
 	struct rreq *q;
+	int starting = redis_starting(b);
 
 	if (b->state == R_DOWN)
 		return;
@@ -1111,6 +1139,12 @@ redis_lost(struct bus_redis *b, const char *why)
 		ch->epoch[0] = '\0';
 		rchan_maybe_free(b, ch);
 	}
+	/* the first attempt failed: what it held is answered as away,
+	 * in the order it came */
+	if (starting)
+		TAILQ_FOREACH(q, &b->queue, entry)
+			if (q->kind == K_PUB)
+				pub_away(b, q);
 	retry_schedule(b);
 }
 
@@ -1119,6 +1153,7 @@ redis_up(struct bus_redis *b)
 {
 	struct rchan *ch, *tmp;
 	struct rreq *q;
+	int starting = redis_starting(b);
 
 	if (b->state != R_CONNECTING || !b->cmd_ready || !b->sub_ready)
 		return;
@@ -1131,13 +1166,23 @@ redis_up(struct bus_redis *b)
 	log_msg(WSP_LOG_INFO, "bus.redis_up", "Redis at %s: connected, "
 	    "node %s, %zu channels here, %zu bytes queued", b->addr, b->node,
 	    b->nchans, b->queued);
-	/* Members here since the loss (or since before the first
-	 * connect) are told again: now a subscribe with since can recover,
-	 * and any offset goes (Redis may be back under new epochs). */
+	/* Members here since the loss (or since before a first attempt
+	 * that failed) are told again: now a subscribe with since can
+	 * recover, and any offset goes (Redis may be back under new
+	 * epochs).  After a first attempt that succeeded every member is
+	 * still waiting for its answer: nothing to tell. */
 	HASH_ITER(hh, b->chans, ch, tmp) {
-		if (ch->nconns == 0)
+		if (ch->nconns == 0) { /* all left while they waited */
+			while ((q = TAILQ_FIRST(&ch->waiting)) != NULL) {
+				TAILQ_REMOVE(&ch->waiting, q, entry);
+				sub_answer_local(b, q);
+				req_free(q);
+			}
+			rchan_maybe_free(b, ch);
 			continue;
-		b->sink.gap(b->sink.arg, ch->name);
+		}
+		if (!starting)
+			b->sink.gap(b->sink.arg, ch->name);
 		if (ch->sub == SUB_NONE)
 			chan_subscribe(b, ch);
 	}
@@ -1147,6 +1192,8 @@ redis_up(struct bus_redis *b)
 		b->queued -= q->n;
 		if (pub_send(b, q) == -1) {
 			b->m->redis_dropped++;
+			if (q->kind == K_PUB) /* held at start */
+				answer_error(q->done, q->arg);
 			req_free(q);
 		}
 	}
@@ -1477,6 +1524,8 @@ bus_redis_free(void *be)
 	reap_cb(-1, 0, b);
 	while ((q = TAILQ_FIRST(&b->queue)) != NULL) {
 		TAILQ_REMOVE(&b->queue, q, entry);
+		if (q->kind == K_PUB) /* held at start: never answered */
+			answer_error(q->done, q->arg);
 		req_free(q);
 	}
 	HASH_ITER(hh, b->chans, ch, tmp) {
