@@ -72,6 +72,9 @@ struct bus_chan {
 	UT_hash_handle hh; /* keyed by name */
 	TAILQ_HEAD(, bus_member) members;
 	size_t n;
+	/* the epoch its members' last offsets are of ("" none yet): what a
+	 * hand-over takes along so that the new process can recover */
+	char epoch[WSP_BUS_EPOCH_MAX + 1];
 	char name[];
 };
 
@@ -102,6 +105,8 @@ struct bus_req {
 	void *arg;
 	char channel[WSP_BUS_CHANNEL_MAX + 1];
 	char epoch[WSP_BUS_EPOCH_MAX + 1]; /* REQ_SUB: since's, for replays */
+	uint64_t since;  /* REQ_SUB: since's offset */
+	int adopted;     /* REQ_SUB: bus_adopt's, with since */
 };
 
 struct bus {
@@ -208,6 +213,8 @@ bus_deliver(void *arg, const char *channel, uint64_t offset,
 	HASH_FIND(hh, bus->chans, channel, strlen(channel), ch);
 	if (ch == NULL)
 		return; /* the last member left while it was on its way */
+	if (offset > 0 && strcmp(ch->epoch, epoch) != 0)
+		snprintf(ch->epoch, sizeof(ch->epoch), "%s", epoch);
 	/* conn_send never frees a connection, so the list holds still */
 	TAILQ_FOREACH_SAFE(m, &ch->members, in_chan, next) {
 		if (m->req != NULL || (offset > 0 && offset <= m->last) ||
@@ -228,26 +235,37 @@ bus_deliver(void *arg, const char *channel, uint64_t offset,
 
 /* The sink's gap: members that may have missed messages are told so,
  * and take whatever offset comes next (a new epoch starts again at 1). */
-static void
-bus_gap(void *arg, const char *channel)
+/* {"type":"gap","channel":channel} in bus->out; 0 or -1 (logged). */
+static int
+gap_format(struct bus *bus, const char *channel)
 {
-	struct bus *bus = arg;
-	struct bus_member *m, *next;
-	struct bus_chan *ch;
 	json_t *v;
 
-	HASH_FIND(hh, bus->chans, channel, strlen(channel), ch);
-	if (ch == NULL)
-		return;
 	v = json_pack("{s:s, s:s}", "type", "gap", "channel", channel);
 	bus->out.len = 0;
 	if (v == NULL || json_write(&bus->out, v) == -1) {
 		json_decref(v);
 		log_msg(WSP_LOG_ERROR, "bus.error", "channel %s: cannot tell "
 		    "its subscribers of a gap: out of memory", channel);
-		return;
+		return -1;
 	}
 	json_decref(v);
+	return 0;
+}
+
+static void
+bus_gap(void *arg, const char *channel)
+{
+	struct bus *bus = arg;
+	struct bus_member *m, *next;
+	struct bus_chan *ch;
+
+	HASH_FIND(hh, bus->chans, channel, strlen(channel), ch);
+	if (ch == NULL)
+		return;
+	ch->epoch[0] = '\0';
+	if (gap_format(bus, channel) == -1)
+		return;
 	TAILQ_FOREACH_SAFE(m, &ch->members, in_chan, next) {
 		m->last = 0;
 		if (m->req == NULL)
@@ -466,9 +484,22 @@ sub_done_cb(void *arg, const struct bus_answer *a)
 	uint64_t t0 = clock_mono_ms();
 
 	if (m != NULL && m->req == q) {
+		/* A member handed over that could not recover what was
+		 * published while it moved is told, as after an outage; one
+		 * that missed nothing (its offset still the top, in the same
+		 * epoch) is not. */
+		if (q->adopted && !a->error && !a->recovered &&
+		    (a->offset > q->since || a->epoch == NULL ||
+		    strcmp(a->epoch, q->epoch) != 0) &&
+		    gap_format(q->bus, q->channel) == 0)
+			conn_send_text(m->cm->conn, q->bus->out.p,
+			    q->bus->out.len);
 		/* live from here: past what it recovered, or from now */
 		if (!a->recovered && a->offset > m->last)
 			m->last = a->offset;
+		if (!a->error && a->epoch != NULL && a->epoch[0] != '\0')
+			snprintf(m->ch->epoch, sizeof(m->ch->epoch), "%s",
+			    a->epoch);
 		m->req = NULL;
 		q->m = NULL;
 		if (a->error) /* not a member after all */
@@ -522,8 +553,11 @@ bus_join(struct bus *bus, struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
 			m->last = since->offset;
 	} else
 		since = NULL; /* subscribed already: nothing to replay */
-	if (since != NULL)
+	if (since != NULL) {
 		snprintf(q->epoch, sizeof(q->epoch), "%s", since->epoch);
+		q->since = since->offset;
+		q->adopted = ctx == NULL;
+	}
 	bus->be.subscribe(bus->be.be, channel, c->id, first, since,
 	    sub_replay_cb, sub_done_cb, q);
 	return 0;
@@ -541,13 +575,19 @@ bus_subscribe(struct bus *bus, struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
 }
 
 int
-bus_adopt(struct bus *bus, struct wsp_conn *c, const char *channel)
+bus_adopt(struct bus *bus, struct wsp_conn *c, const char *channel,
+    uint64_t last, const char *epoch)
 {
+	struct wsp_bus_since since = { last, epoch };
+
 	if (bus != NULL && member_find(bus, c, channel) != NULL)
 		return 0;
-	/* live from the backend's answer on, as any subscribe without
-	 * since: the history, if any, came before (bus_history_load) */
-	return bus_join(bus, NULL, c, channel, NULL, NULL, NULL);
+	/* A subscribe with since its last offset: what was published
+	 * while it moved comes from the history (the local store's came
+	 * before, bus_history_load; Redis keeps its own), and nothing
+	 * twice.  Without a position, live from the backend's answer. */
+	return bus_join(bus, NULL, c, channel, last > 0 && epoch != NULL &&
+	    epoch[0] != '\0' ? &since : NULL, NULL, NULL);
 }
 
 int
@@ -631,21 +671,42 @@ bus_publish(struct bus *bus, struct wsp_plugin_ctx *ctx, struct wsp_conn *c,
 	return 0;
 }
 
+static struct bus_cmem *
+cmem_find(struct bus *bus, const struct wsp_conn *c)
+{
+	struct bus_cmem *cm = NULL;
+
+	if (bus != NULL)
+		HASH_FIND_PTR(bus->conns, &c, cm);
+	return cm;
+}
+
 size_t
 bus_channels(struct bus *bus, const struct wsp_conn *c,
     void (*fn)(const char *, void *), void *arg)
 {
 	struct bus_member *m, *next;
-	struct bus_cmem *cm;
+	struct bus_cmem *cm = cmem_find(bus, c);
 
-	if (bus == NULL)
-		return 0;
-	HASH_FIND_PTR(bus->conns, &c, cm);
 	if (cm == NULL)
 		return 0;
 	if (fn != NULL)
 		TAILQ_FOREACH_SAFE(m, &cm->members, in_conn, next)
 			fn(m->ch->name, arg);
+	return cm->n;
+}
+
+size_t
+bus_positions(struct bus *bus, const struct wsp_conn *c,
+    void (*fn)(const char *, uint64_t, const char *, void *), void *arg)
+{
+	struct bus_member *m;
+	struct bus_cmem *cm = cmem_find(bus, c);
+
+	if (cm == NULL)
+		return 0;
+	TAILQ_FOREACH(m, &cm->members, in_conn)
+		fn(m->ch->name, m->last, m->ch->epoch, arg);
 	return cm->n;
 }
 

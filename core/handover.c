@@ -196,11 +196,14 @@ struct ho_subs_arg {
 };
 
 static void
-ho_subs_cb(const char *channel, void *arg)
+ho_subs_cb(const char *channel, uint64_t last, const char *epoch, void *arg)
 {
 	struct ho_subs_arg *a = arg;
 
-	if (ho_subs_add(&a->b, channel) == -1)
+	/* an epoch the record cannot carry (Redis's keys written by
+	 * hand): the channel goes without its position, joined live */
+	if (ho_subs_add(&a->b, channel, last, epoch) == -1 &&
+	    ho_subs_add(&a->b, channel, 0, "") == -1)
 		a->failed = 1;
 }
 
@@ -279,7 +282,7 @@ ho_encode(struct wsp_conn *c, struct outbuf *b)
 	    NULL) : 0;
 	if (nsubs > 0) {
 		if (nsubs <= HO_MAX_SUBS)
-			bus_channels(c->srv->bus, c, ho_subs_cb, &subs);
+			bus_positions(c->srv->bus, c, ho_subs_cb, &subs);
 		if (nsubs > HO_MAX_SUBS || subs.failed) {
 			free(subs.b.p);
 			free(attrs);

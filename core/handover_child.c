@@ -333,7 +333,8 @@ static int
 ho_adopt_one(struct wsp_server *srv, const struct ho_conn *h, int fd,
     struct wsp_conn **c_r, const char **why_r)
 {
-	char name[WSP_BUS_CHANNEL_MAX + 1];
+	char name[WSP_BUS_CHANNEL_MAX + 1], epoch[WSP_BUS_EPOCH_MAX + 1];
+	uint64_t last;
 	struct wsp_conn *c;
 	json_error_t jerr;
 	size_t cap, off;
@@ -420,8 +421,9 @@ ho_adopt_one(struct wsp_server *srv, const struct ho_conn *h, int fd,
 	/* back on its channels, before any plugin hears of it: the plugin
 	 * that subscribed it finds them through bus_channels as before */
 	off = 0;
-	while (c->state == CONN_OPEN && ho_subs_next(&h->subs, &off, name))
-		if (bus_adopt(srv->bus, c, name) == -1) {
+	while (c->state == CONN_OPEN && ho_subs_next(&h->subs, &off, name,
+	    &last, epoch))
+		if (bus_adopt(srv->bus, c, name, last, epoch) == -1) {
 			*why_r = "cannot join a bus channel again";
 			bus_conn_closed(srv->bus, c);
 			conn_release(c);

@@ -42,6 +42,8 @@
 #define HO_MAX_STR 256
 #define HO_MAX_REASON (WS_MAX_CONTROL - 2)
 #define HO_MAX_HEAD (64 * 1024) /* max_header_size's ceiling */
+/* one entry of a subs list, at most (see ho_valid_subs) */
+#define HO_SUB_MAX (1 + WSP_BUS_CHANNEL_MAX + 8 + 1 + WSP_BUS_EPOCH_MAX)
 
 /* Writing: into the caller's outbuf (outbuf.c), never past what the peer
  * takes as one frame. */
@@ -356,8 +358,30 @@ ho_valid_ip(const char *ip, size_t n)
 	return 1;
 }
 
-/* Channel names as bus.c would take them (bus_channel_valid), no more
- * than HO_MAX_SUBS, the list ending with the last. */
+/*
+ * A subs list: per channel, u8 n and the name's n bytes, u64 the last
+ * offset handed to the connection there, u8 e and the e bytes of its
+ * epoch (0: none).  An epoch is written into JSON as it is, so letters
+ * and digits only.
+ */
+
+static int
+ho_valid_epoch(const uint8_t *p, size_t n)
+{
+	size_t i;
+
+	if (n > WSP_BUS_EPOCH_MAX)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') ||
+		    (p[i] >= 'a' && p[i] <= 'z') ||
+		    (p[i] >= 'A' && p[i] <= 'Z')))
+			return 0;
+	return 1;
+}
+
+/* Channel names as bus.c would take them (bus_channel_valid) with their
+ * positions, no more than HO_MAX_SUBS, the list ending with the last. */
 static int
 ho_valid_subs(const struct ho_bytes *s)
 {
@@ -376,26 +400,41 @@ ho_valid_subs(const struct ho_bytes *s)
 			if (name[i] < 0x20 || name[i] == 0x7f)
 				return 0;
 		off += n;
+		if (s->n - off < 9)
+			return 0;
+		off += 8;
+		n = s->p[off++];
+		if (n > s->n - off || !ho_valid_epoch(s->p + off, n))
+			return 0;
+		off += n;
 	}
 	return 1;
 }
 
 int
-ho_subs_add(struct outbuf *b, const char *channel)
+ho_subs_add(struct outbuf *b, const char *channel, uint64_t last,
+    const char *epoch)
 {
-	size_t n = strlen(channel);
+	size_t n = strlen(channel), e = strlen(epoch), len = b->len;
 
-	if (n == 0 || n > WSP_BUS_CHANNEL_MAX)
+	if (n == 0 || n > WSP_BUS_CHANNEL_MAX ||
+	    !ho_valid_epoch((const uint8_t *)epoch, e))
 		return -1;
-	if (ho_put_u8(b, n) == -1)
+	if (ho_put_u8(b, n) == -1 || ho_put(b, channel, n) == -1 ||
+	    ho_put_u64(b, last, 8) == -1 || ho_put_u8(b, e) == -1 ||
+	    ho_put(b, epoch, e) == -1) {
+		b->len = len; /* all of it or nothing */
 		return -1;
-	return ho_put(b, channel, n);
+	}
+	return 0;
 }
 
 int
 ho_subs_next(const struct ho_bytes *s, size_t *off,
-    char name[WSP_BUS_CHANNEL_MAX + 1])
+    char name[WSP_BUS_CHANNEL_MAX + 1], uint64_t *last,
+    char epoch[WSP_BUS_EPOCH_MAX + 1])
 {
+	struct le_rd r;
 	size_t n;
 
 	if (s->p == NULL || *off >= s->n)
@@ -403,6 +442,15 @@ ho_subs_next(const struct ho_bytes *s, size_t *off,
 	n = s->p[(*off)++];
 	memcpy(name, s->p + *off, n);
 	name[n] = '\0';
+	*off += n;
+	r.p = s->p + *off;
+	r.n = 8;
+	r.why = NULL;
+	*last = le_get(&r, 8);
+	*off += 8;
+	n = s->p[(*off)++];
+	memcpy(epoch, s->p + *off, n);
+	epoch[n] = '\0';
 	*off += n;
 	return 1;
 }
@@ -513,8 +561,8 @@ ho_conn_decode(const uint8_t *p, size_t n, size_t *used_r,
 	ho_get_bytes(&rec, &h->msg, 0, 0, "bad message");
 	ho_get_bytes(&rec, &h->out, 0, 0, "bad output");
 	ho_get_bytes(&rec, &h->attrs, 0, 1, "bad attributes");
-	ho_get_bytes(&rec, &h->subs, HO_MAX_SUBS * (1 + WSP_BUS_CHANNEL_MAX),
-	    0, "bad bus subscriptions");
+	ho_get_bytes(&rec, &h->subs, HO_MAX_SUBS * HO_SUB_MAX, 0,
+	    "bad bus subscriptions");
 	ho_get_bytes(&rec, &h->head, HO_MAX_HEAD, 0, "bad request head");
 	h->has_zs = ho_get_u8(&rec);
 	if (h->has_zs == 1) {

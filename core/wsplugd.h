@@ -1578,9 +1578,12 @@ int bus_subscribe(struct bus *bus, struct wsp_plugin_ctx *ctx,
     struct wsp_conn *c, const char *channel, const struct wsp_bus_since *since,
     void (*done)(void *, struct wsp_conn *, const struct wsp_bus_subscribed *),
     void *arg);
-/* A connection handed over (handover_child.c) joins channel again, as a
- * live member, answering no plugin; 0 or -1. */
-int bus_adopt(struct bus *bus, struct wsp_conn *c, const char *channel);
+/* A connection handed over (handover_child.c) joins channel again,
+ * answering no plugin: from last of epoch (its position, bus_positions)
+ * when it had one, recovering what it missed, else live; 0 or -1.  One
+ * that cannot recover what it missed is sent a gap message. */
+int bus_adopt(struct bus *bus, struct wsp_conn *c, const char *channel,
+    uint64_t last, const char *epoch);
 int bus_unsubscribe(struct bus *bus, struct wsp_conn *c, const char *channel);
 int bus_publish(struct bus *bus, struct wsp_plugin_ctx *ctx,
     struct wsp_conn *c, const char *channel, const char *text, size_t len,
@@ -1589,6 +1592,10 @@ int bus_publish(struct bus *bus, struct wsp_plugin_ctx *ctx,
     void *arg);
 size_t bus_channels(struct bus *bus, const struct wsp_conn *c,
     void (*fn)(const char *, void *), void *arg);
+/* As bus_channels, with each channel's position for c: the last offset
+ * handed to it and their epoch ("" and 0: none yet). */
+size_t bus_positions(struct bus *bus, const struct wsp_conn *c,
+    void (*fn)(const char *, uint64_t, const char *, void *), void *arg);
 int bus_presence(struct bus *bus, struct wsp_plugin_ctx *ctx,
     struct wsp_conn *c, const char *channel, size_t max,
     void (*done)(void *, struct wsp_conn *, const char *const *, size_t,
@@ -1761,7 +1768,8 @@ void histstore_free(struct wsp_server *srv);
 
 #define HO_MAGIC 0x4f485357u /* "WSHO" as little-endian bytes */
 #ifndef HO_VERSION /* a test build speaks another to test the fallback */
-#define HO_VERSION 2 /* of the records, counters and history (2: history) */
+#define HO_VERSION 3 /* of the records, counters and history (2: history,
+			 * 3: bus positions) */
 #endif
 #define HO_HDR_LEN 16
 #define HO_MAX_FRAME (256 * 1024 * 1024)
@@ -1855,13 +1863,16 @@ int ho_conn_encode(struct outbuf *b, const struct ho_conn *h);
  * h's byte strings point into p. */
 int ho_conn_decode(const uint8_t *p, size_t n, size_t *used_r,
     struct ho_conn *h, const char **why_r);
-/* Append channel (1..WSP_BUS_CHANNEL_MAX bytes) to a subs list in b;
- * 0 or -1. */
-int ho_subs_add(struct outbuf *b, const char *channel);
+/* Append channel (1..WSP_BUS_CHANNEL_MAX bytes) and the position there
+ * (last offset, epoch: 0..WSP_BUS_EPOCH_MAX letters and digits) to a
+ * subs list in b; 0 or -1. */
+int ho_subs_add(struct outbuf *b, const char *channel, uint64_t last,
+    const char *epoch);
 /* The next channel of a decoded (so checked) subs list from *off, into
- * name; 1, or 0 at the end. */
+ * name, last and epoch; 1, or 0 at the end. */
 int ho_subs_next(const struct ho_bytes *s, size_t *off,
-    char name[WSP_BUS_CHANNEL_MAX + 1]);
+    char name[WSP_BUS_CHANNEL_MAX + 1], uint64_t *last,
+    char epoch[WSP_BUS_EPOCH_MAX + 1]);
 /* Append n bytes to b (growing it, up to HO_MAX_FRAME); 0 or -1. */
 int ho_buf_put(struct outbuf *b, const void *p, size_t n);
 int ho_counters_encode(struct outbuf *b, const uint64_t *v, size_t n);

@@ -381,7 +381,8 @@ def handover():
         return b"\0" if b is None else b"\1" + u(len(b), 4) + b
 
     def record(state, close_code=0, ctl=b"abc", in_payload=1, remaining=4,
-               opcode=9, subs=b"\x04news\x05r\xc3\xa9le"):
+               opcode=9, subs=(b"\x04news" + u(7, 8) + b"\x04ab12" +
+                               b"\x05r\xc3\xa9le" + u(0, 8) + b"\0")):
         hdr = bytes(14)
         r = (u(state, 1) + b"0123456789abcdef" * 2 + bs(b"127.0.0.1") +
              u(4000, 2) + bs(b"ua") + bs(None) + bs(b"/ws") + bs(None) +
@@ -395,7 +396,8 @@ def handover():
              u(0, 1) + u(0, 1) + u(remaining, 8) + u(5, 8) + u(0, 4) +
              bs(ctl) + u(1, 1) + u(1, 1) + bs(b"hello") +
              bs(b"\x81\x01x") + bs(b'{"a":{"k":1}}') +
-             # the bus channels: a length byte and the name, each
+             # the bus channels: a length byte and the name, the last
+             # offset there (8 bytes), a length byte and the epoch, each
              bs(subs) + u(0, 1) + bs(None))
         return u(len(r), 4) + r
 

@@ -502,6 +502,122 @@ test_front_delivers(void)
 
 /* The store as bytes and back: same epochs, offsets and messages; a
  * damaged copy refused whole; the reader's limits applied. */
+struct position {
+	char channel[WSP_BUS_CHANNEL_MAX + 1];
+	uint64_t last;
+	char epoch[WSP_BUS_EPOCH_MAX + 1];
+};
+
+static void
+position_cb(const char *channel, uint64_t last, const char *epoch,
+    void *arg)
+{
+	struct position *p = arg;
+
+	snprintf(p->channel, sizeof(p->channel), "%s", channel);
+	p->last = last;
+	snprintf(p->epoch, sizeof(p->epoch), "%s", epoch);
+}
+
+/* What a hand-over does with a subscriber: its position read on the old
+ * side (bus_positions), its subscription made again from there on the
+ * new one (bus_adopt): what it missed comes once, a gap when history no
+ * longer holds it, nothing when it missed nothing. */
+static void
+test_front_adopt(void)
+{
+	static struct wsp_errors errs;
+	static const char gap[] = "{\"type\":\"gap\",\"channel\":\"a\"}";
+	struct plugin_set *set;
+	struct wsp_plugin_ctx *ctx;
+	struct wsp_conn *c[6];
+	struct position pos;
+	char want[256], epoch[WSP_BUS_EPOCH_MAX + 1];
+	size_t i;
+
+	fake_cfg.bus_history_size = 2;
+	fake_cfg.bus_history_ttl = 60000;
+	fake_cfg.bus_history_memory = 1 << 20;
+	CU_ASSERT_EQUAL_FATAL(fake_init(), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(fake_srv.bus = bus_new(&fake_srv, -1));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(set = fake_set_new());
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx = fake_plugin(set, &fsec, &fdesc,
+	    &errs));
+	for (i = 0; i < 6; i++) {
+		CU_ASSERT_PTR_NOT_NULL_FATAL(c[i] = fake_conn_new());
+		c[i]->id[31] = (char)('a' + i);
+	}
+	CU_ASSERT_EQUAL(bus_subscribe(fake_srv.bus, ctx, c[0], "a", NULL,
+	    sub_done, NULL), 0);
+	/* no position before the first message */
+	memset(&pos, 0, sizeof(pos));
+	CU_ASSERT_EQUAL(bus_positions(fake_srv.bus, c[0], position_cb, &pos),
+	    1);
+	CU_ASSERT_STRING_EQUAL(pos.channel, "a");
+	CU_ASSERT_EQUAL(pos.last, 0);
+	for (i = 1; i <= 3; i++) {
+		snprintf(want, sizeof(want), "{\"m\":%zu}", i);
+		CU_ASSERT_EQUAL(bus_publish(fake_srv.bus, ctx, NULL, "a", want,
+		    strlen(want), 0, pub_done, NULL), 0);
+		CU_ASSERT_STRING_NOT_EQUAL(next_text(c[0]), "");
+	}
+	snprintf(epoch, sizeof(epoch), "%s", last_epoch);
+	CU_ASSERT_EQUAL(bus_positions(fake_srv.bus, c[0], position_cb, &pos),
+	    1);
+	CU_ASSERT_EQUAL(pos.last, 3);
+	CU_ASSERT_STRING_EQUAL(pos.epoch, epoch);
+	CU_ASSERT_EQUAL(bus_positions(fake_srv.bus, c[1], position_cb, &pos),
+	    0);
+
+	/* missed 2 and 3, both in history: they come, nothing else */
+	CU_ASSERT_EQUAL(bus_adopt(fake_srv.bus, c[1], "a", 1, epoch), 0);
+	snprintf(want, sizeof(want), "{\"m\":2,\"offset\":2,\"epoch\":"
+	    "\"%s\"}", epoch);
+	CU_ASSERT_STRING_EQUAL(next_text(c[1]), want);
+	snprintf(want, sizeof(want), "{\"m\":3,\"offset\":3,\"epoch\":"
+	    "\"%s\"}", epoch);
+	CU_ASSERT_STRING_EQUAL(next_text(c[1]), want);
+	CU_ASSERT_STRING_EQUAL(next_text(c[1]), "");
+	/* missed nothing: nothing */
+	CU_ASSERT_EQUAL(bus_adopt(fake_srv.bus, c[2], "a", 3, epoch), 0);
+	CU_ASSERT_STRING_EQUAL(next_text(c[2]), "");
+	/* no position (nothing sent to it yet): live, nothing said */
+	CU_ASSERT_EQUAL(bus_adopt(fake_srv.bus, c[5], "a", 0, ""), 0);
+	CU_ASSERT_STRING_EQUAL(next_text(c[5]), "");
+	CU_ASSERT_EQUAL(bus_publish(fake_srv.bus, ctx, NULL, "a", "{}", 2, 0,
+	    pub_done, NULL), 0); /* 4: history holds 3 and 4 */
+	for (i = 0; i < 3; i++)
+		CU_ASSERT_STRING_NOT_EQUAL(next_text(c[i]), "");
+	CU_ASSERT_STRING_NOT_EQUAL(next_text(c[5]), "");
+	/* missed 2, which history (2 deep) no longer holds: a gap */
+	CU_ASSERT_EQUAL(bus_adopt(fake_srv.bus, c[3], "a", 1, epoch), 0);
+	CU_ASSERT_STRING_EQUAL(next_text(c[3]), gap);
+	CU_ASSERT_STRING_EQUAL(next_text(c[3]), "");
+	/* another epoch (the history was lost meanwhile): a gap */
+	CU_ASSERT_EQUAL(bus_adopt(fake_srv.bus, c[4], "a", 4, "0123abcd"), 0);
+	CU_ASSERT_STRING_EQUAL(next_text(c[4]), gap);
+	/* adopted ones are live members: the next message, once each */
+	CU_ASSERT_EQUAL(bus_publish(fake_srv.bus, ctx, NULL, "a", "{}", 2, 0,
+	    pub_done, NULL), 0);
+	snprintf(want, sizeof(want), "{\"offset\":5,\"epoch\":\"%s\"}",
+	    epoch);
+	for (i = 0; i < 6; i++) {
+		CU_ASSERT_STRING_EQUAL(next_text(c[i]), want);
+		CU_ASSERT_STRING_EQUAL(next_text(c[i]), "");
+	}
+	/* an adopted member is not adopted twice */
+	CU_ASSERT_EQUAL(bus_adopt(fake_srv.bus, c[1], "a", 1, epoch), 0);
+	CU_ASSERT_STRING_EQUAL(next_text(c[1]), "");
+
+	for (i = 0; i < 6; i++) {
+		bus_conn_closed(fake_srv.bus, c[i]);
+		fake_conn_free(c[i]);
+	}
+	plugin_set_free(set);
+	fake_srv.plugins = NULL;
+	fake_fini(); /* frees the bus */
+}
+
 static void
 test_history_save_load(void)
 {
@@ -619,6 +735,7 @@ main(void)
 		{ "frame rejects", test_frame_rejects },
 		{ "channel names", test_channel_names },
 		{ "the front over the in-process backend", test_front_delivers },
+		{ "a member handed over recovers, or is told", test_front_adopt },
 		{ "history saved and loaded", test_history_save_load },
 	};
 

@@ -67,9 +67,11 @@ sample(struct ho_conn *h)
 	h->out.p = out;
 	h->out.n = sizeof(out);
 	h->attrs = bytes("{\"app\":{\"k\":1}}");
-	/* bus channels "news" and "r\xc3\xa9sum\xc3\xa9" (UTF-8) */
-	h->subs.p = (const uint8_t *)"\x04news\x08r\xc3\xa9sum\xc3\xa9";
-	h->subs.n = 14;
+	/* bus channels "news" (at offset 7 of epoch ab12) and
+	 * "r\xc3\xa9sum\xc3\xa9" (UTF-8, no position yet) */
+	h->subs.p = (const uint8_t *)"\x04news\x07\0\0\0\0\0\0\0\x04""ab12"
+	    "\x08r\xc3\xa9sum\xc3\xa9\0\0\0\0\0\0\0\0\0";
+	h->subs.n = 36;
 	h->has_zs = 1;
 	h->zp.server_no_takeover = 1;
 	h->zp.client_no_takeover = 1;
@@ -234,8 +236,20 @@ static void ch_zs(struct ho_conn *h) { h->zp.server_wbits = 16; }
 static void ch_opcode(struct ho_conn *h) { h->dec.opcode = 3; }
 static void ch_subs_empty(struct ho_conn *h)
 {
-	h->subs.p = (const uint8_t *)"\x04news\x00"; /* a 0-byte name */
-	h->subs.n = 6;
+	/* a 0-byte name */
+	h->subs.p = (const uint8_t *)"\x04news\0\0\0\0\0\0\0\0\0\x00";
+	h->subs.n = 15;
+}
+static void ch_subs_pos(struct ho_conn *h)
+{
+	h->subs.p = (const uint8_t *)"\x04news\0\0\0"; /* a cut position */
+	h->subs.n = 8;
+}
+static void ch_subs_epoch(struct ho_conn *h)
+{
+	/* an epoch that JSON would need escaped */
+	h->subs.p = (const uint8_t *)"\x04news\x01\0\0\0\0\0\0\0\x02\"}";
+	h->subs.n = 16;
 }
 static void ch_subs_short(struct ho_conn *h)
 {
@@ -263,12 +277,12 @@ static void ch_subs_long(struct ho_conn *h)
 }
 static void ch_subs_many(struct ho_conn *h)
 {
-	static uint8_t p[2 * (HO_MAX_SUBS + 1)];
+	static uint8_t p[11 * (HO_MAX_SUBS + 1)];
 	size_t i;
 
 	for (i = 0; i < HO_MAX_SUBS + 1; i++) {
-		p[2 * i] = 1;
-		p[2 * i + 1] = 'a';
+		p[11 * i] = 1;
+		p[11 * i + 1] = 'a'; /* then no position: 9 bytes of 0 */
 	}
 	h->subs.p = p;
 	h->subs.n = sizeof(p);
@@ -296,6 +310,8 @@ test_conn_refused(void)
 	expect_refused(ch_subs_utf8, "bad bus subscriptions");
 	expect_refused(ch_subs_long, "bad bus subscriptions");
 	expect_refused(ch_subs_many, "bad bus subscriptions");
+	expect_refused(ch_subs_pos, "bad bus subscriptions");
+	expect_refused(ch_subs_epoch, "bad bus subscriptions");
 }
 
 /* A record whose length claims more than the buffer, or less than its
@@ -385,29 +401,72 @@ test_subs(void)
 {
 	struct outbuf l = { NULL, 0, 0 }, b = { NULL, 0, 0 };
 	char name[WSP_BUS_CHANNEL_MAX + 1], longest[WSP_BUS_CHANNEL_MAX + 2];
+	char epoch[WSP_BUS_EPOCH_MAX + 1], longest_epoch[WSP_BUS_EPOCH_MAX + 2];
 	struct ho_conn in, out;
 	const char *why = NULL;
-	size_t used, off = 0;
+	size_t used, off = 0, keep;
+	uint64_t last;
 
 	memset(longest, 'c', sizeof(longest) - 1);
 	longest[WSP_BUS_CHANNEL_MAX + 1] = '\0';
-	CU_ASSERT_EQUAL(ho_subs_add(&l, ""), -1);
-	CU_ASSERT_EQUAL(ho_subs_add(&l, longest), -1);
+	memset(longest_epoch, 'e', sizeof(longest_epoch) - 1);
+	longest_epoch[WSP_BUS_EPOCH_MAX + 1] = '\0';
+	CU_ASSERT_EQUAL(ho_subs_add(&l, "", 1, "ab"), -1);
+	CU_ASSERT_EQUAL(ho_subs_add(&l, longest, 1, "ab"), -1);
+	/* an epoch goes into JSON as it is: letters and digits, bounded */
+	CU_ASSERT_EQUAL(ho_subs_add(&l, "news", 1, "a\"b"), -1);
+	CU_ASSERT_EQUAL(ho_subs_add(&l, "news", 1, longest_epoch), -1);
 	CU_ASSERT_EQUAL(l.len, 0);
 	longest[WSP_BUS_CHANNEL_MAX] = '\0';
-	CU_ASSERT_EQUAL_FATAL(ho_subs_add(&l, "news"), 0);
-	CU_ASSERT_EQUAL_FATAL(ho_subs_add(&l, longest), 0);
+	longest_epoch[WSP_BUS_EPOCH_MAX] = '\0';
+	CU_ASSERT_EQUAL_FATAL(ho_subs_add(&l, "news", 41, "9f3ac0de12345678"),
+	    0);
+	CU_ASSERT_EQUAL_FATAL(ho_subs_add(&l, longest, UINT64_MAX,
+	    longest_epoch), 0);
+	CU_ASSERT_EQUAL_FATAL(ho_subs_add(&l, "quiet", 0, ""), 0);
 	sample(&in);
 	in.subs.p = (const uint8_t *)l.p;
 	in.subs.n = l.len;
 	CU_ASSERT_EQUAL_FATAL(ho_conn_encode(&b, &in), 0);
 	CU_ASSERT_EQUAL_FATAL(ho_conn_decode((uint8_t *)b.p, b.len, &used,
 	    &out, &why), 0);
-	CU_ASSERT_EQUAL_FATAL(ho_subs_next(&out.subs, &off, name), 1);
+	CU_ASSERT_EQUAL_FATAL(ho_subs_next(&out.subs, &off, name, &last,
+	    epoch), 1);
 	CU_ASSERT_STRING_EQUAL(name, "news");
-	CU_ASSERT_EQUAL_FATAL(ho_subs_next(&out.subs, &off, name), 1);
+	CU_ASSERT_EQUAL(last, 41);
+	CU_ASSERT_STRING_EQUAL(epoch, "9f3ac0de12345678");
+	CU_ASSERT_EQUAL_FATAL(ho_subs_next(&out.subs, &off, name, &last,
+	    epoch), 1);
 	CU_ASSERT_STRING_EQUAL(name, longest);
-	CU_ASSERT_EQUAL(ho_subs_next(&out.subs, &off, name), 0);
+	CU_ASSERT_EQUAL(last, UINT64_MAX);
+	CU_ASSERT_STRING_EQUAL(epoch, longest_epoch);
+	CU_ASSERT_EQUAL_FATAL(ho_subs_next(&out.subs, &off, name, &last,
+	    epoch), 1);
+	CU_ASSERT_STRING_EQUAL(name, "quiet");
+	CU_ASSERT_EQUAL(last, 0);
+	CU_ASSERT_STRING_EQUAL(epoch, "");
+	CU_ASSERT_EQUAL(ho_subs_next(&out.subs, &off, name, &last, epoch), 0);
+	/* a list cut inside an entry, or with a bad epoch, is refused */
+	keep = l.len;
+	for (l.len = 1; l.len < keep; l.len++) {
+		free(b.p);
+		b.p = NULL;
+		b.len = b.cap = 0;
+		in.subs.n = l.len;
+		CU_ASSERT_EQUAL_FATAL(ho_conn_encode(&b, &in), 0);
+		/* whole only where an entry ends: after news's, then the
+		 * longest's */
+		CU_ASSERT_EQUAL(ho_conn_decode((uint8_t *)b.p, b.len, &used,
+		    &out, &why), l.len == 30 || l.len == 30 + 170 ? 0 : -1);
+	}
+	l.len = keep;
+	l.p[1 + 4 + 8 + 1] = '"';
+	free(b.p);
+	b.p = NULL;
+	b.len = b.cap = 0;
+	CU_ASSERT_EQUAL_FATAL(ho_conn_encode(&b, &in), 0);
+	CU_ASSERT_EQUAL(ho_conn_decode((uint8_t *)b.p, b.len, &used, &out,
+	    &why), -1);
 	/* none: absent, and nothing to walk */
 	free(b.p);
 	b.p = NULL;
@@ -419,7 +478,7 @@ test_subs(void)
 	    &out, &why), 0);
 	CU_ASSERT_PTR_NULL(out.subs.p);
 	off = 0;
-	CU_ASSERT_EQUAL(ho_subs_next(&out.subs, &off, name), 0);
+	CU_ASSERT_EQUAL(ho_subs_next(&out.subs, &off, name, &last, epoch), 0);
 	free(b.p);
 	free(l.p);
 }
