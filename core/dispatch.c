@@ -116,7 +116,7 @@ dispatch_scanned(struct plugin_set *set, struct wsp_conn *c, uint8_t opcode,
 	 * needs no zeroing. */
 	memcpy(d.type, sc->type, sc->type_len);
 	d.type[sc->type_len] = '\0';
-	if ((to = plugin_set_lookup(set, d.type)) == NULL) {
+	if ((to = plugin_set_lookup_n(set, d.type, sc->type_len)) == NULL) {
 		if (set->catch_all != NULL) {
 			deliver_raw(set, c, opcode, data, len);
 			return 1;

@@ -42,12 +42,36 @@ struct scanner {
 static int scan_value(struct scanner *);
 
 static void
-scan_space(struct scanner *s)
+scan_space_run(struct scanner *s)
 {
 	while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' ||
 	    *s->p == '\n' || *s->p == '\r'))
 		s->p++;
 }
+
+/* Messages rarely hold whitespace: one compare, inline, rules most
+ * bytes out before a call. */
+static inline void
+scan_space(struct scanner *s)
+{
+	if (s->p < s->end && *s->p <= ' ')
+		scan_space_run(s);
+}
+
+/* Bytes a string goes on over with no further look: printable ASCII
+ * but the quote (22) and the backslash (5C).  Nearly every byte of a
+ * message; the rest take the careful path below. */
+static const unsigned char scan_plain[256] = {
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	/* 80..FF: 0 */
+};
 
 static int
 scan_peek(const struct scanner *s)
@@ -67,7 +91,11 @@ scan_string(struct scanner *s, const unsigned char **b_r,
 	int k, escaped = 0;
 
 	*b_r = p;
-	while (p < s->end && *p != '"') {
+	for (;;) {
+		while (p < s->end && scan_plain[*p])
+			p++;
+		if (p == s->end || *p == '"')
+			break;
 		if (*p < 0x20)
 			return -1;
 		if (*p >= 0x80) {
@@ -133,15 +161,14 @@ scan_number(struct scanner *s)
 		return -1;
 	if (*p == '0' && p + 1 < s->end && p[1] >= '0' && p[1] <= '9')
 		return -1;
-	for (; p < s->end && *p >= '0' && *p <= '9'; p++)
-		if (++n > SCAN_MAX_DIGITS)
-			return -1;
-	if (n == 0)
+	for (; p < s->end && (unsigned)(*p - '0') < 10; p++)
+		n++;
+	if (n == 0 || n > SCAN_MAX_DIGITS)
 		return -1;
 	if (p < s->end && *p == '.') {
 		p++;
 		n = 0;
-		for (; p < s->end && *p >= '0' && *p <= '9'; p++)
+		for (; p < s->end && (unsigned)(*p - '0') < 10; p++)
 			n++;
 		if (n == 0)
 			return -1;

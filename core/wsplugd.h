@@ -1236,6 +1236,7 @@ struct plugin_set {
 	size_t nplugins;
 	struct plugin_type *types;
 	size_t ntypes;
+	struct plugin_type *last; /* the last type routed (plugin.c) */
 	struct wsp_plugin_ctx *catch_all;
 	unsigned generation;
 };
@@ -1262,6 +1263,8 @@ void plugin_reload_commit(struct wsp_server *srv,
 void plugin_reload_abort(struct wsp_server *srv);
 struct wsp_plugin_ctx *plugin_set_lookup(struct plugin_set *set,
     const char *type);
+struct wsp_plugin_ctx *plugin_set_lookup_n(struct plugin_set *set,
+    const char *type, size_t n);
 int plugin_set_has(const struct plugin_set *set,
     const struct wsp_plugin_ctx *ctx);
 /* Building blocks, also for tests that make sets without dlopen(). */

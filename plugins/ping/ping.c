@@ -8,10 +8,11 @@
  * Every client sends these, so the reply is written as text: the daemon
  * hands over the id as the JSON text it read, which is pasted in as is,
  * and no JSON tree is built for either message.  Replies with a short id
- * are formatted on the stack; only a huge id costs an allocation.
+ * are formatted on the stack; only a huge id costs an allocation.  The
+ * timestamp is written by hand: snprintf cost about 950 instructions a
+ * reply, more than all the rest of the plugin.
  */
 #include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,11 +20,35 @@
 
 /* {"type":"pong","timestamp":-9223372036854775808,"id":} */
 #define PONG_OVERHEAD 64
+#define PONG_HEAD "{\"type\":\"pong\",\"timestamp\":"
 
 struct ping {
 	const struct wsp_host *host;
 	struct wsp_plugin_ctx *ctx;
 };
+
+/* v in decimal at out; returns the bytes written (at most 20). */
+static size_t
+put_int64(char *out, int64_t v)
+{
+	char tmp[20];
+	uint64_t u;
+	size_t n = 0, len = 0;
+
+	if (v < 0) {
+		out[len++] = '-';
+		/* INT64_MIN has no positive int64_t: negate as unsigned */
+		u = (uint64_t)0 - (uint64_t)v;
+	} else
+		u = (uint64_t)v;
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u > 0);
+	while (n > 0)
+		out[len++] = tmp[--n];
+	return len;
+}
 
 static int
 ping_load(struct wsp_plugin_ctx *ctx, const struct wsp_host *host,
@@ -56,16 +81,16 @@ ping_message(void *state, struct wsp_conn *c, const struct wsp_message *m)
 
 	if (need > sizeof(stack) && (out = malloc(need)) == NULL)
 		return;
-	if (m->id == NULL)
-		n = (size_t)snprintf(out, need, "{\"type\":\"pong\","
-		    "\"timestamp\":%" PRId64 "}", now);
-	else {
-		n = (size_t)snprintf(out, need, "{\"type\":\"pong\","
-		    "\"timestamp\":%" PRId64 ",\"id\":", now);
+	memcpy(out, PONG_HEAD, sizeof(PONG_HEAD) - 1);
+	n = sizeof(PONG_HEAD) - 1;
+	n += put_int64(out + n, now);
+	if (m->id != NULL) {
+		memcpy(out + n, ",\"id\":", 6);
+		n += 6;
 		memcpy(out + n, m->id, m->id_len);
 		n += m->id_len;
-		out[n++] = '}';
 	}
+	out[n++] = '}';
 	p->host->send_text(c, out, n);
 	if (out != stack)
 		free(out);
