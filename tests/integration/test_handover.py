@@ -58,14 +58,16 @@ def install(path, data):
 
 def patched(version, n):
     """The built binary reporting version with its first digit moved on
-    by n: the same length, so nothing else in the file moves.  The first,
+    by 1 to 9 (n = 1, 2, ... 9, then again): never the built version, and
+    the same length, so nothing else in the file moves.  The first,
     not the last: the linker keeps a short literal ("0") as the tail of a
     longer one that ends the same ("0.1.0"), so changing a version's
     last digit changed that "0" too (the Redis backend's "not transient"
     flag became "1")."""
     with open(BUILT, "rb") as f:
         data = f.read()
-    new = (str((int(version[0]) + n) % 10) + version[1:]).encode()
+    new = (str((int(version[0]) + 1 + (n - 1) % 9) % 10) +
+           version[1:]).encode()
     assert len(new) == len(version) and new != version.encode()
     old = version.encode() + b"\0"
     assert data.count(old) > 0
