@@ -14,8 +14,12 @@
  *  3. round trip: a record accepted, written again, is read back to the
  *     same bytes (the writer and the reader agree on every field);
  *  4. a frame header accepted has a known type and a bounded length, and
- *     one written by ho_frame_header for the input as payload verifies.
+ *     one written by ho_frame_header for the input as payload verifies;
+ *  5. the bus channels of a record accepted walk (ho_subs_next) to names
+ *     bus.c takes and epochs of letters and digits, and written again
+ *     with ho_subs_add give the same bytes.
  */
+#include <ctype.h>
 #include <stdint.h>
 
 #include "wsplugd.h"
@@ -26,6 +30,39 @@ inside(const struct ho_bytes *b, const uint8_t *p, size_t n)
 {
 	return b->p == NULL || (b->p >= p && b->n <= n &&
 	    b->p + b->n <= p + n);
+}
+
+static void
+check_subs(const struct ho_bytes *s)
+{
+	char name[WSP_BUS_CHANNEL_MAX + 1], epoch[WSP_BUS_EPOCH_MAX + 1];
+	struct outbuf b = { NULL, 0, 0 };
+	uint64_t last;
+	size_t off = 0, count = 0, i;
+
+	while (ho_subs_next(s, &off, name, &last, epoch)) {
+		CHECK(off <= s->n, "walked past the list: %zu of %zu", off,
+		    s->n);
+		CHECK(++count <= HO_MAX_SUBS, "more than HO_MAX_SUBS");
+		/* what bus.c's bus_channel_valid takes */
+		CHECK(name[0] != '\0' && utf8_validate(UTF8_ACCEPT,
+		    (const uint8_t *)name, strlen(name)) == UTF8_ACCEPT,
+		    "a channel bus.c refuses");
+		for (i = 0; name[i] != '\0'; i++)
+			CHECK((unsigned char)name[i] >= 0x20 && name[i] != 0x7f,
+			    "channel character %d", name[i]);
+		for (i = 0; epoch[i] != '\0'; i++)
+			CHECK(isalnum((unsigned char)epoch[i]),
+			    "epoch character %d", epoch[i]);
+		CHECK(ho_subs_add(&b, name, last, epoch) == 0,
+		    "cannot write an entry read");
+	}
+	CHECK(off == (s->p == NULL ? 0 : s->n), "the walk stopped at %zu of "
+	    "%zu", off, s->n);
+	CHECK(b.len == (s->p == NULL ? 0 : s->n) &&
+	    (b.len == 0 || memcmp(b.p, s->p, b.len) == 0),
+	    "the channels written again differ");
+	free(b.p);
 }
 
 static void
@@ -45,7 +82,9 @@ check_record(const struct ho_conn *h, const uint8_t *p, size_t n)
 	    inside(&h->path, p, n) && inside(&h->subprotocol, p, n) &&
 	    inside(&h->close_reason, p, n) && inside(&h->ctl, p, n) &&
 	    inside(&h->msg, p, n) && inside(&h->out, p, n) &&
-	    inside(&h->attrs, p, n), "a byte string outside the input");
+	    inside(&h->attrs, p, n) && inside(&h->subs, p, n),
+	    "a byte string outside the input");
+	check_subs(&h->subs);
 	CHECK(h->dec.ctl == NULL, "a decoder buffer from nowhere");
 	if (h->ctl.p != NULL)
 		CHECK(h->ctl.n + h->dec.remaining <= WS_MAX_CONTROL,
