@@ -396,24 +396,35 @@ static const struct wsp_section fsec = { .file = "test.conf", .name = "t",
 static const struct wsp_plugin fdesc = { .abi = WSPLUGD_PLUGIN_ABI,
     .name = "t", .version = "1" };
 
+/* The fake server with a bus over the in-process backend, history
+ * history_size deep, and one plugin to answer. */
+static struct wsp_plugin_ctx *
+front_open(uint64_t history_size, struct plugin_set **set_r)
+{
+	static struct wsp_errors errs;
+	struct wsp_plugin_ctx *ctx;
+
+	fake_cfg.bus_history_size = history_size;
+	fake_cfg.bus_history_ttl = 60000;
+	fake_cfg.bus_history_memory = 1 << 20;
+	CU_ASSERT_EQUAL_FATAL(fake_init(), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(fake_srv.bus = bus_new(&fake_srv, -1));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(*set_r = fake_set_new());
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx = fake_plugin(*set_r, &fsec, &fdesc,
+	    &errs));
+	return ctx;
+}
+
 static void
 test_front_delivers(void)
 {
-	static struct wsp_errors errs;
 	struct plugin_set *set;
 	struct wsp_plugin_ctx *ctx;
 	struct wsp_conn *c1, *c2, *c3;
 	struct wsp_bus_since since;
 	char want[256], epoch[WSP_BUS_EPOCH_MAX + 1];
 
-	fake_cfg.bus_history_size = 10;
-	fake_cfg.bus_history_ttl = 60000;
-	fake_cfg.bus_history_memory = 1 << 20;
-	CU_ASSERT_EQUAL_FATAL(fake_init(), 0);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(fake_srv.bus = bus_new(&fake_srv, -1));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(set = fake_set_new());
-	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx = fake_plugin(set, &fsec, &fdesc,
-	    &errs));
+	ctx = front_open(10, &set);
 	c1 = fake_conn_new();
 	c2 = fake_conn_new();
 	c3 = fake_conn_new();
@@ -526,7 +537,6 @@ position_cb(const char *channel, uint64_t last, const char *epoch,
 static void
 test_front_adopt(void)
 {
-	static struct wsp_errors errs;
 	static const char gap[] = "{\"type\":\"gap\",\"channel\":\"a\"}";
 	struct plugin_set *set;
 	struct wsp_plugin_ctx *ctx;
@@ -535,14 +545,7 @@ test_front_adopt(void)
 	char want[256], epoch[WSP_BUS_EPOCH_MAX + 1];
 	size_t i;
 
-	fake_cfg.bus_history_size = 2;
-	fake_cfg.bus_history_ttl = 60000;
-	fake_cfg.bus_history_memory = 1 << 20;
-	CU_ASSERT_EQUAL_FATAL(fake_init(), 0);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(fake_srv.bus = bus_new(&fake_srv, -1));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(set = fake_set_new());
-	CU_ASSERT_PTR_NOT_NULL_FATAL(ctx = fake_plugin(set, &fsec, &fdesc,
-	    &errs));
+	ctx = front_open(2, &set);
 	for (i = 0; i < 6; i++) {
 		CU_ASSERT_PTR_NOT_NULL_FATAL(c[i] = fake_conn_new());
 		c[i]->id[31] = (char)('a' + i);
