@@ -223,6 +223,26 @@ conn_out_write(struct wsp_conn *c, size_t most)
 	return evbuffer_write_atmost(c->out, c->fd, (ssize_t)most);
 }
 
+/* The dotted quad of a[4] into out (at least 16 bytes).  glibc's
+ * inet_ntop formats IPv4 with sprintf: about 1,600 instructions, a
+ * twentieth of an accepted handshake's. */
+static void
+ipv4_text(const uint8_t a[4], char *out)
+{
+	size_t i;
+	unsigned v;
+
+	for (i = 0; i < 4; i++) {
+		v = a[i];
+		if (v >= 100)
+			*out++ = (char)('0' + v / 100);
+		if (v >= 10)
+			*out++ = (char)('0' + v / 10 % 10);
+		*out++ = (char)('0' + v % 10);
+		*out++ = i < 3 ? '.' : '\0';
+	}
+}
+
 int
 conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
     socklen_t salen, int tls)
@@ -245,7 +265,7 @@ conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
 	} else {
 		const struct sockaddr_in *s4 = (const void *)sa;
 
-		inet_ntop(AF_INET, &s4->sin_addr, c->ip, sizeof(c->ip));
+		ipv4_text((const uint8_t *)&s4->sin_addr, c->ip);
 		c->port = ntohs(s4->sin_port);
 	}
 	/* Over a limit (or shutting down): answered and closed now, since a
