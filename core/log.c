@@ -381,14 +381,37 @@ append_escaped(struct log_line *l, const char *s, size_t n)
 static int
 needs_quotes(const char *s, size_t n)
 {
+	/* 1 for a byte a bare logfmt value may hold: visible ASCII but
+	 * '"', '=' and '\\'; bytes >= 0x80 too need quotes, since the
+	 * escaper is what makes them valid UTF-8.  One load a byte: values
+	 * are logged for every connection. */
+	static const unsigned char bare[256] = {
+		['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1,
+		['\''] = 1, ['('] = 1, [')'] = 1, ['*'] = 1, ['+'] = 1,
+		[','] = 1, ['-'] = 1, ['.'] = 1, ['/'] = 1,
+		['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
+		['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+		[':'] = 1, [';'] = 1, ['<'] = 1, ['>'] = 1, ['?'] = 1,
+		['@'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1,
+		['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1,
+		['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
+		['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1,
+		['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+		['Y'] = 1, ['Z'] = 1, ['['] = 1, [']'] = 1, ['^'] = 1,
+		['_'] = 1, ['`'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1,
+		['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+		['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1,
+		['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
+		['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1,
+		['x'] = 1, ['y'] = 1, ['z'] = 1, ['{'] = 1, ['|'] = 1,
+		['}'] = 1, ['~'] = 1,
+	};
 	size_t i;
 
 	if (n == 0)
 		return 1;
-	/* bytes >= 0x80 too: the escaper is what makes them valid UTF-8 */
 	for (i = 0; i < n; i++)
-		if ((unsigned char)s[i] <= ' ' || s[i] == '"' || s[i] == '=' ||
-		    s[i] == '\\' || (unsigned char)s[i] >= 0x7f)
+		if (!bare[(unsigned char)s[i]])
 			return 1;
 	return 0;
 }
