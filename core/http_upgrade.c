@@ -69,44 +69,13 @@ fail(const char **why_r, const char *why)
 #define C_T (C_TCHAR | C_VALUE)
 #define C_V C_VALUE
 static const unsigned char http_class[256] = {
-	/* 00-1F: HTAB only */
-	0, 0, 0, 0, 0, 0, 0, 0, 0, C_V, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	/* SP ! " # $ % & ' ( ) * + , - . / */
-	C_V, C_T, C_V, C_T, C_T, C_T, C_T, C_T,
-	C_V, C_V, C_T, C_T, C_V, C_T, C_T, C_V,
-	/* 0-9 : ; < = > ? */
-	C_T, C_T, C_T, C_T, C_T, C_T, C_T, C_T,
-	C_T, C_T, C_V, C_V, C_V, C_V, C_V, C_V,
-	/* @ A-O */
-	C_V, C_T, C_T, C_T, C_T, C_T, C_T, C_T,
-	C_T, C_T, C_T, C_T, C_T, C_T, C_T, C_T,
-	/* P-Z [ \ ] ^ _ */
-	C_T, C_T, C_T, C_T, C_T, C_T, C_T, C_T,
-	C_T, C_T, C_T, C_V, C_V, C_V, C_T, C_T,
-	/* ` a-o */
-	C_T, C_T, C_T, C_T, C_T, C_T, C_T, C_T,
-	C_T, C_T, C_T, C_T, C_T, C_T, C_T, C_T,
-	/* p-z { | } ~ DEL */
-	C_T, C_T, C_T, C_T, C_T, C_T, C_T, C_T,
-	C_T, C_T, C_T, C_V, C_T, C_V, C_T, 0,
-	/* 80-FF: obs-text */
-	C_V, C_V, C_V, C_V, C_V, C_V, C_V, C_V,
-	C_V, C_V, C_V, C_V, C_V, C_V, C_V, C_V,
-	C_V, C_V, C_V, C_V, C_V, C_V, C_V, C_V,
-	C_V, C_V, C_V, C_V, C_V, C_V, C_V, C_V,
-	C_V, C_V, C_V, C_V, C_V, C_V, C_V, C_V,
-	C_V, C_V, C_V, C_V, C_V, C_V, C_V, C_V,
-	C_V, C_V, C_V, C_V, C_V, C_V, C_V, C_V,
-	C_V, C_V, C_V, C_V, C_V, C_V, C_V, C_V,
-	C_V, C_V, C_V, C_V, C_V, C_V, C_V, C_V,
-	C_V, C_V, C_V, C_V, C_V, C_V, C_V, C_V,
-	C_V, C_V, C_V, C_V, C_V, C_V, C_V, C_V,
-	C_V, C_V, C_V, C_V, C_V, C_V, C_V, C_V,
-	C_V, C_V, C_V, C_V, C_V, C_V, C_V, C_V,
-	C_V, C_V, C_V, C_V, C_V, C_V, C_V, C_V,
-	C_V, C_V, C_V, C_V, C_V, C_V, C_V, C_V,
-	C_V, C_V, C_V, C_V, C_V, C_V, C_V, C_V,
+	['!'] = C_T, ['#' ... '\''] = C_T, ['*'] = C_T, ['+'] = C_T,
+	['-'] = C_T, ['.'] = C_T, ['0' ... '9'] = C_T, ['A' ... 'Z'] = C_T,
+	['^' ... 'z'] = C_T, ['|'] = C_T, ['~'] = C_T,
+	['\t'] = C_V, [' '] = C_V, ['"'] = C_V, ['('] = C_V, [')'] = C_V,
+	[','] = C_V, ['/'] = C_V, [':' ... '@'] = C_V, ['['] = C_V,
+	['\\'] = C_V, [']'] = C_V, ['{'] = C_V, ['}'] = C_V,
+	[0x80 ... 0xff] = C_V, /* obs-text */
 };
 
 static int
