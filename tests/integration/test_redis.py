@@ -191,29 +191,7 @@ def test_cross_node_every_subscriber_once_in_one_order(wsplugd, redis,
             a = await typed(ws, "subscribed")
             assert a["offset"] == 0
         pubs = [await connect(d) for d in nodes]
-
-        async def pub(ws, k):
-            for i in range(per_publisher):
-                await publish(ws, "news", {"p": k, "i": i})
-        await asyncio.gather(*[pub(ws, k) for k, ws in enumerate(pubs)])
-        total = per_publisher * len(pubs)
-
-        async def drain(ws):
-            got = []
-            for _ in range(total):
-                m = await typed(ws, "message")
-                got.append((m["offset"], m["epoch"], m["data"]["p"],
-                            m["data"]["i"]))
-            return got
-        results = await asyncio.gather(*[drain(ws) for ws in subs])
-        first = results[0]
-        assert [o for o, _, _, _ in first] == list(range(1, total + 1))
-        assert len({e for _, e, _, _ in first}) == 1
-        for k in range(len(pubs)):
-            assert [i for _, _, p, i in first if p == k] == \
-                list(range(per_publisher))
-        for got in results:
-            assert got == first
+        await publish_all_once_in_order(pubs, subs, per_publisher)
         # nothing more: a presence probe comes back before anything
         for ws in subs[::100]:
             await ws.send(json.dumps({"type": "presence",
@@ -224,6 +202,34 @@ def test_cross_node_every_subscriber_once_in_one_order(wsplugd, redis,
             await ws.close()
 
     run(main())
+
+
+async def publish_all_once_in_order(pubs, subs, per_publisher):
+    """Each publisher sends per_publisher messages on news at once; every
+    subscriber gets all of them, once, in one order shared by all, with
+    offsets 1, 2, 3... of one epoch and each publisher's in its order."""
+    async def pub(ws, k):
+        for i in range(per_publisher):
+            await publish(ws, "news", {"p": k, "i": i})
+    await asyncio.gather(*[pub(ws, k) for k, ws in enumerate(pubs)])
+    total = per_publisher * len(pubs)
+
+    async def drain(ws):
+        got = []
+        for _ in range(total):
+            m = await typed(ws, "message")
+            got.append((m["offset"], m["epoch"], m["data"]["p"],
+                        m["data"]["i"]))
+        return got
+    results = await asyncio.gather(*[drain(ws) for ws in subs])
+    first = results[0]
+    assert [o for o, _, _, _ in first] == list(range(1, total + 1))
+    assert len({e for _, e, _, _ in first}) == 1
+    for k in range(len(pubs)):
+        assert [i for _, _, p, i in first if p == k] == \
+            list(range(per_publisher))
+    for got in results:
+        assert got == first
 
 
 def test_since_recovers_across_nodes_then_live(wsplugd, redis):
@@ -617,29 +623,7 @@ def test_workers_every_subscriber_once_in_one_order(wsplugd, redis):
             await subscribe(ws, "news")
         for ws in subs:
             assert (await typed(ws, "subscribed"))["offset"] == 0
-
-        async def pub(ws, k):
-            for i in range(per_publisher):
-                await publish(ws, "news", {"p": k, "i": i})
-        await asyncio.gather(*[pub(ws, k) for k, ws in enumerate(pubs)])
-        total = per_publisher * len(pubs)
-
-        async def drain(ws):
-            got = []
-            for _ in range(total):
-                m = await typed(ws, "message")
-                got.append((m["offset"], m["epoch"], m["data"]["p"],
-                            m["data"]["i"]))
-            return got
-        results = await asyncio.gather(*[drain(ws) for ws in subs])
-        first = results[0]
-        assert [o for o, _, _, _ in first] == list(range(1, total + 1))
-        assert len({e for _, e, _, _ in first}) == 1
-        for k in range(len(pubs)):
-            assert [i for _, _, p, i in first if p == k] == \
-                list(range(per_publisher))
-        for got in results:
-            assert got == first
+        await publish_all_once_in_order(pubs, subs, per_publisher)
         # presence from every worker: every member, once, NODE:CONN with
         # one node identity per worker; a presence reply comes after any
         # message, so nothing more was on the way
