@@ -88,6 +88,8 @@
  */
 #include <sys/random.h>
 
+#include <poll.h>
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -100,6 +102,7 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 #include <hiredis/adapters/libevent.h>
+#include <hiredis/sds.h>
 #include <openssl/sha.h>
 #include <uthash.h>
 
@@ -1555,6 +1558,90 @@ bus_redis_free(void *be)
 	free(b);
 }
 
+/*
+ * A hand-over, the loop standing still (the backend's pump, called by
+ * handover.c and workers.c before the connections move): every command
+ * out gets its answer and every subscribe settles here and now, because
+ * this process's two Redis connections do not move.  Before, a publish
+ * out at the pause was run by Redis but its acknowledgement died with
+ * the old process, and its publisher waited for ever.  Messages that
+ * come in meanwhile on the subscriber connection are delivered as usual
+ * (into output that moves with the connections); what comes after the
+ * pause the successor replays from each member's position.  Bounded by
+ * redis_timeout, after which a silent Redis is a loss, as anywhere
+ * else.  Only flush 1, the old side's: 0 (read what came in) has nothing
+ * to do, the subscriber connection is not watched once paused; and 2,
+ * the new side's, need not wait, as its adopted members subscribe with
+ * their positions and miss nothing.
+ */
+static int
+redis_settled(const struct bus_redis *b)
+{
+	const struct rchan *ch, *tmp;
+
+	if (b->cmd == NULL || b->sub == NULL)
+		return 1;
+	if (b->cmd->replies.head != NULL || sdslen(b->cmd->c.obuf) > 0 ||
+	    b->sub->replies.head != NULL || sdslen(b->sub->c.obuf) > 0)
+		return 0;
+	HASH_ITER(hh, b->chans, ch, tmp)
+		if (ch->subs_out > 0 || ch->pending > 0 ||
+		    !TAILQ_EMPTY(&ch->waiting))
+			return 0;
+	return 1;
+}
+
+static void
+redis_pump_one(struct bus_redis *b, int is_sub, short revents)
+{
+	redisAsyncContext *ac = is_sub ? b->sub : b->cmd;
+
+	/* each call may end the connection (then it is NULL here) */
+	if (ac != NULL && (revents & POLLOUT))
+		redisAsyncHandleWrite(ac);
+	ac = is_sub ? b->sub : b->cmd;
+	if (ac != NULL && (revents & (POLLIN | POLLHUP | POLLERR)))
+		redisAsyncHandleRead(ac);
+}
+
+static int
+redis_pump(void *be, int flush, int *fd_r)
+{
+	struct bus_redis *b = be;
+	struct pollfd p[2];
+	uint64_t end = clock_mono_ms() + b->timeout, now;
+	int n, i;
+
+	*fd_r = -1;
+	if (flush != 1)
+		return 0;
+	while (b->state == R_UP && !redis_settled(b)) {
+		for (i = 0; i < 2; i++) {
+			redisAsyncContext *ac = i ? b->sub : b->cmd;
+
+			p[i].fd = ac->c.fd;
+			p[i].events = POLLIN |
+			    (sdslen(ac->c.obuf) > 0 ? POLLOUT : 0);
+			p[i].revents = 0;
+		}
+		now = clock_mono_ms();
+		n = now < end ? poll(p, 2, (int)(end - now)) : 0;
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			log_msg(WSP_LOG_WARN, "bus.redis_down", "Redis at %s: "
+			    "no answer within redis_timeout while the "
+			    "connections were handed over", b->addr);
+			redis_lost(b, "no answer during a hand-over");
+			return 0;
+		}
+		redis_pump_one(b, 0, p[0].revents);
+		if (b->state == R_UP)
+			redis_pump_one(b, 1, p[1].revents);
+	}
+	return 0;
+}
+
 static const struct bus_backend redis_ops = {
 	.name = "redis",
 	.configure = bus_redis_configure,
@@ -1563,6 +1650,7 @@ static const struct bus_backend redis_ops = {
 	.unsubscribe = bus_redis_unsubscribe,
 	.presence = bus_redis_presence,
 	.stats = bus_redis_stats,
+	.pump = redis_pump,
 	.free = bus_redis_free,
 };
 

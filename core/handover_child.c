@@ -533,6 +533,10 @@ handover_child_run(struct wsp_server *srv)
 	int fds[HO_BATCH_FDS], done = 0, tell = 0, bfd;
 	size_t nfds, i, j;
 
+	/* The loop has not turned yet, and the adoption waits outside it:
+	 * what the start logged (its plugins, its listeners) is written as
+	 * it happened, not when the loop first turns. */
+	log_sync();
 	if (ho_send(hc->fd, HO_T_READY, NULL, 0, NULL, 0) == -1) {
 		why = "cannot answer READY";
 		goto fail;

@@ -163,8 +163,6 @@ static struct {
 	char ts_text[24];
 } L = { .level = WSP_LOG_INFO, .fd = STDERR_FILENO, .ts_sec = -1 };
 
-static void log_flush(void);
-
 static const char *level_names[] = { "debug", "info", "warn", "error" };
 
 const char *
@@ -278,7 +276,7 @@ log_reopen(void)
 
 	if (L.target != LOG_TARGET_FILE)
 		return 0;
-	log_flush(); /* what was logged before belongs to the old file */
+	log_sync(); /* what was logged before belongs to the old file */
 	if ((fd = log_open_file(L.file)) == -1)
 		return -1; /* keep writing to the old file rather than nowhere */
 	if (L.fd != STDERR_FILENO)
@@ -290,7 +288,7 @@ log_reopen(void)
 void
 log_fini(void)
 {
-	log_flush();
+	log_sync();
 	if (L.target == LOG_TARGET_FILE && L.fd != STDERR_FILENO)
 		close(L.fd);
 	else if (L.target == LOG_TARGET_SYSLOG)
@@ -676,8 +674,8 @@ fallback:
 	write_all(l->buf + l->start, l->len - l->start);
 }
 
-static void
-log_flush(void)
+void
+log_sync(void)
 {
 	if (L.plen > 0)
 		write_all(L.pending, L.plen);
@@ -690,7 +688,7 @@ log_flush_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	log_flush();
+	log_sync();
 }
 
 int
@@ -705,7 +703,7 @@ log_attach(struct event_base *base)
 void
 log_detach(void)
 {
-	log_flush();
+	log_sync();
 	if (L.flush_ev != NULL)
 		event_free(L.flush_ev);
 	L.flush_ev = NULL;
@@ -719,12 +717,12 @@ log_write(const char *line, size_t len, int level)
 
 	if (L.flush_ev == NULL || level >= WSP_LOG_WARN || L.direct ||
 	    len > max) {
-		log_flush();
+		log_sync();
 		write_all(line, len);
 		return;
 	}
 	if (L.plen + len > max)
-		log_flush();
+		log_sync();
 	/* The first line of a turn schedules the write: active events run
 	 * after the ones already active, so after the rest of this turn. */
 	if (L.plen == 0)

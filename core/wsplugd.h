@@ -520,6 +520,8 @@ void log_fini(void);
  * what is gathered and goes back to a write per line. */
 int log_attach(struct event_base *base);
 void log_detach(void);
+/* Write what is gathered now: before a wait outside the loop. */
+void log_sync(void);
 int log_enabled(int level);
 /* libevent's own messages become lines of event libevent. */
 void log_libevent(void);
@@ -1490,12 +1492,14 @@ struct bus_backend {
 	int (*load)(void *be, const uint8_t *p, size_t n, int keep_empty,
 	    const char **why_r);
 	void (*sweep)(void *be);
-	/* A worker's hand-over (workers.c), the loop standing still: flush
-	 * (1) writes every frame still queued for the store; 2 also waits
-	 * until every request has its answer; 0: every frame come in so
-	 * far is read and acted on (deliveries, answers).
-	 * *fd_r: the socket, for poll.  0, or -1 (the store is gone).  NULL:
-	 * nothing queued anywhere but in this process. */
+	/* A hand-over (workers.c, handover.c), the loop standing still:
+	 * flush (1) writes every frame still queued for the store (Redis:
+	 * and waits for every answer owed, since its connections do not
+	 * move); 2 also waits until every request has its answer; 0: every
+	 * frame come in so far is read and acted on (deliveries, answers).
+	 * *fd_r: the socket, for poll, or -1 (none to watch).  0, or -1
+	 * (the store is gone).  NULL: nothing queued anywhere but in this
+	 * process. */
 	int (*pump)(void *be, int flush, int *fd_r);
 	/* Answers still owed are given with error set. */
 	void (*free)(void *be);
