@@ -306,13 +306,15 @@ log_enabled(int level)
 	return level >= L.level;
 }
 
-static void
-append(struct log_line *l, const char *s, size_t n)
+/* A piece that does not fit: keep room for the truncation mark and the
+ * closing "}\n", and cut before a character, never inside one. */
+static void __attribute__((noinline))
+append_cut(struct log_line *l, const char *s, size_t n)
 {
-	/* Keep room for the truncation mark and the closing "}\n", and cut
-	 * before a character, never inside one. */
-	if (l->len + n > sizeof(l->buf) - LOG_RESERVE) {
-		n = sizeof(l->buf) - LOG_RESERVE - l->len;
+	size_t room = sizeof(l->buf) - LOG_RESERVE - l->len;
+
+	if (n > room) {
+		n = room;
 		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
 			n--;
 		l->truncated = 1;
@@ -321,11 +323,36 @@ append(struct log_line *l, const char *s, size_t n)
 	l->len += n;
 }
 
-static void
+/* Inline, so that the many short constant pieces of a line are a store
+ * each, not a call and a memcpy call: two lines a handshake spent a
+ * quarter of their building in those calls. */
+static inline void
+append(struct log_line *l, const char *s, size_t n)
+{
+	if (l->len + n > sizeof(l->buf) - LOG_RESERVE) {
+		append_cut(l, s, n);
+		return;
+	}
+	memcpy(l->buf + l->len, s, n);
+	l->len += n;
+}
+
+static inline void
 append_c(struct log_line *l, char c)
 {
-	append(l, &c, 1);
+	if (l->len + 1 > sizeof(l->buf) - LOG_RESERVE) {
+		l->truncated = 1;
+		return;
+	}
+	l->buf[l->len++] = c;
 }
+
+/* 1 for a byte copied as it is into a JSON string or a quoted logfmt
+ * value: printable ASCII but '"' and '\\'.  One load a byte for the runs
+ * between escapes (a browser's User-Agent is a hundred of them). */
+static const unsigned char as_is[256] = {
+	[' ' ... '!'] = 1, ['#' ... '['] = 1, [']' ... '~'] = 1,
+};
 
 /* Escape for a JSON string or a quoted logfmt value: both take \" \\ \n
  * \t and \u00XX, so one routine serves both formats.  A line is valid
@@ -336,30 +363,33 @@ static void
 append_escaped(struct log_line *l, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
-	size_t i, run = 0;
+	size_t i = 0, run = 0;
 	char esc[6];
 	int k;
 
-	for (i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
+	for (;;) {
+		unsigned char ch;
 
+		while (i < n && as_is[(unsigned char)s[i]])
+			i++;
+		if (i == n)
+			break;
+		ch = (unsigned char)s[i];
 		if (ch >= 0x80) {
 			k = utf8_char_len((const uint8_t *)s + i, n - i);
 			if (k > 0) {
-				i += (size_t)k - 1;
+				i += (size_t)k;
 				continue;
 			}
 			append(l, s + run, i - run);
 			if (k < 0)
 				return;
 			append(l, "\xef\xbf\xbd", 3);
-			run = i + 1;
+			run = ++i;
 			continue;
 		}
-		if (ch >= 0x20 && ch != '"' && ch != '\\' && ch != 0x7f)
-			continue;
 		append(l, s + run, i - run);
-		run = i + 1;
+		run = ++i;
 		switch (ch) {
 		case '"': append(l, "\\\"", 2); break;
 		case '\\': append(l, "\\\\", 2); break;

@@ -29,7 +29,8 @@ UNIT_TESTS = \
 	tests/unit/test_handover_state \
 	tests/unit/test_bus \
 	tests/unit/test_bus_redis \
-	tests/unit/test_outbuf
+	tests/unit/test_outbuf \
+	tests/unit/test_log
 check_PROGRAMS += $(UNIT_TESTS)
 
 tests_unit_test_utf8_SOURCES = tests/unit/test_utf8.c
@@ -130,6 +131,10 @@ tests_unit_test_outbuf_SOURCES = tests/unit/test_outbuf.c \
 	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_outbuf_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_outbuf_LDADD = $(UNIT_LDADD)
+tests_unit_test_log_SOURCES = tests/unit/test_log.c \
+	tests/unit/suite.c tests/unit/suite.h
+tests_unit_test_log_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_log_LDADD = $(UNIT_LDADD)
 
 # Integration tests: the real daemon on loopback, driven by Python's
 # websockets (Debian's python3-websockets) and raw sockets for the frames
