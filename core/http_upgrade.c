@@ -112,6 +112,31 @@ lower_eq(const char *a, size_t n, const char *b)
 	return 1;
 }
 
+/*
+ * A header name (n tchars) against one of ours (lower-case letters and
+ * '-'), eight bytes at a time: setting bit 5 lower-cases a letter, and
+ * turns no other tchar into a letter or '-' (0x0d, the only byte it
+ * makes '-', is not one), so the compare is exact.  Every request has
+ * half a dozen names to look up.
+ */
+static int
+name_eq(const char *a, const char *b, size_t n)
+{
+	uint64_t x, y;
+	size_t i;
+
+	for (i = 0; i + 8 <= n; i += 8) {
+		memcpy(&x, a + i, 8);
+		memcpy(&y, b + i, 8);
+		if ((x | 0x2020202020202020ULL) != y)
+			return 0;
+	}
+	for (; i < n; i++)
+		if (((unsigned char)a[i] | 0x20) != (unsigned char)b[i])
+			return 0;
+	return 1;
+}
+
 static int
 str_eq(const struct http_str *s, const char *lit)
 {
@@ -161,6 +186,41 @@ line_end(const char *p, const char *end, const char **why_r)
 		return NULL;
 	}
 	return lf - 1;
+}
+
+/*
+ * Does [v, end) hold only a header value's bytes?  Eight at a time: a
+ * word with no byte below 0x20 and none equal to 0x7f is all value bytes
+ * (bytes from 0x80 are obs-text), and only a word with one of those, a
+ * tab or a fault, is looked at byte by byte.  A User-Agent is a hundred
+ * bytes of every request.
+ */
+static int
+value_ok(const char *v, const char *end)
+{
+	const uint64_t ones = 0x0101010101010101ULL, highs = ones * 0x80;
+	uint64_t x, d;
+
+	for (; end - v >= 8; v += 8) {
+		memcpy(&x, v, 8);
+		d = x ^ (ones * 0x7f);
+		/* a byte below 0x20, or a zero byte of d (a 0x7f in x) */
+		if ((((x - ones * 0x20) & ~x) | ((d - ones) & ~d)) & highs) {
+			if (!(http_class[(unsigned char)v[0]] & C_VALUE) ||
+			    !(http_class[(unsigned char)v[1]] & C_VALUE) ||
+			    !(http_class[(unsigned char)v[2]] & C_VALUE) ||
+			    !(http_class[(unsigned char)v[3]] & C_VALUE) ||
+			    !(http_class[(unsigned char)v[4]] & C_VALUE) ||
+			    !(http_class[(unsigned char)v[5]] & C_VALUE) ||
+			    !(http_class[(unsigned char)v[6]] & C_VALUE) ||
+			    !(http_class[(unsigned char)v[7]] & C_VALUE))
+				return 0;
+		}
+	}
+	for (; v < end; v++)
+		if (!(http_class[(unsigned char)*v] & C_VALUE))
+			return 0;
+	return 1;
 }
 
 /* METHOD SP origin-form SP HTTP/1.1, between p and the CR at eol. */
@@ -291,7 +351,7 @@ header_store(struct http_request *req, const char *name, size_t namelen,
 
 	for (i = 0; i < sizeof(hdrs) / sizeof(hdrs[0]); i++)
 		if (namelen == hdrs[i].len &&
-		    lower_eq(name, namelen, hdrs[i].name))
+		    name_eq(name, hdrs[i].name, namelen))
 			break;
 	if (i == sizeof(hdrs) / sizeof(hdrs[0]))
 		return 0;
@@ -368,9 +428,8 @@ parse_header(const char *p, const char *eol, struct http_request *req,
 	/* Values may hold obs-text (bytes >= 0x80: a user agent in UTF-8)
 	 * and HTAB, but no other control character; a stray CR here is how
 	 * a bare CR line ending shows up. */
-	for (v = q + 1; v < eol; v++)
-		if (!(http_class[(unsigned char)*v] & C_VALUE))
-			return fail(why_r, "control character in header value");
+	if (!value_ok(q + 1, eol))
+		return fail(why_r, "control character in header value");
 	for (v = q + 1; v < eol && is_ows(*v); v++)
 		;
 	for (ve = eol; ve > v && is_ows(ve[-1]); ve--)

@@ -552,6 +552,38 @@ test_obs_fold(void)
 	CU_ASSERT_EQUAL(parse(GET_CHAT " Host: h\r\n\r\n"), 400);
 }
 
+/* Every byte at every offset of a value long enough to be read a word at
+ * a time, and of its tail: refused exactly when it is a control
+ * character other than HTAB, or DEL.  (LF ends the line: a bare LF.) */
+static void
+test_value_bytes_every_position(void)
+{
+	char head[256];
+	const size_t vlen = 37;
+	size_t pos, n, pre;
+	unsigned b;
+	int want, got, wrong = 0;
+
+	pre = (size_t)snprintf(head, sizeof(head), GET_CHAT "X-Long: ");
+	for (b = 0; b < 256; b++) {
+		if (b == '\n')
+			continue;
+		want = (b < 0x20 && b != '\t') || b == 0x7f ? 400 : 0;
+		for (pos = 0; pos < vlen; pos++) {
+			memset(head + pre, 'a', vlen);
+			head[pre + pos] = (char)b;
+			n = pre + vlen;
+			memcpy(head + n, "\r\n\r\n", 4);
+			n += 4;
+			got = parse_n(head, n);
+			if (got != want || (want == 400 &&
+			    !why_is("control character in header value")))
+				wrong++;
+		}
+	}
+	CU_ASSERT_EQUAL(wrong, 0);
+}
+
 static void
 test_bare_lf(void)
 {
@@ -991,6 +1023,8 @@ static const struct {
 	{ "obs-fold refused", test_obs_fold },
 	{ "bare LF and CR refused", test_bare_lf },
 	{ "control characters refused", test_control_chars },
+	{ "every byte at every offset of a value",
+	    test_value_bytes_every_position },
 	{ "request line", test_request_line },
 	{ "header line syntax", test_header_syntax },
 	{ "parse resets the request", test_reset },
