@@ -127,6 +127,76 @@ test_utf8_made_valid(void)
 	free(text);
 }
 
+/* What the log must make of one byte b inside a value: the reference,
+ * written the slow and obvious way. */
+static const char *
+expect_byte(unsigned b, int *quoted_r)
+{
+	static char out[8];
+
+	*quoted_r = 1;
+	if (b >= 0x80)
+		return "\xef\xbf\xbd"; /* a lone byte is not a character */
+	switch (b) {
+	case '"': return "\\\"";
+	case '\\': return "\\\\";
+	case '\n': return "\\n";
+	case '\r': return "\\r";
+	case '\t': return "\\t";
+	}
+	if (b < 0x20 || b == 0x7f) {
+		snprintf(out, sizeof(out), "\\u%04x", b);
+		return out;
+	}
+	out[0] = (char)b;
+	out[1] = '\0';
+	*quoted_r = b == ' ' || b == '=';
+	return out;
+}
+
+/* Every byte at every offset of a value long enough to be scanned a word
+ * at a time, and of its tail, in both formats, against the reference. */
+static void
+test_every_byte_every_offset(void)
+{
+	enum { VLEN = 37 };
+	char val[VLEN], want[VLEN + 16], *text;
+	const char *e;
+	struct log_line *l;
+	unsigned b;
+	size_t pos;
+	int quoted, wrong = 0, json;
+
+	for (json = 0; json < 2; json++)
+		for (b = 0; b < 256; b++)
+			for (pos = 0; pos < VLEN; pos++) {
+				memset(val, 'a', VLEN);
+				val[pos] = (char)b;
+				open_log(json ? LOG_FORMAT_JSON :
+				    LOG_FORMAT_LOGFMT);
+				l = log_begin(WSP_LOG_INFO, "t");
+				log_strn(l, "v", val, VLEN);
+				log_end(l);
+				text = close_log();
+				e = expect_byte(b, &quoted);
+				/* a lead byte at the very end: a character
+				 * cut short, dropped */
+				if (b >= 0xc2 && b <= 0xf4 && pos == VLEN - 1)
+					e = "";
+				quoted |= json;
+				snprintf(want, sizeof(want), "%s%.*s%s%.*s%s%s",
+				    quoted ? "\"" : "", (int)pos, val, e,
+				    (int)(VLEN - pos - 1), val + pos + 1,
+				    quoted ? "\"" : "", json ? "}\n" : "\n");
+				e = strstr(text, json ? "\"v\":" : " v=");
+				if (e == NULL || strcmp(e + (json ? 4 : 3),
+				    want) != 0)
+					wrong++;
+				free(text);
+			}
+	CU_ASSERT_EQUAL(wrong, 0);
+}
+
 static void
 test_numbers_and_level(void)
 {
@@ -229,6 +299,8 @@ main(void)
 		    test_logfmt_values },
 		{ "a client's bytes are made valid UTF-8",
 		    test_utf8_made_valid },
+		{ "every byte at every offset of a value, both formats",
+		    test_every_byte_every_offset },
 		{ "numbers at their limits; the level filter",
 		    test_numbers_and_level },
 		{ "JSON: one object a line, the same escapes",
