@@ -790,7 +790,8 @@ test_response_101(void)
 {
 	struct evbuffer *b;
 	struct http_str k = { KEY, sizeof(KEY) - 1 };
-	char accept[29];
+	char accept[29], big[600], *text;
+	size_t n;
 
 	b = evbuffer_new();
 	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
@@ -810,6 +811,31 @@ test_response_101(void)
 	    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
 	    "Sec-WebSocket-Protocol: chat\r\n"
 	    "\r\n"));
+	http_response_101(b, accept, "chat",
+	    "permessage-deflate; client_max_window_bits=10");
+	CU_ASSERT(buffer_is(b,
+	    "HTTP/1.1 101 Switching Protocols\r\n"
+	    "Upgrade: websocket\r\n"
+	    "Connection: Upgrade\r\n"
+	    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+	    "Sec-WebSocket-Protocol: chat\r\n"
+	    "Sec-WebSocket-Extensions: permessage-deflate; "
+	    "client_max_window_bits=10\r\n"
+	    "\r\n"));
+	/* Longer than the head built on the stack: the same, piece by
+	 * piece. */
+	memset(big, 'p', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	http_response_101(b, accept, big, "x");
+	n = evbuffer_get_length(b);
+	CU_ASSERT_EQUAL(n, 129 + 26 + strlen(big) + 28 + 1);
+	text = (char *)evbuffer_pullup(b, -1);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+	CU_ASSERT_EQUAL(memcmp(text + 125, "\r\nSec-WebSocket-Protocol: ppp",
+	    29), 0);
+	CU_ASSERT_EQUAL(memcmp(text + n - 34,
+	    "p\r\nSec-WebSocket-Extensions: x\r\n\r\n", 34), 0);
+	evbuffer_drain(b, n);
 	/* Appends: what is already queued stays in front. */
 	evbuffer_add(b, "x", 1);
 	http_response_101(b, accept, NULL, NULL);
