@@ -785,6 +785,12 @@ buffer_is(struct evbuffer *b, const char *want)
 	return ok;
 }
 
+/* RFC 6455's example key's answer */
+#define HEAD_101 "HTTP/1.1 101 Switching Protocols\r\n" \
+	"Upgrade: websocket\r\n" \
+	"Connection: Upgrade\r\n" \
+	"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+
 static void
 test_response_101(void)
 {
@@ -798,32 +804,22 @@ test_response_101(void)
 	http_accept_key(&k, accept);
 	http_response_101(b, accept, NULL, NULL);
 	CU_ASSERT(buffer_is(b,
-	    "HTTP/1.1 101 Switching Protocols\r\n"
-	    "Upgrade: websocket\r\n"
-	    "Connection: Upgrade\r\n"
-	    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+	    HEAD_101
 	    "\r\n"));
 	http_response_101(b, accept, "chat", NULL);
 	CU_ASSERT(buffer_is(b,
-	    "HTTP/1.1 101 Switching Protocols\r\n"
-	    "Upgrade: websocket\r\n"
-	    "Connection: Upgrade\r\n"
-	    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+	    HEAD_101
 	    "Sec-WebSocket-Protocol: chat\r\n"
 	    "\r\n"));
 	http_response_101(b, accept, "chat",
 	    "permessage-deflate; client_max_window_bits=10");
 	CU_ASSERT(buffer_is(b,
-	    "HTTP/1.1 101 Switching Protocols\r\n"
-	    "Upgrade: websocket\r\n"
-	    "Connection: Upgrade\r\n"
-	    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+	    HEAD_101
 	    "Sec-WebSocket-Protocol: chat\r\n"
 	    "Sec-WebSocket-Extensions: permessage-deflate; "
 	    "client_max_window_bits=10\r\n"
 	    "\r\n"));
-	/* Longer than the head built on the stack: the same, piece by
-	 * piece. */
+	/* A protocol far longer than clients send: every piece in place. */
 	memset(big, 'p', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	http_response_101(b, accept, big, "x");
