@@ -560,7 +560,12 @@ handover_transfer(struct handover *h, uint16_t version)
 	handover_free(h);
 	listen_close_all(&srv->listeners);
 	admin_free(srv);
-	srv->restart_fallback(srv);
+	if (srv->reg.count + srv->npending > 0)
+		srv->restart_fallback(srv);
+	else { /* all moved: no restart to log, just leave */
+		srv->draining = 1;
+		srv->conn_hooks.gone(srv);
+	}
 	return;
 fail:
 	free(moved);
