@@ -23,7 +23,8 @@ from test_handover import (Pingers, alive, fail_then_recover, install,
                            patched, raise_nofile, refused_while_one_runs,
                            until,
                            upgradable)  # noqa: F401 (fixture)
-from test_redis import REDIS, redis  # noqa: F401 (fixture)
+from test_redis import (REDIS, publish, redis,  # noqa: F401 (fixture)
+                        subscribe, typed)
 
 CLIENTS = 50 if WRAPPER else 200
 SUBSCRIBERS = 10 if WRAPPER else 20
@@ -226,27 +227,28 @@ def test_redis_answer_out_at_the_pause_is_not_lost(upgradable, redis, n):
         d.wait_for("master.ready", timeout=30)
     d.wait_count("bus.redis_up", n, timeout=10)
 
+    async def acked_and_seen(pub, sub, k):
+        """Publish k's acknowledgement and its delivery: offset k + 1."""
+        a = await typed(pub, "published")
+        assert (a["id"], a["offset"]) == (k, k + 1), a
+        m = await typed(sub, "message")
+        assert (m["offset"], m["data"]) == (k + 1, k), m
+
     async def run():
         sub = await harness.ws_connect(d.url, compression=None)
         pub = await harness.ws_connect(d.url, compression=None)
         await sub.recv()
         await pub.recv()
-        await sub.send(json.dumps({"type": "subscribe", "channel": "c"}))
-        a = json.loads(await asyncio.wait_for(sub.recv(), 10 * SLOW))
-        assert a["type"] == "subscribed", a
-        await pub.send(json.dumps({"type": "publish", "channel": "c",
-                                   "data": 0, "id": 0}))
-        a = json.loads(await asyncio.wait_for(pub.recv(), 10 * SLOW))
-        assert a["type"] == "published" and a["offset"] == 1, a
-        m = json.loads(await asyncio.wait_for(sub.recv(), 10 * SLOW))
-        assert (m["type"], m["offset"], m["data"]) == ("message", 1, 0), m
+        await subscribe(sub, "c")
+        await typed(sub, "subscribed")
+        await publish(pub, "c", 0, id=0)
+        await acked_and_seen(pub, sub, 0)
         data, version = patched(u.version, 1)
         install(u.binary, data)
         mark = d.mark()
         os.kill(r.proc.pid, signal.SIGSTOP)
         try:
-            await pub.send(json.dumps({"type": "publish", "channel": "c",
-                                       "data": 1, "id": 1}))
+            await publish(pub, "c", 1, id=1)
             await asyncio.sleep(0.1)
             loop = asyncio.get_running_loop()
             done = loop.run_in_executor(None, u.handover)
@@ -260,18 +262,10 @@ def test_redis_answer_out_at_the_pause_is_not_lost(upgradable, redis, n):
         ev = await done
         assert int(ev["moved"]) == 2, ev
         assert u.served_version() == version
-        a = json.loads(await asyncio.wait_for(pub.recv(), 10 * SLOW))
-        assert a["type"] == "published" and a["id"] == 1, a
-        assert a["offset"] == 2, a
-        m = json.loads(await asyncio.wait_for(sub.recv(), 10 * SLOW))
-        assert (m["type"], m["offset"], m["data"]) == ("message", 2, 1), m
+        await acked_and_seen(pub, sub, 1)
         # nothing twice: the next one comes next
-        await pub.send(json.dumps({"type": "publish", "channel": "c",
-                                   "data": 2, "id": 2}))
-        a = json.loads(await asyncio.wait_for(pub.recv(), 10 * SLOW))
-        assert a["type"] == "published" and a["offset"] == 3, a
-        m = json.loads(await asyncio.wait_for(sub.recv(), 10 * SLOW))
-        assert (m["type"], m["offset"], m["data"]) == ("message", 3, 2), m
+        await publish(pub, "c", 2, id=2)
+        await acked_and_seen(pub, sub, 2)
         await sub.close()
         await pub.close()
 
