@@ -20,6 +20,7 @@ import pytest
 import websockets
 
 from harness import SLOW, config, run_wsplugd
+from test_redis import publish_all_once_in_order
 
 TEST_PLUGINS = os.environ.get("WSPLUGD_TEST_PLUGIN_DIR",
                               "tests/plugins/.libs")
@@ -108,33 +109,10 @@ def test_every_subscriber_once_in_one_order_across_workers(wsplugd, workers):
             byw.setdefault(w, ws)
         pubs = list(byw.values())
 
-        async def publish(ws, k):
-            for i in range(per_publisher):
-                await ws.send(json.dumps({"type": "publish",
-                                          "channel": "news",
-                                          "data": {"p": k, "i": i}}))
-        await asyncio.gather(*[publish(ws, k) for k, ws in enumerate(pubs)])
-        total = per_publisher * len(pubs)
-
-        async def drain(ws):
-            got = []
-            for _ in range(total):
-                m = await typed(ws, "message")
-                got.append((m["offset"], m["epoch"], m["data"]["p"],
-                            m["data"]["i"]))
-            return got
-        results = await asyncio.gather(*[drain(ws) for ws, _ in subs])
-        first = results[0]
         # offsets 1..total, one epoch, each publisher's messages in its
-        # own order
-        assert [o for o, _, _, _ in first] == list(range(1, total + 1))
-        assert len({e for _, e, _, _ in first}) == 1
-        for k in range(len(pubs)):
-            assert [i for _, _, p, i in first if p == k] == \
-                list(range(per_publisher))
-        # every subscriber, whatever its worker: the very same sequence
-        for got in results:
-            assert got == first
+        # own order, the very same sequence for every subscriber
+        await publish_all_once_in_order(pubs, [ws for ws, _ in subs],
+                                        per_publisher)
         # and nothing more: a ping-like probe comes back before anything
         for ws, _ in subs:
             await ws.send(json.dumps({"type": "whoami"}))
