@@ -191,9 +191,9 @@ line_end(const char *p, const char *end, const char **why_r)
 /*
  * Does [v, end) hold only a header value's bytes?  Eight at a time: a
  * word with no byte below 0x20 and none equal to 0x7f is all value bytes
- * (bytes from 0x80 are obs-text), and only a word with one of those, a
- * tab or a fault, is looked at byte by byte.  A User-Agent is a hundred
- * bytes of every request.
+ * (bytes from 0x80 are obs-text); from the first word with one of those
+ * (a tab, or a fault), byte by byte.  A User-Agent is a hundred bytes of
+ * every request.
  */
 static int
 value_ok(const char *v, const char *end)
@@ -205,17 +205,8 @@ value_ok(const char *v, const char *end)
 		memcpy(&x, v, 8);
 		d = x ^ (ones * 0x7f);
 		/* a byte below 0x20, or a zero byte of d (a 0x7f in x) */
-		if ((((x - ones * 0x20) & ~x) | ((d - ones) & ~d)) & highs) {
-			if (!(http_class[(unsigned char)v[0]] & C_VALUE) ||
-			    !(http_class[(unsigned char)v[1]] & C_VALUE) ||
-			    !(http_class[(unsigned char)v[2]] & C_VALUE) ||
-			    !(http_class[(unsigned char)v[3]] & C_VALUE) ||
-			    !(http_class[(unsigned char)v[4]] & C_VALUE) ||
-			    !(http_class[(unsigned char)v[5]] & C_VALUE) ||
-			    !(http_class[(unsigned char)v[6]] & C_VALUE) ||
-			    !(http_class[(unsigned char)v[7]] & C_VALUE))
-				return 0;
-		}
+		if ((((x - ones * 0x20) & ~x) | ((d - ones) & ~d)) & highs)
+			break;
 	}
 	for (; v < end; v++)
 		if (!(http_class[(unsigned char)*v] & C_VALUE))
