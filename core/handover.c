@@ -656,6 +656,7 @@ handover_exec(const char *path, char *const argv[], int *fd_r, pid_t *pid_r)
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1)
 		return -1;
+	log_sync(); /* the lines before the successor's, in that order */
 	if ((pid = fork()) == -1) {
 		e = errno;
 		close(sv[0]);

@@ -14,10 +14,13 @@
  * that fails anywhere closes it again, and its errors go to the old log.
  *
  * Once the event loop runs, lines for stderr and files are gathered and
- * written together at the end of the loop turn that logged them: a
- * handshake logs two lines, and a write(2) each was a tenth of its cost.
- * A line of level warn or above is written at once, with everything before
- * it, so an error is on disk before whatever follows it can go wrong.
+ * written together LOG_FLUSH_MS after the first of them, or sooner when
+ * LOG_PENDING_MAX bytes have gathered: a handshake logs two lines, and a
+ * write(2) each was a tenth of its cost; one a loop turn was still one
+ * for every two handshakes under load.  A line of level warn or above is
+ * written at once, with everything before it, so an error is on disk
+ * before whatever follows it can go wrong; so is everything before the
+ * process forks, execs a successor or exits.
  *
  * For the journal the line is sent as MESSAGE= and each of its fields also
  * as a journal field of its own, so `journalctl CONNECTION_ID=…` finds a
@@ -121,8 +124,11 @@
 #define LOG_MAX_FIELDS 32
 #define LOG_FIELD_NAME_MAX 64 /* journald's limit on a field name */
 #define LOG_JOURNAL_SOCKET "/run/systemd/journal/socket"
-/* Lines gathered for one write at the end of a loop turn. */
+/* Lines gathered for one write, and how long the first may wait: too
+ * short for anyone reading the log to notice, long enough that a loop
+ * under load writes once for dozens of lines. */
 #define LOG_PENDING_MAX 65536
+#define LOG_FLUSH_MS 1
 
 struct log_line {
 	char buf[LOG_LINE_MAX];
@@ -713,7 +719,7 @@ int
 log_attach(struct event_base *base)
 {
 	log_detach();
-	if ((L.flush_ev = event_new(base, -1, 0, log_flush_cb, NULL)) == NULL)
+	if ((L.flush_ev = evtimer_new(base, log_flush_cb, NULL)) == NULL)
 		return -1;
 	return 0;
 }
@@ -741,10 +747,13 @@ log_write(const char *line, size_t len, int level)
 	}
 	if (L.plen + len > max)
 		log_sync();
-	/* The first line of a turn schedules the write: active events run
-	 * after the ones already active, so after the rest of this turn. */
-	if (L.plen == 0)
-		event_active(L.flush_ev, EV_TIMEOUT, 1);
+	/* The first line pending schedules the write; a log_sync() before
+	 * the timer leaves it armed, to write nothing or the next lines. */
+	if (L.plen == 0 && !evtimer_pending(L.flush_ev, NULL)) {
+		static const struct timeval delay = { 0, LOG_FLUSH_MS * 1000 };
+
+		evtimer_add(L.flush_ev, &delay);
+	}
 	memcpy(L.pending + L.plen, line, len);
 	L.plen += len;
 }

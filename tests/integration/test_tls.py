@@ -515,4 +515,6 @@ def test_every_tls_path_gives_its_place_back_once(wsplugd, pki):
 
         asyncio.run(probe())
         wait_fds(base)
+    # the last refusal's line may still be on its way to the file
+    d.wait_count("ws.refuse", 5, reason="max_connections")
     assert len(d.find_all("ws.refuse", reason="max_connections")) == 5
