@@ -120,6 +120,15 @@ utf8_validate(uint32_t state, const uint8_t *p, size_t n)
 					break;
 				p += 8;
 			}
+			/* Fewer than eight left, all behind them ASCII: the
+			 * last eight bytes of the text in one load say
+			 * whether the rest is too, where a byte loop cost a
+			 * short message (a pong) more than its words did. */
+			if (end - p < 8 && n >= 8) {
+				memcpy(&w, end - 8, sizeof(w));
+				if (!(w & HIGH_BITS))
+					break;
+			}
 			while (p < end && *p < 0x80)
 				p++;
 			if (p == end)

@@ -491,11 +491,15 @@ test_ascii_fast_path(void)
 		{ "\xed\xa0\x80", 3, REF_REJECT },
 		{ "\xc3", 1, REF_REJECT }, /* lead followed by ASCII */
 	};
+	/* Lengths around the word size too: the last word is loaded
+	 * overlapping the ones before it. */
+	static const size_t lens[] = { 1, 7, 8, 9, 13, 15, 16, 17, 23, 64, 71 };
 	uint8_t buf[96];
-	size_t i, pos, align, len = 64;
+	size_t i, l, pos, align, len;
 	unsigned bad = 0;
 
-	for (i = 0; i < NELEM(ins); i++) {
+	for (l = 0; l < NELEM(lens); l++)
+	for (i = 0, len = lens[l]; i < NELEM(ins); i++) {
 		for (align = 0; align < 8; align++) {
 			for (pos = 0; pos + ins[i].n <= len; pos++) {
 				uint8_t *p = buf + align;
