@@ -120,10 +120,11 @@ utf8_validate(uint32_t state, const uint8_t *p, size_t n)
 					break;
 				p += 8;
 			}
-			/* Fewer than eight left, all behind them ASCII: the
-			 * last eight bytes of the text in one load say
-			 * whether the rest is too, where a byte loop cost a
-			 * short message (a pong) more than its words did. */
+			/* Fewer than eight left: the text's last eight bytes
+			 * in one load (overlapping bytes already checked)
+			 * say whether the rest is ASCII, where a byte loop
+			 * cost a short message (a pong) more than its words
+			 * did.  If any is not, the loop below finds which. */
 			if (end - p < 8 && n >= 8) {
 				memcpy(&w, end - 8, sizeof(w));
 				if (!(w & HIGH_BITS))

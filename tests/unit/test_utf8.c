@@ -471,9 +471,40 @@ test_exhaustive_short(void)
 
 /*
  * The eight-byte skip: put one interesting sequence at every position of an
- * ASCII buffer, starting at every alignment, so it lands in every lane of a
- * word, straddles words, and sits in the byte-wise tail.
+ * ASCII buffer of len bytes, starting at every alignment, so it lands in
+ * every lane of a word, straddles words, and sits in the byte-wise tail or
+ * the overlapping last word.  Returns the wrong verdicts.
  */
+static unsigned
+ascii_lane_errors(const char *seq, size_t n, int want, size_t len)
+{
+	uint8_t buf[96];
+	size_t pos, align;
+	unsigned bad = 0;
+
+	for (align = 0; align < 8; align++) {
+		for (pos = 0; pos + n <= len; pos++) {
+			uint8_t *p = buf + align;
+			uint32_t st;
+
+			memset(buf, 'a', sizeof(buf));
+			memcpy(p + pos, seq, n);
+			st = utf8_validate(UTF8_ACCEPT, p, len);
+			/* A lone lead at the very end is partial. */
+			if (n == 1 && seq[0] == '\xc3' && pos == len - 1) {
+				if (verdict(st) != REF_PARTIAL)
+					bad++;
+				continue;
+			}
+			if (verdict(st) != want)
+				bad++;
+			if (verdict(st) != ref_validate(p, len))
+				bad++;
+		}
+	}
+	return bad;
+}
+
 static void
 test_ascii_fast_path(void)
 {
@@ -491,37 +522,17 @@ test_ascii_fast_path(void)
 		{ "\xed\xa0\x80", 3, REF_REJECT },
 		{ "\xc3", 1, REF_REJECT }, /* lead followed by ASCII */
 	};
-	/* Lengths around the word size too: the last word is loaded
+	/* Lengths around the word size: the last word is loaded
 	 * overlapping the ones before it. */
 	static const size_t lens[] = { 1, 7, 8, 9, 13, 15, 16, 17, 23, 64, 71 };
 	uint8_t buf[96];
-	size_t i, l, pos, align, len;
+	size_t i, l;
 	unsigned bad = 0;
 
 	for (l = 0; l < NELEM(lens); l++)
-	for (i = 0, len = lens[l]; i < NELEM(ins); i++) {
-		for (align = 0; align < 8; align++) {
-			for (pos = 0; pos + ins[i].n <= len; pos++) {
-				uint8_t *p = buf + align;
-				uint32_t st;
-
-				memset(buf, 'a', sizeof(buf));
-				memcpy(p + pos, ins[i].seq, ins[i].n);
-				st = utf8_validate(UTF8_ACCEPT, p, len);
-				/* A lone lead at the very end is partial. */
-				if (ins[i].n == 1 && ins[i].seq[0] == '\xc3' &&
-				    pos == len - 1) {
-					if (verdict(st) != REF_PARTIAL)
-						bad++;
-					continue;
-				}
-				if (verdict(st) != ins[i].want)
-					bad++;
-				if (verdict(st) != ref_validate(p, len))
-					bad++;
-			}
-		}
-	}
+		for (i = 0; i < NELEM(ins); i++)
+			bad += ascii_lane_errors(ins[i].seq, ins[i].n,
+			    ins[i].want, lens[l]);
 	CU_ASSERT_EQUAL(bad, 0);
 
 	/* All 128 ASCII values, including DEL and NUL, stay on the fast
