@@ -106,6 +106,9 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #ifdef HAVE_SYSTEMD
 /* Without this every entry would carry CODE_FILE=log.c: useless. */
@@ -367,15 +370,37 @@ static const unsigned char byte_class[256] = {
 };
 
 /* The length of the run at the start of [s, s + n) of bytes of class
- * cls: one table load a byte where compares took a dozen instructions
- * (every connection logs a hundred-byte User-Agent and two 32-digit
- * ids).  Eight bytes a word at a time cost as much on values this
- * short. */
+ * cls.  Every connection logs a 100-byte User-Agent and two 32-digit ids:
+ * a table load a byte was still two-thirds of its two lines' building.
+ * Where SSE2 is (every amd64), sixteen bytes are classed with a handful
+ * of vector compares; the tail, and every byte elsewhere, by the table.
+ * Eight-byte words (SWAR) cost as much as the table on values this
+ * short, which is why it is vectors or nothing. */
 static inline size_t
 span(const char *s, size_t n, unsigned cls)
 {
 	size_t i = 0;
 
+#ifdef __SSE2__
+	for (; n - i >= 16; i += 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(s + i)), out;
+		unsigned bits;
+
+		/* Compared as signed bytes, below 0x20 is a control byte
+		 * or one from 0x80: neither class has either. */
+		out = _mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
+		    _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f)));
+		out = _mm_or_si128(out, _mm_or_si128(
+		    _mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+		    _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
+		if (cls == BARE)
+			out = _mm_or_si128(out, _mm_or_si128(
+			    _mm_cmpeq_epi8(v, _mm_set1_epi8(' ')),
+			    _mm_cmpeq_epi8(v, _mm_set1_epi8('='))));
+		if ((bits = (unsigned)_mm_movemask_epi8(out)) != 0)
+			return i + (size_t)__builtin_ctz(bits);
+	}
+#endif
 	while (i < n && (byte_class[(unsigned char)s[i]] & cls))
 		i++;
 	return i;

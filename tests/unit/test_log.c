@@ -154,46 +154,54 @@ expect_byte(unsigned b, int *quoted_r)
 	return out;
 }
 
-/* Every byte at every offset of a value long enough to be scanned a word
- * at a time, and of its tail, in both formats, against the reference. */
+/* 1 if the log makes the wrong text of a value of vlen 'a's with byte b
+ * at pos, in JSON or logfmt. */
+static int
+wrong_byte(int json, unsigned b, size_t vlen, size_t pos)
+{
+	char val[64], want[64 + 16], *text;
+	const char *e;
+	struct log_line *l;
+	int quoted, wrong;
+
+	memset(val, 'a', vlen);
+	val[pos] = (char)b;
+	open_log(json ? LOG_FORMAT_JSON : LOG_FORMAT_LOGFMT);
+	l = log_begin(WSP_LOG_INFO, "t");
+	log_strn(l, "v", val, vlen);
+	log_end(l);
+	text = close_log();
+	e = expect_byte(b, &quoted);
+	/* a lead byte at the very end: a character cut short, dropped */
+	if (b >= 0xc2 && b <= 0xf4 && pos == vlen - 1)
+		e = "";
+	quoted |= json;
+	snprintf(want, sizeof(want), "%s%.*s%s%.*s%s%s", quoted ? "\"" : "",
+	    (int)pos, val, e, (int)(vlen - pos - 1), val + pos + 1,
+	    quoted ? "\"" : "", json ? "}\n" : "\n");
+	e = strstr(text, json ? "\"v\":" : " v=");
+	wrong = e == NULL || strcmp(e + (json ? 4 : 3), want) != 0;
+	free(text);
+	return wrong;
+}
+
+/* Every byte at every offset of values long enough to be classed sixteen
+ * bytes at a time (log.c's span): one exactly a vector long, and one of
+ * two vectors and a tail; in both formats, against the reference. */
 static void
 test_every_byte_every_offset(void)
 {
-	enum { VLEN = 37 };
-	char val[VLEN], want[VLEN + 16], *text;
-	const char *e;
-	struct log_line *l;
+	static const size_t lens[] = { 16, 37 };
 	unsigned b;
-	size_t pos;
-	int quoted, wrong = 0, json;
+	size_t k, pos;
+	int wrong = 0, json;
 
-	for (json = 0; json < 2; json++)
-		for (b = 0; b < 256; b++)
-			for (pos = 0; pos < VLEN; pos++) {
-				memset(val, 'a', VLEN);
-				val[pos] = (char)b;
-				open_log(json ? LOG_FORMAT_JSON :
-				    LOG_FORMAT_LOGFMT);
-				l = log_begin(WSP_LOG_INFO, "t");
-				log_strn(l, "v", val, VLEN);
-				log_end(l);
-				text = close_log();
-				e = expect_byte(b, &quoted);
-				/* a lead byte at the very end: a character
-				 * cut short, dropped */
-				if (b >= 0xc2 && b <= 0xf4 && pos == VLEN - 1)
-					e = "";
-				quoted |= json;
-				snprintf(want, sizeof(want), "%s%.*s%s%.*s%s%s",
-				    quoted ? "\"" : "", (int)pos, val, e,
-				    (int)(VLEN - pos - 1), val + pos + 1,
-				    quoted ? "\"" : "", json ? "}\n" : "\n");
-				e = strstr(text, json ? "\"v\":" : " v=");
-				if (e == NULL || strcmp(e + (json ? 4 : 3),
-				    want) != 0)
-					wrong++;
-				free(text);
-			}
+	for (k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
+		for (json = 0; json < 2; json++)
+			for (b = 0; b < 256; b++)
+				for (pos = 0; pos < lens[k]; pos++)
+					wrong += wrong_byte(json, b, lens[k],
+					    pos);
 	CU_ASSERT_EQUAL(wrong, 0);
 }
 
