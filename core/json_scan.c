@@ -79,18 +79,15 @@ scan_peek(const struct scanner *s)
 	return s->p < s->end ? *s->p : -1;
 }
 
-/* A string at s->p (its opening quote).  On success the bytes between the
- * quotes are [*b_r, *e_r) and *escaped_r says whether any escape is among
- * them.  -1 for anything jansson refuses or json_read.c would decline. */
+/* The rest of a string from p, its first byte that is not plain: what
+ * scan_string below leaves to a call.  Same contract as scan_string. */
 static int
-scan_string(struct scanner *s, const unsigned char **b_r,
+scan_string_rest(struct scanner *s, const unsigned char *p,
     const unsigned char **e_r, int *escaped_r)
 {
-	const unsigned char *p = s->p + 1;
 	long cp, lo;
 	int k, escaped = 0;
 
-	*b_r = p;
 	for (;;) {
 		while (p < s->end && scan_plain[*p])
 			p++;
@@ -148,22 +145,45 @@ scan_string(struct scanner *s, const unsigned char **b_r,
 	return 0;
 }
 
+/* A string at s->p (its opening quote).  On success the bytes between the
+ * quotes are [*b_r, *e_r) and *escaped_r says whether any escape is among
+ * them.  -1 for anything jansson refuses or json_read.c would decline.
+ * Inline for the common case, plain bytes up to the closing quote: a
+ * message's keys and short values were a third of the scan in calls. */
+static inline int
+scan_string(struct scanner *s, const unsigned char **b_r,
+    const unsigned char **e_r, int *escaped_r)
+{
+	const unsigned char *p = s->p + 1;
+
+	*b_r = p;
+	while (p < s->end && scan_plain[*p])
+		p++;
+	if (p < s->end && *p == '"') {
+		*e_r = p;
+		*escaped_r = 0;
+		s->p = p + 1;
+		return 0;
+	}
+	return scan_string_rest(s, p, e_r, escaped_r);
+}
+
 /* -?(0|[1-9][0-9]*)(\.[0-9]+)?, integer part at most SCAN_MAX_DIGITS
  * digits; an exponent declines (strtod may overflow to jansson's error).
  * A decimal's fraction can be long: it never overflows. */
 static int
 scan_number(struct scanner *s)
 {
-	const unsigned char *p = s->p;
-	int n = 0;
+	const unsigned char *p = s->p, *digits;
+	int n;
 
 	if (*p == '-' && ++p == s->end)
 		return -1;
 	if (*p == '0' && p + 1 < s->end && p[1] >= '0' && p[1] <= '9')
 		return -1;
-	for (; p < s->end && (unsigned)(*p - '0') < 10; p++)
-		n++;
-	if (n == 0 || n > SCAN_MAX_DIGITS)
+	for (digits = p; p < s->end && (unsigned)(*p - '0') < 10; p++)
+		;
+	if (p == digits || p - digits > SCAN_MAX_DIGITS)
 		return -1;
 	if (p < s->end && *p == '.') {
 		p++;

@@ -1406,8 +1406,11 @@ test_mask_function(void)
 				ref[i] = orig[i] ^ m[(off + i) % 4];
 			for (align = 0; align < 8; align++) {
 				memcpy(buf + align, orig, n);
+				/* Not a byte past the end is touched. */
+				buf[align + n] = 0xA5;
 				ws_mask(buf + align, n, m, off);
-				if (memcmp(buf + align, ref, n) != 0)
+				if (memcmp(buf + align, ref, n) != 0 ||
+				    buf[align + n] != 0xA5)
 					bad++;
 				/* Masking twice undoes it. */
 				ws_mask(buf + align, n, m, off);
