@@ -44,6 +44,17 @@
  * connection's own read is processed are written once at the end of that
  * event; anything queued from elsewhere (a broadcast, a timer) schedules
  * the connection's event as active, so it is written once per loop turn.
+ * The common case skips the evbuffer: while a plaintext connection with
+ * nothing queued reads, its small data frames are gathered flat in the
+ * server's stage (srv->stage, CONN_STAGE_SIZE) and written by one
+ * write(2) as the read ends; only what the socket does not take goes to
+ * the evbuffer.  The evbuffer's reserve and commit, and the memory
+ * budget's update, were a fifth of a ping's instructions.  Anything else
+ * sent during that read (a control frame, a large frame, a close) and
+ * the end of the session first move the stage to the evbuffer, so the
+ * order on the wire never changes.  The stage is the process's, a fixed
+ * size like the read buffer, so it is not counted against
+ * max_buffer_memory; what stays queued after the write is.
  *
  * Memory: what a connection holds (its queued output and the buffer of
  * the message it is reassembling) is reported to membudget.c after every
@@ -90,6 +101,7 @@
 
 static void conn_event_cb(evutil_socket_t, short, void *);
 static void conn_mem_sync(struct wsp_conn *c);
+static void conn_stage_spill(struct wsp_conn *c);
 
 static int
 conn_set_events(struct wsp_conn *c, int want_write)
@@ -615,6 +627,8 @@ conn_end_n(struct wsp_conn *c, uint16_t code, const char *reason,
 	struct wsp_server *srv = c->srv;
 	struct log_line *l;
 
+	if (srv->stage_conn == c)
+		conn_stage_spill(c);
 	if (c->state == CONN_LINGER)
 		return;
 	c->state = CONN_LINGER;
@@ -898,9 +912,79 @@ conn_mem_poll(struct wsp_server *srv)
 		conn_mem_shed(srv);
 }
 
+/* The size of the frame at h, one the stage holds: whole, unmasked and
+ * under CONN_EXACT_MIN, so its length is in 7 or 16 bits. */
+static size_t
+conn_stage_frame(const uint8_t *h)
+{
+	size_t n = h[1] & 0x7f;
+
+	return n == 126 ? 4 + ((size_t)h[2] << 8 | h[3]) : 2 + n;
+}
+
+/* len bytes of the stage, from its byte skip on, into c's empty
+ * evbuffer; the head frame is the one byte skip falls in. */
+static void
+conn_stage_queue(struct wsp_conn *c, size_t skip, size_t len)
+{
+	const uint8_t *st = c->srv->stage;
+	size_t pos = 0, f;
+
+	while (pos + (f = conn_stage_frame(st + pos)) <= skip)
+		pos += f;
+	if (evbuffer_add(c->out, st + skip, len - skip) == -1) {
+		/* Out of memory: what is lost is replies, so c goes, with
+		 * no close frame if a frame was cut. */
+		c->out_lost = skip > pos;
+		conn_doom(c, CONN_DOOM_OUTPUT);
+		return;
+	}
+	c->out_head = pos + f - skip;
+	c->out_head_size = f;
+	c->out_lost = 0;
+}
+
+/* Leave the stage: what it holds for c goes to c's evbuffer. */
+static void
+conn_stage_spill(struct wsp_conn *c)
+{
+	struct wsp_server *srv = c->srv;
+	size_t len = srv->stage_len;
+
+	srv->stage_conn = NULL;
+	srv->stage_len = 0;
+	if (len > 0)
+		conn_stage_queue(c, 0, len);
+}
+
+/* c's read is over: write what it staged, queue what the socket did not
+ * take.  A write error leaves everything queued, for conn_write's flush
+ * to meet again and report. */
+static void
+conn_stage_end(struct wsp_conn *c)
+{
+	struct wsp_server *srv = c->srv;
+	size_t len = srv->stage_len;
+	ssize_t n;
+
+	if (srv->stage_conn != c)
+		return;
+	srv->stage_conn = NULL;
+	srv->stage_len = 0;
+	/* Shed during its read (another's send can pick it): its unsent
+	 * output goes, as conn_doom drops what is queued. */
+	if (len == 0 || c->doomed)
+		return;
+	if ((n = write(c->fd, srv->stage, len)) < 0)
+		n = 0;
+	if ((size_t)n < len)
+		conn_stage_queue(c, (size_t)n, len);
+}
+
 int
 conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 {
+	struct wsp_server *srv;
 	uint8_t hdr[WS_MAX_HEADER], rsv1 = 0;
 	size_t hl, msg_len = len;
 	const uint8_t *z;
@@ -920,6 +1004,23 @@ conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 	}
 	hl = ws_frame_header(hdr, 1, opcode, len, NULL);
 	hdr[0] |= rsv1;
+	if (c->srv->stage_conn == c) {
+		srv = c->srv;
+		if ((opcode == WS_OP_TEXT || opcode == WS_OP_BINARY) &&
+		    hl + len < CONN_EXACT_MIN &&
+		    hl + len <= CONN_STAGE_SIZE - srv->stage_len) {
+			memcpy(srv->stage + srv->stage_len, hdr, hl);
+			memcpy(srv->stage + srv->stage_len + hl, data, len);
+			srv->stage_len += hl + len;
+			c->bytes_out += hl + len;
+			c->msgs_out++;
+			metrics_message_out(srv, msg_len);
+			return 0;
+		}
+		conn_stage_spill(c);
+		if (c->doomed)
+			return -1;
+	}
 	was_empty = evbuffer_get_length(c->out) == 0;
 	if (conn_queue(c, hdr, hl, data, len) == -1)
 		return -1;
@@ -1279,7 +1380,14 @@ conn_event_cb(evutil_socket_t fd, short what, void *arg)
 			break;
 		case CONN_OPEN:
 		case CONN_CLOSING:
+			if (c->ssl == NULL && evbuffer_get_length(c->out) == 0)
+				c->srv->stage_conn = c;
 			rc = conn_read_frames(c);
+			if (rc == -1 && c->srv->stage_conn == c) {
+				c->srv->stage_conn = NULL; /* c is gone */
+				c->srv->stage_len = 0;
+			}
+			conn_stage_end(c);
 			break;
 		case CONN_LINGER:
 			rc = conn_read_discard(c);
@@ -1385,6 +1493,10 @@ conn_destroy(struct wsp_conn *c)
 {
 	struct wsp_server *srv = c->srv;
 
+	if (srv->stage_conn == c) { /* not reached: its read ends first */
+		srv->stage_conn = NULL;
+		srv->stage_len = 0;
+	}
 	membudget_set(&srv->mem, &c->mem, 0);
 	c->mem_tracked = 0;
 	admit_release(c); /* the one place the limits' counts go down */

@@ -232,6 +232,7 @@ server_free(struct wsp_server *srv)
 		}
 	registry_fini(&srv->reg);
 	free(srv->rbuf);
+	free(srv->stage);
 	free(srv->jbuf.p);
 	zstream_pool_free(srv);
 	conn_path_unref(srv->path);
@@ -290,6 +291,7 @@ server_setup(struct wsp_server *srv, struct wsp_config *cfg)
 	srv->plugin_forget = server_plugin_forget;
 	if ((srv->base = event_base_new()) == NULL ||
 	    (srv->rbuf = malloc(srv->rbuf_size)) == NULL ||
+	    (srv->stage = malloc(CONN_STAGE_SIZE)) == NULL ||
 	    dq_init(&srv->dq_handshake, srv->base, "handshake",
 	    cfg->handshake_timeout, conn_expire_handshake) == -1 ||
 	    dq_init(&srv->dq_ping, srv->base, "ping", cfg->ping_interval,

@@ -840,6 +840,9 @@ struct wsp_conn {
 	struct upgrade *vetting;
 };
 
+/* The server's reply stage (conn.c), one per process. */
+#define CONN_STAGE_SIZE (64 * 1024)
+
 int conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
     socklen_t salen, int tls);
 int conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len);
@@ -2009,6 +2012,12 @@ struct wsp_server {
 	                           on the first upgrade after a change */
 	uint8_t *rbuf; /* one read buffer for every connection */
 	size_t rbuf_size;
+	/* conn.c's stage: the replies one connection's read makes, gathered
+	 * flat and written by one write(2) as its handler ends; stage_conn
+	 * is that connection, NULL while no read is staging */
+	uint8_t *stage;
+	size_t stage_len;
+	struct wsp_conn *stage_conn;
 	struct outbuf jbuf; /* where outgoing JSON is serialized, reused */
 	struct plugin_calls *calls; /* calls_own, or a worker's shared slot */
 	struct plugin_calls calls_own;

@@ -281,6 +281,27 @@ def test_burst_of_frames_in_one_segment_answered_in_order(wsplugd):
                 assert r.recv_frame() == (True, 1, f"m{i}".encode())
 
 
+def test_replies_past_a_full_socket_arrive_whole_and_in_order(wsplugd):
+    # Replies made during one read are gathered and written together, and
+    # what the socket does not take is queued from the frame it cut.  A
+    # client with a 4 KiB window sends 6,000 messages one by one (7- and
+    # 16-bit lengths, 6 MB of replies: more than the server's socket
+    # buffer holds, 4 MiB at most) before it reads any; it must get every
+    # one, whole and in order.
+    from rawws import build_frame
+    d = echo_daemon(wsplugd)
+    sizes = [1 + (i * 397) % 2000 for i in range(6000)]
+    r = Raw(d.port, rcvbuf=4096)
+    with r:
+        r.handshake()
+        for i, n in enumerate(sizes):
+            r.send_raw(build_frame(1, bytes([97 + i % 26]) * n))
+        r.send_frame(9, b"last")
+        for i, n in enumerate(sizes):
+            assert r.recv_frame() == (True, 1, bytes([97 + i % 26]) * n), i
+        assert r.recv_frame() == (True, 10, b"last")
+
+
 def test_close_frame_survives_data_sent_after_the_violation(wsplugd):
     # 7.1.1/7.1.7: the server fails the connection with a close frame and
     # closes TCP; a client still sending must get that close frame and a
