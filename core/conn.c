@@ -719,14 +719,11 @@ conn_queue(struct wsp_conn *c, const uint8_t *hdr, size_t hl,
 	return 0;
 }
 
-/* The size of the frame at the start of c->out, which conn_send queued
- * whole: its header tells. */
+/* The size of the server frame whose first have bytes are at h: its
+ * header and payload, or 0 while the header is not all there. */
 static size_t
-conn_next_frame(struct wsp_conn *c)
+conn_frame_len(const uint8_t *h, size_t have)
 {
-	uint8_t h[10];
-	size_t have = evbuffer_copyout(c->out, h, sizeof(h)) < 0 ? 0 :
-	    evbuffer_get_length(c->out);
 	uint64_t n;
 	size_t i, hl;
 
@@ -740,6 +737,18 @@ conn_next_frame(struct wsp_conn *c)
 		for (n = 0, i = 2; i < hl; i++)
 			n = n << 8 | h[i];
 	return hl + (size_t)n;
+}
+
+/* The size of the frame at the start of c->out, which conn_send queued
+ * whole: its header tells. */
+static size_t
+conn_next_frame(struct wsp_conn *c)
+{
+	uint8_t h[10];
+	size_t have = evbuffer_copyout(c->out, h, sizeof(h)) < 0 ? 0 :
+	    evbuffer_get_length(c->out);
+
+	return conn_frame_len(h, have);
 }
 
 /*
@@ -912,16 +921,6 @@ conn_mem_poll(struct wsp_server *srv)
 		conn_mem_shed(srv);
 }
 
-/* The size of the frame at h, one the stage holds: whole, unmasked and
- * under CONN_EXACT_MIN, so its length is in 7 or 16 bits. */
-static size_t
-conn_stage_frame(const uint8_t *h)
-{
-	size_t n = h[1] & 0x7f;
-
-	return n == 126 ? 4 + ((size_t)h[2] << 8 | h[3]) : 2 + n;
-}
-
 /* len bytes of the stage, from its byte skip on, into c's empty
  * evbuffer; the head frame is the one byte skip falls in. */
 static void
@@ -930,7 +929,8 @@ conn_stage_queue(struct wsp_conn *c, size_t skip, size_t len)
 	const uint8_t *st = c->srv->stage;
 	size_t pos = 0, f;
 
-	while (pos + (f = conn_stage_frame(st + pos)) <= skip)
+	/* The stage holds whole frames only, so each header is there. */
+	while (pos + (f = conn_frame_len(st + pos, len - pos)) <= skip)
 		pos += f;
 	if (evbuffer_add(c->out, st + skip, len - skip) == -1) {
 		/* Out of memory: what is lost is replies, so c goes, with
@@ -984,7 +984,7 @@ conn_stage_end(struct wsp_conn *c)
 int
 conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 {
-	struct wsp_server *srv;
+	struct wsp_server *srv = c->srv;
 	uint8_t hdr[WS_MAX_HEADER], rsv1 = 0;
 	size_t hl, msg_len = len;
 	const uint8_t *z;
@@ -1004,8 +1004,7 @@ conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 	}
 	hl = ws_frame_header(hdr, 1, opcode, len, NULL);
 	hdr[0] |= rsv1;
-	if (c->srv->stage_conn == c) {
-		srv = c->srv;
+	if (srv->stage_conn == c) {
 		if ((opcode == WS_OP_TEXT || opcode == WS_OP_BINARY) &&
 		    hl + len < CONN_EXACT_MIN &&
 		    hl + len <= CONN_STAGE_SIZE - srv->stage_len) {
@@ -1383,10 +1382,7 @@ conn_event_cb(evutil_socket_t fd, short what, void *arg)
 			if (c->ssl == NULL && evbuffer_get_length(c->out) == 0)
 				c->srv->stage_conn = c;
 			rc = conn_read_frames(c);
-			if (rc == -1 && c->srv->stage_conn == c) {
-				c->srv->stage_conn = NULL; /* c is gone */
-				c->srv->stage_len = 0;
-			}
+			/* After an end (rc -1 too) conn_end_n emptied it. */
 			conn_stage_end(c);
 			break;
 		case CONN_LINGER:
