@@ -49,7 +49,10 @@
  * server's stage (srv->stage, CONN_STAGE_SIZE) and written by one
  * write(2) as the read ends; only what the socket does not take goes to
  * the evbuffer.  The evbuffer's reserve and commit, and the memory
- * budget's update, were a fifth of a ping's instructions.  Anything else
+ * budget's update, were a fifth of a ping's instructions.  The 101 of a
+ * plaintext upgrade starts the stage (as bytes that are not a frame, the
+ * head of the output the way conn_upgrade queues it otherwise), so the
+ * greeting leaves with it in one write(2) and no evbuffer is filled.  Anything else
  * sent during that read (a control frame, a large frame, a close) and
  * the end of the session first move the stage to the evbuffer, so the
  * order on the wire never changes.  The stage is the process's, a fixed
@@ -427,6 +430,7 @@ conn_upgrade(struct wsp_conn *c, const struct http_request *req,
 	struct wsp_server *srv = c->srv;
 	const struct wsp_config *cfg = srv->cfg;
 	char accept[29], *head, ext[DEFLATE_ANSWER_MAX];
+	size_t n;
 	int rc;
 
 	if ((c->user_agent = strndup_capped(&req->user_agent, CONN_MAX_UA)) ==
@@ -446,10 +450,23 @@ conn_upgrade(struct wsp_conn *c, const struct http_request *req,
 	if (zstream_accept(srv, req, &c->zs, ext) == -1)
 		return -1;
 	http_accept_key(&req->key, accept);
-	http_response_101(c->out, accept, proto, c->zs != NULL ? ext : NULL);
-	c->out_head = evbuffer_get_length(c->out); /* frames follow it */
-	c->out_head_size = c->out_head;
-	c->out_lost = 0;
+	/* Plaintext, the 101 starts the stage: the greeting and any reply
+	 * to frames pipelined behind the request join it, and the handler
+	 * writes them all with one write(2). */
+	if (c->ssl == NULL && srv->stage_conn == NULL &&
+	    evbuffer_get_length(c->out) == 0 &&
+	    (n = http_response_101_flat((char *)srv->stage, CONN_STAGE_SIZE,
+	    accept, proto, c->zs != NULL ? ext : NULL)) <= CONN_STAGE_SIZE) {
+		srv->stage_conn = c;
+		srv->stage_len = srv->stage_raw = n;
+	} else {
+		http_response_101(c->out, accept, proto,
+		    c->zs != NULL ? ext : NULL);
+		/* frames follow it */
+		c->out_head = evbuffer_get_length(c->out);
+		c->out_head_size = c->out_head;
+		c->out_lost = 0;
+	}
 	ws_decoder_init(&c->dec, cfg->max_message_size);
 	c->dec.rsv1_ok = c->zs != NULL;
 	registry_new_id(&srv->reg, c->id);
@@ -922,16 +939,20 @@ conn_mem_poll(struct wsp_server *srv)
 }
 
 /* len bytes of the stage, from its byte skip on, into c's empty
- * evbuffer; the head frame is the one byte skip falls in. */
+ * evbuffer; the head frame is the one byte skip falls in, and a 101 in
+ * front (raw bytes) is a head of its own, as conn_upgrade queues it. */
 static void
-conn_stage_queue(struct wsp_conn *c, size_t skip, size_t len)
+conn_stage_queue(struct wsp_conn *c, size_t skip, size_t len, size_t raw)
 {
 	const uint8_t *st = c->srv->stage;
-	size_t pos = 0, f;
+	size_t pos = 0, f = raw;
 
 	/* The stage holds whole frames only, so each header is there. */
-	while (pos + (f = conn_frame_len(st + pos, len - pos)) <= skip)
-		pos += f;
+	if (raw == 0 || raw <= skip) {
+		pos = raw;
+		while (pos + (f = conn_frame_len(st + pos, len - pos)) <= skip)
+			pos += f;
+	}
 	if (evbuffer_add(c->out, st + skip, len - skip) == -1) {
 		/* Out of memory: what is lost is replies, so c goes, with
 		 * no close frame if a frame was cut. */
@@ -949,12 +970,12 @@ static void
 conn_stage_spill(struct wsp_conn *c)
 {
 	struct wsp_server *srv = c->srv;
-	size_t len = srv->stage_len;
+	size_t len = srv->stage_len, raw = srv->stage_raw;
 
 	srv->stage_conn = NULL;
-	srv->stage_len = 0;
+	srv->stage_len = srv->stage_raw = 0;
 	if (len > 0)
-		conn_stage_queue(c, 0, len);
+		conn_stage_queue(c, 0, len, raw);
 }
 
 /* c's read is over: write what it staged, queue what the socket did not
@@ -964,13 +985,13 @@ static void
 conn_stage_end(struct wsp_conn *c)
 {
 	struct wsp_server *srv = c->srv;
-	size_t len = srv->stage_len;
+	size_t len = srv->stage_len, raw = srv->stage_raw;
 	ssize_t n;
 
 	if (srv->stage_conn != c)
 		return;
 	srv->stage_conn = NULL;
-	srv->stage_len = 0;
+	srv->stage_len = srv->stage_raw = 0;
 	/* Shed during its read (another's send can pick it): its unsent
 	 * output goes, as conn_doom drops what is queued. */
 	if (len == 0 || c->doomed)
@@ -978,7 +999,7 @@ conn_stage_end(struct wsp_conn *c)
 	if ((n = write(c->fd, srv->stage, len)) < 0)
 		n = 0;
 	if ((size_t)n < len)
-		conn_stage_queue(c, (size_t)n, len);
+		conn_stage_queue(c, (size_t)n, len, raw);
 }
 
 int
@@ -1365,6 +1386,7 @@ conn_event_cb(evutil_socket_t fd, short what, void *arg)
 	if (c->upgrade_ready && c->state == CONN_HANDSHAKE) {
 		c->in_read = 1;
 		rc = conn_upgrade_answered(c);
+		conn_stage_end(c);
 		c->in_read = 0;
 		if (rc == -1)
 			goto gone;
@@ -1376,6 +1398,7 @@ conn_event_cb(evutil_socket_t fd, short what, void *arg)
 		switch (c->state) {
 		case CONN_HANDSHAKE:
 			rc = conn_read_head(c);
+			conn_stage_end(c); /* the 101, from conn_upgrade */
 			break;
 		case CONN_OPEN:
 		case CONN_CLOSING:
@@ -1491,7 +1514,7 @@ conn_destroy(struct wsp_conn *c)
 
 	if (srv->stage_conn == c) { /* not reached: its read ends first */
 		srv->stage_conn = NULL;
-		srv->stage_len = 0;
+		srv->stage_len = srv->stage_raw = 0;
 	}
 	membudget_set(&srv->mem, &c->mem, 0);
 	c->mem_tracked = 0;

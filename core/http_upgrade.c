@@ -572,8 +572,8 @@ http_accept_key(const struct http_str *key, char out[29])
 	EVP_EncodeBlock((unsigned char *)out, md, sizeof(md));
 }
 
-void
-http_response_101(struct evbuffer *out, const char accept[29],
+size_t
+http_response_101_flat(char *buf, size_t cap, const char accept[29],
     const char *protocol, const char *extensions)
 {
 	static const char head[] =
@@ -583,22 +583,53 @@ http_response_101(struct evbuffer *out, const char accept[29],
 	    "Sec-WebSocket-Accept: ";
 	static const char proto[] = "\r\nSec-WebSocket-Protocol: ";
 	static const char ext[] = "\r\nSec-WebSocket-Extensions: ";
+	size_t na = strnlen(accept, 28), np = 0, nx = 0, len;
+	char *p = buf;
 
-	/* Piece by piece, not evbuffer_add_printf: its vsnprintf was
-	 * about 2,000 instructions, a sixteenth of a handshake's.  On
-	 * ENOMEM the buffer is left short and the client sees a broken
-	 * handshake; the connection is failing either way. */
-	evbuffer_add(out, head, sizeof(head) - 1);
-	evbuffer_add(out, accept, strnlen(accept, 28));
+	/* Piece by piece, not a printf: vsnprintf was about 2,000
+	 * instructions, a sixteenth of a handshake's. */
+	len = sizeof(head) - 1 + na + 4;
+	if (protocol != NULL)
+		len += sizeof(proto) - 1 + (np = strlen(protocol));
+	if (extensions != NULL)
+		len += sizeof(ext) - 1 + (nx = strlen(extensions));
+	if (len > cap)
+		return len;
+	memcpy(p, head, sizeof(head) - 1);
+	p += sizeof(head) - 1;
+	memcpy(p, accept, na);
+	p += na;
 	if (protocol != NULL) {
-		evbuffer_add(out, proto, sizeof(proto) - 1);
-		evbuffer_add(out, protocol, strlen(protocol));
+		memcpy(p, proto, sizeof(proto) - 1);
+		memcpy(p + sizeof(proto) - 1, protocol, np);
+		p += sizeof(proto) - 1 + np;
 	}
 	if (extensions != NULL) {
-		evbuffer_add(out, ext, sizeof(ext) - 1);
-		evbuffer_add(out, extensions, strlen(extensions));
+		memcpy(p, ext, sizeof(ext) - 1);
+		memcpy(p + sizeof(ext) - 1, extensions, nx);
+		p += sizeof(ext) - 1 + nx;
 	}
-	evbuffer_add(out, "\r\n\r\n", 4);
+	memcpy(p, "\r\n\r\n", 4);
+	return len;
+}
+
+void
+http_response_101(struct evbuffer *out, const char accept[29],
+    const char *protocol, const char *extensions)
+{
+	size_t len = http_response_101_flat(NULL, 0, accept, protocol,
+	    extensions);
+	struct evbuffer_iovec v;
+
+	/* On ENOMEM nothing is added and the client sees a broken
+	 * handshake; the connection is failing either way. */
+	if (evbuffer_reserve_space(out, (ev_ssize_t)len, &v, 1) != 1 ||
+	    v.iov_len < len)
+		return;
+	(void)http_response_101_flat(v.iov_base, len, accept, protocol,
+	    extensions);
+	v.iov_len = len;
+	(void)evbuffer_commit_space(out, &v, 1);
 }
 
 void

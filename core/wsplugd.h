@@ -200,6 +200,10 @@ void http_accept_key(const struct http_str *key, char out[29]);
 /* Append a 101 response; protocol and extensions may be NULL. */
 void http_response_101(struct evbuffer *out, const char accept[29],
     const char *protocol, const char *extensions);
+/* The same response written flat into buf when it fits in cap bytes (no
+ * NUL); returns its length either way, like snprintf. */
+size_t http_response_101_flat(char *buf, size_t cap, const char accept[29],
+    const char *protocol, const char *extensions);
 /* Append an error response with a short text body; adds
  * Sec-WebSocket-Version: 13 to a 426, Allow to a 405, and Retry-After with
  * the CORS headers that let a page read it to a 503. */
@@ -2014,9 +2018,10 @@ struct wsp_server {
 	size_t rbuf_size;
 	/* conn.c's stage: the replies one connection's read makes, gathered
 	 * flat and written by one write(2) as its handler ends; stage_conn
-	 * is that connection, NULL while no read is staging */
+	 * is that connection, NULL while no read is staging; the first
+	 * stage_raw bytes are not a frame but the handshake's 101 */
 	uint8_t *stage;
-	size_t stage_len;
+	size_t stage_len, stage_raw;
 	struct wsp_conn *stage_conn;
 	struct outbuf jbuf; /* where outgoing JSON is serialized, reused */
 	struct plugin_calls *calls; /* calls_own, or a worker's shared slot */

@@ -839,6 +839,35 @@ test_response_101(void)
 	evbuffer_free(b);
 }
 
+/* The flat form the stage takes: the length asked for either way, and
+ * not a byte written unless all of it fits. */
+static void
+test_response_101_flat(void)
+{
+	static const char want[] = HEAD_101
+	    "Sec-WebSocket-Protocol: chat\r\n"
+	    "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+	    "\r\n";
+	struct http_str k = { KEY, sizeof(KEY) - 1 };
+	char accept[29], buf[sizeof(want) + 8];
+	size_t n = sizeof(want) - 1;
+
+	http_accept_key(&k, accept);
+	CU_ASSERT_EQUAL(http_response_101_flat(NULL, 0, accept, "chat",
+	    "permessage-deflate"), n);
+	memset(buf, '#', sizeof(buf));
+	CU_ASSERT_EQUAL(http_response_101_flat(buf, n - 1, accept, "chat",
+	    "permessage-deflate"), n);
+	CU_ASSERT_EQUAL(buf[0], '#');
+	CU_ASSERT_EQUAL(http_response_101_flat(buf, n, accept, "chat",
+	    "permessage-deflate"), n);
+	CU_ASSERT_EQUAL(memcmp(buf, want, n), 0);
+	CU_ASSERT_EQUAL(buf[n], '#');
+	CU_ASSERT_EQUAL(http_response_101_flat(buf, sizeof(buf), accept, NULL,
+	    NULL), 129);
+	CU_ASSERT_EQUAL(memcmp(buf, HEAD_101 "\r\n", 129), 0);
+}
+
 static void
 test_response_error(void)
 {
@@ -1053,6 +1082,8 @@ static const struct {
 	{ "every truncation refused", test_truncations },
 	{ "data after the head", test_trailing_data },
 	{ "101 response bytes", test_response_101 },
+	{ "101 response written flat, whole or not at all",
+	    test_response_101_flat },
 	{ "error response bytes", test_response_error },
 	{ "discovery document", test_wellknown },
 	{ "status texts", test_status_text },
