@@ -29,10 +29,10 @@
  * a reply comes back down through host.c into conn_send, which queues
  * the frame, and conn_write sends it when the read handler returns.
  *
- * Reads of established connections go into the server's single read
- * buffer, so an idle connection holds no input buffer; the request head is
- * buffered only during the handshake and a message only while its
- * fragments arrive.  A message that fits in one read is dispatched in
+ * Reads go into the server's single read buffer, so an idle connection
+ * holds no input buffer; a request head gets a buffer of its own only
+ * when it comes in pieces or a plugin answers it later, and a message
+ * only while its fragments arrive.  A message that fits in one read is dispatched in
  * place, unmasked, without a copy.
  *
  * On a TLS listener the same descriptor carries an SSL object (tls.c):
@@ -422,10 +422,11 @@ static int conn_feed(struct wsp_conn *c, uint8_t *buf, size_t len);
 
 /* A valid upgrade the policy admitted: answer 101, register, tell the
  * owner (the plugins greet it), then process any frames the client
- * pipelined behind its request. */
+ * pipelined behind its request: what of the len bytes read into buf (the
+ * read buffer, or c->head) follows the head_len of the request. */
 static int
 conn_upgrade(struct wsp_conn *c, const struct http_request *req,
-    size_t head_len, const char *proto)
+    const char *buf, size_t len, size_t head_len, const char *proto)
 {
 	struct wsp_server *srv = c->srv;
 	const struct wsp_config *cfg = srv->cfg;
@@ -493,16 +494,30 @@ conn_upgrade(struct wsp_conn *c, const struct http_request *req,
 	/* Detach the head first: ending the connection frees c->head. */
 	head = c->head;
 	c->head = NULL;
-	rc = 0;
-	if (c->head_len > head_len) {
-		/* Frames the client sent right behind its request. */
-		c->bytes_in += c->head_len - head_len;
-		rc = conn_feed(c, (uint8_t *)head + head_len,
-		    c->head_len - head_len);
-	}
 	c->head_len = 0;
+	rc = 0;
+	if (len > head_len) {
+		/* Frames the client sent right behind its request. */
+		c->bytes_in += len - head_len;
+		rc = conn_feed(c, (uint8_t *)buf + head_len, len - head_len);
+	}
 	free(head);
 	return rc;
+}
+
+/* What of a request was read into the read buffer, moved to a buffer of
+ * c's own for the reads to come (or for the plugins' late answer). */
+static int
+conn_keep_head(struct wsp_conn *c, const char *buf, size_t len)
+{
+	size_t cap = c->srv->cfg->max_header_size;
+
+	if ((c->head = malloc(cap)) == NULL)
+		return -1;
+	memcpy(c->head, buf, len);
+	c->head_cap = cap;
+	c->head_len = len;
+	return 0;
 }
 
 static int
@@ -511,7 +526,8 @@ conn_read_head(struct wsp_conn *c)
 	const struct wsp_config *cfg = c->srv->cfg;
 	struct http_request req;
 	const char *why = NULL, *reason = NULL, *proto = NULL;
-	size_t cap, end;
+	char *buf;
+	size_t cap, end, len;
 	ssize_t n;
 	int status;
 
@@ -529,34 +545,46 @@ conn_read_head(struct wsp_conn *c)
 			return 0;
 		}
 	}
-	/* The buffer keeps the size it was made with: a reload may change
-	 * max_header_size while this client is mid-request. */
 	if (c->head == NULL) {
-		if ((c->head = malloc(cfg->max_header_size)) == NULL)
-			return -1;
-		c->head_cap = cfg->max_header_size;
+		/* The first read goes to the process's read buffer, where a
+		 * request that comes whole (nearly every one) is parsed and
+		 * answered: a buffer of its own, max_header_size bytes
+		 * allocated and freed per connection, only for one that
+		 * comes in pieces, or that a plugin answers later. */
+		buf = (char *)c->srv->rbuf;
+		cap = cfg->max_header_size;
+		len = 0;
+	} else {
+		/* The buffer keeps the size it was made with: a reload may
+		 * change max_header_size while this client is mid-request. */
+		buf = c->head;
+		cap = c->head_cap;
+		len = c->head_len;
 	}
-	cap = c->head_cap;
-	n = conn_recv(c, c->head + c->head_len, cap - c->head_len);
+	n = conn_recv(c, buf + len, cap - len);
 	if (n == -1)
 		return errno == EAGAIN || errno == EINTR ? 0 : -1;
 	if (n == 0)
 		return -1; /* gone before asking anything: nothing to log */
-	if (c->head_len == 0 && c->ssl == NULL && c->head[0] == 0x16) {
+	if (len == 0 && c->ssl == NULL && buf[0] == 0x16) {
 		/* A TLS ClientHello on a plain port: no answer it could
 		 * read, so log and close. */
 		admit_refused(c->srv, c->ip, c->port, 400,
 		    "tls_on_plain_port", "TLS sent to a plain listener");
 		return -1;
 	}
-	c->head_len += (size_t)n;
-	if ((end = http_head_length(c->head, c->head_len)) == 0) {
-		if (c->head_len == cap)
+	len += (size_t)n;
+	if (buf == c->head)
+		c->head_len = len;
+	if ((end = http_head_length(buf, len)) == 0) {
+		if (len == cap)
 			conn_refuse(c, 431, "header_too_large",
 			    "request header fields too large");
+		else if (buf != c->head && conn_keep_head(c, buf, len) == -1)
+			return -1;
 		return 0;
 	}
-	status = http_request_parse(c->head, end, &req, &why);
+	status = http_request_parse(buf, end, &req, &why);
 	if (status == 0)
 		status = http_upgrade_check(&req, cfg->path, &why);
 	if (status == 404 && conn_wellknown(c, &req))
@@ -578,11 +606,13 @@ conn_read_head(struct wsp_conn *c)
 	if (c->srv->conn_hooks.vet != NULL) {
 		const char *by = NULL;
 
-		status = c->srv->conn_hooks.vet(c, &req, c->head, end,
+		status = c->srv->conn_hooks.vet(c, &req, buf, end,
 		    proto, &why, &by);
 		if (status == CONN_UPGRADE_WAIT) {
-			/* The request is parsed again from the head when the
+			/* The request is parsed again from c->head when the
 			 * answer comes; proto may not outlive a reload. */
+			if (buf != c->head && conn_keep_head(c, buf, len) == -1)
+				return -1;
 			if (proto != NULL &&
 			    (c->subprotocol = strdup(proto)) == NULL)
 				return -1;
@@ -598,7 +628,7 @@ conn_read_head(struct wsp_conn *c)
 			return 0;
 		}
 	}
-	return conn_upgrade(c, &req, end, proto);
+	return conn_upgrade(c, &req, buf, len, end, proto);
 }
 
 void
@@ -631,7 +661,8 @@ conn_upgrade_answered(struct wsp_conn *c)
 		conn_refuse(c, 500, "other", "internal error");
 		return 0;
 	}
-	return conn_upgrade(c, &req, end, c->subprotocol);
+	return conn_upgrade(c, &req, c->head, c->head_len, end,
+	    c->subprotocol);
 }
 
 /* The peer's session is over: unregister, tell the owner (the closed
