@@ -49,13 +49,19 @@
  * server's stage (srv->stage, CONN_STAGE_SIZE) and written by one
  * write(2) as the read ends; only what the socket does not take goes to
  * the evbuffer.  The evbuffer's reserve and commit, and the memory
- * budget's update, were a fifth of a ping's instructions.  The 101 of a
- * plaintext upgrade starts the stage (as bytes that are not a frame, the
- * head of the output the way conn_upgrade queues it otherwise), so the
- * greeting leaves with it in one write(2) and no evbuffer is filled.  Anything else
- * sent during that read (a control frame, a large frame, a close) and
- * the end of the session first move the stage to the evbuffer, so the
- * order on the wire never changes.  The stage is the process's, a fixed
+ * budget's update, were a fifth of a ping's instructions.  Control
+ * frames (a pong, our close) join the stage too.  The 101 of a plaintext
+ * upgrade starts it (as bytes that are not a frame, the head of the
+ * output the way conn_upgrade queues it otherwise), so the greeting
+ * leaves with it in one write(2).  A large frame sent during that read
+ * first moves the stage to the evbuffer, and the end of the session
+ * writes it at once, so the order on the wire never changes.
+ *
+ * The evbuffer (c->out, 144 bytes with malloc's due, a sixth of an idle
+ * connection) is made only when something must wait in it: a connection
+ * whose replies all leave through the stage never has one.  A keepalive
+ * ping to a connection with nothing queued goes through the stage from
+ * the timer, for the same reason.  Once made, it is kept.  The stage is the process's, a fixed
  * size like the read buffer, so it is not counted against
  * max_buffer_memory; what stays queued after the write is.
  *
@@ -105,6 +111,22 @@
 static void conn_event_cb(evutil_socket_t, short, void *);
 static void conn_mem_sync(struct wsp_conn *c);
 static void conn_stage_spill(struct wsp_conn *c);
+static void conn_stage_end(struct wsp_conn *c);
+
+/* What c has queued; NULL c->out is nothing. */
+static size_t
+conn_out_len(const struct wsp_conn *c)
+{
+	return c->out != NULL ? evbuffer_get_length(c->out) : 0;
+}
+
+struct evbuffer *
+conn_out(struct wsp_conn *c)
+{
+	if (c->out == NULL)
+		c->out = evbuffer_new();
+	return c->out;
+}
 
 static int
 conn_set_events(struct wsp_conn *c, int want_write)
@@ -296,18 +318,12 @@ conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
 		free(c);
 		return 0;
 	}
-	if ((c->out = evbuffer_new()) == NULL) {
-		admit_release(c);
-		free(c);
-		return -1;
-	}
 	/* struct event is embedded, so this ties us to the libevent ABI we
 	 * are built against, which the soname already does. */
 	event_assign(&c->ev, srv->base, fd, EV_READ | EV_PERSIST,
 	    conn_event_cb, c);
 	if (event_add(&c->ev, NULL) == -1) {
 		admit_release(c);
-		evbuffer_free(c->out);
 		free(c);
 		return -1;
 	}
@@ -349,7 +365,9 @@ conn_refuse_by(struct wsp_conn *c, int status, const char *reason,
 		if (strcmp(reason, "handshake_timeout") == 0)
 			metrics_tls_failed(c->srv, reason);
 		tls_conn_free(c);
-	} else if (status == 503)
+	} else if (conn_out(c) == NULL)
+		; /* out of memory: the client gets the close alone */
+	else if (status == 503)
 		/* The client's slot: the restart's schedule while one is
 		 * under way, else one spaced at the accept rate. */
 		http_response_retry(c->out, status, why, slots_retry_after_s(
@@ -377,6 +395,8 @@ conn_wellknown(struct wsp_conn *c, const struct http_request *req)
 	struct log_line *l;
 	int status;
 
+	if (conn_out(c) == NULL)
+		return 0;
 	status = http_wellknown_gone(req, cfg->path, cfg->gone, cfg->ngone,
 	    admit_origin_allowed(cfg, &req->origin), c->out);
 	if (status == 0)
@@ -455,16 +475,18 @@ conn_upgrade(struct wsp_conn *c, const struct http_request *req,
 	 * to frames pipelined behind the request join it, and the handler
 	 * writes them all with one write(2). */
 	if (c->ssl == NULL && srv->stage_conn == NULL &&
-	    evbuffer_get_length(c->out) == 0 &&
+	    conn_out_len(c) == 0 &&
 	    (n = http_response_101_flat((char *)srv->stage, CONN_STAGE_SIZE,
 	    accept, proto, c->zs != NULL ? ext : NULL)) <= CONN_STAGE_SIZE) {
 		srv->stage_conn = c;
 		srv->stage_len = srv->stage_raw = n;
 	} else {
+		if (conn_out(c) == NULL)
+			return -1;
 		http_response_101(c->out, accept, proto,
 		    c->zs != NULL ? ext : NULL);
 		/* frames follow it */
-		c->out_head = evbuffer_get_length(c->out);
+		c->out_head = conn_out_len(c);
 		c->out_head_size = c->out_head;
 		c->out_lost = 0;
 	}
@@ -675,8 +697,9 @@ conn_end_n(struct wsp_conn *c, uint16_t code, const char *reason,
 	struct wsp_server *srv = c->srv;
 	struct log_line *l;
 
-	if (srv->stage_conn == c)
-		conn_stage_spill(c);
+	/* What its read staged, a close frame last, goes now: nothing
+	 * follows it, so no evbuffer need hold it for the linger. */
+	conn_stage_end(c);
 	if (c->state == CONN_LINGER)
 		return;
 	c->state = CONN_LINGER;
@@ -742,6 +765,8 @@ conn_queue(struct wsp_conn *c, const uint8_t *hdr, size_t hl,
 	struct evbuffer_iovec v;
 	uint8_t *p;
 
+	if (conn_out(c) == NULL)
+		return -1;
 	/* One contiguous reservation: header and payload land together or
 	 * not at all, for about a third of the instructions of an expand
 	 * and two adds. */
@@ -793,8 +818,8 @@ static size_t
 conn_next_frame(struct wsp_conn *c)
 {
 	uint8_t h[10];
-	size_t have = evbuffer_copyout(c->out, h, sizeof(h)) < 0 ? 0 :
-	    evbuffer_get_length(c->out);
+	size_t have = c->out == NULL ||
+	    evbuffer_copyout(c->out, h, sizeof(h)) < 0 ? 0 : conn_out_len(c);
 
 	return conn_frame_len(h, have);
 }
@@ -815,15 +840,15 @@ conn_flush_out(struct wsp_conn *c)
 	size_t before, sent, most;
 	int n, rc = 0;
 
-	while (evbuffer_get_length(c->out) > 0) {
-		before = evbuffer_get_length(c->out);
+	while (conn_out_len(c) > 0) {
+		before = conn_out_len(c);
 		most = !c->out_lost && c->out_head_size >= CONN_EXACT_MIN ?
 		    c->out_head : SIZE_MAX;
 		n = conn_out_write(c, most);
 		if (n == -1 && errno != EAGAIN && errno != EINTR)
 			rc = -1;
-		sent = before - evbuffer_get_length(c->out);
-		if (evbuffer_get_length(c->out) == 0) {
+		sent = before - conn_out_len(c);
+		if (conn_out_len(c) == 0) {
 			c->out_head = c->out_head_size = 0;
 			c->out_lost = 0;
 		} else if (c->out_lost)
@@ -850,7 +875,7 @@ conn_flush_out(struct wsp_conn *c)
 static void
 conn_doom(struct wsp_conn *c, enum conn_doom why)
 {
-	size_t keep = c->out_lost ? 0 : c->out_head;
+	size_t keep = c->out_lost || c->out == NULL ? 0 : c->out_head;
 	struct evbuffer *rest;
 	int begun;
 
@@ -879,7 +904,8 @@ conn_doom(struct wsp_conn *c, enum conn_doom why)
 			keep = 0;
 		}
 	}
-	evbuffer_drain(c->out, evbuffer_get_length(c->out) - keep);
+	if (c->out != NULL)
+		evbuffer_drain(c->out, conn_out_len(c) - keep);
 	c->out_head = keep;
 	if (keep == 0)
 		c->out_head_size = 0;
@@ -894,7 +920,7 @@ conn_doom(struct wsp_conn *c, enum conn_doom why)
 static int
 conn_output_stalled(const struct wsp_conn *c)
 {
-	size_t len = evbuffer_get_length(c->out);
+	size_t len = conn_out_len(c);
 
 	return (c->state == CONN_OPEN || c->state == CONN_CLOSING) &&
 	    len > c->out_head &&
@@ -907,7 +933,7 @@ static void
 conn_shed(struct wsp_conn *c)
 {
 	struct wsp_server *srv = c->srv;
-	size_t out = evbuffer_get_length(c->out);
+	size_t out = conn_out_len(c);
 	int partial = c->msg_cap > out;
 	struct log_line *l;
 
@@ -938,7 +964,7 @@ conn_mem_sync(struct wsp_conn *c)
 
 	if (!c->mem_tracked)
 		return;
-	held = evbuffer_get_length(c->out) + c->msg_cap;
+	held = conn_out_len(c) + c->msg_cap;
 	/* A frame queued at its exact size is one block, freed only when
 	 * all of it is written: what was sent of it is still held. */
 	if (!c->out_lost && c->out_head_size >= CONN_EXACT_MIN)
@@ -984,7 +1010,8 @@ conn_stage_queue(struct wsp_conn *c, size_t skip, size_t len, size_t raw)
 		while (pos + (f = conn_frame_len(st + pos, len - pos)) <= skip)
 			pos += f;
 	}
-	if (evbuffer_add(c->out, st + skip, len - skip) == -1) {
+	if (conn_out(c) == NULL ||
+	    evbuffer_add(c->out, st + skip, len - skip) == -1) {
 		/* Out of memory: what is lost is replies, so c goes, with
 		 * no close frame if a frame was cut. */
 		c->out_lost = skip > pos;
@@ -1057,22 +1084,43 @@ conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 	hl = ws_frame_header(hdr, 1, opcode, len, NULL);
 	hdr[0] |= rsv1;
 	if (srv->stage_conn == c) {
-		if ((opcode == WS_OP_TEXT || opcode == WS_OP_BINARY) &&
-		    hl + len < CONN_EXACT_MIN &&
+		if (hl + len < CONN_EXACT_MIN &&
 		    hl + len <= CONN_STAGE_SIZE - srv->stage_len) {
 			memcpy(srv->stage + srv->stage_len, hdr, hl);
 			memcpy(srv->stage + srv->stage_len + hl, data, len);
 			srv->stage_len += hl + len;
 			c->bytes_out += hl + len;
-			c->msgs_out++;
-			metrics_message_out(srv, msg_len);
+			if (opcode == WS_OP_TEXT || opcode == WS_OP_BINARY) {
+				c->msgs_out++;
+				metrics_message_out(srv, msg_len);
+			}
 			return 0;
 		}
 		conn_stage_spill(c);
 		if (c->doomed)
 			return -1;
 	}
-	was_empty = evbuffer_get_length(c->out) == 0;
+	if (opcode == WS_OP_PING && !c->in_read && c->ssl == NULL &&
+	    srv->stage_conn == NULL && conn_out_len(c) == 0) {
+		/* A keepalive ping to a connection with nothing queued: one
+		 * write(2) through the stage, as its own replies go, so an
+		 * idle connection never needs an evbuffer. */
+		memcpy(srv->stage, hdr, hl);
+		memcpy(srv->stage + hl, data, len);
+		srv->stage_len = hl + len;
+		srv->stage_conn = c;
+		c->bytes_out += hl + len;
+		conn_stage_end(c);
+		if (conn_out_len(c) == 0)
+			return 0;
+		/* the socket did not take it all: the rest is queued */
+		conn_mem_sync(c);
+		if (c->doomed)
+			return -1;
+		conn_schedule_flush(c);
+		return 0;
+	}
+	was_empty = conn_out_len(c) == 0;
 	if (conn_queue(c, hdr, hl, data, len) == -1)
 		return -1;
 	if (was_empty)
@@ -1084,7 +1132,7 @@ conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 	}
 	/* TLS waits for the handler: a record may be half written. */
 	if (!c->in_read && c->ssl == NULL &&
-	    evbuffer_get_length(c->out) >= CONN_WRITE_NOW) {
+	    conn_out_len(c) >= CONN_WRITE_NOW) {
 		/* A peer gone shows again when the handler writes. */
 		(void)conn_flush_out(c);
 		if (conn_output_stalled(c)) {
@@ -1396,7 +1444,7 @@ conn_write(struct wsp_conn *c)
 			return -1;
 	}
 	conn_mem_sync(c);
-	if (evbuffer_get_length(c->out) > 0)
+	if (conn_out_len(c) > 0)
 		return conn_set_events(c, 1);
 	if (c->state == CONN_LINGER && !c->shut_wr) {
 		tls_close_notify(c);
@@ -1433,7 +1481,7 @@ conn_event_cb(evutil_socket_t fd, short what, void *arg)
 			break;
 		case CONN_OPEN:
 		case CONN_CLOSING:
-			if (c->ssl == NULL && evbuffer_get_length(c->out) == 0)
+			if (c->ssl == NULL && conn_out_len(c) == 0)
 				c->srv->stage_conn = c;
 			rc = conn_read_frames(c);
 			/* After an end (rc -1 too) conn_end_n emptied it. */
@@ -1553,7 +1601,8 @@ conn_destroy(struct wsp_conn *c)
 	dq_remove(c);
 	if (event_initialized(&c->ev))
 		event_del(&c->ev);
-	evbuffer_free(c->out);
+	if (c->out != NULL)
+		evbuffer_free(c->out);
 	tls_conn_free(c);
 	close(c->fd);
 	ws_decoder_fini(&c->dec);
@@ -1605,10 +1654,7 @@ conn_adopt(struct wsp_server *srv, int fd, const char *path, size_t path_len)
 	c->srv = srv;
 	c->fd = fd;
 	c->state = CONN_OPEN;
-	if ((c->out = evbuffer_new()) == NULL || (path != NULL &&
-	    (c->path = conn_path_get(srv, &target)) == NULL)) {
-		if (c->out != NULL)
-			evbuffer_free(c->out);
+	if (path != NULL && (c->path = conn_path_get(srv, &target)) == NULL) {
 		free(c);
 		return NULL;
 	}
@@ -1630,7 +1676,7 @@ conn_adopt_start(struct wsp_conn *c)
 		c->mem_tracked = 1;
 		conn_mem_sync(c);
 	}
-	if (evbuffer_get_length(c->out) > 0 || c->doomed)
+	if (conn_out_len(c) > 0 || c->doomed)
 		conn_schedule_flush(c);
 	return 0;
 }

@@ -266,7 +266,7 @@ ho_encode(struct wsp_conn *c, struct outbuf *b)
 		h.msg.p = c->msg != NULL ? c->msg : (const uint8_t *)"";
 		h.msg.n = c->msg_len;
 	}
-	if ((olen = evbuffer_get_length(c->out)) > 0) {
+	if (c->out != NULL && (olen = evbuffer_get_length(c->out)) > 0) {
 		if ((h.out.p = evbuffer_pullup(c->out, -1)) == NULL)
 			return -1;
 		h.out.n = olen;

@@ -390,7 +390,8 @@ ho_adopt_one(struct wsp_server *srv, const struct ho_conn *h, int fd,
 		c->msg_open = 1;
 		c->msg_opcode = h->msg_opcode;
 	}
-	if (h->out.n > 0 && evbuffer_add(c->out, h->out.p, h->out.n) == -1)
+	if (h->out.n > 0 && (conn_out(c) == NULL ||
+	    evbuffer_add(c->out, h->out.p, h->out.n) == -1))
 		goto nomem;
 	if (h->attrs.p != NULL) {
 		c->attrs = json_loadb((const char *)h->attrs.p, h->attrs.n, 0,

@@ -806,7 +806,7 @@ struct wsp_conn {
 	uint8_t doom;              /* enum conn_doom, while doomed */
 	uint16_t close_code;       /* for the close log line */
 	struct event ev; /* embedded: one allocation less per connection */
-	struct evbuffer *out;
+	struct evbuffer *out; /* made when something is first queued */
 	size_t out_head; /* bytes of out's first frame not yet written, when
 	                    known (!out_lost); else 0 */
 	size_t out_head_size; /* that frame's whole size */
@@ -850,6 +850,9 @@ struct wsp_conn {
 int conn_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
     socklen_t salen, int tls);
 int conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len);
+/* c's output buffer, made on first use (NULL: out of memory); c->out is
+ * NULL until something is queued. */
+struct evbuffer *conn_out(struct wsp_conn *c);
 int conn_send_text(struct wsp_conn *c, const char *data, size_t len);
 int conn_close(struct wsp_conn *c, uint16_t code, const char *reason);
 void conn_refuse(struct wsp_conn *c, int status, const char *reason,
