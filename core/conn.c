@@ -1087,7 +1087,9 @@ conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 		if (hl + len < CONN_EXACT_MIN &&
 		    hl + len <= CONN_STAGE_SIZE - srv->stage_len) {
 			memcpy(srv->stage + srv->stage_len, hdr, hl);
-			memcpy(srv->stage + srv->stage_len + hl, data, len);
+			if (len > 0) /* a bare ping or close passes NULL */
+				memcpy(srv->stage + srv->stage_len + hl, data,
+				    len);
 			srv->stage_len += hl + len;
 			c->bytes_out += hl + len;
 			if (opcode == WS_OP_TEXT || opcode == WS_OP_BINARY) {
@@ -1106,7 +1108,8 @@ conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 		 * write(2) through the stage, as its own replies go, so an
 		 * idle connection never needs an evbuffer. */
 		memcpy(srv->stage, hdr, hl);
-		memcpy(srv->stage + hl, data, len);
+		if (len > 0)
+			memcpy(srv->stage + hl, data, len);
 		srv->stage_len = hl + len;
 		srv->stage_conn = c;
 		c->bytes_out += hl + len;
