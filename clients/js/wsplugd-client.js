@@ -633,11 +633,15 @@ export class WsplugdClient extends EventTarget {
       this._failures = 0;
     }
     const hint = closeRetryHint(code, reason) ?? verdict?.retryAfter ?? null;
+    // One clock reading for the hint and the wait it sets: read twice, a
+    // millisecond between them made the wait a millisecond short of the
+    // hint it reports obeying.
+    const now = Date.now();
     if (hint !== null) {
-      this._notBefore = Date.now() + Math.min(hint, this.options.retryAfterCap);
+      this._notBefore = now + Math.min(hint, this.options.retryAfterCap);
     }
     // Paused, nothing is scheduled: resuming will.
-    const delay = this.paused ? null : this._nextDelay();
+    const delay = this.paused ? null : this._nextDelay(now);
     this._failures += 1;
     this._emit('close', { code, reason, wasClean, reconnect: true, delay });
     this._scheduleRetry(delay, hint !== null ? 'retry_after' : 'backoff');
@@ -646,9 +650,9 @@ export class WsplugdClient extends EventTarget {
   // The backoff step, never ending before a server hint allows: the hint
   // is a floor, and the jitter is added on top of it so that the clients
   // the hint was sent to do not all come back in the same instant.
-  _nextDelay() {
+  _nextDelay(now = Date.now()) {
     const delay = this.backoffDelay(this._failures);
-    const wait = this._notBefore - Date.now();
+    const wait = this._notBefore - now;
     return wait > 0 ? Math.ceil(wait) + delay : delay;
   }
 
