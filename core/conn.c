@@ -32,8 +32,8 @@
  * Reads go into the server's single read buffer, so an idle connection
  * holds no input buffer; a request head gets a buffer of its own only
  * when it comes in pieces or a plugin answers it later, and a message
- * only while its fragments arrive.  A message that fits in one read is dispatched in
- * place, unmasked, without a copy.
+ * only while its fragments arrive.  A message that fits in one read is
+ * dispatched in place, unmasked, without a copy.
  *
  * On a TLS listener the same descriptor carries an SSL object (tls.c):
  * the TLS handshake is the first part of CONN_HANDSHAKE, under the same
@@ -45,25 +45,26 @@
  * event; anything queued from elsewhere (a broadcast, a timer) schedules
  * the connection's event as active, so it is written once per loop turn.
  * The common case skips the evbuffer: while a plaintext connection with
- * nothing queued reads, its small data frames are gathered flat in the
+ * nothing queued reads, its small frames are gathered flat in the
  * server's stage (srv->stage, CONN_STAGE_SIZE) and written by one
  * write(2) as the read ends; only what the socket does not take goes to
  * the evbuffer.  The evbuffer's reserve and commit, and the memory
  * budget's update, were a fifth of a ping's instructions.  Control
- * frames (a pong, our close) join the stage too.  The 101 of a plaintext
+ * frames (a pong, our close) are staged like data.  The 101 of a plaintext
  * upgrade starts it (as bytes that are not a frame, the head of the
  * output the way conn_upgrade queues it otherwise), so the greeting
  * leaves with it in one write(2).  A large frame sent during that read
  * first moves the stage to the evbuffer, and the end of the session
- * writes it at once, so the order on the wire never changes.
+ * writes it at once, so the order on the wire never changes.  The stage
+ * is the process's, a fixed size like the read buffer, so it is not
+ * counted against max_buffer_memory; what stays queued after the write
+ * is.
  *
  * The evbuffer (c->out, 144 bytes with malloc's due, a sixth of an idle
  * connection) is made only when something must wait in it: a connection
  * whose replies all leave through the stage never has one.  A keepalive
  * ping to a connection with nothing queued goes through the stage from
- * the timer, for the same reason.  Once made, it is kept.  The stage is the process's, a fixed
- * size like the read buffer, so it is not counted against
- * max_buffer_memory; what stays queued after the write is.
+ * the timer, for the same reason.  Once made, it is kept.
  *
  * Memory: what a connection holds (its queued output and the buffer of
  * the message it is reassembling) is reported to membudget.c after every
@@ -1067,7 +1068,7 @@ conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 	uint8_t hdr[WS_MAX_HEADER], rsv1 = 0;
 	size_t hl, msg_len = len;
 	const uint8_t *z;
-	int was_empty;
+	int was_empty, alone;
 
 	if (c->doomed)
 		return -1;
@@ -1083,6 +1084,13 @@ conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 	}
 	hl = ws_frame_header(hdr, 1, opcode, len, NULL);
 	hdr[0] |= rsv1;
+	/* A keepalive ping to a connection with nothing queued, from the
+	 * timer: staged like a reply and written at once, so an idle
+	 * connection never needs an evbuffer. */
+	alone = opcode == WS_OP_PING && !c->in_read && c->ssl == NULL &&
+	    srv->stage_conn == NULL && conn_out_len(c) == 0;
+	if (alone)
+		srv->stage_conn = c;
 	if (srv->stage_conn == c) {
 		if (hl + len < CONN_EXACT_MIN &&
 		    hl + len <= CONN_STAGE_SIZE - srv->stage_len) {
@@ -1096,32 +1104,16 @@ conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 				c->msgs_out++;
 				metrics_message_out(srv, msg_len);
 			}
-			return 0;
+			if (!alone)
+				return 0;
+			conn_stage_end(c);
+			if (conn_out_len(c) == 0)
+				return 0;
+			goto queued; /* the socket did not take it all */
 		}
 		conn_stage_spill(c);
 		if (c->doomed)
 			return -1;
-	}
-	if (opcode == WS_OP_PING && !c->in_read && c->ssl == NULL &&
-	    srv->stage_conn == NULL && conn_out_len(c) == 0) {
-		/* A keepalive ping to a connection with nothing queued: one
-		 * write(2) through the stage, as its own replies go, so an
-		 * idle connection never needs an evbuffer. */
-		memcpy(srv->stage, hdr, hl);
-		if (len > 0)
-			memcpy(srv->stage + hl, data, len);
-		srv->stage_len = hl + len;
-		srv->stage_conn = c;
-		c->bytes_out += hl + len;
-		conn_stage_end(c);
-		if (conn_out_len(c) == 0)
-			return 0;
-		/* the socket did not take it all: the rest is queued */
-		conn_mem_sync(c);
-		if (c->doomed)
-			return -1;
-		conn_schedule_flush(c);
-		return 0;
 	}
 	was_empty = conn_out_len(c) == 0;
 	if (conn_queue(c, hdr, hl, data, len) == -1)
@@ -1143,6 +1135,7 @@ conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 			return -1;
 		}
 	}
+queued:
 	conn_mem_sync(c);
 	if (c->doomed)
 		return -1;
