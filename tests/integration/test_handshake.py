@@ -322,6 +322,33 @@ def test_frames_pipelined_behind_the_head_are_processed(wsplugd):
         assert r.expect_eof() == b""
 
 
+def test_request_in_pieces_then_frames_behind_it(wsplugd):
+    # A request that comes whole is parsed in the daemon's read buffer;
+    # one that comes in pieces is kept in a buffer of its own between
+    # reads.  Its end, with a frame right behind it, must still upgrade
+    # and answer in order.
+    d = wsplugd()
+    with Raw(d.port) as r:
+        key, head = r.request_bytes()
+        ping = json.dumps({"type": "ping", "id": "late"})
+        r.send_raw(head[:20])
+        time.sleep(0.2)
+        r.send_raw(head[20:-3])
+        time.sleep(0.2)
+        r.send_raw(head[-3:] + build_frame(1, ping))
+        status, headers, _ = r.response()
+        assert status == 101
+        assert headers["sec-websocket-accept"] == accept_key(key)
+        fin, op, payload = r.recv_frame()
+        assert json.loads(payload)["type"] == "connection_established"
+        fin, op, payload = r.recv_frame()
+        pong = json.loads(payload)
+        assert pong["type"] == "pong" and pong["id"] == "late"
+        r.send_frame(8, b"\x03\xe8")
+        assert r.recv_close() == b"\x03\xe8"
+        assert r.expect_eof() == b""
+
+
 def test_refused_client_gets_invalid_status_in_websockets(wsplugd):
     # The same refusal, seen by a conforming client.
     d = wsplugd()

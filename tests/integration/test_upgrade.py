@@ -285,6 +285,34 @@ def test_deferred_over_tls_with_pipelined_frames(wsplugd, tmp_path):
     d.wait_for("ws.open", user="tls")
 
 
+def test_deferred_plaintext_with_pipelined_frames(wsplugd):
+    """The same over plain TCP, where a request is parsed in the daemon's
+    read buffer: a plugin's late answer needs it kept, with the frame
+    behind it, until the answer comes."""
+    from rawws import build_frame
+    d = start(wsplugd)
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10 * SLOW)
+    try:
+        s.sendall(b"GET /ws?gate=later-300&user=plain HTTP/1.1\r\nHost: x\r\n"
+                  b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  b"Sec-WebSocket-Version: 13\r\n\r\n" +
+                  build_frame(0x1, b'{"type":"ping","id":"early"}'))
+        data = b""
+        deadline = time.monotonic() + 10 * SLOW
+        while data.count(b"pong") < 1 and time.monotonic() < deadline:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    assert data.startswith(b"HTTP/1.1 101 ")
+    assert data.index(b"connection_established") < data.index(b'"pong"')
+    assert b'"id":"early"' in data
+    d.wait_for("ws.open", user="plain")
+
+
 def test_a_plugin_built_for_abi_2_is_refused_clearly(tmp_path):
     conf = tmp_path / "abi2.conf"
     conf.write_text(config(plugins=["ping", "abi2"], plugin_sections={
