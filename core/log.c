@@ -173,6 +173,7 @@ static struct {
 } L = { .level = WSP_LOG_INFO, .fd = STDERR_FILENO, .ts_sec = -1 };
 
 static const char *level_names[] = { "debug", "info", "warn", "error" };
+static const unsigned char level_lens[] = { 5, 4, 4, 5 };
 
 const char *
 log_level_name(int level)
@@ -332,6 +333,42 @@ append_cut(struct log_line *l, const char *s, size_t n)
 	l->len += n;
 }
 
+/* n bytes, at most 16, without a call: two loads and two stores that
+ * overlap cover every length from 4 to 16.  Keys, numbers and most
+ * values are this short, and memcpy's call and length dispatch were
+ * more than the copy: some 500 instructions a handshake. */
+static inline void
+copy_small(char *d, const char *s, size_t n)
+{
+	uint64_t a, b;
+	uint32_t x, y;
+
+	if (n >= 8) {
+		memcpy(&a, s, 8);
+		memcpy(&b, s + n - 8, 8);
+		memcpy(d, &a, 8);
+		memcpy(d + n - 8, &b, 8);
+	} else if (n >= 4) {
+		memcpy(&x, s, 4);
+		memcpy(&y, s + n - 4, 4);
+		memcpy(d, &x, 4);
+		memcpy(d + n - 4, &y, 4);
+	} else if (n > 0) {
+		d[0] = s[0];
+		d[n / 2] = s[n / 2];
+		d[n - 1] = s[n - 1];
+	}
+}
+
+static inline void
+append_copy(char *d, const char *s, size_t n)
+{
+	if (n <= 16)
+		copy_small(d, s, n);
+	else
+		memcpy(d, s, n);
+}
+
 /* Inline, so that the many short constant pieces of a line are a store
  * each, not a call and a memcpy call: two lines a handshake spent a
  * quarter of their building in those calls. */
@@ -342,7 +379,7 @@ append(struct log_line *l, const char *s, size_t n)
 		append_cut(l, s, n);
 		return;
 	}
-	memcpy(l->buf + l->len, s, n);
+	append_copy(l->buf + l->len, s, n);
 	l->len += n;
 }
 
@@ -364,47 +401,78 @@ append_c(struct log_line *l, char c)
  */
 #define AS_IS 1
 #define BARE 2
+#ifndef __SSE2__
 static const unsigned char byte_class[256] = {
 	[' '] = AS_IS, ['!'] = AS_IS | BARE, ['#' ... '<'] = AS_IS | BARE,
 	['='] = AS_IS, ['>' ... '['] = AS_IS | BARE, [']' ... '~'] = AS_IS | BARE,
 };
+#endif
 
 /* The length of the run at the start of [s, s + n) of bytes of class
  * cls.  Every connection logs a 100-byte User-Agent and two 32-digit ids:
  * a table load a byte was still about a third of its two lines' building
  * (1,400 of some 4,000 instructions).  Where SSE2 is (every amd64),
- * sixteen bytes are classed with four vector compares (six for BARE);
- * the tail, and every byte elsewhere, by the table.
+ * sixteen bytes are classed with four vector compares (six for BARE),
+ * and so is the tail: a byte a table load was still 260 instructions a
+ * handshake for IPs, paths and event names.  Elsewhere, by the table.
  * Eight-byte words (SWAR) cost as much as the table on values this
  * short, which is why it is vectors or nothing. */
+#ifdef __SSE2__
+/* A bit for each of v's sixteen bytes that is not of class cls. */
+static inline unsigned
+span_bits(__m128i v, unsigned cls)
+{
+	__m128i out;
+
+	/* Compared as signed bytes, below 0x20 is a control byte or one
+	 * from 0x80: neither class has either. */
+	out = _mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
+	    _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f)));
+	out = _mm_or_si128(out, _mm_or_si128(
+	    _mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+	    _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
+	if (cls == BARE)
+		out = _mm_or_si128(out, _mm_or_si128(
+		    _mm_cmpeq_epi8(v, _mm_set1_epi8(' ')),
+		    _mm_cmpeq_epi8(v, _mm_set1_epi8('='))));
+	return (unsigned)_mm_movemask_epi8(out);
+}
+#endif
+
 static inline size_t
 span(const char *s, size_t n, unsigned cls)
 {
 	size_t i = 0;
 
 #ifdef __SSE2__
-	for (; n - i >= 16; i += 16) {
-		__m128i v = _mm_loadu_si128((const __m128i *)(s + i)), out;
-		unsigned bits;
+	unsigned bits;
+	size_t rest;
 
-		/* Compared as signed bytes, below 0x20 is a control byte
-		 * or one from 0x80: neither class has either. */
-		out = _mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
-		    _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f)));
-		out = _mm_or_si128(out, _mm_or_si128(
-		    _mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
-		    _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
-		if (cls == BARE)
-			out = _mm_or_si128(out, _mm_or_si128(
-			    _mm_cmpeq_epi8(v, _mm_set1_epi8(' ')),
-			    _mm_cmpeq_epi8(v, _mm_set1_epi8('='))));
-		if ((bits = (unsigned)_mm_movemask_epi8(out)) != 0)
+	for (; n - i >= 16; i += 16)
+		if ((bits = span_bits(_mm_loadu_si128(
+		    (const __m128i *)(s + i)), cls)) != 0)
 			return i + (size_t)__builtin_ctz(bits);
+	if ((rest = n - i) == 0)
+		return n;
+	/* The tail, shorter than sixteen bytes, in one vector as well: the
+	 * last sixteen of a value that had that many, or the tail copied
+	 * into a block of its own (never a read past the value's end). */
+	if (n >= 16)
+		bits = span_bits(_mm_loadu_si128((const __m128i *)(s + n -
+		    16)), cls) >> (16 - rest);
+	else {
+		char t[16] = { 0 };
+
+		copy_small(t, s + i, rest);
+		bits = span_bits(_mm_loadu_si128((const __m128i *)t), cls) &
+		    ((1u << rest) - 1);
 	}
-#endif
+	return bits != 0 ? i + (size_t)__builtin_ctz(bits) : n;
+#else
 	while (i < n && (byte_class[(unsigned char)s[i]] & cls))
 		i++;
 	return i;
+#endif
 }
 
 /* Escape for a JSON string or a quoted logfmt value: both take \" \\ \n
@@ -464,17 +532,37 @@ needs_quotes(const char *s, size_t n)
 	return n == 0 || span(s, n, BARE) != n;
 }
 
-static void
-append_key(struct log_line *l, const char *key)
+/* " key=" or ",\"key\":" with one test for room: the common case, a
+ * line far from full, is two stores and a copy of the key. */
+static inline __attribute__((always_inline)) void
+append_key(struct log_line *l, const char *key, size_t klen)
 {
+	char *p = l->buf + l->len;
+
+	if (l->len + klen + 4 > sizeof(l->buf) - LOG_RESERVE) {
+		if (L.format == LOG_FORMAT_JSON) {
+			append(l, ",\"", 2);
+			append(l, key, klen);
+			append(l, "\":", 2);
+		} else {
+			append_c(l, ' ');
+			append(l, key, klen);
+			append_c(l, '=');
+		}
+		return;
+	}
 	if (L.format == LOG_FORMAT_JSON) {
-		append(l, ",\"", 2);
-		append(l, key, strlen(key));
-		append(l, "\":", 2);
+		p[0] = ',';
+		p[1] = '"';
+		append_copy(p + 2, key, klen);
+		p[2 + klen] = '"';
+		p[3 + klen] = ':';
+		l->len += klen + 4;
 	} else {
-		append_c(l, ' ');
-		append(l, key, strlen(key));
-		append_c(l, '=');
+		p[0] = ' ';
+		append_copy(p + 1, key, klen);
+		p[1 + klen] = '=';
+		l->len += klen + 2;
 	}
 }
 
@@ -514,13 +602,14 @@ field_name(const char *key, char *out)
 
 /* Keep key=val, raw, as a journal field of the line being built.  Fields
  * that do not fit are left out: MESSAGE still has them. */
-static void
-field_add(struct log_line *l, const char *key, const char *val, size_t n)
+static void __attribute__((noinline))
+field_add_journal(struct log_line *l, const char *key, const char *val,
+    size_t n)
 {
 	char name[LOG_FIELD_NAME_MAX];
 	size_t nl;
 
-	if (L.target != LOG_TARGET_JOURNAL || l->nfields == LOG_MAX_FIELDS)
+	if (l->nfields == LOG_MAX_FIELDS)
 		return;
 	nl = field_name(key, name);
 	if (l->flen + nl + 1 + n > sizeof(l->fbuf))
@@ -532,6 +621,13 @@ field_add(struct log_line *l, const char *key, const char *val, size_t n)
 	l->fields[l->nfields].len = nl + 1 + n;
 	l->flen += nl + 1 + n;
 	l->nfields++;
+}
+
+static inline void
+field_add(struct log_line *l, const char *key, const char *val, size_t n)
+{
+	if (L.target == LOG_TARGET_JOURNAL)
+		field_add_journal(l, key, val, n);
 }
 
 struct log_line *
@@ -586,7 +682,7 @@ log_begin(int level, const char *event)
 		append(l, "{\"level\":\"", 10);
 	else
 		append(l, "level=", 6);
-	append(l, level_names[level], strlen(level_names[level]));
+	append(l, level_names[level], level_lens[level]);
 	if (L.format == LOG_FORMAT_JSON)
 		append_c(l, '"');
 	log_str(l, "event", event);
@@ -605,12 +701,13 @@ log_set_worker(int n)
 }
 
 void
-log_strn(struct log_line *l, const char *key, const char *val, size_t n)
+log_kstrn(struct log_line *l, const char *key, size_t klen, const char *val,
+    size_t n)
 {
 	if (l == NULL)
 		return;
 	field_add(l, key, val, n);
-	append_key(l, key);
+	append_key(l, key, klen);
 	if (L.format == LOG_FORMAT_JSON || needs_quotes(val, n)) {
 		append_c(l, '"');
 		append_escaped(l, val, n);
@@ -620,13 +717,13 @@ log_strn(struct log_line *l, const char *key, const char *val, size_t n)
 }
 
 void
-log_str(struct log_line *l, const char *key, const char *val)
+log_kstr(struct log_line *l, const char *key, size_t klen, const char *val)
 {
 	if (l == NULL)
 		return;
 	if (val == NULL)
 		val = "";
-	log_strn(l, key, val, strlen(val));
+	log_kstrn(l, key, klen, val, strlen(val));
 }
 
 /* Digits of u, with a minus sign if asked, ending at end; returns the
@@ -634,19 +731,31 @@ log_str(struct log_line *l, const char *key, const char *val)
 static char *
 format_decimal(char *end, unsigned long long u, int minus)
 {
+	/* two digits a step: half the divisions */
+	static const char pairs[] =
+	    "00010203040506070809101112131415161718192021222324"
+	    "25262728293031323334353637383940414243444546474849"
+	    "50515253545556575859606162636465666768697071727374"
+	    "75767778798081828384858687888990919293949596979899";
 	char *p = end;
 
-	do
-		*--p = (char)('0' + u % 10);
-	while ((u /= 10) != 0);
+	for (; u >= 100; u /= 100) {
+		p -= 2;
+		memcpy(p, pairs + 2 * (u % 100), 2);
+	}
+	if (u >= 10) {
+		p -= 2;
+		memcpy(p, pairs + 2 * u, 2);
+	} else
+		*--p = (char)('0' + u);
 	if (minus)
 		*--p = '-';
 	return p;
 }
 
-static void
-log_number(struct log_line *l, const char *key, unsigned long long u,
-    int minus)
+void
+log_knum(struct log_line *l, const char *key, size_t klen,
+    unsigned long long u, int minus)
 {
 	char b[24], *p;
 
@@ -654,22 +763,8 @@ log_number(struct log_line *l, const char *key, unsigned long long u,
 		return;
 	p = format_decimal(b + sizeof(b), u, minus);
 	field_add(l, key, p, (size_t)(b + sizeof(b) - p));
-	append_key(l, key);
+	append_key(l, key, klen);
 	append(l, p, (size_t)(b + sizeof(b) - p));
-}
-
-void
-log_int(struct log_line *l, const char *key, long long val)
-{
-	/* negated in unsigned arithmetic, so LLONG_MIN works */
-	log_number(l, key, val < 0 ? 0 - (unsigned long long)val :
-	    (unsigned long long)val, val < 0);
-}
-
-void
-log_uint(struct log_line *l, const char *key, unsigned long long val)
-{
-	log_number(l, key, val, 0);
 }
 
 static const int log_prio[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR };

@@ -532,11 +532,37 @@ void log_libevent(void);
 /* Build a line: log_begin returns NULL when level is filtered out, and
  * every other call accepts NULL, so call sites need no test. */
 struct log_line *log_begin(int level, const char *event);
-void log_str(struct log_line *l, const char *key, const char *val);
-void log_strn(struct log_line *l, const char *key, const char *val, size_t n);
-void log_int(struct log_line *l, const char *key, long long val);
-void log_uint(struct log_line *l, const char *key, unsigned long long val);
+void log_kstr(struct log_line *l, const char *key, size_t klen,
+    const char *val);
+void log_kstrn(struct log_line *l, const char *key, size_t klen,
+    const char *val, size_t n);
+void log_knum(struct log_line *l, const char *key, size_t klen,
+    unsigned long long u, int minus);
 void log_end(struct log_line *l);
+/* Inline, so that the length of a key, a literal at every call site, is
+ * counted by the compiler: two lines a handshake have 23 keys. */
+static inline void
+log_str(struct log_line *l, const char *key, const char *val)
+{
+	log_kstr(l, key, __builtin_strlen(key), val);
+}
+static inline void
+log_strn(struct log_line *l, const char *key, const char *val, size_t n)
+{
+	log_kstrn(l, key, __builtin_strlen(key), val, n);
+}
+static inline void
+log_int(struct log_line *l, const char *key, long long val)
+{
+	/* negated in unsigned arithmetic, so LLONG_MIN works */
+	log_knum(l, key, __builtin_strlen(key), val < 0 ?
+	    0 - (unsigned long long)val : (unsigned long long)val, val < 0);
+}
+static inline void
+log_uint(struct log_line *l, const char *key, unsigned long long val)
+{
+	log_knum(l, key, __builtin_strlen(key), val, 0);
+}
 /* A line with event and a formatted msg= field. */
 void log_msg(int level, const char *event, const char *fmt, ...)
     WSP_PRINTFLIKE(3, 4);

@@ -185,13 +185,15 @@ wrong_byte(int json, unsigned b, size_t vlen, size_t pos)
 	return wrong;
 }
 
-/* Every byte at every offset of values long enough to be classed sixteen
- * bytes at a time (log.c's span): one exactly a vector long, and one of
- * two vectors and a tail; in both formats, against the reference. */
+/* Every byte at every offset, in both formats, against the reference,
+ * of values of the lengths log.c's span classes differently: shorter
+ * than a vector (copied into one of its own: each of the copy's length
+ * classes), exactly one, and vectors and a tail (the last sixteen bytes
+ * again). */
 static void
 test_every_byte_every_offset(void)
 {
-	static const size_t lens[] = { 16, 37 };
+	static const size_t lens[] = { 1, 3, 4, 7, 8, 15, 16, 17, 31, 37 };
 	unsigned b;
 	size_t k, pos;
 	int wrong = 0, json;
@@ -222,11 +224,22 @@ test_numbers_and_level(void)
 	log_uint(l, "max", ULLONG_MAX);
 	log_int(l, "neg", -42);
 	log_int(l, "min", LLONG_MIN);
+	/* every count of digits, odd and even, around each power of ten;
+	 * keys of every length the short copy treats apart */
+	log_uint(l, "n9", 9);
+	log_uint(l, "n10_", 10);
+	log_uint(l, "n99_a", 99);
+	log_uint(l, "n100_ab", 100);
+	log_uint(l, "n1009_abc", 1009);
+	log_uint(l, "n65535_abcdefgh", 65535);
+	log_int(l, "m100000_abcdefghi", -100000);
 	log_end(l);
 	text = close_log();
 	CU_ASSERT_STRING_EQUAL(after_ts(text),
 	    "level=error event=t.num zero=0 max=18446744073709551615 neg=-42 "
-	    "min=-9223372036854775808\n");
+	    "min=-9223372036854775808 n9=9 n10_=10 n99_a=99 n100_ab=100 "
+	    "n1009_abc=1009 n65535_abcdefgh=65535 "
+	    "m100000_abcdefghi=-100000\n");
 	free(text);
 }
 
