@@ -29,6 +29,7 @@ dq_rearm(struct deadline_queue *q)
 
 	if (head == NULL) {
 		event_del(q->timer);
+		q->armed = 0;
 		return;
 	}
 	now = clock_mono_ms();
@@ -36,6 +37,7 @@ dq_rearm(struct deadline_queue *q)
 	tv.tv_sec = (time_t)(wait / 1000);
 	tv.tv_usec = (suseconds_t)(wait % 1000) * 1000;
 	event_add(q->timer, &tv);
+	q->armed = head->deadline;
 }
 
 static void
@@ -47,6 +49,7 @@ dq_fire_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	q->armed = 0;
 	/* expire() may push c back (a ping) onto this queue's tail: its new
 	 * deadline is in the future, so the loop stops there. */
 	while ((c = TAILQ_FIRST(&q->head)) != NULL && c->deadline <= now) {
@@ -61,6 +64,7 @@ dq_init(struct deadline_queue *q, struct event_base *base, const char *name,
     uint64_t interval, void (*expire)(struct wsp_conn *))
 {
 	TAILQ_INIT(&q->head);
+	q->armed = 0;
 	q->interval = interval;
 	q->expire = expire;
 	q->name = name;
@@ -78,6 +82,7 @@ dq_fini(struct deadline_queue *q)
 	if (q->timer != NULL)
 		event_free(q->timer);
 	q->timer = NULL;
+	q->armed = 0;
 }
 
 void
@@ -92,7 +97,12 @@ dq_push(struct deadline_queue *q, struct wsp_conn *c)
 	c->deadline = clock_mono_ms() + q->interval;
 	c->dq = q;
 	TAILQ_INSERT_TAIL(&q->head, c, dq_link);
-	if (was_empty)
+	/* A queue that emptied by removals kept its timer (dq_remove): if
+	 * that fires no later than c is due, it will find c and re-arm for
+	 * it then.  Under churn a queue empties and fills a thousand times
+	 * a second, and an event_add each time was 1.2 % of a handshake's
+	 * instructions. */
+	if (was_empty && (q->armed == 0 || q->armed > c->deadline))
 		dq_rearm(q);
 }
 
@@ -106,7 +116,9 @@ dq_remove(struct wsp_conn *c)
 	TAILQ_REMOVE(&q->head, c, dq_link);
 	c->dq = NULL;
 	/* A queue whose head left keeps its timer: it fires early, finds
-	 * nothing due and re-arms.  Cheaper than re-arming on every removal. */
+	 * nothing due and re-arms.  Cheaper than re-arming on every removal,
+	 * and dq_push leaves it armed too while it is not late for the new
+	 * head. */
 }
 
 static void

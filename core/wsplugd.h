@@ -587,6 +587,7 @@ struct deadline_queue {
 	TAILQ_HEAD(, wsp_conn) head;
 	uint64_t interval; /* ms */
 	struct event *timer;
+	uint64_t armed; /* the deadline timer is set for; 0: not set */
 	void (*expire)(struct wsp_conn *);
 	const char *name;
 };

@@ -22,6 +22,7 @@ UNIT_TESTS = \
 	tests/unit/test_attrs \
 	tests/unit/test_upgrade \
 	tests/unit/test_timers \
+	tests/unit/test_deadlines \
 	tests/unit/test_trust \
 	tests/unit/test_deflate \
 	tests/unit/test_tls \
@@ -111,6 +112,10 @@ tests_unit_test_timers_SOURCES = tests/unit/test_timers.c \
 	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_timers_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_timers_LDADD = $(UNIT_LDADD)
+tests_unit_test_deadlines_SOURCES = tests/unit/test_deadlines.c \
+	tests/unit/suite.c tests/unit/suite.h
+tests_unit_test_deadlines_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_deadlines_LDADD = $(UNIT_LDADD)
 tests_unit_test_trust_SOURCES = tests/unit/test_trust.c \
 	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_trust_CPPFLAGS = $(UNIT_CPPFLAGS)
