@@ -13,14 +13,23 @@
 #include <string.h>
 
 #include <uthash.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "wsplugd.h"
 
 struct ip_count {
-	UT_hash_handle hh;
+	UT_hash_handle hh; /* while spare, hh.next links the spares */
 	size_t n;
 	char ip[46];
 };
+
+/* Entries of addresses whose last connection left, kept for the next new
+ * address: a connection from an address of its own (most of them) paid a
+ * calloc and a free, 2 % of a handshake's instructions.  A few KiB at
+ * most, whatever the churn. */
+#define IP_SPARE_MAX 64
 
 void
 registry_init(struct registry *r)
@@ -28,6 +37,8 @@ registry_init(struct registry *r)
 	TAILQ_INIT(&r->conns);
 	r->count = 0;
 	r->by_ip = NULL;
+	r->ip_spare = NULL;
+	r->nip_spare = 0;
 	r->rnd_used = sizeof(r->rnd); /* empty: filled on first use */
 }
 
@@ -40,6 +51,11 @@ registry_fini(struct registry *r)
 		HASH_DEL(r->by_ip, e);
 		free(e);
 	}
+	while ((e = r->ip_spare) != NULL) {
+		r->ip_spare = e->hh.next;
+		free(e);
+	}
+	r->nip_spare = 0;
 }
 
 /* Ids come from getrandom(2) 4 KiB at a time: one system call per 256
@@ -47,9 +63,8 @@ registry_fini(struct registry *r)
 void
 registry_new_id(struct registry *r, char out[33])
 {
-	static const char hex[] = "0123456789abcdef";
+	const uint8_t *p;
 	ssize_t n;
-	size_t i;
 
 	if (r->rnd_used + 16 > sizeof(r->rnd)) {
 		do
@@ -59,12 +74,38 @@ registry_new_id(struct registry *r, char out[33])
 			abort(); /* no entropy source: ids would not be unique */
 		r->rnd_used = 0;
 	}
-	for (i = 0; i < 16; i++) {
-		uint8_t b = r->rnd[r->rnd_used + i];
+	p = r->rnd + r->rnd_used;
+#ifdef __SSE2__
+	/* Sixteen bytes to 32 digits in a few vector steps, not a table
+	 * load a digit (240 instructions a connection): the nibbles
+	 * interleaved high first, then '0' + x, or 'a' + x - 10 above 9. */
+	{
+		const __m128i mask = _mm_set1_epi8(0x0f);
+		__m128i v = _mm_loadu_si128((const __m128i *)p), hi, lo, d;
+		int k;
 
-		out[2 * i] = hex[b >> 4];
-		out[2 * i + 1] = hex[b & 15];
+		hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+		lo = _mm_and_si128(v, mask);
+		for (k = 0; k < 2; k++) {
+			d = k == 0 ? _mm_unpacklo_epi8(hi, lo) :
+			    _mm_unpackhi_epi8(hi, lo);
+			d = _mm_add_epi8(_mm_add_epi8(d, _mm_set1_epi8('0')),
+			    _mm_and_si128(_mm_cmpgt_epi8(d, _mm_set1_epi8(9)),
+			    _mm_set1_epi8('a' - '0' - 10)));
+			_mm_storeu_si128((__m128i *)(out + 16 * k), d);
+		}
 	}
+#else
+	{
+		static const char hex[] = "0123456789abcdef";
+		size_t i;
+
+		for (i = 0; i < 16; i++) {
+			out[2 * i] = hex[p[i] >> 4];
+			out[2 * i + 1] = hex[p[i] & 15];
+		}
+	}
+#endif
 	out[32] = '\0';
 	/* Don't leave used randomness where a later id could repeat it. */
 	memset(r->rnd + r->rnd_used, 0, 16);
@@ -114,7 +155,11 @@ registry_ip_ref(struct registry *r, const char *ip)
 
 	HASH_FIND_STR(r->by_ip, ip, e);
 	if (e == NULL) {
-		if ((e = calloc(1, sizeof(*e))) == NULL)
+		if ((e = r->ip_spare) != NULL) {
+			r->ip_spare = e->hh.next;
+			r->nip_spare--;
+			memset(e, 0, sizeof(*e));
+		} else if ((e = calloc(1, sizeof(*e))) == NULL)
 			return -1;
 		strncpy(e->ip, ip, sizeof(e->ip) - 1);
 		HASH_ADD_STR(r->by_ip, ip, e);
@@ -133,6 +178,11 @@ registry_ip_unref(struct registry *r, const char *ip)
 		return;
 	if (--e->n == 0) {
 		HASH_DEL(r->by_ip, e);
-		free(e);
+		if (r->nip_spare < IP_SPARE_MAX) {
+			e->hh.next = r->ip_spare;
+			r->ip_spare = e;
+			r->nip_spare++;
+		} else
+			free(e);
 	}
 }

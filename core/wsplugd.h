@@ -620,6 +620,8 @@ struct registry {
 	                         drain.c moves each it closes to the tail */
 	size_t count;
 	struct ip_count *by_ip; /* uthash */
+	struct ip_count *ip_spare; /* entries kept for reuse, a list */
+	size_t nip_spare;
 	uint8_t rnd[4096];      /* getrandom() in bulk, 16 bytes per id */
 	size_t rnd_used;
 };

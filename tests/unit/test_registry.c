@@ -1,6 +1,7 @@
 /*
  * test_registry.c: ids, membership and per-address counts.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +49,36 @@ test_ids_use_all_bits(void)
 	for (k = 0; k < 16; k++)
 		distinct += seen[k] > 0;
 	CU_ASSERT_EQUAL(distinct, 16);
+	registry_fini(&r);
+}
+
+/* Every byte value to its two digits, high nibble first: the pool is
+ * set by hand, so the digits are known. */
+static void
+test_ids_digits_exact(void)
+{
+	struct registry r;
+	char id[33], want[3];
+	size_t i, k, wrong = 0;
+
+	registry_init(&r);
+	for (i = 0; i < 256; i++)
+		r.rnd[i] = (uint8_t)(i * 7 + 3); /* every value, out of order */
+	r.rnd_used = 0;
+	for (i = 0; i < 16; i++) {
+		registry_new_id(&r, id);
+		CU_ASSERT_EQUAL(strlen(id), 32);
+		for (k = 0; k < 16; k++) {
+			snprintf(want, sizeof(want), "%02x",
+			    (unsigned)(uint8_t)((16 * i + k) * 7 + 3));
+			wrong += memcmp(id + 2 * k, want, 2) != 0;
+		}
+	}
+	CU_ASSERT_EQUAL(wrong, 0);
+	/* the randomness an id used is not left behind */
+	for (i = 0; i < 256; i++)
+		wrong += r.rnd[i] != 0;
+	CU_ASSERT_EQUAL(wrong, 0);
 	registry_fini(&r);
 }
 
@@ -112,6 +143,46 @@ test_ip_counts(void)
 	registry_fini(&r); /* frees what is left: valgrind checks */
 }
 
+/* Addresses come and go by the thousand: entries are kept for reuse, a
+ * bounded number, and a reused one counts from zero for its new address;
+ * registry_fini frees the spares too (valgrind and LeakSanitizer). */
+static void
+test_ip_entries_reused(void)
+{
+	struct registry r;
+	char ip[46];
+	size_t i, wrong = 0;
+
+	registry_init(&r);
+	for (i = 0; i < 200; i++) {
+		snprintf(ip, sizeof(ip), "10.0.%zu.%zu", i / 256, i % 256);
+		CU_ASSERT_EQUAL(registry_ip_ref(&r, ip), 0);
+	}
+	for (i = 0; i < 200; i++) {
+		snprintf(ip, sizeof(ip), "10.0.%zu.%zu", i / 256, i % 256);
+		registry_ip_unref(&r, ip);
+	}
+	CU_ASSERT(r.nip_spare > 0 && r.nip_spare <= 64);
+	CU_ASSERT_PTR_NULL(r.by_ip);
+	for (i = 0; i < 1000; i++) {
+		snprintf(ip, sizeof(ip), "192.168.%zu.%zu", i / 256, i % 256);
+		CU_ASSERT_EQUAL(registry_ip_ref(&r, ip), 0);
+		wrong += registry_ip_count(&r, ip) != 1;
+		wrong += registry_ip_count(&r, "10.0.0.1") != 0;
+		if (i % 2 == 0)
+			registry_ip_unref(&r, ip);
+	}
+	CU_ASSERT_EQUAL(wrong, 0);
+	CU_ASSERT(r.nip_spare <= 64);
+	for (i = 0; i < 1000; i++) {
+		snprintf(ip, sizeof(ip), "192.168.%zu.%zu", i / 256, i % 256);
+		wrong += registry_ip_count(&r, ip) != i % 2;
+	}
+	CU_ASSERT_EQUAL(wrong, 0);
+	registry_fini(&r);
+	CU_ASSERT_EQUAL(r.nip_spare, 0);
+}
+
 int
 main(void)
 {
@@ -126,9 +197,13 @@ main(void)
 	    test_ids_are_hex_and_distinct) == NULL ||
 	    CU_add_test(s, "ids use every hex digit",
 	    test_ids_use_all_bits) == NULL ||
+	    CU_add_test(s, "each byte gives its two digits",
+	    test_ids_digits_exact) == NULL ||
 	    CU_add_test(s, "add and remove keep the count",
 	    test_add_remove_counts) == NULL ||
-	    CU_add_test(s, "per-address counts", test_ip_counts) == NULL) {
+	    CU_add_test(s, "per-address counts", test_ip_counts) == NULL ||
+	    CU_add_test(s, "per-address entries are reused",
+	    test_ip_entries_reused) == NULL) {
 		CU_cleanup_registry();
 		return 1;
 	}
