@@ -30,6 +30,9 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "wsplugd.h"
 
@@ -189,11 +192,15 @@ line_end(const char *p, const char *end, const char **why_r)
 }
 
 /*
- * Does [v, end) hold only a header value's bytes?  Eight at a time: a
- * word with no byte below 0x20 and none equal to 0x7f is all value bytes
- * (bytes from 0x80 are obs-text); from the first word with one of those
- * (a tab, or a fault), byte by byte.  A User-Agent is a hundred bytes of
- * every request.
+ * Does [v, end) hold only a header value's bytes?  Where SSE2 is (every
+ * amd64), sixteen at a time, and the tail as the last sixteen of the
+ * value again: a byte up to 0x1f that is not a tab, or a 0x7f, is a
+ * fault (bytes from 0x80 are obs-text).  A User-Agent is a hundred bytes
+ * of every request, and eight bytes at a time was still 380 instructions
+ * a request.  Shorter values, and every value elsewhere, eight at a
+ * time: a word with no byte below 0x20 and none equal to 0x7f is all
+ * value bytes; from the first word with one of those (a tab, or a
+ * fault), byte by byte.
  */
 static int
 value_ok(const char *v, const char *end)
@@ -201,6 +208,25 @@ value_ok(const char *v, const char *end)
 	const uint64_t ones = 0x0101010101010101ULL, highs = ones * 0x80;
 	uint64_t x, d;
 
+#ifdef __SSE2__
+	if (end - v >= 16) {
+		const char *last = end - 16;
+		__m128i b, bad;
+
+		for (;;) {
+			b = _mm_loadu_si128((const __m128i *)v);
+			bad = _mm_or_si128(_mm_andnot_si128(
+			    _mm_cmpeq_epi8(b, _mm_set1_epi8('\t')),
+			    _mm_cmpeq_epi8(_mm_min_epu8(b, _mm_set1_epi8(0x1f)),
+			    b)), _mm_cmpeq_epi8(b, _mm_set1_epi8(0x7f)));
+			if (_mm_movemask_epi8(bad) != 0)
+				return 0;
+			if (v == last)
+				return 1;
+			v = end - v >= 32 ? v + 16 : last;
+		}
+	}
+#endif
 	for (; end - v >= 8; v += 8) {
 		memcpy(&x, v, 8);
 		d = x ^ (ones * 0x7f);
@@ -393,6 +419,42 @@ header_store(struct http_request *req, const char *name, size_t namelen,
 	return 0;
 }
 
+/*
+ * The end of the run of tchars at p, before eol.  Names are letters,
+ * digits and '-' but for a few other tchars: where SSE2 is, sixteen such
+ * bytes a step, then byte by byte from the first other byte (a ':', or
+ * one of the rest) with the table.  A request has a dozen names, and a
+ * table load a byte was 460 instructions of every request.
+ */
+static const char *
+tchar_span(const char *p, const char *eol)
+{
+#ifdef __SSE2__
+	while (eol - p >= 16) {
+		__m128i b = _mm_loadu_si128((const __m128i *)p), l, ok;
+		unsigned other;
+
+		/* b | 0x20 is a lower-case letter exactly when b is a letter;
+		 * bytes from 0x80 compare as negative, in no range */
+		l = _mm_or_si128(b, _mm_set1_epi8(0x20));
+		ok = _mm_and_si128(_mm_cmpgt_epi8(l, _mm_set1_epi8('a' - 1)),
+		    _mm_cmplt_epi8(l, _mm_set1_epi8('z' + 1)));
+		ok = _mm_or_si128(ok, _mm_and_si128(
+		    _mm_cmpgt_epi8(b, _mm_set1_epi8('0' - 1)),
+		    _mm_cmplt_epi8(b, _mm_set1_epi8('9' + 1))));
+		ok = _mm_or_si128(ok, _mm_cmpeq_epi8(b, _mm_set1_epi8('-')));
+		if ((other = ~(unsigned)_mm_movemask_epi8(ok) & 0xffff) != 0) {
+			p += __builtin_ctz(other);
+			break;
+		}
+		p += 16;
+	}
+#endif
+	while (p < eol && is_tchar((unsigned char)*p))
+		p++;
+	return p;
+}
+
 /* name ":" OWS value OWS, between p and the CR at eol. */
 static int
 parse_header(const char *p, const char *eol, struct http_request *req,
@@ -404,8 +466,7 @@ parse_header(const char *p, const char *eol, struct http_request *req,
 	 * allows a server to refuse it with 400. */
 	if (is_ows(*p))
 		return fail(why_r, "obsolete line folding");
-	for (q = p; q < eol && is_tchar((unsigned char)*q); q++)
-		;
+	q = tchar_span(p, eol);
 	if (q == eol)
 		return fail(why_r, "header line without colon");
 	if (*q == ':' && q == p)

@@ -552,33 +552,82 @@ test_obs_fold(void)
 	CU_ASSERT_EQUAL(parse(GET_CHAT " Host: h\r\n\r\n"), 400);
 }
 
-/* Every byte at every offset of a value long enough to be read a word at
- * a time, and of its tail: refused exactly when it is a control
- * character other than HTAB, or DEL.  (LF ends the line: a bare LF.) */
+/* Every byte at every offset of values of every length the checks treat
+ * apart (with the space before them: shorter than a vector, read a word
+ * at a time and byte by byte; exactly one vector; vectors and a tail
+ * read as the last sixteen bytes again): refused exactly when it is a
+ * control character other than HTAB, or DEL.  (LF ends the line: a bare
+ * LF.) */
 static void
 test_value_bytes_every_position(void)
 {
+	static const size_t vlens[] = { 6, 14, 15, 16, 30, 31, 37, 47 };
 	char head[256];
-	const size_t vlen = 37;
-	size_t pos, n, pre;
+	size_t pos, n, pre, k, vlen;
 	unsigned b;
 	int want, got, wrong = 0;
 
 	pre = (size_t)snprintf(head, sizeof(head), GET_CHAT "X-Long: ");
-	for (b = 0; b < 256; b++) {
-		if (b == '\n')
-			continue;
-		want = (b < 0x20 && b != '\t') || b == 0x7f ? 400 : 0;
-		for (pos = 0; pos < vlen; pos++) {
-			memset(head + pre, 'a', vlen);
-			head[pre + pos] = (char)b;
-			n = pre + vlen;
-			memcpy(head + n, "\r\n\r\n", 4);
-			n += 4;
-			got = parse_n(head, n);
-			if (got != want || (want == 400 &&
-			    !why_is("control character in header value")))
-				wrong++;
+	for (k = 0; k < sizeof(vlens) / sizeof(vlens[0]); k++) {
+		vlen = vlens[k];
+		for (b = 0; b < 256; b++) {
+			if (b == '\n')
+				continue;
+			want = (b < 0x20 && b != '\t') || b == 0x7f ? 400 : 0;
+			for (pos = 0; pos < vlen; pos++) {
+				memset(head + pre, 'a', vlen);
+				head[pre + pos] = (char)b;
+				n = pre + vlen;
+				memcpy(head + n, "\r\n\r\n", 4);
+				n += 4;
+				got = parse_n(head, n);
+				if (got != want || (want == 400 && !why_is(
+				    "control character in header value")))
+					wrong++;
+			}
+		}
+	}
+	CU_ASSERT_EQUAL(wrong, 0);
+}
+
+/* Every byte at every offset of header names of every length the scan
+ * treats apart (sixteen bytes a step while the line has them, then byte
+ * by byte), with a value long enough for the step on short names too:
+ * a tchar is part of the name; a ':' ends it (a name before it is
+ * accepted, none is not); any other byte is refused. */
+static void
+test_name_bytes_every_position(void)
+{
+	static const size_t nlens[] = { 1, 5, 15, 16, 17, 24, 33 };
+	static const char tchars[] = "!#$%&'*+-.^_`|~";
+	char head[256];
+	size_t pos, n, pre, k, nlen;
+	unsigned b;
+	int tchar, want, got, wrong = 0;
+
+	pre = (size_t)snprintf(head, sizeof(head), GET_CHAT);
+	for (k = 0; k < sizeof(nlens) / sizeof(nlens[0]); k++) {
+		nlen = nlens[k];
+		for (b = 1; b < 256; b++) {
+			tchar = (b >= 'a' && b <= 'z') || (b >= 'A' &&
+			    b <= 'Z') || (b >= '0' && b <= '9') ||
+			    strchr(tchars, (int)b) != NULL;
+			for (pos = 0; pos < nlen; pos++) {
+				memset(head + pre, 'n', nlen);
+				head[pre + pos] = (char)b;
+				n = pre + nlen;
+				n += (size_t)snprintf(head + n,
+				    sizeof(head) - n, ": %s\r\n\r\n",
+				    "a value of some length");
+				if (tchar)
+					want = 0;
+				else if (b == ':')
+					want = pos > 0 ? 0 : 400;
+				else
+					want = 400;
+				got = parse_n(head, n);
+				wrong += got != want;
+			}
 		}
 	}
 	CU_ASSERT_EQUAL(wrong, 0);
@@ -1068,6 +1117,8 @@ static const struct {
 	{ "426 on version other than 13", test_check_version },
 	{ "400 on bad Sec-WebSocket-Key", test_check_key },
 	{ "header names case-insensitive", test_case_insensitive },
+	{ "every byte at every offset of a header name",
+	    test_name_bytes_every_position },
 	{ "Connection and Upgrade token lists", test_token_lists },
 	{ "query string stripped from path", test_query_string },
 	{ "duplicate headers", test_duplicates },
