@@ -370,6 +370,35 @@ test_check_version(void)
 	    "Sec-WebSocket-Version: \t13 \t\r\n\r\n"), 0);
 }
 
+/* Every byte at every one of the 22 places of a key (that parses as a
+ * header value): good exactly when it is in the base64 alphabet. */
+static void
+test_check_key_every_byte(void)
+{
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "abcdefghijklmnopqrstuvwxyz0123456789+/";
+	char key[25], buf[512];
+	size_t pos;
+	unsigned b;
+	int want, wrong = 0;
+
+	for (b = 0x21; b < 256; b++) {
+		if (b == 0x7f)
+			continue; /* not a header value's byte */
+		want = strchr(b64, (int)b) != NULL ? 0 : 400;
+		for (pos = 0; pos < 22; pos++) {
+			memcpy(key, "dGhlIHNhbXBsZSBub25jZQ==", 25);
+			key[pos] = (char)b;
+			snprintf(buf, sizeof(buf), GET_CHAT "Host: h\r\n"
+			    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+			    "Sec-WebSocket-Key: %s\r\n"
+			    "Sec-WebSocket-Version: 13\r\n\r\n", key);
+			wrong += status(buf) != want;
+		}
+	}
+	CU_ASSERT_EQUAL(wrong, 0);
+}
+
 static void
 test_check_key(void)
 {
@@ -1116,6 +1145,7 @@ static const struct {
 	{ "400 without Upgrade/Connection", test_check_upgrade_headers },
 	{ "426 on version other than 13", test_check_version },
 	{ "400 on bad Sec-WebSocket-Key", test_check_key },
+	{ "a key's every byte at every place", test_check_key_every_byte },
 	{ "header names case-insensitive", test_case_insensitive },
 	{ "every byte at every offset of a header name",
 	    test_name_bytes_every_position },
