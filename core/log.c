@@ -767,6 +767,14 @@ log_knum(struct log_line *l, const char *key, size_t klen,
 	append(l, p, (size_t)(b + sizeof(b) - p));
 }
 
+void
+log_kint(struct log_line *l, const char *key, size_t klen, long long val)
+{
+	/* negated in unsigned arithmetic, so LLONG_MIN works */
+	log_knum(l, key, klen, val < 0 ? 0 - (unsigned long long)val :
+	    (unsigned long long)val, val < 0);
+}
+
 static const int log_prio[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR };
 
 /* Write buf whole to L.fd, or give up: there is nowhere left to report a

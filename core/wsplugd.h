@@ -539,30 +539,17 @@ void log_kstrn(struct log_line *l, const char *key, size_t klen,
 void log_knum(struct log_line *l, const char *key, size_t klen,
     unsigned long long u, int minus);
 void log_end(struct log_line *l);
-/* Inline, so that the length of a key, a literal at every call site, is
- * counted by the compiler: two lines a handshake have 23 keys. */
-static inline void
-log_str(struct log_line *l, const char *key, const char *val)
-{
-	log_kstr(l, key, __builtin_strlen(key), val);
-}
-static inline void
-log_strn(struct log_line *l, const char *key, const char *val, size_t n)
-{
-	log_kstrn(l, key, __builtin_strlen(key), val, n);
-}
-static inline void
-log_int(struct log_line *l, const char *key, long long val)
-{
-	/* negated in unsigned arithmetic, so LLONG_MIN works */
-	log_knum(l, key, __builtin_strlen(key), val < 0 ?
-	    0 - (unsigned long long)val : (unsigned long long)val, val < 0);
-}
-static inline void
-log_uint(struct log_line *l, const char *key, unsigned long long val)
-{
-	log_knum(l, key, __builtin_strlen(key), val, 0);
-}
+/* Macros, so that the length of a key, a literal at nearly every call
+ * site, is counted by the compiler: two lines a handshake have 23 keys.
+ * A key is evaluated twice: pass none with side effects. */
+#define log_str(l, key, val) log_kstr((l), (key), __builtin_strlen(key), (val))
+#define log_strn(l, key, val, n) \
+	log_kstrn((l), (key), __builtin_strlen(key), (val), (n))
+#define log_uint(l, key, val) \
+	log_knum((l), (key), __builtin_strlen(key), (val), 0)
+#define log_int(l, key, val) log_kint((l), (key), __builtin_strlen(key), (val))
+void log_kint(struct log_line *l, const char *key, size_t klen,
+    long long val);
 /* A line with event and a formatted msg= field. */
 void log_msg(int level, const char *event, const char *fmt, ...)
     WSP_PRINTFLIKE(3, 4);
