@@ -244,13 +244,36 @@ def test_shutdown_while_deferred(wsplugd):
     s.close()
 
 
+def gated_request_with_early_ping(s, user, stop_on=()):
+    """Send a request the gate plugin answers 300 ms late, as user, with a
+    ping frame right behind it, and read until the pong (10 s at most,
+    the socket closing, or an exception of stop_on)."""
+    from rawws import build_frame
+    s.sendall(b"GET /ws?gate=later-300&user=" + user.encode() +
+              b" HTTP/1.1\r\nHost: x\r\n"
+              b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+              b"Sec-WebSocket-Version: 13\r\n\r\n" +
+              build_frame(0x1, b'{"type":"ping","id":"early"}'))
+    data = b""
+    deadline = time.monotonic() + 10 * SLOW
+    while data.count(b"pong") < 1 and time.monotonic() < deadline:
+        try:
+            chunk = s.recv(4096)
+        except stop_on:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def test_deferred_over_tls_with_pipelined_frames(wsplugd, tmp_path):
     """A TLS client that sends a frame right behind its request while a
     plugin takes its time: nothing is read meanwhile, and after the late
     yes the 101, the greeting and the answer to the pipelined ping come
     in order."""
     import ssl
-    from rawws import build_frame
     from tlspki import PKI
     pki = PKI(tmp_path / "pki")
     sections = {"gate": {"path": GATE}}
@@ -262,21 +285,8 @@ def test_deferred_over_tls_with_pipelined_frames(wsplugd, tmp_path):
     raw = socket.create_connection(("127.0.0.1", d.port), timeout=10 * SLOW)
     s = ctx.wrap_socket(raw, server_hostname="localhost")
     try:
-        s.sendall(b"GET /ws?gate=later-300&user=tls HTTP/1.1\r\nHost: x\r\n"
-                  b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                  b"Sec-WebSocket-Version: 13\r\n\r\n" +
-                  build_frame(0x1, b'{"type":"ping","id":"early"}'))
-        data = b""
-        deadline = time.monotonic() + 10 * SLOW
-        while data.count(b"pong") < 1 and time.monotonic() < deadline:
-            try:
-                chunk = s.recv(4096)
-            except (ssl.SSLError, socket.timeout):
-                break
-            if not chunk:
-                break
-            data += chunk
+        data = gated_request_with_early_ping(
+            s, "tls", stop_on=(ssl.SSLError, socket.timeout))
     finally:
         s.close()
     assert data.startswith(b"HTTP/1.1 101 ")
@@ -289,22 +299,10 @@ def test_deferred_plaintext_with_pipelined_frames(wsplugd):
     """The same over plain TCP, where a request is parsed in the daemon's
     read buffer: a plugin's late answer needs it kept, with the frame
     behind it, until the answer comes."""
-    from rawws import build_frame
     d = start(wsplugd)
     s = socket.create_connection(("127.0.0.1", d.port), timeout=10 * SLOW)
     try:
-        s.sendall(b"GET /ws?gate=later-300&user=plain HTTP/1.1\r\nHost: x\r\n"
-                  b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                  b"Sec-WebSocket-Version: 13\r\n\r\n" +
-                  build_frame(0x1, b'{"type":"ping","id":"early"}'))
-        data = b""
-        deadline = time.monotonic() + 10 * SLOW
-        while data.count(b"pong") < 1 and time.monotonic() < deadline:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = gated_request_with_early_ping(s, "plain")
     finally:
         s.close()
     assert data.startswith(b"HTTP/1.1 101 ")

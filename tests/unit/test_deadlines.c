@@ -64,6 +64,15 @@ run(struct deadline_queue *q)
 	event_free(stop);
 }
 
+static struct wsp_conn *
+conn_new(void)
+{
+	struct wsp_conn *c = calloc(1, sizeof(*c));
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	return c;
+}
+
 static void
 sleep_ms(long ms)
 {
@@ -76,9 +85,8 @@ static void
 test_expires_once_not_early(void)
 {
 	struct deadline_queue q;
-	struct wsp_conn *a = calloc(1, sizeof(*a));
+	struct wsp_conn *a = conn_new();
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
 	memset(&expired, 0, sizeof(expired));
 	CU_ASSERT_EQUAL_FATAL(dq_init(&q, base, "t", INTERVAL, expire), 0);
 	dq_push(&q, a);
@@ -97,11 +105,9 @@ static void
 test_emptied_queue_keeps_its_timer(void)
 {
 	struct deadline_queue q;
-	struct wsp_conn *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+	struct wsp_conn *a = conn_new(), *b = conn_new();
 	uint64_t first;
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
 	memset(&expired, 0, sizeof(expired));
 	CU_ASSERT_EQUAL_FATAL(dq_init(&q, base, "t", INTERVAL, expire), 0);
 	dq_push(&q, a);
@@ -129,10 +135,8 @@ static void
 test_earlier_push_rearms(void)
 {
 	struct deadline_queue q;
-	struct wsp_conn *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+	struct wsp_conn *a = conn_new(), *b = conn_new();
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
 	memset(&expired, 0, sizeof(expired));
 	CU_ASSERT_EQUAL_FATAL(dq_init(&q, base, "t", 1500, expire), 0);
 	dq_push(&q, a);
