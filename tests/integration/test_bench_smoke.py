@@ -357,6 +357,7 @@ def test_idle_mode_answers_server_pings(wsplugd):
     assert before > 0 and after >= before
     # A first connection came and went before the RSS was read, so that
     # what the daemon sets up once is not counted per connection.
+    d.wait_count("ws.open", 51)
     opens = d.find_all("ws.open")
     assert len(opens) == 51
     assert all(len(o["ua"]) == 100 for o in opens)

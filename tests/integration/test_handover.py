@@ -292,7 +292,9 @@ def test_upgrades_keep_every_connection(upgradable):
     metrics = u.get("/metrics")
     assert f'wsplugd_handovers_total{{result="ok"}} {HANDOVERS}' in metrics
     # connections moved are not closed in the old process: no ws.close
-    # line until the clients closed at the end
+    # line until the clients closed at the end (the last of those lines
+    # may still be waiting to be written)
+    d.wait_count("ws.close", CLIENTS)
     assert len(d.find_all("ws.close")) == CLIENTS
     print(f"\nhand-over at {CLIENTS} connections: took_ms/pause_ms "
           f"{figures}; longest ping round trip seen by a client "
