@@ -731,7 +731,7 @@ test('a daemon that stops answering is a dead link: dropped, then replaced',
       { ...PAGE, connectTimeout: 1500, closeTimeout: 1000 });
     let rec = await pageUntil(demo, () => window.demo.record.pongs.length >= 3);
     const id1 = rec.established[0];
-    assert.equal(d.findAll('ws.open')[0]?.conn, id1);
+    assert.equal((await d.waitFor('ws.open')).conn, id1);
 
     // A stopped process keeps its sockets: to the browser the link is up
     // as far as TCP goes and silent otherwise, like a hung server or a
