@@ -15,12 +15,16 @@
  * surrogates and code points past U+10FFFF without ever decoding a code point.
  *
  * This runs on every byte of every text message, and most text is ASCII, so
- * while no sequence is open it skips eight bytes at a time whose high bits are
- * all clear.  The word is loaded with memcpy: the payload sits at any offset
- * inside a network buffer, and a cast would be an unaligned access.
+ * while no sequence is open it skips sixteen bytes at a time (SSE2's
+ * unaligned load) or eight (a word) whose high bits are all clear.  The
+ * word is loaded with memcpy: the payload sits at any offset inside a
+ * network buffer, and a cast would be an unaligned access.
  */
 #include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "wsplugd.h"
 
@@ -112,8 +116,19 @@ utf8_validate(uint32_t state, const uint8_t *p, size_t n)
 
 	while (p < end) {
 		if (state == S0 && *p < 0x80) {
-			/* Only worth a word load when this byte is ASCII:
-			 * in text that is mostly multibyte it rarely pays. */
+			/* Only worth a wide load when this byte is ASCII:
+			 * in text that is mostly multibyte it rarely pays.
+			 * Sixteen bytes a step where SSE2 is (every x86-64),
+			 * eight elsewhere. */
+#ifdef __SSE2__
+			while ((size_t)(end - p) >= 16 && !_mm_movemask_epi8(
+			    _mm_loadu_si128((const __m128i *)(const void *)p)))
+				p += 16;
+			if (end - p < 16 && n >= 16 &&
+			    !_mm_movemask_epi8(_mm_loadu_si128(
+			    (const __m128i *)(const void *)(end - 16))))
+				break;
+#endif
 			while ((size_t)(end - p) >= 8) {
 				memcpy(&w, p, sizeof(w));
 				if (w & HIGH_BITS)
@@ -124,7 +139,8 @@ utf8_validate(uint32_t state, const uint8_t *p, size_t n)
 			 * in one load (overlapping bytes already checked)
 			 * say whether the rest is ASCII, where a byte loop
 			 * cost a short message (a pong) more than its words
-			 * did.  If any is not, the loop below finds which. */
+			 * did.  If any is not, the loop below finds which.
+			 * The sixteen-byte tail above does the same. */
 			if (end - p < 8 && n >= 8) {
 				memcpy(&w, end - 8, sizeof(w));
 				if (!(w & HIGH_BITS))
