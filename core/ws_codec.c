@@ -17,7 +17,8 @@
  * past max_message fails with 1009 before a byte of its payload is taken.
  * Text is validated chunk by chunk with utf8.c, across fragments and across
  * interleaved control frames, so invalid UTF-8 fails the connection as soon
- * as it arrives rather than when the message ends.
+ * as it arrives rather than when the message ends.  A chunk the unmasking
+ * found all ASCII, with no sequence open before it, needs no more look.
  *
  * When permessage-deflate was negotiated (rsv1_ok), RSV1 on the first
  * frame of a data message marks it compressed: its chunks are handed on
@@ -311,16 +312,94 @@ ws_check_close(struct ws_decoder *d, const uint8_t *body, size_t len,
 	return 0;
 }
 
+/*
+ * Every payload byte of every received frame passes through here, so it
+ * XORs eight at a time with the key rotated to the starting offset and
+ * repeated twice, then four, then the last few a byte at a time.  Eight
+ * and four are multiples of four, so the key lines up again for each
+ * narrower step.  A byte loop with the key indexed per byte cost more
+ * than the words for a typical 30-byte message.  Loading and storing
+ * through memcpy keeps this free of alignment and aliasing assumptions;
+ * compilers turn it into plain moves.
+ *
+ * It returns the OR of every unmasked word, so that the decoder learns
+ * for one instruction a word whether a text chunk is all ASCII, and then
+ * skips the UTF-8 machine: nearly every message is, and utf8_validate
+ * was a tenth of a ping's instructions.  ws_mask, which has no use for
+ * it, is the same code with the result dropped (the compiler drops the
+ * ORs too).
+ */
+static inline uint64_t
+mask_run(uint8_t *p, size_t n, const uint8_t mask[4], size_t off)
+{
+	uint8_t k[8];
+	uint64_t key, w, seen = 0;
+	uint32_t key4, w4;
+	size_t i = 0, j;
+
+	off &= 3;
+	k[0] = k[4] = mask[off];
+	k[1] = k[5] = mask[(off + 1) & 3];
+	k[2] = k[6] = mask[(off + 2) & 3];
+	k[3] = k[7] = mask[(off + 3) & 3];
+	memcpy(&key, k, sizeof(key));
+	for (; n - i >= 32; i += 32) {
+		uint64_t w0, w1, w2, w3;
+
+		memcpy(&w0, p + i, 8);
+		memcpy(&w1, p + i + 8, 8);
+		memcpy(&w2, p + i + 16, 8);
+		memcpy(&w3, p + i + 24, 8);
+		w0 ^= key;
+		w1 ^= key;
+		w2 ^= key;
+		w3 ^= key;
+		seen |= w0 | w1 | w2 | w3;
+		memcpy(p + i, &w0, 8);
+		memcpy(p + i + 8, &w1, 8);
+		memcpy(p + i + 16, &w2, 8);
+		memcpy(p + i + 24, &w3, 8);
+	}
+	for (; n - i >= 8; i += 8) {
+		memcpy(&w, p + i, 8);
+		w ^= key;
+		seen |= w;
+		memcpy(p + i, &w, 8);
+	}
+	if (n - i >= 4) {
+		memcpy(&key4, k, 4);
+		memcpy(&w4, p + i, 4);
+		w4 ^= key4;
+		seen |= w4;
+		memcpy(p + i, &w4, 4);
+		i += 4;
+	}
+	for (j = 0; i < n; i++, j++) {
+		p[i] ^= k[j];
+		seen |= p[i];
+	}
+	return seen;
+}
+
+void
+ws_mask(uint8_t *p, size_t n, const uint8_t mask[4], size_t off)
+{
+	(void)mask_run(p, n, mask, off);
+}
+
 /* Payload bytes are unmasked where they lie, continuing the key where the
- * previous chunk of this frame left it. */
-static void
+ * previous chunk of this frame left it.  Returns the OR of the unmasked
+ * bytes (mask_run): a high bit set in it means a byte above 0x7F. */
+static uint64_t
 ws_unmask_chunk(struct ws_decoder *d, uint8_t *p, size_t n)
 {
-	ws_mask(p, n, d->mask, d->mpos);
+	uint64_t seen = mask_run(p, n, d->mask, d->mpos);
+
 	d->mpos = (uint8_t)((d->mpos + n) & 3);
 	d->remaining -= n;
 	if (d->remaining == 0)
 		d->in_payload = 0;
+	return seen;
 }
 
 /*
@@ -372,6 +451,7 @@ size_t
 ws_decode(struct ws_decoder *d, uint8_t *in, size_t len, struct ws_event *ev)
 {
 	size_t off = 0, n;
+	uint64_t seen;
 	uint8_t *p;
 	int r;
 
@@ -410,9 +490,14 @@ ws_decode(struct ws_decoder *d, uint8_t *in, size_t len, struct ws_event *ev)
 
 		p = in + off;
 		off += n;
-		ws_unmask_chunk(d, p, n);
+		seen = ws_unmask_chunk(d, p, n);
 		ev->fin = d->fin && d->remaining == 0;
-		if (d->msg_opcode == WS_OP_TEXT && !d->msg_compressed) {
+		/* ASCII leaves UTF8_ACCEPT where it is, and only there: a
+		 * sequence left open by the last chunk still goes through
+		 * the machine, which rejects an ASCII byte in it. */
+		if (d->msg_opcode == WS_OP_TEXT && !d->msg_compressed &&
+		    ((seen & 0x8080808080808080ULL) != 0 ||
+		    d->utf8 != UTF8_ACCEPT)) {
 			d->utf8 = utf8_validate(d->utf8, p, n);
 			if (d->utf8 == UTF8_REJECT ||
 			    (ev->fin && d->utf8 != UTF8_ACCEPT)) {
@@ -465,61 +550,6 @@ ws_frame_header(uint8_t out[WS_MAX_HEADER], int fin, uint8_t opcode,
 	return n;
 }
 
-/*
- * Every payload byte of every received frame passes through here, so it
- * XORs eight at a time with the key rotated to the starting offset and
- * repeated twice, then four, then the last few a byte at a time.  Eight
- * and four are multiples of four, so the key lines up again for each
- * narrower step.  A byte loop with the key indexed per byte cost more
- * than the words for a typical 30-byte message.  Loading and storing
- * through memcpy keeps this free of alignment and aliasing assumptions;
- * compilers turn it into plain moves.
- */
-void
-ws_mask(uint8_t *p, size_t n, const uint8_t mask[4], size_t off)
-{
-	uint8_t k[8];
-	uint64_t key, w;
-	uint32_t key4, w4;
-	size_t i = 0, j;
-
-	off &= 3;
-	k[0] = k[4] = mask[off];
-	k[1] = k[5] = mask[(off + 1) & 3];
-	k[2] = k[6] = mask[(off + 2) & 3];
-	k[3] = k[7] = mask[(off + 3) & 3];
-	memcpy(&key, k, sizeof(key));
-	for (; n - i >= 32; i += 32) {
-		uint64_t w0, w1, w2, w3;
-
-		memcpy(&w0, p + i, 8);
-		memcpy(&w1, p + i + 8, 8);
-		memcpy(&w2, p + i + 16, 8);
-		memcpy(&w3, p + i + 24, 8);
-		w0 ^= key;
-		w1 ^= key;
-		w2 ^= key;
-		w3 ^= key;
-		memcpy(p + i, &w0, 8);
-		memcpy(p + i + 8, &w1, 8);
-		memcpy(p + i + 16, &w2, 8);
-		memcpy(p + i + 24, &w3, 8);
-	}
-	for (; n - i >= 8; i += 8) {
-		memcpy(&w, p + i, 8);
-		w ^= key;
-		memcpy(p + i, &w, 8);
-	}
-	if (n - i >= 4) {
-		memcpy(&key4, k, 4);
-		memcpy(&w4, p + i, 4);
-		w4 ^= key4;
-		memcpy(p + i, &w4, 4);
-		i += 4;
-	}
-	for (j = 0; i < n; i++, j++)
-		p[i] ^= k[j];
-}
 
 size_t
 ws_close_payload(uint8_t out[WS_MAX_CONTROL], uint16_t code,

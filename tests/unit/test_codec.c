@@ -1430,6 +1430,62 @@ test_mask_function(void)
 	CU_ASSERT_EQUAL(bad, 0);
 }
 
+/*
+ * The decoder skips the UTF-8 machine for a chunk its unmasking found all
+ * ASCII.  So every byte above 0x7F (each of them is invalid alone) at
+ * every place of text of every length to 80, under each rotation of a key
+ * whose bytes have their high bits set or clear, must still fail with
+ * 1007, and the same text all ASCII must be delivered whole.
+ */
+/* Text of n bytes, printable ASCII but byte b at at (none when at == n),
+ * decoded from one frame under key: 1 when the decoder did wrong. */
+static unsigned
+ascii_skip_case(size_t n, size_t at, int b, const uint8_t key[4])
+{
+	uint8_t text[80], f[96];
+	struct ws_decoder d;
+	struct ws_event ev;
+	size_t hl, i, c;
+	unsigned bad;
+
+	for (i = 0; i < n; i++)
+		text[i] = (uint8_t)(0x20 + (i * 7 + key[0]) % 0x5f);
+	if (at < n)
+		text[at] = (uint8_t)b;
+	hl = ws_frame_header(f, 1, WS_OP_TEXT, n, key);
+	memcpy(f + hl, text, n);
+	ws_mask(f + hl, n, key, 0);
+	ws_decoder_init(&d, 0);
+	c = ws_decode(&d, f, hl + n, &ev);
+	if (at < n)
+		bad = ev.kind != WS_EV_ERROR || ev.close_code != 1007;
+	else
+		bad = ev.kind != WS_EV_DATA || !ev.fin || c != hl + n ||
+		    ev.len != n || memcmp(ev.data, text, n) != 0;
+	ws_decoder_fini(&d);
+	return bad;
+}
+
+static void
+test_ascii_skip(void)
+{
+	static const uint8_t keys[2][4] = { { 0x80, 0x81, 0x7f, 0x00 },
+	    { 0xff, 0x01, 0xc3, 0x55 } };
+	unsigned bad = 0, k;
+	size_t n, at;
+	int b;
+
+	for (n = 1; n <= 80; n++)
+		for (k = 0; k < 2; k++) {
+			for (at = 0; at < n; at++)
+				for (b = 0x80; b <= 0xff; b++)
+					bad += ascii_skip_case(n, at, b,
+					    keys[k]);
+			bad += ascii_skip_case(n, n, 0, keys[k]);
+		}
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
 /* Random valid UTF-8 of at least n bytes; returns its length. */
 static size_t
 random_text(uint8_t *p, size_t n)
@@ -1739,6 +1795,7 @@ main(void)
 		{ "ws_close_code_valid", test_close_code_valid },
 		{ "ws_frame_header", test_frame_header },
 		{ "ws_mask", test_mask_function },
+		{ "ASCII text skips the UTF-8 machine", test_ascii_skip },
 		{ "encoder round trip", test_round_trip },
 		{ "chunking oracle", test_chunking_oracle },
 		{ "RSV1 for permessage-deflate", test_rsv1 },
