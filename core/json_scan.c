@@ -23,7 +23,11 @@
  * stays jansson's, byte for byte.  tests/fuzz/fuzz_json_scan.c holds the
  * scan against json_loadb on every input.
  */
+#include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "wsplugd.h"
 
@@ -33,30 +37,6 @@
 /* No digit string this long overflows a json_int_t (or a double's
  * integer part), so overflow stays jansson's to report. */
 #define SCAN_MAX_DIGITS 18
-
-struct scanner {
-	const unsigned char *p, *end;
-	unsigned depth;
-};
-
-static int scan_value(struct scanner *);
-
-static void
-scan_space_run(struct scanner *s)
-{
-	while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' ||
-	    *s->p == '\n' || *s->p == '\r'))
-		s->p++;
-}
-
-/* Messages rarely hold whitespace: one compare, inline, rules most
- * bytes out before a call. */
-static inline void
-scan_space(struct scanner *s)
-{
-	if (s->p < s->end && *s->p <= ' ')
-		scan_space_run(s);
-}
 
 /* Bytes a string goes on over with no further look: printable ASCII
  * but the quote (22) and the backslash (5C).  Nearly every byte of a
@@ -73,39 +53,114 @@ static const unsigned char scan_plain[256] = {
 	/* 80..FF: 0 */
 };
 
-static int
-scan_peek(const struct scanner *s)
+/* The first byte from p on that is not plain, or end.  Sixteen bytes a
+ * step where SSE2 is and that many are left: a quote, a backslash, or a
+ * byte below 0x20 or above 0x7F (both below 0x20 as signed bytes) stops
+ * the run, exactly the bytes scan_plain holds 0 for.  Nothing is read at
+ * or past end. */
+static inline const unsigned char *
+plain_run(const unsigned char *p, const unsigned char *end)
 {
-	return s->p < s->end ? *s->p : -1;
+#ifdef __SSE2__
+	const __m128i quote = _mm_set1_epi8('"');
+	const __m128i bslash = _mm_set1_epi8('\\');
+	const __m128i space = _mm_set1_epi8(' ');
+	__m128i v;
+	int m;
+
+	while (end - p >= 16) {
+		v = _mm_loadu_si128((const __m128i *)(const void *)p);
+		m = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(
+		    _mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+		    _mm_cmplt_epi8(v, space)));
+		if (m != 0)
+			return p + __builtin_ctz((unsigned)m);
+		p += 16;
+	}
+#endif
+	while (p < end && scan_plain[*p])
+		p++;
+	return p;
+}
+
+/* The first byte from p on that is not an ASCII digit, or end.  Eight a
+ * step on little-endian hosts when eight are left: each byte XOR '0' is
+ * 0..9 for a digit; adding 0x76 sets the high bit of any other value
+ * below 0x80, and the value's own high bit marks the rest.  A carry out
+ * of a byte comes only from a non-digit, and goes to a later one, so the
+ * lowest marked byte is the first non-digit. */
+static inline const unsigned char *
+digit_run(const unsigned char *p, const unsigned char *end)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	uint64_t w, t;
+
+	while (end - p >= 8) {
+		memcpy(&w, p, sizeof(w));
+		w ^= 0x3030303030303030ULL;
+		t = ((w + 0x7676767676767676ULL) | w) & 0x8080808080808080ULL;
+		if (t != 0)
+			return p + (__builtin_ctzll(t) >> 3);
+		p += 8;
+	}
+#endif
+	while (p < end && (unsigned)(*p - '0') < 10)
+		p++;
+	return p;
+}
+
+/*
+ * Every scan_ function takes the position p of what it reads and the
+ * text's end, and returns the position just after it, or NULL for
+ * anything it declines: the position stays in a register, where a
+ * struct shared by every call kept it in memory.
+ */
+static const unsigned char *scan_value(const unsigned char *,
+    const unsigned char *, unsigned);
+
+static const unsigned char *
+scan_space_run(const unsigned char *p, const unsigned char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' ||
+	    *p == '\r'))
+		p++;
+	return p;
+}
+
+/* Messages rarely hold whitespace: one compare, inline, rules most
+ * bytes out before a call. */
+static inline const unsigned char *
+scan_space(const unsigned char *p, const unsigned char *end)
+{
+	return p < end && *p <= ' ' ? scan_space_run(p, end) : p;
 }
 
 /* The rest of a string from p, its first byte that is not plain: what
  * scan_string below leaves to a call.  Same contract as scan_string. */
-static int
-scan_string_rest(struct scanner *s, const unsigned char *p,
+static const unsigned char *
+scan_string_rest(const unsigned char *p, const unsigned char *end,
     const unsigned char **e_r, int *escaped_r)
 {
 	long cp, lo;
 	int k, escaped = 0;
 
 	for (;;) {
-		while (p < s->end && scan_plain[*p])
-			p++;
-		if (p == s->end || *p == '"')
+		p = plain_run(p, end);
+		if (p == end || *p == '"')
 			break;
 		if (*p < 0x20)
-			return -1;
+			return NULL;
 		if (*p >= 0x80) {
-			if ((k = utf8_char_len(p, (size_t)(s->end - p))) <= 0)
-				return -1;
+			if ((k = utf8_char_len(p, (size_t)(end - p))) <= 0)
+				return NULL;
 			p += k;
 			continue;
 		}
 		if (*p++ != '\\')
 			continue;
 		escaped = 1;
-		if (p == s->end)
-			return -1;
+		if (p == end)
+			return NULL;
 		switch (*p++) {
 		case '"':
 		case '\\':
@@ -119,239 +174,227 @@ scan_string_rest(struct scanner *s, const unsigned char *p,
 		case 'u':
 			/* \u0000 needs JSON_ALLOW_NUL; a low surrogate
 			 * must follow a high one */
-			if ((cp = utf8_hex4(p, s->end)) <= 0 ||
+			if ((cp = utf8_hex4(p, end)) <= 0 ||
 			    (cp >= 0xDC00 && cp <= 0xDFFF))
-				return -1;
+				return NULL;
 			p += 4;
 			if (cp >= 0xD800 && cp <= 0xDBFF) {
-				if (s->end - p < 6 || p[0] != '\\' ||
+				if (end - p < 6 || p[0] != '\\' ||
 				    p[1] != 'u')
-					return -1;
-				lo = utf8_hex4(p + 2, s->end);
+					return NULL;
+				lo = utf8_hex4(p + 2, end);
 				if (lo < 0xDC00 || lo > 0xDFFF)
-					return -1;
+					return NULL;
 				p += 6;
 			}
 			break;
 		default:
-			return -1;
+			return NULL;
 		}
 	}
-	if (p == s->end)
-		return -1;
+	if (p == end)
+		return NULL;
 	*e_r = p;
 	*escaped_r = escaped;
-	s->p = p + 1;
-	return 0;
+	return p + 1;
 }
 
-/* A string at s->p (its opening quote).  On success the bytes between the
+/* A string at p (its opening quote).  On success the bytes between the
  * quotes are [*b_r, *e_r) and *escaped_r says whether any escape is among
- * them.  -1 for anything jansson refuses or json_read.c would decline.
+ * them.  NULL for anything jansson refuses or json_read.c would decline.
  * Inline for the common case, plain bytes up to the closing quote: a
  * message's keys and short values were a third of the scan in calls. */
-static inline int
-scan_string(struct scanner *s, const unsigned char **b_r,
-    const unsigned char **e_r, int *escaped_r)
+static inline const unsigned char *
+scan_string(const unsigned char *p, const unsigned char *end,
+    const unsigned char **b_r, const unsigned char **e_r, int *escaped_r)
 {
-	const unsigned char *p = s->p + 1;
-
-	*b_r = p;
-	while (p < s->end && scan_plain[*p])
-		p++;
-	if (p < s->end && *p == '"') {
+	*b_r = ++p;
+	p = plain_run(p, end);
+	if (p < end && *p == '"') {
 		*e_r = p;
 		*escaped_r = 0;
-		s->p = p + 1;
-		return 0;
+		return p + 1;
 	}
-	return scan_string_rest(s, p, e_r, escaped_r);
+	return scan_string_rest(p, end, e_r, escaped_r);
 }
 
 /* -?(0|[1-9][0-9]*)(\.[0-9]+)?, integer part at most SCAN_MAX_DIGITS
  * digits; an exponent declines (strtod may overflow to jansson's error).
  * A decimal's fraction can be long: it never overflows. */
-static int
-scan_number(struct scanner *s)
+static const unsigned char *
+scan_number(const unsigned char *p, const unsigned char *end)
 {
-	const unsigned char *p = s->p, *digits;
-	int n;
+	const unsigned char *digits;
 
-	if (*p == '-' && ++p == s->end)
-		return -1;
-	if (*p == '0' && p + 1 < s->end && p[1] >= '0' && p[1] <= '9')
-		return -1;
-	for (digits = p; p < s->end && (unsigned)(*p - '0') < 10; p++)
-		;
+	if (*p == '-' && ++p == end)
+		return NULL;
+	if (*p == '0' && p + 1 < end && p[1] >= '0' && p[1] <= '9')
+		return NULL;
+	digits = p;
+	p = digit_run(p, end);
 	if (p == digits || p - digits > SCAN_MAX_DIGITS)
-		return -1;
-	if (p < s->end && *p == '.') {
-		p++;
-		n = 0;
-		for (; p < s->end && (unsigned)(*p - '0') < 10; p++)
-			n++;
-		if (n == 0)
-			return -1;
+		return NULL;
+	if (p < end && *p == '.') {
+		digits = ++p;
+		p = digit_run(p, end);
+		if (p == digits)
+			return NULL;
 	}
-	if (p < s->end && (*p == 'e' || *p == 'E'))
-		return -1;
+	if (p < end && (*p == 'e' || *p == 'E'))
+		return NULL;
 	/* jansson's lexer reads a number token up to a non-number byte;
 	 * a letter right after it ("1x") is its invalid token.  The caller
 	 * rejects anything but a separator after a value. */
-	s->p = p;
-	return 0;
+	return p;
 }
 
-static int
-scan_word(struct scanner *s, const char *w, size_t n)
+static const unsigned char *
+scan_word(const unsigned char *p, const unsigned char *end, const char *w,
+    size_t n)
 {
-	if ((size_t)(s->end - s->p) < n || memcmp(s->p, w, n) != 0)
-		return -1;
-	s->p += n;
-	return 0;
+	if ((size_t)(end - p) < n || memcmp(p, w, n) != 0)
+		return NULL;
+	return p + n;
 }
 
-/* After a member: 1 at the closing bracket, 0 at a comma, -1 else. */
-static int
-scan_after(struct scanner *s, int close)
+/* After a member, at p (past the value): *end_r is 1 at the closing
+ * bracket, 0 at a comma; the position after it, or NULL at anything
+ * else. */
+static inline const unsigned char *
+scan_after(const unsigned char *p, const unsigned char *end, int close,
+    int *end_r)
 {
-	scan_space(s);
-	if (scan_peek(s) == close) {
-		s->p++;
-		return 1;
+	if (p == end)
+		return NULL;
+	if (*p <= ' ' && (p = scan_space_run(p, end)) == end)
+		return NULL;
+	if (*p == close) {
+		*end_r = 1;
+		return p + 1;
 	}
-	if (scan_peek(s) != ',')
-		return -1;
-	s->p++;
-	scan_space(s);
-	return 0;
+	if (*p != ',')
+		return NULL;
+	*end_r = 0;
+	return scan_space(p + 1, end);
 }
 
-/* An object; top (the message itself) fills out with the members that
- * matter.  A repeated key's last value wins, as in jansson's tree. */
-static int
-scan_object(struct scanner *s, struct json_scan *out)
+/* An object at p (its '{'), depth levels deep; top (the message itself)
+ * fills out with the members that matter.  A repeated key's last value
+ * wins, as in jansson's tree. */
+static const unsigned char *
+scan_object(const unsigned char *p, const unsigned char *end,
+    unsigned depth, struct json_scan *out)
 {
-	const unsigned char *kb, *ke, *vb, *ve;
-	const unsigned char *vstart;
-	int esc, end;
+	const unsigned char *kb, *ke, *vb, *ve, *vstart;
+	int esc, last;
 
-	s->p++;
-	scan_space(s);
-	if (scan_peek(s) == '}') {
-		s->p++;
-		return 0;
-	}
+	p = scan_space(p + 1, end);
+	if (p < end && *p == '}')
+		return p + 1;
 	for (;;) {
-		if (scan_peek(s) != '"' || scan_string(s, &kb, &ke, &esc) == -1)
-			return -1;
+		if (p == end || *p != '"' ||
+		    (p = scan_string(p, end, &kb, &ke, &esc)) == NULL)
+			return NULL;
 		/* "typ\u0065" is "type" to jansson: decline rather than
 		 * unescape every key of the message */
 		if (out != NULL && esc)
-			return -1;
-		scan_space(s);
-		if (scan_peek(s) != ':')
-			return -1;
-		s->p++;
-		scan_space(s);
-		vstart = s->p;
+			return NULL;
+		/* the colon, looked for first: whitespace before it is
+		 * rare */
+		if ((p == end || *p != ':') &&
+		    ((p = scan_space(p, end)) == end || *p != ':'))
+			return NULL;
+		vstart = p = scan_space(p + 1, end);
 		if (out != NULL && ke - kb == 4 && memcmp(kb, "type", 4) == 0) {
-			if (scan_peek(s) == '"') {
-				if (scan_string(s, &vb, &ve, &esc) == -1)
-					return -1;
+			if (p < end && *p == '"') {
+				if ((p = scan_string(p, end, &vb, &ve, &esc)) ==
+				    NULL)
+					return NULL;
 				/* an escaped type would need unescaping */
 				out->type = esc ? NULL : (const char *)vb;
 				out->type_len = (size_t)(ve - vb);
 				out->type_escaped = esc;
-				out->type_seen = 1;
 			} else {
-				if (scan_value(s) == -1)
-					return -1;
+				if ((p = scan_value(p, end, depth)) == NULL)
+					return NULL;
 				out->type = NULL;
 				out->type_len = 0;
 				out->type_escaped = 0;
-				out->type_seen = 1;
 			}
-		} else if (scan_value(s) == -1)
-			return -1;
+			out->type_seen = 1;
+		} else if ((p = scan_value(p, end, depth)) == NULL)
+			return NULL;
 		if (out != NULL && ke - kb == 2 && memcmp(kb, "id", 2) == 0) {
 			out->id = (const char *)vstart;
-			out->id_len = (size_t)(s->p - vstart);
+			out->id_len = (size_t)(p - vstart);
 		}
-		if ((end = scan_after(s, '}')) == -1)
-			return -1;
-		if (end)
-			return 0;
+		if ((p = scan_after(p, end, '}', &last)) == NULL || last)
+			return p;
 	}
 }
 
-static int
-scan_array(struct scanner *s)
+static const unsigned char *
+scan_array(const unsigned char *p, const unsigned char *end, unsigned depth)
 {
-	int end;
+	int last;
 
-	s->p++;
-	scan_space(s);
-	if (scan_peek(s) == ']') {
-		s->p++;
-		return 0;
-	}
+	p = scan_space(p + 1, end);
+	if (p < end && *p == ']')
+		return p + 1;
 	for (;;) {
-		if (scan_value(s) == -1 || (end = scan_after(s, ']')) == -1)
-			return -1;
-		if (end)
-			return 0;
+		if ((p = scan_value(p, end, depth)) == NULL ||
+		    (p = scan_after(p, end, ']', &last)) == NULL || last)
+			return p;
 	}
 }
 
-static int
-scan_value(struct scanner *s)
+/* A value at p inside a container depth levels deep. */
+static const unsigned char *
+scan_value(const unsigned char *p, const unsigned char *end, unsigned depth)
 {
 	const unsigned char *b, *e;
-	int c = scan_peek(s), esc, rc;
+	int esc;
 
-	switch (c) {
+	if (p == end)
+		return NULL;
+	switch (*p) {
 	case '{':
+		return depth == SCAN_MAX_DEPTH ? NULL :
+		    scan_object(p, end, depth + 1, NULL);
 	case '[':
-		if (s->depth == SCAN_MAX_DEPTH)
-			return -1;
-		s->depth++;
-		rc = c == '{' ? scan_object(s, NULL) : scan_array(s);
-		s->depth--;
-		return rc;
+		return depth == SCAN_MAX_DEPTH ? NULL :
+		    scan_array(p, end, depth + 1);
 	case '"':
-		return scan_string(s, &b, &e, &esc);
+		return scan_string(p, end, &b, &e, &esc);
 	case 't':
-		return scan_word(s, "true", 4);
+		return scan_word(p, end, "true", 4);
 	case 'f':
-		return scan_word(s, "false", 5);
+		return scan_word(p, end, "false", 5);
 	case 'n':
-		return scan_word(s, "null", 4);
+		return scan_word(p, end, "null", 4);
 	case '-':
-		return scan_number(s);
+		return scan_number(p, end);
 	default:
-		if (c >= '0' && c <= '9')
-			return scan_number(s);
-		return -1;
+		if (*p >= '0' && *p <= '9')
+			return scan_number(p, end);
+		return NULL;
 	}
 }
 
 int
 json_scan(const char *buf, size_t len, struct json_scan *out)
 {
-	struct scanner s;
+	const unsigned char *p, *end;
 
 	memset(out, 0, sizeof(*out));
 	if (buf == NULL)
 		return -1;
-	s.p = (const unsigned char *)buf;
-	s.end = s.p + len;
-	s.depth = 1;
-	scan_space(&s);
-	if (scan_peek(&s) != '{' || scan_object(&s, out) == -1)
+	p = (const unsigned char *)buf;
+	end = p + len;
+	p = scan_space(p, end);
+	if (p == end || *p != '{' || (p = scan_object(p, end, 1, out)) == NULL)
 		goto decline;
-	scan_space(&s);
-	if (s.p != s.end)
+	if (scan_space(p, end) != end)
 		goto decline;
 	/* Routing needs a plain type string; anything else (none, not a
 	 * string, escaped) is the tree path's to answer or deliver. */

@@ -220,6 +220,65 @@ test_reads_only_its_input(void)
 	free(p);
 }
 
+/* A string value (str) or a number of len bytes, byte b at at, ending
+ * the message: 1 when the scan gets it wrong. */
+static unsigned
+run_case(int str, size_t len, size_t at, int b)
+{
+	static const char *const pre[2] = { "{\"type\":\"t\",\"id\":1",
+	    "{\"type\":\"t\",\"id\":\"" };
+	char buf[96], *p;
+	struct json_scan sc;
+	size_t h = strlen(pre[str]), n;
+	unsigned bad;
+	int plain;
+
+	memcpy(buf, pre[str], h);
+	memset(buf + h, str ? 'a' : '7', len);
+	buf[h + at] = (char)b;
+	n = h + len;
+	if (str)
+		buf[n++] = '"';
+	buf[n++] = '}';
+	if (str)
+		plain = b >= 0x20 && b < 0x80 && b != '"' && b != '\\';
+	else /* the leading 1 and len digits, within SCAN_MAX_DIGITS */
+		plain = b >= '0' && b <= '9' && 1 + len <= 18;
+	/* on the heap, exact size: a read past it is ASan's to report */
+	if ((p = malloc(n)) == NULL)
+		return 1;
+	memcpy(p, buf, n);
+	if (!plain)
+		bad = !consistent(p, n);
+	else /* the id is its value's text: quotes and all, or digits */
+		bad = json_scan(p, n, &sc) != 0 ||
+		    sc.id_len != len + (str ? 2 : 1) || !consistent(p, n);
+	free(p);
+	return bad;
+}
+
+/*
+ * Strings and digit runs go sixteen and eight bytes a step where they
+ * can, and a byte at a time near the end.  So every byte value at every
+ * place of a string value and of a number of every length to 40, the
+ * message ending right after it: a plain byte (or a digit) must be taken
+ * whole, anything else must agree with jansson.
+ */
+static void
+test_every_byte_in_runs(void)
+{
+	unsigned bad = 0;
+	size_t len, at;
+	int b, str;
+
+	for (str = 0; str < 2; str++)
+		for (len = 1; len <= 40; len++)
+			for (at = 0; at < len; at++)
+				for (b = 0; b < 256; b++)
+					bad += run_case(str, len, at, b);
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
 static void
 test_mutations(void)
 {
@@ -274,6 +333,8 @@ main(void)
 		{ "nesting cap", test_nesting_cap },
 		{ "reads only its input", test_reads_only_its_input },
 		{ "seeded mutations agree with jansson", test_mutations },
+		{ "every byte at every place of a run",
+		    test_every_byte_in_runs },
 	};
 	return suite_run("json_scan", tests, nitems(tests));
 }
