@@ -324,10 +324,8 @@ ws_check_close(struct ws_decoder *d, const uint8_t *body, size_t len,
  *
  * It returns the OR of every unmasked word, so that the decoder learns
  * for one instruction a word whether a text chunk is all ASCII, and then
- * skips the UTF-8 machine: nearly every message is, and utf8_validate
- * was a tenth of a ping's instructions.  ws_mask, which has no use for
- * it, is the same code with the result dropped (the compiler drops the
- * ORs too).
+ * skips the UTF-8 machine: nearly every message is ASCII.  ws_mask, which
+ * has no use for it, is the same code with the result dropped.
  */
 static inline uint64_t
 mask_run(uint8_t *p, size_t n, const uint8_t mask[4], size_t off)
