@@ -20,7 +20,9 @@
  * for every two handshakes under load.  A line of level warn or above is
  * written at once, with everything before it, so an error is on disk
  * before whatever follows it can go wrong; so is everything before the
- * process forks, execs a successor or exits.
+ * process forks, execs a successor or exits.  A worker gathers in memory
+ * it shares with the master (log_set_worker), where the master finds
+ * what a worker killed or crashed had not written (log_salvage).
  *
  * For the journal the line is sent as MESSAGE= and each of its fields also
  * as a journal field of its own, so `journalctl CONNECTION_ID=…` finds a
@@ -152,7 +154,7 @@ struct log_line {
 	size_t nfields;
 };
 
-static struct {
+struct log_state {
 	int level;
 	enum log_format format;
 	enum log_target target;
@@ -169,12 +171,24 @@ static struct {
 	struct log_line line;
 	struct event *flush_ev; /* NULL: no loop yet, write each line */
 	int worker;             /* log_set_worker's N, 0: not a worker */
-	size_t pending_max;     /* 0: sizeof(pending) */
-	size_t plen;
-	char pending[LOG_PENDING_MAX];
+	size_t pending_max;     /* how much pend may gather */
+	/* the gathered lines: the process's own buffer, or a worker's area
+	 * shared with the master (log_set_worker) */
+	char *pend;
+	_Atomic size_t *plen;
 	time_t ts_sec; /* the second ts_text holds, "YYYY-MM-DDTHH:MM:SS" */
 	char ts_text[24];
-} L = { .level = WSP_LOG_INFO, .fd = STDERR_FILENO, .ts_sec = -1 };
+};
+
+_Static_assert(LOG_WORKER_PENDING <= PIPE_BUF,
+    "a worker's write must be one piece on a pipe");
+
+static char own_pending[LOG_PENDING_MAX];
+static _Atomic size_t own_plen;
+
+static struct log_state L = { .level = WSP_LOG_INFO, .fd = STDERR_FILENO,
+    .ts_sec = -1, .pending_max = sizeof(own_pending), .pend = own_pending,
+    .plen = &own_plen };
 
 static const char *level_names[] = { "debug", "info", "warn", "error" };
 static const unsigned char level_lens[] = { 5, 4, 4, 5 };
@@ -303,6 +317,10 @@ void
 log_fini(void)
 {
 	log_sync();
+	/* a worker's area may be unmapped next: gather in our own again */
+	L.pending_max = sizeof(own_pending);
+	L.pend = own_pending;
+	L.plen = &own_plen;
 	if (L.target == LOG_TARGET_FILE && L.fd != STDERR_FILENO)
 		close(L.fd);
 	else if (L.target == LOG_TARGET_SYSLOG)
@@ -696,12 +714,16 @@ log_begin(int level, const char *event)
 }
 
 void
-log_set_worker(int n)
+log_set_worker(int n, struct log_pending *area)
 {
+	log_sync(); /* the master's, inherited: none, it syncs to fork */
 	L.worker = n;
 	/* Processes share the descriptor: a write of at most PIPE_BUF bytes
 	 * is one piece on a pipe, so lines of two workers never mix. */
-	L.pending_max = PIPE_BUF;
+	L.pending_max = sizeof(area->buf);
+	L.pend = area->buf;
+	L.plen = &area->len;
+	atomic_store_explicit(L.plen, 0, memory_order_relaxed);
 }
 
 void
@@ -834,9 +856,26 @@ fallback:
 void
 log_sync(void)
 {
-	if (L.plen > 0)
-		write_all(L.pending, L.plen);
-	L.plen = 0;
+	size_t n = atomic_load_explicit(L.plen, memory_order_relaxed);
+
+	if (n > 0)
+		write_all(L.pend, n);
+	atomic_store_explicit(L.plen, 0, memory_order_relaxed);
+}
+
+void
+log_salvage(struct log_pending *area)
+{
+	size_t n = atomic_load_explicit(&area->len, memory_order_acquire);
+
+	if (n == 0)
+		return;
+	/* a worker's stray pointer may have written anything here */
+	if (n > sizeof(area->buf))
+		n = sizeof(area->buf);
+	log_sync();
+	write_all(area->buf, n);
+	atomic_store_explicit(&area->len, 0, memory_order_relaxed);
 }
 
 static void
@@ -870,25 +909,29 @@ log_detach(void)
 static void
 log_write(const char *line, size_t len, int level)
 {
-	size_t max = L.pending_max != 0 ? L.pending_max : sizeof(L.pending);
+	size_t n;
 
 	if (L.flush_ev == NULL || level >= WSP_LOG_WARN || L.direct ||
-	    len > max) {
+	    len > L.pending_max) {
 		log_sync();
 		write_all(line, len);
 		return;
 	}
-	if (L.plen + len > max)
+	n = atomic_load_explicit(L.plen, memory_order_relaxed);
+	if (n + len > L.pending_max) {
 		log_sync();
+		n = 0;
+	}
 	/* The first line pending schedules the write; a log_sync() before
 	 * the timer leaves it armed, to write nothing or the next lines. */
-	if (L.plen == 0 && !evtimer_pending(L.flush_ev, NULL)) {
+	if (n == 0 && !evtimer_pending(L.flush_ev, NULL)) {
 		static const struct timeval delay = { 0, LOG_FLUSH_MS * 1000 };
 
 		evtimer_add(L.flush_ev, &delay);
 	}
-	memcpy(L.pending + L.plen, line, len);
-	L.plen += len;
+	memcpy(L.pend + n, line, len);
+	/* after the line's bytes: the master may read them (log_salvage) */
+	atomic_store_explicit(L.plen, n + len, memory_order_release);
 }
 
 void

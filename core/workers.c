@@ -42,6 +42,9 @@
  * after a backoff doubling from 100 ms to 5 s while it keeps dying within
  * a second of its start.  A worker whose heartbeat stops for
  * worker_watchdog is killed with SIGKILL (worker.watchdog) and replaced.
+ * The slot also holds the log lines a worker has gathered and not yet
+ * written (log.c); the master writes what a dead one left there before
+ * its worker.exit, so a worker killed or crashed loses none.
  *
  * SIGHUP, all or nothing: the master reads and checks the file (workers
  * and the listen addresses cannot change: they fail the reload with
@@ -123,6 +126,7 @@ struct worker_shm {
 	/* the spare slot: the master's bus store, for /metrics */
 	_Atomic uint64_t bus_channels, bus_history_bytes;
 	_Atomic uint64_t backlogged; /* workers replaced for their backlog */
+	struct log_pending log; /* its gathered log lines (log_salvage) */
 };
 
 struct worker {
@@ -876,7 +880,7 @@ worker_main(struct worker *w)
 	unsetenv("NOTIFY_SOCKET");
 	snprintf(n, sizeof(n), "%d", w->n);
 	setenv("WSPLUGD_WORKER", n, 1);
-	log_set_worker(w->n);
+	log_set_worker(w->n, &w->shm->log);
 	rc = M.serve(&M.cfg, M.file, M.level, &hooks);
 	close(w->cfd);
 	close(w->how);
@@ -885,8 +889,8 @@ worker_main(struct worker *w)
 	if (M.ctl_out != NULL)
 		evbuffer_free(M.ctl_out);
 	config_free(M.cfg); /* the one in force: a reload may have replaced it */
+	log_fini(); /* before the shared slots, where its lines gather, go */
 	master_close_sockets(); /* what is left of the master's tables */
-	log_fini();
 	libevent_global_shutdown();
 	exit(rc);
 }
@@ -947,6 +951,7 @@ worker_spawn(struct worker *w)
 	atomic_store(&w->shm->beat, 0);
 	atomic_store(&w->shm->calls.now, 0);
 	w->shm->calls.next = 0;
+	atomic_store(&w->shm->log.len, 0); /* the last one's, salvaged */
 	w->ready = 0;
 	w->beat_seen = 0;
 	w->started = workers_now();
@@ -1456,6 +1461,10 @@ master_reaped(struct worker *w, int status)
 	int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
 	pid_t pid = w->pid;
 
+	/* what it logged and had not written yet comes before the news of
+	 * its end: after the watchdog's SIGKILL or a crash, the lines of
+	 * its last moments (the connection that hung it) */
+	log_salvage(&w->shm->log);
 	w->pid = 0;
 	M.alive--;
 	master_ctl_close(w);

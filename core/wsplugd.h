@@ -554,9 +554,26 @@ void log_kint(struct log_line *l, const char *key, size_t klen,
 void log_msg(int level, const char *event, const char *fmt, ...)
     WSP_PRINTFLIKE(3, 4);
 const char *log_level_name(int level);
-/* In worker n (1..): every line carries worker=n, and lines gathered per
- * turn are written PIPE_BUF bytes at most, so processes never mix them. */
-void log_set_worker(int n);
+/* What a worker has gathered and not yet written, kept in memory it
+ * shares with the master (workers.c), so that the lines of a worker that
+ * dies (killed by the watchdog, a crash) are not lost with it: the
+ * master writes them (log_salvage) before the worker's worker.exit.
+ * len is stored after the bytes of a whole line, so a line the worker
+ * was in the middle of is not among them. */
+#define LOG_WORKER_PENDING 4096 /* PIPE_BUF on Linux */
+struct log_pending {
+	_Atomic size_t len;
+	char buf[LOG_WORKER_PENDING];
+};
+/* In worker n (1..): every line carries worker=n, lines are gathered in
+ * area, and written LOG_WORKER_PENDING bytes at most, one piece on a
+ * pipe, so processes never mix them. */
+void log_set_worker(int n, struct log_pending *area);
+/* In the master, once the worker that gathered in area is dead: write
+ * what it left there, after the master's own gathered lines, and empty
+ * it.  A line may be written twice if the worker died between writing
+ * its gathered lines and emptying area; none is lost. */
+void log_salvage(struct log_pending *area);
 
 /* clock.c: cached clocks */
 

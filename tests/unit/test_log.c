@@ -5,7 +5,12 @@
  * filter, and a line cut to its maximum before a character, never inside
  * one, and marked.
  */
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include <event2/event.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,6 +317,66 @@ test_truncated_line(void)
 	free(big);
 }
 
+/*
+ * A worker gathers its lines in memory it shares with the master; killed
+ * before it wrote them, it leaves them there, and log_salvage writes
+ * them, once, after what the master logged itself.  A child process in a
+ * loop plays the worker; SIGKILL, as the watchdog sends, ends it.
+ */
+static void
+test_salvage(void)
+{
+	struct log_pending *area;
+	struct event_base *base;
+	struct log_line *l;
+	const char *p;
+	char *text;
+	pid_t pid;
+	int status, i;
+
+	area = mmap(NULL, sizeof(*area), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	CU_ASSERT_FATAL(area != MAP_FAILED);
+	open_log(LOG_FORMAT_LOGFMT);
+	log_msg(WSP_LOG_INFO, "t.master", "before");
+	pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		if ((base = event_base_new()) == NULL || log_attach(base) != 0)
+			_exit(2);
+		log_set_worker(2, area);
+		for (i = 0; i < 3; i++) {
+			l = log_begin(WSP_LOG_INFO, "t.gathered");
+			log_int(l, "n", i);
+			log_end(l);
+		}
+		raise(SIGKILL);
+		_exit(3);
+	}
+	CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+	CU_ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	CU_ASSERT(atomic_load(&area->len) > 0);
+	log_salvage(area);
+	CU_ASSERT_EQUAL(atomic_load(&area->len), 0);
+	log_salvage(area); /* empty: writes nothing */
+	log_msg(WSP_LOG_INFO, "t.master", "after");
+	text = close_log();
+	p = text;
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p = strstr(p, "event=t.master msg=before"));
+	for (i = 0; i < 3; i++) {
+		char want[64];
+
+		snprintf(want, sizeof(want),
+		    "event=t.gathered worker=2 n=%d\n", i);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(p = strstr(p, want));
+	}
+	CU_ASSERT_PTR_NOT_NULL(strstr(p, "event=t.master msg=after"));
+	/* each once */
+	CU_ASSERT_PTR_NULL(strstr(strstr(text, "n=0") + 1, "n=0"));
+	free(text);
+	munmap(area, sizeof(*area));
+}
+
 int
 main(void)
 {
@@ -328,6 +393,8 @@ main(void)
 		    test_json },
 		{ "a line past its maximum is cut between characters and "
 		    "marked", test_truncated_line },
+		{ "a killed worker's gathered lines are salvaged, once",
+		    test_salvage },
 	};
 
 	return suite_run("log", tests, nitems(tests));
