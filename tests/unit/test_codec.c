@@ -1430,22 +1430,16 @@ test_mask_function(void)
 	CU_ASSERT_EQUAL(bad, 0);
 }
 
-/*
- * The decoder skips the UTF-8 machine for a chunk its unmasking found all
- * ASCII.  So every byte above 0x7F (each of them is invalid alone) at
- * every place of text of every length to 80, under each rotation of a key
- * whose bytes have their high bits set or clear, must still fail with
- * 1007, and the same text all ASCII must be delivered whole.
- */
 /* Text of n bytes, printable ASCII but byte b at at (none when at == n),
- * decoded from one frame under key: 1 when the decoder did wrong. */
+ * in one frame under key, decoded whole (split: the header alone first,
+ * then the payload): 1 when the decoder did wrong. */
 static unsigned
-ascii_skip_case(size_t n, size_t at, int b, const uint8_t key[4])
+ascii_skip_case(size_t n, size_t at, int b, const uint8_t key[4], int split)
 {
 	uint8_t text[80], f[96];
 	struct ws_decoder d;
 	struct ws_event ev;
-	size_t hl, i, c;
+	size_t hl, i, c = 0;
 	unsigned bad;
 
 	for (i = 0; i < n; i++)
@@ -1456,7 +1450,14 @@ ascii_skip_case(size_t n, size_t at, int b, const uint8_t key[4])
 	memcpy(f + hl, text, n);
 	ws_mask(f + hl, n, key, 0);
 	ws_decoder_init(&d, 0);
-	c = ws_decode(&d, f, hl + n, &ev);
+	if (split) {
+		c = ws_decode(&d, f, hl, &ev);
+		if (c != hl || ev.kind != WS_EV_NONE) {
+			ws_decoder_fini(&d);
+			return 1;
+		}
+	}
+	c += ws_decode(&d, f + c, hl + n - c, &ev);
 	if (at < n)
 		bad = ev.kind != WS_EV_ERROR || ev.close_code != 1007;
 	else
@@ -1466,6 +1467,14 @@ ascii_skip_case(size_t n, size_t at, int b, const uint8_t key[4])
 	return bad;
 }
 
+/*
+ * The decoder skips the UTF-8 machine for a chunk its unmasking found all
+ * ASCII, on the short path for a whole small frame and on the general
+ * one.  So every byte above 0x7F (each of them is invalid alone) at every
+ * place of text of every length to 80, under keys whose bytes have their
+ * high bits set or clear, decoded whole and split, must still fail with
+ * 1007, and the same text all ASCII must be delivered whole.
+ */
 static void
 test_ascii_skip(void)
 {
@@ -1473,16 +1482,18 @@ test_ascii_skip(void)
 	    { 0xff, 0x01, 0xc3, 0x55 } };
 	unsigned bad = 0, k;
 	size_t n, at;
-	int b;
+	int b, split;
 
-	for (n = 1; n <= 80; n++)
-		for (k = 0; k < 2; k++) {
-			for (at = 0; at < n; at++)
-				for (b = 0x80; b <= 0xff; b++)
-					bad += ascii_skip_case(n, at, b,
-					    keys[k]);
-			bad += ascii_skip_case(n, n, 0, keys[k]);
-		}
+	for (split = 0; split < 2; split++)
+		for (n = 1; n <= 80; n++)
+			for (k = 0; k < 2; k++) {
+				for (at = 0; at < n; at++)
+					for (b = 0x80; b <= 0xff; b++)
+						bad += ascii_skip_case(n, at,
+						    b, keys[k], split);
+				bad += ascii_skip_case(n, n, 0, keys[k],
+				    split);
+			}
 	CU_ASSERT_EQUAL(bad, 0);
 }
 
