@@ -459,8 +459,9 @@ ws_control(struct ws_decoder *d, uint8_t *in, size_t off, size_t n,
  * header checks, ws_start_frame's set-up and its undoing at the end of
  * the message were a third of a small message's decoding); anything
  * else, a limit that fails included, returns 0 and takes the general
- * path, which reports it.  The chunking oracle in test_codec and
- * fuzz_codec hold the two paths to the same events.
+ * path, which reports it.  test_codec (its event invariants, the limit
+ * and UTF-8 tests, the chunking oracle, which splits what the short path
+ * takes whole) and fuzz_codec hold the two paths to the same events.
  */
 static inline size_t
 ws_small_frame(struct ws_decoder *d, uint8_t *in, size_t len,
