@@ -716,7 +716,8 @@ log_begin(int level, const char *event)
 void
 log_set_worker(int n, struct log_pending *area)
 {
-	log_sync(); /* the master's, inherited: none, it syncs to fork */
+	/* Nothing is inherited to write: the master attaches no loop, so
+	 * it writes each line at once and has gathered none. */
 	L.worker = n;
 	/* Processes share the descriptor: a write of at most PIPE_BUF bytes
 	 * is one piece on a pipe, so lines of two workers never mix. */

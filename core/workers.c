@@ -951,7 +951,6 @@ worker_spawn(struct worker *w)
 	atomic_store(&w->shm->beat, 0);
 	atomic_store(&w->shm->calls.now, 0);
 	w->shm->calls.next = 0;
-	atomic_store(&w->shm->log.len, 0); /* the last one's, salvaged */
 	w->ready = 0;
 	w->beat_seen = 0;
 	w->started = workers_now();
