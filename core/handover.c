@@ -451,8 +451,8 @@ handover_transfer(struct handover *h, uint16_t version)
 			    "epoch");
 		else if (ho_send(h->fd, HO_T_HISTORY, b.p, b.len, NULL,
 		    0) == -1) {
-			why = errno == EAGAIN ? "timed out" :
-			    "cannot send the bus history";
+			why = ho_why_gone(h->fd, "cannot send the bus "
+			    "history", buf, sizeof(buf));
 			goto fail;
 		}
 		b.len = 0;
@@ -481,7 +481,8 @@ handover_transfer(struct handover *h, uint16_t version)
 		nb++;
 		if (nfds == HO_BATCH_FDS || b.len >= HO_BATCH_BYTES) {
 			if (ho_send_batch(h, &b, fds, nfds) == -1) {
-				why = strerror(errno);
+				why = ho_why_gone(h->fd, "cannot send the "
+				    "connections", buf, sizeof(buf));
 				goto fail;
 			}
 			b.len = 4; /* the count's place, filled when sent */
@@ -489,15 +490,19 @@ handover_transfer(struct handover *h, uint16_t version)
 		}
 	}
 	if (nfds > 0 && ho_send_batch(h, &b, fds, nfds) == -1) {
-		why = strerror(errno);
+		why = ho_why_gone(h->fd, "cannot send the connections", buf,
+		    sizeof(buf));
 		goto fail;
 	}
 	b.len = 0;
 	ho_counters(srv, v);
-	if (ho_counters_encode(&b, v, HOC_N) == -1 ||
-	    ho_send(h->fd, HO_T_END, b.p, b.len, NULL, 0) == -1) {
-		why = errno == EAGAIN ? "timed out" :
-		    "cannot send the counters";
+	if (ho_counters_encode(&b, v, HOC_N) == -1) {
+		why = "out of memory";
+		goto fail;
+	}
+	if (ho_send(h->fd, HO_T_END, b.p, b.len, NULL, 0) == -1) {
+		why = ho_why_gone(h->fd, "cannot send the counters", buf,
+		    sizeof(buf));
 		goto fail;
 	}
 	if (ho_recv(h->fd, &f, &payload, fds, 0, &nrecv, &why) == -1)
@@ -714,6 +719,7 @@ handover_start(struct wsp_server *srv)
 	socklen_t sl;
 	size_t nfds = 0, i;
 	int fds[HO_BATCH_FDS], fd;
+	char buf[512];
 	pid_t pid;
 
 	if (srv->handover != NULL) {
@@ -759,7 +765,8 @@ handover_start(struct wsp_server *srv)
 	ho_set_timeout(h->fd, srv->cfg->handover_timeout);
 	if (ho_send(h->fd, HO_T_LISTEN, b.p, b.len, fds, nfds) == -1) {
 		free(b.p);
-		handover_fail(h, "cannot pass the listeners on");
+		handover_fail(h, ho_why_gone(h->fd, "cannot pass the "
+		    "listeners on", buf, sizeof(buf)));
 		return;
 	}
 	free(b.p);

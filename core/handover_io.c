@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -200,6 +201,37 @@ fail:
 	free(payload);
 	ho_close_fds(fds, nfds);
 	return -1;
+}
+
+/*
+ * A send to the other process failed.  One that closed the channel (EPIPE)
+ * may have said why before it went: a new process that refuses its
+ * configuration writes FAIL and exits without reading the listeners, and
+ * it can be done before the old process, slower (under valgrind, or
+ * descheduled), has written them.  The FAIL is still in our receive queue;
+ * with the peer gone, reading it cannot block.  Its reason in buf, else
+ * what.
+ */
+const char *
+ho_why_gone(int fd, const char *what, char *buf, size_t size)
+{
+	struct ho_frame f;
+	uint8_t *payload;
+	const char *why;
+	size_t nfds;
+	int fds[1];
+
+	if (errno != EPIPE && errno != ECONNRESET)
+		return errno == EAGAIN ? "timed out" : what;
+	if (ho_recv(fd, &f, &payload, fds, 0, &nfds, &why) == -1)
+		return what;
+	if (f.type == HO_T_FAIL) {
+		snprintf(buf, size, "the new process refused: %.*s",
+		    (int)(f.len < 400 ? f.len : 400), (const char *)payload);
+		what = buf;
+	}
+	free(payload);
+	return what;
 }
 
 void

@@ -1792,6 +1792,7 @@ master_ho_transfer(void)
 {
 	struct outbuf b = { NULL, 0, 0 };
 	size_t i;
+	char buf[512];
 
 	if (!bus_hub_idle(M.hub)) {
 		struct timeval tv = { 0, 1000 };
@@ -1811,7 +1812,8 @@ master_ho_transfer(void)
 		    "bus history: channels start a new epoch");
 	if (ho_send(M.ho.fd, HO_T_HISTORY, b.p, b.len, NULL, 0) == -1) {
 		free(b.p);
-		master_ho_fail("cannot send the bus history");
+		master_ho_fail(ho_why_gone(M.ho.fd, "cannot send the bus "
+		    "history", buf, sizeof(buf)));
 		return;
 	}
 	free(b.p);
@@ -1979,6 +1981,7 @@ master_handover(void)
 	size_t nfds = 0, i, j;
 	int fds[HO_BATCH_FDS];
 	const char *why = NULL;
+	char buf[512];
 
 	if (M.ho.fd != -1)
 		why = "a hand-over is already running";
@@ -2030,7 +2033,8 @@ master_handover(void)
 	ho_set_timeout(M.ho.fd, M.cfg->handover_timeout);
 	if (ho_send(M.ho.fd, HO_T_LISTEN, b.p, b.len, fds, nfds) == -1) {
 		free(b.p);
-		master_ho_fail("cannot pass the listeners on");
+		master_ho_fail(ho_why_gone(M.ho.fd, "cannot pass the "
+		    "listeners on", buf, sizeof(buf)));
 		return;
 	}
 	free(b.p);

@@ -1958,6 +1958,9 @@ int ho_recv(int fd, struct ho_frame *f, uint8_t **payload_r, int *fds,
 /* ho_recv of a frame without descriptors. */
 int ho_recv_plain(int fd, struct ho_frame *f, uint8_t **payload_r,
     const char **why_r);
+/* Why a send on fd failed: the FAIL frame the other process wrote before
+ * it closed the channel (in buf), "timed out", or what. */
+const char *ho_why_gone(int fd, const char *what, char *buf, size_t size);
 /* handover.failed, from side "old" or "new". */
 void ho_log_failed(const char *side, pid_t pid, const char *why);
 

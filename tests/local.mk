@@ -28,6 +28,7 @@ UNIT_TESTS = \
 	tests/unit/test_tls \
 	tests/unit/test_drain \
 	tests/unit/test_handover_state \
+	tests/unit/test_handover_io \
 	tests/unit/test_bus \
 	tests/unit/test_bus_redis \
 	tests/unit/test_outbuf \
@@ -132,6 +133,10 @@ tests_unit_test_handover_state_SOURCES = tests/unit/test_handover_state.c \
 	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_handover_state_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_handover_state_LDADD = $(UNIT_LDADD)
+tests_unit_test_handover_io_SOURCES = tests/unit/test_handover_io.c \
+	tests/unit/suite.c tests/unit/suite.h
+tests_unit_test_handover_io_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_handover_io_LDADD = $(UNIT_LDADD)
 tests_unit_test_outbuf_SOURCES = tests/unit/test_outbuf.c \
 	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_outbuf_CPPFLAGS = $(UNIT_CPPFLAGS)
