@@ -616,8 +616,7 @@ ho_read_cb(evutil_socket_t fd, short what, void *arg)
 		handover_transfer(h, f.version);
 		return;
 	case HO_T_FAIL:
-		snprintf(buf, sizeof(buf), "the new process refused: %.*s",
-		    (int)(f.len < 400 ? f.len : 400), (const char *)payload);
+		ho_fail_text(&f, payload, buf, sizeof(buf));
 		free(payload);
 		handover_fail(h, buf);
 		return;

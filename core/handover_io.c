@@ -203,6 +203,18 @@ fail:
 	return -1;
 }
 
+/* A FAIL frame's reason as the old side logs it, at most 400 bytes of
+ * the new process's text, in buf. */
+const char *
+ho_fail_text(const struct ho_frame *f, const uint8_t *payload, char *buf,
+    size_t size)
+{
+	snprintf(buf, size, "the new process refused: %.*s",
+	    (int)(f->len < 400 ? f->len : 400),
+	    payload != NULL ? (const char *)payload : "");
+	return buf;
+}
+
 /*
  * A send to the other process failed.  One that closed the channel (EPIPE)
  * may have said why before it went: a new process that refuses its
@@ -225,11 +237,8 @@ ho_why_gone(int fd, const char *what, char *buf, size_t size)
 		return errno == EAGAIN ? "timed out" : what;
 	if (ho_recv(fd, &f, &payload, fds, 0, &nfds, &why) == -1)
 		return what;
-	if (f.type == HO_T_FAIL) {
-		snprintf(buf, size, "the new process refused: %.*s",
-		    (int)(f.len < 400 ? f.len : 400), (const char *)payload);
-		what = buf;
-	}
+	if (f.type == HO_T_FAIL)
+		what = ho_fail_text(&f, payload, buf, size);
 	free(payload);
 	return what;
 }

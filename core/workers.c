@@ -1941,8 +1941,7 @@ master_ho_read_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (f.type == HO_T_FAIL) {
-		snprintf(buf, sizeof(buf), "the new process refused: %.*s",
-		    (int)(f.len < 400 ? f.len : 400), (const char *)payload);
+		ho_fail_text(&f, payload, buf, sizeof(buf));
 		free(payload);
 		master_ho_fail(buf);
 		return;

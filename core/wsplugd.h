@@ -1958,6 +1958,9 @@ int ho_recv(int fd, struct ho_frame *f, uint8_t **payload_r, int *fds,
 /* ho_recv of a frame without descriptors. */
 int ho_recv_plain(int fd, struct ho_frame *f, uint8_t **payload_r,
     const char **why_r);
+/* A FAIL frame's reason, "the new process refused: ...", in buf. */
+const char *ho_fail_text(const struct ho_frame *f, const uint8_t *payload,
+    char *buf, size_t size);
 /* Why a send on fd failed: the FAIL frame the other process wrote before
  * it closed the channel (in buf), "timed out", or what. */
 const char *ho_why_gone(int fd, const char *what, char *buf, size_t size);

@@ -99,53 +99,54 @@ test_too_many_fds(void)
 }
 
 /*
- * The other process said FAIL and closed the channel before we wrote (a
- * new binary that refuses its configuration does not read the
- * listeners): the send fails, and the reason is what it said.
+ * The peer writes a frame of type said (0: none) and closes the channel
+ * before we send: our send fails with EPIPE, and ho_why_gone answers with
+ * what in buf.
  */
+static const char *
+gone(uint16_t said, const char *text, const char *what, char *buf,
+    size_t size)
+{
+	const char *why;
+	int sv[2];
+
+	pair(sv);
+	if (said != 0)
+		CU_ASSERT_EQUAL(ho_send(sv[1], said, text, strlen(text), NULL,
+		    0), 0);
+	close(sv[1]);
+	CU_ASSERT_EQUAL(ho_send(sv[0], HO_T_LISTEN, "abc", 3, NULL, 0), -1);
+	CU_ASSERT_EQUAL(errno, EPIPE);
+	why = ho_why_gone(sv[0], what, buf, size);
+	close(sv[0]);
+	return why;
+}
+
+/* The other process said FAIL and closed the channel before we wrote (a
+ * new binary that refuses its configuration does not read the
+ * listeners): the reason is what it said. */
 static void
 test_why_gone_said(void)
 {
 	const char *why;
 	char buf[64];
-	int sv[2];
 
-	pair(sv);
-	CU_ASSERT_EQUAL(ho_send(sv[1], HO_T_FAIL, "bad key", 7, NULL, 0), 0);
-	close(sv[1]);
-	CU_ASSERT_EQUAL(ho_send(sv[0], HO_T_LISTEN, "abc", 3, NULL, 0), -1);
-	CU_ASSERT_EQUAL(errno, EPIPE);
-	why = ho_why_gone(sv[0], "cannot pass the listeners on", buf,
+	why = gone(HO_T_FAIL, "bad key", "cannot pass the listeners on", buf,
 	    sizeof(buf));
 	CU_ASSERT_STRING_EQUAL(why, "the new process refused: bad key");
 	CU_ASSERT_PTR_EQUAL(why, buf);
-	close(sv[0]);
 }
 
 /* Gone without a word, or with another frame: the caller's words. */
 static void
 test_why_gone_silent(void)
 {
-	const char *why;
 	char buf[64];
-	int sv[2];
 
-	pair(sv);
-	close(sv[1]);
-	CU_ASSERT_EQUAL(ho_send(sv[0], HO_T_LISTEN, "abc", 3, NULL, 0), -1);
-	why = ho_why_gone(sv[0], "cannot pass the listeners on", buf,
-	    sizeof(buf));
-	CU_ASSERT_STRING_EQUAL(why, "cannot pass the listeners on");
-	close(sv[0]);
-
-	pair(sv);
-	CU_ASSERT_EQUAL(ho_send(sv[1], HO_T_READY, NULL, 0, NULL, 0), 0);
-	close(sv[1]);
-	CU_ASSERT_EQUAL(ho_send(sv[0], HO_T_END, "abc", 3, NULL, 0), -1);
-	why = ho_why_gone(sv[0], "cannot send the counters", buf,
-	    sizeof(buf));
-	CU_ASSERT_STRING_EQUAL(why, "cannot send the counters");
-	close(sv[0]);
+	CU_ASSERT_STRING_EQUAL(gone(0, "", "cannot pass the listeners on",
+	    buf, sizeof(buf)), "cannot pass the listeners on");
+	CU_ASSERT_STRING_EQUAL(gone(HO_T_READY, "", "cannot send the "
+	    "counters", buf, sizeof(buf)), "cannot send the counters");
 }
 
 /* A peer that is there but does not read: the send times out, and
