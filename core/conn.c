@@ -1093,8 +1093,11 @@ conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 		srv->stage_conn = c;
 	if (srv->stage_conn == c) {
 		if (hl + len < CONN_EXACT_MIN &&
-		    hl + len <= CONN_STAGE_SIZE - srv->stage_len) {
-			memcpy(srv->stage + srv->stage_len, hdr, hl);
+		    hl + len <= CONN_STAGE_SIZE - srv->stage_len &&
+		    sizeof(hdr) <= CONN_STAGE_SIZE - srv->stage_len) {
+			/* the whole of hdr, a fixed size copied without a
+			 * call; what is past hl is written over or unused */
+			memcpy(srv->stage + srv->stage_len, hdr, sizeof(hdr));
 			if (len > 0) /* a bare ping or close passes NULL */
 				memcpy(srv->stage + srv->stage_len + hl, data,
 				    len);
