@@ -510,7 +510,7 @@ handover_transfer(struct handover *h, uint16_t version)
 	if (f.type == HO_T_FAIL) {
 		snprintf(buf, sizeof(buf), "the new process refused the "
 		    "connections: %.*s", (int)(f.len < 200 ? f.len : 200),
-		    (const char *)payload);
+		    payload != NULL ? (const char *)payload : "");
 		why = buf;
 		goto fail;
 	}

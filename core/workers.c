@@ -1916,8 +1916,8 @@ master_ho_worker_cb(evutil_socket_t fd, short what, void *arg)
 	} else {
 		snprintf(buf, sizeof(buf), "worker %d: %.*s", w->n,
 		    f.type == HO_T_FAIL ? (int)(f.len < 400 ? f.len : 400) :
-		    20, f.type == HO_T_FAIL ? (const char *)payload :
-		    "unexpected frame");
+		    20, f.type != HO_T_FAIL ? "unexpected frame" :
+		    payload != NULL ? (const char *)payload : "");
 		master_ho_fail(buf);
 	}
 	free(payload);
