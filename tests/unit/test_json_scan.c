@@ -220,6 +220,33 @@ test_reads_only_its_input(void)
 	free(p);
 }
 
+/* A text shorter than the scan's tail loads is scanned from a copy: the
+ * type it reports must still lie in the caller's text: every length
+ * from the shortest object with a type (11) to the tail's own (16),
+ * which is scanned in place. */
+static void
+test_short_texts_point_into_the_caller(void)
+{
+	char t[32], *p;
+	struct json_scan sc;
+	size_t k, n;
+
+	for (k = 0; k <= 5; k++) {
+		n = (size_t)snprintf(t, sizeof(t), "{\"type\":\"%.*s\"}",
+		    (int)k, "abcde");
+		/* on the heap, exact size, as the message buffer would be */
+		CU_ASSERT_PTR_NOT_NULL_FATAL(p = malloc(n));
+		memcpy(p, t, n);
+		CU_ASSERT_EQUAL_FATAL(json_scan(p, n, &sc), 0);
+		CU_ASSERT_EQUAL(sc.type_len, k);
+		CU_ASSERT_PTR_EQUAL(sc.type, p + 9);
+		CU_ASSERT_PTR_NULL(sc.id);
+		free(p);
+	}
+	/* and a short one the scan declines leaves nothing behind */
+	DECLINE("{\"type\":1}");
+}
+
 /* A string value (str) or a number of len bytes, byte b at at, ending
  * the message: 1 when the scan gets it wrong. */
 static unsigned
@@ -259,7 +286,7 @@ run_case(int str, size_t len, size_t at, int b)
 
 /*
  * Strings and digit runs go sixteen and eight bytes a step where they
- * can, and a byte at a time near the end.  So every byte value at every
+ * can, and near the end one load of the text's last bytes answers.  So every byte value at every
  * place of a string value and of a number of every length to 40, the
  * message ending right after it: a plain byte (or a digit) must be taken
  * whole, anything else must agree with jansson.
@@ -332,6 +359,8 @@ main(void)
 		    test_declines_what_it_leaves_to_jansson },
 		{ "nesting cap", test_nesting_cap },
 		{ "reads only its input", test_reads_only_its_input },
+		{ "short texts: the type in the caller's text",
+		    test_short_texts_point_into_the_caller },
 		{ "seeded mutations agree with jansson", test_mutations },
 		{ "every byte at every place of a run",
 		    test_every_byte_in_runs },
