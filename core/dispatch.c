@@ -110,13 +110,14 @@ dispatch_scanned(struct plugin_set *set, struct wsp_conn *c, uint8_t opcode,
 	struct wsp_plugin_ctx *to;
 	json_t *id;
 
-	if (sc->type_len >= sizeof(d.type))
-		return 0;
-	/* Field by field: this runs for every message, and the type buffer
-	 * needs no zeroing. */
-	memcpy(d.type, sc->type, sc->type_len);
-	d.type[sc->type_len] = '\0';
-	if ((to = plugin_set_lookup_n(set, d.type, sc->type_len)) == NULL) {
+	/* A routed type is shown to the plugin as the set holds it; only
+	 * one nobody takes is copied, to be ended for the error. */
+	if ((to = plugin_set_lookup_n(set, sc->type, sc->type_len,
+	    &d.m.type)) == NULL) {
+		if (sc->type_len >= sizeof(d.type))
+			return 0;
+		memcpy(d.type, sc->type, sc->type_len);
+		d.type[sc->type_len] = '\0';
 		if (set->catch_all != NULL) {
 			deliver_raw(set, c, opcode, data, len);
 			return 1;
@@ -128,10 +129,11 @@ dispatch_scanned(struct plugin_set *set, struct wsp_conn *c, uint8_t opcode,
 		json_decref(id);
 		return 1;
 	}
+	/* Field by field: this runs for every message, and the type buffer
+	 * needs no zeroing. */
 	d.magic = DISPATCH_MSG_MAGIC;
 	d.tried = 0;
 	d.tree = NULL;
-	d.m.type = d.type;
 	d.m.data = data;
 	d.m.len = len;
 	d.m.binary = 0;

@@ -610,22 +610,28 @@ plugin_set_free(struct plugin_set *set)
 struct wsp_plugin_ctx *
 plugin_set_lookup(struct plugin_set *set, const char *type)
 {
-	return plugin_set_lookup_n(set, type, strlen(type));
+	return plugin_set_lookup_n(set, type, strlen(type), NULL);
 }
 
 /* Clients send runs of one type (pings, a stream of updates): the type
- * routed last is compared first, which costs a fraction of hashing it. */
+ * routed last is compared first, which costs a fraction of hashing it.
+ * *name_r, when asked for, is the type as the set holds it: the same
+ * bytes with a NUL after them, valid as long as the set, so that dispatch
+ * need not copy a routed type to end it. */
 struct wsp_plugin_ctx *
-plugin_set_lookup_n(struct plugin_set *set, const char *type, size_t n)
+plugin_set_lookup_n(struct plugin_set *set, const char *type, size_t n,
+    const char **name_r)
 {
 	struct plugin_type *t = set->last;
 
-	if (t != NULL && t->hh.keylen == n && memcmp(t->name, type, n) == 0)
-		return t->ctx;
-	HASH_FIND(hh, set->types, type, n, t);
-	if (t == NULL)
-		return NULL;
-	set->last = t;
+	if (t == NULL || t->hh.keylen != n || memcmp(t->name, type, n) != 0) {
+		HASH_FIND(hh, set->types, type, n, t);
+		if (t == NULL)
+			return NULL;
+		set->last = t;
+	}
+	if (name_r != NULL)
+		*name_r = t->name;
 	return t->ctx;
 }
 
