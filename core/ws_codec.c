@@ -37,9 +37,7 @@
 
 #include "wsplugd.h"
 
-#define WS_FIN 0x80
 #define WS_RSV 0x70
-#define WS_OPCODE 0x0f
 #define WS_MASKED 0x80
 #define WS_LEN7 0x7f
 

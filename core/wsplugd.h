@@ -82,7 +82,9 @@ enum ws_opcode {
 #define WS_CLOSE_SERVICE_RESTART 1012 /* come back: see drain.c */
 #define WS_CLOSE_TRY_AGAIN 1013       /* Try Again Later: shed */
 #define WS_MAX_HEADER 14
+#define WS_FIN 0x80  /* first header byte: the message's last frame */
 #define WS_RSV1 0x40 /* first header byte: permessage-deflate's bit */
+#define WS_OPCODE 0x0f /* first header byte: the opcode's bits */
 #define WS_MAX_CONTROL 125
 
 enum ws_ev_kind {
@@ -1309,7 +1311,7 @@ void plugin_reload_abort(struct wsp_server *srv);
 struct wsp_plugin_ctx *plugin_set_lookup(struct plugin_set *set,
     const char *type);
 struct wsp_plugin_ctx *plugin_set_lookup_n(struct plugin_set *set,
-    const char *type, size_t n);
+    const char *type, size_t n, const char **name_r);
 int plugin_set_has(const struct plugin_set *set,
     const struct wsp_plugin_ctx *ctx);
 /* Building blocks, also for tests that make sets without dlopen(). */
