@@ -113,6 +113,25 @@ utf8_validate(uint32_t state, const uint8_t *p, size_t n)
 	if (n == 0)
 		return state; /* p may be NULL */
 	end = p + n;
+#ifdef __SSE2__
+	/* A short reply (a pong, an ack: 16 to 64 bytes) in at most four
+	 * overlapping loads and one test when it is all ASCII, where the
+	 * loop below tests a block at a time. */
+	if (state == S0 && n >= 16 && n <= 64) {
+		__m128i v = _mm_or_si128(
+		    _mm_loadu_si128((const __m128i *)(const void *)p),
+		    _mm_loadu_si128((const __m128i *)(const void *)(end - 16)));
+
+		if (n > 32)
+			v = _mm_or_si128(v, _mm_loadu_si128(
+			    (const __m128i *)(const void *)(p + 16)));
+		if (n > 48)
+			v = _mm_or_si128(v, _mm_loadu_si128(
+			    (const __m128i *)(const void *)(p + 32)));
+		if (!_mm_movemask_epi8(v))
+			return S0;
+	}
+#endif
 
 	while (p < end) {
 		if (state == S0 && *p < 0x80) {

@@ -523,8 +523,10 @@ test_ascii_fast_path(void)
 		{ "\xc3", 1, REF_REJECT }, /* lead followed by ASCII */
 	};
 	/* Lengths around the word size: the last word is loaded
-	 * overlapping the ones before it. */
-	static const size_t lens[] = { 1, 7, 8, 9, 13, 15, 16, 17, 23, 64, 71 };
+	 * overlapping the ones before it; and around each load the short
+	 * reply's test (16 to 64 bytes) adds or leaves out. */
+	static const size_t lens[] = { 1, 7, 8, 9, 13, 15, 16, 17, 23, 31, 32,
+	    33, 47, 48, 49, 63, 64, 65, 71 };
 	uint8_t buf[96];
 	size_t i, l;
 	unsigned bad = 0;
