@@ -251,7 +251,7 @@ scan_string(const unsigned char *p, const unsigned char *end,
 /* -?(0|[1-9][0-9]*)(\.[0-9]+)?, integer part at most SCAN_MAX_DIGITS
  * digits; an exponent declines (strtod may overflow to jansson's error).
  * A decimal's fraction can be long: it never overflows. */
-static inline const unsigned char *
+static inline __attribute__((always_inline)) const unsigned char *
 scan_number(const unsigned char *p, const unsigned char *end)
 {
 	const unsigned char *digits;
