@@ -95,7 +95,7 @@ ping_message(void *state, struct wsp_conn *c, const struct wsp_message *m)
 	}
 	/* All of ts_text, a fixed size the compiler copies in two moves
 	 * rather than a call; out has room (PONG_OVERHEAD), and what is
-	 * past ts_len is written over next. */
+	 * past ts_len is written over next or never sent. */
 	memcpy(out + n, p->ts_text, sizeof(p->ts_text));
 	n += p->ts_len;
 	if (m->id != NULL) {
