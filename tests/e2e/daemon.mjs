@@ -8,7 +8,8 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
@@ -18,6 +19,34 @@ export const TEST_PLUGIN_DIR = process.env.WSPLUGD_TEST_PLUGIN_DIR || 'tests/plu
 const WRAPPER = (process.env.WSPLUGD_WRAPPER || '').split(/\s+/).filter(Boolean);
 // Under valgrind the daemon runs some 20-50 times slower.
 export const SLOW = WRAPPER.length ? 10 : 1;
+
+// A port nothing listens on, that no other test on this machine will be
+// given while a test needs connections to it refused ("the server is
+// down"): below the kernel's ephemeral range, and free when looked at.
+// Every other listener in the tests binds port 0, which draws from that
+// range, and so does every outgoing connection, which also rules out a
+// socket connecting to itself.  The port a stopped daemon had is not
+// enough: once the kernel gave it to another test's daemon, and the
+// client under test connected there instead of being refused.
+export async function quietPort() {
+  let low = 32768;
+  try {
+    low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range',
+      'utf8').trim().split(/\s+/)[0]) || low;
+  } catch { /* no procfs: the common default */ }
+  const from = 20000;
+  assert.ok(low - from >= 1000, `ephemeral ports start at ${low}: no room below`);
+  for (let i = 0; i < 50; i++) {
+    const port = from + Math.floor(Math.random() * (low - from));
+    const free = await new Promise((resolve) => {
+      const s = createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+  throw new Error(`no free port in ${from}..${low - 1} after 50 tries`);
+}
 
 const FIELD = /([A-Za-z_][\w.]*)=("(?:[^"\\]|\\.)*"|\S*)/g;
 

@@ -37,7 +37,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { Daemon, SLOW, config } from './daemon.mjs';
+import { Daemon, SLOW, config, quietPort } from './daemon.mjs';
 
 // playwright-core is CommonJS; require() also honours NODE_PATH, which is
 // how ./run points at a node_modules outside a read-only source tree.
@@ -605,13 +605,11 @@ test('a full server: the page reads the 503\'s Retry-After cross-origin and obey
 
 test('a server that is down: the client backs off, it does not storm',
   { timeout: 60000 * SLOW }, async (t) => {
-    // A port where a daemon was and is no more: every attempt is refused
-    // by the kernel and every probe fails, which proves nothing, so the
-    // client keeps trying, on schedule.  Jitter is off so that the
-    // schedule is exact: 400, 800, 1600 ms.
-    const d = await startDaemon();
-    const port = d.port;
-    await stopDaemon(d);
+    // A port where no daemon is: every attempt is refused by the kernel
+    // and every probe fails, which proves nothing, so the client keeps
+    // trying, on schedule.  Jitter is off so that the schedule is exact:
+    // 400, 800, 1600 ms.
+    const port = await quietPort();
     const base = 400;
     const demo = await openDemo(port, { ...PAGE, base, cap: 6400, jitter: 0 });
 

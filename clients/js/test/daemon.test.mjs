@@ -27,7 +27,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 
-import { Daemon, SLOW, TEST_PLUGIN_DIR, config } from '../../../tests/e2e/daemon.mjs';
+import { Daemon, SLOW, TEST_PLUGIN_DIR, config, quietPort } from '../../../tests/e2e/daemon.mjs';
 import { WsplugdClient, WsplugdError } from '../wsplugd-client.js';
 
 // CommonJS through require(), which honours NODE_PATH (see ./run).
@@ -197,11 +197,9 @@ test('request() resolves with the reply of the same id; rejects on error, timeou
 
 test('backoff: no attempt sooner than the schedule allows, jittered or not',
   { timeout: 60000 * SLOW }, async (t) => {
-    // A port where a daemon was and is no more: every attempt is refused
-    // by the kernel, and every probe fails too (transient).
-    const d0 = await startDaemon();
-    const port = d0.port;
-    await stopDaemon(d0);
+    // A port where no daemon is (yet): every attempt is refused by the
+    // kernel, and every probe fails too (transient).
+    const port = await quietPort();
 
     for (const jitter of [false, true]) {
       const c = makeClient(`ws://127.0.0.1:${port}/ws`,
