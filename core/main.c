@@ -105,6 +105,29 @@ raise_nofile(const struct wsp_config *cfg)
 		    (unsigned long long)rl.rlim_cur);
 }
 
+/*
+ * The loop is over and the process is leaving.  Freeing the signal events
+ * gives each signal back its default action, which for a stop signal is
+ * death: a SIGTERM that comes late (killall or pkill reach a worker just
+ * after the master's own SIGTERM stopped it) would then kill a process in
+ * the middle of a clean exit, and the master would report the stop as
+ * unclean.  They are held off instead; exit discards them.
+ */
+static void
+quiet_late_signals(void)
+{
+	sigset_t late;
+
+	sigemptyset(&late);
+	sigaddset(&late, SIGTERM);
+	sigaddset(&late, SIGINT);
+	sigaddset(&late, SIGQUIT);
+	sigaddset(&late, SIGHUP);
+	sigaddset(&late, SIGUSR1);
+	sigaddset(&late, SIGUSR2);
+	sigprocmask(SIG_BLOCK, &late, NULL);
+}
+
 /* Run the server on cfg until it is told to stop: the whole daemon when
  * workers = 1, one worker process otherwise (hooks from workers.c).  *cfgp
  * is the configuration in force at the end, for the caller to free. */
@@ -211,6 +234,7 @@ serve(struct wsp_config **cfgp, const char *file, int level,
 		log_msg(WSP_LOG_WARN, "notify.error", "cannot set up systemd "
 		    "notification: out of memory");
 	event_base_dispatch(srv.base);
+	quiet_late_signals();
 	server_log_summary(&srv);
 	*cfgp = srv.cfg; /* a reload may have replaced it */
 	server_free(&srv);
