@@ -1082,14 +1082,7 @@ conn_send(struct wsp_conn *c, uint8_t opcode, const void *data, size_t len)
 		data = z;
 		rsv1 = WS_RSV1;
 	}
-	/* The common reply, under 126 bytes: its two header bytes here
-	 * rather than through a call (ws_frame_header writes the same). */
-	if (len < 126) {
-		hdr[0] = WS_FIN | (opcode & WS_OPCODE);
-		hdr[1] = (uint8_t)len;
-		hl = 2;
-	} else
-		hl = ws_frame_header(hdr, 1, opcode, len, NULL);
+	hl = ws_frame_header(hdr, 1, opcode, len, NULL);
 	hdr[0] |= rsv1;
 	/* A keepalive ping to a connection with nothing queued, from the
 	 * timer: staged like a reply and written at once, so an idle

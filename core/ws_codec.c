@@ -27,9 +27,10 @@
  * message to max_message.  RSV1 anywhere else stays a protocol error.
  *
  * This is the server's decoder: every incoming frame must be masked.  The
- * encoder half writes headers (the server's own frames are not masked, but a
- * test client's are) and close bodies; payload is left to the caller so it
- * can be sent from where it already lies.
+ * encoder half writes headers (ws_frame_header, inline in wsplugd.h so that
+ * every reply's header is written without a call; the server's own frames
+ * are not masked, but a test client's are) and close bodies; payload is
+ * left to the caller so it can be sent from where it already lies.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -38,7 +39,6 @@
 #include "wsplugd.h"
 
 #define WS_RSV 0x70
-#define WS_MASKED 0x80
 #define WS_LEN7 0x7f
 
 /*
@@ -592,36 +592,6 @@ ws_decode(struct ws_decoder *d, uint8_t *in, size_t len, struct ws_event *ev)
 		return off;
 	}
 }
-
-size_t
-ws_frame_header(uint8_t out[WS_MAX_HEADER], int fin, uint8_t opcode,
-    uint64_t len, const uint8_t *mask)
-{
-	size_t n, i;
-
-	out[0] = (fin ? WS_FIN : 0) | (opcode & WS_OPCODE);
-	if (len < 126) {
-		out[1] = (uint8_t)len;
-		n = 2;
-	} else if (len <= 0xffff) {
-		out[1] = 126;
-		out[2] = (uint8_t)(len >> 8);
-		out[3] = (uint8_t)len;
-		n = 4;
-	} else {
-		out[1] = 127;
-		for (i = 0; i < 8; i++)
-			out[2 + i] = (uint8_t)(len >> (56 - 8 * i));
-		n = 10;
-	}
-	if (mask != NULL) {
-		out[1] |= WS_MASKED;
-		memcpy(out + n, mask, 4);
-		n += 4;
-	}
-	return n;
-}
-
 
 size_t
 ws_close_payload(uint8_t out[WS_MAX_CONTROL], uint16_t code,

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <wsplugd/plugin.h>
 
@@ -85,6 +86,7 @@ enum ws_opcode {
 #define WS_FIN 0x80  /* first header byte: the message's last frame */
 #define WS_RSV1 0x40 /* first header byte: permessage-deflate's bit */
 #define WS_OPCODE 0x0f /* first header byte: the opcode's bits */
+#define WS_MASKED 0x80 /* second header byte: a masked payload */
 #define WS_MAX_CONTROL 125
 
 enum ws_ev_kind {
@@ -145,9 +147,37 @@ void ws_decoder_fini(struct ws_decoder *d);
  * len 0 (it returns NONE) rather than keep the buffer while idle. */
 size_t ws_decode(struct ws_decoder *d, uint8_t *in, size_t len,
     struct ws_event *ev);
-/* Write a frame header; mask NULL for server frames. Returns its length. */
-size_t ws_frame_header(uint8_t out[WS_MAX_HEADER], int fin, uint8_t opcode,
-    uint64_t len, const uint8_t *mask);
+/* Write a frame header; mask NULL for server frames. Returns its length.
+ * Inline: every reply's header is written here, and with constant fin and
+ * mask the compiler keeps only the length's branches. */
+static inline size_t
+ws_frame_header(uint8_t out[WS_MAX_HEADER], int fin, uint8_t opcode,
+    uint64_t len, const uint8_t *mask)
+{
+	size_t n, i;
+
+	out[0] = (fin ? WS_FIN : 0) | (opcode & WS_OPCODE);
+	if (len < 126) {
+		out[1] = (uint8_t)len;
+		n = 2;
+	} else if (len <= 0xffff) {
+		out[1] = 126;
+		out[2] = (uint8_t)(len >> 8);
+		out[3] = (uint8_t)len;
+		n = 4;
+	} else {
+		out[1] = 127;
+		for (i = 0; i < 8; i++)
+			out[2 + i] = (uint8_t)(len >> (56 - 8 * i));
+		n = 10;
+	}
+	if (mask != NULL) {
+		out[1] |= WS_MASKED;
+		memcpy(out + n, mask, 4);
+		n += 4;
+	}
+	return n;
+}
 /* XOR p with mask starting at mask offset off (0..3). */
 void ws_mask(uint8_t *p, size_t n, const uint8_t mask[4], size_t off);
 /* Body of a close frame: code then reason, truncated to fit 125 bytes
