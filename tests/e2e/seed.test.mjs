@@ -319,7 +319,9 @@ test('one attempt connects and stays connected; a closed page closes cleanly',
 
 test('SIGTERM closes with 1001; the restarted daemon gets one reconnection',
   { timeout: 60000 * SLOW }, async (t) => {
-    const d1 = await startDaemon();
+    // A port no other test's listener can be given while this one is
+    // down (tests/e2e/daemon.mjs, quietPort).
+    const d1 = await startDaemon({ server: { listen: `127.0.0.1:${await quietPort()}` } });
     const demo = await openDemo(d1.port, PAGE);
     const open1 = await d1.waitFor('ws.open');
     let rec = await pageUntil(demo, () => window.demo.record.established.length > 0);
@@ -663,7 +665,7 @@ function setVisibility(demo, state) {
 // restarts, which the page sees as a 1001.  While paused nothing happens;
 // on resume exactly one attempt is made, within [0, base), and connects.
 async function pausedRestart(t, pause, unpause, why) {
-  const d1 = await startDaemon();
+  const d1 = await startDaemon({ server: { listen: `127.0.0.1:${await quietPort()}` } });
   const demo = await openDemo(d1.port, PAGE);
   let rec = await pageUntil(demo, () => window.demo.record.pongs.length >= 2);
   const id1 = rec.established[0];

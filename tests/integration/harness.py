@@ -9,6 +9,7 @@ a leak or invalid access turns into a non-zero exit and fails the test.
 
 import json
 import os
+import random
 import re
 import shlex
 import signal
@@ -230,6 +231,32 @@ class Daemon:
         CLIENT_SSL[url] = self.client_ssl
         return url
 
+
+def quiet_port():
+    """A free port below the kernel's ephemeral range, for a test that
+    stops a daemon and needs its port again (a restart), or needs
+    connections to it refused: every other listener in the tests binds
+    port 0 and every outgoing connection takes a port, both from that
+    range, so neither can be given this one in between, and no client
+    can connect to itself on it."""
+    low = 32768
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0]) or low
+    except (OSError, ValueError, IndexError):
+        pass  # no procfs: the common default
+    first = 20000
+    assert low - first >= 1000, f"ephemeral ports start at {low}: no room"
+    rng = random.SystemRandom()
+    for _ in range(50):
+        port = rng.randrange(first, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {first}..{low - 1} in 50 tries")
 
 
 def http_status(sock, timeout):

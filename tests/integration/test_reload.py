@@ -17,7 +17,7 @@ import socket
 import pytest
 import websockets
 
-from harness import PLUGIN_DIR, SLOW, WRAPPER, config, ws_connect
+from harness import PLUGIN_DIR, SLOW, WRAPPER, config, quiet_port, ws_connect
 from test_logging_targets import lines_of, visit, wait_in_file
 
 TEST_PLUGINS = os.environ.get("WSPLUGD_TEST_PLUGIN_DIR",
@@ -360,15 +360,16 @@ def test_reload_turns_pings_on_and_off_for_open_connections(wsplugd,
 
 
 def test_reload_binds_new_listener_before_closing_old(wsplugd, tmp_path):
+    # Both ports out of the range other tests' listeners draw from: the
+    # new one must still be free when the reload binds it, and the old
+    # one must refuse connections at the end, not be another daemon's.
+    old_port, new_port = quiet_port(), quiet_port()
+    while new_port == old_port:
+        new_port = quiet_port()
     conf = tmp_path / "live.conf"
-    write_config(conf, [("ping", {})])
+    write_config(conf, [("ping", {})], listen=f"127.0.0.1:{old_port}")
     d = wsplugd(path=conf)
-    old_port = d.port
-    # Ask for a specific new port: find a free one first.
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    new_port = s.getsockname()[1]
-    s.close()
+    assert d.port == old_port
 
     async def main():
         async with websockets.connect(d.url) as ws:

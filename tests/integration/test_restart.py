@@ -24,7 +24,7 @@ import urllib.request
 
 import websockets
 
-from harness import SLOW, WRAPPER, config, ws_connect
+from harness import SLOW, WRAPPER, config, quiet_port, ws_connect
 from rawws import Raw
 
 # Under valgrind the daemon is some 20-50 times slower: fewer clients, and
@@ -63,10 +63,15 @@ def slot_of(reason):
 
 def test_sigquit_spreads_1012_and_clients_return_at_their_slots(
         wsplugd, tmp_path):
+    # The new daemon takes the old one's port while 1,000 clients retry
+    # it: a port no other test's listener and no client's own end can
+    # be given in between.
+    port = quiet_port()
     d1 = wsplugd(server={"restart_spread": f"{SPREAD_MS}ms",
-                         "shutdown_timeout": "5s"},
+                         "shutdown_timeout": "5s",
+                         "listen": f"127.0.0.1:{port}"},
                  log={"level": "info"})
-    port = d1.port
+    assert d1.port == port
     url = f"ws://127.0.0.1:{port}/ws"
     record = {}
 

@@ -247,7 +247,13 @@ test('1,000 clients of a restarted daemon spread their reconnects over the windo
   { timeout: 120000 * SLOW }, async (t) => {
     const N = 1000;
     const BASE = 2000;
-    const d1 = await startDaemon({ log: { level: 'info' }, server: { shutdown_timeout: '5s' } });
+    // The new daemon takes the old one's port while the clients retry
+    // it: one no other test's listener, and no client's own end, can be
+    // given in between.
+    const d1 = await startDaemon({
+      log: { level: 'info' },
+      server: { shutdown_timeout: '5s', listen: `127.0.0.1:${await quietPort()}` },
+    });
     const url = `ws://127.0.0.1:${d1.port}/ws`;
     const crowd = [];
     for (let i = 0; i < N; i++) {
@@ -383,7 +389,8 @@ test('a graceful restart (SIGQUIT): every client obeys its 1012 slot and they co
     const N = 200;
     const SPREAD = 1500;
     const d1 = await startDaemon({
-      log: { level: 'info' }, server: { restart_spread: `${SPREAD}ms` },
+      log: { level: 'info' },
+      server: { restart_spread: `${SPREAD}ms`, listen: `127.0.0.1:${await quietPort()}` },
     });
     const url = `ws://127.0.0.1:${d1.port}/ws`;
     const crowd = [];
