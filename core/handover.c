@@ -69,7 +69,6 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 
 #include "wsplugd.h"
 
@@ -736,7 +735,7 @@ handover_start(struct wsp_server *srv)
 	TAILQ_FOREACH(li, &srv->listeners, entry)
 		if (handover_listen_add(&b, fds, &nfds, HO_LISTEN_WS,
 		    (uint8_t)li->tls, &li->conf, li->conf_len,
-		    evconnlistener_get_fd(li->lev)) == -1)
+		    li->fd) == -1)
 			goto nomem;
 	for (i = 0; (fd = admin_socket(srv, i, &ss, &sl)) != -1; i++)
 		if (handover_listen_add(&b, fds, &nfds, HO_LISTEN_ADMIN, 0,

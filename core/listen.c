@@ -7,6 +7,17 @@
  * the kernel for a free port; the one it chose is logged, which is how the
  * tests find the daemon without racing for a port.
  *
+ * A listener takes one connection each time the loop finds it readable
+ * (nginx's multi_accept off), on a plain level-triggered event rather than
+ * libevent's evconnlistener, which accepts until the queue is empty.  On
+ * Linux an accept4() that finds the queue empty still makes and frees a
+ * socket and a file first: with clients connecting steadily most wake-ups
+ * hold one or two connections, and that last, failed call cost about a
+ * twelfth of a handshake's CPU (bench/README).  A queue with more in it
+ * stays readable, so the next turn of the loop takes the next one, after
+ * the other connections' events of this turn: a burst of connections
+ * does not hold up the clients already served.
+ *
  * An accepted socket goes to the server's on_accept hook (conn_accept),
  * which owns it from then on, with the listener's tls flag.
  *
@@ -31,7 +42,6 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <event2/listener.h>
 
 #include "wsplugd.h"
 
@@ -89,29 +99,52 @@ listen_bind(const struct wsp_listen_addr *a, int backlog, int reuseport,
 	return fd;
 }
 
+/* Errors of the connection at the head of the queue, not of the listener
+ * (accept(2): Linux reports a pending network error of the new connection
+ * this way): that one is gone, the next is for the next turn. */
+static int
+accept_retriable(int err)
+{
+	switch (err) {
+	case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+	case EWOULDBLOCK:
+#endif
+	case EINTR: case ECONNABORTED: case EPROTO: case ENETDOWN:
+	case ENOPROTOOPT: case EHOSTDOWN: case ENONET: case EHOSTUNREACH:
+	case EOPNOTSUPP: case ENETUNREACH:
+		return 1;
+	}
+	return 0;
+}
+
 static void
-accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
-    struct sockaddr *sa, int salen, void *arg)
+accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
 	struct listener *li = arg;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int fd, err;
 
-	(void)lev;
-	if (li->srv->on_accept(li->srv, fd, sa, (socklen_t)salen,
+	(void)what;
+	/* One a wake-up: see the top of this file. */
+	if ((fd = accept4(lfd, (struct sockaddr *)&ss, &len,
+	    SOCK_NONBLOCK | SOCK_CLOEXEC)) == -1) {
+		if (accept_retriable(err = errno))
+			return;
+		/* Out of descriptors or memory: fdlimit.c answers and logs,
+		 * and the listeners pause for a moment instead of spinning
+		 * on a socket that stays readable. */
+		fdlimit_accept_error(lfd, li->addr, err);
+		listen_pause(li->srv, 1);
+		return;
+	}
+	if (li->srv->on_accept(li->srv, fd, (struct sockaddr *)&ss, len,
 	    li->tls) == -1) {
 		log_msg(WSP_LOG_ERROR, "listen.error",
 		    "out of memory accepting a connection on %s", li->addr);
 		close(fd);
 	}
-}
-
-static void
-accept_error_cb(struct evconnlistener *lev, void *arg)
-{
-	struct listener *li = arg;
-	int err = EVUTIL_SOCKET_ERROR();
-
-	fdlimit_accept_error(evconnlistener_get_fd(lev), li->addr, err);
-	listen_pause(li->srv, 1);
 }
 
 static void
@@ -130,9 +163,9 @@ listen_pause(struct wsp_server *srv, int pause)
 
 	TAILQ_FOREACH(li, &srv->listeners, entry) {
 		if (pause)
-			evconnlistener_disable(li->lev);
+			event_del(li->ev);
 		else
-			evconnlistener_enable(li->lev);
+			event_add(li->ev, NULL);
 	}
 	if (pause && srv->accept_retry != NULL)
 		event_add(srv->accept_retry, &tv);
@@ -152,7 +185,6 @@ listen_open(struct wsp_server *srv, const struct wsp_config *cfg,
 	    (srv->accept_retry = evtimer_new(srv->base, accept_retry_cb,
 	    srv)) == NULL)
 		return -1;
-	/* evconnlistener_new() calls listen() with our backlog. */
 	if ((fd = srv->bind != NULL ? srv->bind(srv, a, 0, addr,
 	    sizeof(addr)) : listen_bind(a, 0, 0, addr, sizeof(addr))) == -1) {
 		errors_add(errs, cfg->file, a->line, "listen %s: %s%s",
@@ -172,16 +204,23 @@ listen_open(struct wsp_server *srv, const struct wsp_config *cfg,
 	li->conf_len = a->sslen;
 	li->tls = a->tls;
 	memcpy(li->addr, addr, sizeof(li->addr));
-	li->lev = evconnlistener_new(srv->base, accept_cb, li,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, LISTEN_BACKLOG, fd);
-	if (li->lev == NULL) {
+	li->fd = fd;
+	/* A socket from a hand-over listens already: listen() again only
+	 * sets our backlog.  Ours was bound non-blocking and close-on-exec;
+	 * one handed over is made so too. */
+	if (listen(fd, LISTEN_BACKLOG) == -1 ||
+	    evutil_make_socket_nonblocking(fd) == -1 ||
+	    evutil_make_socket_closeonexec(fd) == -1 ||
+	    (li->ev = event_new(srv->base, fd, EV_READ | EV_PERSIST,
+	    accept_cb, li)) == NULL || event_add(li->ev, NULL) == -1) {
 		errors_add(errs, cfg->file, a->line, "listen %s: %s",
 		    a->text, strerror(errno));
+		if (li->ev != NULL)
+			event_free(li->ev);
 		close(fd);
 		free(li);
 		return -1;
 	}
-	evconnlistener_set_error_cb(li->lev, accept_error_cb);
 	TAILQ_INSERT_TAIL(out, li, entry);
 	if ((l = log_begin(WSP_LOG_INFO, "listen.start")) != NULL) {
 		log_str(l, "addr", li->addr);
@@ -201,7 +240,8 @@ listen_free(struct listener *li)
 		log_str(l, "addr", li->addr);
 		log_end(l);
 	}
-	evconnlistener_free(li->lev);
+	event_free(li->ev);
+	close(li->fd);
 	free(li);
 }
 

@@ -27,7 +27,6 @@ struct evbuffer;
 struct event_base;
 struct ssl_st;     /* OpenSSL's SSL, only tls.c looks inside */
 struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
-struct evconnlistener;
 
 #define WSP_PRINTFLIKE(f, a) __attribute__((format(printf, f, a)))
 
@@ -1122,7 +1121,8 @@ void fdlimit_refuse(int fd, int status, unsigned retry_after_s,
 
 struct listener {
 	TAILQ_ENTRY(listener) entry;
-	struct evconnlistener *lev;
+	struct event *ev; /* readable: one accept4() (listen.c) */
+	int fd;
 	struct wsp_server *srv;
 	struct sockaddr_storage conf; /* as configured: reload matches it */
 	socklen_t conf_len;

@@ -19,6 +19,7 @@ UNIT_TESTS = \
 	tests/unit/test_membudget \
 	tests/unit/test_metrics \
 	tests/unit/test_admit \
+	tests/unit/test_listen \
 	tests/unit/test_attrs \
 	tests/unit/test_upgrade \
 	tests/unit/test_timers \
@@ -98,6 +99,11 @@ tests_unit_test_admit_SOURCES = tests/unit/test_admit.c \
 	tests/unit/suite.c tests/unit/suite.h
 tests_unit_test_admit_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_admit_LDADD = $(UNIT_LDADD)
+tests_unit_test_listen_SOURCES = tests/unit/test_listen.c \
+	tests/unit/fake.c tests/unit/fake.h \
+	tests/unit/suite.c tests/unit/suite.h
+tests_unit_test_listen_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_listen_LDADD = $(UNIT_LDADD)
 tests_unit_test_attrs_SOURCES = tests/unit/test_attrs.c \
 	tests/unit/fake.c tests/unit/fake.h \
 	tests/unit/suite.c tests/unit/suite.h
