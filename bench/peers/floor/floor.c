@@ -2,12 +2,7 @@
  * floor: the least a WebSocket server can do for bench/run's ping/pong
  * load, to show what this machine allows.
  *
- * One thread, epoll, level-triggered.  It takes one connection each time
- * the listening socket is readable, as wsplugd does (listen.c): accepting
- * until accept4() fails costs Linux a socket and a file made and freed on
- * the last, failed call, which is no part of the least a server can do.
- * TCP_NODELAY is set once on the listening socket, which Linux hands on to
- * every accepted one.  It upgrades (finding only the
+ * One thread, epoll, level-triggered.  It upgrades (finding only the
  * Sec-WebSocket-Key in the request head), greets with a fixed pre-built
  * connection_established frame, and answers every data frame with the
  * same pre-built pong, without unmasking or parsing it: a frame header is
@@ -328,34 +323,35 @@ listener(int lfd)
 {
 	struct epoll_event ev;
 	struct conn *c;
+	static const int one = 1;
 	int fd;
 
-	/* lfd is level-triggered: one connection a wake-up, the next on the
-	 * next turn (see the top of this file). */
-	if ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) ==
-	    -1)
-		return;
-	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		close(fd);
-		return;
-	}
-	c->fd = fd;
-	if (ctx != NULL) {
-		if ((c->ssl = SSL_new(ctx)) == NULL) {
+	/* lfd is level-triggered: accept what is there, then return. */
+	while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) !=
+	    -1) {
+		if ((c = calloc(1, sizeof(*c))) == NULL) {
 			close(fd);
-			free(c);
-			return;
+			continue;
 		}
-		SSL_set_fd(c->ssl, fd);
-		SSL_set_accept_state(c->ssl);
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c->fd = fd;
+		if (ctx != NULL) {
+			if ((c->ssl = SSL_new(ctx)) == NULL) {
+				close(fd);
+				free(c);
+				continue;
+			}
+			SSL_set_fd(c->ssl, fd);
+			SSL_set_accept_state(c->ssl);
+		}
+		c->next = all;
+		if (all != NULL)
+			all->prev = c;
+		all = c;
+		ev.events = EPOLLIN;
+		ev.data.ptr = c;
+		epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
 	}
-	c->next = all;
-	if (all != NULL)
-		all->prev = c;
-	all = c;
-	ev.events = EPOLLIN;
-	ev.data.ptr = c;
-	epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
 int
@@ -406,7 +402,6 @@ main(int argc, char *argv[])
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	setsockopt(lfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (lfd == -1 || bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) == -1 ||
 	    listen(lfd, 4096) == -1) {
 		perror("floor: listen");
