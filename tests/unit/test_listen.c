@@ -46,11 +46,13 @@ count_accept(struct wsp_server *srv, int fd, const struct sockaddr *sa,
 	return 0;
 }
 
+/* After a test: what on_accept took, and every listener, closed. */
 static void
-forget_accepted(void)
+tidy(void)
 {
 	while (naccepted > 0)
 		close(accepted[--naccepted]);
+	listen_close_all(&fake_srv.listeners);
 }
 
 /* One turn of the loop, waiting for nothing. */
@@ -136,8 +138,7 @@ test_one_connection_a_turn(void)
 	CU_ASSERT(fcntl(accepted[0], F_GETFD) & FD_CLOEXEC);
 	for (i = 0; i < 3; i++)
 		close(c[i]);
-	forget_accepted();
-	listen_close_all(&fake_srv.listeners);
+	tidy();
 }
 
 static void
@@ -156,8 +157,7 @@ test_paused_takes_none(void)
 	CU_ASSERT_EQUAL(naccepted, 1);
 	CU_ASSERT_EQUAL(last_tls, 0);
 	close(c);
-	forget_accepted();
-	listen_close_all(&fake_srv.listeners);
+	tidy();
 }
 
 static void
@@ -178,8 +178,7 @@ test_failed_hand_on_costs_one(void)
 	CU_ASSERT_EQUAL(naccepted, 1);
 	close(c1);
 	close(c2);
-	forget_accepted();
-	listen_close_all(&fake_srv.listeners);
+	tidy();
 }
 
 static void
