@@ -197,8 +197,14 @@ def test_fanout_mode(wsplugd):
     published = float(kv["published_per_s"]) * secs
     assert msgs > 0 and published > 0
     # Deliveries in the window against messages completed in it: apart
-    # only by the messages in flight at either edge.
-    assert abs(msgs - published * 20) <= 2 * 4 * 20
+    # only by the messages in flight at either edge (2 x depth), and by
+    # the printing: the rate is rounded to a message a second and the
+    # window to a millisecond, so the count rebuilt from them is off by
+    # up to half a message a second plus a thousandth of a second's
+    # worth (at 19,400 a second that was 9.6 messages, 192 deliveries,
+    # and failed a bound without it).
+    slack = float(kv["published_per_s"]) * 0.0005 + 0.5 * secs
+    assert abs(msgs - published * 20) <= (2 * 4 + slack) * 20
     assert float(kv["deliveries_per_s"]) == pytest.approx(msgs / secs,
                                                           rel=0.01)
     p50, p99, mx = (float(kv[k]) for k in ("p50_us", "p99_us", "max_us"))
