@@ -187,6 +187,8 @@ static const struct cfg_key cfg_keys[] = {
 	    100, MS_HOUR, "100ms..1h", 0),
 	NUM(SEC_SERVER, "slow_callback", T_DURATION, slow_callback,
 	    1, MS_HOUR, "1ms..1h", 0),
+	NUM(SEC_SERVER, "timer_slack", T_DURATION, timer_slack,
+	    0, MS_SEC, "0..1s", 0),
 	NUM(SEC_SERVER, "workers", T_WORKERS, workers, 1, CONFIG_MAX_WORKERS,
 	    "auto, or 1..256", 0),
 	NUM(SEC_SERVER, "worker_watchdog", T_DURATION, worker_watchdog,
@@ -1234,6 +1236,7 @@ config_load(const char *file, const char *default_plugin_dir,
 	cfg->restart_spread = 10 * MS_SEC;
 	cfg->handover_timeout = 10 * MS_SEC;
 	cfg->slow_callback = 100;
+	cfg->timer_slack = 4;
 	cfg->workers = 1;
 	cfg->worker_watchdog = 10 * MS_SEC;
 	cfg->ping_interval = 25 * MS_SEC;

@@ -128,6 +128,7 @@ server_reload_commit(struct wsp_server *srv)
 	admin_reload_commit(srv);
 	keepalive_reload_commit(srv);
 	membudget_set_limit(&srv->mem, srv->cfg->max_buffer_memory);
+	clock_timer_slack(srv->cfg->timer_slack);
 	tls_reload_commit(srv);
 	log_reload_commit(srv->cfg);
 	plugin_reload_commit(srv, &counts);

@@ -276,6 +276,7 @@ server_setup(struct wsp_server *srv, struct wsp_config *cfg)
 	membudget_init(&srv->mem, cfg->max_buffer_memory, NULL);
 	srv->started_mono = clock_mono_ms();
 	srv->started_wall_ms = clock_wall_ms();
+	clock_timer_slack(cfg->timer_slack);
 	srv->rbuf_size = READ_BUFFER_SIZE;
 	srv->calls = &srv->calls_own;
 	/* host.c's table, with the handshake's entries, which upgrade.c

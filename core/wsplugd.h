@@ -396,6 +396,7 @@ struct wsp_config {
 	int gone_line;
 	uint64_t handover_timeout;       /* ms: SIGUSR2's successor */
 	uint64_t slow_callback;          /* ms */
+	uint64_t timer_slack;            /* ms, 0: as the daemon started */
 	uint64_t workers;                /* processes; 1: no master */
 	int workers_line;                /* of workers, 0 for the default */
 	uint64_t worker_watchdog;        /* ms; 0 = never */
@@ -610,6 +611,7 @@ void log_salvage(struct log_pending *area);
 
 uint64_t clock_mono_ms(void); /* monotonic, for deadlines */
 int64_t clock_wall_ms(void);  /* Unix time, for timestamps */
+void clock_timer_slack(uint64_t ms);
 
 /* keepalive.c: FIFO deadline queues (all entries of a queue share one
  * interval, so appending keeps them sorted: O(1) per connection and one

@@ -212,7 +212,8 @@ struct wsp_host {
 	/* Host-owned timers: cancelled by the daemon when the plugin is
 	 * unloaded (after its unload callback), so a stale callback never
 	 * runs.  A one-shot timer's handle is gone once its callback has
-	 * returned; fn's argument stays the plugin's to free. */
+	 * returned; fn's argument stays the plugin's to free.  The kernel
+	 * may run fn up to [server] timer_slack (4 ms by default) late. */
 	struct wsp_timer *(*timer_add)(struct wsp_plugin_ctx *ctx,
 	    uint64_t after_ms, int repeat, void (*fn)(void *arg), void *arg);
 	void (*timer_cancel)(struct wsp_timer *t);

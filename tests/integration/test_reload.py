@@ -452,3 +452,33 @@ def test_reload_mid_handshake_keeps_the_request_buffer_bound(wsplugd,
     # reload at 1 KiB.  A wrapped read size would be neither.
     assert status in (400, 431)
     shrink.close()
+
+
+def test_timer_slack_is_set_and_follows_a_reload(wsplugd, tmp_path):
+    """[server] timer_slack is the process's timer slack from the start,
+    a reload changes it, one that fails leaves it, and 0 gives back the
+    slack the daemon was started with (here the test's own)."""
+    conf = tmp_path / "live.conf"
+    base = ("[server]\nlisten = 127.0.0.1:0\n{}"
+            "[admin]\nlisten =\n"
+            f"[plugins]\ndir = {PLUGIN_DIR}\n[plugin:ping]\n")
+    conf.write_text(base.format(""))
+    d = wsplugd(path=conf)
+    pid = int(d.find_all("daemon.start")[0]["pid"])
+    path = f"/proc/{pid}/timerslack_ns"
+    try:
+        slack = lambda: int(open(path).read())
+        slack()
+    except PermissionError:
+        pytest.skip("this user may not read another process's timer slack")
+    assert slack() == 4_000_000
+    conf.write_text(base.format("timer_slack = 250ms\n"))
+    reload_and_wait(d)
+    assert slack() == 250_000_000
+    conf.write_text(base.format("timer_slack = 2s\n"))
+    reload_and_wait(d, expect="failed")
+    assert slack() == 250_000_000
+    conf.write_text(base.format("timer_slack = 0\n"))
+    reload_and_wait(d)
+    with open("/proc/self/timerslack_ns") as f:
+        assert slack() == int(f.read())

@@ -192,6 +192,7 @@ test_defaults(void)
 	CU_ASSERT_EQUAL(cfg->handshake_timeout, 10000);
 	CU_ASSERT_EQUAL(cfg->shutdown_timeout, 5000);
 	CU_ASSERT_EQUAL(cfg->slow_callback, 100);
+	CU_ASSERT_EQUAL(cfg->timer_slack, 4);
 	CU_ASSERT_EQUAL(cfg->ping_interval, 25000);
 	CU_ASSERT_EQUAL(cfg->sweep_interval, 60000);
 	CU_ASSERT_EQUAL(cfg->idle_timeout, 60000);
@@ -241,6 +242,7 @@ test_every_key(void)
 	    "handshake_timeout = 3s\n"
 	    "shutdown_timeout = 0\n"
 	    "slow_callback = 250ms\n"
+	    "timer_slack = 0\n"
 	    "[keepalive]\n"
 	    "ping_interval = 30s\n"
 	    "sweep_interval = 2m\n"
@@ -286,6 +288,7 @@ test_every_key(void)
 	CU_ASSERT_EQUAL(cfg->handshake_timeout, 3000);
 	CU_ASSERT_EQUAL(cfg->shutdown_timeout, 0);
 	CU_ASSERT_EQUAL(cfg->slow_callback, 250);
+	CU_ASSERT_EQUAL(cfg->timer_slack, 0);
 	CU_ASSERT_EQUAL(cfg->ping_interval, 30000);
 	CU_ASSERT_EQUAL(cfg->sweep_interval, 120000);
 	CU_ASSERT_EQUAL(cfg->idle_timeout, 3600000);
@@ -301,7 +304,7 @@ test_every_key(void)
 	CU_ASSERT_EQUAL_FATAL(cfg->nadmin_listen, 2);
 	CU_ASSERT_STRING_EQUAL(cfg->admin_listen[0].text, "0.0.0.0:9100");
 	CU_ASSERT_EQUAL(port_of(&cfg->admin_listen[0]), 9100);
-	CU_ASSERT_EQUAL(cfg->admin_listen[0].line, 28);
+	CU_ASSERT_EQUAL(cfg->admin_listen[0].line, 29);
 	CU_ASSERT_STRING_EQUAL(cfg->admin_listen[1].text, "[::1]:0");
 	CU_ASSERT_EQUAL(cfg->admin_listen[1].ss.ss_family, AF_INET6);
 
@@ -320,10 +323,11 @@ test_every_key(void)
 	    "max_connections_per_ip = 1000000\nmax_message_size = 1B\n"
 	    "max_header_size = 1KiB\nmax_output_buffer = 4KiB\n"
 	    "handshake_timeout = 100ms\nshutdown_timeout = 1h\n"
-	    "slow_callback = 1ms\n[keepalive]\nping_interval = 0\n"
-	    "sweep_interval = 1d\nidle_timeout = 7d\n");
+	    "slow_callback = 1ms\ntimer_slack = 1s\n[keepalive]\n"
+	    "ping_interval = 0\nsweep_interval = 1d\nidle_timeout = 7d\n");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
 	CU_ASSERT_EQUAL(cfg->max_connections, 1000000);
+	CU_ASSERT_EQUAL(cfg->timer_slack, 1000);
 	CU_ASSERT_EQUAL(cfg->max_message_size, 1);
 	CU_ASSERT_EQUAL(cfg->max_header_size, 1024);
 	CU_ASSERT_EQUAL(cfg->ping_interval, 0);
@@ -640,6 +644,8 @@ test_error_kinds(void)
 	expect_one("[keepalive]\nping_interval = 50ms\n", 2,
 	    "[keepalive] ping_interval: 50ms is out of range "
 	    "(0, or 100ms..1d)");
+	expect_one("[server]\ntimer_slack = 1001ms\n", 2,
+	    "[server] timer_slack: 1001ms is out of range (0..1s)");
 	expect_one("[server]\n\n\n\n\n\nmax_connections = 0\n", 7,
 	    "[server] max_connections: 0 is out of range (1..1000000)");
 	expect_one("[server]\nmax_connections = 99999999999999999999\n", 2,
