@@ -466,8 +466,12 @@ def test_timer_slack_is_set_and_follows_a_reload(wsplugd, tmp_path):
     d = wsplugd(path=conf)
     pid = int(d.find_all("daemon.start")[0]["pid"])
     path = f"/proc/{pid}/timerslack_ns"
+
+    def slack():
+        with open(path) as f:
+            return int(f.read())
+
     try:
-        slack = lambda: int(open(path).read())
         slack()
     except PermissionError:
         pytest.skip("this user may not read another process's timer slack")
